@@ -1,0 +1,209 @@
+"""The ``apnet-tf`` command line. It parses arguments and calls library functions, nothing more."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sys
+from typing import Annotated, Optional
+
+# TensorFlow's C++ start-up chatter is not for users of a command line.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from .errors import ApnetError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="APOGEE Net in TensorFlow: from apStar FITS files to a stellar-parameter "
+                       "catalog.")
+console = Console(stderr=True)
+out = Console()
+
+
+def _friendly(fn):
+    """Turn ApnetError into one red line on stderr and exit code 1, never a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ApnetError as exc:
+            console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1)
+        except KeyboardInterrupt:
+            console.print("[red]interrupted[/red]; re-run the same command to resume")
+            raise typer.Exit(130)
+    return wrapper
+
+
+@contextlib.contextmanager
+def progress_bar(description: str):
+    """Yield an ``on_progress(done, total)`` callback that drives a rich progress bar."""
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=console, transient=False,
+                  disable=not sys.stderr.isatty() and os.environ.get("APNET_PROGRESS") != "1",
+                  ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+@app.command()
+@_friendly
+def synth(out_dir: Annotated[str, typer.Option("--out", help="Folder for the FITS files and labels.csv")],
+          n: Annotated[int, typer.Option("--n", help="Number of stars")] = 3000,
+          seed: Annotated[int, typer.Option(help="Random seed")] = 0) -> None:
+    """Write a synthetic survey of apStar-format FITS files plus labels.csv."""
+    from .synth import make_survey
+
+    with progress_bar("synth") as update:
+        table = make_survey(out_dir, n, seed, on_progress=update)
+    counts = table["CATEGORY"].value_counts().to_dict()
+    out.print(f"wrote {len(table)} spectra and labels.csv to {out_dir} "
+              f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")
+
+
+@app.command("make-records")
+@_friendly
+def make_records_cmd(
+        spectra: Annotated[list[str], typer.Option("--spectra", help="apStar files, folders or globs")],
+        out_dir: Annotated[str, typer.Option("--out", help="Output folder for shards and manifest.json")],
+        labels: Annotated[Optional[str], typer.Option(help="Label table, CSV or FITS")] = None,
+        shards: Annotated[Optional[int], typer.Option(help="Shards per split")] = None,
+        compress: Annotated[bool, typer.Option("--compress", help="GZIP the records")] = False,
+        mask_bits: Annotated[Optional[str], typer.Option(
+            help="Comma-separated apStar PIXMASK bits that mark a pixel bad (default 0-6)")] = None,
+) -> None:
+    """Write sharded TFRecords and manifest.json from apStar files and a label table."""
+    from .records import make_records
+    from .spectra import DEFAULT_MASK_BITS
+
+    bits = DEFAULT_MASK_BITS if mask_bits is None else _int_list(mask_bits, "--mask-bits")
+    with progress_bar("make-records") as update:
+        result = make_records(spectra, out_dir, labels=labels, shards=shards, compress=compress,
+                              mask_bits=bits, on_progress=update)
+    for line in result.failures:
+        console.print(f"[yellow]skipped:[/yellow] {line}", highlight=False, soft_wrap=True)
+    for line in result.report_lines:
+        console.print(f"[yellow]note:[/yellow] {line}", highlight=False, soft_wrap=True)
+    counts = result.manifest["counts"]
+    total = sum(sum(c.values()) for c in counts.values())
+    out.print(f"wrote {total} records in {len(result.written_shards)} new shards "
+              f"({len(result.skipped_shards)} already complete) to {out_dir}")
+    for split, cats in counts.items():
+        out.print(f"  {split:10s} " + "  ".join(f"{k} {v}" for k, v in sorted(cats.items())))
+    stats = result.manifest["target_stats"]
+    if stats["mean"][0] is not None:
+        out.print("  train mean/std: " + "  ".join(
+            f"{name} {m:.4g}/{s:.4g}" if s is not None else f"{name} {m:.4g}/-"
+            for name, m, s in zip(result.manifest["targets"], stats["mean"], stats["std"])))
+    if result.failures:
+        raise typer.Exit(2 if total == 0 else 0)
+
+
+@app.command("fit")
+@_friendly
+def fit_cmd(
+        records: Annotated[str, typer.Option(help="Record folder from make-records")],
+        out_dir: Annotated[str, typer.Option("--out", help="Run folder to write")],
+        stage: Annotated[str, typer.Option(help="pretrain, finetune or all")] = "all",
+        recipe: Annotated[str, typer.Option(help="default, or paper (SGD lr 0.001 on raw flux)")] = "default",
+        epochs: Annotated[Optional[int], typer.Option(help="Most epochs per stage or round")] = None,
+        resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run")] = False,
+        strategy: Annotated[str, typer.Option(help="default, mirrored or multiworker")] = "default",
+        optimizer: Annotated[Optional[str], typer.Option(help="adam or sgd")] = None,
+        learning_rate: Annotated[Optional[float], typer.Option(help="Learning rate")] = None,
+        momentum: Annotated[Optional[float], typer.Option(help="SGD momentum")] = None,
+        batch_size: Annotated[Optional[int], typer.Option(help="Batch size")] = None,
+        dropout: Annotated[Optional[float], typer.Option(help="Dropout rate")] = None,
+        input_scaling: Annotated[Optional[str], typer.Option(help="none or mean")] = None,
+        initializer: Annotated[Optional[str], typer.Option(help="Keras initializer name")] = None,
+        patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience (epochs)")] = None,
+        finetune_patience: Annotated[Optional[int], typer.Option(
+            help="Rounds without mstar+yso improvement before fine-tuning ends")] = None,
+        finetune_fraction: Annotated[Optional[float], typer.Option(
+            help="Fraction of Payne training stars drawn per round")] = None,
+        seed: Annotated[Optional[int], typer.Option(help="Random seed")] = None,
+) -> None:
+    """Train APOGEE Net: pretrain on all stars, then the paper's rolling 5% Payne fine-tuning."""
+    from .training import fit, get_recipe
+
+    rec = get_recipe(recipe, epochs=epochs, optimizer=optimizer, learning_rate=learning_rate,
+                     momentum=momentum, batch_size=batch_size, dropout=dropout,
+                     input_scaling=input_scaling, initializer=initializer, patience=patience,
+                     finetune_patience=finetune_patience, finetune_fraction=finetune_fraction,
+                     seed=seed)
+    result = _run_fit(records, out_dir, stage, rec, resume, strategy)
+    out.print(f"best model: {os.path.join(out_dir, 'best.keras')}")
+    out.print("Table 3, scatter between labels and predictions:")
+    out.print(result.table3.to_string(float_format=lambda v: f"{v:.4g}"))
+
+
+def _run_fit(records, out_dir, stage, rec, resume, strategy):
+    from .training import fit
+
+    with progress_bar("fit") as update:
+        state = {"n": 0}
+
+        def on_epoch(stage_name, epoch, logs):
+            state["n"] += 1
+            update(state["n"], None)
+            console.print(f"{stage_name} epoch {epoch}: loss {logs.get('loss', float('nan')):.4f}"
+                          f"  dev {logs.get('val_loss', float('nan')):.4f}", highlight=False)
+
+        def on_round(row):
+            console.print(f"fine-tune round {row['round']} (seed {row['seed']}): "
+                          f"{row['epochs']} epochs, mstar+yso dev loss "
+                          f"{row['focus_dev_loss']:.4f}{' (best)' if row['improved'] else ''}",
+                          highlight=False)
+
+        return fit(records, out_dir, stage=stage, recipe=rec, resume=resume, strategy=strategy,
+                   on_epoch=on_epoch, on_round=on_round)
+
+
+@app.command()
+@_friendly
+def demo(out_dir: Annotated[str, typer.Option("--out", help="Folder for everything the demo makes")] = "demo_out",
+         n: Annotated[int, typer.Option(help="Stars in the synthetic survey")] = 2000,
+         epochs: Annotated[int, typer.Option(help="Most epochs per stage or round")] = 40,
+         seed: Annotated[int, typer.Option(help="Random seed")] = 0) -> None:
+    """The main job end to end on the embedded synthetic survey: synth, make-records, fit, tables."""
+    from .records import make_records
+    from .synth import make_survey
+    from .training import get_recipe
+
+    spectra_dir = os.path.join(out_dir, "spectra")
+    records_dir = os.path.join(out_dir, "records")
+    run_dir = os.path.join(out_dir, "run")
+    if not os.path.exists(os.path.join(spectra_dir, "labels.csv")):
+        with progress_bar("synth") as update:
+            make_survey(spectra_dir, n, seed, on_progress=update)
+    with progress_bar("make-records") as update:
+        make_records([spectra_dir], records_dir, labels=os.path.join(spectra_dir, "labels.csv"),
+                     on_progress=update)
+    result = _run_fit(records_dir, run_dir, "all", get_recipe("default", epochs=epochs, seed=seed),
+                      False, "default")
+    out.print(f"run folder: {run_dir}")
+    out.print("Table 3, scatter between labels and predictions (synthetic survey):")
+    out.print(result.table3.to_string(float_format=lambda v: f"{v:.4g}"))
+
+
+def _int_list(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise ApnetError(f"{flag}: expected comma-separated integers, got {text!r}") from None
+
+
+def main() -> None:  # pragma: no cover - entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

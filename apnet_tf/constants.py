@@ -1,0 +1,59 @@
+"""Constants named once: the APOGEE wavelength grid, the target order, the paper's hyperparameters.
+
+Every other module imports these rather than repeating the numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: apStar log-linear wavelength grid: log10(lambda / Angstrom) = CRVAL1 + CDELT1 * i.
+CRVAL1 = 4.179
+CDELT1 = 6e-6
+N_PIXELS = 8575
+
+
+def wavelength_grid() -> np.ndarray:
+    """Vacuum wavelength of each apStar pixel in Angstrom, shape (8575,)."""
+    return 10.0 ** (CRVAL1 + CDELT1 * np.arange(N_PIXELS))
+
+
+#: The order of the three targets everywhere: arrays, manifests, model outputs.
+TARGETS = ("teff", "logg", "fe_h")
+#: SDSS allStar column names for the targets, in TARGETS order.
+LABEL_COLUMNS = ("TEFF", "LOGG", "FE_H")
+#: Physical units of the targets, in TARGETS order.
+TARGET_UNITS = ("K", "dex", "dex")
+
+#: Label categories of the paper (section 2) and their train/dev/test fractions (section 3).
+CATEGORIES = ("payne", "mstar", "yso")
+SPLITS = ("train", "dev", "test")
+SPLIT_FRACTIONS = {
+    "payne": (0.8, 0.1, 0.1),
+    "mstar": (0.6, 0.2, 0.2),
+    "yso": (0.6, 0.2, 0.2),
+}
+
+#: A label value that means "missing" in APOGEE tables.
+MISSING_VALUE = -9999.0
+
+#: Pixels whose error is at least this are bad (apStar uses 1e10 at chip gaps).
+BAD_ERROR_THRESHOLD = 1e9
+
+#: Paper section 3.3 hyperparameters (the `paper` recipe).
+PAPER_LEARNING_RATE = 1e-3
+PAPER_BATCH_SIZE = 128
+PAPER_DROPOUT = 0.1
+#: Early stopping patience, in epochs without a dev-loss improvement (paper 3.3).
+EARLY_STOPPING_PATIENCE = 5
+#: Fraction of the Payne training stars drawn in each fine-tuning round (paper 3.4).
+PAYNE_RESAMPLE_FRACTION = 0.05
+
+#: Appendix B: Conv1D filters of the 12 layers, a MaxPool1D(2) after each pair.
+CONV_FILTERS = (8, 8, 16, 16, 16, 16, 32, 32, 32, 32, 64, 64)
+CONV_KERNEL = 3
+DENSE_UNITS = 512
+
+#: Paper section 3.5: Monte Carlo realizations and the error cap (multiples of the typical error).
+MC_REALIZATIONS = 100
+MC_ERROR_CAP = 5.0

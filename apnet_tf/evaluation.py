@@ -1,0 +1,125 @@
+"""The paper's evaluation tables: Table 2 (combined standardised MSE) and Table 3 (scatter).
+
+Both are computed per group (Full, MStar, YSO) and split (train, dev, test) from predictions and
+labels in physical units. Missing labels (NaN) are left out, target by target.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .constants import LABEL_COLUMNS, SPLITS, TARGET_UNITS, TARGETS
+
+#: Groups of the paper's tables and the categories each holds.
+GROUPS = {"Full": ("payne", "mstar", "yso"), "MStar": ("mstar",), "YSO": ("yso",)}
+
+
+def standardized_mse(pred: np.ndarray, labels: np.ndarray, std) -> float:
+    """Mean of ((pred - label) / std)^2 over all present labels. pred, labels: (N, 3)."""
+    z = (pred - labels) / np.asarray(std, dtype=float)
+    z = z[np.isfinite(z)]
+    return float(np.mean(z**2)) if z.size else float("nan")
+
+
+def scatter(pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Standard deviation of pred - label per target over present labels, shape (3,)."""
+    out = np.full(3, np.nan)
+    for k in range(3):
+        r = pred[:, k] - labels[:, k]
+        r = r[np.isfinite(r)]
+        if r.size > 1:
+            out[k] = float(np.std(r))
+    return out
+
+
+def evaluation_tables(pred: np.ndarray, labels: np.ndarray, categories, splits,
+                      std) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tables 2 and 3 of the paper for any model and record set.
+
+    Args:
+        pred, labels: (N, 3) physical units, teff, logg, fe_h; labels NaN where missing.
+        categories, splits: (N,) strings.
+        std: the train-split target std used to standardise (3,).
+
+    Returns:
+        table2: rows Full/MStar/YSO, columns train/dev/test: combined standardised MSE.
+        table3: rows (group, target), columns train/dev/test: scatter in native units.
+    """
+    categories = np.asarray(categories).astype(str)
+    splits = np.asarray(splits).astype(str)
+    t2, t3 = {}, {}
+    for group, cats in GROUPS.items():
+        in_group = np.isin(categories, cats)
+        for split in SPLITS:
+            sel = in_group & (splits == split)
+            t2[(group, split)] = standardized_mse(pred[sel], labels[sel], std) if sel.any() \
+                else float("nan")
+            sc = scatter(pred[sel], labels[sel]) if sel.any() else np.full(3, np.nan)
+            for k, name in enumerate(TARGETS):
+                t3[(group, f"{name} ({TARGET_UNITS[k]})", split)] = sc[k]
+    table2 = pd.Series(t2).unstack()[list(SPLITS)].loc[list(GROUPS)]
+    table2.index.name = "group"
+    table3 = pd.Series(t3).unstack()[list(SPLITS)]
+    order = [(g, f"{n} ({u})") for g in GROUPS for n, u in zip(TARGETS, TARGET_UNITS)]
+    table3 = table3.loc[order]
+    table3.index.names = ["group", "target"]
+    return table2, table3
+
+
+def format_table(df: pd.DataFrame, digits: int = 4) -> str:
+    """A GitHub-flavoured Markdown table."""
+    flat = df.reset_index()
+    head = "| " + " | ".join(str(c) for c in flat.columns) + " |"
+    rule = "|" + "|".join("---" for _ in flat.columns) + "|"
+    rows = []
+    for row in flat.itertuples(index=False):
+        cells = [f"{v:.{digits}g}" if isinstance(v, float) else str(v) for v in row]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join([head, rule] + rows)
+
+
+def label_columns() -> list[str]:
+    """TEFF, LOGG, FE_H: the catalog column names of the targets."""
+    return list(LABEL_COLUMNS)
+
+
+def predict_records(model, records_dir: str, splits=None, batch_size: int = 256,
+                    labeled_only: bool = True) -> dict[str, np.ndarray]:
+    """Run a model over a record folder.
+
+    Returns:
+        apogee_id, category, split: (N,) str; pred, labels: (N, 3) physical units;
+        snr, ra, dec: (N,) float.
+    """
+    from .records import make_dataset  # records needs TensorFlow; the tables above do not
+
+    ds = make_dataset(records_dir, splits=splits, batch_size=batch_size, features=None,
+                      labeled_only=labeled_only)
+    parts: dict[str, list] = {k: [] for k in ("apogee_id", "category", "split", "pred",
+                                              "labels", "snr", "ra", "dec")}
+    for ex, labels in ds:
+        parts["pred"].append(np.asarray(model.predict_on_batch(ex["flux"])))
+        parts["labels"].append(labels.numpy())
+        for key in ("apogee_id", "category", "split"):
+            parts[key].append(ex[key].numpy().astype(str))
+        for key in ("snr", "ra", "dec"):
+            parts[key].append(ex[key].numpy())
+    return {k: np.concatenate(v) if v else np.empty((0, 3) if k in ("pred", "labels") else 0)
+            for k, v in parts.items()}
+
+
+def write_tables(out_dir: str, table2: pd.DataFrame, table3: pd.DataFrame) -> list[str]:
+    """Write table2/table3 as CSV and Markdown (atomically); return the paths."""
+    import os
+
+    paths = []
+    for name, df, digits in (("table2", table2, 3), ("table3", table3, 4)):
+        for ext, text in (("csv", df.to_csv(float_format="%.6g")),
+                          ("md", format_table(df, digits) + "\n")):
+            path = os.path.join(out_dir, f"{name}.{ext}")
+            with open(path + ".tmp", "w") as f:
+                f.write(text)
+            os.replace(path + ".tmp", path)
+            paths.append(path)
+    return paths

@@ -1,0 +1,151 @@
+"""The APOGEE Net network (paper Appendix B) as a Keras functional model.
+
+The model takes raw apStar flux, shape (B, 8575), and returns Teff (K), log g (dex) and [Fe/H] (dex),
+shape (B, 3) in the order teff, logg, fe_h. Input scaling and the inverse target standardisation
+(paper eq. 4) are layers inside the model, so a model loaded anywhere (Keras, SavedModel, TFLite)
+needs nothing but raw flux.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .constants import CONV_FILTERS, CONV_KERNEL, DENSE_UNITS, N_PIXELS, PAPER_DROPOUT
+
+#: Input scalings: "none" feeds raw flux (the paper); "mean" divides each spectrum by its mean
+#: absolute flux over non-zero pixels and subtracts 1, keeping the continuum shape.
+INPUT_SCALINGS = ("none", "mean")
+
+
+@keras.saving.register_keras_serializable(package="apnet_tf")
+class FluxScaling(keras.layers.Layer):
+    """Per-spectrum flux scaling: (B, 8575) -> (B, 8575).
+
+    "mean" divides by the mean |flux| over non-zero pixels (bad pixels are 0 in apStar files) and
+    subtracts 1, so spectra of any brightness share one scale while the continuum shape, which
+    carries Teff and extinction, survives.
+    """
+
+    def __init__(self, mode: str = "mean", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in INPUT_SCALINGS:
+            raise ValueError(f"input scaling {mode!r} is not one of {INPUT_SCALINGS}")
+        self.mode = mode
+
+    def call(self, flux):
+        if self.mode == "none":
+            return flux
+        nonzero = tf.cast(tf.not_equal(flux, 0.0), flux.dtype)
+        count = tf.maximum(tf.reduce_sum(nonzero, axis=-1, keepdims=True), 1.0)
+        scale = tf.reduce_sum(tf.abs(flux), axis=-1, keepdims=True) / count
+        # An all-zero spectrum stays all zero instead of turning into NaN.
+        scale = tf.where(scale > 0, scale, tf.ones_like(scale))
+        return (flux / scale - 1.0) * nonzero
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="apnet_tf")
+class Destandardize(keras.layers.Layer):
+    """Standardised targets (B, 3) -> physical units (B, 3): z * std + mean (inverse of eq. 4)."""
+
+    def __init__(self, mean, std, **kwargs):
+        super().__init__(**kwargs)
+        self.mean = [float(v) for v in mean]
+        self.std = [float(v) for v in std]
+
+    def call(self, z):
+        return z * tf.constant(self.std, z.dtype) + tf.constant(self.mean, z.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "mean": self.mean, "std": self.std}
+
+
+def build_model(mean, std, dropout: float = PAPER_DROPOUT, input_scaling: str = "mean",
+                initializer: str = "he_normal", n_pixels: int = N_PIXELS,
+                name: str = "apogee_net") -> keras.Model:
+    """The Appendix B network with in-model input scaling and target de-standardisation.
+
+    Args:
+        mean, std: the train-split target mean and standard deviation, 3 values each
+            (manifest ``target_stats``).
+        dropout: dropout after fc1 and fc2 (paper 0.1).
+        input_scaling: one of ``INPUT_SCALINGS``.
+        initializer: kernel initialiser of every convolution and dense layer; "glorot_uniform" is
+            the Keras default, "he_normal" keeps ReLU activations alive through 12 convolutions.
+        n_pixels: input length; 8575 for apStar (tests may use less, with a matching fc1).
+
+    Returns:
+        A keras.Model: flux (B, n_pixels) -> (B, 3) in physical units, teff, logg, fe_h.
+    """
+    if len(mean) != 3 or len(std) != 3 or any(s is None or not s > 0 for s in std):
+        raise ValueError(f"target mean/std need 3 values each with std > 0; got {mean}, {std}")
+    flux = keras.Input(shape=(n_pixels,), name="flux", dtype="float32")
+    x = FluxScaling(input_scaling, name="flux_scaling")(flux)
+    x = keras.layers.Reshape((n_pixels, 1), name="channels")(x)
+    for i, filters in enumerate(CONV_FILTERS, start=1):
+        x = keras.layers.Conv1D(filters, CONV_KERNEL, padding="same", activation="relu",
+                                kernel_initializer=initializer, name=f"conv{i}")(x)
+        if i % 2 == 0:
+            x = keras.layers.MaxPooling1D(2, name=f"pool{i // 2}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    for i in (1, 2):
+        x = keras.layers.Dense(DENSE_UNITS, kernel_initializer=initializer, name=f"fc{i}")(x)
+        x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
+        x = keras.layers.ReLU(name=f"fc{i}_relu")(x)
+    z = keras.layers.Dense(3, name="fc3")(x)
+    out = Destandardize(mean, std, name="labels")(z)
+    return keras.Model(flux, out, name=name)
+
+
+def flatten_length(n_pixels: int = N_PIXELS) -> int:
+    """Length after the six poolings: 8575 -> 133."""
+    for _ in range(len(CONV_FILTERS) // 2):
+        n_pixels //= 2
+    return n_pixels
+
+
+@keras.saving.register_keras_serializable(package="apnet_tf")
+class MaskedStandardizedMSE(keras.losses.Loss):
+    """MSE in standardised units over the labels that are present.
+
+    ``y_true`` is (B, 3) in physical units with NaN where a label is missing; missing labels add
+    nothing to the loss, rather than being filled in. ((pred - true) / std)^2 equals the paper's
+    MSE on standardised targets (eq. 4) because the mean cancels.
+    """
+
+    def __init__(self, std, name: str = "masked_standardized_mse", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.std = [float(v) for v in std]
+
+    def call(self, y_true, y_pred):
+        present = tf.math.is_finite(y_true)
+        diff = (y_pred - tf.where(present, y_true, y_pred)) / tf.constant(self.std, y_pred.dtype)
+        sq = tf.where(present, tf.square(diff), tf.zeros_like(diff))
+        n = tf.reduce_sum(tf.cast(present, sq.dtype), axis=-1)
+        # Per-star mean over its present labels; a star with none contributes 0.
+        return tf.math.divide_no_nan(tf.reduce_sum(sq, axis=-1), n)
+
+    def get_config(self):
+        return {**super().get_config(), "std": self.std}
+
+
+def paper_torch_parameter_count() -> int:
+    """Parameters of the Appendix B PyTorch network with 1 input channel and 3 targets."""
+    total, c_in = 0, 1
+    for c_out in CONV_FILTERS:
+        total += c_out * c_in * CONV_KERNEL + c_out
+        c_in = c_out
+    flat = CONV_FILTERS[-1] * flatten_length()
+    total += flat * DENSE_UNITS + DENSE_UNITS + DENSE_UNITS * DENSE_UNITS + DENSE_UNITS
+    total += DENSE_UNITS * 3 + 3
+    return total
+
+
+def target_stats(manifest: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std), each shape (3,), from a manifest's train-split statistics."""
+    stats = manifest["target_stats"]
+    return np.asarray(stats["mean"], dtype=float), np.asarray(stats["std"], dtype=float)

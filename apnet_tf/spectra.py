@@ -1,0 +1,190 @@
+"""Reading apStar spectra with astropy.
+
+An apStar file holds the flux in HDU1, its error in HDU2 and the pixel mask in HDU3. In a multi-visit
+file each is an array of shape (NVISITS + 2, 8575) whose row 0 is the combined spectrum; in a
+single-visit file each is a 1-D array of shape (8575,).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+from astropy.io import fits
+
+from .constants import BAD_ERROR_THRESHOLD, CDELT1, CRVAL1, N_PIXELS
+from .errors import ApnetError
+
+#: apStar PIXMASK bits that make a pixel bad by default: BADPIX, CRPIX, SATPIX, UNFIXABLE,
+#: BADDARK, BADFLAT, BADERR. The persistence, sky and telluric bits only flag a risk, so they
+#: stay out of the default set; pass ``mask_bits`` to change it.
+DEFAULT_MASK_BITS = (0, 1, 2, 3, 4, 5, 6)
+
+#: File name patterns that count as spectra when a folder is given.
+SPECTRUM_PATTERNS = ("*.fits", "*.fits.gz", "*.fit")
+
+
+@dataclasses.dataclass
+class Spectrum:
+    """One combined apStar spectrum.
+
+    Attributes:
+        apogee_id: the APOGEE ID (OBJID in the primary header).
+        flux: float32 array, shape (8575,); non-finite values are set to 0.
+        err: float32 array, shape (8575,); 1e10 at chip gaps in real files.
+        bad: bool array, shape (8575,); True where the pixel must not be trusted.
+        snr: the header's median S/N (NaN if absent).
+        ra, dec: J2000 degrees (NaN if absent).
+        path: the file it came from.
+    """
+
+    apogee_id: str
+    flux: np.ndarray
+    err: np.ndarray
+    bad: np.ndarray
+    snr: float = float("nan")
+    ra: float = float("nan")
+    dec: float = float("nan")
+    path: str = ""
+
+
+def bad_pixels(flux: np.ndarray, err: np.ndarray, mask: np.ndarray | None = None,
+               mask_bits: Sequence[int] = DEFAULT_MASK_BITS) -> np.ndarray:
+    """Boolean bad-pixel array: huge or non-finite error, non-finite flux, or a chosen mask bit.
+
+    All arrays have the same shape; the result has that shape too.
+    """
+    bad = ~np.isfinite(flux) | ~np.isfinite(err) | (err >= BAD_ERROR_THRESHOLD)
+    if mask is not None and len(mask_bits):
+        bitmask = sum(1 << int(b) for b in mask_bits)
+        bad |= (np.asarray(mask).astype(np.int64) & bitmask) != 0
+    return bad
+
+
+def _header_float(header: fits.Header, key: str) -> float:
+    try:
+        return float(header[key])
+    except (KeyError, TypeError, ValueError):
+        return float("nan")
+
+
+def _combined_row(data: np.ndarray | None, name: str, path: str) -> np.ndarray:
+    if data is None:
+        raise ApnetError(f"{path}: HDU {name} holds no data")
+    if data.ndim == 2:
+        data = data[0]
+    if data.ndim != 1 or data.shape[0] != N_PIXELS:
+        raise ApnetError(f"{path}: HDU {name} has shape {data.shape}, expected ({N_PIXELS},) "
+                         f"or (NVISITS+2, {N_PIXELS})")
+    return data
+
+
+def check_grid(header: fits.Header, path: str) -> None:
+    """Raise ApnetError if a flux header's wavelength grid differs from the apStar grid."""
+    crval, cdelt = header.get("CRVAL1"), header.get("CDELT1")
+    if crval is None or cdelt is None:
+        return  # headers without a WCS are taken to be on the standard grid
+    if abs(float(crval) - CRVAL1) > 1e-9 or abs(float(cdelt) - CDELT1) > 1e-12:
+        raise ApnetError(f"{path}: wavelength grid CRVAL1={crval}, CDELT1={cdelt} differs from "
+                         f"the apStar grid CRVAL1={CRVAL1}, CDELT1={CDELT1}")
+
+
+def read_apstar(path: str | os.PathLike, mask_bits: Sequence[int] = DEFAULT_MASK_BITS) -> Spectrum:
+    """Read the combined spectrum of one apStar file.
+
+    Raises:
+        ApnetError: the file is missing, not FITS, truncated, has a missing HDU, the wrong length
+            or a different wavelength grid. The message names the file.
+    """
+    path = os.fspath(path)
+    try:
+        with warnings.catch_warnings():
+            # astropy only warns about truncation; a truncated file must be an error here.
+            warnings.simplefilter("error")
+            with fits.open(path, memmap=False) as hdul:
+                if len(hdul) < 4:
+                    raise ApnetError(f"{path}: has {len(hdul)} HDUs, an apStar file needs flux, "
+                                     "error and mask in HDUs 1-3")
+                header = hdul[0].header
+                check_grid(hdul[1].header, path)
+                flux = _combined_row(hdul[1].data, "1 (flux)", path)
+                err = _combined_row(hdul[2].data, "2 (error)", path)
+                mask = _combined_row(hdul[3].data, "3 (mask)", path)
+    except ApnetError:
+        raise
+    except (OSError, ValueError, TypeError, IndexError, Warning) as exc:
+        raise _unreadable(path, exc) from None
+
+    flux = flux.astype(np.float32)  # native byte order; values unchanged
+    err = err.astype(np.float32)
+    bad = bad_pixels(flux, err, mask, mask_bits)
+    flux = np.where(np.isfinite(flux), flux, np.float32(0.0)).astype(np.float32)
+    err = np.where(np.isfinite(err), err, np.float32(1e10)).astype(np.float32)
+    apogee_id = str(header.get("OBJID", "")).strip() or _id_from_name(path)
+    return Spectrum(apogee_id=apogee_id, flux=flux, err=err, bad=bad,
+                    snr=_header_float(header, "SNR"), ra=_header_float(header, "RA"),
+                    dec=_header_float(header, "DEC"), path=path)
+
+
+def _unreadable(path: str, exc: Exception) -> ApnetError:
+    if isinstance(exc, FileNotFoundError):
+        return ApnetError(f"{path}: no such file")
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return ApnetError(f"{path}: not a readable apStar FITS file ({reason})")
+
+
+def read_apogee_id(path: str) -> str:
+    """The APOGEE ID from a file's primary header (OBJID), without reading the data.
+
+    Raises:
+        ApnetError: the file is missing or not FITS.
+    """
+    try:
+        header = fits.getheader(path, 0)
+    except (OSError, ValueError, TypeError, IndexError) as exc:
+        raise _unreadable(path, exc) from None
+    return str(header.get("OBJID", "")).strip() or _id_from_name(path)
+
+
+def _id_from_name(path: str) -> str:
+    """apStar-r6-2M00452143+1634446.fits -> 2M00452143+1634446."""
+    stem = os.path.basename(path).split(".fits")[0]
+    return stem.split("-", 2)[-1] if stem.startswith("apStar") else stem
+
+
+def expand_paths(paths: Iterable[str | os.PathLike]) -> list[str]:
+    """Files, folders (their FITS files) and glob patterns, as one sorted, de-duplicated list.
+
+    Raises:
+        ApnetError: a path matches nothing.
+    """
+    found: list[str] = []
+    for raw in paths:
+        p = os.fspath(raw)
+        if os.path.isdir(p):
+            hits = [f for pat in SPECTRUM_PATTERNS for f in glob.glob(os.path.join(p, pat))]
+        elif os.path.exists(p):
+            hits = [p]
+        else:
+            hits = glob.glob(p)
+        if not hits:
+            raise ApnetError(f"{p}: matches no file")
+        found.extend(hits)
+    return sorted(dict.fromkeys(os.path.normpath(f) for f in found))
+
+
+def iter_spectra(paths: Sequence[str], mask_bits: Sequence[int] = DEFAULT_MASK_BITS,
+                 ) -> Iterator[tuple[str, Spectrum | None, str | None]]:
+    """Yield (path, spectrum, None) for each readable file and (path, None, error) for the others.
+
+    One bad file never stops the rest.
+    """
+    for path in paths:
+        try:
+            yield path, read_apstar(path, mask_bits), None
+        except ApnetError as exc:
+            yield path, None, str(exc)

@@ -1,0 +1,421 @@
+"""Training: recipes, the early-stopping-with-reload callback, the rolling Payne resample, strategies.
+
+A run folder holds ``best.keras`` (always the best model by dev loss, never the last one),
+``normalization.json``, ``history.csv``, ``training.png``, ``finetune_rounds.csv`` and the paper's
+Tables 2 and 3 as CSV and Markdown.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import shutil
+from collections.abc import Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .constants import (EARLY_STOPPING_PATIENCE, PAPER_BATCH_SIZE, PAPER_DROPOUT,
+                        PAPER_LEARNING_RATE, PAYNE_RESAMPLE_FRACTION)
+from .errors import ApnetError
+from .evaluation import evaluation_tables, predict_records, write_tables
+from .model import MaskedStandardizedMSE, build_model, target_stats
+from .records import count_records, make_dataset, read_manifest
+
+BEST_MODEL = "best.keras"
+PRETRAINED_MODEL = "pretrained.keras"
+NORMALIZATION = "normalization.json"
+HISTORY = "history.csv"
+ROUNDS = "finetune_rounds.csv"
+STRATEGIES = ("default", "mirrored", "multiworker")
+STAGES = ("pretrain", "finetune", "all")
+
+
+@dataclasses.dataclass
+class Recipe:
+    """Everything that decides how the network trains. Flags of ``fit`` override single fields."""
+
+    optimizer: str = "adam"  # "adam" or "sgd"
+    learning_rate: float = PAPER_LEARNING_RATE
+    momentum: float = 0.0  # SGD only
+    batch_size: int = PAPER_BATCH_SIZE
+    dropout: float = PAPER_DROPOUT
+    input_scaling: str = "mean"  # see model.INPUT_SCALINGS
+    initializer: str = "he_normal"
+    epochs: int = 100  # upper bound; early stopping usually ends sooner
+    patience: int = EARLY_STOPPING_PATIENCE
+    finetune_fraction: float = PAYNE_RESAMPLE_FRACTION
+    finetune_patience: int = 3  # rounds without mstar+yso dev improvement
+    finetune_max_rounds: int = 20
+    seed: int = 0
+
+
+#: ``paper``: section 3.3 as published (SGD, lr 0.001, batch 128, dropout 0.1, raw flux, Keras
+#: default initialisers). ``default``: what measurably learns; see BENCHMARKS.md.
+RECIPES = {
+    "paper": Recipe(optimizer="sgd", input_scaling="none", initializer="glorot_uniform"),
+    "default": Recipe(),
+}
+
+
+def get_recipe(name: str, **overrides) -> Recipe:
+    """A named recipe with the given fields replaced (None values are ignored)."""
+    if name not in RECIPES:
+        raise ApnetError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    return dataclasses.replace(RECIPES[name], **{k: v for k, v in overrides.items()
+                                                 if v is not None})
+
+
+def make_optimizer(recipe: Recipe) -> keras.optimizers.Optimizer:
+    if recipe.optimizer == "adam":
+        return keras.optimizers.Adam(recipe.learning_rate)
+    if recipe.optimizer == "sgd":
+        return keras.optimizers.SGD(recipe.learning_rate, momentum=recipe.momentum)
+    raise ApnetError(f"unknown optimizer {recipe.optimizer!r}; choose adam or sgd")
+
+
+def get_strategy(name: str) -> tf.distribute.Strategy:
+    """The tf.distribute strategy for ``--strategy``.
+
+    ``mirrored`` uses every GPU, or every logical CPU device when there is no GPU (so it can be
+    tested on a CPU split into logical devices). ``multiworker`` reads the cluster from TF_CONFIG.
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise ApnetError("--strategy multiworker needs the TF_CONFIG environment variable; "
+                             "see the README's 'Scale out' section")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ApnetError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+def save_model_atomic(model: keras.Model, path: str) -> None:
+    """Save a .keras file through a temporary name, so a crash never leaves half a model."""
+    tmp = path[: -len(".keras")] + ".tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+class EarlyStoppingWithReload(keras.callbacks.Callback):
+    """Paper 3.3: evaluate on dev after every epoch, save on improvement, stop after ``patience``
+    epochs without one, and reload the best weights so the run ends with the best model.
+
+    Args:
+        best_path: where the best model is saved (a ``.keras`` file), or None to keep it in memory.
+        monitor: the logs key that holds the dev loss (``val_loss`` when fit has validation_data).
+        patience: epochs without improvement before stopping.
+        state_path: optional JSON file holding (best, wait, best_epoch) so a resumed run goes on
+            counting where it was killed.
+    """
+
+    def __init__(self, best_path: str | None = None, monitor: str = "val_loss",
+                 patience: int = EARLY_STOPPING_PATIENCE, state_path: str | None = None,
+                 min_delta: float = 0.0):
+        super().__init__()
+        self.best_path = best_path
+        self.monitor = monitor
+        self.patience = patience
+        self.state_path = state_path
+        self.min_delta = min_delta
+        self.best = np.inf
+        self.wait = 0
+        self.best_epoch = -1
+        self.stopped_epoch = None
+        self.best_weights = None
+
+    def on_train_begin(self, logs=None):
+        state = _load_json(self.state_path) if self.state_path else None
+        if state:
+            self.best, self.wait, self.best_epoch = state["best"], state["wait"], state["best_epoch"]
+            if self.best_path and os.path.exists(self.best_path):
+                self.best_weights = keras.models.load_model(self.best_path).get_weights()
+        else:
+            self.best, self.wait, self.best_epoch, self.best_weights = np.inf, 0, -1, None
+        self.stopped_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is None:
+            raise ApnetError(f"early stopping: '{self.monitor}' is not in the epoch logs; "
+                             "pass validation_data to fit")
+        if current < self.best - self.min_delta:
+            self.best, self.wait, self.best_epoch = float(current), 0, epoch
+            self.best_weights = self.model.get_weights()
+            if self.best_path:
+                save_model_atomic(self.model, self.best_path)
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                self.stopped_epoch = epoch
+                self.model.stop_training = True
+        if self.state_path:
+            _write_json(self.state_path, {"best": self.best, "wait": self.wait,
+                                          "best_epoch": self.best_epoch})
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+def rolling_resample(model: keras.Model, train_for_seed: Callable[[int], tf.data.Dataset],
+                     dev: tf.data.Dataset, focus_dev: tf.data.Dataset, *, patience_rounds: int = 3,
+                     epoch_patience: int = EARLY_STOPPING_PATIENCE, max_epochs: int = 100,
+                     max_rounds: int = 20, seed: int = 0, best_path: str | None = None,
+                     on_round: Callable[[dict], None] | None = None,
+                     callbacks: Sequence[keras.callbacks.Callback] = ()) -> list[dict]:
+    """Paper 3.4: fine-tune on mstar + yso plus a fresh random fraction of the Payne stars.
+
+    Each round draws a new sample (``train_for_seed(seed + round)``) and trains with early stopping
+    on ``dev``; when it stops, the best weights of the round are reloaded. The loop ends when the
+    loss on ``focus_dev`` (the mstar + yso dev stars) has not improved for ``patience_rounds``
+    rounds, or after ``max_rounds``. The model ends with the weights of the best round.
+
+    Returns:
+        One dict per round: round, seed, epochs, dev_loss, focus_dev_loss, improved.
+    """
+    best = model.evaluate(focus_dev, verbose=0)
+    best_weights = model.get_weights()
+    rounds, wait = [], 0
+    for r in range(max_rounds):
+        draw_seed = seed + r + 1
+        stopper = EarlyStoppingWithReload(monitor="val_loss", patience=epoch_patience)
+        hist = model.fit(train_for_seed(draw_seed), validation_data=dev, epochs=max_epochs,
+                         callbacks=[stopper, *callbacks], verbose=0)
+        focus = float(model.evaluate(focus_dev, verbose=0))
+        improved = focus < best
+        if improved:
+            best, best_weights, wait = focus, model.get_weights(), 0
+            if best_path:
+                save_model_atomic(model, best_path)
+        else:
+            wait += 1
+        row = {"round": r + 1, "seed": draw_seed, "epochs": len(hist.history["loss"]),
+               "dev_loss": float(stopper.best), "focus_dev_loss": focus, "improved": improved}
+        rounds.append(row)
+        if on_round:
+            on_round(row)
+        if wait >= patience_rounds:
+            break
+    model.set_weights(best_weights)
+    return rounds
+
+
+class _HistoryCSV(keras.callbacks.Callback):
+    """Write each epoch's logs to history.csv with its stage, rewriting the file atomically.
+
+    With ``cumulative`` the epoch number keeps counting across several ``fit`` calls (fine-tuning
+    rounds); otherwise a resumed ``fit`` replaces the rows from the epoch it restarts at.
+    """
+
+    def __init__(self, path: str, stage: str, cumulative: bool = False):
+        super().__init__()
+        self.path, self.stage, self.cumulative = path, stage, cumulative
+        self.count = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        rows = _read_csv(self.path)
+        if self.cumulative:
+            self.count += 1
+            number = self.count
+        else:
+            number = epoch + 1
+            rows = [r for r in rows if not (r["stage"] == self.stage and int(r["epoch"]) >= number)]
+        rows.append({"stage": self.stage, "epoch": number,
+                     **{k: float(v) for k, v in (logs or {}).items()}})
+        _write_csv(self.path, rows)
+
+
+def _read_csv(path: str) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _write_csv(path: str, rows: list[dict]) -> None:
+    fields = []
+    for r in rows:
+        fields.extend(k for k in r if k not in fields)
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _load_json(path: str | None):
+    if not path or not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _write_json(path: str, obj) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def compile_model(model: keras.Model, recipe: Recipe, std) -> keras.Model:
+    model.compile(optimizer=make_optimizer(recipe), loss=MaskedStandardizedMSE(std))
+    return model
+
+
+@dataclasses.dataclass
+class FitResult:
+    run_dir: str
+    model: keras.Model
+    epochs: dict  # stage -> epochs run
+    rounds: list[dict]
+    table2: object = None  # pandas DataFrame, paper Table 2
+    table3: object = None  # pandas DataFrame, paper Table 3
+
+
+def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | None = None,
+        resume: bool = False, strategy: str = "default",
+        on_epoch: Callable[[str, int, dict], None] | None = None,
+        on_round: Callable[[dict], None] | None = None) -> FitResult:
+    """Train APOGEE Net on a record folder and leave the best model in ``run_dir``.
+
+    Args:
+        stage: ``pretrain`` (all training stars), ``finetune`` (paper 3.4, starting from the run's
+            pretrained model) or ``all`` (both).
+        recipe: a ``Recipe``; default ``RECIPES["default"]``.
+        resume: continue a killed run from its last epoch (Keras BackupAndRestore) instead of
+            starting again.
+        strategy: ``default``, ``mirrored`` or ``multiworker`` (see ``get_strategy``).
+        on_epoch: called as on_epoch(stage, epoch, logs) after each epoch.
+        on_round: called with each fine-tuning round's dict.
+    """
+    if stage not in STAGES:
+        raise ApnetError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+    recipe = recipe or RECIPES["default"]
+    manifest = read_manifest(records_dir)
+    mean, std = target_stats(manifest)
+    if any(v is None or not np.isfinite(v) for v in [*mean, *std]) or not (std > 0).all():
+        raise ApnetError(f"{records_dir}: the manifest has no usable train-split label "
+                         "statistics; make-records needs a labelled training split")
+    for split in ("train", "dev"):
+        if count_records(records_dir, [split]) == 0:
+            raise ApnetError(f"{records_dir}: no {split} records; fit needs train and dev splits")
+    os.makedirs(run_dir, exist_ok=True)
+    backup_root = os.path.join(run_dir, "backup")
+    if not resume:
+        shutil.rmtree(backup_root, ignore_errors=True)
+        for name in (HISTORY, ROUNDS, "early_stopping_pretrain.json"):
+            if os.path.exists(os.path.join(run_dir, name)):
+                os.remove(os.path.join(run_dir, name))
+    _write_json(os.path.join(run_dir, NORMALIZATION), {
+        "targets": manifest["targets"], "mean": list(map(float, mean)),
+        "std": list(map(float, std)), "records": os.path.abspath(records_dir),
+        "recipe": dataclasses.asdict(recipe)})
+
+    keras.utils.set_random_seed(recipe.seed)
+    dist = get_strategy(strategy)
+    bs = recipe.batch_size
+    dev = make_dataset(records_dir, splits=["dev"], batch_size=bs, labeled_only=True)
+    epochs_run: dict[str, int] = {}
+    rounds: list[dict] = []
+    pretrained = os.path.join(run_dir, PRETRAINED_MODEL)
+    best = os.path.join(run_dir, BEST_MODEL)
+
+    class _Report(keras.callbacks.Callback):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def on_epoch_end(self, epoch, logs=None):
+            if on_epoch:
+                on_epoch(self.name, epoch + 1, dict(logs or {}))
+
+    with dist.scope():
+        if stage in ("pretrain", "all"):
+            done_marker = os.path.join(run_dir, "pretrain.done")
+            if resume and os.path.exists(done_marker) and os.path.exists(pretrained):
+                model = keras.models.load_model(pretrained)
+            else:
+                model = build_model(mean, std, dropout=recipe.dropout,
+                                    input_scaling=recipe.input_scaling,
+                                    initializer=recipe.initializer)
+                compile_model(model, recipe, std)
+                train = make_dataset(records_dir, splits=["train"], batch_size=bs, shuffle=True,
+                                     seed=recipe.seed, labeled_only=True)
+                stopper = EarlyStoppingWithReload(
+                    pretrained, patience=recipe.patience,
+                    state_path=os.path.join(run_dir, "early_stopping_pretrain.json"))
+                hist = model.fit(train, validation_data=dev, epochs=recipe.epochs, verbose=0,
+                                 callbacks=[keras.callbacks.BackupAndRestore(
+                                                os.path.join(backup_root, "pretrain")),
+                                            stopper, _HistoryCSV(os.path.join(run_dir, HISTORY),
+                                                                 "pretrain"),
+                                            _Report("pretrain")])
+                epochs_run["pretrain"] = len(hist.history.get("loss", []))
+                if not os.path.exists(pretrained):
+                    save_model_atomic(model, pretrained)
+                open(done_marker, "w").close()
+            save_model_atomic(model, best)
+        else:
+            if not os.path.exists(pretrained):
+                raise ApnetError(f"{pretrained}: no pretrained model; run --stage pretrain first")
+            model = keras.models.load_model(pretrained)
+            compile_model(model, recipe, std)
+
+        if stage in ("finetune", "all"):
+            focus_cats = ["mstar", "yso"]
+            if count_records(records_dir, ["train"], focus_cats) == 0 or \
+                    count_records(records_dir, ["dev"], focus_cats) == 0:
+                raise ApnetError(f"{records_dir}: fine-tuning needs mstar or yso stars in the "
+                                 "train and dev splits")
+            compile_model(model, recipe, std)
+            focus_dev = make_dataset(records_dir, splits=["dev"], categories=focus_cats,
+                                     batch_size=bs, labeled_only=True)
+
+            def train_for_seed(seed: int) -> tf.data.Dataset:
+                return make_dataset(records_dir, splits=["train"], batch_size=bs, shuffle=True,
+                                    sample={"payne": recipe.finetune_fraction}, seed=seed,
+                                    labeled_only=True)
+
+            rounds_path = os.path.join(run_dir, ROUNDS)
+
+            def log_round(row):
+                _write_csv(rounds_path, _read_csv(rounds_path) + [row])
+                if on_round:
+                    on_round(row)
+
+            if os.path.exists(rounds_path):
+                os.remove(rounds_path)
+            rounds = rolling_resample(
+                model, train_for_seed, dev, focus_dev, patience_rounds=recipe.finetune_patience,
+                epoch_patience=recipe.patience, max_epochs=recipe.epochs,
+                max_rounds=recipe.finetune_max_rounds, seed=recipe.seed * 1000,
+                best_path=best, on_round=log_round,
+                callbacks=[_HistoryCSV(os.path.join(run_dir, HISTORY), "finetune", cumulative=True),
+                           _Report("finetune")])
+            epochs_run["finetune"] = sum(r["epochs"] for r in rounds)
+            save_model_atomic(model, best)
+    shutil.rmtree(backup_root, ignore_errors=True)
+    tables = write_run_report(model, records_dir, run_dir, std)
+    return FitResult(run_dir, model, epochs_run, rounds, *tables)
+
+
+def write_run_report(model: keras.Model, records_dir: str, run_dir: str, std):
+    """Tables 2 and 3 (CSV and Markdown) and training.png for a run; returns (table2, table3)."""
+    from .plots import training_curve
+
+    res = predict_records(model, records_dir, splits=["train", "dev", "test"])
+    table2, table3 = evaluation_tables(res["pred"], res["labels"], res["category"],
+                                       res["split"], std)
+    write_tables(run_dir, table2, table3)
+    if os.path.exists(os.path.join(run_dir, HISTORY)):
+        training_curve(os.path.join(run_dir, HISTORY), os.path.join(run_dir, "training.png"))
+    return table2, table3

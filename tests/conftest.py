@@ -1,0 +1,44 @@
+"""Shared fixtures: the real APOGEE files (skipped when absent) and a small synthetic survey."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+#: Real DR13 files; tests reach them through this relative path and skip when it is missing.
+DATA = REPO.parent / "shared" / "data"
+APSTAR_DIR = DATA / "apogee_dr13" / "apStar"
+ASPCAP_LABELS = DATA / "apogee_dr13" / "aspcap_labels.csv"
+
+
+@pytest.fixture(scope="session")
+def apstar_files() -> list[Path]:
+    files = sorted(APSTAR_DIR.glob("apStar-*.fits"))
+    if not files:
+        pytest.skip(f"real apStar files not found in {APSTAR_DIR}")
+    return files
+
+
+@pytest.fixture(scope="session")
+def survey(tmp_path_factory) -> Path:
+    """A 150-star synthetic survey (FITS files + labels.csv), made once per session."""
+    from apnet_tf.synth import make_survey
+
+    out = tmp_path_factory.mktemp("survey")
+    make_survey(str(out), 150, seed=7)
+    return out
+
+
+@pytest.fixture(scope="session")
+def records(survey, tmp_path_factory) -> Path:
+    """Records of the synthetic survey, 2 shards per split."""
+    from apnet_tf.records import make_records
+
+    out = tmp_path_factory.mktemp("records")
+    make_records([str(survey)], str(out), labels=str(survey / "labels.csv"), shards=2)
+    return out
