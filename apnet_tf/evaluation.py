@@ -92,14 +92,16 @@ def predict_records(model, records_dir: str, splits=None, batch_size: int = 256,
         apogee_id, category, split: (N,) str; pred, labels: (N, 3) physical units;
         snr, ra, dec: (N,) float.
     """
-    from .records import make_dataset  # records needs TensorFlow; the tables above do not
+    from .model import predictor  # TensorFlow is needed here; the tables above need none
+    from .records import make_dataset
 
+    predict = predictor(model)
     ds = make_dataset(records_dir, splits=splits, batch_size=batch_size, features=None,
                       labeled_only=labeled_only)
     parts: dict[str, list] = {k: [] for k in ("apogee_id", "category", "split", "pred",
                                               "labels", "snr", "ra", "dec")}
     for ex, labels in ds:
-        parts["pred"].append(np.asarray(model.predict_on_batch(ex["flux"])))
+        parts["pred"].append(predict(ex["flux"]))
         parts["labels"].append(labels.numpy())
         for key in ("apogee_id", "category", "split"):
             parts[key].append(ex[key].numpy().astype(str))

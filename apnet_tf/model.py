@@ -149,3 +149,13 @@ def target_stats(manifest: dict) -> tuple[np.ndarray, np.ndarray]:
     """(mean, std), each shape (3,), from a manifest's train-split statistics."""
     stats = manifest["target_stats"]
     return np.asarray(stats["mean"], dtype=float), np.asarray(stats["std"], dtype=float)
+
+
+def predictor(model: keras.Model):
+    """A compiled function flux (B, 8575) -> (B, 3) for inference outside ``fit``.
+
+    It calls the model directly (training=False) inside one ``tf.function``, which works for any
+    batch size under any distribution strategy, unlike ``predict_on_batch`` under several replicas.
+    """
+    fn = tf.function(lambda flux: model(flux, training=False), reduce_retracing=True)
+    return lambda flux: fn(tf.convert_to_tensor(flux, tf.float32)).numpy()

@@ -361,7 +361,7 @@ def make_dataset(records_dir: str, splits: Sequence[str] | None = None,
                  sample: dict[str, float] | None = None, seed: int = 0,
                  batch_size: int = 128, shuffle: bool = False, repeat: bool = False,
                  features: Sequence[str] | None = ("flux",), labeled_only: bool = False,
-                 shuffle_buffer: int = 4096) -> tf.data.Dataset:
+                 shuffle_buffer: int = 4096, drop_remainder: bool = False) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of (features, targets) batches from a record folder.
 
     Args:
@@ -373,6 +373,8 @@ def make_dataset(records_dir: str, splits: Sequence[str] | None = None,
         features: the feature keys to return. One key gives a tensor (B, ...), several a dict,
             None all of ``parse_examples``' keys.
         labeled_only: drop records with no label at all.
+        drop_remainder: drop a last, smaller batch (needed by multi-replica training, which
+            cannot split a ragged batch evenly).
 
     Returns:
         Batches of (features, targets); targets are float32 (B, 3) in teff, logg, fe_h order with
@@ -399,7 +401,9 @@ def make_dataset(records_dir: str, splits: Sequence[str] | None = None,
     if filtering:
         ds = ds.map(lambda ex: _filter_batch(ex, categories, sample, seed, labeled_only),
                     num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.unbatch().batch(batch_size)
+        ds = ds.unbatch().batch(batch_size, drop_remainder=drop_remainder)
+    elif drop_remainder:
+        ds = ds.unbatch().batch(batch_size, drop_remainder=True)
     keys = None if features is None else list(features)
 
     def select(ex):

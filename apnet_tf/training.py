@@ -21,8 +21,8 @@ import tensorflow as tf
 from .constants import (EARLY_STOPPING_PATIENCE, PAPER_BATCH_SIZE, PAPER_DROPOUT,
                         PAPER_LEARNING_RATE, PAYNE_RESAMPLE_FRACTION)
 from .errors import ApnetError
-from .evaluation import evaluation_tables, predict_records, write_tables
-from .model import MaskedStandardizedMSE, build_model, target_stats
+from .evaluation import evaluation_tables, predict_records, standardized_mse, write_tables
+from .model import MaskedStandardizedMSE, build_model, predictor, target_stats
 from .records import count_records, make_dataset, read_manifest
 
 BEST_MODEL = "best.keras"
@@ -165,8 +165,25 @@ class EarlyStoppingWithReload(keras.callbacks.Callback):
             self.model.set_weights(self.best_weights)
 
 
+def dataset_loss(model: keras.Model, ds: tf.data.Dataset, std) -> float:
+    """Combined standardised MSE (paper Table 2) of a model over a (flux, labels) dataset.
+
+    It calls the model directly rather than through ``evaluate``, so any batch size works under
+    any distribution strategy.
+    """
+    predict = predictor(model)
+    preds, labels = [], []
+    for flux, y in ds:
+        preds.append(predict(flux))
+        labels.append(y.numpy())
+    if not preds:
+        return float("nan")
+    return standardized_mse(np.concatenate(preds), np.concatenate(labels), std)
+
+
 def rolling_resample(model: keras.Model, train_for_seed: Callable[[int], tf.data.Dataset],
-                     dev: tf.data.Dataset, focus_dev: tf.data.Dataset, *, patience_rounds: int = 3,
+                     dev: tf.data.Dataset, focus_loss: Callable[[keras.Model], float], *,
+                     patience_rounds: int = 3,
                      epoch_patience: int = EARLY_STOPPING_PATIENCE, max_epochs: int = 100,
                      max_rounds: int = 20, seed: int = 0, best_path: str | None = None,
                      on_round: Callable[[dict], None] | None = None,
@@ -174,22 +191,23 @@ def rolling_resample(model: keras.Model, train_for_seed: Callable[[int], tf.data
     """Paper 3.4: fine-tune on mstar + yso plus a fresh random fraction of the Payne stars.
 
     Each round draws a new sample (``train_for_seed(seed + round)``) and trains with early stopping
-    on ``dev``; when it stops, the best weights of the round are reloaded. The loop ends when the
-    loss on ``focus_dev`` (the mstar + yso dev stars) has not improved for ``patience_rounds``
-    rounds, or after ``max_rounds``. The model ends with the weights of the best round.
+    on ``dev``; when it stops, the best weights of the round are reloaded. The loop ends when
+    ``focus_loss(model)`` (the loss on the mstar + yso dev stars) has not improved for
+    ``patience_rounds`` rounds, or after ``max_rounds``. The model ends with the weights of the
+    best round.
 
     Returns:
         One dict per round: round, seed, epochs, dev_loss, focus_dev_loss, improved.
     """
-    best = model.evaluate(focus_dev, verbose=0)
+    best = focus_loss(model)
     best_weights = model.get_weights()
     rounds, wait = [], 0
     for r in range(max_rounds):
         draw_seed = seed + r + 1
         stopper = EarlyStoppingWithReload(monitor="val_loss", patience=epoch_patience)
-        hist = model.fit(train_for_seed(draw_seed), validation_data=dev, epochs=max_epochs,
+        hist = model.fit(train_for_seed(draw_seed), validation_data=dev, epochs=max_epochs, shuffle=False,
                          callbacks=[stopper, *callbacks], verbose=0)
-        focus = float(model.evaluate(focus_dev, verbose=0))
+        focus = float(focus_loss(model))
         improved = focus < best
         if improved:
             best, best_weights, wait = focus, model.get_weights(), 0
@@ -323,7 +341,16 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
     keras.utils.set_random_seed(recipe.seed)
     dist = get_strategy(strategy)
     bs = recipe.batch_size
-    dev = make_dataset(records_dir, splits=["dev"], batch_size=bs, labeled_only=True)
+    # Keras 3 under several replicas fails on a ragged last batch (AddN shape mismatch, even in
+    # evaluate), so those runs drop it: at most batch_size - 1 stars, the same ones every epoch
+    # for dev. One replica keeps every star.
+    ragged_ok = dist.num_replicas_in_sync == 1
+    for split in ("train", "dev"):
+        if not ragged_ok and count_records(records_dir, [split]) < bs:
+            raise ApnetError(f"{records_dir}: fewer {split} records than one batch ({bs}); "
+                             "use a smaller --batch-size with several replicas")
+    dev = make_dataset(records_dir, splits=["dev"], batch_size=bs, labeled_only=True,
+                       drop_remainder=not ragged_ok)
     epochs_run: dict[str, int] = {}
     rounds: list[dict] = []
     pretrained = os.path.join(run_dir, PRETRAINED_MODEL)
@@ -349,11 +376,12 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
                                     initializer=recipe.initializer)
                 compile_model(model, recipe, std)
                 train = make_dataset(records_dir, splits=["train"], batch_size=bs, shuffle=True,
-                                     seed=recipe.seed, labeled_only=True)
+                                     seed=recipe.seed, labeled_only=True,
+                                     drop_remainder=not ragged_ok)
                 stopper = EarlyStoppingWithReload(
                     pretrained, patience=recipe.patience,
                     state_path=os.path.join(run_dir, "early_stopping_pretrain.json"))
-                hist = model.fit(train, validation_data=dev, epochs=recipe.epochs, verbose=0,
+                hist = model.fit(train, validation_data=dev, epochs=recipe.epochs, verbose=0, shuffle=False,
                                  callbacks=[keras.callbacks.BackupAndRestore(
                                                 os.path.join(backup_root, "pretrain")),
                                             stopper, _HistoryCSV(os.path.join(run_dir, HISTORY),
@@ -383,7 +411,7 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
             def train_for_seed(seed: int) -> tf.data.Dataset:
                 return make_dataset(records_dir, splits=["train"], batch_size=bs, shuffle=True,
                                     sample={"payne": recipe.finetune_fraction}, seed=seed,
-                                    labeled_only=True)
+                                    labeled_only=True, drop_remainder=not ragged_ok)
 
             rounds_path = os.path.join(run_dir, ROUNDS)
 
@@ -395,7 +423,8 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
             if os.path.exists(rounds_path):
                 os.remove(rounds_path)
             rounds = rolling_resample(
-                model, train_for_seed, dev, focus_dev, patience_rounds=recipe.finetune_patience,
+                model, train_for_seed, dev, lambda m: dataset_loss(m, focus_dev, std),
+                patience_rounds=recipe.finetune_patience,
                 epoch_patience=recipe.patience, max_epochs=recipe.epochs,
                 max_rounds=recipe.finetune_max_rounds, seed=recipe.seed * 1000,
                 best_path=best, on_round=log_round,

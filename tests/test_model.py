@@ -1,0 +1,75 @@
+import numpy as np
+import keras
+import pytest
+import tensorflow as tf
+
+from apnet_tf.model import (Destandardize, FluxScaling, MaskedStandardizedMSE, build_model,
+                            flatten_length, paper_torch_parameter_count)
+
+MEAN, STD = [4716.92, 2.88, -0.22], [733.01, 1.16, 0.30]  # paper Table 1
+
+
+def test_parameter_count_matches_pytorch_appendix_b():
+    model = build_model(MEAN, STD)
+    assert flatten_length() == 133
+    assert model.get_layer("flatten").output.shape[-1] == 133 * 64
+    assert paper_torch_parameter_count() == 4_655_275
+    assert model.count_params() == 4_655_275
+    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv1D)]
+    assert [c.filters for c in convs] == [8, 8, 16, 16, 16, 16, 32, 32, 32, 32, 64, 64]
+    assert all(c.kernel_size == (3,) and c.padding == "same" for c in convs)
+    assert len([l for l in model.layers if isinstance(l, keras.layers.MaxPooling1D)]) == 6
+
+
+def test_output_is_physical_units_and_survives_save_load(tmp_path, apstar_files):
+    from apnet_tf.spectra import read_apstar
+
+    model = build_model(MEAN, STD)
+    flux = np.stack([read_apstar(p).flux for p in apstar_files[:4]])
+    pred = model.predict(flux, verbose=0)
+    assert pred.shape == (4, 3)
+    z = keras.Model(model.input, model.get_layer("fc3").output).predict(flux, verbose=0)
+    np.testing.assert_allclose(pred, z * np.array(STD) + np.array(MEAN), rtol=1e-5)
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(again.predict(flux, verbose=0), pred, rtol=1e-6)
+
+
+def test_flux_scaling_makes_brightness_irrelevant():
+    rng = np.random.default_rng(0)
+    flux = rng.uniform(50, 150, (2, 8575)).astype(np.float32)
+    flux[:, :200] = 0  # chip gap
+    layer = FluxScaling("mean")
+    a, b = layer(flux).numpy(), layer(flux * 37.0).numpy()
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert (a[:, :200] == 0).all()
+    assert abs(a[:, 200:].mean()) < 0.05
+    assert np.isfinite(layer(np.zeros((1, 8575), np.float32)).numpy()).all()
+    np.testing.assert_array_equal(FluxScaling("none")(flux).numpy(), flux)
+
+
+def test_missing_labels_are_left_out_of_the_loss():
+    loss = MaskedStandardizedMSE(STD)
+    y_pred = tf.constant([[5000.0, 3.0, 0.0], [4000.0, 4.5, -0.5]])
+    y_true = tf.constant([[4266.99, np.nan, 0.3], [np.nan, np.nan, np.nan]])
+    # star 1: teff off by 733.01 (1 sigma) and fe_h by 0.3 (1 sigma) -> mean over 2 present = 1
+    # star 2: nothing present -> contributes 0, not NaN and not a filled-in value
+    per_star = loss.call(y_true, y_pred).numpy()
+    np.testing.assert_allclose(per_star, [1.0, 0.0], rtol=1e-4)
+    # filling the missing label with any value would change the loss; masking does not
+    filled = loss.call(tf.constant([[4266.99, 0.0, 0.3]]), y_pred[:1]).numpy()
+    assert filled[0] != pytest.approx(1.0, rel=1e-3)
+    # and the gradient w.r.t. a prediction whose label is missing is exactly zero
+    with tf.GradientTape() as tape:
+        p = tf.Variable(y_pred)
+        value = tf.reduce_mean(loss.call(y_true, p))
+    grad = tape.gradient(value, p).numpy()
+    assert grad[0, 1] == 0 and (grad[1] == 0).all() and grad[0, 0] != 0
+
+
+def test_destandardize_round_trip_config():
+    layer = Destandardize(MEAN, STD)
+    again = Destandardize.from_config(layer.get_config())
+    z = tf.constant([[1.0, -1.0, 0.0]])
+    np.testing.assert_allclose(again(z).numpy(), [[MEAN[0] + STD[0], MEAN[1] - STD[1], MEAN[2]]],
+                               rtol=1e-6)

@@ -1,0 +1,158 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from apnet_tf.model import MaskedStandardizedMSE
+from apnet_tf.records import make_dataset
+from apnet_tf.training import (EarlyStoppingWithReload, dataset_loss, fit, get_recipe,
+                               rolling_resample)
+
+STD = [1000.0, 1.0, 0.3]
+
+
+def _tiny_model():
+    inp = keras.Input((8575,))
+    x = keras.layers.Lambda(lambda f: f[:, ::100] / 100.0)(inp)
+    out = keras.layers.Dense(3)(x)
+    model = keras.Model(inp, out)
+    model.compile(keras.optimizers.SGD(1e-4), MaskedStandardizedMSE(STD))
+    return model
+
+
+class _Script(keras.callbacks.Callback):
+    """Replace the dev loss with a scripted sequence and remember the weights of every epoch."""
+
+    def __init__(self, losses):
+        super().__init__()
+        self.losses, self.weights = losses, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_loss"] = self.losses[epoch]
+        self.weights.append([w.copy() for w in self.model.get_weights()])
+
+
+def _data(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(50, 150, (n, 8575)).astype("float32")
+    y = np.stack([rng.uniform(3000, 6000, n), rng.uniform(0, 5, n), rng.uniform(-1, 0.3, n)],
+                 axis=1).astype("float32")
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+
+
+def test_early_stopping_stops_after_exactly_the_patience_and_reloads_best(tmp_path):
+    model = _tiny_model()
+    losses = [1.0, 0.6, 0.4, 0.5, 0.45, 0.41, 0.9, 0.7, 0.1, 0.1]
+    script = _Script(losses)
+    stopper = EarlyStoppingWithReload(str(tmp_path / "best.keras"), patience=5)
+    hist = model.fit(_data(), validation_data=_data(seed=1), epochs=10, verbose=0,
+                     callbacks=[script, stopper])
+    # best at epoch index 2; five epochs without improvement (3..7) -> stop after index 7
+    assert len(hist.history["loss"]) == 8
+    assert stopper.best_epoch == 2 and stopper.stopped_epoch == 7
+    for now, best in zip(model.get_weights(), script.weights[2]):
+        np.testing.assert_array_equal(now, best)  # the run ends on the best weights
+    assert any((a != b).any() for a, b in zip(script.weights[7], script.weights[2]))
+    saved = keras.models.load_model(tmp_path / "best.keras", safe_mode=False)
+    for a, b in zip(saved.get_weights(), script.weights[2]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_rolling_resample_draws_new_payne_stars_each_round(records):
+    draws = []
+
+    def train_for_seed(seed):
+        ids = make_dataset(str(records), splits=["train"], sample={"payne": 0.3}, seed=seed,
+                           features=["apogee_id", "category"], labeled_only=True)
+        drawn = set()
+        for ex, _ in ids:
+            drawn |= {(i, c) for i, c in zip(ex["apogee_id"].numpy(), ex["category"].numpy())}
+        draws.append((seed, drawn))
+        return make_dataset(str(records), splits=["train"], sample={"payne": 0.3}, seed=seed,
+                            labeled_only=True, batch_size=16)
+
+    model = _tiny_model()
+    dev = make_dataset(str(records), splits=["dev"], labeled_only=True)
+    focus = make_dataset(str(records), splits=["dev"], categories=["mstar", "yso"],
+                         labeled_only=True)
+    rounds = rolling_resample(model, train_for_seed, dev, lambda m: dataset_loss(m, focus, STD),
+                              patience_rounds=2,
+                              epoch_patience=1, max_epochs=2, max_rounds=4, seed=10)
+    assert len(rounds) == len(draws) >= 2
+    seeds = [s for s, _ in draws]
+    assert len(set(seeds)) == len(seeds)
+    payne = [{i for i, c in d if c == b"payne"} for _, d in draws]
+    others = [{i for i, c in d if c != b"payne"} for _, d in draws]
+    assert all(p != payne[0] for p in payne[1:])  # a fresh Payne draw each round
+    assert all(o == others[0] and o for o in others)  # all mstar + yso every round
+    # it stops after `patience_rounds` rounds without an mstar+yso improvement
+    flags = [r["improved"] for r in rounds]
+    if len(rounds) < 4:
+        assert flags[-2:] == [False, False]
+
+
+def test_fit_writes_the_run_folder_and_resumes(records, tmp_path):
+    run = tmp_path / "run"
+    recipe = get_recipe("default", epochs=3, patience=5, finetune_max_rounds=1)
+
+    class Kill(Exception):
+        pass
+
+    seen = []
+
+    def kill_in_epoch_2(stage, epoch, logs):
+        seen.append((stage, epoch))
+        if stage == "pretrain" and epoch == 2:
+            raise Kill
+
+    with pytest.raises(Kill):
+        fit(str(records), str(run), stage="pretrain", recipe=recipe, on_epoch=kill_in_epoch_2)
+    assert os.path.isdir(run / "backup")
+    seen.clear()
+    res = fit(str(records), str(run), stage="pretrain", recipe=recipe, resume=True,
+              on_epoch=lambda s, e, l: seen.append((s, e)))
+    assert seen == [("pretrain", 3)]  # it continued; it did not start again from epoch 1
+    hist = pd.read_csv(run / "history.csv")
+    assert list(hist.epoch) == [1, 2, 3]
+    for name in ("best.keras", "normalization.json", "history.csv", "training.png",
+                 "table2.csv", "table2.md", "table3.csv", "table3.md"):
+        assert (run / name).exists(), name
+    assert not (run / "backup").exists()
+    t3 = pd.read_csv(run / "table3.csv", index_col=[0, 1])
+    assert list(t3.columns) == ["train", "dev", "test"] and len(t3) == 9
+    norm = json.loads((run / "normalization.json").read_text())
+    assert norm["targets"] == ["teff", "logg", "fe_h"] and len(norm["std"]) == 3
+    # the saved best model is the best by dev loss, not the last
+    model = keras.models.load_model(run / "best.keras")
+    dev = make_dataset(str(records), splits=["dev"], labeled_only=True)
+    model.compile(loss=MaskedStandardizedMSE(norm["std"]))
+    assert model.evaluate(dev, verbose=0) == pytest.approx(hist.val_loss.min(), rel=1e-3)
+    assert res.epochs == {"pretrain": 1}  # one epoch run after the resume
+
+
+def test_mirrored_strategy_on_two_logical_cpus(records, tmp_path):
+    script = textwrap.dedent(f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from apnet_tf.training import fit, get_recipe, get_strategy
+        assert get_strategy("mirrored").num_replicas_in_sync == 2
+        res = fit({str(records)!r}, {str(tmp_path / 'run')!r}, stage="all",
+                  recipe=get_recipe("default", epochs=1, finetune_max_rounds=1, batch_size=8),
+                  strategy="mirrored")
+        print("REPLICAS", get_strategy("mirrored").num_replicas_in_sync, res.epochs)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "REPLICAS 2" in proc.stdout
+    assert (tmp_path / "run" / "best.keras").exists()
+    assert (tmp_path / "run" / "finetune_rounds.csv").exists()
