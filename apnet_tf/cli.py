@@ -24,6 +24,23 @@ console = Console(stderr=True)
 out = Console()
 
 
+@app.callback()
+def _startup() -> None:
+    """Import TensorFlow with its C++ start-up log lines (oneDNN, CUDA probing) silenced."""
+    if "tensorflow" in sys.modules:
+        return
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _friendly(fn):
     """Turn ApnetError into one red line on stderr and exit code 1, never a traceback."""
     @functools.wraps(fn)
@@ -104,7 +121,9 @@ def make_records_cmd(
             f"{name} {m:.4g}/{s:.4g}" if s is not None else f"{name} {m:.4g}/-"
             for name, m, s in zip(result.manifest["targets"], stats["mean"], stats["std"])))
     if result.failures:
-        raise typer.Exit(2 if total == 0 else 0)
+        console.print(f"[yellow]{len(result.failures)} file(s) skipped[/yellow]; the rest were "
+                      "written")
+        raise typer.Exit(2)
 
 
 @app.command("fit")
@@ -132,7 +151,7 @@ def fit_cmd(
         seed: Annotated[Optional[int], typer.Option(help="Random seed")] = None,
 ) -> None:
     """Train APOGEE Net: pretrain on all stars, then the paper's rolling 5% Payne fine-tuning."""
-    from .training import fit, get_recipe
+    from .training import get_recipe
 
     rec = get_recipe(recipe, epochs=epochs, optimizer=optimizer, learning_rate=learning_rate,
                      momentum=momentum, batch_size=batch_size, dropout=dropout,

@@ -47,6 +47,7 @@ class Recipe:
     initializer: str = "he_normal"
     epochs: int = 100  # upper bound; early stopping usually ends sooner
     patience: int = EARLY_STOPPING_PATIENCE
+    lr_plateau_patience: int = 2  # halve the learning rate after this many flat epochs; 0 = off
     finetune_fraction: float = PAYNE_RESAMPLE_FRACTION
     finetune_patience: int = 3  # rounds without mstar+yso dev improvement
     finetune_max_rounds: int = 20
@@ -56,7 +57,8 @@ class Recipe:
 #: ``paper``: section 3.3 as published (SGD, lr 0.001, batch 128, dropout 0.1, raw flux, Keras
 #: default initialisers). ``default``: what measurably learns; see BENCHMARKS.md.
 RECIPES = {
-    "paper": Recipe(optimizer="sgd", input_scaling="none", initializer="glorot_uniform"),
+    "paper": Recipe(optimizer="sgd", input_scaling="none", initializer="glorot_uniform",
+                    lr_plateau_patience=0),
     "default": Recipe(),
 }
 
@@ -284,6 +286,15 @@ def _write_json(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
+def schedule_callbacks(recipe: Recipe) -> list[keras.callbacks.Callback]:
+    """The recipe's learning-rate schedule: Keras ReduceLROnPlateau on the dev loss, or none."""
+    if recipe.lr_plateau_patience <= 0:
+        return []
+    return [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                              patience=recipe.lr_plateau_patience,
+                                              min_lr=recipe.learning_rate / 64, verbose=0)]
+
+
 def compile_model(model: keras.Model, recipe: Recipe, std) -> keras.Model:
     model.compile(optimizer=make_optimizer(recipe), loss=MaskedStandardizedMSE(std))
     return model
@@ -384,6 +395,7 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
                 hist = model.fit(train, validation_data=dev, epochs=recipe.epochs, verbose=0, shuffle=False,
                                  callbacks=[keras.callbacks.BackupAndRestore(
                                                 os.path.join(backup_root, "pretrain")),
+                                            *schedule_callbacks(recipe),
                                             stopper, _HistoryCSV(os.path.join(run_dir, HISTORY),
                                                                  "pretrain"),
                                             _Report("pretrain")])
@@ -428,7 +440,8 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
                 epoch_patience=recipe.patience, max_epochs=recipe.epochs,
                 max_rounds=recipe.finetune_max_rounds, seed=recipe.seed * 1000,
                 best_path=best, on_round=log_round,
-                callbacks=[_HistoryCSV(os.path.join(run_dir, HISTORY), "finetune", cumulative=True),
+                callbacks=[*schedule_callbacks(recipe),
+                           _HistoryCSV(os.path.join(run_dir, HISTORY), "finetune", cumulative=True),
                            _Report("finetune")])
             epochs_run["finetune"] = sum(r["epochs"] for r in rounds)
             save_model_atomic(model, best)

@@ -1,0 +1,71 @@
+"""make-records throughput (files/s) and tf.data read throughput (spectra/s, parse + batch).
+
+The read rate is compared with the rate at which a Keras training step consumes spectra (batch 128)
+measured in the same run: reading must be at least 10x faster so input never limits training.
+
+    python bench/records.py [--n 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from _common import CACHE, machine  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=2000)
+    args = ap.parse_args()
+
+    import numpy as np
+
+    from apnet_tf.records import make_dataset, make_records
+    from apnet_tf.synth import make_survey
+    from train import keras_rate
+
+    spectra = os.path.join(CACHE, f"survey{args.n}_s0")
+    if not os.path.exists(os.path.join(spectra, "labels.csv")):
+        make_survey(spectra, args.n, 0)
+    out = tempfile.mkdtemp(prefix="bench_records_")
+    try:
+        t = time.perf_counter()
+        make_records([spectra], out, labels=os.path.join(spectra, "labels.csv"))
+        write_s = time.perf_counter() - t
+
+        def read_all():
+            n = 0
+            for flux, y in make_dataset(out, batch_size=128, shuffle=True):
+                n += int(flux.shape[0])
+            return n
+
+        read_all()  # warm the page cache and trace the parse function
+        t = time.perf_counter()
+        n_read = sum(read_all() for _ in range(3))
+        read_rate = n_read / (time.perf_counter() - t)
+
+        x = np.concatenate([f.numpy() for f, _ in make_dataset(out, batch_size=512)])[:512]
+        y = np.concatenate([t_.numpy() for _, t_ in make_dataset(out, batch_size=512)])[:512]
+        y = np.nan_to_num(y, nan=np.nanmean(y, axis=0)[None, :].repeat(len(y), 0))
+        train_rate = keras_rate(x, y, steps=20)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    result = {"machine": machine(), "n_files": args.n,
+              "make_records_files_per_s": round(args.n / write_s, 1),
+              "read_spectra_per_s": round(read_rate, 1),
+              "keras_train_spectra_per_s": round(train_rate, 1),
+              "read_over_train": round(read_rate / train_rate, 1)}
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
