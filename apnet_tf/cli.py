@@ -213,6 +213,30 @@ def demo(out_dir: Annotated[str, typer.Option("--out", help="Folder for everythi
     out.print(result.table3.to_string(float_format=lambda v: f"{v:.4g}"))
 
 
+@app.command("make-labels")
+@_friendly
+def make_labels_cmd(
+        out_path: Annotated[str, typer.Option("--out", help="Label table to write (CSV)")],
+        payne: Annotated[Optional[str], typer.Option(help="Payne table: APOGEE_ID, TEFF, LOGG, FE_H")] = None,
+        photometry: Annotated[Optional[str], typer.Option(
+            help="Photometry: APOGEE_ID, J, H, K, G_PS1, R_PS1, PARALLAX, PARALLAX_ERROR [, FIELD]")] = None,
+        yso: Annotated[Optional[str], typer.Option(help="YSO labels: APOGEE_ID, TEFF, LOGG, FE_H")] = None,
+        gk_margin: Annotated[float, typer.Option(help="Widening of the g-K cut (mag)")] = 0.03,
+        yso_fields: Annotated[Optional[str], typer.Option(
+            help="Comma-separated APOGEE field patterns that go to the YSO route")] = None,
+) -> None:
+    """Build the training label table: Payne rule, M-dwarf photometric labels, YSO labels."""
+    from .photometric import DEFAULT_YSO_FIELDS, make_labels
+
+    fields = DEFAULT_YSO_FIELDS if yso_fields is None else tuple(
+        f.strip() for f in yso_fields.split(",") if f.strip())
+    result = make_labels(out_path, payne=payne, photometry=photometry, yso=yso,
+                         gk_margin=gk_margin, yso_fields=fields)
+    out.print(f"wrote {len(result.table)} labels to {out_path}")
+    for key, value in result.counts.items():
+        out.print(f"  {key:28s} {value}")
+
+
 def _int_list(text: str, flag: str) -> tuple[int, ...]:
     try:
         return tuple(int(t) for t in text.split(",") if t.strip())
