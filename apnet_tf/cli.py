@@ -237,6 +237,82 @@ def make_labels_cmd(
         out.print(f"  {key:28s} {value}")
 
 
+@app.command()
+@_friendly
+def infer(
+        model: Annotated[str, typer.Option(help="Run folder or .keras file")],
+        spectra: Annotated[list[str], typer.Option(
+            "--spectra", help="apStar files, folders, globs, or record folders")],
+        out_path: Annotated[str, typer.Option("--out", help="Catalog to write, .csv or .fits")],
+        mc: Annotated[int, typer.Option(help="Monte Carlo realizations per star (0 = none)")] = 100,
+        batch_size: Annotated[int, typer.Option(help="Stars per batch")] = 256,
+        calibrated: Annotated[bool, typer.Option(
+            "--calibrated", help="Calibrated sigmas (MC dropout + dev-fitted scale)")] = False,
+        mc_dropout: Annotated[bool, typer.Option("--mc-dropout", help="Add MC-dropout spread")] = False,
+        seed: Annotated[Optional[int], typer.Option(help="Random seed of the noise draws")] = None,
+) -> None:
+    """Predict Teff, log g and [Fe/H] with uncertainties and write a catalog."""
+    from .inference import load_model, predict_catalog, write_catalog
+
+    loaded = load_model(model)
+    with progress_bar("infer") as update:
+        result = predict_catalog(loaded, spectra, mc=mc, batch_size=batch_size,
+                                 calibrated=calibrated, mc_dropout=mc_dropout, seed=seed,
+                                 on_progress=update)
+    write_catalog(result.catalog, out_path)
+    for line in result.failures:
+        console.print(f"[yellow]skipped:[/yellow] {line}", highlight=False, soft_wrap=True)
+    cat = result.catalog
+    out.print(f"wrote {len(cat)} stars to {out_path} ({int(cat['YSO_CANDIDATE'].sum())} YSO "
+              f"candidates, {int(cat['BAD'].sum())} flagged BAD)")
+    if result.failures:
+        console.print(f"[yellow]{len(result.failures)} file(s) skipped[/yellow]")
+        raise typer.Exit(2)
+
+
+@app.command()
+@_friendly
+def calibrate(
+        model: Annotated[str, typer.Option(help="Run folder (calibration.json is written there)")],
+        records: Annotated[str, typer.Option(help="Record folder with a dev split")],
+        mc: Annotated[int, typer.Option(help="Monte Carlo realizations per star")] = 100,
+        seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+) -> None:
+    """Fit per-parameter sigma scales on the dev split (MC noise + MC dropout)."""
+    from .evaluation import calibrate as run_calibrate
+
+    cal = run_calibrate(model, records, realizations=mc, seed=seed)
+    out.print(f"wrote {os.path.join(model, 'calibration.json')}")
+    for name, s, raw, c in zip(("teff", "logg", "fe_h"), cal.scale, cal.coverage_dev_raw,
+                               cal.coverage_dev_calibrated):
+        out.print(f"  {name:5s} scale {s:6.3f}   dev 1-sigma coverage raw {raw:.3f} -> "
+                  f"calibrated {c:.3f}")
+
+
+@app.command()
+@_friendly
+def evaluate(
+        model: Annotated[str, typer.Option(help="Run folder or .keras file")],
+        records: Annotated[str, typer.Option(help="Labelled record folder")],
+        out_dir: Annotated[str, typer.Option("--out", help="Folder for tables and plots")],
+        mc: Annotated[int, typer.Option(help="Monte Carlo realizations per star")] = 100,
+        seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+) -> None:
+    """Tables 2 and 3, 1-sigma coverage and PNG plots for a model on a record set."""
+    from .evaluation import evaluate as run_evaluate
+
+    with progress_bar("evaluate") as update:
+        res = run_evaluate(model, records, out_dir, realizations=mc, seed=seed,
+                           on_progress=update)
+    out.print("Table 2, combined standardised MSE:")
+    out.print(res["table2"].to_string(float_format=lambda v: f"{v:.4g}"))
+    out.print("Table 3, scatter between labels and predictions:")
+    out.print(res["table3"].to_string(float_format=lambda v: f"{v:.4g}"))
+    out.print("1-sigma coverage (target 0.683):")
+    out.print(res["coverage"].to_string(float_format=lambda v: f"{v:.3f}"))
+    out.print(f"wrote {len(res['files'])} files to {out_dir}")
+
+
 def _int_list(text: str, flag: str) -> tuple[int, ...]:
     try:
         return tuple(int(t) for t in text.split(",") if t.strip())

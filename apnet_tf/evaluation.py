@@ -6,10 +6,13 @@ labels in physical units. Missing labels (NaN) are left out, target by target.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 
 from .constants import LABEL_COLUMNS, SPLITS, TARGET_UNITS, TARGETS
+from .errors import ApnetError
 
 #: Groups of the paper's tables and the categories each holds.
 GROUPS = {"Full": ("payne", "mstar", "yso"), "MStar": ("mstar",), "YSO": ("yso",)}
@@ -113,8 +116,6 @@ def predict_records(model, records_dir: str, splits=None, batch_size: int = 256,
 
 def write_tables(out_dir: str, table2: pd.DataFrame, table3: pd.DataFrame) -> list[str]:
     """Write table2/table3 as CSV and Markdown (atomically); return the paths."""
-    import os
-
     paths = []
     for name, df, digits in (("table2", table2, 3), ("table3", table3, 4)):
         for ext, text in (("csv", df.to_csv(float_format="%.6g")),
@@ -125,3 +126,113 @@ def write_tables(out_dir: str, table2: pd.DataFrame, table3: pd.DataFrame) -> li
             os.replace(path + ".tmp", path)
             paths.append(path)
     return paths
+
+
+def calibrate(model_path: str, records_dir: str, realizations: int = 100, seed: int = 0):
+    """Fit the per-parameter sigma scale on the dev split and save calibration.json in the run.
+
+    Sigma in calibrated mode is Monte Carlo input noise plus MC dropout (in quadrature), times a
+    factor per parameter chosen so that 68.3% of dev stars lie within 1 sigma.
+
+    Returns:
+        The ``uncertainty.Calibration`` written to ``model_path``/calibration.json.
+    """
+    import keras
+
+    from .inference import load_model, predict_catalog
+    from .uncertainty import CALIBRATION, Calibration, coverage, fit_scale
+
+    if not os.path.isdir(model_path):
+        raise ApnetError(f"{model_path}: calibrate needs a run folder (it writes "
+                         "calibration.json there)")
+    loaded = load_model(model_path)
+    keras.utils.set_random_seed(seed)
+    from .records import count_records
+
+    if count_records(records_dir, ["dev"]) == 0:
+        raise ApnetError(f"{records_dir}: no dev records to calibrate on")
+    raw = predict_catalog(loaded, [records_dir], mc=realizations, split_filter=("dev",)).catalog
+    both = predict_catalog(loaded, [records_dir], mc=realizations, mc_dropout=True,
+                           split_filter=("dev",)).catalog
+    labels, pred_raw, sig_raw = _arrays(raw)
+    _, pred, sig = _arrays(both)
+    scale = fit_scale(pred, sig, labels)
+    cal = Calibration(scale=[float(s) for s in scale], mc_dropout=True,
+                      realizations=realizations,
+                      coverage_dev_raw=[float(c) for c in coverage(pred_raw, sig_raw, labels)],
+                      coverage_dev_calibrated=[float(c) for c in
+                                               coverage(pred, sig * scale, labels)])
+    cal.save(os.path.join(model_path, CALIBRATION))
+    return cal
+
+
+def _arrays(table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, pred, sigma), each (N, 3), from a catalog of labelled records."""
+    labels = np.stack([np.asarray(table[f"{c}_LABEL"], float) for c in LABEL_COLUMNS], axis=1)
+    pred = np.stack([np.asarray(table[c], float) for c in LABEL_COLUMNS], axis=1)
+    sigma = np.stack([np.asarray(table[f"{c}_ERR"], float) for c in LABEL_COLUMNS], axis=1)
+    return labels, pred, sigma
+
+
+def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int = 100,
+             seed: int = 0, on_progress=None) -> dict:
+    """Tables 2 and 3, 1-sigma coverage, and the PNG figures for any model and record set.
+
+    Writes to ``out_dir``: table2/table3/coverage (.csv, .md), catalog.csv, kiel.png,
+    label_vs_prediction.png, sigma_vs_snr.png and yso_sky.png. Coverage is reported for the raw
+    Monte Carlo sigmas (input noise only, as in the paper) and, when the run has a calibration,
+    for the calibrated sigmas.
+
+    Returns:
+        {"table2", "table3", "coverage"} DataFrames and the list of files written.
+    """
+    import keras
+
+    from . import plots
+    from .inference import load_model, predict_catalog, write_catalog
+    from .uncertainty import coverage
+
+    os.makedirs(out_dir, exist_ok=True)
+    loaded = load_model(model_path)
+    keras.utils.set_random_seed(seed)
+    raw = predict_catalog(loaded, [records_dir], mc=realizations, on_progress=on_progress,
+                          split_filter=SPLITS).catalog
+    labels, pred, sigma = _arrays(raw)
+    cats, splits = np.asarray(raw["CATEGORY"]).astype(str), np.asarray(raw["SPLIT"]).astype(str)
+    std = (loaded.normalization or {}).get("std") or np.nanstd(labels, axis=0)
+    table2, table3 = evaluation_tables(pred, labels, cats, splits, std)
+    rows = {}
+    for split in SPLITS:
+        sel = splits == split
+        rows[("raw (MC input noise)", split)] = coverage(pred[sel], sigma[sel], labels[sel])
+    if loaded.calibration is not None:
+        cal = predict_catalog(loaded, [records_dir], mc=realizations, calibrated=True,
+                              split_filter=SPLITS).catalog
+        _, pred_c, sigma_c = _arrays(cal)
+        for split in SPLITS:
+            sel = splits == split
+            rows[("calibrated", split)] = coverage(pred_c[sel], sigma_c[sel], labels[sel])
+    cov = pd.DataFrame(rows, index=list(TARGETS)).T
+    cov.index.names = ["sigma", "split"]
+    files = write_tables(out_dir, table2, table3)
+    for ext, text in (("csv", cov.to_csv(float_format="%.4f")),
+                      ("md", format_table(cov, 3) + "\n")):
+        path = os.path.join(out_dir, f"coverage.{ext}")
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
+        files.append(path)
+    files.append(write_catalog(raw, os.path.join(out_dir, "catalog.csv")))
+    files.append(plots.kiel_diagram(pred[:, 0], pred[:, 1], pred[:, 2],
+                                    os.path.join(out_dir, "kiel.png"),
+                                    "Kiel diagram of the predictions"))
+    files.append(plots.label_vs_prediction(labels, pred, cats,
+                                           os.path.join(out_dir, "label_vs_prediction.png")))
+    files.append(plots.sigma_vs_snr(np.asarray(raw["SNR"], float), sigma,
+                                    os.path.join(out_dir, "sigma_vs_snr.png")))
+    yso = np.asarray(raw["YSO_CANDIDATE"], bool)
+    files.append(plots.yso_sky_map(np.asarray(raw["RA"], float)[yso],
+                                   np.asarray(raw["DEC"], float)[yso],
+                                   np.asarray(raw["AGE_BIN"])[yso],
+                                   os.path.join(out_dir, "yso_sky.png")))
+    return {"table2": table2, "table3": table3, "coverage": cov, "files": files}

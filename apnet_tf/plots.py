@@ -73,3 +73,41 @@ def kiel_diagram(teff: np.ndarray, logg: np.ndarray, fe_h: np.ndarray, path: str
     ax.set_title(title)
     fig.colorbar(sc, ax=ax, label="[Fe/H] (dex)")
     return _save(fig, path)
+
+
+def sigma_vs_snr(snr: np.ndarray, sigma: np.ndarray, path: str) -> str:
+    """Monte Carlo sigma of each parameter against S/N (paper Figure 4, right)."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
+    for k, ax in enumerate(axes):
+        ok = np.isfinite(snr) & np.isfinite(sigma[:, k]) & (snr > 0)
+        ax.scatter(snr[ok], sigma[ok, k], s=4, alpha=0.6)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("S/N")
+        ax.set_ylabel(f"sigma {TARGETS[k]} ({TARGET_UNITS[k]})")
+    return _save(fig, path)
+
+
+def yso_sky_map(ra: np.ndarray, dec: np.ndarray, age_bins, path: str) -> str:
+    """YSO candidates in galactic coordinates, coloured by age bin (paper Figures 7 and 8)."""
+    import astropy.units as u
+    from astropy.coordinates import SkyCoord
+
+    from .inference import AGE_BIN_LABELS
+
+    age_bins = np.asarray(age_bins).astype(str)
+    fig = plt.figure(figsize=(10, 5.5))
+    ax = fig.add_subplot(111, projection="aitoff")
+    ok = np.isfinite(ra) & np.isfinite(dec)
+    if ok.any():
+        gal = SkyCoord(ra=ra[ok] * u.deg, dec=dec[ok] * u.deg, frame="icrs").galactic
+        lon = -gal.l.wrap_at(180 * u.deg).radian  # longitude increasing to the left
+        lat = gal.b.radian
+        colours = plt.cm.plasma(np.linspace(0, 0.9, len(AGE_BIN_LABELS)))
+        for label, colour in zip(AGE_BIN_LABELS, colours):
+            sel = age_bins[ok] == label
+            ax.scatter(lon[sel], lat[sel], s=6, color=colour, label=label)
+        ax.legend(loc="lower right", fontsize=8, title="age (log g)")
+    ax.grid(True)
+    ax.set_title(f"YSO candidates in galactic coordinates ({int(ok.sum())} stars)")
+    return _save(fig, path)

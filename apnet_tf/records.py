@@ -282,6 +282,8 @@ def build_manifest(sidecars: dict[str, dict], sources: list[str], compress: bool
     with np.errstate(invalid="ignore"):
         mean = [float(np.nanmean(arr[:, k])) if n[k] else None for k in range(3)]
         std = [float(np.nanstd(arr[:, k])) if n[k] > 1 else None for k in range(3)]
+        lo = [float(np.nanmin(arr[:, k])) if n[k] else None for k in range(3)]
+        hi = [float(np.nanmax(arr[:, k])) if n[k] else None for k in range(3)]
     return {
         "schema_version": SCHEMA_VERSION,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -290,7 +292,7 @@ def build_manifest(sidecars: dict[str, dict], sources: list[str], compress: bool
         "targets": list(TARGETS),
         "categories": list(CATEGORIES),
         "counts": counts,
-        "target_stats": {"split": "train", "mean": mean, "std": std,
+        "target_stats": {"split": "train", "mean": mean, "std": std, "min": lo, "max": hi,
                          "n": [int(v) for v in n]},
         "shards": shard_files,
         "compression": "GZIP" if compress else "",

@@ -346,7 +346,8 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
                 os.remove(os.path.join(run_dir, name))
     _write_json(os.path.join(run_dir, NORMALIZATION), {
         "targets": manifest["targets"], "mean": list(map(float, mean)),
-        "std": list(map(float, std)), "records": os.path.abspath(records_dir),
+        "std": list(map(float, std)), "min": manifest["target_stats"].get("min"),
+        "max": manifest["target_stats"].get("max"), "records": os.path.abspath(records_dir),
         "recipe": dataclasses.asdict(recipe)})
 
     keras.utils.set_random_seed(recipe.seed)

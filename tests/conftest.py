@@ -42,3 +42,13 @@ def records(survey, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("records")
     make_records([str(survey)], str(out), labels=str(survey / "labels.csv"), shards=2)
     return out
+
+
+@pytest.fixture(scope="session")
+def trained_run(records, tmp_path_factory) -> Path:
+    """A run folder trained for a few epochs on the synthetic records (pretrain only)."""
+    from apnet_tf.training import fit, get_recipe
+
+    run = tmp_path_factory.mktemp("run")
+    fit(str(records), str(run), stage="pretrain", recipe=get_recipe("default", epochs=6))
+    return run

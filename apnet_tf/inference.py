@@ -1,0 +1,299 @@
+"""Streaming inference: models in, a catalog with uncertainties and flags out (paper Table 4).
+
+Inputs are apStar files, folders, globs, or TFRecord folders from ``make-records``. They stream in
+batches; an unreadable file is reported and the rest go on. The catalog is written atomically as
+CSV or FITS (astropy).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+from astropy.table import Table
+
+from .constants import LABEL_COLUMNS, TARGETS
+from .errors import ApnetError
+from .spectra import expand_paths, read_apstar
+
+#: Paper 4.1: the (Teff, log g) triangle that selects YSO candidates.
+YSO_TRIANGLE = ((2200.0, 4.4), (4500.0, 3.9), (3200.0, 1.7))
+#: Paper 4.2: log g bin edges and the ages they stand for.
+AGE_BIN_EDGES = (3.6, 3.8, 4.0, 4.2)
+AGE_BIN_LABELS = ("<1 Myr", "1-2 Myr", "2-3 Myr", "3-5 Myr", ">5 Myr")
+#: Paper 3.5: predictions above this Teff sit at the grid edge.
+TEFF_EDGE_K = 6700.0
+#: Paper 3.6: below this S/N the uncertainties are not reliable.
+LOW_SNR = 20.0
+#: Used for the BAD flag when a model carries no training label range.
+FALLBACK_LABEL_RANGE = ((2000.0, 9000.0), (-1.0, 6.0), (-3.0, 1.0))
+#: How far outside the training label range (as a fraction of its width) counts as "far".
+BAD_RANGE_MARGIN = 0.2
+
+CATALOG_COLUMNS = ("APOGEE_ID", "RA", "DEC", "TEFF", "TEFF_ERR", "LOGG", "LOGG_ERR", "FE_H",
+                   "FE_H_ERR", "SNR")
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A Keras model with what a run folder stores beside it."""
+
+    model: object  # keras.Model
+    path: str
+    normalization: dict | None = None
+    calibration: object | None = None  # uncertainty.Calibration
+
+    def label_range(self) -> tuple[tuple[float, float], ...]:
+        norm = self.normalization or {}
+        lo, hi = norm.get("min"), norm.get("max")
+        if lo and hi and None not in lo and None not in hi:
+            return tuple(zip(map(float, lo), map(float, hi)))
+        return FALLBACK_LABEL_RANGE
+
+
+def load_model(path: str) -> LoadedModel:
+    """Load a run folder (best.keras + normalization.json [+ calibration.json]) or a .keras file.
+
+    Raises:
+        ApnetError: nothing loadable at ``path``.
+    """
+    import keras
+
+    from . import model as _model  # noqa: F401  (registers the custom layers)
+    from .uncertainty import CALIBRATION, Calibration
+
+    if os.path.isdir(path):
+        keras_path = os.path.join(path, "best.keras")
+        if not os.path.exists(keras_path):
+            raise ApnetError(f"{path}: no best.keras in this folder; give a run folder or a "
+                             ".keras file")
+        norm_path = os.path.join(path, "normalization.json")
+        norm = json.load(open(norm_path)) if os.path.exists(norm_path) else None
+        cal_path = os.path.join(path, CALIBRATION)
+        cal = Calibration.load(cal_path) if os.path.exists(cal_path) else None
+    elif path.endswith(".keras") and os.path.exists(path):
+        keras_path, norm, cal = path, None, None
+    else:
+        raise ApnetError(f"{path}: not a run folder or a .keras file")
+    try:
+        model = keras.models.load_model(keras_path)
+    except Exception as exc:  # keras raises many types for a bad file
+        raise ApnetError(f"{keras_path}: cannot load model ({str(exc).splitlines()[0]})") \
+            from None
+    return LoadedModel(model, path, norm, cal)
+
+
+@dataclasses.dataclass
+class Batch:
+    """A batch of spectra and what the catalog needs of them. Arrays have B rows."""
+
+    apogee_id: np.ndarray
+    flux: np.ndarray  # (B, 8575)
+    err: np.ndarray  # (B, 8575)
+    bad: np.ndarray  # (B, 8575) bool
+    snr: np.ndarray
+    ra: np.ndarray
+    dec: np.ndarray
+    source: np.ndarray  # file path, or "" for records
+    labels: np.ndarray | None = None  # (B, 3) when the input is labelled records
+    split: np.ndarray | None = None
+    category: np.ndarray | None = None
+
+
+def _is_records(path: str) -> bool:
+    return os.path.isdir(path) and os.path.exists(os.path.join(path, "manifest.json"))
+
+
+def iter_batches(inputs: Sequence[str], batch_size: int = 256,
+                 failures: list[str] | None = None,
+                 split_filter: Sequence[str] | None = None) -> Iterator[Batch]:
+    """Stream batches from apStar files/folders/globs and record folders.
+
+    Unreadable files are appended to ``failures`` (one line each) and skipped. ``split_filter``
+    keeps only those splits of record folders (labelled stars only).
+    """
+    failures = failures if failures is not None else []
+    records = [p for p in inputs if _is_records(p)]
+    fits_inputs = [p for p in inputs if not _is_records(p)]
+    for rec in records:
+        from .records import make_dataset
+
+        for ex, labels in make_dataset(rec, batch_size=batch_size, features=None,
+                                       splits=split_filter, labeled_only=bool(split_filter)):
+            labels = labels.numpy()
+            yield Batch(ex["apogee_id"].numpy().astype(str), ex["flux"].numpy(),
+                        ex["err"].numpy(), ex["bad"].numpy(), ex["snr"].numpy(),
+                        ex["ra"].numpy(), ex["dec"].numpy(),
+                        np.full(len(labels), "", dtype=object), labels,
+                        ex["split"].numpy().astype(str), ex["category"].numpy().astype(str))
+    paths = expand_paths(fits_inputs) if fits_inputs else []
+    for i in range(0, len(paths), batch_size):
+        specs = []
+        for path in paths[i:i + batch_size]:
+            try:
+                specs.append(read_apstar(path))
+            except ApnetError as exc:
+                failures.append(str(exc))
+        if specs:
+            yield Batch(np.array([s.apogee_id for s in specs]), np.stack([s.flux for s in specs]),
+                        np.stack([s.err for s in specs]), np.stack([s.bad for s in specs]),
+                        np.array([s.snr for s in specs]), np.array([s.ra for s in specs]),
+                        np.array([s.dec for s in specs]),
+                        np.array([s.path for s in specs], dtype=object))
+
+
+def count_inputs(inputs: Sequence[str], split_filter: Sequence[str] | None = None) -> int:
+    """Number of spectra the inputs hold (records from their manifests)."""
+    from .records import count_records
+
+    n = 0
+    fits_inputs = []
+    for p in inputs:
+        if _is_records(p):
+            n += count_records(p, split_filter)
+        else:
+            fits_inputs.append(p)
+    return n + (len(expand_paths(fits_inputs)) if fits_inputs else 0)
+
+
+def in_triangle(teff, logg, triangle=YSO_TRIANGLE) -> np.ndarray:
+    """Bool: (teff, logg) inside the triangle (paper 4.1); NaN gives False."""
+    (x1, y1), (x2, y2), (x3, y3) = triangle
+    x, y = np.asarray(teff, float), np.asarray(logg, float)
+
+    def side(ax, ay, bx, by):
+        return (x - bx) * (ay - by) - (ax - bx) * (y - by)
+
+    d1, d2, d3 = side(x1, y1, x2, y2), side(x2, y2, x3, y3), side(x3, y3, x1, y1)
+    neg = (d1 < 0) | (d2 < 0) | (d3 < 0)
+    pos = (d1 > 0) | (d2 > 0) | (d3 > 0)
+    return ~(neg & pos) & np.isfinite(x) & np.isfinite(y)
+
+
+def age_bin(logg, candidate) -> np.ndarray:
+    """Paper 4.2 age bin of each YSO candidate from log g; "" for other stars."""
+    idx = np.digitize(np.asarray(logg, float), AGE_BIN_EDGES)
+    labels = np.array(AGE_BIN_LABELS, dtype=object)[np.clip(idx, 0, 4)]
+    return np.where(np.asarray(candidate, bool), labels, "")
+
+
+def flags(teff, logg, fe_h, sigma, snr, label_range) -> dict[str, np.ndarray]:
+    """YSO_CANDIDATE, AGE_BIN, TEFF_EDGE, LOW_SNR and BAD for a catalog. sigma: (N, 3)."""
+    values = np.stack([teff, logg, fe_h], axis=1)
+    finite = np.isfinite(values).all(axis=1) & (np.isfinite(sigma).all(axis=1) | np.isnan(
+        sigma).all(axis=1))
+    far = np.zeros(len(values), dtype=bool)
+    for k, (lo, hi) in enumerate(label_range):
+        margin = BAD_RANGE_MARGIN * (hi - lo)
+        with np.errstate(invalid="ignore"):
+            far |= (values[:, k] < lo - margin) | (values[:, k] > hi + margin)
+    yso = in_triangle(teff, logg)
+    with np.errstate(invalid="ignore"):
+        return {"YSO_CANDIDATE": yso, "AGE_BIN": age_bin(logg, yso),
+                "TEFF_EDGE": np.asarray(teff) > TEFF_EDGE_K,
+                "LOW_SNR": np.asarray(snr, float) < LOW_SNR, "BAD": ~finite | far}
+
+
+@dataclasses.dataclass
+class InferenceResult:
+    catalog: Table
+    failures: list[str]
+
+
+def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
+                    batch_size: int = 256, calibrated: bool = False, mc_dropout: bool = False,
+                    seed: int | None = None, split_filter: Sequence[str] | None = None,
+                    on_progress: Callable[[int, int], None] | None = None) -> InferenceResult:
+    """Predict Teff, log g, [Fe/H] (with Monte Carlo sigmas when mc > 0) for every input spectrum.
+
+    Args:
+        mc: realizations per star (paper: 100); 0 gives point predictions and NaN sigmas.
+        calibrated: use the run's calibration (MC dropout plus a per-parameter sigma scale).
+        mc_dropout: add MC-dropout spread in quadrature (without a calibration scale).
+        split_filter: for record folders, keep only the labelled stars of these splits.
+
+    Returns:
+        The catalog (paper Table 4 columns, percentiles, flags; labels, split and category when
+        the input is labelled records) and one line per unreadable file.
+    """
+    from .model import predictor
+    from .uncertainty import MonteCarloPredictor
+
+    if seed is not None:
+        import keras
+
+        keras.utils.set_random_seed(seed)
+    if calibrated and model.calibration is None:
+        raise ApnetError(f"{model.path}: no calibration.json; run 'apnet-tf calibrate' first")
+    if mc > 0:
+        mcp = (MonteCarloPredictor.calibrated(model.model, model.calibration) if calibrated
+               else MonteCarloPredictor(model.model, mc, mc_dropout=mc_dropout))
+    plain = predictor(model.model)
+    total = count_inputs(inputs, split_filter)
+    failures: list[str] = []
+    cols: dict[str, list] = {}
+    done = 0
+    for batch in iter_batches(inputs, batch_size, failures, split_filter):
+        if mc > 0:
+            res = mcp(batch.flux, batch.err, batch.bad)
+            value, sigma = res["mean"], res["std"]
+            pct = {p: res[p] for p in ("p16", "p50", "p84")}
+        else:
+            value = plain(batch.flux)
+            sigma = np.full_like(value, np.nan)
+            pct = {}
+        part = {"APOGEE_ID": batch.apogee_id, "RA": batch.ra, "DEC": batch.dec}
+        for k, col in enumerate(LABEL_COLUMNS):
+            part[col] = value[:, k]
+            part[f"{col}_ERR"] = sigma[:, k]
+        part["SNR"] = batch.snr
+        for p, arr in pct.items():
+            for k, col in enumerate(LABEL_COLUMNS):
+                part[f"{col}_{p.upper()}"] = arr[:, k]
+        part.update(flags(value[:, 0], value[:, 1], value[:, 2], sigma, batch.snr,
+                          model.label_range()))
+        if batch.labels is not None:
+            for k, col in enumerate(LABEL_COLUMNS):
+                part[f"{col}_LABEL"] = batch.labels[:, k]
+            part["SPLIT"], part["CATEGORY"] = batch.split, batch.category
+        part["FILE"] = batch.source
+        for key, arr in part.items():
+            cols.setdefault(key, []).append(np.asarray(arr))
+        done += len(batch.apogee_id)
+        if on_progress:
+            on_progress(done + len(failures), total)
+    if not cols:
+        raise ApnetError("no spectrum could be read: " + (failures[0] if failures else
+                                                           "the inputs hold none"))
+    table = Table({k: np.concatenate(v) for k, v in cols.items()})
+    for k, unit in zip(LABEL_COLUMNS, ("K", "dex", "dex")):
+        for suffix in ("", "_ERR"):
+            # 'dex' is no FITS unit, so it goes into the description where FITS keeps it
+            table[k + suffix].description = unit
+    table.meta["TARGETS"] = ",".join(TARGETS)
+    table.meta["MC"] = mc
+    table.meta["MODEL"] = os.path.abspath(model.path)[-60:]
+    return InferenceResult(table, failures)
+
+
+def write_catalog(table: Table, path: str) -> str:
+    """Write a catalog atomically: CSV, or FITS when the name ends in .fits/.fit."""
+    if path.lower().endswith((".fits", ".fit")):
+        fmt = "fits"
+    elif path.lower().endswith(".csv"):
+        fmt = "ascii.csv"
+    else:
+        raise ApnetError(f"{path}: catalog must end in .csv or .fits")
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, ".tmp-" + os.path.basename(path))
+    out = table.copy(copy_data=False)
+    if fmt == "fits":
+        out["FILE"] = [str(v) for v in out["FILE"]]
+        out["AGE_BIN"] = [str(v) for v in out["AGE_BIN"]]
+    out.write(tmp, format=fmt, overwrite=True)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,82 @@
+import shutil
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from apnet_tf.inference import (age_bin, flags, in_triangle, load_model, predict_catalog,
+                                write_catalog)
+
+COLUMNS = ["APOGEE_ID", "RA", "DEC", "TEFF", "TEFF_ERR", "LOGG", "LOGG_ERR", "FE_H", "FE_H_ERR",
+           "SNR"]
+
+
+def test_yso_triangle_and_age_bins():
+    # vertices (2200, 4.4), (4500, 3.9), (3200, 1.7); centroid (3300, 3.33) is inside
+    teff = np.array([3300.0, 5000.0, 3000.0, 2300.0, 4400.0, np.nan])
+    logg = np.array([3.33, 3.0, 4.8, 4.3, 3.85, 3.5])
+    np.testing.assert_array_equal(in_triangle(teff, logg), [1, 0, 0, 1, 1, 0])
+    bins = age_bin(np.array([3.5, 3.7, 3.9, 4.1, 4.3, 4.3]), [1, 1, 1, 1, 1, 0])
+    assert list(bins) == ["<1 Myr", "1-2 Myr", "2-3 Myr", "3-5 Myr", ">5 Myr", ""]
+
+
+def test_flags():
+    f = flags(np.array([6800.0, 5000.0, np.nan, 20000.0]), np.array([4.0, 2.0, 2.0, 4.0]),
+              np.array([0.0, 0.0, 0.0, 0.0]), np.full((4, 3), 1.0),
+              np.array([50.0, 10.0, 50.0, 50.0]),
+              ((3000.0, 8000.0), (0.0, 5.0), (-2.0, 0.5)))
+    np.testing.assert_array_equal(f["TEFF_EDGE"], [1, 0, 0, 1])
+    np.testing.assert_array_equal(f["LOW_SNR"], [0, 1, 0, 0])
+    np.testing.assert_array_equal(f["BAD"], [0, 0, 1, 1])  # NaN, and far above 8000 K
+
+
+def test_infer_real_files_with_a_bad_one(apstar_files, trained_run, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for f in apstar_files[:5]:
+        shutil.copy(f, src)
+    (src / "apStar-r6-broken.fits").write_bytes(apstar_files[0].read_bytes()[:20000])
+    loaded = load_model(str(trained_run))
+    res = predict_catalog(loaded, [str(src)], mc=20, batch_size=2)
+    assert len(res.catalog) == 5 and len(res.failures) == 1
+    assert "apStar-r6-broken.fits" in res.failures[0]
+    assert res.catalog.colnames[:10] == COLUMNS
+    for col in ("TEFF", "TEFF_ERR", "LOGG_ERR", "FE_H_ERR"):
+        assert np.isfinite(np.asarray(res.catalog[col])).all()
+    for path in (tmp_path / "c.csv", tmp_path / "c.fits"):
+        write_catalog(res.catalog, str(path))
+        back = Table.read(path)
+        assert list(back["APOGEE_ID"]) == list(res.catalog["APOGEE_ID"])
+        np.testing.assert_allclose(back["TEFF"], res.catalog["TEFF"], rtol=1e-6)
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_infer_labelled_records_adds_labels(records, trained_run):
+    res = predict_catalog(load_model(str(trained_run)), [str(records)], mc=0)
+    cat = res.catalog
+    assert len(cat) == 150
+    for col in ("TEFF_LABEL", "LOGG_LABEL", "FE_H_LABEL", "SPLIT", "CATEGORY"):
+        assert col in cat.colnames
+    assert np.isnan(np.asarray(cat["TEFF_ERR"])).all()  # no Monte Carlo, no sigma
+
+
+def test_calibrate_and_evaluate(records, trained_run, tmp_path):
+    from apnet_tf.evaluation import calibrate, evaluate
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    cal = calibrate(str(run), str(records), realizations=20)
+    assert (run / "calibration.json").exists() and len(cal.scale) == 3
+    assert all(s > 0 for s in cal.scale)
+    # fitted on dev: calibrated dev coverage is close to 68%
+    assert all(0.5 < c < 0.85 for c in cal.coverage_dev_calibrated)
+    res = evaluate(str(run), str(records), str(tmp_path / "eval"), realizations=20)
+    for name in ("table2.csv", "table2.md", "table3.csv", "table3.md", "coverage.csv",
+                 "catalog.csv", "kiel.png", "label_vs_prediction.png", "sigma_vs_snr.png",
+                 "yso_sky.png"):
+        assert (tmp_path / "eval" / name).exists(), name
+        if name.endswith(".png"):
+            assert (tmp_path / "eval" / name).read_bytes()[:4] == b"\x89PNG"
+    cov = res["coverage"]
+    assert set(cov.index.get_level_values(0)) == {"raw (MC input noise)", "calibrated"}
+    assert ((cov.to_numpy() >= 0) & (cov.to_numpy() <= 1)).all()

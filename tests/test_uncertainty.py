@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from apnet_tf.inference import load_model
+from apnet_tf.spectra import read_apstar
+from apnet_tf.uncertainty import (MonteCarloPredictor, coverage, fit_scale, noise_scale,
+                                  realizations, typical_error)
+
+
+def test_typical_error_is_the_median_over_good_pixels():
+    err = np.array([[1.0, 2.0, 3.0, 1e10, 1e10, 100.0]], np.float32)
+    bad = np.array([[0, 0, 0, 1, 1, 0]], bool)
+    # good pixels 1, 2, 3, 100: the lower median is 2 (a mean would be 26.5; with the 1e10
+    # pixels it would be 3e9)
+    assert typical_error(tf.constant(err), tf.constant(bad)).numpy()[0, 0] == 2.0
+    scale = noise_scale(tf.constant(err), tf.constant(bad), cap=5.0).numpy()[0]
+    np.testing.assert_array_equal(scale, [1.0, 2.0, 3.0, 0.0, 0.0, 10.0])  # capped at 5 x 2
+    none_good = typical_error(tf.constant(err), tf.constant(np.ones_like(bad)))
+    assert none_good.numpy()[0, 0] == 0.0
+
+
+def test_realizations_are_one_vectorised_batch():
+    flux = tf.constant([[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]])
+    scale = tf.constant([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    x = realizations(flux, scale, 50, seed=(1, 2)).numpy()
+    assert x.shape == (100, 3)
+    np.testing.assert_array_equal(x[:50, [0, 2]], np.tile([1.0, 3.0], (50, 1)))  # no noise
+    np.testing.assert_array_equal(x[50:], np.tile([10.0, 20.0, 30.0], (50, 1)))
+    assert 0.6 < x[:50, 1].std() < 1.4
+
+
+def test_mc_on_all_real_files_is_finite_and_plausible(apstar_files, trained_run):
+    loaded = load_model(str(trained_run))
+    specs = [read_apstar(p) for p in apstar_files]
+    flux = np.stack([s.flux for s in specs])
+    err = np.stack([s.err for s in specs])
+    bad = np.stack([s.bad for s in specs])
+    assert (err >= 1e9).sum() > 24 * 700  # the 1e10 chip gaps are there
+    mcp = MonteCarloPredictor(loaded.model, 100)
+    res = mcp(flux, err, bad)
+    for key in ("mean", "std", "p16", "p50", "p84"):
+        assert res[key].shape == (24, 3) and np.isfinite(res[key]).all(), key
+    assert (res["std"] > 0).all()
+    # nothing of order 1e9 leaks: sigmas stay well below the label spread of the training set
+    assert (res["std"][:, 0] < 3000).all() and (res["std"][:, 1:] < 3).all()
+    assert (np.abs(res["mean"][:, 0]) < 1e5).all()
+    assert (res["p16"] <= res["p50"]).all() and (res["p50"] <= res["p84"]).all()
+    # the sigma comes from the per-pixel noise: zero error gives (almost) zero spread
+    quiet = mcp(flux[:2], np.zeros_like(err[:2]), bad[:2])
+    assert (quiet["std"] < 1e-3 * res["std"][:2] + 1e-6).all()
+    # MC dropout adds its spread in quadrature
+    both = MonteCarloPredictor(loaded.model, 100, mc_dropout=True)(flux[:4], err[:4], bad[:4])
+    assert (both["std"] >= both["std_dropout"] - 1e-6).all()
+    assert (both["std_dropout"] > 0).all()
+
+
+def test_coverage_and_scale():
+    rng = np.random.default_rng(0)
+    labels = rng.normal(size=(4000, 3))
+    sigma = np.full((4000, 3), 0.25)  # four times too small, as the paper found
+    pred = labels + rng.normal(size=(4000, 3))
+    cov = coverage(pred, sigma, labels)
+    assert (cov < 0.25).all()
+    s = fit_scale(pred, sigma, labels)
+    np.testing.assert_allclose(s, 4.0, rtol=0.08)
+    np.testing.assert_allclose(coverage(pred, sigma * s, labels), 0.683, atol=0.01)
+    labels[:10, 1] = np.nan
+    assert np.isfinite(coverage(pred, sigma, labels)).all()
