@@ -191,8 +191,17 @@ def _run_fit(records, out_dir, stage, rec, resume, strategy):
 def demo(out_dir: Annotated[str, typer.Option("--out", help="Folder for everything the demo makes")] = "demo_out",
          n: Annotated[int, typer.Option(help="Stars in the synthetic survey")] = 2000,
          epochs: Annotated[int, typer.Option(help="Most epochs per stage or round")] = 40,
+         mc: Annotated[int, typer.Option(help="Monte Carlo realizations per star")] = 100,
          seed: Annotated[int, typer.Option(help="Random seed")] = 0) -> None:
-    """The main job end to end on the embedded synthetic survey: synth, make-records, fit, tables."""
+    """The main job end to end on the embedded synthetic survey.
+
+    synth -> make-records -> fit (pretrain + rolling Payne fine-tuning) -> calibrate ->
+    infer (catalog with uncertainties) -> evaluate (Tables 2 and 3, coverage, PNG plots).
+    Re-running it reuses the spectra, records and a finished run.
+    """
+    from .evaluation import calibrate as run_calibrate
+    from .evaluation import evaluate as run_evaluate
+    from .inference import load_model, predict_catalog, write_catalog
     from .records import make_records
     from .synth import make_survey
     from .training import get_recipe
@@ -206,11 +215,25 @@ def demo(out_dir: Annotated[str, typer.Option("--out", help="Folder for everythi
     with progress_bar("make-records") as update:
         make_records([spectra_dir], records_dir, labels=os.path.join(spectra_dir, "labels.csv"),
                      on_progress=update)
-    result = _run_fit(records_dir, run_dir, "all", get_recipe("default", epochs=epochs, seed=seed),
-                      False, "default")
-    out.print(f"run folder: {run_dir}")
+    if not os.path.exists(os.path.join(run_dir, "table3.csv")):
+        _run_fit(records_dir, run_dir, "all", get_recipe("default", epochs=epochs, seed=seed),
+                 False, "default")
+    cal = run_calibrate(run_dir, records_dir, realizations=mc, seed=seed)
+    with progress_bar("infer") as update:
+        result = predict_catalog(load_model(run_dir), [records_dir], mc=mc, calibrated=True,
+                                 seed=seed, on_progress=update)
+    catalog = write_catalog(result.catalog, os.path.join(out_dir, "catalog.fits"))
+    with progress_bar("evaluate") as update:
+        res = run_evaluate(run_dir, records_dir, os.path.join(out_dir, "evaluation"),
+                           realizations=mc, seed=seed, on_progress=update)
+    out.print(f"run folder:  {run_dir}")
+    out.print(f"catalog:     {catalog} ({len(result.catalog)} stars, calibrated sigmas; "
+              f"sigma scales {', '.join(f'{s:.2f}' for s in cal.scale)})")
+    out.print(f"evaluation:  {os.path.join(out_dir, 'evaluation')} (tables, coverage, PNG plots)")
     out.print("Table 3, scatter between labels and predictions (synthetic survey):")
-    out.print(result.table3.to_string(float_format=lambda v: f"{v:.4g}"))
+    out.print(res["table3"].to_string(float_format=lambda v: f"{v:.4g}"))
+    out.print("1-sigma coverage (target 0.683):")
+    out.print(res["coverage"].to_string(float_format=lambda v: f"{v:.3f}"))
 
 
 @app.command("make-labels")
@@ -240,11 +263,13 @@ def make_labels_cmd(
 @app.command()
 @_friendly
 def infer(
-        model: Annotated[str, typer.Option(help="Run folder or .keras file")],
+        model: Annotated[str, typer.Option(
+            help="Run folder, .keras file, exported SavedModel or .tflite file")],
         spectra: Annotated[list[str], typer.Option(
             "--spectra", help="apStar files, folders, globs, or record folders")],
         out_path: Annotated[str, typer.Option("--out", help="Catalog to write, .csv or .fits")],
-        mc: Annotated[int, typer.Option(help="Monte Carlo realizations per star (0 = none)")] = 100,
+        mc: Annotated[Optional[int], typer.Option(
+            help="Monte Carlo realizations per star, 0 = none [default: 100; 0 for .tflite]")] = None,
         batch_size: Annotated[int, typer.Option(help="Stars per batch")] = 256,
         calibrated: Annotated[bool, typer.Option(
             "--calibrated", help="Calibrated sigmas (MC dropout + dev-fitted scale)")] = False,
@@ -255,6 +280,8 @@ def infer(
     from .inference import load_model, predict_catalog, write_catalog
 
     loaded = load_model(model)
+    if mc is None:
+        mc = 0 if loaded.kind == "tflite" else 100
     with progress_bar("infer") as update:
         result = predict_catalog(loaded, spectra, mc=mc, batch_size=batch_size,
                                  calibrated=calibrated, mc_dropout=mc_dropout, seed=seed,
@@ -311,6 +338,56 @@ def evaluate(
     out.print("1-sigma coverage (target 0.683):")
     out.print(res["coverage"].to_string(float_format=lambda v: f"{v:.3f}"))
     out.print(f"wrote {len(res['files'])} files to {out_dir}")
+
+
+@app.command()
+@_friendly
+def export(
+        model: Annotated[str, typer.Option(help="Run folder or .keras file")],
+        out_dir: Annotated[str, typer.Option("--out", help="e.g. saved_models/apogee_net")],
+        version: Annotated[Optional[int], typer.Option(help="Version folder (default: next)")] = None,
+        tflite: Annotated[str, typer.Option(
+            help="Comma-separated TFLite variants: float32,float16,int8 ('' for none)")] = "float32,float16,int8",
+        mc: Annotated[int, typer.Option(help="Realizations in predict_with_uncertainty")] = 100,
+) -> None:
+    """Export a SavedModel for TF Serving (two signatures) and TFLite variants for LiteRT."""
+    from .export import export_model
+
+    variants = [v.strip() for v in tflite.split(",") if v.strip()]
+    meta = export_model(model, out_dir, version=version, tflite=variants, mc_realizations=mc)
+    out.print(f"SavedModel: {os.path.join(out_dir, str(meta['version']))} "
+              "(signatures serving_default, predict_with_uncertainty)")
+    for variant, info in meta["tflite"].items():
+        out.print(f"TFLite {variant:8s} {os.path.join(out_dir, info['file'])} "
+                  f"({info['bytes'] / 2**20:.1f} MiB)")
+
+
+@app.command("import-torch")
+@_friendly
+def import_torch_cmd(
+        state_dict: Annotated[str, typer.Argument(help="PyTorch state_dict (.pt) of Appendix B")],
+        out_dir: Annotated[str, typer.Option("--out", help="Run folder to write")],
+        mean: Annotated[Optional[str], typer.Option(help="Target means teff,logg,fe_h")] = None,
+        std: Annotated[Optional[str], typer.Option(help="Target stds teff,logg,fe_h")] = None,
+) -> None:
+    """Load the paper's PyTorch weights into a Keras run folder (default stats: paper Table 1)."""
+    from .export import PAPER_MEAN, PAPER_STD, import_torch
+
+    m = PAPER_MEAN if mean is None else _float_triple(mean, "--mean")
+    s = PAPER_STD if std is None else _float_triple(std, "--std")
+    path = import_torch(state_dict, out_dir, m, s)
+    out.print(f"wrote {path}")
+
+
+def _float_triple(text: str, flag: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(t) for t in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise ApnetError(f"{flag}: expected three comma-separated numbers (teff,logg,fe_h), "
+                         f"got {text!r}")
+    return values
 
 
 def _int_list(text: str, flag: str) -> tuple[int, ...]:

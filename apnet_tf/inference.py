@@ -39,12 +39,18 @@ CATALOG_COLUMNS = ("APOGEE_ID", "RA", "DEC", "TEFF", "TEFF_ERR", "LOGG", "LOGG_E
 
 @dataclasses.dataclass
 class LoadedModel:
-    """A Keras model with what a run folder stores beside it."""
+    """A model to predict with: a Keras model (run folder or .keras), a SavedModel, or TFLite.
 
-    model: object  # keras.Model
+    ``predict(flux)`` gives (B, 3) physical units; ``monte_carlo(...)`` gives the summaries of
+    ``uncertainty.MonteCarloPredictor`` (mean and std at least).
+    """
+
+    model: object  # keras.Model, a loaded SavedModel, or a LiteRT signature runner
     path: str
+    kind: str = "keras"  # "keras", "saved_model" or "tflite"
     normalization: dict | None = None
     calibration: object | None = None  # uncertainty.Calibration
+    metadata: dict | None = None  # export_metadata.json of a SavedModel or TFLite export
 
     def label_range(self) -> tuple[tuple[float, float], ...]:
         norm = self.normalization or {}
@@ -53,37 +59,121 @@ class LoadedModel:
             return tuple(zip(map(float, lo), map(float, hi)))
         return FALLBACK_LABEL_RANGE
 
+    def predict(self, flux: np.ndarray) -> np.ndarray:
+        flux = np.asarray(flux, np.float32)
+        if self.kind == "keras":
+            if not hasattr(self, "_plain"):
+                from .model import predictor
+
+                self._plain = predictor(self.model)
+            return self._plain(flux)
+        if self.kind == "saved_model":
+            import tensorflow as tf
+
+            out = self.model.signatures["serving_default"](flux=tf.constant(flux))
+            return np.stack([out[t].numpy() for t in TARGETS], axis=1)
+        return _tflite_rows(self.model, flux)
+
+    def monte_carlo(self, flux, err, bad, realizations: int, mc_dropout: bool = False,
+                    calibrated: bool = False) -> dict[str, np.ndarray]:
+        from .uncertainty import MonteCarloPredictor, noise_scale, summarize
+        from .uncertainty import realizations as draw
+
+        if calibrated and self.calibration is None:
+            raise ApnetError(f"{self.path}: no calibration.json; run 'apnet-tf calibrate' first")
+        if self.kind == "keras":
+            key = (realizations, mc_dropout, calibrated)
+            if getattr(self, "_mc_key", None) != key:
+                self._mc = (MonteCarloPredictor.calibrated(self.model, self.calibration)
+                            if calibrated else
+                            MonteCarloPredictor(self.model, realizations, mc_dropout=mc_dropout))
+                self._mc_key = key
+            return self._mc(flux, err, bad)
+        if mc_dropout or calibrated:
+            raise ApnetError(f"{self.path}: MC dropout and calibration need the Keras model "
+                             "(a run folder); exported models carry input noise only")
+        import tensorflow as tf
+
+        if self.kind == "saved_model":
+            out = self.model.signatures["predict_with_uncertainty"](
+                flux=tf.constant(flux, tf.float32), err=tf.constant(err, tf.float32))
+            return {"mean": np.stack([out[f"{t}_mean"].numpy() for t in TARGETS], axis=1),
+                    "std": np.stack([out[f"{t}_std"].numpy() for t in TARGETS], axis=1)}
+        # TFLite: draw the realizations with TensorFlow, run them through the interpreter in
+        # batches of rows, and summarise with TFP.
+        x = draw(tf.constant(flux, tf.float32),
+                 noise_scale(tf.constant(err, tf.float32), tf.constant(bad)), realizations)
+        rows = _tflite_rows(self.model, x.numpy())
+        samples = tf.reshape(tf.constant(rows), [len(flux), realizations, 3])
+        return {k: v.numpy() for k, v in summarize(samples).items()}
+
+
+def _tflite_rows(runner, rows: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    outs = [runner(flux=np.ascontiguousarray(rows[i:i + chunk]))["labels"]
+            for i in range(0, len(rows), chunk)]
+    return np.concatenate(outs) if outs else np.empty((0, 3), np.float32)
+
+
+def _read_json(path: str) -> dict | None:
+    return json.load(open(path)) if os.path.exists(path) else None
+
 
 def load_model(path: str) -> LoadedModel:
-    """Load a run folder (best.keras + normalization.json [+ calibration.json]) or a .keras file.
+    """Load a run folder (best.keras, normalization.json, calibration.json), a .keras file, an
+    exported SavedModel (its version folder, or the folder of versions: the newest), or a
+    .tflite file.
 
     Raises:
         ApnetError: nothing loadable at ``path``.
     """
+    from .uncertainty import CALIBRATION, Calibration
+
+    if path.endswith(".tflite"):
+        if not os.path.exists(path):
+            raise ApnetError(f"{path}: no such file")
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            interp = Interpreter(model_path=path, num_threads=os.cpu_count())
+            runner = interp.get_signature_runner("serving_default")
+        except Exception as exc:
+            raise ApnetError(f"{path}: not a usable TFLite model ({str(exc).splitlines()[0]})") \
+                from None
+        meta = _read_json(os.path.join(os.path.dirname(path), "export_metadata.json"))
+        return LoadedModel(runner, path, "tflite", metadata=meta)
+    if os.path.isdir(path) and not os.path.exists(os.path.join(path, "best.keras")):
+        version_dir = path
+        if not os.path.exists(os.path.join(path, "saved_model.pb")):
+            versions = sorted((int(d) for d in os.listdir(path) if d.isdigit()
+                               and os.path.exists(os.path.join(path, d, "saved_model.pb"))))
+            if not versions:
+                raise ApnetError(f"{path}: not a run folder (best.keras) or a SavedModel")
+            version_dir = os.path.join(path, str(versions[-1]))
+        import tensorflow as tf
+
+        meta = _read_json(os.path.join(version_dir, "assets.extra", "export_metadata.json"))
+        return LoadedModel(tf.saved_model.load(version_dir), version_dir, "saved_model",
+                           metadata=meta)
+
     import keras
 
     from . import model as _model  # noqa: F401  (registers the custom layers)
-    from .uncertainty import CALIBRATION, Calibration
 
     if os.path.isdir(path):
         keras_path = os.path.join(path, "best.keras")
-        if not os.path.exists(keras_path):
-            raise ApnetError(f"{path}: no best.keras in this folder; give a run folder or a "
-                             ".keras file")
-        norm_path = os.path.join(path, "normalization.json")
-        norm = json.load(open(norm_path)) if os.path.exists(norm_path) else None
+        norm = _read_json(os.path.join(path, "normalization.json"))
         cal_path = os.path.join(path, CALIBRATION)
         cal = Calibration.load(cal_path) if os.path.exists(cal_path) else None
     elif path.endswith(".keras") and os.path.exists(path):
         keras_path, norm, cal = path, None, None
     else:
-        raise ApnetError(f"{path}: not a run folder or a .keras file")
+        raise ApnetError(f"{path}: not a run folder, .keras, SavedModel or .tflite file")
     try:
         model = keras.models.load_model(keras_path)
     except Exception as exc:  # keras raises many types for a bad file
         raise ApnetError(f"{keras_path}: cannot load model ({str(exc).splitlines()[0]})") \
             from None
-    return LoadedModel(model, path, norm, cal)
+    return LoadedModel(model, path, "keras", norm, cal)
 
 
 @dataclasses.dataclass
@@ -219,30 +309,21 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
         The catalog (paper Table 4 columns, percentiles, flags; labels, split and category when
         the input is labelled records) and one line per unreadable file.
     """
-    from .model import predictor
-    from .uncertainty import MonteCarloPredictor
-
     if seed is not None:
         import keras
 
         keras.utils.set_random_seed(seed)
-    if calibrated and model.calibration is None:
-        raise ApnetError(f"{model.path}: no calibration.json; run 'apnet-tf calibrate' first")
-    if mc > 0:
-        mcp = (MonteCarloPredictor.calibrated(model.model, model.calibration) if calibrated
-               else MonteCarloPredictor(model.model, mc, mc_dropout=mc_dropout))
-    plain = predictor(model.model)
     total = count_inputs(inputs, split_filter)
     failures: list[str] = []
     cols: dict[str, list] = {}
     done = 0
     for batch in iter_batches(inputs, batch_size, failures, split_filter):
         if mc > 0:
-            res = mcp(batch.flux, batch.err, batch.bad)
+            res = model.monte_carlo(batch.flux, batch.err, batch.bad, mc, mc_dropout, calibrated)
             value, sigma = res["mean"], res["std"]
-            pct = {p: res[p] for p in ("p16", "p50", "p84")}
+            pct = {p: res[p] for p in ("p16", "p50", "p84") if p in res}
         else:
-            value = plain(batch.flux)
+            value = model.predict(batch.flux)
             sigma = np.full_like(value, np.nan)
             pct = {}
         part = {"APOGEE_ID": batch.apogee_id, "RA": batch.ra, "DEC": batch.dec}

@@ -1,7 +1,8 @@
 """Label tables: reading, missing values, categories and deterministic train/dev/test splits.
 
-A label table is a pandas DataFrame with the columns of ``COLUMNS``. Missing labels are NaN (-9999 is
-accepted on input); a star with missing labels is kept, and its label mask says which are present.
+A label table is a pandas DataFrame with the columns of ``COLUMNS``. Missing labels are NaN
+(-9999 is accepted on input); a star with missing labels is kept, and its label mask says
+which are present.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The APOGEE Net network (paper Appendix B) as a Keras functional model.
 
-The model takes raw apStar flux, shape (B, 8575), and returns Teff (K), log g (dex) and [Fe/H] (dex),
-shape (B, 3) in the order teff, logg, fe_h. Input scaling and the inverse target standardisation
-(paper eq. 4) are layers inside the model, so a model loaded anywhere (Keras, SavedModel, TFLite)
-needs nothing but raw flux.
+The model takes raw apStar flux, shape (B, 8575), and returns Teff (K), log g (dex) and
+[Fe/H] (dex), shape (B, 3) in the order teff, logg, fe_h. Input scaling and the inverse target
+standardisation (paper eq. 4) are layers inside the model, so a model loaded anywhere (Keras,
+SavedModel, TFLite) needs nothing but raw flux.
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 
 from .constants import CATEGORIES, CDELT1, CRVAL1, LABEL_COLUMNS, N_PIXELS, SPLITS, TARGETS

@@ -1,8 +1,8 @@
 """Reading apStar spectra with astropy.
 
-An apStar file holds the flux in HDU1, its error in HDU2 and the pixel mask in HDU3. In a multi-visit
-file each is an array of shape (NVISITS + 2, 8575) whose row 0 is the combined spectrum; in a
-single-visit file each is a 1-D array of shape (8575,).
+An apStar file holds the flux in HDU1, its error in HDU2 and the pixel mask in HDU3. In a
+multi-visit file each is an array of shape (NVISITS + 2, 8575) whose row 0 is the combined
+spectrum; in a single-visit file each is a 1-D array of shape (8575,).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Training: recipes, the early-stopping-with-reload callback, the rolling Payne resample, strategies.
+"""Training: recipes, early stopping with reload, the rolling Payne resample, strategies.
 
 A run folder holds ``best.keras`` (always the best model by dev loss, never the last one),
 ``normalization.json``, ``history.csv``, ``training.png``, ``finetune_rounds.csv`` and the paper's
@@ -41,13 +41,15 @@ class Recipe:
     optimizer: str = "adam"  # "adam" or "sgd"
     learning_rate: float = PAPER_LEARNING_RATE
     momentum: float = 0.0  # SGD only
-    batch_size: int = PAPER_BATCH_SIZE
+    batch_size: int = 32
     dropout: float = PAPER_DROPOUT
     input_scaling: str = "mean"  # see model.INPUT_SCALINGS
     initializer: str = "he_normal"
     epochs: int = 100  # upper bound; early stopping usually ends sooner
     patience: int = EARLY_STOPPING_PATIENCE
-    lr_plateau_patience: int = 2  # halve the learning rate after this many flat epochs; 0 = off
+    lr_plateau_patience: int = 3  # halve the learning rate after this many flat epochs; 0 = off
+    noise_augment: bool = True  # add a fresh draw of the paper's per-pixel noise each epoch
+    finetune_learning_rate: float = PAPER_LEARNING_RATE / 10  # rounds start from a trained model
     finetune_fraction: float = PAYNE_RESAMPLE_FRACTION
     finetune_patience: int = 3  # rounds without mstar+yso dev improvement
     finetune_max_rounds: int = 20
@@ -57,8 +59,9 @@ class Recipe:
 #: ``paper``: section 3.3 as published (SGD, lr 0.001, batch 128, dropout 0.1, raw flux, Keras
 #: default initialisers). ``default``: what measurably learns; see BENCHMARKS.md.
 RECIPES = {
-    "paper": Recipe(optimizer="sgd", input_scaling="none", initializer="glorot_uniform",
-                    lr_plateau_patience=0),
+    "paper": Recipe(optimizer="sgd", batch_size=PAPER_BATCH_SIZE, input_scaling="none",
+                    initializer="glorot_uniform", lr_plateau_patience=0, noise_augment=False,
+                    finetune_learning_rate=PAPER_LEARNING_RATE),
     "default": Recipe(),
 }
 
@@ -136,7 +139,8 @@ class EarlyStoppingWithReload(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         state = _load_json(self.state_path) if self.state_path else None
         if state:
-            self.best, self.wait, self.best_epoch = state["best"], state["wait"], state["best_epoch"]
+            self.best, self.wait = state["best"], state["wait"]
+            self.best_epoch = state["best_epoch"]
             if self.best_path and os.path.exists(self.best_path):
                 self.best_weights = keras.models.load_model(self.best_path).get_weights()
         else:
@@ -207,7 +211,8 @@ def rolling_resample(model: keras.Model, train_for_seed: Callable[[int], tf.data
     for r in range(max_rounds):
         draw_seed = seed + r + 1
         stopper = EarlyStoppingWithReload(monitor="val_loss", patience=epoch_patience)
-        hist = model.fit(train_for_seed(draw_seed), validation_data=dev, epochs=max_epochs, shuffle=False,
+        hist = model.fit(train_for_seed(draw_seed), validation_data=dev, epochs=max_epochs,
+                         shuffle=False,
                          callbacks=[stopper, *callbacks], verbose=0)
         focus = float(focus_loss(model))
         improved = focus < best
@@ -284,6 +289,32 @@ def _write_json(path: str, obj) -> None:
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=2)
     os.replace(tmp, path)
+
+
+def training_data(records_dir: str, recipe: Recipe, drop_remainder: bool,
+                  sample: dict[str, float] | None = None, seed: int | None = None
+                  ) -> tf.data.Dataset:
+    """Shuffled, labelled training batches of (flux, labels).
+
+    With ``recipe.noise_augment`` each epoch sees each spectrum with fresh noise drawn as in the
+    paper's Monte Carlo (N(0, 1) times the error capped at 5x the typical error; none at bad
+    pixels), so a small training set is not memorised noise and all.
+    """
+    from .uncertainty import noise_scale
+
+    seed = recipe.seed if seed is None else seed
+    features = ("flux", "err", "bad") if recipe.noise_augment else ("flux",)
+    ds = make_dataset(records_dir, splits=["train"], batch_size=recipe.batch_size, shuffle=True,
+                      seed=seed, sample=sample, labeled_only=True, features=features,
+                      drop_remainder=drop_remainder)
+    if not recipe.noise_augment:
+        return ds
+
+    def add_noise(x, y):
+        scale = noise_scale(x["err"], x["bad"])
+        return x["flux"] + tf.random.normal(tf.shape(scale)) * scale, y
+
+    return ds.map(add_noise, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def schedule_callbacks(recipe: Recipe) -> list[keras.callbacks.Callback]:
@@ -387,13 +418,12 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
                                     input_scaling=recipe.input_scaling,
                                     initializer=recipe.initializer)
                 compile_model(model, recipe, std)
-                train = make_dataset(records_dir, splits=["train"], batch_size=bs, shuffle=True,
-                                     seed=recipe.seed, labeled_only=True,
-                                     drop_remainder=not ragged_ok)
+                train = training_data(records_dir, recipe, drop_remainder=not ragged_ok)
                 stopper = EarlyStoppingWithReload(
                     pretrained, patience=recipe.patience,
                     state_path=os.path.join(run_dir, "early_stopping_pretrain.json"))
-                hist = model.fit(train, validation_data=dev, epochs=recipe.epochs, verbose=0, shuffle=False,
+                hist = model.fit(train, validation_data=dev, epochs=recipe.epochs, verbose=0,
+                                 shuffle=False,
                                  callbacks=[keras.callbacks.BackupAndRestore(
                                                 os.path.join(backup_root, "pretrain")),
                                             *schedule_callbacks(recipe),
@@ -409,7 +439,6 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
             if not os.path.exists(pretrained):
                 raise ApnetError(f"{pretrained}: no pretrained model; run --stage pretrain first")
             model = keras.models.load_model(pretrained)
-            compile_model(model, recipe, std)
 
         if stage in ("finetune", "all"):
             focus_cats = ["mstar", "yso"]
@@ -417,14 +446,14 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
                     count_records(records_dir, ["dev"], focus_cats) == 0:
                 raise ApnetError(f"{records_dir}: fine-tuning needs mstar or yso stars in the "
                                  "train and dev splits")
-            compile_model(model, recipe, std)
+            compile_model(model, dataclasses.replace(
+                recipe, learning_rate=recipe.finetune_learning_rate), std)
             focus_dev = make_dataset(records_dir, splits=["dev"], categories=focus_cats,
                                      batch_size=bs, labeled_only=True)
 
             def train_for_seed(seed: int) -> tf.data.Dataset:
-                return make_dataset(records_dir, splits=["train"], batch_size=bs, shuffle=True,
-                                    sample={"payne": recipe.finetune_fraction}, seed=seed,
-                                    labeled_only=True, drop_remainder=not ragged_ok)
+                return training_data(records_dir, recipe, not ragged_ok,
+                                     sample={"payne": recipe.finetune_fraction}, seed=seed)
 
             rounds_path = os.path.join(run_dir, ROUNDS)
 

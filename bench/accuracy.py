@@ -54,7 +54,9 @@ def network_scatter(records: str, run_dir: str, recipe, stage: str) -> tuple[np.
     secs = time.perf_counter() - t
     test = res.table3["test"].loc["Full"].to_numpy()
     return test, {"seconds": round(secs, 1), "epochs": res.epochs,
-                  "rounds": len(res.rounds), "table3": res.table3.round(4).to_dict()}
+                  "rounds": len(res.rounds),
+                  "table3_test": {f"{g} {t}": round(float(v), 4) for (g, t), v in
+                                  res.table3["test"].items()}}
 
 
 def main() -> None:
@@ -70,7 +72,8 @@ def main() -> None:
     overrides = {}
     for item in args.set:
         key, value = item.split("=", 1)
-        overrides[key] = type(getattr(Recipe(), key))(value)
+        kind = type(getattr(Recipe(), key))
+        overrides[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
     _, records = survey_records(args.n)
     ridge, alphas = ridge_scatter(records)
     tag = "_".join(f"{k}-{v}" for k, v in overrides.items()) or "default"

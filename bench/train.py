@@ -25,10 +25,9 @@ BATCH = 128
 
 
 def keras_rate(x, y, steps: int) -> float:
-    import keras
     import tensorflow as tf
 
-    from apnet_tf.model import MaskedStandardizedMSE, build_model
+    from apnet_tf.model import build_model
     from apnet_tf.training import RECIPES, compile_model
 
     std = y.std(axis=0)

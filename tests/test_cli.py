@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 
 CLI = [sys.executable, "-m", "apnet_tf.cli"]
 
@@ -20,8 +19,8 @@ def test_synth_then_make_records(tmp_path):
     res = run("synth", "--out", tmp_path / "s", "--n", 12, "--seed", 1)
     assert res.returncode == 0, res.stderr
     assert "wrote 12 spectra" in res.stdout
-    res = run("make-records", "--spectra", tmp_path / "s", "--labels", tmp_path / "s" / "labels.csv",
-              "--out", tmp_path / "r", "--shards", 1)
+    res = run("make-records", "--spectra", tmp_path / "s", "--labels",
+              tmp_path / "s" / "labels.csv", "--out", tmp_path / "r", "--shards", 1)
     assert res.returncode == 0, res.stderr
     assert "wrote 12 records" in res.stdout
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())

@@ -1,7 +1,6 @@
 import shutil
 
 import numpy as np
-import pytest
 from astropy.table import Table
 
 from apnet_tf.inference import (age_bin, flags, in_triangle, load_model, predict_catalog,

@@ -15,10 +15,11 @@ def test_parameter_count_matches_pytorch_appendix_b():
     assert model.get_layer("flatten").output.shape[-1] == 133 * 64
     assert paper_torch_parameter_count() == 4_655_275
     assert model.count_params() == 4_655_275
-    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv1D)]
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv1D)]
     assert [c.filters for c in convs] == [8, 8, 16, 16, 16, 16, 32, 32, 32, 32, 64, 64]
     assert all(c.kernel_size == (3,) and c.padding == "same" for c in convs)
-    assert len([l for l in model.layers if isinstance(l, keras.layers.MaxPooling1D)]) == 6
+    pools = [layer for layer in model.layers if isinstance(layer, keras.layers.MaxPooling1D)]
+    assert len(pools) == 6
 
 
 def test_output_is_physical_units_and_survives_save_load(tmp_path, apstar_files):

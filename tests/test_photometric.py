@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from apnet_tf.errors import ApnetError
-from apnet_tf.photometric import (absolute_k, assemble_labels, hejazi_feh, make_labels,
+from apnet_tf.photometric import (absolute_k, hejazi_feh, make_labels,
                                   mann_teff, mdwarf_labels, payne_labels, standard_photometry,
                                   veyette_logg)
 

@@ -117,7 +117,7 @@ def test_fit_writes_the_run_folder_and_resumes(records, tmp_path):
     assert os.path.isdir(run / "backup")
     seen.clear()
     res = fit(str(records), str(run), stage="pretrain", recipe=recipe, resume=True,
-              on_epoch=lambda s, e, l: seen.append((s, e)))
+              on_epoch=lambda stage, epoch, logs: seen.append((stage, epoch)))
     assert seen == [("pretrain", 3)]  # it continued; it did not start again from epoch 1
     hist = pd.read_csv(run / "history.csv")
     assert list(hist.epoch) == [1, 2, 3]

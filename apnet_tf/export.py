@@ -1,0 +1,253 @@
+"""Export: a SavedModel for TF Serving, TFLite variants for LiteRT, and PyTorch weight exchange.
+
+The SavedModel lives in ``saved_models/<name>/<version>/``, the layout TF Serving expects, with two
+signatures that need nothing from this package:
+
+* ``serving_default``: ``flux`` float32 [None, 8575] -> ``teff``, ``logg``, ``fe_h`` (K, dex, dex);
+* ``predict_with_uncertainty``: ``flux`` and ``err`` float32 [None, 8575] -> the Monte Carlo
+  ``*_mean`` and ``*_std`` of each parameter, with R realizations fixed at export time.
+
+TFLite files (float32, float16, dynamic-range int8) and ``export_metadata.json`` sit beside the
+version folders.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .constants import (BAD_ERROR_THRESHOLD, CONV_FILTERS, MC_ERROR_CAP, MC_REALIZATIONS,
+                        N_PIXELS, TARGET_UNITS, TARGETS)
+from .errors import ApnetError
+from .model import build_model, flatten_length
+from .uncertainty import noise_scale, realizations
+
+TFLITE_VARIANTS = ("float32", "float16", "int8")
+METADATA = "export_metadata.json"
+#: Paper Table 1: the default target statistics of an imported PyTorch model.
+PAPER_MEAN = (4716.92, 2.88, -0.22)
+PAPER_STD = (733.01, 1.16, 0.30)
+
+
+def _outputs(y: tf.Tensor, suffix: str = "") -> dict[str, tf.Tensor]:
+    return {f"{name}{suffix}": y[:, k] for k, name in enumerate(TARGETS)}
+
+
+def build_archive(model: keras.Model, mc_realizations: int = MC_REALIZATIONS,
+                  error_cap: float = MC_ERROR_CAP) -> keras.export.ExportArchive:
+    """An ExportArchive with the ``serving_default`` and ``predict_with_uncertainty`` endpoints."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    spec = tf.TensorSpec([None, N_PIXELS], tf.float32, name="flux")
+    err_spec = tf.TensorSpec([None, N_PIXELS], tf.float32, name="err")
+
+    def serve(flux):
+        return _outputs(model(flux, training=False))
+
+    def with_uncertainty(flux, err):
+        bad = ~tf.math.is_finite(err) | (err >= BAD_ERROR_THRESHOLD)
+        err = tf.where(tf.math.is_finite(err), err, tf.fill(tf.shape(err), 1e10))
+        b = tf.shape(flux)[0]
+        x = realizations(flux, noise_scale(err, bad, error_cap), mc_realizations)
+        samples = tf.reshape(model(x, training=False), tf.stack([b, mc_realizations, 3]))
+        mean = tf.reduce_mean(samples, axis=1)
+        std = tf.math.reduce_std(samples, axis=1)
+        return {**_outputs(mean, "_mean"), **_outputs(std, "_std")}
+
+    archive.add_endpoint("serving_default", serve, input_signature=[spec])
+    archive.add_endpoint("predict_with_uncertainty", with_uncertainty,
+                         input_signature=[spec, err_spec])
+    return archive
+
+
+def next_version(base: str) -> int:
+    """1 + the largest numeric version folder under ``base`` (1 when there is none)."""
+    if not os.path.isdir(base):
+        return 1
+    versions = [int(d) for d in os.listdir(base) if d.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def tflite_variants(model: keras.Model, variants: Sequence[str]) -> dict[str, bytes]:
+    """TFLite flatbuffers of the plain model (flux -> labels (B, 3)), one per variant.
+
+    The converter reads a SavedModel written for it: converting a Keras 3 model from a concrete
+    function silently drops its weights (the outputs are NaN).
+    """
+    import tempfile
+
+    for variant in variants:
+        if variant not in TFLITE_VARIANTS:
+            raise ApnetError(f"unknown TFLite variant {variant!r}; choose from "
+                             f"{', '.join(TFLITE_VARIANTS)}")
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="apnet-tflite-") as tmp:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serving_default",
+                             lambda flux: {"labels": model(flux, training=False)},
+                             input_signature=[tf.TensorSpec([None, N_PIXELS], tf.float32,
+                                                            name="flux")])
+        archive.write_out(tmp, verbose=False)
+        for variant in variants:
+            converter = tf.lite.TFLiteConverter.from_saved_model(
+                tmp, signature_keys=["serving_default"])
+            if variant in ("float16", "int8"):
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            if variant == "float16":
+                converter.target_spec.supported_types = [tf.float16]
+            out[variant] = converter.convert()
+    return out
+
+
+def export_model(model_path: str, out: str, version: int | None = None,
+                 tflite: Sequence[str] = (), mc_realizations: int = MC_REALIZATIONS) -> dict:
+    """Export a run folder or .keras file to ``out/<version>/`` (+ TFLite files and metadata).
+
+    Returns:
+        The metadata written to ``out/export_metadata.json``.
+    """
+    from .inference import load_model
+
+    loaded = load_model(model_path)
+    model = loaded.model
+    version = next_version(out) if version is None else int(version)
+    final = os.path.join(out, str(version))
+    if os.path.exists(final):
+        raise ApnetError(f"{final}: version {version} exists; pick another --version")
+    os.makedirs(out, exist_ok=True)
+    tmp = os.path.join(out, f".tmp-{version}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    build_archive(model, mc_realizations).write_out(tmp, verbose=False)
+    os.replace(tmp, final)
+
+    name = os.path.basename(os.path.normpath(out))
+    files = {}
+    for variant, data in tflite_variants(model, tflite).items():
+        path = os.path.join(out, f"{name}_{variant}.tflite")
+        with open(path + ".tmp", "wb") as f:
+            f.write(data)
+        os.replace(path + ".tmp", path)
+        files[variant] = {"file": os.path.basename(path), "bytes": len(data)}
+    norm = loaded.normalization or {}
+    meta = {
+        "name": name, "version": version, "source": os.path.abspath(model_path),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "tensorflow": tf.__version__, "keras": keras.__version__,
+        "inputs": {"flux": [None, N_PIXELS], "err": [None, N_PIXELS]},
+        "targets": list(TARGETS), "units": list(TARGET_UNITS),
+        "signatures": {"serving_default": "flux -> teff, logg, fe_h",
+                       "predict_with_uncertainty": "flux, err -> {target}_mean, {target}_std"},
+        "mc_realizations": mc_realizations, "mc_error_cap": MC_ERROR_CAP,
+        "target_mean": norm.get("mean"), "target_std": norm.get("std"),
+        "calibration_scale": None if loaded.calibration is None else loaded.calibration.scale,
+        "tflite": files,
+    }
+    # A copy travels inside the version folder, where TF Serving ignores extra files.
+    os.makedirs(os.path.join(final, "assets.extra"), exist_ok=True)
+    with open(os.path.join(final, "assets.extra", METADATA), "w") as f:
+        json.dump(meta, f, indent=2)
+    with open(os.path.join(out, METADATA + ".tmp"), "w") as f:
+        json.dump(meta, f, indent=2)
+    os.replace(os.path.join(out, METADATA + ".tmp"), os.path.join(out, METADATA))
+    return meta
+
+
+# --------------------------------------------------------------------------- PyTorch weights
+
+
+def _torch_to_keras_arrays(state: dict) -> dict[str, list[np.ndarray]]:
+    """Keras layer name -> [kernel, bias] from an Appendix B state_dict (numpy arrays)."""
+    out = {}
+    for i in range(1, len(CONV_FILTERS) + 1):
+        w, b = state[f"conv{i}.weight"], state[f"conv{i}.bias"]
+        out[f"conv{i}"] = [np.transpose(w, (2, 1, 0)), b]  # (out, in, k) -> (k, in, out)
+    w1 = state["fc1.weight"]  # (512, 64 * 133), flattened channel-major by PyTorch
+    units, length, channels = w1.shape[0], flatten_length(), CONV_FILTERS[-1]
+    # Keras flattens (length, channels) row-major: row l * 64 + c holds PyTorch column c * 133 + l
+    w1 = w1.reshape(units, channels, length).transpose(2, 1, 0).reshape(length * channels, units)
+    out["fc1"] = [w1, state["fc1.bias"]]
+    out["fc2"] = [state["fc2.weight"].T, state["fc2.bias"]]
+    out["fc3"] = [state["fc3.weight"].T, state["fc3.bias"]]
+    return out
+
+
+def import_torch_state_dict(state: dict, mean=PAPER_MEAN, std=PAPER_STD) -> keras.Model:
+    """A Keras APOGEE Net holding the weights of an Appendix B PyTorch state_dict.
+
+    The PyTorch network takes raw flux, so the model is built with ``input_scaling="none"``;
+    ``mean`` and ``std`` (default: paper Table 1) turn its standardised outputs into physical
+    units.
+
+    Raises:
+        ApnetError: a key of Appendix B is missing or has the wrong shape.
+    """
+    arrays = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
+              for k, v in state.items()}
+    try:
+        layers = _torch_to_keras_arrays(arrays)
+    except KeyError as exc:
+        raise ApnetError(f"state_dict has no key {exc.args[0]}; expected Appendix B names "
+                         "conv1..conv12, fc1..fc3") from None
+    model = build_model(mean, std, input_scaling="none", initializer="glorot_uniform")
+    for name, weights in layers.items():
+        layer = model.get_layer(name)
+        expected = [tuple(w.shape) for w in layer.get_weights()]
+        if [w.shape for w in weights] != expected:
+            raise ApnetError(f"state_dict {name}: shapes {[w.shape for w in weights]} do not "
+                             f"fit the Appendix B network ({expected})")
+        layer.set_weights([w.astype(np.float32) for w in weights])
+    return model
+
+
+def keras_to_torch_state_dict(model: keras.Model) -> dict[str, np.ndarray]:
+    """The reverse of ``import_torch_state_dict``: numpy arrays under Appendix B keys.
+
+    ``torch.save({k: torch.from_numpy(v) for k, v in state.items()}, path)`` gives a file that the
+    paper's code loads with ``load_state_dict``. That network sees the flux the Keras model sees
+    after its ``flux_scaling`` layer, and returns standardised targets.
+    """
+    state = {}
+    for i in range(1, len(CONV_FILTERS) + 1):
+        kernel, bias = model.get_layer(f"conv{i}").get_weights()
+        state[f"conv{i}.weight"] = np.ascontiguousarray(np.transpose(kernel, (2, 1, 0)))
+        state[f"conv{i}.bias"] = bias
+    kernel, bias = model.get_layer("fc1").get_weights()
+    units, length, channels = kernel.shape[1], flatten_length(), CONV_FILTERS[-1]
+    w1 = kernel.reshape(length, channels, units).transpose(2, 1, 0).reshape(units, -1)
+    state["fc1.weight"], state["fc1.bias"] = np.ascontiguousarray(w1), bias
+    for name in ("fc2", "fc3"):
+        kernel, bias = model.get_layer(name).get_weights()
+        state[f"{name}.weight"], state[f"{name}.bias"] = np.ascontiguousarray(kernel.T), bias
+    return state
+
+
+def import_torch(path: str, out_dir: str, mean=PAPER_MEAN, std=PAPER_STD) -> str:
+    """Load a PyTorch state_dict file into a run folder (best.keras + normalization.json)."""
+    try:
+        import torch
+    except ImportError:
+        raise ApnetError("import-torch needs PyTorch: pip install 'apnet-tf[torch]'") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ApnetError(f"{path}: cannot load a PyTorch state_dict "
+                         f"({str(exc).splitlines()[0]})") from None
+    if hasattr(state, "state_dict"):
+        state = state.state_dict()
+    model = import_torch_state_dict(state, mean, std)
+    from .training import save_model_atomic
+
+    os.makedirs(out_dir, exist_ok=True)
+    save_model_atomic(model, os.path.join(out_dir, "best.keras"))
+    with open(os.path.join(out_dir, "normalization.json"), "w") as f:
+        json.dump({"targets": list(TARGETS), "mean": list(map(float, mean)),
+                   "std": list(map(float, std)), "source": os.path.abspath(path)}, f, indent=2)
+    return os.path.join(out_dir, "best.keras")

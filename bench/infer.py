@@ -1,0 +1,99 @@
+"""Inference throughput: plain, Monte Carlo (R=100), and the paper's PyTorch network.
+
+All three run in one process on the same spectra (real shape, 8575 pixels):
+
+* plain: the Keras model's compiled predictor, batch 256;
+* MC: ``MonteCarloPredictor`` at R=100 (32 stars per graph call = 3,200 rows), in stars/s, and
+  compared with plain inference on a batch 100 times as large (3,200 spectra), in rows/s;
+* PyTorch: Appendix B's network in eval mode under ``torch.no_grad``, batch 256.
+
+    python bench/infer.py [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from _common import machine  # noqa: E402
+
+
+def rate(fn, n_per_call: int, seconds: float) -> float:
+    """Items per second of fn() after two warm-up calls, over at least ``seconds``."""
+    fn()
+    fn()
+    calls, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or calls < 3:
+        fn()
+        calls += 1
+    return calls * n_per_call / (time.perf_counter() - t0)
+
+
+def spectra(n: int, seed: int = 0):
+    from apnet_tf.synth import SpectrumModel, gap_mask
+
+    rng = np.random.default_rng(seed)
+    model = SpectrumModel()
+    base = np.stack([300 * model.flux(t, g, f) for t, g, f in
+                     zip(rng.uniform(3000, 7000, 16), rng.uniform(0, 5, 16),
+                         rng.uniform(-1, 0.3, 16))])
+    flux = base[rng.integers(0, 16, n)] * rng.uniform(0.5, 2, (n, 1))
+    err = np.abs(flux) / 50 + 0.1
+    gaps = gap_mask()
+    flux[:, gaps], err[:, gaps] = 0.0, 1e10
+    return flux.astype("float32"), err.astype("float32"), np.broadcast_to(gaps, flux.shape)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=10.0)
+    args = ap.parse_args()
+
+    import torch
+
+    from apnet_tf.model import build_model, predictor
+    from apnet_tf.torch_reference import appendix_b_network
+    from apnet_tf.uncertainty import MonteCarloPredictor
+
+    r, mc_stars = 100, 32
+    flux, err, bad = spectra(mc_stars * r)
+    model = build_model([4700, 2.9, -0.2], [730, 1.2, 0.3])
+    plain = predictor(model)
+    plain_256 = rate(lambda: plain(flux[:256]), 256, args.seconds)
+    plain_big = rate(lambda: plain(flux), len(flux), args.seconds)
+    mcp = MonteCarloPredictor(model, r, rows_per_call=mc_stars * r)
+    mc_stars_per_s = rate(lambda: mcp(flux[:mc_stars], err[:mc_stars], bad[:mc_stars]),
+                          mc_stars, args.seconds)
+
+    torch.set_num_threads(os.cpu_count())
+    net = appendix_b_network().eval()
+    x = torch.from_numpy(flux[:256, None, :].copy())
+
+    def torch_call():
+        with torch.no_grad():
+            net(x)
+
+    torch_256 = rate(torch_call, 256, args.seconds)
+    result = {
+        "machine": machine(),
+        "plain_spectra_per_s_batch256": round(plain_256, 1),
+        "torch_spectra_per_s_batch256": round(torch_256, 1),
+        "plain_over_torch": round(plain_256 / torch_256, 2),
+        "mc_r100_stars_per_s": round(mc_stars_per_s, 2),
+        "mc_r100_rows_per_s": round(mc_stars_per_s * r, 1),
+        "plain_spectra_per_s_batch3200": round(plain_big, 1),
+        "mc_rows_over_plain_batch3200": round(mc_stars_per_s * r / plain_big, 3),
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

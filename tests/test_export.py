@@ -1,0 +1,159 @@
+"""Exported models must run without this package: SavedModel (TF Serving), TFLite (LiteRT), and
+weights that move between PyTorch and Keras."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from apnet_tf.export import export_model
+from apnet_tf.inference import load_model, predict_catalog
+from apnet_tf.records import read_manifest
+from apnet_tf.spectra import read_apstar
+
+
+@pytest.fixture(scope="module")
+def real_flux(apstar_files):
+    specs = [read_apstar(p) for p in apstar_files]
+    return np.stack([s.flux for s in specs]), np.stack([s.err for s in specs])
+
+
+@pytest.fixture(scope="module")
+def exported(trained_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("saved_models") / "apogee_net"
+    meta = export_model(str(trained_run), str(out), tflite=["float32", "float16", "int8"],
+                        mc_realizations=32)
+    return out, meta
+
+
+def test_layout_and_saved_model_cli(exported):
+    out, meta = exported
+    assert meta["version"] == 1 and (out / "1" / "saved_model.pb").exists()
+    assert (out / "export_metadata.json").exists()
+    assert json.loads((out / "1" / "assets.extra" / "export_metadata.json").read_text())[
+        "mc_realizations"] == 32
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    show = subprocess.run([cli, "show", "--dir", str(out / "1"), "--all"], capture_output=True,
+                          text=True, timeout=300)
+    assert show.returncode == 0, show.stderr[-2000:]
+    assert "signature_def['serving_default']" in show.stdout
+    assert "signature_def['predict_with_uncertainty']" in show.stdout
+    for name in ("teff", "logg", "fe_h", "teff_mean", "fe_h_std"):
+        assert f"outputs['{name}']" in show.stdout
+
+
+def test_saved_model_runs_without_apnet_tf(exported, trained_run, real_flux, tmp_path):
+    out, _ = exported
+    flux, err = real_flux
+    keras_pred = load_model(str(trained_run)).predict(flux)
+    body = {"signature_name": "serving_default",
+            "instances": [{"flux": row.tolist()} for row in flux[:4]]}
+    mc_body = {"signature_name": "predict_with_uncertainty",
+               "instances": [{"flux": f.tolist(), "err": e.tolist()}
+                             for f, e in zip(flux[:3], err[:3])]}
+    np.save(tmp_path / "flux.npy", flux)
+    (tmp_path / "body.json").write_text(json.dumps(body))
+    (tmp_path / "mc_body.json").write_text(json.dumps(mc_body))
+    script = textwrap.dedent(f"""
+        import json, sys
+        import numpy as np
+        import tensorflow as tf
+        model = tf.saved_model.load({str(out / "1")!r})
+
+        def rest(path):
+            # what TF Serving's REST API does with a row-format request body
+            req = json.load(open(path))
+            sig = model.signatures[req["signature_name"]]
+            names = req["instances"][0].keys()
+            inputs = {{n: tf.constant([inst[n] for inst in req["instances"]], tf.float32)
+                      for n in names}}
+            return {{k: v.numpy().tolist() for k, v in sig(**inputs).items()}}
+
+        flux = np.load({str(tmp_path / "flux.npy")!r})
+        direct = model.signatures["serving_default"](flux=tf.constant(flux))
+        json.dump({{"direct": {{k: v.numpy().tolist() for k, v in direct.items()}},
+                   "rest": rest({str(tmp_path / "body.json")!r}),
+                   "mc": rest({str(tmp_path / "mc_body.json")!r}),
+                   "apnet_imported": "apnet_tf" in sys.modules}},
+                  open({str(tmp_path / "result.json")!r}, "w"))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "result.json").read_text())
+    assert res["apnet_imported"] is False
+    for k, name in enumerate(("teff", "logg", "fe_h")):
+        np.testing.assert_allclose(res["direct"][name], keras_pred[:, k], rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(res["rest"][name], keras_pred[:4, k], rtol=1e-4, atol=1e-3)
+        mean, std = np.array(res["mc"][f"{name}_mean"]), np.array(res["mc"][f"{name}_std"])
+        assert np.isfinite(mean).all() and (std > 0).all() and np.isfinite(std).all()
+        assert (np.abs(mean - keras_pred[:3, k]) < 10 * std + 1e-3).all()
+
+
+def test_tflite_parity_on_real_flux(exported, trained_run, real_flux, records):
+    out, meta = exported
+    flux, _ = real_flux
+    keras_pred = load_model(str(trained_run)).predict(flux)
+    std = np.array(read_manifest(str(records))["target_stats"]["std"])
+    sizes = {v: info["bytes"] for v, info in meta["tflite"].items()}
+    assert sizes["float32"] > 4_655_275 * 4 * 0.95  # the weights are in the file
+    assert sizes["float16"] < 0.6 * sizes["float32"] and sizes["int8"] < 0.35 * sizes["float32"]
+    f32 = load_model(str(out / "apogee_net_float32.tflite")).predict(flux)
+    np.testing.assert_allclose(f32[:, 0], keras_pred[:, 0], atol=0.5)
+    np.testing.assert_allclose(f32[:, 1:], keras_pred[:, 1:], atol=1e-3)
+    f16 = load_model(str(out / "apogee_net_float16.tflite")).predict(flux)
+    assert (np.abs(f16 - keras_pred) <= 0.01 * std).all()
+
+
+@pytest.mark.xfail(strict=True, reason="dynamic-range int8 misses the 1%-of-std parity on this "
+                   "network (BENCHMARKS.md, 'Export'); kept as the open acceptance check")
+def test_tflite_int8_parity_on_real_flux(exported, trained_run, real_flux, records):
+    out, _ = exported
+    flux, _ = real_flux
+    keras_pred = load_model(str(trained_run)).predict(flux)
+    std = np.array(read_manifest(str(records))["target_stats"]["std"])
+    pred = load_model(str(out / "apogee_net_int8.tflite")).predict(flux)
+    assert (np.abs(pred - keras_pred) <= 0.01 * std).all()
+
+
+def test_infer_accepts_saved_model_and_tflite(exported, apstar_files):
+    out, _ = exported
+    folder = str(apstar_files[0].parent)
+    plain = predict_catalog(load_model(str(out / "apogee_net_float32.tflite")), [folder], mc=0)
+    assert len(plain.catalog) == 24 and np.isnan(np.asarray(plain.catalog["TEFF_ERR"])).all()
+    mc = predict_catalog(load_model(str(out / "apogee_net_float32.tflite")), [folder], mc=8)
+    assert np.isfinite(np.asarray(mc.catalog["TEFF_ERR"])).all()
+    sm = predict_catalog(load_model(str(out)), [folder], mc=32)
+    assert np.isfinite(np.asarray(sm.catalog["LOGG_ERR"])).all()
+    np.testing.assert_allclose(np.asarray(sm.catalog["TEFF"]), np.asarray(mc.catalog["TEFF"]),
+                               rtol=0.05)
+
+
+def test_pytorch_weights_round_trip(real_flux, tmp_path):
+    torch = pytest.importorskip("torch")
+    import keras
+
+    from apnet_tf.export import import_torch, keras_to_torch_state_dict
+    from apnet_tf.torch_reference import appendix_b_network
+
+    torch.manual_seed(0)
+    net = appendix_b_network().eval()
+    torch.save(net.state_dict(), tmp_path / "net.pt")
+    path = import_torch(str(tmp_path / "net.pt"), str(tmp_path / "run"))
+    model = keras.models.load_model(path)
+    flux, _ = real_flux
+    with torch.no_grad():
+        expect = net(torch.from_numpy(flux[:, None, :])).numpy()
+    z = keras.Model(model.input, model.get_layer("fc3").output).predict(flux, verbose=0)
+    np.testing.assert_allclose(z, expect, atol=1e-4)
+    # and back: Keras weights under Appendix B keys load into the PyTorch code
+    state = {k: torch.from_numpy(v) for k, v in keras_to_torch_state_dict(model).items()}
+    back = appendix_b_network().eval()
+    back.load_state_dict(state)
+    with torch.no_grad():
+        np.testing.assert_allclose(back(torch.from_numpy(flux[:, None, :])).numpy(), expect,
+                                   atol=1e-5)
