@@ -189,9 +189,9 @@ def _run_fit(records, out_dir, stage, rec, resume, strategy):
 @app.command()
 @_friendly
 def demo(out_dir: Annotated[str, typer.Option("--out", help="Folder for everything the demo makes")] = "demo_out",
-         n: Annotated[int, typer.Option(help="Stars in the synthetic survey")] = 2000,
-         epochs: Annotated[int, typer.Option(help="Most epochs per stage or round")] = 40,
-         mc: Annotated[int, typer.Option(help="Monte Carlo realizations per star")] = 100,
+         n: Annotated[int, typer.Option(help="Stars in the synthetic survey")] = 1500,
+         epochs: Annotated[int, typer.Option(help="Most epochs per stage or round")] = 30,
+         mc: Annotated[int, typer.Option(help="Monte Carlo realizations per star")] = 30,
          seed: Annotated[int, typer.Option(help="Random seed")] = 0) -> None:
     """The main job end to end on the embedded synthetic survey.
 
@@ -324,12 +324,17 @@ def evaluate(
         out_dir: Annotated[str, typer.Option("--out", help="Folder for tables and plots")],
         mc: Annotated[int, typer.Option(help="Monte Carlo realizations per star")] = 100,
         seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+        splits: Annotated[str, typer.Option(help="Comma-separated splits to evaluate")] = "train,dev,test",
 ) -> None:
     """Tables 2 and 3, 1-sigma coverage and PNG plots for a model on a record set."""
     from .evaluation import evaluate as run_evaluate
 
+    chosen = tuple(s.strip() for s in splits.split(",") if s.strip())
+    unknown = set(chosen) - {"train", "dev", "test"}
+    if unknown or not chosen:
+        raise ApnetError(f"--splits: expected some of train,dev,test, got {splits!r}")
     with progress_bar("evaluate") as update:
-        res = run_evaluate(model, records, out_dir, realizations=mc, seed=seed,
+        res = run_evaluate(model, records, out_dir, realizations=mc, seed=seed, splits=chosen,
                            on_progress=update)
     out.print("Table 2, combined standardised MSE:")
     out.print(res["table2"].to_string(float_format=lambda v: f"{v:.4g}"))

@@ -175,13 +175,13 @@ def _arrays(table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int = 100,
-             seed: int = 0, on_progress=None) -> dict:
+             seed: int = 0, splits=SPLITS, on_progress=None) -> dict:
     """Tables 2 and 3, 1-sigma coverage, and the PNG figures for any model and record set.
 
     Writes to ``out_dir``: table2/table3/coverage (.csv, .md), catalog.csv, kiel.png,
     label_vs_prediction.png, sigma_vs_snr.png and yso_sky.png. Coverage is reported for the raw
     Monte Carlo sigmas (input noise only, as in the paper) and, when the run has a calibration,
-    for the calibrated sigmas.
+    for the calibrated sigmas. ``splits`` limits the work to some of train, dev and test.
 
     Returns:
         {"table2", "table3", "coverage"} DataFrames and the list of files written.
@@ -195,22 +195,23 @@ def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int 
     os.makedirs(out_dir, exist_ok=True)
     loaded = load_model(model_path)
     keras.utils.set_random_seed(seed)
+    splits = tuple(splits)
     raw = predict_catalog(loaded, [records_dir], mc=realizations, on_progress=on_progress,
-                          split_filter=SPLITS).catalog
+                          split_filter=splits).catalog
     labels, pred, sigma = _arrays(raw)
-    cats, splits = np.asarray(raw["CATEGORY"]).astype(str), np.asarray(raw["SPLIT"]).astype(str)
+    cats, where = np.asarray(raw["CATEGORY"]).astype(str), np.asarray(raw["SPLIT"]).astype(str)
     std = (loaded.normalization or {}).get("std") or np.nanstd(labels, axis=0)
-    table2, table3 = evaluation_tables(pred, labels, cats, splits, std)
+    table2, table3 = evaluation_tables(pred, labels, cats, where, std)
     rows = {}
-    for split in SPLITS:
-        sel = splits == split
+    for split in splits:
+        sel = where == split
         rows[("raw (MC input noise)", split)] = coverage(pred[sel], sigma[sel], labels[sel])
     if loaded.calibration is not None:
         cal = predict_catalog(loaded, [records_dir], mc=realizations, calibrated=True,
-                              split_filter=SPLITS).catalog
+                              split_filter=splits).catalog
         _, pred_c, sigma_c = _arrays(cal)
-        for split in SPLITS:
-            sel = splits == split
+        for split in splits:
+            sel = where == split
             rows[("calibrated", split)] = coverage(pred_c[sel], sigma_c[sel], labels[sel])
     cov = pd.DataFrame(rows, index=list(TARGETS)).T
     cov.index.names = ["sigma", "split"]

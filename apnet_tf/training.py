@@ -41,7 +41,7 @@ class Recipe:
     optimizer: str = "adam"  # "adam" or "sgd"
     learning_rate: float = PAPER_LEARNING_RATE
     momentum: float = 0.0  # SGD only
-    batch_size: int = 32
+    batch_size: int = 16
     dropout: float = PAPER_DROPOUT
     input_scaling: str = "mean"  # see model.INPUT_SCALINGS
     initializer: str = "he_normal"
