@@ -276,17 +276,25 @@ def infer(
         mc_dropout: Annotated[bool, typer.Option("--mc-dropout", help="Add MC-dropout spread")] = False,
         seed: Annotated[Optional[int], typer.Option(help="Random seed of the noise draws")] = None,
 ) -> None:
-    """Predict Teff, log g and [Fe/H] with uncertainties and write a catalog."""
+    """Predict Teff, log g and [Fe/H] with uncertainties and write a catalog.
+
+    Finished batches are kept in OUT.parts/ until the catalog is written, so re-running a killed
+    command resumes it.
+    """
+    import shutil
+
     from .inference import load_model, predict_catalog, write_catalog
 
     loaded = load_model(model)
     if mc is None:
         mc = 0 if loaded.kind == "tflite" else 100
+    work_dir = out_path + ".parts"
     with progress_bar("infer") as update:
         result = predict_catalog(loaded, spectra, mc=mc, batch_size=batch_size,
                                  calibrated=calibrated, mc_dropout=mc_dropout, seed=seed,
-                                 on_progress=update)
+                                 work_dir=work_dir, on_progress=update)
     write_catalog(result.catalog, out_path)
+    shutil.rmtree(work_dir, ignore_errors=True)
     for line in result.failures:
         console.print(f"[yellow]skipped:[/yellow] {line}", highlight=False, soft_wrap=True)
     cat = result.catalog

@@ -296,6 +296,7 @@ class InferenceResult:
 def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
                     batch_size: int = 256, calibrated: bool = False, mc_dropout: bool = False,
                     seed: int | None = None, split_filter: Sequence[str] | None = None,
+                    work_dir: str | None = None,
                     on_progress: Callable[[int, int], None] | None = None) -> InferenceResult:
     """Predict Teff, log g, [Fe/H] (with Monte Carlo sigmas when mc > 0) for every input spectrum.
 
@@ -304,6 +305,8 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
         calibrated: use the run's calibration (MC dropout plus a per-parameter sigma scale).
         mc_dropout: add MC-dropout spread in quadrature (without a calibration scale).
         split_filter: for record folders, keep only the labelled stars of these splits.
+        work_dir: keep each finished batch here; a re-run with the same arguments reuses them
+            instead of predicting again, so a killed job resumes where it stopped.
 
     Returns:
         The catalog (paper Table 4 columns, percentiles, flags; labels, split and category when
@@ -317,30 +320,21 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
     failures: list[str] = []
     cols: dict[str, list] = {}
     done = 0
-    for batch in iter_batches(inputs, batch_size, failures, split_filter):
-        if mc > 0:
-            res = model.monte_carlo(batch.flux, batch.err, batch.bad, mc, mc_dropout, calibrated)
-            value, sigma = res["mean"], res["std"]
-            pct = {p: res[p] for p in ("p16", "p50", "p84") if p in res}
+    if work_dir:
+        _prepare_work_dir(work_dir, {
+            "inputs": [os.path.abspath(p) for p in inputs], "model": os.path.abspath(model.path),
+            "mc": mc, "batch_size": batch_size, "calibrated": calibrated,
+            "mc_dropout": mc_dropout, "seed": seed, "splits": list(split_filter or [])})
+    for i, batch in enumerate(iter_batches(inputs, batch_size, failures, split_filter)):
+        part_path = os.path.join(work_dir, f"part-{i:06d}.npz") if work_dir else None
+        if part_path and os.path.exists(part_path):
+            with np.load(part_path, allow_pickle=True) as saved:
+                part = {k: saved[k] for k in saved.files}
         else:
-            value = model.predict(batch.flux)
-            sigma = np.full_like(value, np.nan)
-            pct = {}
-        part = {"APOGEE_ID": batch.apogee_id, "RA": batch.ra, "DEC": batch.dec}
-        for k, col in enumerate(LABEL_COLUMNS):
-            part[col] = value[:, k]
-            part[f"{col}_ERR"] = sigma[:, k]
-        part["SNR"] = batch.snr
-        for p, arr in pct.items():
-            for k, col in enumerate(LABEL_COLUMNS):
-                part[f"{col}_{p.upper()}"] = arr[:, k]
-        part.update(flags(value[:, 0], value[:, 1], value[:, 2], sigma, batch.snr,
-                          model.label_range()))
-        if batch.labels is not None:
-            for k, col in enumerate(LABEL_COLUMNS):
-                part[f"{col}_LABEL"] = batch.labels[:, k]
-            part["SPLIT"], part["CATEGORY"] = batch.split, batch.category
-        part["FILE"] = batch.source
+            part = _predict_part(model, batch, mc, calibrated, mc_dropout)
+            if part_path:
+                np.savez(part_path + ".tmp.npz", **part)
+                os.replace(part_path + ".tmp.npz", part_path)
         for key, arr in part.items():
             cols.setdefault(key, []).append(np.asarray(arr))
         done += len(batch.apogee_id)
@@ -358,6 +352,48 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
     table.meta["MC"] = mc
     table.meta["MODEL"] = os.path.abspath(model.path)[-60:]
     return InferenceResult(table, failures)
+
+
+def _prepare_work_dir(work_dir: str, settings: dict) -> None:
+    """Create work_dir; empty it if it holds batches made with other settings."""
+    path = os.path.join(work_dir, "settings.json")
+    if os.path.exists(path) and _read_json(path) != json.loads(json.dumps(settings)):
+        import shutil
+
+        shutil.rmtree(work_dir)
+    os.makedirs(work_dir, exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(settings, f)
+    os.replace(path + ".tmp", path)
+
+
+def _predict_part(model: LoadedModel, batch: Batch, mc: int, calibrated: bool,
+                  mc_dropout: bool) -> dict[str, np.ndarray]:
+    """The catalog columns of one batch."""
+    if mc > 0:
+        res = model.monte_carlo(batch.flux, batch.err, batch.bad, mc, mc_dropout, calibrated)
+        value, sigma = res["mean"], res["std"]
+        pct = {p: res[p] for p in ("p16", "p50", "p84") if p in res}
+    else:
+        value = model.predict(batch.flux)
+        sigma = np.full_like(value, np.nan)
+        pct = {}
+    part = {"APOGEE_ID": batch.apogee_id, "RA": batch.ra, "DEC": batch.dec}
+    for k, col in enumerate(LABEL_COLUMNS):
+        part[col] = value[:, k]
+        part[f"{col}_ERR"] = sigma[:, k]
+    part["SNR"] = batch.snr
+    for p, arr in pct.items():
+        for k, col in enumerate(LABEL_COLUMNS):
+            part[f"{col}_{p.upper()}"] = arr[:, k]
+    part.update(flags(value[:, 0], value[:, 1], value[:, 2], sigma, batch.snr,
+                      model.label_range()))
+    if batch.labels is not None:
+        for k, col in enumerate(LABEL_COLUMNS):
+            part[f"{col}_LABEL"] = batch.labels[:, k]
+        part["SPLIT"], part["CATEGORY"] = batch.split, batch.category
+    part["FILE"] = batch.source
+    return part
 
 
 def write_catalog(table: Table, path: str) -> str:

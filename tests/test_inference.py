@@ -1,6 +1,7 @@
 import shutil
 
 import numpy as np
+import pytest
 from astropy.table import Table
 
 from apnet_tf.inference import (age_bin, flags, in_triangle, load_model, predict_catalog,
@@ -79,3 +80,32 @@ def test_calibrate_and_evaluate(records, trained_run, tmp_path):
     cov = res["coverage"]
     assert set(cov.index.get_level_values(0)) == {"raw (MC input noise)", "calibrated"}
     assert ((cov.to_numpy() >= 0) & (cov.to_numpy() <= 1)).all()
+
+
+def test_killed_inference_resumes_from_finished_batches(apstar_files, trained_run, tmp_path):
+    loaded = load_model(str(trained_run))
+    folder = str(apstar_files[0].parent)
+    work = tmp_path / "catalog.csv.parts"
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_two_batches(done, total):
+        if done >= 16:
+            raise Killed
+
+    with pytest.raises(Killed):
+        predict_catalog(loaded, [folder], mc=10, batch_size=8, seed=1, work_dir=str(work),
+                        on_progress=kill_after_two_batches)
+    assert sorted(p.name for p in work.glob("part-*.npz")) == ["part-000000.npz",
+                                                               "part-000001.npz"]
+    calls = []
+    real = loaded.monte_carlo
+    loaded.monte_carlo = lambda *a, **k: calls.append(1) or real(*a, **k)
+    res = predict_catalog(loaded, [folder], mc=10, batch_size=8, seed=1, work_dir=str(work))
+    assert len(calls) == 1  # only the third batch was predicted again
+    assert len(res.catalog) == 24 and np.isfinite(np.asarray(res.catalog["TEFF_ERR"])).all()
+    # other settings do not reuse those batches
+    calls.clear()
+    predict_catalog(loaded, [folder], mc=12, batch_size=8, work_dir=str(work))
+    assert len(calls) == 3
