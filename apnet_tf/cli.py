@@ -50,6 +50,11 @@ def _friendly(fn):
         except ApnetError as exc:
             console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1)
+        except OSError as exc:  # disk full, permissions, a folder that is a file, ...
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            console.print(f"[red]error:[/red] {where}{exc.strerror or exc}", highlight=False,
+                          soft_wrap=True)
+            raise typer.Exit(1)
         except KeyboardInterrupt:
             console.print("[red]interrupted[/red]; re-run the same command to resume")
             raise typer.Exit(130)
