@@ -53,6 +53,7 @@ class Recipe:
     finetune_fraction: float = PAYNE_RESAMPLE_FRACTION
     finetune_patience: int = 3  # rounds without mstar+yso dev improvement
     finetune_max_rounds: int = 20
+    finetune_dev_tolerance: float = 0.05  # a round may not worsen the whole-dev loss by more
     seed: int = 0
 
 
@@ -192,6 +193,7 @@ def rolling_resample(model: keras.Model, train_for_seed: Callable[[int], tf.data
                      patience_rounds: int = 3,
                      epoch_patience: int = EARLY_STOPPING_PATIENCE, max_epochs: int = 100,
                      max_rounds: int = 20, seed: int = 0, best_path: str | None = None,
+                     dev_tolerance: float = 0.05,
                      on_round: Callable[[dict], None] | None = None,
                      callbacks: Sequence[keras.callbacks.Callback] = ()) -> list[dict]:
     """Paper 3.4: fine-tune on mstar + yso plus a fresh random fraction of the Payne stars.
@@ -202,10 +204,15 @@ def rolling_resample(model: keras.Model, train_for_seed: Callable[[int], tf.data
     ``patience_rounds`` rounds, or after ``max_rounds``. The model ends with the weights of the
     best round.
 
+    A round counts as an improvement only if it also keeps the loss on the whole dev split within
+    ``dev_tolerance`` (a fraction) of the starting model's: the paper adapts to M dwarfs and YSOs
+    "without losing performance on the broader Payne data set".
+
     Returns:
         One dict per round: round, seed, epochs, dev_loss, focus_dev_loss, improved.
     """
     best = focus_loss(model)
+    dev_limit = float(model.evaluate(dev, verbose=0)) * (1.0 + dev_tolerance)
     best_weights = model.get_weights()
     rounds, wait = [], 0
     for r in range(max_rounds):
@@ -215,7 +222,7 @@ def rolling_resample(model: keras.Model, train_for_seed: Callable[[int], tf.data
                          shuffle=False,
                          callbacks=[stopper, *callbacks], verbose=0)
         focus = float(focus_loss(model))
-        improved = focus < best
+        improved = focus < best and stopper.best <= dev_limit
         if improved:
             best, best_weights, wait = focus, model.get_weights(), 0
             if best_path:
@@ -469,6 +476,7 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
                 patience_rounds=recipe.finetune_patience,
                 epoch_patience=recipe.patience, max_epochs=recipe.epochs,
                 max_rounds=recipe.finetune_max_rounds, seed=recipe.seed * 1000,
+                dev_tolerance=recipe.finetune_dev_tolerance,
                 best_path=best, on_round=log_round,
                 callbacks=[*schedule_callbacks(recipe),
                            _HistoryCSV(os.path.join(run_dir, HISTORY), "finetune", cumulative=True),
