@@ -68,10 +68,15 @@ def main() -> None:
     model = build_model([4700, 2.9, -0.2], [730, 1.2, 0.3])
     plain = predictor(model)
     plain_256 = rate(lambda: plain(flux[:256]), 256, args.seconds)
-    plain_big = rate(lambda: plain(flux), len(flux), args.seconds)
     mcp = MonteCarloPredictor(model, r, rows_per_call=mc_stars * r)
-    mc_stars_per_s = rate(lambda: mcp(flux[:mc_stars], err[:mc_stars], bad[:mc_stars]),
-                          mc_stars, args.seconds)
+    # MC and its reference alternate three times, each keeping its best, so that a slow moment
+    # of a shared machine does not decide the ratio.
+    plain_big = mc_stars_per_s = 0.0
+    for _ in range(3):
+        plain_big = max(plain_big, rate(lambda: plain(flux), len(flux), args.seconds / 3))
+        mc_stars_per_s = max(mc_stars_per_s, rate(
+            lambda: mcp(flux[:mc_stars], err[:mc_stars], bad[:mc_stars]), mc_stars,
+            args.seconds / 3))
 
     torch.set_num_threads(os.cpu_count())
     net = appendix_b_network().eval()

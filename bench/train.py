@@ -1,9 +1,10 @@
 """Training throughput at batch 128: apnet-tf's Keras model against the paper's PyTorch network.
 
 Both train on the same in-memory spectra (real shape, 8575 pixels) with the same optimiser
-settings; the first steps (graph tracing, XLA compilation) are not timed.
+(Adam, lr 0.001); the first steps (graph tracing, XLA compilation) are not timed. The two run
+alternately three times, ``--steps`` steps each, and each keeps its best rate.
 
-    python bench/train.py [--steps 30]
+    python bench/train.py [--steps 20]
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from _common import machine  # noqa: E402
 BATCH = 128
 
 
-def keras_rate(x, y, steps: int) -> float:
+def keras_trainer(x, y):
+    """A function that runs ``steps`` training steps of the default-recipe model."""
     import tensorflow as tf
 
     from apnet_tf.model import build_model
@@ -35,12 +37,17 @@ def keras_rate(x, y, steps: int) -> float:
     compile_model(model, RECIPES["default"], std)
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH).repeat().prefetch(2)
     model.fit(ds, steps_per_epoch=5, epochs=1, verbose=0)  # trace and compile
+    return lambda steps: model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+
+
+def keras_rate(x, y, steps: int) -> float:
+    run = keras_trainer(x, y)
     t = time.perf_counter()
-    model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
+    run(steps)
     return steps * BATCH / (time.perf_counter() - t)
 
 
-def torch_rate(x, y, steps: int) -> float:
+def torch_trainer(x, y):
     import torch
 
     from apnet_tf.torch_reference import appendix_b_network
@@ -61,15 +68,17 @@ def torch_rate(x, y, steps: int) -> float:
 
     for i in range(3):
         step(i)
-    t = time.perf_counter()
-    for i in range(steps):
-        step(i)
-    return steps * BATCH / (time.perf_counter() - t)
+
+    def run(steps):
+        for i in range(steps):
+            step(i)
+
+    return run
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--steps", type=int, default=20)
     args = ap.parse_args()
     from apnet_tf.synth import SpectrumModel, draw_labels
 
@@ -80,8 +89,16 @@ def main() -> None:
                   labels[["TEFF", "LOGG", "FE_H"]].to_numpy()]).astype("float32")
     x += rng.normal(0, 2, x.shape).astype("float32")
     y = labels[["TEFF", "LOGG", "FE_H"]].to_numpy().astype("float32")
-    k = keras_rate(x, y, args.steps)
-    t = torch_rate(x, y, args.steps)
+    # Alternate the two three times and keep each one's best, so that a slow moment of a shared
+    # machine does not decide the ratio.
+    runners = {"keras": keras_trainer(x, y), "torch": torch_trainer(x, y)}
+    best = {"keras": 0.0, "torch": 0.0}
+    for _ in range(3):
+        for name, run in runners.items():
+            t0 = time.perf_counter()
+            run(args.steps)
+            best[name] = max(best[name], args.steps * BATCH / (time.perf_counter() - t0))
+    k, t = best["keras"], best["torch"]
     result = {"machine": machine(), "batch": BATCH, "steps": args.steps,
               "keras_spectra_per_s": round(k, 1), "torch_spectra_per_s": round(t, 1),
               "ratio_keras_over_torch": round(k / t, 2)}
