@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt  # noqa: E402
@@ -83,6 +84,7 @@ def sigma_vs_snr(snr: np.ndarray, sigma: np.ndarray, path: str) -> str:
         ax.scatter(snr[ok], sigma[ok, k], s=4, alpha=0.6)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("S/N")
         ax.set_ylabel(f"sigma {TARGETS[k]} ({TARGET_UNITS[k]})")
     return _save(fig, path)
@@ -109,5 +111,5 @@ def yso_sky_map(ra: np.ndarray, dec: np.ndarray, age_bins, path: str) -> str:
             ax.scatter(lon[sel], lat[sel], s=6, color=colour, label=label)
         ax.legend(loc="lower right", fontsize=8, title="age (log g)")
     ax.grid(True)
-    ax.set_title(f"YSO candidates in galactic coordinates ({int(ok.sum())} stars)")
+    ax.set_title(f"YSO candidates in galactic coordinates ({int(ok.sum())} stars)", pad=24)
     return _save(fig, path)
