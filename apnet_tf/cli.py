@@ -21,7 +21,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="APOGEE Net in TensorFlow: from apStar FITS files to a stellar-parameter "
                        "catalog.")
 console = Console(stderr=True)
-out = Console()
+out = Console(soft_wrap=True)
 
 
 @app.callback()
@@ -91,9 +91,14 @@ def synth(out_dir: Annotated[str, typer.Option("--out", help="Folder for the FIT
               f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")
 
 
-@app.command("make-records")
+#: Lets ``--spectra a.fits b.fits c.fits`` (a shell glob) pass several paths after one flag.
+MANY_PATHS = {"allow_extra_args": True, "ignore_unknown_options": False}
+
+
+@app.command("make-records", context_settings=MANY_PATHS)
 @_friendly
 def make_records_cmd(
+        ctx: typer.Context,
         spectra: Annotated[list[str], typer.Option("--spectra", help="apStar files, folders or globs")],
         out_dir: Annotated[str, typer.Option("--out", help="Output folder for shards and manifest.json")],
         labels: Annotated[Optional[str], typer.Option(help="Label table, CSV or FITS")] = None,
@@ -107,6 +112,7 @@ def make_records_cmd(
     from .spectra import DEFAULT_MASK_BITS
 
     bits = DEFAULT_MASK_BITS if mask_bits is None else _int_list(mask_bits, "--mask-bits")
+    spectra = _with_extra_paths(spectra, ctx)
     with progress_bar("make-records") as update:
         result = make_records(spectra, out_dir, labels=labels, shards=shards, compress=compress,
                               mask_bits=bits, on_progress=update)
@@ -265,9 +271,10 @@ def make_labels_cmd(
         out.print(f"  {key:28s} {value}")
 
 
-@app.command()
+@app.command(context_settings=MANY_PATHS)
 @_friendly
 def infer(
+        ctx: typer.Context,
         model: Annotated[str, typer.Option(
             help="Run folder, .keras file, exported SavedModel or .tflite file")],
         spectra: Annotated[list[str], typer.Option(
@@ -290,6 +297,7 @@ def infer(
 
     from .inference import load_model, predict_catalog, write_catalog
 
+    spectra = _with_extra_paths(spectra, ctx)
     loaded = load_model(model)
     if mc is None:
         mc = 0 if loaded.kind == "tflite" else 100
@@ -406,6 +414,15 @@ def _float_triple(text: str, flag: str) -> tuple[float, float, float]:
         raise ApnetError(f"{flag}: expected three comma-separated numbers (teff,logg,fe_h), "
                          f"got {text!r}")
     return values
+
+
+def _with_extra_paths(paths: list[str], ctx: typer.Context) -> list[str]:
+    """--spectra's values plus the extra words the shell expanded a glob into."""
+    extra = list(ctx.args)
+    flags = [a for a in extra if a.startswith("-")]
+    if flags:
+        raise ApnetError(f"unknown option {flags[0]}")
+    return list(paths) + extra
 
 
 def _int_list(text: str, flag: str) -> tuple[int, ...]:

@@ -157,5 +157,6 @@ def predictor(model: keras.Model):
     It calls the model directly (training=False) inside one ``tf.function``, which works for any
     batch size under any distribution strategy, unlike ``predict_on_batch`` under several replicas.
     """
-    fn = tf.function(lambda flux: model(flux, training=False), reduce_retracing=True)
+    fn = tf.function(lambda flux: model(flux, training=False),
+                     input_signature=[tf.TensorSpec([None, model.input_shape[-1]], tf.float32)])
     return lambda flux: fn(tf.convert_to_tensor(flux, tf.float32)).numpy()

@@ -110,7 +110,11 @@ class MonteCarloPredictor:
         self.mc_dropout = mc_dropout
         self.scale = None if scale is None else np.asarray(scale, dtype=np.float32)
         self.stars_per_call = max(1, rows_per_call // self.r)
-        self._fn = tf.function(self._graph, reduce_retracing=True)
+        # One signature for every batch size: no retracing when the last batch is smaller.
+        n = model.input_shape[-1]
+        spec = tf.TensorSpec([None, n], tf.float32)
+        self._fn = tf.function(self._graph, input_signature=[
+            spec, spec, tf.TensorSpec([None, n], tf.bool)])
 
     @classmethod
     def calibrated(cls, model: keras.Model, calibration: Calibration, **kwargs):

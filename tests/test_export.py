@@ -129,8 +129,10 @@ def test_infer_accepts_saved_model_and_tflite(exported, apstar_files):
     assert np.isfinite(np.asarray(mc.catalog["TEFF_ERR"])).all()
     sm = predict_catalog(load_model(str(out)), [folder], mc=32)
     assert np.isfinite(np.asarray(sm.catalog["LOGG_ERR"])).all()
-    np.testing.assert_allclose(np.asarray(sm.catalog["TEFF"]), np.asarray(mc.catalog["TEFF"]),
-                               rtol=0.05)
+    # two Monte Carlo means (R = 32 and R = 8) agree within their own sigmas
+    a, b = (np.asarray(c.catalog["TEFF"]) for c in (sm, mc))
+    sa, sb = (np.asarray(c.catalog["TEFF_ERR"]) for c in (sm, mc))
+    assert (np.abs(a - b) <= 5 * (sa + sb) + 1.0).all()
 
 
 def test_pytorch_weights_round_trip(real_flux, tmp_path):
