@@ -379,7 +379,7 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
     backup_root = os.path.join(run_dir, "backup")
     if not resume:
         shutil.rmtree(backup_root, ignore_errors=True)
-        for name in (HISTORY, ROUNDS, "early_stopping_pretrain.json"):
+        for name in (HISTORY, ROUNDS, "early_stopping_pretrain.json", "pretrain.done"):
             if os.path.exists(os.path.join(run_dir, name)):
                 os.remove(os.path.join(run_dir, name))
     _write_json(os.path.join(run_dir, NORMALIZATION), {
