@@ -14,7 +14,6 @@ version folders.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import shutil
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ import tensorflow as tf
 from .constants import (BAD_ERROR_THRESHOLD, CONV_FILTERS, MC_ERROR_CAP, MC_REALIZATIONS,
                         N_PIXELS, TARGET_UNITS, TARGETS)
 from .errors import ApnetError
+from .files import write_json
 from .model import build_model, flatten_length
 from .uncertainty import noise_scale, realizations
 
@@ -152,11 +152,8 @@ def export_model(model_path: str, out: str, version: int | None = None,
     }
     # A copy travels inside the version folder, where TF Serving ignores extra files.
     os.makedirs(os.path.join(final, "assets.extra"), exist_ok=True)
-    with open(os.path.join(final, "assets.extra", METADATA), "w") as f:
-        json.dump(meta, f, indent=2)
-    with open(os.path.join(out, METADATA + ".tmp"), "w") as f:
-        json.dump(meta, f, indent=2)
-    os.replace(os.path.join(out, METADATA + ".tmp"), os.path.join(out, METADATA))
+    write_json(os.path.join(final, "assets.extra", METADATA), meta)
+    write_json(os.path.join(out, METADATA), meta)
     return meta
 
 
@@ -247,7 +244,7 @@ def import_torch(path: str, out_dir: str, mean=PAPER_MEAN, std=PAPER_STD) -> str
 
     os.makedirs(out_dir, exist_ok=True)
     save_model_atomic(model, os.path.join(out_dir, "best.keras"))
-    with open(os.path.join(out_dir, "normalization.json"), "w") as f:
-        json.dump({"targets": list(TARGETS), "mean": list(map(float, mean)),
-                   "std": list(map(float, std)), "source": os.path.abspath(path)}, f, indent=2)
+    write_json(os.path.join(out_dir, "normalization.json"),
+               {"targets": list(TARGETS), "mean": list(map(float, mean)),
+                "std": list(map(float, std)), "source": os.path.abspath(path)})
     return os.path.join(out_dir, "best.keras")

@@ -17,6 +17,7 @@ from astropy.table import Table
 
 from .constants import LABEL_COLUMNS, TARGETS
 from .errors import ApnetError
+from .files import read_json, write_json
 from .spectra import expand_paths, read_apstar
 
 #: Paper 4.1: the (Teff, log g) triangle that selects YSO candidates.
@@ -114,10 +115,6 @@ def _tflite_rows(runner, rows: np.ndarray, chunk: int = 1024) -> np.ndarray:
     return np.concatenate(outs) if outs else np.empty((0, 3), np.float32)
 
 
-def _read_json(path: str) -> dict | None:
-    return json.load(open(path)) if os.path.exists(path) else None
-
-
 def load_model(path: str) -> LoadedModel:
     """Load a run folder (best.keras, normalization.json, calibration.json), a .keras file, an
     exported SavedModel (its version folder, or the folder of versions: the newest), or a
@@ -139,7 +136,7 @@ def load_model(path: str) -> LoadedModel:
         except Exception as exc:
             raise ApnetError(f"{path}: not a usable TFLite model ({str(exc).splitlines()[0]})") \
                 from None
-        meta = _read_json(os.path.join(os.path.dirname(path), "export_metadata.json"))
+        meta = read_json(os.path.join(os.path.dirname(path), "export_metadata.json"))
         return LoadedModel(runner, path, "tflite", metadata=meta)
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, "best.keras")):
         version_dir = path
@@ -151,7 +148,7 @@ def load_model(path: str) -> LoadedModel:
             version_dir = os.path.join(path, str(versions[-1]))
         import tensorflow as tf
 
-        meta = _read_json(os.path.join(version_dir, "assets.extra", "export_metadata.json"))
+        meta = read_json(os.path.join(version_dir, "assets.extra", "export_metadata.json"))
         return LoadedModel(tf.saved_model.load(version_dir), version_dir, "saved_model",
                            metadata=meta)
 
@@ -161,7 +158,7 @@ def load_model(path: str) -> LoadedModel:
 
     if os.path.isdir(path):
         keras_path = os.path.join(path, "best.keras")
-        norm = _read_json(os.path.join(path, "normalization.json"))
+        norm = read_json(os.path.join(path, "normalization.json"))
         cal_path = os.path.join(path, CALIBRATION)
         cal = Calibration.load(cal_path) if os.path.exists(cal_path) else None
     elif path.endswith(".keras") and os.path.exists(path):
@@ -357,14 +354,12 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
 def _prepare_work_dir(work_dir: str, settings: dict) -> None:
     """Create work_dir; empty it if it holds batches made with other settings."""
     path = os.path.join(work_dir, "settings.json")
-    if os.path.exists(path) and _read_json(path) != json.loads(json.dumps(settings)):
+    if os.path.exists(path) and read_json(path) != json.loads(json.dumps(settings)):
         import shutil
 
         shutil.rmtree(work_dir)
     os.makedirs(work_dir, exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(settings, f)
-    os.replace(path + ".tmp", path)
+    write_json(path, settings)
 
 
 def _predict_part(model: LoadedModel, batch: Batch, mc: int, calibrated: bool,

@@ -14,7 +14,6 @@ import dataclasses
 import datetime
 import glob
 import hashlib
-import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ import tensorflow as tf
 
 from .constants import CATEGORIES, CDELT1, CRVAL1, LABEL_COLUMNS, N_PIXELS, SPLITS, TARGETS
 from .errors import ApnetError
+from .files import read_json, write_json
 from .labels import load_labels, match_report
 from .spectra import DEFAULT_MASK_BITS, Spectrum, expand_paths, read_apogee_id, read_apstar
 
@@ -191,7 +191,7 @@ def make_records(spectra: Sequence[str], out_dir: str, labels: str | None = None
         fingerprint = _fingerprint(members, compress)
         final = os.path.join(out_dir, name)
         side_path = final + ".json"
-        side = _load_json(side_path)
+        side = read_json(side_path)
         if os.path.exists(final) and side and side.get("fingerprint") == fingerprint:
             skipped.append(name)
             sidecars[name] = side
@@ -216,7 +216,7 @@ def make_records(spectra: Sequence[str], out_dir: str, labels: str | None = None
                 done += 1
                 if on_progress:
                     on_progress(done, total)
-        _write_json(side_path, side)
+        write_json(side_path, side, allow_nan=False)
         os.replace(tmp, final)
         written.append(name)
         sidecars[name] = side
@@ -231,7 +231,7 @@ def make_records(spectra: Sequence[str], out_dir: str, labels: str | None = None
                 os.remove(old + ".json")
 
     manifest = build_manifest(sidecars, paths, compress, mask_bits, report.lines())
-    _write_json(os.path.join(out_dir, MANIFEST), manifest)
+    write_json(os.path.join(out_dir, MANIFEST), manifest, allow_nan=False)
     return RecordsResult(out_dir, manifest, written, skipped, failures, report.lines())
 
 
@@ -242,23 +242,6 @@ def _fingerprint(members: list[_Item], compress: bool) -> str:
         h.update(f"{it.path}|{st.st_size}|{st.st_mtime_ns}|{it.apogee_id}|{it.category}|"
                  f"{it.split}|{it.labels.tobytes().hex()}".encode())
     return h.hexdigest()
-
-
-def _load_json(path: str) -> dict | None:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def _write_json(path: str, obj: dict) -> None:
-    """Write JSON atomically: a temporary file, then a rename."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, allow_nan=False)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def build_manifest(sidecars: dict[str, dict], sources: list[str], compress: bool,
@@ -311,7 +294,7 @@ def read_manifest(records_dir: str) -> dict:
         ApnetError: the folder has no readable manifest.
     """
     path = os.path.join(records_dir, MANIFEST)
-    manifest = _load_json(path)
+    manifest = read_json(path)
     if manifest is None:
         raise ApnetError(f"{path}: missing or unreadable; run make-records first")
     if manifest.get("schema_version") != SCHEMA_VERSION:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -22,6 +21,7 @@ from .constants import (EARLY_STOPPING_PATIENCE, PAPER_BATCH_SIZE, PAPER_DROPOUT
                         PAPER_LEARNING_RATE, PAYNE_RESAMPLE_FRACTION)
 from .errors import ApnetError
 from .evaluation import evaluation_tables, predict_records, standardized_mse, write_tables
+from .files import read_json, write_json
 from .model import MaskedStandardizedMSE, build_model, predictor, target_stats
 from .records import count_records, make_dataset, read_manifest
 
@@ -138,7 +138,7 @@ class EarlyStoppingWithReload(keras.callbacks.Callback):
         self.best_weights = None
 
     def on_train_begin(self, logs=None):
-        state = _load_json(self.state_path) if self.state_path else None
+        state = read_json(self.state_path) if self.state_path else None
         if state:
             self.best, self.wait = state["best"], state["wait"]
             self.best_epoch = state["best_epoch"]
@@ -164,7 +164,7 @@ class EarlyStoppingWithReload(keras.callbacks.Callback):
                 self.stopped_epoch = epoch
                 self.model.stop_training = True
         if self.state_path:
-            _write_json(self.state_path, {"best": self.best, "wait": self.wait,
+            write_json(self.state_path, {"best": self.best, "wait": self.wait,
                                           "best_epoch": self.best_epoch})
 
     def on_train_end(self, logs=None):
@@ -284,20 +284,6 @@ def _write_csv(path: str, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def _load_json(path: str | None):
-    if not path or not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
-def _write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
 def training_data(records_dir: str, recipe: Recipe, drop_remainder: bool,
                   sample: dict[str, float] | None = None, seed: int | None = None
                   ) -> tf.data.Dataset:
@@ -382,7 +368,7 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
         for name in (HISTORY, ROUNDS, "early_stopping_pretrain.json", "pretrain.done"):
             if os.path.exists(os.path.join(run_dir, name)):
                 os.remove(os.path.join(run_dir, name))
-    _write_json(os.path.join(run_dir, NORMALIZATION), {
+    write_json(os.path.join(run_dir, NORMALIZATION), {
         "targets": manifest["targets"], "mean": list(map(float, mean)),
         "std": list(map(float, std)), "min": manifest["target_stats"].get("min"),
         "max": manifest["target_stats"].get("max"), "records": os.path.abspath(records_dir),

@@ -9,8 +9,6 @@ stars run as one (B * R, 8575) batch inside one graph: no Python loop, on a CPU 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 
 import keras
 import numpy as np
@@ -19,6 +17,7 @@ import tensorflow_probability as tfp
 
 from .constants import MC_ERROR_CAP, MC_REALIZATIONS, TARGETS
 from .errors import ApnetError
+from .files import read_json, write_json
 
 CALIBRATION = "calibration.json"
 #: The fraction of a Gaussian within 1 sigma: the target of calibrated coverage.
@@ -73,18 +72,13 @@ class Calibration:
     coverage_dev_calibrated: list[float] | None = None
 
     def save(self, path: str) -> None:
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"targets": list(TARGETS), **dataclasses.asdict(self)}, f, indent=2)
-        os.replace(tmp, path)
+        write_json(path, {"targets": list(TARGETS), **dataclasses.asdict(self)})
 
     @classmethod
     def load(cls, path: str) -> Calibration:
-        try:
-            with open(path) as f:
-                d = json.load(f)
-        except (OSError, ValueError) as exc:
-            raise ApnetError(f"{path}: cannot read calibration ({exc})") from None
+        d = read_json(path)
+        if d is None:
+            raise ApnetError(f"{path}: cannot read calibration")
         d.pop("targets", None)
         return cls(**d)
 
