@@ -6,3 +6,9 @@ class ApnetError(Exception):
 
     The command line prints the message and exits non-zero; no traceback reaches the user.
     """
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (its type name when it has none)."""
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -13,6 +13,7 @@ import pandas as pd
 
 from .constants import LABEL_COLUMNS, SPLITS, TARGET_UNITS, TARGETS
 from .errors import ApnetError
+from .files import write_file
 
 #: Groups of the paper's tables and the categories each holds.
 GROUPS = {"Full": ("payne", "mstar", "yso"), "MStar": ("mstar",), "YSO": ("yso",)}
@@ -82,11 +83,6 @@ def format_table(df: pd.DataFrame, digits: int = 4) -> str:
     return "\n".join([head, rule] + rows)
 
 
-def label_columns() -> list[str]:
-    """TEFF, LOGG, FE_H: the catalog column names of the targets."""
-    return list(LABEL_COLUMNS)
-
-
 def predict_records(model, records_dir: str, splits=None, batch_size: int = 256,
                     labeled_only: bool = True) -> dict[str, np.ndarray]:
     """Run a model over a record folder.
@@ -114,18 +110,20 @@ def predict_records(model, records_dir: str, splits=None, batch_size: int = 256,
             for k, v in parts.items()}
 
 
-def write_tables(out_dir: str, table2: pd.DataFrame, table3: pd.DataFrame) -> list[str]:
-    """Write table2/table3 as CSV and Markdown (atomically); return the paths."""
+def write_table(out_dir: str, name: str, df: pd.DataFrame, digits: int,
+                float_format: str = "%.6g") -> list[str]:
+    """Write ``df`` as ``name``.csv and ``name``.md in out_dir (atomically); return the paths."""
     paths = []
-    for name, df, digits in (("table2", table2, 3), ("table3", table3, 4)):
-        for ext, text in (("csv", df.to_csv(float_format="%.6g")),
-                          ("md", format_table(df, digits) + "\n")):
-            path = os.path.join(out_dir, f"{name}.{ext}")
-            with open(path + ".tmp", "w") as f:
-                f.write(text)
-            os.replace(path + ".tmp", path)
-            paths.append(path)
+    for ext, text in (("csv", df.to_csv(float_format=float_format)),
+                      ("md", format_table(df, digits) + "\n")):
+        paths.append(os.path.join(out_dir, f"{name}.{ext}"))
+        write_file(paths[-1], text)
     return paths
+
+
+def write_tables(out_dir: str, table2: pd.DataFrame, table3: pd.DataFrame) -> list[str]:
+    """Write table2 and table3 as CSV and Markdown (atomically); return the paths."""
+    return write_table(out_dir, "table2", table2, 3) + write_table(out_dir, "table3", table3, 4)
 
 
 def calibrate(model_path: str, records_dir: str, realizations: int = 100, seed: int = 0):
@@ -216,13 +214,7 @@ def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int 
     cov = pd.DataFrame(rows, index=list(TARGETS)).T
     cov.index.names = ["sigma", "split"]
     files = write_tables(out_dir, table2, table3)
-    for ext, text in (("csv", cov.to_csv(float_format="%.4f")),
-                      ("md", format_table(cov, 3) + "\n")):
-        path = os.path.join(out_dir, f"coverage.{ext}")
-        with open(path + ".tmp", "w") as f:
-            f.write(text)
-        os.replace(path + ".tmp", path)
-        files.append(path)
+    files += write_table(out_dir, "coverage", cov, 3, float_format="%.4f")
     files.append(write_catalog(raw, os.path.join(out_dir, "catalog.csv")))
     files.append(plots.kiel_diagram(pred[:, 0], pred[:, 1], pred[:, 2],
                                     os.path.join(out_dir, "kiel.png"),

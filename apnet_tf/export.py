@@ -24,8 +24,8 @@ import tensorflow as tf
 
 from .constants import (BAD_ERROR_THRESHOLD, CONV_FILTERS, MC_ERROR_CAP, MC_REALIZATIONS,
                         N_PIXELS, TARGET_UNITS, TARGETS)
-from .errors import ApnetError
-from .files import write_json
+from .errors import ApnetError, first_line
+from .files import write_file, write_json
 from .model import build_model, flatten_length
 from .uncertainty import noise_scale, realizations
 
@@ -132,9 +132,7 @@ def export_model(model_path: str, out: str, version: int | None = None,
     files = {}
     for variant, data in tflite_variants(model, tflite).items():
         path = os.path.join(out, f"{name}_{variant}.tflite")
-        with open(path + ".tmp", "wb") as f:
-            f.write(data)
-        os.replace(path + ".tmp", path)
+        write_file(path, data)
         files[variant] = {"file": os.path.basename(path), "bytes": len(data)}
     norm = loaded.normalization or {}
     meta = {
@@ -236,7 +234,7 @@ def import_torch(path: str, out_dir: str, mean=PAPER_MEAN, std=PAPER_STD) -> str
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ApnetError(f"{path}: cannot load a PyTorch state_dict "
-                         f"({str(exc).splitlines()[0]})") from None
+                         f"({first_line(exc)})") from None
     if hasattr(state, "state_dict"):
         state = state.state_dict()
     model = import_torch_state_dict(state, mean, std)

@@ -1,4 +1,4 @@
-"""File helpers shared by the rooms: JSON read when present, JSON written atomically."""
+"""File helpers shared by the rooms: files and JSON written atomically, JSON read when present."""
 
 from __future__ import annotations
 
@@ -17,10 +17,14 @@ def read_json(path: str | None) -> dict | None:
         return None
 
 
-def write_json(path: str, obj, allow_nan: bool = True) -> None:
-    """Write JSON through a temporary name and a rename, so no reader sees half a file."""
+def write_file(path: str, data: str | bytes) -> None:
+    """Write text or bytes through a temporary name and a rename, so no reader sees half a file."""
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, allow_nan=allow_nan)
-        f.write("\n")
+    with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
     os.replace(tmp, path)
+
+
+def write_json(path: str, obj, allow_nan: bool = True) -> None:
+    """Write JSON atomically (see ``write_file``)."""
+    write_file(path, json.dumps(obj, indent=2, allow_nan=allow_nan) + "\n")

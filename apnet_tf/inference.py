@@ -16,7 +16,7 @@ import numpy as np
 from astropy.table import Table
 
 from .constants import LABEL_COLUMNS, TARGETS
-from .errors import ApnetError
+from .errors import ApnetError, first_line
 from .files import read_json, write_json
 from .spectra import expand_paths, read_apstar
 
@@ -134,8 +134,7 @@ def load_model(path: str) -> LoadedModel:
             interp = Interpreter(model_path=path, num_threads=os.cpu_count())
             runner = interp.get_signature_runner("serving_default")
         except Exception as exc:
-            raise ApnetError(f"{path}: not a usable TFLite model ({str(exc).splitlines()[0]})") \
-                from None
+            raise ApnetError(f"{path}: not a usable TFLite model ({first_line(exc)})") from None
         meta = read_json(os.path.join(os.path.dirname(path), "export_metadata.json"))
         return LoadedModel(runner, path, "tflite", metadata=meta)
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, "best.keras")):
@@ -168,8 +167,7 @@ def load_model(path: str) -> LoadedModel:
     try:
         model = keras.models.load_model(keras_path)
     except Exception as exc:  # keras raises many types for a bad file
-        raise ApnetError(f"{keras_path}: cannot load model ({str(exc).splitlines()[0]})") \
-            from None
+        raise ApnetError(f"{keras_path}: cannot load model ({first_line(exc)})") from None
     return LoadedModel(model, path, "keras", norm, cal)
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 from astropy.table import Table
 
 from .constants import CATEGORIES, LABEL_COLUMNS, MISSING_VALUE, SPLIT_FRACTIONS, SPLITS
-from .errors import ApnetError
+from .errors import ApnetError, first_line
 
 REQUIRED_COLUMNS = ("APOGEE_ID",) + LABEL_COLUMNS
 OPTIONAL_COLUMNS = ("CATEGORY", "SNR", "RA", "DEC", "FILE")
@@ -42,8 +42,7 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
         else:
             df = pd.read_csv(path, dtype={"APOGEE_ID": str, "apogee_id": str})
     except Exception as exc:  # pandas and astropy raise many types for one meaning
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ApnetError(f"{path}: cannot read table ({reason})") from None
+        raise ApnetError(f"{path}: cannot read table ({first_line(exc)})") from None
     df.columns = [str(c).strip().upper() for c in df.columns]
     for col in df.columns:
         if df[col].dtype == object:

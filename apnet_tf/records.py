@@ -385,9 +385,8 @@ def make_dataset(records_dir: str, splits: Sequence[str] | None = None,
     if filtering:
         ds = ds.map(lambda ex: _filter_batch(ex, categories, sample, seed, labeled_only),
                     num_parallel_calls=tf.data.AUTOTUNE)
+    if filtering or drop_remainder:  # filtered batches are ragged; re-batch to full size
         ds = ds.unbatch().batch(batch_size, drop_remainder=drop_remainder)
-    elif drop_remainder:
-        ds = ds.unbatch().batch(batch_size, drop_remainder=True)
     keys = None if features is None else list(features)
 
     def select(ex):

@@ -17,7 +17,7 @@ import numpy as np
 from astropy.io import fits
 
 from .constants import BAD_ERROR_THRESHOLD, CDELT1, CRVAL1, N_PIXELS
-from .errors import ApnetError
+from .errors import ApnetError, first_line
 
 #: apStar PIXMASK bits that make a pixel bad by default: BADPIX, CRPIX, SATPIX, UNFIXABLE,
 #: BADDARK, BADFLAT, BADERR. The persistence, sky and telluric bits only flag a risk, so they
@@ -133,8 +133,7 @@ def read_apstar(path: str | os.PathLike, mask_bits: Sequence[int] = DEFAULT_MASK
 def _unreadable(path: str, exc: Exception) -> ApnetError:
     if isinstance(exc, FileNotFoundError):
         return ApnetError(f"{path}: no such file")
-    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return ApnetError(f"{path}: not a readable apStar FITS file ({reason})")
+    return ApnetError(f"{path}: not a readable apStar FITS file ({first_line(exc)})")
 
 
 def read_apogee_id(path: str) -> str:
