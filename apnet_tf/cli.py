@@ -159,6 +159,8 @@ def fit_cmd(
             help="Rounds without mstar+yso improvement before fine-tuning ends")] = None,
         finetune_fraction: Annotated[Optional[float], typer.Option(
             help="Fraction of Payne training stars drawn per round")] = None,
+        precision: Annotated[Optional[str], typer.Option(
+            help="auto (bfloat16 where the hardware has it), float32 or mixed_bfloat16")] = None,
         seed: Annotated[Optional[int], typer.Option(help="Random seed")] = None,
 ) -> None:
     """Train APOGEE Net: pretrain on all stars, then the paper's rolling 5% Payne fine-tuning."""
@@ -168,7 +170,7 @@ def fit_cmd(
                      momentum=momentum, batch_size=batch_size, dropout=dropout,
                      input_scaling=input_scaling, initializer=initializer, patience=patience,
                      finetune_patience=finetune_patience, finetune_fraction=finetune_fraction,
-                     seed=seed)
+                     precision=precision, seed=seed)
     result = _run_fit(records, out_dir, stage, rec, resume, strategy)
     out.print(f"best model: {os.path.join(out_dir, 'best.keras')}")
     out.print("Table 3, scatter between labels and predictions:")
@@ -373,7 +375,8 @@ def export(
         out_dir: Annotated[str, typer.Option("--out", help="e.g. saved_models/apogee_net")],
         version: Annotated[Optional[int], typer.Option(help="Version folder (default: next)")] = None,
         tflite: Annotated[str, typer.Option(
-            help="Comma-separated TFLite variants: float32,float16,int8 ('' for none)")] = "float32,float16,int8",
+            help="Comma-separated TFLite variants of float32,float16,int8,int8-weights "
+                 "('' for none)")] = "float32,float16,int8-weights",
         mc: Annotated[int, typer.Option(help="Realizations in predict_with_uncertainty")] = 100,
 ) -> None:
     """Export a SavedModel for TF Serving (two signatures) and TFLite variants for LiteRT."""
@@ -384,7 +387,7 @@ def export(
     out.print(f"SavedModel: {os.path.join(out_dir, str(meta['version']))} "
               "(signatures serving_default, predict_with_uncertainty)")
     for variant, info in meta["tflite"].items():
-        out.print(f"TFLite {variant:8s} {os.path.join(out_dir, info['file'])} "
+        out.print(f"TFLite {variant:12s} {os.path.join(out_dir, info['file'])} "
                   f"({info['bytes'] / 2**20:.1f} MiB)")
 
 

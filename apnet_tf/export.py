@@ -7,8 +7,8 @@ signatures that need nothing from this package:
 * ``predict_with_uncertainty``: ``flux`` and ``err`` float32 [None, 8575] -> the Monte Carlo
   ``*_mean`` and ``*_std`` of each parameter, with R realizations fixed at export time.
 
-TFLite files (float32, float16, dynamic-range int8) and ``export_metadata.json`` sit beside the
-version folders.
+TFLite files (float32; float16 dense weights; the converter's dynamic-range int8; int8 fc1
+weights) and ``export_metadata.json`` sit beside the version folders.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .files import write_file, write_json
 from .model import build_model, flatten_length
 from .uncertainty import noise_scale, realizations
 
-TFLITE_VARIANTS = ("float32", "float16", "int8")
+TFLITE_VARIANTS = ("float32", "float16", "int8", "int8-weights")
 METADATA = "export_metadata.json"
 #: Paper Table 1: the default target statistics of an imported PyTorch model.
 PAPER_MEAN = (4716.92, 2.88, -0.22)
@@ -78,8 +78,11 @@ def next_version(base: str) -> int:
 def tflite_variants(model: keras.Model, variants: Sequence[str]) -> dict[str, bytes]:
     """TFLite flatbuffers of the plain model (flux -> labels (B, 3)), one per variant.
 
-    The converter reads a SavedModel written for it: converting a Keras 3 model from a concrete
-    function silently drops its weights (the outputs are NaN).
+    ``float32`` and ``int8`` (dynamic-range quantization: int8 weights everywhere, activations
+    quantized to int8 on the fly) come from ``tf.lite.TFLiteConverter``; ``float16`` and
+    ``int8-weights`` are the float32 flatbuffer with dense-layer weights stored in fewer bits
+    (``compress_dense_weights``). The converter reads a SavedModel written for it: converting a
+    Keras 3 model from a concrete function silently drops its weights (the outputs are NaN).
     """
     import tempfile
 
@@ -96,15 +99,41 @@ def tflite_variants(model: keras.Model, variants: Sequence[str]) -> dict[str, by
                              input_signature=[tf.TensorSpec([None, N_PIXELS], tf.float32,
                                                             name="flux")])
         archive.write_out(tmp, verbose=False)
-        for variant in variants:
-            converter = tf.lite.TFLiteConverter.from_saved_model(
-                tmp, signature_keys=["serving_default"])
-            if variant in ("float16", "int8"):
-                converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            if variant == "float16":
-                converter.target_spec.supported_types = [tf.float16]
-            out[variant] = converter.convert()
-    return out
+        for variant in ("float32", "int8"):
+            if variant in variants or variant == "float32":
+                converter = tf.lite.TFLiteConverter.from_saved_model(
+                    tmp, signature_keys=["serving_default"])
+                if variant == "int8":
+                    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+                out[variant] = converter.convert()
+    for variant, dtype in (("float16", "float16"), ("int8-weights", "int8")):
+        if variant in variants:
+            out[variant] = compress_dense_weights(out["float32"], dtype)
+    return {v: out[v] for v in variants}
+
+
+def compress_dense_weights(float32_tflite: bytes, dtype: str) -> bytes:
+    """A float32 flatbuffer with dense-layer weights stored as ``float16`` or ``int8``.
+
+    ``float16``: the weights of fc1, fc2 and fc3 (99% of the parameters). ``int8``: fc1's weights
+    (94% of the parameters), per output channel, symmetric. The interpreter turns them back into
+    float32 once and computes in float32, and the convolutions keep float32 weights: on real apStar
+    spectra, rounding the convolution weights alone to float16 moved predictions by up to 1.3% of
+    a target's standard deviation (BENCHMARKS.md, 'Export').
+    """
+    from ai_edge_quantizer import algorithm_manager, qtyping, quantizer
+
+    qt = quantizer.Quantizer(bytearray(float32_tflite))
+    fully_connected = qtyping.TFLOperationName.FULLY_CONNECTED
+    if dtype == "float16":
+        qt.add_weight_only_config(".*", fully_connected, 16,
+                                  algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING)
+    elif dtype == "int8":
+        # An op is matched by its output tensor's name, which holds its layer's: .../fc1_1/...
+        qt.add_weight_only_config(r".*/fc1(_\d+)?/.*", fully_connected, 8)
+    else:
+        raise ApnetError(f"dense weights can be float16 or int8, not {dtype!r}")
+    return bytes(qt.quantize(enable_progress_report=False).quantized_model)
 
 
 def export_model(model_path: str, out: str, version: int | None = None,
@@ -163,7 +192,8 @@ def _torch_to_keras_arrays(state: dict) -> dict[str, list[np.ndarray]]:
     out = {}
     for i in range(1, len(CONV_FILTERS) + 1):
         w, b = state[f"conv{i}.weight"], state[f"conv{i}.bias"]
-        out[f"conv{i}"] = [np.transpose(w, (2, 1, 0)), b]  # (out, in, k) -> (k, in, out)
+        # (out, in, k) -> (1, k, in, out): model.build_model writes each Conv1d as a (1, k) Conv2D
+        out[f"conv{i}"] = [np.transpose(w, (2, 1, 0))[None], b]
     w1 = state["fc1.weight"]  # (512, 64 * 133), flattened channel-major by PyTorch
     units, length, channels = w1.shape[0], flatten_length(), CONV_FILTERS[-1]
     # Keras flattens (length, channels) row-major: row l * 64 + c holds PyTorch column c * 133 + l
@@ -212,7 +242,7 @@ def keras_to_torch_state_dict(model: keras.Model) -> dict[str, np.ndarray]:
     state = {}
     for i in range(1, len(CONV_FILTERS) + 1):
         kernel, bias = model.get_layer(f"conv{i}").get_weights()
-        state[f"conv{i}.weight"] = np.ascontiguousarray(np.transpose(kernel, (2, 1, 0)))
+        state[f"conv{i}.weight"] = np.ascontiguousarray(np.transpose(kernel[0], (2, 1, 0)))
         state[f"conv{i}.bias"] = bias
     kernel, bias = model.get_layer("fc1").get_weights()
     units, length, channels = kernel.shape[1], flatten_length(), CONV_FILTERS[-1]

@@ -1,9 +1,12 @@
 """Exported-model speed: single-spectrum latency and batch-256 throughput of each TFLite variant
 (LiteRT interpreter) and of the SavedModel ``serving_default`` signature.
 
-A freshly initialised APOGEE Net is exported (speed does not depend on the weights' values).
+A freshly initialised APOGEE Net is exported (speed does not depend on the weights' values). With
+``--model RUN`` that run's model is exported instead, and the script also reports each TFLite
+variant's parity with the Keras model on the real apStar files in ../shared/data: the largest and
+median |TFLite - Keras| per target, in percent of the run's target standard deviation.
 
-    python bench/export.py [--seconds 5]
+    python bench/export.py [--seconds 5] [--model .bench/run_default]
 """
 
 from __future__ import annotations
@@ -36,14 +39,26 @@ def latency_ms(fn, seconds: float) -> float:
     return 1e3 * float(np.median(times))
 
 
+def real_flux():
+    """Flux (N, 8575) of the real apStar files, or None where they are missing."""
+    import glob
+
+    from apnet_tf.spectra import read_apstar
+
+    files = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
+                                          "apogee_dr13", "apStar", "apStar-*.fits")))
+    return np.stack([read_apstar(f).flux for f in files]) if files else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--model", help="a run folder: export it and measure parity on real spectra")
     args = ap.parse_args()
 
     import tensorflow as tf
 
-    from apnet_tf.export import export_model
+    from apnet_tf.export import TFLITE_VARIANTS, export_model
     from apnet_tf.inference import load_model
     from apnet_tf.model import build_model
     from apnet_tf.training import save_model_atomic
@@ -52,16 +67,21 @@ def main() -> None:
     one = flux[:1]
     results = {"machine": machine()}
     with tempfile.TemporaryDirectory() as tmp:
-        save_model_atomic(build_model([4700, 2.9, -0.2], [730, 1.2, 0.3]),
-                          os.path.join(tmp, "m.keras"))
+        source = args.model
+        if source is None:
+            source = os.path.join(tmp, "m.keras")
+            save_model_atomic(build_model([4700, 2.9, -0.2], [730, 1.2, 0.3]), source)
         out = os.path.join(tmp, "apogee_net")
-        meta = export_model(os.path.join(tmp, "m.keras"), out,
-                            tflite=["float32", "float16", "int8"])
+        meta = export_model(source, out, tflite=list(TFLITE_VARIANTS))
         sm = tf.saved_model.load(os.path.join(out, "1")).signatures["serving_default"]
         t_one, t_batch = tf.constant(one), tf.constant(flux)
         results["saved_model"] = {
             "latency_ms": round(latency_ms(lambda: sm(flux=t_one), args.seconds), 3),
             "batch256_spectra_per_s": round(rate(lambda: sm(flux=t_batch), 256, args.seconds), 1)}
+        real = real_flux() if args.model else None
+        if real is not None:
+            keras_model = load_model(source)
+            reference, std = keras_model.predict(real), np.array(keras_model.normalization["std"])
         for variant, info in meta["tflite"].items():
             m = load_model(os.path.join(out, info["file"]))
             results[f"tflite_{variant}"] = {
@@ -69,6 +89,12 @@ def main() -> None:
                 "latency_ms": round(latency_ms(lambda: m.predict(one), args.seconds), 3),
                 "batch256_spectra_per_s": round(rate(lambda: m.predict(flux), 256,
                                                      args.seconds), 1)}
+            if real is not None:
+                dev = 100 * np.abs(m.predict(real) - reference) / std
+                results[f"tflite_{variant}"]["real_spectra"] = len(real)
+                results[f"tflite_{variant}"]["max_pct_of_std"] = np.round(dev.max(0), 3).tolist()
+                results[f"tflite_{variant}"]["median_pct_of_std"] = np.round(
+                    np.median(dev, 0), 3).tolist()
     print(json.dumps(results, indent=2))
 
 

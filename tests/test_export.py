@@ -25,8 +25,8 @@ def real_flux(apstar_files):
 @pytest.fixture(scope="module")
 def exported(trained_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("saved_models") / "apogee_net"
-    meta = export_model(str(trained_run), str(out), tflite=["float32", "float16", "int8"],
-                        mc_realizations=32)
+    meta = export_model(str(trained_run), str(out),
+                        tflite=["float32", "float16", "int8", "int8-weights"], mc_realizations=32)
     return out, meta
 
 
@@ -118,6 +118,27 @@ def test_tflite_int8_parity_on_real_flux(exported, trained_run, real_flux, recor
     std = np.array(read_manifest(str(records))["target_stats"]["std"])
     pred = load_model(str(out / "apogee_net_int8.tflite")).predict(flux)
     assert (np.abs(pred - keras_pred) <= 0.01 * std).all()
+
+
+def test_tflite_int8_weights_on_real_flux(exported, trained_run, real_flux, records):
+    out, meta = exported
+    flux, _ = real_flux
+    keras_pred = load_model(str(trained_run)).predict(flux)
+    std = np.array(read_manifest(str(records))["target_stats"]["std"])
+    path = out / "apogee_net_int8-weights.tflite"
+    assert meta["tflite"]["int8-weights"]["bytes"] < 0.35 * meta["tflite"]["float32"]["bytes"]
+    # only fc1's weights are int8: 4.36 M of the 4.66 M parameters, one byte each
+    from ai_edge_litert.interpreter import Interpreter
+
+    tensors = Interpreter(model_path=str(path)).get_tensor_details()
+    assert [tuple(t["shape"]) for t in tensors if t["dtype"] == np.int8] == [(512, 133 * 64)]
+    pred = load_model(str(path)).predict(flux)
+    dynamic = load_model(str(out / "apogee_net_int8.tflite")).predict(flux)
+    # int8 weights miss the 1% target too (0.8-1.35% of std on four models, BENCHMARKS.md); 2%
+    # is what they hold, against 24-45% for the converter's dynamic-range int8
+    deviation = np.abs(pred - keras_pred) / std
+    assert deviation.max() <= 0.02
+    assert deviation.max() * 5 < (np.abs(dynamic - keras_pred) / std).max()
 
 
 def test_infer_accepts_saved_model_and_tflite(exported, apstar_files):

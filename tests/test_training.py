@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from apnet_tf.errors import ApnetError
 from apnet_tf.model import MaskedStandardizedMSE
 from apnet_tf.records import make_dataset
 from apnet_tf.training import (EarlyStoppingWithReload, dataset_loss, fit, get_recipe,
@@ -100,7 +101,9 @@ def test_rolling_resample_draws_new_payne_stars_each_round(records):
 
 def test_fit_writes_the_run_folder_and_resumes(records, tmp_path):
     run = tmp_path / "run"
-    recipe = get_recipe("default", epochs=3, patience=5, finetune_max_rounds=1)
+    # float32, so that the saved model's dev loss can be compared exactly with the logged one
+    recipe = get_recipe("default", epochs=3, patience=5, finetune_max_rounds=1,
+                        precision="float32")
 
     class Kill(Exception):
         pass
@@ -135,6 +138,34 @@ def test_fit_writes_the_run_folder_and_resumes(records, tmp_path):
     model.compile(loss=MaskedStandardizedMSE(norm["std"]))
     assert model.evaluate(dev, verbose=0) == pytest.approx(hist.val_loss.min(), rel=1e-3)
     assert res.epochs == {"pretrain": 1}  # one epoch run after the resume
+
+
+def test_fit_in_mixed_bfloat16_saves_a_float32_model(records, tmp_path):
+    run = tmp_path / "run"
+    fit(str(records), str(run), stage="pretrain",
+        recipe=get_recipe("default", epochs=2, precision="mixed_bfloat16"))
+    norm = json.loads((run / "normalization.json").read_text())
+    assert norm["precision"] == "mixed_bfloat16" and norm["recipe"]["precision"] == "mixed_bfloat16"
+    model = keras.models.load_model(run / "best.keras")
+    assert {layer.compute_dtype for layer in model.layers} == {"float32"}
+    dev = make_dataset(str(records), splits=["dev"], labeled_only=True)
+    model.compile(loss=MaskedStandardizedMSE(norm["std"]))
+    hist = pd.read_csv(run / "history.csv")
+    # the logged dev loss was computed in bfloat16 (8-bit mantissa), the saved model's in float32
+    assert model.evaluate(dev, verbose=0) == pytest.approx(hist.val_loss.min(), rel=0.02)
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch):
+    from apnet_tf import training
+
+    monkeypatch.setattr(training, "bfloat16_is_native", lambda: True)
+    assert training.resolve_precision("auto") == "mixed_bfloat16"
+    monkeypatch.setattr(training, "bfloat16_is_native", lambda: False)
+    assert training.resolve_precision("auto") == "float32"
+    assert training.resolve_precision("float32") == "float32"
+    assert get_recipe("paper").precision == get_recipe("default").precision == "float32"
+    with pytest.raises(ApnetError, match="unknown precision 'float16'"):
+        training.resolve_precision("float16")
 
 
 def test_mirrored_strategy_on_two_logical_cpus(records, tmp_path):
