@@ -3,7 +3,8 @@
 Both train on the same in-memory spectra (real shape, 8575 pixels) with the same optimiser
 (Adam, lr 0.001); the first steps (graph tracing) are not timed. Keras is timed from the start of
 its second step to the end of its last inside one ``fit`` call, so the setup of a ``fit`` call
-(creating the dataset iterator and callbacks, 0.5-2 s here) is not counted as step time. Keras runs twice: in the default recipe's float32 and in mixed bfloat16 (``fit --precision
+(creating the dataset iterator and callbacks, 0.5-2 s here) is not counted as step time. Keras
+runs twice: in the default recipe's float32 and in mixed bfloat16 (``fit --precision
 mixed_bfloat16``; fast only where the hardware computes bfloat16). The runners alternate three
 times, ``--steps`` steps each, and each keeps its best rate.
 
