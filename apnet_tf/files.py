@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 
 
 def read_json(path: str | None) -> dict | None:
@@ -17,12 +19,23 @@ def read_json(path: str | None) -> dict | None:
         return None
 
 
-def write_file(path: str, data: str | bytes) -> None:
-    """Write text or bytes through a temporary name and a rename, so no reader sees half a file."""
-    tmp = path + ".tmp"
-    with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
-        f.write(data)
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """A temporary name to write ``path`` under; it is renamed to ``path`` when the block ends
+    without an error, so no reader ever sees half a file.
+
+    The name is ``.tmp-<name>`` in the same folder: it keeps the extension (Keras, matplotlib
+    and numpy pick the format from it) and globs such as ``*.tfrecord`` do not match it.
+    """
+    tmp = os.path.join(os.path.dirname(path), ".tmp-" + os.path.basename(path))
+    yield tmp
     os.replace(tmp, path)
+
+
+def write_file(path: str, data: str | bytes) -> None:
+    """Write text or bytes atomically (see ``atomic_path``)."""
+    with atomic_path(path) as tmp, open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
 
 
 def write_json(path: str, obj, allow_nan: bool = True) -> None:

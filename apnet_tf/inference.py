@@ -17,7 +17,7 @@ from astropy.table import Table
 
 from .constants import LABEL_COLUMNS, TARGETS
 from .errors import ApnetError, first_line
-from .files import read_json, write_json
+from .files import atomic_path, read_json, write_json
 from .spectra import expand_paths, read_apstar
 
 #: Paper 4.1: the (Teff, log g) triangle that selects YSO candidates.
@@ -328,8 +328,8 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
         else:
             part = _predict_part(model, batch, mc, calibrated, mc_dropout)
             if part_path:
-                np.savez(part_path + ".tmp.npz", **part)
-                os.replace(part_path + ".tmp.npz", part_path)
+                with atomic_path(part_path) as tmp:
+                    np.savez(tmp, **part)
         for key, arr in part.items():
             cols.setdefault(key, []).append(np.asarray(arr))
         done += len(batch.apogee_id)
@@ -397,13 +397,11 @@ def write_catalog(table: Table, path: str) -> str:
         fmt = "ascii.csv"
     else:
         raise ApnetError(f"{path}: catalog must end in .csv or .fits")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, ".tmp-" + os.path.basename(path))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     out = table.copy(copy_data=False)
     if fmt == "fits":
         out["FILE"] = [str(v) for v in out["FILE"]]
         out["AGE_BIN"] = [str(v) for v in out["AGE_BIN"]]
-    out.write(tmp, format=fmt, overwrite=True)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        out.write(tmp, format=fmt, overwrite=True)
     return path

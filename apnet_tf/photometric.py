@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import os
 
 import numpy as np
 import pandas as pd
 
 from .constants import LABEL_COLUMNS, MISSING_VALUE
 from .errors import ApnetError
+from .files import atomic_path
 from .labels import clean_missing, read_table, require_columns
 
 #: Hejazi et al. (2015) eq. 1 coefficients A1..A6 (paper eq. 1).
@@ -263,8 +263,7 @@ def make_labels(out: str, payne: str | None = None, photometry: str | None = Non
         _label_frame(payne) if payne else None,
         standard_photometry(read_table(photometry), photometry) if photometry else None,
         _label_frame(yso) if yso else None, gk_margin, yso_fields)
-    tmp = out + ".tmp"
-    result.table.fillna({c: MISSING_VALUE for c in LABEL_COLUMNS}).to_csv(
-        tmp, index=False, float_format="%.6g")
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        result.table.fillna({c: MISSING_VALUE for c in LABEL_COLUMNS}).to_csv(
+            tmp, index=False, float_format="%.6g")
     return result

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import matplotlib
 import matplotlib.ticker
 
@@ -13,13 +11,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .constants import TARGET_UNITS, TARGETS  # noqa: E402
+from .files import atomic_path  # noqa: E402
 
 
 def _save(fig, path: str) -> str:
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

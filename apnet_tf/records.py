@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from .constants import CATEGORIES, CDELT1, CRVAL1, LABEL_COLUMNS, N_PIXELS, SPLITS, TARGETS
 from .errors import ApnetError
-from .files import read_json, write_json
+from .files import atomic_path, read_json, write_json
 from .labels import load_labels, match_report
 from .spectra import DEFAULT_MASK_BITS, Spectrum, expand_paths, read_apogee_id, read_apstar
 
@@ -207,24 +207,24 @@ def make_records(spectra: Sequence[str], out_dir: str, labels: str | None = None
             if on_progress:
                 on_progress(done, total)
             continue
-        tmp = final + ".tmp"
         side = {"fingerprint": fingerprint, "records": [], "failures": []}
-        with tf.io.TFRecordWriter(tmp, options) as writer:
-            for it in members:
-                try:
-                    spec = read_apstar(it.path, mask_bits)
-                except ApnetError as exc:
-                    side["failures"].append(str(exc))
-                else:
-                    writer.write(encode_example(spec, it.labels, it.category or "", it.split))
-                    side["records"].append({
-                        "apogee_id": it.apogee_id, "category": it.category,
-                        "labels": [None if not np.isfinite(v) else float(v) for v in it.labels]})
-                done += 1
-                if on_progress:
-                    on_progress(done, total)
-        write_json(side_path, side, allow_nan=False)
-        os.replace(tmp, final)
+        with atomic_path(final) as tmp:
+            with tf.io.TFRecordWriter(tmp, options) as writer:
+                for it in members:
+                    try:
+                        spec = read_apstar(it.path, mask_bits)
+                    except ApnetError as exc:
+                        side["failures"].append(str(exc))
+                    else:
+                        writer.write(encode_example(spec, it.labels, it.category or "", it.split))
+                        known = [float(v) if np.isfinite(v) else None for v in it.labels]
+                        side["records"].append({"apogee_id": it.apogee_id,
+                                                "category": it.category, "labels": known})
+                    done += 1
+                    if on_progress:
+                        on_progress(done, total)
+            # the sidecar before the rename: a shard that exists is whole and described
+            write_json(side_path, side, allow_nan=False)
         written.append(name)
         sidecars[name] = side
         failures.extend(side["failures"])

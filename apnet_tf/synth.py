@@ -27,6 +27,7 @@ import pandas as pd
 from astropy.io import fits
 
 from .constants import CDELT1, CRVAL1, MISSING_VALUE, N_PIXELS, wavelength_grid
+from .files import atomic_path
 
 #: Chip-gap and edge pixel ranges (inclusive) where apStar files have flux 0 and error 1e10,
 #: as measured on the DR13 files in shared/data.
@@ -204,9 +205,8 @@ def _write_apstar(path: str, apogee_id: str, flux: np.ndarray, err: np.ndarray,
     zeros = np.zeros_like(flux, dtype=">f4")
     hdus += [image(zeros), image(zeros), image(np.ones_like(flux, dtype=">f4")), image(zeros)]
     hdus.append(fits.ImageHDU(np.zeros(26, dtype=">f8")))  # LSF coefficients
-    tmp = path + ".tmp"
-    fits.HDUList(hdus).writeto(tmp, overwrite=True, output_verify="silentfix")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fits.HDUList(hdus).writeto(tmp, overwrite=True, output_verify="silentfix")
 
 
 def make_survey(out_dir: str, n: int, seed: int = 0,
@@ -275,7 +275,6 @@ def make_survey(out_dir: str, n: int, seed: int = 0,
         out.loc[holes & (cols == col), col] = MISSING_VALUE
     out = out[["APOGEE_ID", "TEFF", "LOGG", "FE_H", "CATEGORY", "SNR", "RA", "DEC", "FILE",
                "A_H"]]
-    tmp = os.path.join(out_dir, "labels.csv.tmp")
-    out.to_csv(tmp, index=False, float_format="%.6g")
-    os.replace(tmp, os.path.join(out_dir, "labels.csv"))
+    with atomic_path(os.path.join(out_dir, "labels.csv")) as tmp:
+        out.to_csv(tmp, index=False, float_format="%.6g")
     return out

@@ -21,7 +21,7 @@ from .constants import (EARLY_STOPPING_PATIENCE, PAPER_BATCH_SIZE, PAPER_DROPOUT
                         PAPER_LEARNING_RATE, PAYNE_RESAMPLE_FRACTION)
 from .errors import ApnetError
 from .evaluation import evaluation_tables, predict_records, standardized_mse, write_tables
-from .files import read_json, write_json
+from .files import atomic_path, read_json, write_json
 from .model import (PRECISIONS, MaskedStandardizedMSE, build_model, predictor, target_stats,
                     with_precision)
 from .records import count_records, make_dataset, read_manifest
@@ -145,9 +145,8 @@ def save_model_atomic(model: keras.Model, path: str) -> None:
     A model that trains in mixed precision is saved as its float32 twin, so every saved model
     gives float32 results wherever it is loaded.
     """
-    tmp = path[: -len(".keras")] + ".tmp.keras"
-    with_precision(model, "float32").save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        with_precision(model, "float32").save(tmp)
 
 
 class EarlyStoppingWithReload(keras.callbacks.Callback):
@@ -205,7 +204,7 @@ class EarlyStoppingWithReload(keras.callbacks.Callback):
                 self.model.stop_training = True
         if self.state_path:
             write_json(self.state_path, {"best": self.best, "wait": self.wait,
-                                          "best_epoch": self.best_epoch})
+                                         "best_epoch": self.best_epoch})
 
     def on_train_end(self, logs=None):
         if self.best_weights is not None:
@@ -259,8 +258,7 @@ def rolling_resample(model: keras.Model, train_for_seed: Callable[[int], tf.data
         draw_seed = seed + r + 1
         stopper = EarlyStoppingWithReload(monitor="val_loss", patience=epoch_patience)
         hist = model.fit(train_for_seed(draw_seed), validation_data=dev, epochs=max_epochs,
-                         shuffle=False,
-                         callbacks=[stopper, *callbacks], verbose=0)
+                         shuffle=False, callbacks=[stopper, *callbacks], verbose=0)
         focus = float(focus_loss(model))
         improved = focus < best and stopper.best <= dev_limit
         if improved:
@@ -316,12 +314,10 @@ def _write_csv(path: str, rows: list[dict]) -> None:
     fields = []
     for r in rows:
         fields.extend(k for k in r if k not in fields)
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 def training_data(records_dir: str, recipe: Recipe, drop_remainder: bool,
