@@ -152,8 +152,8 @@ def calibrate(model_path: str, records_dir: str, realizations: int = 100, seed: 
     raw = predict_catalog(loaded, [records_dir], mc=realizations, split_filter=("dev",)).catalog
     both = predict_catalog(loaded, [records_dir], mc=realizations, mc_dropout=True,
                            split_filter=("dev",)).catalog
-    labels, pred_raw, sig_raw = _arrays(raw)
-    _, pred, sig = _arrays(both)
+    labels, pred_raw, sig_raw = catalog_arrays(raw)
+    _, pred, sig = catalog_arrays(both)
     scale = fit_scale(pred, sig, labels)
     cal = Calibration(scale=[float(s) for s in scale], mc_dropout=True,
                       realizations=realizations,
@@ -164,8 +164,9 @@ def calibrate(model_path: str, records_dir: str, realizations: int = 100, seed: 
     return cal
 
 
-def _arrays(table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(labels, pred, sigma), each (N, 3), from a catalog of labelled records."""
+def catalog_arrays(table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, pred, sigma), each (N, 3) in teff, logg, fe_h order, from a catalog of labelled
+    records (``inference.predict_catalog``)."""
     labels = np.stack([np.asarray(table[f"{c}_LABEL"], float) for c in LABEL_COLUMNS], axis=1)
     pred = np.stack([np.asarray(table[c], float) for c in LABEL_COLUMNS], axis=1)
     sigma = np.stack([np.asarray(table[f"{c}_ERR"], float) for c in LABEL_COLUMNS], axis=1)
@@ -196,7 +197,7 @@ def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int 
     splits = tuple(splits)
     raw = predict_catalog(loaded, [records_dir], mc=realizations, on_progress=on_progress,
                           split_filter=splits).catalog
-    labels, pred, sigma = _arrays(raw)
+    labels, pred, sigma = catalog_arrays(raw)
     cats, where = np.asarray(raw["CATEGORY"]).astype(str), np.asarray(raw["SPLIT"]).astype(str)
     std = (loaded.normalization or {}).get("std") or np.nanstd(labels, axis=0)
     table2, table3 = evaluation_tables(pred, labels, cats, where, std)
@@ -207,7 +208,7 @@ def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int 
     if loaded.calibration is not None:
         cal = predict_catalog(loaded, [records_dir], mc=realizations, calibrated=True,
                               split_filter=splits).catalog
-        _, pred_c, sigma_c = _arrays(cal)
+        _, pred_c, sigma_c = catalog_arrays(cal)
         for split in splits:
             sel = where == split
             rows[("calibrated", split)] = coverage(pred_c[sel], sigma_c[sel], labels[sel])

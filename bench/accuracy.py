@@ -52,13 +52,12 @@ def catalog_scatter(records: str, run_dir: str, mc: int = 100) -> np.ndarray:
     """Test-split scatter of what ``apnet-tf infer`` writes: the mean of mc realizations."""
     import keras
 
-    from apnet_tf.evaluation import scatter
+    from apnet_tf.evaluation import catalog_arrays, scatter
     from apnet_tf.inference import load_model, predict_catalog
 
     keras.utils.set_random_seed(0)
     cat = predict_catalog(load_model(run_dir), [records], mc=mc, split_filter=["test"]).catalog
-    pred = np.stack([np.asarray(cat[c]) for c in ("TEFF", "LOGG", "FE_H")], axis=1)
-    labels = np.stack([np.asarray(cat[f"{c}_LABEL"]) for c in ("TEFF", "LOGG", "FE_H")], axis=1)
+    labels, pred, _ = catalog_arrays(cat)
     return scatter(pred, labels)
 
 
