@@ -22,12 +22,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .constants import (BAD_ERROR_THRESHOLD, CONV_FILTERS, MC_ERROR_CAP, MC_REALIZATIONS,
-                        N_PIXELS, TARGET_UNITS, TARGETS)
+from .constants import (CONV_FILTERS, MC_ERROR_CAP, MC_REALIZATIONS, N_PIXELS, TARGET_UNITS,
+                        TARGETS)
 from .errors import ApnetError, first_line
 from .files import write_file, write_json
 from .model import build_model, flatten_length
-from .uncertainty import noise_scale, realizations
+from .uncertainty import clean_errors, noise_scale, realizations
 
 TFLITE_VARIANTS = ("float32", "float16", "int8", "int8-weights")
 METADATA = "export_metadata.json"
@@ -52,8 +52,7 @@ def build_archive(model: keras.Model, mc_realizations: int = MC_REALIZATIONS,
         return _outputs(model(flux, training=False))
 
     def with_uncertainty(flux, err):
-        bad = ~tf.math.is_finite(err) | (err >= BAD_ERROR_THRESHOLD)
-        err = tf.where(tf.math.is_finite(err), err, tf.fill(tf.shape(err), 1e10))
+        err, bad = clean_errors(err)
         b = tf.shape(flux)[0]
         x = realizations(flux, noise_scale(err, bad, error_cap), mc_realizations)
         samples = tf.reshape(model(x, training=False), tf.stack([b, mc_realizations, 3]))

@@ -15,13 +15,25 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from .constants import MC_ERROR_CAP, MC_REALIZATIONS, TARGETS
+from .constants import BAD_ERROR_THRESHOLD, MC_ERROR_CAP, MC_REALIZATIONS, TARGETS
 from .errors import ApnetError
 from .files import read_json, write_json
 
 CALIBRATION = "calibration.json"
 #: The fraction of a Gaussian within 1 sigma: the target of calibrated coverage.
 ONE_SIGMA = 0.6826894921370859
+
+
+def clean_errors(err: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(err, bad) for errors that come without a pixel mask. err: (B, N) -> two (B, N).
+
+    A pixel is bad where its error is non-finite or at least 1e9; a non-finite error becomes 1e10,
+    the apStar chip-gap value, so that it can never scale the noise.
+    """
+    err = tf.convert_to_tensor(err, tf.float32)
+    finite = tf.math.is_finite(err)
+    bad = ~finite | (err >= BAD_ERROR_THRESHOLD)
+    return tf.where(finite, err, tf.fill(tf.shape(err), tf.constant(1e10, err.dtype))), bad
 
 
 def typical_error(err: tf.Tensor, bad: tf.Tensor) -> tf.Tensor:
@@ -133,13 +145,9 @@ class MonteCarloPredictor:
         Returns mean, std, p16, p50, p84 (and std_dropout with MC dropout), each (B, 3), in
         physical units; std is multiplied by the calibration scale when there is one.
         """
-        from .constants import BAD_ERROR_THRESHOLD
-
         flux = np.asarray(flux, np.float32)
-        err = np.asarray(err, np.float32)
-        bad = (~np.isfinite(err) | (err >= BAD_ERROR_THRESHOLD)) if bad is None \
-            else np.asarray(bad, bool)
-        err = np.where(np.isfinite(err), err, np.float32(1e10))
+        err, err_bad = (t.numpy() for t in clean_errors(err))
+        bad = err_bad if bad is None else np.asarray(bad, bool)
         parts = []
         for i in range(0, len(flux), self.stars_per_call):
             sl = slice(i, i + self.stars_per_call)
