@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 from astropy.io import fits
 
+from . import fastfits
 from .constants import BAD_ERROR_THRESHOLD, CDELT1, CRVAL1, N_PIXELS
 from .errors import ApnetError, first_line
 
@@ -23,6 +24,10 @@ from .errors import ApnetError, first_line
 #: BADDARK, BADFLAT, BADERR. The persistence, sky and telluric bits only flag a risk, so they
 #: stay out of the default set; pass ``mask_bits`` to change it.
 DEFAULT_MASK_BITS = (0, 1, 2, 3, 4, 5, 6)
+
+#: Primary-header keywords a Spectrum uses, and the flux header's wavelength-grid keywords.
+PRIMARY_KEYS = ("OBJID", "SNR", "RA", "DEC")
+GRID_KEYS = ("CRVAL1", "CDELT1")
 
 #: File name patterns that count as spectra when a folder is given.
 SPECTRUM_PATTERNS = ("*.fits", "*.fits.gz", "*.fit")
@@ -65,7 +70,7 @@ def bad_pixels(flux: np.ndarray, err: np.ndarray, mask: np.ndarray | None = None
     return bad
 
 
-def _header_float(header: fits.Header, key: str) -> float:
+def _header_float(header, key: str) -> float:
     try:
         return float(header[key])
     except (KeyError, TypeError, ValueError):
@@ -75,15 +80,13 @@ def _header_float(header: fits.Header, key: str) -> float:
 def _combined_row(data: np.ndarray | None, name: str, path: str) -> np.ndarray:
     if data is None:
         raise ApnetError(f"{path}: HDU {name} holds no data")
-    if data.ndim == 2:
-        data = data[0]
     if data.ndim != 1 or data.shape[0] != N_PIXELS:
         raise ApnetError(f"{path}: HDU {name} has shape {data.shape}, expected ({N_PIXELS},) "
                          f"or (NVISITS+2, {N_PIXELS})")
     return data
 
 
-def check_grid(header: fits.Header, path: str) -> None:
+def check_grid(header, path: str) -> None:
     """Raise ApnetError if a flux header's wavelength grid differs from the apStar grid."""
     crval, cdelt = header.get("CRVAL1"), header.get("CDELT1")
     if crval is None or cdelt is None:
@@ -94,7 +97,7 @@ def check_grid(header: fits.Header, path: str) -> None:
 
 
 def read_apstar(path: str | os.PathLike, mask_bits: Sequence[int] = DEFAULT_MASK_BITS) -> Spectrum:
-    """Read the combined spectrum of one apStar file.
+    """Read the combined spectrum of one apStar file: row 0 of HDUs 1-3 and nothing else.
 
     Raises:
         ApnetError: the file is missing, not FITS, truncated, has a missing HDU, the wrong length
@@ -102,32 +105,50 @@ def read_apstar(path: str | os.PathLike, mask_bits: Sequence[int] = DEFAULT_MASK
     """
     path = os.fspath(path)
     try:
-        with warnings.catch_warnings():
-            # astropy only warns about truncation; a truncated file must be an error here.
-            warnings.simplefilter("error")
-            with fits.open(path, memmap=False) as hdul:
-                if len(hdul) < 4:
-                    raise ApnetError(f"{path}: has {len(hdul)} HDUs, an apStar file needs flux, "
-                                     "error and mask in HDUs 1-3")
-                header = hdul[0].header
-                check_grid(hdul[1].header, path)
-                flux = _combined_row(hdul[1].data, "1 (flux)", path)
-                err = _combined_row(hdul[2].data, "2 (error)", path)
-                mask = _combined_row(hdul[3].data, "3 (mask)", path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            header, rows = _read_rows(path)
     except ApnetError:
         raise
-    except (OSError, ValueError, TypeError, IndexError, Warning) as exc:
+    except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
         raise _unreadable(path, exc) from None
-
+    for w in caught:  # other warnings (a non-standard card, ...) do not make a file unreadable
+        if "truncat" in str(w.message).lower():
+            raise ApnetError(f"{path}: not a readable apStar FITS file ({first_line(w.message)})")
+    check_grid(header, path)
+    flux, err, mask = (_combined_row(r, name, path) for r, name in zip(rows, _HDU_NAMES))
     flux = flux.astype(np.float32)  # native byte order; values unchanged
     err = err.astype(np.float32)
     bad = bad_pixels(flux, err, mask, mask_bits)
     flux = np.where(np.isfinite(flux), flux, np.float32(0.0)).astype(np.float32)
     err = np.where(np.isfinite(err), err, np.float32(1e10)).astype(np.float32)
-    apogee_id = str(header.get("OBJID", "")).strip() or _id_from_name(path)
+    apogee_id = str(header.get("OBJID", "") or "").strip() or _id_from_name(path)
     return Spectrum(apogee_id=apogee_id, flux=flux, err=err, bad=bad,
                     snr=_header_float(header, "SNR"), ra=_header_float(header, "RA"),
                     dec=_header_float(header, "DEC"), path=path)
+
+
+_HDU_NAMES = ("1 (flux)", "2 (error)", "3 (mask)")
+
+
+def _read_rows(path: str) -> tuple[dict, list[np.ndarray | None]]:
+    """The header values read_apstar needs and row 0 of HDUs 1-3 (the whole array if 1-D)."""
+    try:
+        return fastfits.read_rows(path, 3, PRIMARY_KEYS, GRID_KEYS)
+    except fastfits.Unsupported:
+        pass  # compressed, scaled or unusual files: astropy reads them
+    with fits.open(path, memmap=True, lazy_load_hdus=True) as hdul:
+        try:
+            hdus = [hdul[k] for k in (1, 2, 3)]
+        except IndexError:
+            raise ApnetError(f"{path}: has {len(hdul)} HDUs, an apStar file needs flux, "
+                             "error and mask in HDUs 1-3") from None
+        header = {k: hdul[0].header.get(k) for k in PRIMARY_KEYS}
+        header.update({k: hdus[0].header.get(k) for k in GRID_KEYS})
+        rows = [None if h.header.get("NAXIS", 0) == 0 else
+                np.array(h.section[0] if h.header["NAXIS"] == 2 else h.section[:])
+                for h in hdus]
+    return header, rows
 
 
 def _unreadable(path: str, exc: Exception) -> ApnetError:

@@ -109,3 +109,47 @@ def test_expand_paths_files_folders_globs(tmp_path, apstar_files):
     assert len(expand_paths([str(apstar_files[0].parent / "apStar-r6-2M03*.fits")])) == 5
     with pytest.raises(ApnetError, match="matches no file"):
         expand_paths([tmp_path / "nothing*.fits"])
+
+
+def test_fast_read_is_bit_identical_to_a_full_astropy_read(apstar_files):
+    for path in apstar_files:
+        spec = read_apstar(path)
+        with fits.open(path, memmap=False) as hdul:
+            rows = [h.data if h.data.ndim == 1 else h.data[0] for h in hdul[1:4]]
+            header = hdul[0].header
+            err = rows[1].astype(np.float32)
+            err = np.where(np.isfinite(err), err, np.float32(1e10))
+            assert spec.flux.tobytes() == rows[0].astype(np.float32).tobytes()
+            assert spec.err.tobytes() == err.tobytes()
+            assert (spec.bad == bad_pixels(rows[0], rows[1], rows[2])).all()
+            assert (spec.apogee_id, spec.snr, spec.ra, spec.dec) == (
+                header["OBJID"].strip(), header["SNR"], header["RA"], header["DEC"])
+
+
+def _with_odd_cards(src, dst):
+    """A copy of src whose primary header has two harmless non-standard cards astropy warns
+    about: a non-ASCII comment (common in hand-edited files) and a value with no space after '='."""
+    data = bytearray(src.read_bytes())
+    for key, card in ((b"TELESCOP", b"TELESCOP= 'apo25m  '  / Universit\xe9 telescope"),
+                      (b"FIELD   ", b"FIELD   ='M15'")):
+        i = data.index(key + b"=")
+        data[i:i + 80] = card.ljust(80)
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_a_harmless_header_warning_does_not_make_a_file_unreadable(tmp_path, apstar_files):
+    import gzip
+
+    odd = _with_odd_cards(apstar_files[0], tmp_path / "odd.fits")
+    with pytest.warns(UserWarning):  # astropy does warn about them
+        fits.getheader(odd)
+    zipped = tmp_path / "odd.fits.gz"
+    zipped.write_bytes(gzip.compress(odd.read_bytes()))  # read through astropy, not the fast path
+    want = read_apstar(apstar_files[0])
+    for path in (odd, zipped):
+        spec = read_apstar(path)
+        assert spec.flux.tobytes() == want.flux.tobytes() and spec.apogee_id == want.apogee_id
+    truncated = tmp_path / "cut.fits.gz"
+    truncated.write_bytes(gzip.compress(odd.read_bytes()[:60000]))
+    _one_line_error(truncated)
