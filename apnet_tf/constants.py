@@ -36,6 +36,20 @@ SPLIT_FRACTIONS = {
 
 #: A label value that means "missing" in APOGEE tables.
 MISSING_VALUE = -9999.0
+#: Placeholders that survey tables write for "no value" in any number column (APOGEE -9999 and
+#: -9999.99, -999 elsewhere). A number equal to one of them is read as missing and counted.
+#: Positive placeholders (99.999 and 99.99 for magnitudes, 999 ...) are caught by the ranges below.
+SENTINELS = (-9999.0, -9999.99, -999.0, -999.99)
+
+#: Physical ranges (inclusive) of the labels, by column: a value outside is a typo or a
+#: placeholder, never a star (the coolest brown dwarfs APOGEE observes are above 2,000 K, the
+#: hottest OB stars below 50,000 K). It is read as missing, counted and reported.
+LABEL_RANGES = {"TEFF": (2000.0, 50000.0), "LOGG": (-1.0, 6.0), "FE_H": (-5.0, 1.5)}
+#: Apparent magnitudes outside this range are placeholders (99.999, -999, ...), not photometry.
+MAGNITUDE_RANGE = (-2.0, 30.0)
+#: Parallaxes (mas) and their errors beyond this size are placeholders: the nearest star is at
+#: 768 mas.
+PARALLAX_LIMIT = 1000.0
 
 #: Pixels whose error is at least this are bad (apStar uses 1e10 at chip gaps).
 BAD_ERROR_THRESHOLD = 1e9

@@ -3,6 +3,11 @@
 A label table is a pandas DataFrame with the columns of ``COLUMNS``. Missing labels are NaN
 (-9999 is accepted on input); a star with missing labels is kept, and its label mask says
 which are present.
+
+Every number is checked where it enters (``numeric_column``): text in a number column is an
+error naming the column and row; placeholders (``constants.SENTINELS``) and labels outside their
+physical ranges (``constants.LABEL_RANGES``) are read as missing, counted per column in
+``df.attrs["rejected"]`` and reported, so they are never trained on.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import numpy as np
 import pandas as pd
 from astropy.table import Table
 
-from .constants import CATEGORIES, LABEL_COLUMNS, MISSING_VALUE, SPLIT_FRACTIONS, SPLITS
+from .constants import CATEGORIES, LABEL_COLUMNS, LABEL_RANGES, SENTINELS, SPLIT_FRACTIONS, SPLITS
 from .errors import ApnetError, first_line
 
 REQUIRED_COLUMNS = ("APOGEE_ID",) + LABEL_COLUMNS
@@ -44,6 +49,10 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     except Exception as exc:  # pandas and astropy raise many types for one meaning
         raise ApnetError(f"{path}: cannot read table ({first_line(exc)})") from None
     df.columns = [str(c).strip().upper() for c in df.columns]
+    dup = df.columns[df.columns.duplicated()]
+    if len(dup):
+        raise ApnetError(f"{path}: two columns are both named {dup[0]} once upper-cased; "
+                         "column names are read without regard to case: rename or drop one")
     for col in df.columns:
         if df[col].dtype == object:
             df[col] = df[col].map(lambda v: v.decode().strip() if isinstance(v, bytes)
@@ -59,11 +68,57 @@ def require_columns(df: pd.DataFrame, columns, path: str) -> None:
                          + (f" (and {', '.join(missing[1:])})" if len(missing) > 1 else ""))
 
 
-def clean_missing(values) -> np.ndarray:
-    """Float array with -9999 (and anything non-numeric) turned into NaN."""
-    arr = np.array(pd.to_numeric(pd.Series(values), errors="coerce"), dtype=np.float64)
-    arr[np.isclose(arr, MISSING_VALUE)] = np.nan
+def numeric_column(df: pd.DataFrame, col: str, path: str,
+                   valid: tuple[float, float] | None = None,
+                   rejected: dict[str, dict[str, int]] | None = None) -> np.ndarray:
+    """Column ``col`` of ``df`` as float64 (N,), checked at the door.
+
+    Blank cells and NaN are missing. Placeholders (``SENTINELS``), infinities and, when ``valid``
+    is given, values outside [lo, hi] become NaN; their numbers are added to
+    ``rejected[col]["placeholder"]`` and ``rejected[col]["out_of_range"]``.
+
+    Raises:
+        ApnetError: a cell holds text that is not a number (names the column and the data row,
+            counted from 1 after the header).
+    """
+    values = df[col]
+    num = pd.to_numeric(values, errors="coerce")
+    text = num.isna().to_numpy() & values.notna().to_numpy()
+    text &= values.astype(str).str.strip().ne("").to_numpy()
+    if text.any():
+        row = int(np.flatnonzero(text)[0])
+        raise ApnetError(f"{path}: column {col} holds {values.iloc[row]!r} in data row {row + 1}, "
+                         f"not a number ({int(text.sum())} such row(s))")
+    arr = num.to_numpy(dtype=np.float64, na_value=np.nan).copy()
+    placeholder = np.isclose(arr[:, None], np.array(SENTINELS)[None, :], rtol=0,
+                             atol=1e-3).any(axis=1)
+    bad = ~placeholder & ~np.isfinite(arr) & ~np.isnan(arr)
+    if valid is not None:
+        with np.errstate(invalid="ignore"):
+            bad |= ~placeholder & np.isfinite(arr) & ((arr < valid[0]) | (arr > valid[1]))
+    arr[placeholder | bad] = np.nan
+    if rejected is not None and (placeholder.any() or bad.any()):
+        entry = rejected.setdefault(col, {"placeholder": 0, "out_of_range": 0})
+        entry["placeholder"] += int(placeholder.sum())
+        entry["out_of_range"] += int(bad.sum())
     return arr
+
+
+def rejected_lines(rejected: dict[str, dict[str, int]]) -> list[str]:
+    """One line per kind of rejected value, naming the columns and counts."""
+    out = []
+    placeholders = {c: v["placeholder"] for c, v in rejected.items() if v["placeholder"]}
+    if placeholders:
+        out.append("placeholder values (" + ", ".join(f"{v:g}" for v in SENTINELS)
+                   + ") read as missing: " + ", ".join(f"{c} {n}" for c, n in
+                                                      placeholders.items()))
+    ranged = {c: v["out_of_range"] for c, v in rejected.items() if v["out_of_range"]}
+    if ranged:
+        out.append("values outside the physical range read as missing, not trained on: "
+                   + ", ".join(f"{c} {n}" + (" (allowed {:g} to {:g})".format(*LABEL_RANGES[c])
+                                             if c in LABEL_RANGES else "")
+                               for c, n in ranged.items()))
+    return out
 
 
 def hash_fraction(apogee_id: str) -> float:
@@ -92,8 +147,9 @@ def load_labels(path: str | os.PathLike) -> pd.DataFrame:
     raw = read_table(path)
     require_columns(raw, REQUIRED_COLUMNS, path)
     df = pd.DataFrame({"APOGEE_ID": raw["APOGEE_ID"].astype(str).str.strip()})
+    rejected: dict[str, dict[str, int]] = {}
     for col in LABEL_COLUMNS:
-        df[col] = clean_missing(raw[col])
+        df[col] = numeric_column(raw, col, path, LABEL_RANGES[col], rejected)
     if "CATEGORY" in raw.columns:
         cats = raw["CATEGORY"].fillna(DEFAULT_CATEGORY).astype(str).str.strip().str.lower()
         cats = cats.replace("", DEFAULT_CATEGORY)
@@ -105,10 +161,13 @@ def load_labels(path: str | os.PathLike) -> pd.DataFrame:
                          f"{', '.join(CATEGORIES)}")
     df["CATEGORY"] = cats.to_numpy()
     for col in ("SNR", "RA", "DEC"):
-        df[col] = clean_missing(raw[col]) if col in raw.columns else np.nan
+        df[col] = numeric_column(raw, col, path, rejected=rejected) if col in raw.columns \
+            else np.nan
     df["FILE"] = raw["FILE"].fillna("").astype(str).to_numpy() if "FILE" in raw.columns else ""
     df["SPLIT"] = [assign_split(i, c) for i, c in zip(df["APOGEE_ID"], df["CATEGORY"])]
-    return df[list(COLUMNS)]
+    df = df[list(COLUMNS)]
+    df.attrs["rejected"] = rejected
+    return df
 
 
 def label_mask(df: pd.DataFrame) -> np.ndarray:
@@ -130,6 +189,7 @@ class MatchReport:
     duplicate_label_ids: list[str]
     duplicate_spectrum_ids: list[str]
     missing_values: dict[str, int]
+    rejected: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
     def lines(self) -> list[str]:
         """One human-readable line per finding that has a non-zero count."""
@@ -145,7 +205,7 @@ class MatchReport:
         if missing:
             out.append("missing label values: "
                        + ", ".join(f"{k} {v}" for k, v in missing.items()))
-        return out
+        return out + rejected_lines(self.rejected)
 
 
 def match_report(labels: pd.DataFrame | None, spectrum_ids: list[str]) -> MatchReport:
@@ -164,4 +224,5 @@ def match_report(labels: pd.DataFrame | None, spectrum_ids: list[str]) -> MatchR
         duplicate_label_ids=sorted(set(lab_ids[lab_ids.duplicated()])),
         duplicate_spectrum_ids=dup_spec,
         missing_values=missing_counts(labels),
+        rejected=labels.attrs.get("rejected", {}),
     )

@@ -17,10 +17,10 @@ import fnmatch
 import numpy as np
 import pandas as pd
 
-from .constants import LABEL_COLUMNS, MISSING_VALUE
+from .constants import LABEL_COLUMNS, LABEL_RANGES, MAGNITUDE_RANGE, MISSING_VALUE, PARALLAX_LIMIT
 from .errors import ApnetError
 from .files import atomic_path
-from .labels import clean_missing, read_table, require_columns
+from .labels import numeric_column, read_table, require_columns
 
 #: Hejazi et al. (2015) eq. 1 coefficients A1..A6 (paper eq. 1).
 HEJAZI_A = (-14.259, 0.0519, 29.5926, -0.0529, -17.6762, 0.7032)
@@ -61,6 +61,11 @@ PHOTOMETRY_COLUMNS = {
     "PARALLAX": ("PARALLAX", "PLX"),
     "PARALLAX_ERROR": ("PARALLAX_ERROR", "PARALLAX_ERR", "E_PLX", "PLX_ERR"),
 }
+#: What a photometry value must lie in to be used; outside it is a placeholder (99.999, -999...).
+PHOTOMETRY_VALID = {"J": MAGNITUDE_RANGE, "H": MAGNITUDE_RANGE, "K": MAGNITUDE_RANGE,
+                    "G_PS1": MAGNITUDE_RANGE, "R_PS1": MAGNITUDE_RANGE,
+                    "PARALLAX": (-PARALLAX_LIMIT, PARALLAX_LIMIT),
+                    "PARALLAX_ERROR": (0.0, PARALLAX_LIMIT)}
 LABEL_SOURCES = ("payne", "photometric", "yso_table")
 PRECEDENCE = ("yso", "mstar", "payne")
 
@@ -103,20 +108,26 @@ def _outside(values: dict[str, np.ndarray], ranges: dict[str, tuple[float, float
 
 
 def standard_photometry(df: pd.DataFrame, path: str) -> pd.DataFrame:
-    """Rename a photometry table's columns to the canonical names; -9999 becomes NaN.
+    """Rename a photometry table's columns to the canonical names.
+
+    Placeholders (-9999, -999, 99.999 ...) and values outside ``PHOTOMETRY_VALID`` become NaN, so
+    they never enter a colour; their counts per column are in ``out.attrs["rejected"]``.
 
     Raises:
-        ApnetError: APOGEE_ID or a photometry column is missing (the message names it).
+        ApnetError: APOGEE_ID or a photometry column is missing, or a cell holds text (the message
+            names it).
     """
     require_columns(df, ("APOGEE_ID",), path)
     out = pd.DataFrame({"APOGEE_ID": df["APOGEE_ID"].astype(str).str.strip()})
+    rejected: dict[str, dict[str, int]] = {}
     for name, aliases in PHOTOMETRY_COLUMNS.items():
         found = next((a for a in aliases if a in df.columns), None)
         if found is None:
             raise ApnetError(f"{path}: missing required column {name} "
                              f"(also accepted: {', '.join(aliases[1:])})")
-        out[name] = clean_missing(df[found])
+        out[name] = numeric_column(df, found, path, PHOTOMETRY_VALID[name], rejected)
     out["FIELD"] = df["FIELD"].fillna("").astype(str).str.strip() if "FIELD" in df.columns else ""
+    out.attrs["rejected"] = rejected
     return out
 
 
@@ -191,9 +202,32 @@ def _label_frame(path: str) -> pd.DataFrame:
     raw = read_table(path)
     require_columns(raw, ("APOGEE_ID",) + LABEL_COLUMNS, path)
     out = pd.DataFrame({"APOGEE_ID": raw["APOGEE_ID"].astype(str).str.strip()})
+    rejected: dict[str, dict[str, int]] = {}
     for col in LABEL_COLUMNS:
-        out[col] = clean_missing(raw[col])
+        out[col] = numeric_column(raw, col, path, LABEL_RANGES[col], rejected)
+    out.attrs["rejected"] = rejected
     return out
+
+
+def _rejected_counts(source: str, frame: pd.DataFrame | None) -> dict[str, int]:
+    """``{source}_rejected_{column}``: placeholders plus out-of-range values read as missing."""
+    if frame is None:
+        return {}
+    return {f"{source}_rejected_{col}": v["placeholder"] + v["out_of_range"]
+            for col, v in frame.attrs.get("rejected", {}).items()}
+
+
+def drop_unphysical(table: pd.DataFrame) -> int:
+    """Set labels outside ``LABEL_RANGES`` to NaN in place (a relation used far outside its
+    colours); returns how many were."""
+    n = 0
+    for col in LABEL_COLUMNS:
+        lo, hi = LABEL_RANGES[col]
+        with np.errstate(invalid="ignore"):
+            bad = ~((table[col] >= lo) & (table[col] <= hi)) & table[col].notna()
+        n += int(bad.sum())
+        table.loc[bad, col] = np.nan
+    return n
 
 
 @dataclasses.dataclass
@@ -242,6 +276,7 @@ def assemble_labels(payne: pd.DataFrame | None = None, photometry: pd.DataFrame 
     dup = allrows.duplicated("APOGEE_ID", keep="first")
     counts["overridden_by_precedence"] = int(dup.sum())
     table = allrows[~dup].drop(columns="_rank").reset_index(drop=True)
+    counts["labels_outside_physical_ranges"] = drop_unphysical(table)
     for flag in ("FLAG_HEJAZI", "FLAG_MANN", "FLAG_VEYETTE"):
         table[flag] = table[flag].fillna(False).astype(bool) if flag in table else False
     table = table[["APOGEE_ID", "TEFF", "LOGG", "FE_H", "CATEGORY", "LABEL_SOURCE",
@@ -258,11 +293,17 @@ def make_labels(out: str, payne: str | None = None, photometry: str | None = Non
     """Read the source tables, assemble the labels and write ``out`` (CSV, atomically).
 
     Missing labels are written as -9999, the APOGEE convention that ``make-records`` reads.
+    Placeholders and out-of-range values read as missing are counted in ``counts`` as
+    ``{source}_rejected_{column}``.
     """
-    result = assemble_labels(
-        _label_frame(payne) if payne else None,
-        standard_photometry(read_table(photometry), photometry) if photometry else None,
-        _label_frame(yso) if yso else None, gk_margin, yso_fields)
+    frames = {"payne": _label_frame(payne) if payne else None,
+              "photometry": standard_photometry(read_table(photometry), photometry)
+              if photometry else None,
+              "yso": _label_frame(yso) if yso else None}
+    result = assemble_labels(frames["payne"], frames["photometry"], frames["yso"], gk_margin,
+                             yso_fields)
+    for source, frame in frames.items():
+        result.counts.update(_rejected_counts(source, frame))
     with atomic_path(out) as tmp:
         result.table.fillna({c: MISSING_VALUE for c in LABEL_COLUMNS}).to_csv(
             tmp, index=False, float_format="%.6g")

@@ -61,7 +61,7 @@ def test_splits_are_stable_and_follow_the_paper_fractions(tmp_path):
 
 
 def test_match_report_counts(tmp_path):
-    df = pd.DataFrame({"APOGEE_ID": ["a", "b", "b", "c"], "TEFF": [1, 2, 2, -9999],
+    df = pd.DataFrame({"APOGEE_ID": ["a", "b", "b", "c"], "TEFF": [4001, 4002, 4002, -9999],
                        "LOGG": 1.0, "FE_H": 0.0})
     rep = match_report(load_labels(_csv(tmp_path, df)), ["a", "d", "d"])
     assert rep.labels_without_spectrum == ["b", "c"]
