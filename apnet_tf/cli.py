@@ -13,20 +13,25 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .errors import ApnetError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# rich_markup_mode=None: plain help, so square brackets in help texts print as written.
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="APOGEE Net in TensorFlow: from apStar FITS files to a stellar-parameter "
                        "catalog.")
 console = Console(stderr=True)
-out = Console(soft_wrap=True)
+out = Console(soft_wrap=True, markup=False, highlight=False)  # results, printed as written
 
 
-@app.callback()
-def _startup() -> None:
-    """Import TensorFlow with its C++ start-up log lines (oneDNN, CUDA probing) silenced."""
+def _import_tensorflow() -> None:
+    """Import TensorFlow with its C++ start-up log lines (oneDNN, CUDA probing) silenced.
+
+    Called when a command runs, never at import time, so that ``--help`` prints in well under
+    a second.
+    """
     if "tensorflow" in sys.modules:
         return
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
@@ -42,17 +47,19 @@ def _startup() -> None:
 
 
 def _friendly(fn):
-    """Turn ApnetError into one red line on stderr and exit code 1, never a traceback."""
+    """Import TensorFlow quietly, then run the command; turn ApnetError into one red line on
+    stderr and exit code 1, never a traceback."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            _import_tensorflow()
             return fn(*args, **kwargs)
         except ApnetError as exc:
-            console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1)
         except OSError as exc:  # disk full, permissions, a folder that is a file, ...
             where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-            console.print(f"[red]error:[/red] {where}{exc.strerror or exc}", highlight=False,
+            console.print(f"[red]error:[/red] {escape(where + str(exc.strerror or exc))}", highlight=False,
                           soft_wrap=True)
             raise typer.Exit(1)
         except KeyboardInterrupt:
@@ -102,10 +109,12 @@ def make_records_cmd(
         spectra: Annotated[list[str], typer.Option("--spectra", help="apStar files, folders or globs")],
         out_dir: Annotated[str, typer.Option("--out", help="Output folder for shards and manifest.json")],
         labels: Annotated[Optional[str], typer.Option(help="Label table, CSV or FITS")] = None,
-        shards: Annotated[Optional[int], typer.Option(help="Shards per split")] = None,
+        shards: Annotated[Optional[int], typer.Option(
+            help="Shards per split  [default: one per 1024 records]")] = None,
         compress: Annotated[bool, typer.Option("--compress", help="GZIP the records")] = False,
         mask_bits: Annotated[Optional[str], typer.Option(
-            help="Comma-separated apStar PIXMASK bits that mark a pixel bad (default 0-6)")] = None,
+            help="Comma-separated apStar PIXMASK bits that mark a pixel bad"
+            "  [default: 0-6]")] = None,
 ) -> None:
     """Write sharded TFRecords and manifest.json from apStar files and a label table."""
     from .records import make_records
@@ -117,9 +126,9 @@ def make_records_cmd(
         result = make_records(spectra, out_dir, labels=labels, shards=shards, compress=compress,
                               mask_bits=bits, on_progress=update)
     for line in result.failures:
-        console.print(f"[yellow]skipped:[/yellow] {line}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]skipped:[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
     for line in result.report_lines:
-        console.print(f"[yellow]note:[/yellow] {line}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]note:[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
     counts = result.manifest["counts"]
     total = sum(sum(c.values()) for c in counts.values())
     out.print(f"wrote {total} records in {len(result.written_shards)} new shards "
@@ -144,24 +153,36 @@ def fit_cmd(
         out_dir: Annotated[str, typer.Option("--out", help="Run folder to write")],
         stage: Annotated[str, typer.Option(help="pretrain, finetune or all")] = "all",
         recipe: Annotated[str, typer.Option(help="default, or paper (SGD lr 0.001 on raw flux)")] = "default",
-        epochs: Annotated[Optional[int], typer.Option(help="Most epochs per stage or round")] = None,
+        epochs: Annotated[Optional[int], typer.Option(
+            help="Most epochs per stage or round; early stopping usually ends sooner"
+            "  [default: 100]")] = None,
         resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run")] = False,
         strategy: Annotated[str, typer.Option(help="default, mirrored or multiworker")] = "default",
-        optimizer: Annotated[Optional[str], typer.Option(help="adam or sgd")] = None,
-        learning_rate: Annotated[Optional[float], typer.Option(help="Learning rate")] = None,
-        momentum: Annotated[Optional[float], typer.Option(help="SGD momentum")] = None,
-        batch_size: Annotated[Optional[int], typer.Option(help="Batch size")] = None,
-        dropout: Annotated[Optional[float], typer.Option(help="Dropout rate")] = None,
-        input_scaling: Annotated[Optional[str], typer.Option(help="none or mean")] = None,
-        initializer: Annotated[Optional[str], typer.Option(help="Keras initializer name")] = None,
-        patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience (epochs)")] = None,
+        optimizer: Annotated[Optional[str], typer.Option(
+            help="adam or sgd  [default: adam; sgd with --recipe paper]")] = None,
+        learning_rate: Annotated[Optional[float], typer.Option(
+            help="Learning rate of the first stage  [default: 0.001]")] = None,
+        momentum: Annotated[Optional[float], typer.Option(help="SGD momentum  [default: 0]")] = None,
+        batch_size: Annotated[Optional[int], typer.Option(
+            help="Spectra per training batch  [default: 16; 128 with --recipe paper]")] = None,
+        dropout: Annotated[Optional[float], typer.Option(
+            help="Dropout rate, 0 to 1  [default: 0.1]")] = None,
+        input_scaling: Annotated[Optional[str], typer.Option(
+            help="none or mean  [default: mean; none with --recipe paper]")] = None,
+        initializer: Annotated[Optional[str], typer.Option(
+            help="Keras initializer name"
+            "  [default: he_normal; glorot_uniform with --recipe paper]")] = None,
+        patience: Annotated[Optional[int], typer.Option(
+            help="Early-stopping patience (epochs)  [default: 5]")] = None,
         finetune_patience: Annotated[Optional[int], typer.Option(
-            help="Rounds without mstar+yso improvement before fine-tuning ends")] = None,
+            help="Rounds without mstar+yso improvement before fine-tuning ends"
+            "  [default: 3]")] = None,
         finetune_fraction: Annotated[Optional[float], typer.Option(
-            help="Fraction of Payne training stars drawn per round")] = None,
+            help="Fraction of Payne training stars drawn per round  [default: 0.05]")] = None,
         precision: Annotated[Optional[str], typer.Option(
-            help="auto (bfloat16 where the hardware has it), float32 or mixed_bfloat16")] = None,
-        seed: Annotated[Optional[int], typer.Option(help="Random seed")] = None,
+            help="auto (bfloat16 where the hardware has it), float32 or mixed_bfloat16"
+            "  [default: float32]")] = None,
+        seed: Annotated[Optional[int], typer.Option(help="Random seed  [default: 0]")] = None,
 ) -> None:
     """Train APOGEE Net: pretrain on all stars, then the paper's rolling 5% Payne fine-tuning."""
     from .training import get_recipe
@@ -283,12 +304,14 @@ def infer(
             "--spectra", help="apStar files, folders, globs, or record folders")],
         out_path: Annotated[str, typer.Option("--out", help="Catalog to write, .csv or .fits")],
         mc: Annotated[Optional[int], typer.Option(
-            help="Monte Carlo realizations per star, 0 = none [default: 100; 0 for .tflite]")] = None,
+            help="Monte Carlo realizations per star, 0 = none"
+            "  [default: 100; 0 for .tflite]")] = None,
         batch_size: Annotated[int, typer.Option(help="Stars per batch")] = 256,
         calibrated: Annotated[bool, typer.Option(
             "--calibrated", help="Calibrated sigmas (MC dropout + dev-fitted scale)")] = False,
         mc_dropout: Annotated[bool, typer.Option("--mc-dropout", help="Add MC-dropout spread")] = False,
-        seed: Annotated[Optional[int], typer.Option(help="Random seed of the noise draws")] = None,
+        seed: Annotated[Optional[int], typer.Option(
+            help="Random seed of the noise draws  [default: a fresh seed each run]")] = None,
 ) -> None:
     """Predict Teff, log g and [Fe/H] with uncertainties and write a catalog.
 
@@ -311,7 +334,7 @@ def infer(
     write_catalog(result.catalog, out_path)
     shutil.rmtree(work_dir, ignore_errors=True)
     for line in result.failures:
-        console.print(f"[yellow]skipped:[/yellow] {line}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]skipped:[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
     cat = result.catalog
     out.print(f"wrote {len(cat)} stars to {out_path} ({int(cat['YSO_CANDIDATE'].sum())} YSO "
               f"candidates, {int(cat['BAD'].sum())} flagged BAD)")
@@ -373,7 +396,8 @@ def evaluate(
 def export(
         model: Annotated[str, typer.Option(help="Run folder or .keras file")],
         out_dir: Annotated[str, typer.Option("--out", help="e.g. saved_models/apogee_net")],
-        version: Annotated[Optional[int], typer.Option(help="Version folder (default: next)")] = None,
+        version: Annotated[Optional[int], typer.Option(
+            help="Version folder  [default: the next free number]")] = None,
         tflite: Annotated[str, typer.Option(
             help="Comma-separated TFLite variants of float32,float16,int8,int8-weights "
                  "('' for none)")] = "float32,float16,int8-weights",
@@ -394,10 +418,12 @@ def export(
 @app.command("import-torch")
 @_friendly
 def import_torch_cmd(
-        state_dict: Annotated[str, typer.Argument(help="PyTorch state_dict (.pt) of Appendix B")],
+        state_dict: Annotated[str, typer.Argument(metavar="STATE_DICT", help="PyTorch state_dict (.pt) of Appendix B")],
         out_dir: Annotated[str, typer.Option("--out", help="Run folder to write")],
-        mean: Annotated[Optional[str], typer.Option(help="Target means teff,logg,fe_h")] = None,
-        std: Annotated[Optional[str], typer.Option(help="Target stds teff,logg,fe_h")] = None,
+        mean: Annotated[Optional[str], typer.Option(
+            help="Target means teff,logg,fe_h (K, dex, dex)  [default: paper Table 1]")] = None,
+        std: Annotated[Optional[str], typer.Option(
+            help="Target stds teff,logg,fe_h (K, dex, dex)  [default: paper Table 1]")] = None,
 ) -> None:
     """Load the paper's PyTorch weights into a Keras run folder (default stats: paper Table 1)."""
     from .export import PAPER_MEAN, PAPER_STD, import_torch
