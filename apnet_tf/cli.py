@@ -294,6 +294,66 @@ def make_labels_cmd(
         out.print(f"  {key:28s} {value}")
 
 
+@app.command("yso-train")
+@_friendly
+def yso_train_cmd(
+        isochrones: Annotated[list[str], typer.Option(
+            help="PARSEC CMD isochrone table(s) (text or CSV); repeat to join Gaia and 2MASS+WISE files")],
+        out_dir: Annotated[str, typer.Option("--out", help="Folder for network.keras and yso.json")],
+        n_train: Annotated[int, typer.Option(help="Synthetic training stars (paper: ~42,000)")] = 42000,
+        n_val: Annotated[int, typer.Option(help="Held-out synthetic stars for early stopping")] = 4000,
+        epochs: Annotated[int, typer.Option(help="Most epochs")] = 200,
+        patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs)")] = 12,
+        extinction: Annotated[Optional[str], typer.Option(
+            help="A_band/A_V overrides, e.g. G=0.83,BP=1.08 [default: Wang & Chen 2019]")] = None,
+        noise: Annotated[float, typer.Option(help="Gaussian magnitude scatter (paper: none)")] = 0.0,
+        age_spacing: Annotated[str, typer.Option(help="Ages uniform in linear Myr (paper) or log")] = "linear",
+        seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+) -> None:
+    """Train the paper's photometric YSO network (section 2.3) on synthetic isochrone stars."""
+    from .isochrones import extinction_coefficients
+    from .yso import OUTPUTS, yso_train
+
+    if min(n_train, n_val, epochs, patience) < 1 or age_spacing not in ("linear", "log") \
+            or not noise >= 0:
+        raise ApnetError("--n-train, --n-val, --epochs, --patience must be >= 1, --noise >= 0, "
+                         "--age-spacing linear or log")
+
+    def report(epoch: int, logs: dict) -> None:
+        out.print(f"epoch {epoch:3d}  loss {logs['loss']:.4f}  held-out {logs['val_loss']:.4f}")
+
+    result = yso_train(isochrones, out_dir, n_train=n_train, n_val=n_val, epochs=epochs,
+                       patience=patience, coefficients=extinction_coefficients(extinction),
+                       noise=noise, age_spacing=age_spacing, seed=seed, on_epoch=report)
+    out.print(f"wrote {out_dir} ({result.info['epochs_run']} epochs, "
+              f"{result.info['train_seconds']:.0f} s); held-out synthetic stars "
+              f"(n={result.metrics['n']}): median |error|, robust sigma")
+    for name in OUTPUTS:
+        m = result.metrics[name]
+        out.print(f"  {name:9s} {m['median_abs']:.4f}  {m['robust_sigma']:.4f}")
+
+
+@app.command("yso-labels")
+@_friendly
+def yso_labels_cmd(
+        model: Annotated[str, typer.Option(help="Folder from yso-train (or its network.keras)")],
+        photometry: Annotated[str, typer.Option(
+            help="Members: APOGEE_ID, G, BP, RP, PARALLAX (mas), J, H, K, W1, W2, W3 [, RADIUS_VAL, LUM_VAL]")],
+        out_path: Annotated[str, typer.Option("--out", help="YSO label table to write (CSV)")],
+) -> None:
+    """YSO labels (TEFF, LOGG, FE_H=0, AGE, MASS, AV) for make-labels --yso."""
+    from .yso_labels import yso_labels
+
+    result = yso_labels(model, photometry, out_path)
+    for band in result.absent_columns:
+        console.print(f"note: no {band} column: set to its detection limit for every star")
+    for apogee_id, reason in result.skipped:
+        console.print(f"skipped {apogee_id}: {reason}", highlight=False)
+    flagged = int(result.table["FLAG_EXTRAPOLATED"].sum())
+    out.print(f"wrote {len(result.table)} YSO labels to {out_path} ({len(result.skipped)} "
+              f"skipped, {flagged} outside the training ranges: FLAG_EXTRAPOLATED)")
+
+
 @app.command(context_settings=MANY_PATHS)
 @_friendly
 def infer(
