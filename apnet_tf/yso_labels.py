@@ -2,7 +2,8 @@
 
 The member table gives Gaia G, BP, RP and parallax, 2MASS J, H, K and WISE W1, W2, W3, and
 optionally Gaia DR2's FLAME radius and luminosity. Every value is checked where it enters:
--9999, 99.999 and anything non-finite or outside -5..35 mag is missing. A missing or too faint
+placeholders (-9999, 99.999) and anything non-finite or outside -2..30 mag
+are missing; text in a number column is an error. A missing or too faint
 band is set to its detection limit, as in training; r* and L missing or below the Gaia DR2
 reporting limits are set to those limits. A star without G or a positive parallax is skipped
 and reported. The written table is what ``make-labels --yso`` reads: APOGEE_ID, TEFF, LOGG,
@@ -19,7 +20,8 @@ import pandas as pd
 from .errors import ApnetError
 from .files import atomic_path
 from .isochrones import BANDS, DETECTION_LIMITS, LOGL_LIMIT, PAPER_RANGES, RSTAR_LIMIT
-from .labels import clean_missing, read_table, require_columns
+from .constants import MAGNITUDE_RANGE, PARALLAX_LIMIT
+from .labels import numeric_column, read_table, require_columns
 from .yso import FEATURES, OUTPUTS, load_network, predict
 
 #: Accepted (upper-cased) column names; Gaia archive, 2MASS PSC and AllWISE names included.
@@ -38,8 +40,9 @@ MEMBER_COLUMNS = {
     "LUM": ("LUM", "LUM_VAL"),
     "LOGL": ("LOGL",),
 }
-#: Magnitudes outside this range are sentinels (99.999, -9999) or junk, so missing.
-MAG_RANGE = (-5.0, 35.0)
+#: Values outside these ranges are placeholders (99.999, -9999) or junk, so missing.
+VALID_RANGES = {**{b: MAGNITUDE_RANGE for b in BANDS},
+                "PARALLAX": (-PARALLAX_LIMIT, PARALLAX_LIMIT)}
 #: Columns of the written label table, in order.
 LABEL_TABLE_COLUMNS = ("APOGEE_ID", "TEFF", "LOGG", "FE_H", "AGE", "MASS", "AV", "CATEGORY",
                        "FLAG_EXTRAPOLATED")
@@ -56,32 +59,31 @@ class MemberInputs:
     absent_columns: list[str]     # bands with no column at all (set to their limits)
 
 
-def _column(df: pd.DataFrame, name: str) -> np.ndarray | None:
+def _column(df: pd.DataFrame, name: str, path: str) -> np.ndarray | None:
+    """The first accepted spelling of ``name`` as float (N,), NaN where missing or invalid."""
     found = next((a for a in MEMBER_COLUMNS[name] if a in df.columns), None)
-    return None if found is None else clean_missing(df[found])
+    return None if found is None else numeric_column(df, found, path, VALID_RANGES.get(name))
 
 
-def _magnitudes(df: pd.DataFrame) -> tuple[dict, list[str]]:
+def _magnitudes(df: pd.DataFrame, path: str) -> tuple[dict, list[str]]:
     mags, absent = {}, []
     for band in BANDS:
-        m = _column(df, band)
+        m = _column(df, band, path)
         if m is None:
             absent.append(band)
             m = np.full(len(df), np.nan)
-        with np.errstate(invalid="ignore"):
-            m[~((m > MAG_RANGE[0]) & (m < MAG_RANGE[1]))] = np.nan
         mags[band] = m
     return mags, absent
 
 
-def _radius_luminosity(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _radius_luminosity(df: pd.DataFrame, path: str) -> tuple[np.ndarray, np.ndarray]:
     """r* (Rsun) and log L as Gaia DR2 gave them, at the reporting limits where absent."""
     n = len(df)
-    r = _column(df, "RSTAR")
+    r = _column(df, "RSTAR", path)
     r = np.full(n, np.nan) if r is None else r
-    logl = _column(df, "LOGL")
+    logl = _column(df, "LOGL", path)
     if logl is None:
-        lum = _column(df, "LUM")
+        lum = _column(df, "LUM", path)
         with np.errstate(invalid="ignore", divide="ignore"):
             logl = np.full(n, np.nan) if lum is None else np.where(lum > 0, np.log10(lum), np.nan)
     with np.errstate(invalid="ignore"):
@@ -98,12 +100,12 @@ def member_inputs(df: pd.DataFrame, path: str, limits=None) -> MemberInputs:
     limits = DETECTION_LIMITS if limits is None else limits
     require_columns(df, ("APOGEE_ID",), path)
     for name in ("G", "PARALLAX"):
-        if _column(df, name) is None:
+        if not any(a in df.columns for a in MEMBER_COLUMNS[name]):
             raise ApnetError(f"{path}: missing required column {name} "
                              f"(also accepted: {', '.join(MEMBER_COLUMNS[name][1:])})")
     ids = df["APOGEE_ID"].astype(str).str.strip().to_numpy()
-    mags, absent = _magnitudes(df)
-    plx = _column(df, "PARALLAX")
+    mags, absent = _magnitudes(df, path)
+    plx = _column(df, "PARALLAX", path)
     with np.errstate(invalid="ignore", divide="ignore"):
         good_plx = np.isfinite(plx) & (plx > 0)
         dist = np.where(good_plx, 1000.0 / plx, np.nan)
@@ -111,7 +113,7 @@ def member_inputs(df: pd.DataFrame, path: str, limits=None) -> MemberInputs:
                        ["no usable G magnitude", "no positive parallax", "duplicate APOGEE_ID"],
                        default="")
     keep = reason == ""
-    rstar, logl = _radius_luminosity(df)
+    rstar, logl = _radius_luminosity(df, path)
     g_faint = mags["G"] >= limits["G"]
     lo, hi = PAPER_RANGES["distance_pc"]
     with np.errstate(invalid="ignore"):
