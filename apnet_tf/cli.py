@@ -325,6 +325,8 @@ def yso_train_cmd(
     result = yso_train(isochrones, out_dir, n_train=n_train, n_val=n_val, epochs=epochs,
                        patience=patience, coefficients=extinction_coefficients(extinction),
                        noise=noise, age_spacing=age_spacing, seed=seed, on_epoch=report)
+    if result.info["coverage_note"]:
+        console.print(f"note: {result.info['coverage_note']}", highlight=False)
     out.print(f"wrote {out_dir} ({result.info['epochs_run']} epochs, "
               f"{result.info['train_seconds']:.0f} s); held-out synthetic stars "
               f"(n={result.metrics['n']}): median |error|, robust sigma")

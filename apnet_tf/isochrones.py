@@ -342,3 +342,19 @@ def extinction_coefficients(overrides=None) -> dict[str, float]:
             raise ApnetError(f"--extinction: A_{band}/A_V must be a non-negative number, "
                              f"got {value!r}")
     return out
+
+
+def coverage_note(grid: IsochroneGrid, ranges=None) -> str | None:
+    """A line saying which part of the drawing ranges the grid lacks (those draws are redrawn,
+    so the training set then covers less than asked), or None."""
+    ranges = {**PAPER_RANGES, **(ranges or {})}
+    (m_lo, m_hi), (a_lo, a_hi) = grid.mass_range, (10 ** grid.ages[0] / 1e6,
+                                                   10 ** grid.ages[-1] / 1e6)
+    gaps = []
+    if m_lo > ranges["mass"][0] or m_hi < ranges["mass"][1]:
+        gaps.append(f"masses {m_lo:g}-{m_hi:g} Msun of {ranges['mass'][0]:g}-"
+                    f"{ranges['mass'][1]:g}")
+    if a_lo > ranges["age_myr"][0] * 1.0001 or a_hi < ranges["age_myr"][1] * 0.9999:
+        gaps.append(f"ages {a_lo:.3g}-{a_hi:.3g} Myr of {ranges['age_myr'][0]:g}-"
+                    f"{ranges['age_myr'][1]:g}")
+    return ("the isochrones cover only " + " and ".join(gaps)) if gaps else None

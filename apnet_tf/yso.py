@@ -21,8 +21,8 @@ import tensorflow as tf
 
 from .errors import ApnetError
 from .files import atomic_path, write_json
-from .isochrones import (BANDS, DETECTION_LIMITS, WANG_CHEN_2019, IsochroneGrid, draw_stars,
-                         read_isochrones)
+from .isochrones import (BANDS, DETECTION_LIMITS, WANG_CHEN_2019, IsochroneGrid, coverage_note,
+                         draw_stars, read_isochrones)
 from .model import Destandardize, MaskedStandardizedMSE
 
 #: Network inputs, in order: the nine bands, r* (Rsun), log L (Lsun) and distance (pc).
@@ -219,5 +219,6 @@ def yso_train(isochrones, out_dir: str, **kwargs) -> TrainResult:
     paths = [isochrones] if isinstance(isochrones, (str, os.PathLike)) else list(isochrones)
     grid = IsochroneGrid(read_isochrones(paths))
     result = train_network(grid, **kwargs)
+    result.info["coverage_note"] = coverage_note(grid)
     save_network(result, out_dir, isochrones=[os.fspath(p) for p in paths])
     return result

@@ -13,8 +13,8 @@ import pytest
 from apnet_tf.errors import ApnetError
 from apnet_tf.isochrones import (BANDS, DETECTION_LIMITS, LOGL_LIMIT, RSTAR_LIMIT,
                                  WANG_CHEN_2019, IsochroneGrid, apply_detection_limits,
-                                 draw_stars, extinction_coefficients, gaia_flame_rule,
-                                 read_isochrones, redden, stellar_radius)
+                                 coverage_note, draw_stars, extinction_coefficients,
+                                 gaia_flame_rule, read_isochrones, redden, stellar_radius)
 from apnet_tf.toy_isochrones import PARSEC_NAMES, toy_isochrones, write_parsec
 
 #: Two ages of a CMD 3.x output, trimmed to four masses (the values are PARSEC-like, not PARSEC).
@@ -102,6 +102,8 @@ def test_interpolation_in_mass_then_log_age(tmp_path):
     assert got.loc[1, "G"] == pytest.approx((7.9 + 6.3) / 2)          # halfway in mass
     assert got.loc[2, "LOGTE"] == pytest.approx((3.56 + 3.55) / 2)    # halfway in log age
     assert got.loc[3:].isna().all(axis=None)                          # outside the grid
+    assert coverage_note(grid) == ("the isochrones cover only masses 0.1-2 Msun of 0.08-3 and "
+                                   "ages 1-10 Myr of 1-100")
 
 
 def test_reddening_detection_limits_and_gaia_rule_by_hand():
