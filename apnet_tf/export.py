@@ -22,8 +22,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .constants import (CONV_FILTERS, MC_ERROR_CAP, MC_REALIZATIONS, N_PIXELS, TARGET_UNITS,
-                        TARGETS)
+from .constants import (CONV_FILTERS, CONV_KERNEL, DENSE_UNITS, MC_ERROR_CAP, MC_REALIZATIONS,
+                        N_PIXELS, TARGET_UNITS, TARGETS)
 from .errors import ApnetError, first_line
 from .files import write_file, write_json
 from .model import build_model, flatten_length
@@ -203,7 +203,67 @@ def _torch_to_keras_arrays(state: dict) -> dict[str, list[np.ndarray]]:
     return out
 
 
-def import_torch_state_dict(state: dict, mean=PAPER_MEAN, std=PAPER_STD) -> keras.Model:
+def torch_shapes() -> dict[str, tuple[int, ...]]:
+    """The PyTorch shape of every Appendix B parameter, by state_dict key."""
+    shapes, c_in = {}, 1
+    for i, c_out in enumerate(CONV_FILTERS, start=1):
+        shapes[f"conv{i}.weight"], shapes[f"conv{i}.bias"] = (c_out, c_in, CONV_KERNEL), (c_out,)
+        c_in = c_out
+    fc_in = (CONV_FILTERS[-1] * flatten_length(), DENSE_UNITS, DENSE_UNITS)
+    for i, (n_in, n_out) in enumerate(zip(fc_in, (DENSE_UNITS, DENSE_UNITS, 3)), start=1):
+        shapes[f"fc{i}.weight"], shapes[f"fc{i}.bias"] = (n_out, n_in), (n_out,)
+    return shapes
+
+
+def check_state_dict(state, source: str = "state_dict") -> dict[str, np.ndarray]:
+    """The Appendix B parameters of a state_dict as float32 numpy arrays, every one checked.
+
+    Raises:
+        ApnetError: ``state`` is not a mapping of names to tensors, or a parameter is missing, of
+            the wrong shape, or holds NaN or infinity (the message names it).
+    """
+    if not isinstance(state, dict):
+        raise ApnetError(f"{source}: holds a {type(state).__name__}, not a state_dict (a dict "
+                         "of named tensors, as torch.save(model.state_dict(), path) writes)")
+    arrays = {}
+    for key, shape in torch_shapes().items():
+        if key not in state:
+            raise ApnetError(f"{source}: no key {key}; expected Appendix B names conv1..conv12, "
+                             "fc1..fc3")
+        value = state[key]
+        try:
+            arr = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value,
+                             dtype=np.float32)
+        except (TypeError, ValueError):
+            raise ApnetError(f"{source}: {key} is a {type(value).__name__}, not a tensor") from None
+        if arr.shape != shape:
+            raise ApnetError(f"{source}: {key} has shape {tuple(arr.shape)}, the Appendix B "
+                             f"network needs {shape}")
+        if not np.isfinite(arr).all():
+            raise ApnetError(f"{source}: {key} holds {int((~np.isfinite(arr)).sum())} NaN or "
+                             "infinite values")
+        arrays[key] = arr
+    return arrays
+
+
+def check_target_stats(mean, std) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Three finite means and three finite, positive standard deviations.
+
+    Raises:
+        ApnetError: naming --mean or --std and the values.
+    """
+    for flag, values in (("--mean", mean), ("--std", std)):
+        if len(values) != 3 or not all(np.isfinite(v) for v in values):
+            raise ApnetError(f"{flag}: expected three finite numbers (teff,logg,fe_h), got "
+                             f"{','.join(map(str, values))}")
+    if not all(v > 0 for v in std):
+        raise ApnetError(f"--std: every standard deviation must be positive, got "
+                         f"{','.join(f'{v:g}' for v in std)}")
+    return tuple(map(float, mean)), tuple(map(float, std))
+
+
+def import_torch_state_dict(state: dict, mean=PAPER_MEAN, std=PAPER_STD,
+                            source: str = "state_dict") -> keras.Model:
     """A Keras APOGEE Net holding the weights of an Appendix B PyTorch state_dict.
 
     The PyTorch network takes raw flux, so the model is built with ``input_scaling="none"``;
@@ -211,23 +271,14 @@ def import_torch_state_dict(state: dict, mean=PAPER_MEAN, std=PAPER_STD) -> kera
     units.
 
     Raises:
-        ApnetError: a key of Appendix B is missing or has the wrong shape.
+        ApnetError: a key of Appendix B is missing, has the wrong shape or is not finite
+            (``check_state_dict``), or mean/std are unusable (``check_target_stats``).
     """
-    arrays = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
-              for k, v in state.items()}
-    try:
-        layers = _torch_to_keras_arrays(arrays)
-    except KeyError as exc:
-        raise ApnetError(f"state_dict has no key {exc.args[0]}; expected Appendix B names "
-                         "conv1..conv12, fc1..fc3") from None
+    mean, std = check_target_stats(mean, std)
+    layers = _torch_to_keras_arrays(check_state_dict(state, source))
     model = build_model(mean, std, input_scaling="none", initializer="glorot_uniform")
     for name, weights in layers.items():
-        layer = model.get_layer(name)
-        expected = [tuple(w.shape) for w in layer.get_weights()]
-        if [w.shape for w in weights] != expected:
-            raise ApnetError(f"state_dict {name}: shapes {[w.shape for w in weights]} do not "
-                             f"fit the Appendix B network ({expected})")
-        layer.set_weights([w.astype(np.float32) for w in weights])
+        model.get_layer(name).set_weights([w.astype(np.float32) for w in weights])
     return model
 
 
@@ -253,12 +304,24 @@ def keras_to_torch_state_dict(model: keras.Model) -> dict[str, np.ndarray]:
     return state
 
 
-def import_torch(path: str, out_dir: str, mean=PAPER_MEAN, std=PAPER_STD) -> str:
-    """Load a PyTorch state_dict file into a run folder (best.keras + normalization.json)."""
+def import_torch(path: str, out_dir: str, mean=PAPER_MEAN, std=PAPER_STD,
+                 overwrite: bool = False) -> str:
+    """Load a PyTorch state_dict file into a run folder (best.keras + normalization.json).
+
+    Everything is checked before the folder is touched. A folder that holds a run needs
+    ``overwrite`` (its run files, calibration.json included, are deleted first).
+
+    Raises:
+        ApnetError: PyTorch is missing, the file is not a usable Appendix B state_dict, mean/std
+            are unusable, or ``out_dir`` holds a run and ``overwrite`` is not set.
+    """
+    mean, std = check_target_stats(mean, std)
     try:
         import torch
     except ImportError:
         raise ApnetError("import-torch needs PyTorch: pip install 'apnet-tf[torch]'") from None
+    if not os.path.isfile(path):
+        raise ApnetError(f"{path}: no such file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -266,12 +329,17 @@ def import_torch(path: str, out_dir: str, mean=PAPER_MEAN, std=PAPER_STD) -> str
                          f"({first_line(exc)})") from None
     if hasattr(state, "state_dict"):
         state = state.state_dict()
-    model = import_torch_state_dict(state, mean, std)
-    from .training import save_model_atomic
+    model = import_torch_state_dict(state, mean, std, source=path)
+    from .folders import claim, remove_made
+    from .training import NORMALIZATION, RUN_FILES, save_model_atomic
 
-    os.makedirs(out_dir, exist_ok=True)
+    if claim(out_dir, "run", legacy=lambda d: os.path.exists(os.path.join(d, NORMALIZATION))):
+        if not overwrite:
+            raise ApnetError(f"{out_dir}: already holds a run; pass --overwrite to replace it, "
+                             "or choose a new folder")
+        remove_made(out_dir, RUN_FILES)
     save_model_atomic(model, os.path.join(out_dir, "best.keras"))
     write_json(os.path.join(out_dir, "normalization.json"),
-               {"targets": list(TARGETS), "mean": list(map(float, mean)),
-                "std": list(map(float, std)), "source": os.path.abspath(path)})
+               {"targets": list(TARGETS), "mean": list(mean), "std": list(std),
+                "source": os.path.abspath(path)})
     return os.path.join(out_dir, "best.keras")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 
 
@@ -26,9 +27,19 @@ def atomic_path(path: str) -> Iterator[str]:
 
     The name is ``.tmp-<name>`` in the same folder: it keeps the extension (Keras, matplotlib
     and numpy pick the format from it) and globs such as ``*.tfrecord`` do not match it.
+    A block that fails (a full disk, an interrupt) removes what it wrote, so no temporary file
+    is left behind.
     """
     tmp = os.path.join(os.path.dirname(path), ".tmp-" + os.path.basename(path))
-    yield tmp
+    try:
+        yield tmp
+    except BaseException:
+        with contextlib.suppress(OSError):
+            if os.path.isdir(tmp) and not os.path.islink(tmp):
+                shutil.rmtree(tmp)
+            else:
+                os.remove(tmp)
+        raise
     os.replace(tmp, path)
 
 

@@ -22,8 +22,9 @@ import numpy as np
 import tensorflow as tf
 
 from .constants import CATEGORIES, CDELT1, CRVAL1, LABEL_COLUMNS, N_PIXELS, SPLITS, TARGETS
-from .errors import ApnetError
+from .errors import ApnetError, first_line
 from .files import atomic_path, read_json, write_json
+from .folders import claim, remove_made
 from .labels import load_labels, match_report
 from .spectra import DEFAULT_MASK_BITS, Spectrum, expand_paths, read_apogee_id, read_apstar
 
@@ -151,8 +152,17 @@ def make_records(spectra: Sequence[str], out_dir: str, labels: str | None = None
         on_progress: called as ``on_progress(done, total)`` after each file.
 
     Unreadable files are listed in ``failures`` and skipped; the others go through. Complete
-    shards from an earlier run with the same inputs are kept, not rewritten.
+    shards from an earlier run with the same inputs are kept, not rewritten. ``out_dir`` must be
+    new, empty or a record folder of this package (``folders.claim``); a re-run removes the old
+    manifest first, so an interrupted run leaves a folder that readers refuse.
+
+    Raises:
+        ApnetError: a bad argument (checked before anything is written), a bad label table, an
+            output folder that is not a record folder, or a shard that cannot be written.
     """
+    if shards is not None and shards < 1:
+        raise ApnetError(f"--shards: must be at least 1, got {shards}")
+    mask_bits = check_mask_bits(mask_bits)
     paths = expand_paths(spectra)
     table = load_labels(labels) if labels else None
     by_id = {}
@@ -176,7 +186,9 @@ def make_records(spectra: Sequence[str], out_dir: str, labels: str | None = None
             items.append(_Item(path, apogee_id, row.SPLIT, row.CATEGORY, labs))
     report = match_report(table, [it.apogee_id for it in items])
 
-    os.makedirs(out_dir, exist_ok=True)
+    claim(out_dir, "records", legacy=lambda d: read_json(os.path.join(d, MANIFEST)) is not None)
+    # The old manifest goes first: until the new one is written the folder reads as incomplete.
+    remove_made(out_dir, [MANIFEST])
     groups: dict[str, list[_Item]] = {}
     for it in sorted(items, key=_record_order):
         groups.setdefault(it.split, []).append(it)
@@ -194,6 +206,13 @@ def make_records(spectra: Sequence[str], out_dir: str, labels: str | None = None
     options = tf.io.TFRecordOptions(compression_type="GZIP" if compress else "")
     written, skipped, sidecars = [], [], {}
     done, total = 0, len(items)
+
+    def tick():
+        nonlocal done
+        done += 1
+        if on_progress:
+            on_progress(done, total)
+
     for name, members in plan:
         fingerprint = _fingerprint(members, compress)
         final = os.path.join(out_dir, name)
@@ -207,7 +226,33 @@ def make_records(spectra: Sequence[str], out_dir: str, labels: str | None = None
             if on_progress:
                 on_progress(done, total)
             continue
-        side = {"fingerprint": fingerprint, "records": [], "failures": []}
+        side = _write_shard(final, members, fingerprint, options, mask_bits, tick)
+        written.append(name)
+        sidecars[name] = side
+        failures.extend(side["failures"])
+
+    # Shards of an earlier plan (other inputs) are not part of this set: remove those this
+    # package wrote (they have a sidecar), and nothing else.
+    wanted = {name for name, _ in plan}
+    stale = [os.path.basename(p) for p in glob.glob(os.path.join(out_dir, "*.tfrecord"))
+             if os.path.basename(p) not in wanted and os.path.exists(p + ".json")]
+    remove_made(out_dir, [n for name in stale for n in (name, name + ".json")])
+
+    manifest = build_manifest(sidecars, paths, compress, mask_bits, report.lines())
+    write_json(os.path.join(out_dir, MANIFEST), manifest, allow_nan=False)
+    return RecordsResult(out_dir, manifest, written, skipped, failures, report.lines())
+
+
+def _write_shard(final: str, members: list[_Item], fingerprint: str,
+                 options: tf.io.TFRecordOptions, mask_bits: Sequence[int],
+                 tick: Callable[[], None]) -> dict:
+    """Write one shard under a temporary name, with its sidecar; returns the sidecar.
+
+    A failed write (a full disk) removes the temporary file and raises ApnetError naming the
+    shard.
+    """
+    side = {"fingerprint": fingerprint, "records": [], "failures": []}
+    try:
         with atomic_path(final) as tmp:
             with tf.io.TFRecordWriter(tmp, options) as writer:
                 for it in members:
@@ -220,26 +265,26 @@ def make_records(spectra: Sequence[str], out_dir: str, labels: str | None = None
                         known = [float(v) if np.isfinite(v) else None for v in it.labels]
                         side["records"].append({"apogee_id": it.apogee_id,
                                                 "category": it.category, "labels": known})
-                    done += 1
-                    if on_progress:
-                        on_progress(done, total)
+                    tick()
+            side["bytes"] = os.path.getsize(tmp)
             # the sidecar before the rename: a shard that exists is whole and described
-            write_json(side_path, side, allow_nan=False)
-        written.append(name)
-        sidecars[name] = side
-        failures.extend(side["failures"])
+            write_json(final + ".json", side, allow_nan=False)
+    except tf.errors.OpError as exc:  # TensorFlow's own I/O errors (ENOSPC: ResourceExhausted)
+        raise ApnetError(f"{final}: cannot write the shard ({first_line(exc)})") from None
+    return side
 
-    # Shards of an earlier plan (other inputs) would be read as part of this set: remove them.
-    wanted = {name for name, _ in plan}
-    for old in glob.glob(os.path.join(out_dir, "*.tfrecord")):
-        if os.path.basename(old) not in wanted:
-            os.remove(old)
-            if os.path.exists(old + ".json"):
-                os.remove(old + ".json")
 
-    manifest = build_manifest(sidecars, paths, compress, mask_bits, report.lines())
-    write_json(os.path.join(out_dir, MANIFEST), manifest, allow_nan=False)
-    return RecordsResult(out_dir, manifest, written, skipped, failures, report.lines())
+def check_mask_bits(bits: Sequence[int]) -> tuple[int, ...]:
+    """The PIXMASK bits as a tuple, each 0-15 (PIXMASK is a 16-bit integer).
+
+    Raises:
+        ApnetError: a bit outside 0-15.
+    """
+    bits = tuple(int(b) for b in bits)
+    wrong = [b for b in bits if not 0 <= b <= 15]
+    if wrong:
+        raise ApnetError(f"--mask-bits: {wrong[0]} is not an apStar PIXMASK bit (0-15)")
+    return bits
 
 
 def _record_order(it: _Item) -> tuple[bytes, str]:
@@ -290,6 +335,7 @@ def build_manifest(sidecars: dict[str, dict], sources: list[str], compress: bool
         "target_stats": {"split": "train", "mean": mean, "std": std, "min": lo, "max": hi,
                          "n": [int(v) for v in n]},
         "shards": shard_files,
+        "shard_bytes": {name: side.get("bytes") for name, side in sorted(sidecars.items())},
         "compression": "GZIP" if compress else "",
         "mask_bits": [int(b) for b in mask_bits],
         "source_files": sources,
@@ -301,28 +347,61 @@ def build_manifest(sidecars: dict[str, dict], sources: list[str], compress: bool
 
 
 def read_manifest(records_dir: str) -> dict:
-    """Load ``manifest.json`` of a record folder.
+    """Load ``manifest.json`` of a record folder and check that it holds what readers use.
 
     Raises:
-        ApnetError: the folder has no readable manifest.
+        ApnetError: the folder has no manifest (never made, or make-records did not finish), or
+            the manifest is unreadable, of another schema, or lacks counts, shards or the
+            train-split target statistics.
     """
+    from .folders import marker
+
     path = os.path.join(records_dir, MANIFEST)
+    if not os.path.isdir(records_dir):
+        raise ApnetError(f"{records_dir}: no such record folder; run make-records first")
+    if not os.path.exists(path):
+        if (marker(records_dir) or {}).get("kind") == "records":
+            raise ApnetError(f"{path}: missing: make-records did not finish writing this "
+                             "folder; re-run it to complete the folder")
+        raise ApnetError(f"{path}: missing; run make-records first")
     manifest = read_json(path)
-    if manifest is None:
-        raise ApnetError(f"{path}: missing or unreadable; run make-records first")
+    if not isinstance(manifest, dict):
+        raise ApnetError(f"{path}: not a readable JSON manifest; re-run make-records")
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise ApnetError(f"{path}: schema version {manifest.get('schema_version')}, "
                          f"this package reads version {SCHEMA_VERSION}")
+    stats = manifest.get("target_stats")
+    if not isinstance(stats, dict) or not all(
+            isinstance(stats.get(k), list) and len(stats[k]) == 3 for k in ("mean", "std")):
+        raise ApnetError(f"{path}: no target statistics (target_stats mean and std, 3 values "
+                         "each); re-run make-records")
+    for key in ("counts", "shards"):
+        if not isinstance(manifest.get(key), dict):
+            raise ApnetError(f"{path}: no '{key}'; re-run make-records")
     return manifest
 
 
 def shard_paths(records_dir: str, splits: Sequence[str] | None = None) -> list[str]:
-    """Shard files of the given splits (all if None), as listed by the manifest."""
+    """Shard files of the given splits (all if None), as listed by the manifest.
+
+    Raises:
+        ApnetError: a listed shard is missing or not the size make-records wrote (truncated).
+    """
     manifest = read_manifest(records_dir)
+    sizes = manifest.get("shard_bytes") or {}
     out = []
     for split, names in sorted(manifest["shards"].items()):
         if splits is None or split in splits:
-            out.extend(os.path.join(records_dir, n) for n in names)
+            for name in names:
+                path = os.path.join(records_dir, name)
+                if not os.path.exists(path):
+                    raise ApnetError(f"{path}: missing shard listed in the manifest; re-run "
+                                     "make-records")
+                if sizes.get(name) is not None and os.path.getsize(path) != sizes[name]:
+                    raise ApnetError(f"{path}: {os.path.getsize(path)} bytes, make-records "
+                                     f"wrote {sizes[name]}: truncated or changed; re-run "
+                                     "make-records")
+                out.append(path)
     return out
 
 

@@ -19,6 +19,7 @@ only draws the stars, their extinction and their noise.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Callable
 
@@ -27,8 +28,12 @@ import pandas as pd
 from astropy.io import fits
 
 from .constants import CDELT1, CRVAL1, MISSING_VALUE, N_PIXELS, wavelength_grid
+from .errors import ApnetError
 from .files import atomic_path
+from .folders import claim, marker, remove_made, write_marker
 
+#: The names of the spectra a survey writes.
+SURVEY_PATTERN = "apStar-synth-*.fits"
 #: Chip-gap and edge pixel ranges (inclusive) where apStar files have flux 0 and error 1e10,
 #: as measured on the DR13 files in shared/data.
 CHIP_GAPS = ((0, 205), (3307, 3544), (6114, 6300), (8367, 8574))
@@ -209,16 +214,51 @@ def _write_apstar(path: str, apogee_id: str, flux: np.ndarray, err: np.ndarray,
         fits.HDUList(hdus).writeto(tmp, overwrite=True, output_verify="silentfix")
 
 
+def _is_old_survey(folder: str) -> bool:
+    """A survey written before folders had markers: labels.csv and apStar-synth-*.fits only."""
+    names = os.listdir(folder)
+    return "labels.csv" in names and all(
+        n == "labels.csv" or fnmatch.fnmatch(n, SURVEY_PATTERN) for n in names)
+
+
+def prepare_survey_folder(out_dir: str, n: int, seed: int, overwrite: bool = False) -> None:
+    """Take ``out_dir`` for a survey of n stars drawn with ``seed`` (``folders.claim``).
+
+    The same survey again is a resume (its files are rewritten identically). Another survey in
+    the folder would leave its spectra beside the new ones: that needs ``overwrite``, which first
+    deletes the old labels.csv and the apStar-synth-*.fits files.
+
+    Raises:
+        ApnetError: n < 1; the folder is not a survey folder; or it holds another survey and
+            ``overwrite`` is not set.
+    """
+    if n < 1:
+        raise ApnetError(f"--n: the survey needs at least 1 star, got {n}")
+    params = {"n": int(n), "seed": int(seed)}
+    if claim(out_dir, "survey", legacy=_is_old_survey):
+        old = (marker(out_dir) or {}).get("survey")
+        if old != params:
+            if not overwrite:
+                held = f"n={old['n']}, seed={old['seed']}" if old else "an earlier version's"
+                raise ApnetError(f"{out_dir}: holds another synthetic survey ({held}); pass "
+                                 "--overwrite to replace it, or choose another folder")
+            remove_made(out_dir, ["labels.csv"] + sorted(
+                name for name in os.listdir(out_dir) if fnmatch.fnmatch(name, SURVEY_PATTERN)))
+    write_marker(out_dir, "survey", survey=params)
+
+
 def make_survey(out_dir: str, n: int, seed: int = 0,
-                on_progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+                on_progress: Callable[[int, int], None] | None = None,
+                overwrite: bool = False) -> pd.DataFrame:
     """Write n synthetic apStar files and ``labels.csv`` to out_dir.
 
     Returns the label table (APOGEE_ID, TEFF, LOGG, FE_H, CATEGORY, SNR, RA, DEC, FILE, A_H),
     with -9999 for the 2% of stars given one missing label, as in APOGEE tables. Files already
-    present are rewritten identically, so an interrupted run can simply be repeated.
+    present are rewritten identically, so an interrupted run can simply be repeated; a different
+    survey in ``out_dir`` needs ``overwrite`` (``prepare_survey_folder``).
     """
+    prepare_survey_folder(out_dir, n, seed, overwrite)
     rng = np.random.default_rng(seed)
-    os.makedirs(out_dir, exist_ok=True)
     table = draw_labels(n, rng)
     model = SpectrumModel()
     gaps = gap_mask()

@@ -33,6 +33,11 @@ HISTORY = "history.csv"
 ROUNDS = "finetune_rounds.csv"
 STRATEGIES = ("default", "mirrored", "multiworker")
 STAGES = ("pretrain", "finetune", "all")
+#: Every file ``fit`` writes into a run folder (``--overwrite`` deletes these and nothing else),
+#: plus calibration.json, which belongs to the model it was fitted on.
+RUN_FILES = (BEST_MODEL, PRETRAINED_MODEL, NORMALIZATION, HISTORY, ROUNDS, "training.png",
+             "early_stopping_pretrain.json", "pretrain.done", "backup", "table2.csv", "table2.md",
+             "table3.csv", "table3.md", "calibration.json")
 
 
 @dataclasses.dataclass
@@ -370,10 +375,40 @@ class FitResult:
     table3: object = None  # pandas DataFrame, paper Table 3
 
 
+def prepare_run_folder(run_dir: str, stage: str, resume: bool, overwrite: bool) -> None:
+    """Take ``run_dir`` for training (``folders.claim``), before anything is written.
+
+    A new or empty folder is taken. A folder that holds a run is continued by ``resume`` or by
+    ``stage="finetune"`` (which starts from its pretrained model), and replaced by
+    ``overwrite``: its ``RUN_FILES`` are deleted. Anything else is refused, so a model is never
+    retrained over silently. The old calibration.json is always deleted: it was fitted on a
+    model that training is about to change.
+
+    Raises:
+        ApnetError: the folder holds a run and neither resume, finetune nor overwrite was asked
+            for; or it is not a run folder.
+    """
+    from .folders import claim, remove_made
+
+    def old_run(folder):
+        return any(os.path.exists(os.path.join(folder, n)) for n in (NORMALIZATION, BEST_MODEL))
+
+    held = claim(run_dir, "run", legacy=old_run)
+    if held and overwrite:
+        remove_made(run_dir, RUN_FILES)
+    elif held and not resume and stage != "finetune":
+        raise ApnetError(f"{run_dir}: already holds a run; pass --overwrite to replace it, "
+                         "--resume to continue it, or choose a new folder")
+    names = ["calibration.json"]
+    if not resume:  # a fresh start: the history and state of an earlier attempt go
+        names += [HISTORY, ROUNDS, "early_stopping_pretrain.json", "pretrain.done", "backup"]
+    remove_made(run_dir, names)
+
+
 def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | None = None,
         resume: bool = False, strategy: str = "default",
         on_epoch: Callable[[str, int, dict], None] | None = None,
-        on_round: Callable[[dict], None] | None = None) -> FitResult:
+        on_round: Callable[[dict], None] | None = None, overwrite: bool = False) -> FitResult:
     """Train APOGEE Net on a record folder and leave the best model in ``run_dir``.
 
     Args:
@@ -385,6 +420,8 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
         strategy: ``default``, ``mirrored`` or ``multiworker`` (see ``get_strategy``).
         on_epoch: called as on_epoch(stage, epoch, logs) after each epoch.
         on_round: called with each fine-tuning round's dict.
+        overwrite: replace a finished or partial run in ``run_dir`` (its files are deleted
+            first); without it such a folder is refused (``prepare_run_folder``).
     """
     if stage not in STAGES:
         raise ApnetError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
@@ -398,13 +435,8 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
     for split in ("train", "dev"):
         if count_records(records_dir, [split]) == 0:
             raise ApnetError(f"{records_dir}: no {split} records; fit needs train and dev splits")
-    os.makedirs(run_dir, exist_ok=True)
+    prepare_run_folder(run_dir, stage, resume, overwrite)
     backup_root = os.path.join(run_dir, "backup")
-    if not resume:
-        shutil.rmtree(backup_root, ignore_errors=True)
-        for name in (HISTORY, ROUNDS, "early_stopping_pretrain.json", "pretrain.done"):
-            if os.path.exists(os.path.join(run_dir, name)):
-                os.remove(os.path.join(run_dir, name))
     write_json(os.path.join(run_dir, NORMALIZATION), {
         "targets": manifest["targets"], "mean": list(map(float, mean)),
         "std": list(map(float, std)), "min": manifest["target_stats"].get("min"),

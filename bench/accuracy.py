@@ -65,7 +65,7 @@ def network_scatter(records: str, run_dir: str, recipe, stage: str) -> tuple[np.
     from apnet_tf.training import fit
 
     t = time.perf_counter()
-    res = fit(records, run_dir, stage=stage, recipe=recipe)
+    res = fit(records, run_dir, stage=stage, recipe=recipe, overwrite=True)  # its own cache
     secs = time.perf_counter() - t
     test = res.table3["test"].loc["Full"].to_numpy()
     return test, {"seconds": round(secs, 1), "epochs": res.epochs,
