@@ -87,12 +87,18 @@ def progress_bar(description: str):
 @_friendly
 def synth(out_dir: Annotated[str, typer.Option("--out", help="Folder for the FITS files and labels.csv")],
           n: Annotated[int, typer.Option("--n", help="Number of stars")] = 3000,
-          seed: Annotated[int, typer.Option(help="Random seed")] = 0) -> None:
-    """Write a synthetic survey of apStar-format FITS files plus labels.csv."""
+          seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+          overwrite: Annotated[bool, typer.Option(
+              "--overwrite", help="Replace another survey in --out")] = False) -> None:
+    """Write a synthetic survey of apStar-format FITS files plus labels.csv.
+
+    Re-running the same command resumes it; a different survey in the same folder needs
+    --overwrite, so old spectra are never mixed with new ones.
+    """
     from .synth import make_survey
 
     with progress_bar("synth") as update:
-        table = make_survey(out_dir, n, seed, on_progress=update)
+        table = make_survey(out_dir, n, seed, on_progress=update, overwrite=overwrite)
     counts = table["CATEGORY"].value_counts().to_dict()
     out.print(f"wrote {len(table)} spectra and labels.csv to {out_dir} "
               f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")
@@ -157,6 +163,8 @@ def fit_cmd(
             help="Most epochs per stage or round; early stopping usually ends sooner"
             "  [default: 100]")] = None,
         resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run")] = False,
+        overwrite: Annotated[bool, typer.Option(
+            "--overwrite", help="Replace the run already in --out (its files are deleted)")] = False,
         strategy: Annotated[str, typer.Option(help="default, mirrored or multiworker")] = "default",
         optimizer: Annotated[Optional[str], typer.Option(
             help="adam or sgd  [default: adam; sgd with --recipe paper]")] = None,
@@ -192,13 +200,13 @@ def fit_cmd(
                      input_scaling=input_scaling, initializer=initializer, patience=patience,
                      finetune_patience=finetune_patience, finetune_fraction=finetune_fraction,
                      precision=precision, seed=seed)
-    result = _run_fit(records, out_dir, stage, rec, resume, strategy)
+    result = _run_fit(records, out_dir, stage, rec, resume, strategy, overwrite)
     out.print(f"best model: {os.path.join(out_dir, 'best.keras')}")
     out.print("Table 3, scatter between labels and predictions:")
     out.print(result.table3.to_string(float_format=lambda v: f"{v:.4g}"))
 
 
-def _run_fit(records, out_dir, stage, rec, resume, strategy):
+def _run_fit(records, out_dir, stage, rec, resume, strategy, overwrite=False):
     from .training import fit
 
     with progress_bar("fit") as update:
@@ -217,6 +225,7 @@ def _run_fit(records, out_dir, stage, rec, resume, strategy):
                           highlight=False)
 
         return fit(records, out_dir, stage=stage, recipe=rec, resume=resume, strategy=strategy,
+                   overwrite=overwrite,
                    on_epoch=on_epoch, on_round=on_round)
 
 
@@ -250,8 +259,9 @@ def demo(out_dir: Annotated[str, typer.Option("--out", help="Folder for everythi
         make_records([spectra_dir], records_dir, labels=os.path.join(spectra_dir, "labels.csv"),
                      on_progress=update)
     if not os.path.exists(os.path.join(run_dir, "table3.csv")):
+        # an unfinished run of the demo's own is started again
         _run_fit(records_dir, run_dir, "all", get_recipe("default", epochs=epochs, seed=seed),
-                 False, "default")
+                 False, "default", overwrite=True)
     cal = run_calibrate(run_dir, records_dir, realizations=mc, seed=seed)
     with progress_bar("infer") as update:
         result = predict_catalog(load_model(run_dir), [records_dir], mc=mc, calibrated=True,
@@ -486,13 +496,15 @@ def import_torch_cmd(
             help="Target means teff,logg,fe_h (K, dex, dex)  [default: paper Table 1]")] = None,
         std: Annotated[Optional[str], typer.Option(
             help="Target stds teff,logg,fe_h (K, dex, dex)  [default: paper Table 1]")] = None,
+        overwrite: Annotated[bool, typer.Option(
+            "--overwrite", help="Replace the run already in --out (its files are deleted)")] = False,
 ) -> None:
     """Load the paper's PyTorch weights into a Keras run folder (default stats: paper Table 1)."""
     from .export import PAPER_MEAN, PAPER_STD, import_torch
 
     m = PAPER_MEAN if mean is None else _float_triple(mean, "--mean")
     s = PAPER_STD if std is None else _float_triple(std, "--std")
-    path = import_torch(state_dict, out_dir, m, s)
+    path = import_torch(state_dict, out_dir, m, s, overwrite=overwrite)
     out.print(f"wrote {path}")
 
 

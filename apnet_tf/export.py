@@ -330,13 +330,16 @@ def import_torch(path: str, out_dir: str, mean=PAPER_MEAN, std=PAPER_STD,
     if hasattr(state, "state_dict"):
         state = state.state_dict()
     model = import_torch_state_dict(state, mean, std, source=path)
-    from .folders import claim, remove_made
+    from .folders import check, claim, remove_made
     from .training import NORMALIZATION, RUN_FILES, save_model_atomic
 
-    if claim(out_dir, "run", legacy=lambda d: os.path.exists(os.path.join(d, NORMALIZATION))):
-        if not overwrite:
-            raise ApnetError(f"{out_dir}: already holds a run; pass --overwrite to replace it, "
-                             "or choose a new folder")
+    def old_run(folder):
+        return os.path.exists(os.path.join(folder, NORMALIZATION))
+
+    if check(out_dir, "run", legacy=old_run) and not overwrite:
+        raise ApnetError(f"{out_dir}: already holds a run; pass --overwrite to replace it, "
+                         "or choose a new folder")
+    if claim(out_dir, "run", legacy=old_run):
         remove_made(out_dir, RUN_FILES)
     save_model_atomic(model, os.path.join(out_dir, "best.keras"))
     write_json(os.path.join(out_dir, "normalization.json"),

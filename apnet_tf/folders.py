@@ -53,24 +53,25 @@ def _contents(folder: str) -> list[str]:
     return sorted(n for n in os.listdir(folder) if n != MARKER and not n.startswith(".tmp-"))
 
 
-def claim(folder: str, kind: str, legacy: Callable[[str], bool] | None = None) -> bool:
-    """Take ``folder`` for output of ``kind``: create it, or check that the package made it.
+def check(folder: str, kind: str, legacy: Callable[[str], bool] | None = None) -> bool:
+    """Whether ``folder`` already holds output of ``kind``; writes nothing.
 
     Args:
         legacy: a test that recognises a folder of ``kind`` written by an earlier version, which
-            had no marker; such a folder is adopted.
+            had no marker.
 
     Returns:
-        True when the folder already held output of ``kind`` (a re-run), False when it was new or
+        True when the folder holds output of ``kind`` (a re-run), False when it is absent or
         empty.
 
     Raises:
         ApnetError: the path is a file, a folder of another kind, or a non-empty folder the package
             did not make (the message names the folder and the first file in it).
     """
-    if os.path.exists(folder) and not os.path.isdir(folder):
+    if not os.path.exists(folder):
+        return False
+    if not os.path.isdir(folder):
         raise ApnetError(f"{folder}: is a file, not a folder")
-    os.makedirs(folder, exist_ok=True)
     found = marker(folder)
     contents = _contents(folder)
     if found is not None:
@@ -79,14 +80,25 @@ def claim(folder: str, kind: str, legacy: Callable[[str], bool] | None = None) -
                              "folder; choose another folder")
         return bool(contents)
     if not contents:
-        write_marker(folder, kind)
         return False
     if legacy is not None and legacy(folder):
-        write_marker(folder, kind)
         return True
     raise ApnetError(f"{folder}: not empty ({contents[0]}"
                      f"{f' and {len(contents) - 1} more' if len(contents) > 1 else ''}) and "
                      f"not a {kind} folder made by apnet-tf; choose a new or empty folder")
+
+
+def claim(folder: str, kind: str, legacy: Callable[[str], bool] | None = None) -> bool:
+    """Take ``folder`` for output of ``kind``: ``check`` it, create it, and mark it.
+
+    Returns:
+        What ``check`` returned: True when the folder already held output of ``kind``.
+    """
+    held = check(folder, kind, legacy)
+    os.makedirs(folder, exist_ok=True)
+    if marker(folder) is None:
+        write_marker(folder, kind)
+    return held
 
 
 def remove_made(folder: str, names: Iterable[str]) -> list[str]:

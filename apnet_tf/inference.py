@@ -189,7 +189,11 @@ class Batch:
 
 
 def _is_records(path: str) -> bool:
-    return os.path.isdir(path) and os.path.exists(os.path.join(path, "manifest.json"))
+    """A record folder, finished (manifest.json) or not (its marker; reading it then says so)."""
+    from .folders import marker
+
+    return os.path.isdir(path) and (os.path.exists(os.path.join(path, "manifest.json"))
+                                    or (marker(path) or {}).get("kind") == "records")
 
 
 def iter_batches(inputs: Sequence[str], batch_size: int = 256,

@@ -358,7 +358,7 @@ def read_manifest(records_dir: str) -> dict:
 
     path = os.path.join(records_dir, MANIFEST)
     if not os.path.isdir(records_dir):
-        raise ApnetError(f"{records_dir}: no such record folder; run make-records first")
+        raise ApnetError(f"{path}: no such record folder; run make-records first")
     if not os.path.exists(path):
         if (marker(records_dir) or {}).get("kind") == "records":
             raise ApnetError(f"{path}: missing: make-records did not finish writing this "

@@ -30,7 +30,7 @@ from astropy.io import fits
 from .constants import CDELT1, CRVAL1, MISSING_VALUE, N_PIXELS, wavelength_grid
 from .errors import ApnetError
 from .files import atomic_path
-from .folders import claim, marker, remove_made, write_marker
+from .folders import check, claim, marker, remove_made, write_marker
 
 #: The names of the spectra a survey writes.
 SURVEY_PATTERN = "apStar-synth-*.fits"
@@ -235,14 +235,15 @@ def prepare_survey_folder(out_dir: str, n: int, seed: int, overwrite: bool = Fal
     if n < 1:
         raise ApnetError(f"--n: the survey needs at least 1 star, got {n}")
     params = {"n": int(n), "seed": int(seed)}
-    if claim(out_dir, "survey", legacy=_is_old_survey):
-        old = (marker(out_dir) or {}).get("survey")
-        if old != params:
-            if not overwrite:
-                held = f"n={old['n']}, seed={old['seed']}" if old else "an earlier version's"
-                raise ApnetError(f"{out_dir}: holds another synthetic survey ({held}); pass "
-                                 "--overwrite to replace it, or choose another folder")
-            remove_made(out_dir, ["labels.csv"] + sorted(
+    held = check(out_dir, "survey", legacy=_is_old_survey)
+    old = (marker(out_dir) or {}).get("survey") if held else params
+    if old != params and not overwrite:
+        shown = f"n={old['n']}, seed={old['seed']}" if old else "an earlier version's"
+        raise ApnetError(f"{out_dir}: holds another synthetic survey ({shown}); pass "
+                         "--overwrite to replace it, or choose another folder")
+    claim(out_dir, "survey", legacy=_is_old_survey)
+    if old != params:
+        remove_made(out_dir, ["labels.csv"] + sorted(
                 name for name in os.listdir(out_dir) if fnmatch.fnmatch(name, SURVEY_PATTERN)))
     write_marker(out_dir, "survey", survey=params)
 

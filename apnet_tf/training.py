@@ -388,17 +388,18 @@ def prepare_run_folder(run_dir: str, stage: str, resume: bool, overwrite: bool) 
         ApnetError: the folder holds a run and neither resume, finetune nor overwrite was asked
             for; or it is not a run folder.
     """
-    from .folders import claim, remove_made
+    from .folders import check, claim, remove_made
 
     def old_run(folder):
         return any(os.path.exists(os.path.join(folder, n)) for n in (NORMALIZATION, BEST_MODEL))
 
-    held = claim(run_dir, "run", legacy=old_run)
-    if held and overwrite:
-        remove_made(run_dir, RUN_FILES)
-    elif held and not resume and stage != "finetune":
+    held = check(run_dir, "run", legacy=old_run)
+    if held and not (overwrite or resume or stage == "finetune"):
         raise ApnetError(f"{run_dir}: already holds a run; pass --overwrite to replace it, "
                          "--resume to continue it, or choose a new folder")
+    claim(run_dir, "run", legacy=old_run)
+    if held and overwrite:
+        remove_made(run_dir, RUN_FILES)
     names = ["calibration.json"]
     if not resume:  # a fresh start: the history and state of an earlier attempt go
         names += [HISTORY, ROUNDS, "early_stopping_pretrain.json", "pretrain.done", "backup"]

@@ -52,3 +52,23 @@ def trained_run(records, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("run")
     fit(str(records), str(run), stage="pretrain", recipe=get_recipe("default", epochs=6))
     return run
+
+
+@pytest.fixture(scope="session")
+def small_survey(tmp_path_factory) -> Path:
+    """A 16-star synthetic survey (12 train, 2 dev, 2 test) for the bad-input tests."""
+    from apnet_tf.synth import make_survey
+
+    out = tmp_path_factory.mktemp("small_survey")
+    make_survey(str(out), 16, seed=3)
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_records(small_survey, tmp_path_factory) -> Path:
+    """Records of ``small_survey``, one shard per split."""
+    from apnet_tf.records import make_records
+
+    out = tmp_path_factory.mktemp("small_records")
+    make_records([str(small_survey)], str(out), labels=str(small_survey / "labels.csv"), shards=1)
+    return out

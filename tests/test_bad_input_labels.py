@@ -13,15 +13,6 @@ from cli_helpers import assert_one_line_error, cli
 LABEL_RANGES = {"TEFF": (2000.0, 50000.0), "LOGG": (-1.0, 6.0), "FE_H": (-5.0, 1.5)}
 
 
-@pytest.fixture(scope="module")
-def small_survey(tmp_path_factory):
-    from apnet_tf.synth import make_survey
-
-    out = tmp_path_factory.mktemp("small_survey")
-    make_survey(str(out), 16, seed=3)
-    return out
-
-
 def _labels(survey, tmp_path, edit) -> str:
     table = pd.read_csv(survey / "labels.csv", dtype={"APOGEE_ID": str}).astype({"TEFF": object})
     edit(table)

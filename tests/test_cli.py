@@ -47,8 +47,9 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path):
     assert "matches no file" in res.stderr
 
     # one unreadable file among good ones: reported, the rest written, exit code 2
-    res = run("synth", "--out", tmp_path / "s", "--n", 3)
-    res = run("make-records", "--spectra", tmp_path / "s", "--out", tmp_path / "r2")
+    res = run("synth", "--out", tmp_path / "s2", "--n", 3)
+    (tmp_path / "s2" / "apStar-x.fits").write_text("not fits")
+    res = run("make-records", "--spectra", tmp_path / "s2", "--out", tmp_path / "r2")
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "apStar-x.fits" in res.stderr and "wrote 3 records" in res.stdout
 
