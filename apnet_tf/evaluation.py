@@ -217,16 +217,22 @@ def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int 
     files = write_tables(out_dir, table2, table3)
     files += write_table(out_dir, "coverage", cov, 3, float_format="%.4f")
     files.append(write_catalog(raw, os.path.join(out_dir, "catalog.csv")))
+    fe_h = np.concatenate([labels[:, 2], pred[:, 2]])
+    fe_h = fe_h[np.isfinite(fe_h)]  # the colour scale covers labels and predictions
     files.append(plots.kiel_diagram(pred[:, 0], pred[:, 1], pred[:, 2],
                                     os.path.join(out_dir, "kiel.png"),
-                                    "Kiel diagram of the predictions"))
+                                    f"Kiel diagram of the predictions ({plots.describe(splits)})",
+                                    (fe_h.min(), fe_h.max()) if fe_h.size else None))
     files.append(plots.label_vs_prediction(labels, pred, cats,
-                                           os.path.join(out_dir, "label_vs_prediction.png")))
+                                           os.path.join(out_dir, "label_vs_prediction.png"),
+                                           plots.describe(splits)))
     files.append(plots.sigma_vs_snr(np.asarray(raw["SNR"], float), sigma,
-                                    os.path.join(out_dir, "sigma_vs_snr.png")))
+                                    os.path.join(out_dir, "sigma_vs_snr.png"),
+                                    plots.describe(splits, "raw Monte Carlo, input noise only")))
     yso = np.asarray(raw["YSO_CANDIDATE"], bool)
     files.append(plots.yso_sky_map(np.asarray(raw["RA"], float)[yso],
                                    np.asarray(raw["DEC"], float)[yso],
                                    np.asarray(raw["AGE_BIN"])[yso],
-                                   os.path.join(out_dir, "yso_sky.png")))
+                                   os.path.join(out_dir, "yso_sky.png"),
+                                   plots.describe(splits)))
     return {"table2": table2, "table3": table3, "coverage": cov, "files": files}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -52,3 +53,22 @@ def write_file(path: str, data: str | bytes) -> None:
 def write_json(path: str, obj, allow_nan: bool = True) -> None:
     """Write JSON atomically (see ``write_file``)."""
     write_file(path, json.dumps(obj, indent=2, allow_nan=allow_nan) + "\n")
+
+
+def content_hash(path: str) -> str:
+    """sha256 (hex) of a file, or of a folder's files (each relative path, then its bytes) in
+    sorted relative-path order: the same content gives the same hash on any machine."""
+    h = hashlib.sha256()
+    if os.path.isdir(path):
+        files = sorted(os.path.relpath(os.path.join(root, name), path)
+                       for root, _, names in os.walk(path) for name in names)
+    else:
+        files = [""]
+    for rel in files:
+        if rel:
+            size = os.path.getsize(os.path.join(path, rel))
+            h.update(f"{rel.replace(os.sep, '/')}\0{size}\0".encode())
+        with open(os.path.join(path, rel) if rel else path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 from astropy.table import Table
 
+from .catalog import model_identity, write_catalog  # noqa: F401 (write_catalog: public API)
 from .constants import LABEL_COLUMNS, TARGETS
 from .errors import ApnetError, first_line
 from .files import atomic_path, read_json, write_json
@@ -182,7 +183,7 @@ class Batch:
     snr: np.ndarray
     ra: np.ndarray
     dec: np.ndarray
-    source: np.ndarray  # file path, or "" for records
+    source: np.ndarray  # the apStar file, or the record shard, each row was read from
     labels: np.ndarray | None = None  # (B, 3) when the input is labelled records
     split: np.ndarray | None = None
     category: np.ndarray | None = None
@@ -207,16 +208,17 @@ def iter_batches(inputs: Sequence[str], batch_size: int = 256,
     failures = failures if failures is not None else []
     records = [p for p in inputs if _is_records(p)]
     fits_inputs = [p for p in inputs if not _is_records(p)]
-    for rec in records:
+    for rec, shard in ((r, s) for r in records for s in _shards(r, split_filter)):
         from .records import make_dataset
 
         for ex, labels in make_dataset(rec, batch_size=batch_size, features=None,
-                                       splits=split_filter, labeled_only=bool(split_filter)):
+                                       splits=split_filter, labeled_only=bool(split_filter),
+                                       shards=[shard]):
             labels = labels.numpy()
             yield Batch(ex["apogee_id"].numpy().astype(str), ex["flux"].numpy(),
                         ex["err"].numpy(), ex["bad"].numpy(), ex["snr"].numpy(),
                         ex["ra"].numpy(), ex["dec"].numpy(),
-                        np.full(len(labels), "", dtype=object), labels,
+                        np.full(len(labels), shard, dtype=object), labels,
                         ex["split"].numpy().astype(str), ex["category"].numpy().astype(str))
     paths = expand_paths(fits_inputs) if fits_inputs else []
     for i in range(0, len(paths), batch_size):
@@ -232,6 +234,13 @@ def iter_batches(inputs: Sequence[str], batch_size: int = 256,
                         np.array([s.snr for s in specs]), np.array([s.ra for s in specs]),
                         np.array([s.dec for s in specs]),
                         np.array([s.path for s in specs], dtype=object))
+
+
+def _shards(records_dir: str, split_filter: Sequence[str] | None) -> list[str]:
+    """The record shards to read, one at a time so that each row knows its shard (FILE)."""
+    from .records import shard_paths
+
+    return shard_paths(records_dir, split_filter)
 
 
 def count_inputs(inputs: Sequence[str], split_filter: Sequence[str] | None = None) -> int:
@@ -349,7 +358,7 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
             table[k + suffix].description = unit
     table.meta["TARGETS"] = ",".join(TARGETS)
     table.meta["MC"] = mc
-    table.meta["MODEL"] = os.path.abspath(model.path)[-60:]
+    table.meta.update(model_identity(model.path))
     return InferenceResult(table, failures)
 
 
@@ -391,21 +400,3 @@ def _predict_part(model: LoadedModel, batch: Batch, mc: int, calibrated: bool,
         part["SPLIT"], part["CATEGORY"] = batch.split, batch.category
     part["FILE"] = batch.source
     return part
-
-
-def write_catalog(table: Table, path: str) -> str:
-    """Write a catalog atomically: CSV, or FITS when the name ends in .fits/.fit."""
-    if path.lower().endswith((".fits", ".fit")):
-        fmt = "fits"
-    elif path.lower().endswith(".csv"):
-        fmt = "ascii.csv"
-    else:
-        raise ApnetError(f"{path}: catalog must end in .csv or .fits")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    out = table.copy(copy_data=False)
-    if fmt == "fits":
-        out["FILE"] = [str(v) for v in out["FILE"]]
-        out["AGE_BIN"] = [str(v) for v in out["AGE_BIN"]]
-    with atomic_path(path) as tmp:
-        out.write(tmp, format=fmt, overwrite=True)
-    return path

@@ -437,7 +437,8 @@ def make_dataset(records_dir: str, splits: Sequence[str] | None = None,
                  sample: dict[str, float] | None = None, seed: int = 0,
                  batch_size: int = 128, shuffle: bool = False, repeat: bool = False,
                  features: Sequence[str] | None = ("flux",), labeled_only: bool = False,
-                 shuffle_buffer: int = 256, drop_remainder: bool = False) -> tf.data.Dataset:
+                 shuffle_buffer: int = 256, drop_remainder: bool = False,
+                 shards: Sequence[str] | None = None) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of (features, targets) batches from a record folder.
 
     Args:
@@ -455,12 +456,13 @@ def make_dataset(records_dir: str, splits: Sequence[str] | None = None,
         labeled_only: drop records with no label at all.
         drop_remainder: drop a last, smaller batch (needed by multi-replica training, which
             cannot split a ragged batch evenly).
+        shards: read only these shard files of the folder (default: those of ``splits``).
 
     Returns:
         Batches of (features, targets); targets are float32 (B, 3) in teff, logg, fe_h order with
         NaN where a label is missing.
     """
-    files = shard_paths(records_dir, splits)
+    files = list(shards) if shards is not None else shard_paths(records_dir, splits)
     if not files:
         raise ApnetError(f"{records_dir}: no shards for split(s) {', '.join(splits or [])}")
     compression = read_manifest(records_dir).get("compression", "")
