@@ -362,8 +362,10 @@ def yso_labels_cmd(
     for apogee_id, reason in result.skipped:
         console.print(f"skipped {apogee_id}: {reason}", highlight=False)
     flagged = int(result.table["FLAG_EXTRAPOLATED"].sum())
+    gaps = int((result.table["MISSING_BANDS"] != "").sum())
     out.print(f"wrote {len(result.table)} YSO labels to {out_path} ({len(result.skipped)} "
-              f"skipped, {flagged} outside the training ranges: FLAG_EXTRAPOLATED)")
+              f"skipped, {flagged} outside the training ranges: FLAG_EXTRAPOLATED, {gaps} with "
+              f"unmeasured bands set to their limits: MISSING_BANDS)")
 
 
 @app.command(context_settings=MANY_PATHS)

@@ -4,7 +4,8 @@ The member table gives Gaia G, BP, RP and parallax, 2MASS J, H, K and WISE W1, W
 optionally Gaia DR2's FLAME radius and luminosity. Every value is checked where it enters:
 placeholders (-9999, 99.999) and anything non-finite or outside -2..30 mag
 are missing; text in a number column is an error. A missing or too faint
-band is set to its detection limit, as in training; r* and L missing or below the Gaia DR2
+band is set to its detection limit, as in training (the network then reads a missing band as
+"fainter than the limit"; MISSING_BANDS names them per star); r* and L missing or below the Gaia DR2
 reporting limits are set to those limits. A star without G or a positive parallax is skipped
 and reported. The written table is what ``make-labels --yso`` reads: APOGEE_ID, TEFF, LOGG,
 FE_H = 0 (the network's isochrones are solar), plus AGE (Myr), MASS (Msun), AV (mag).
@@ -45,7 +46,7 @@ VALID_RANGES = {**{b: MAGNITUDE_RANGE for b in BANDS},
                 "PARALLAX": (-PARALLAX_LIMIT, PARALLAX_LIMIT)}
 #: Columns of the written label table, in order.
 LABEL_TABLE_COLUMNS = ("APOGEE_ID", "TEFF", "LOGG", "FE_H", "AGE", "MASS", "AV", "CATEGORY",
-                       "FLAG_EXTRAPOLATED")
+                       "FLAG_EXTRAPOLATED", "MISSING_BANDS")
 
 
 @dataclasses.dataclass
@@ -55,6 +56,7 @@ class MemberInputs:
     ids: list[str]
     x: np.ndarray                 # (N, 12) in FEATURES order
     extrapolated: np.ndarray      # (N,) bool: outside the training ranges
+    missing_bands: list[str]      # per star: bands not measured, set to their limits ("W3 J")
     skipped: list[tuple[str, str]]  # (APOGEE_ID, reason)
     absent_columns: list[str]     # bands with no column at all (set to their limits)
 
@@ -123,7 +125,9 @@ def member_inputs(df: pd.DataFrame, path: str, limits=None) -> MemberInputs:
     columns.update(RSTAR=rstar, LOGL_OBS=logl, DIST=dist)
     x = np.stack([columns[f] for f in FEATURES], axis=1)[keep].astype(np.float32)
     skipped = [(i, r) for i, r in zip(ids, reason) if r]
-    return MemberInputs(list(ids[keep]), x, outside[keep], skipped, absent)
+    missing = [" ".join(b for b in BANDS if not np.isfinite(mags[b][k]))
+               for k in np.flatnonzero(keep)]
+    return MemberInputs(list(ids[keep]), x, outside[keep], missing, skipped, absent)
 
 
 @dataclasses.dataclass
@@ -133,13 +137,14 @@ class YsoLabelResult:
     absent_columns: list[str]
 
 
-def label_table(ids, outputs: np.ndarray, extrapolated) -> pd.DataFrame:
+def label_table(ids, outputs: np.ndarray, extrapolated, missing_bands=None) -> pd.DataFrame:
     """Network outputs (N, 5) in ``OUTPUTS`` order -> the YSO label table."""
     col = {name: outputs[:, j].astype(np.float64) for j, name in enumerate(OUTPUTS)}
     return pd.DataFrame({
         "APOGEE_ID": list(ids), "TEFF": 10.0 ** col["LOGTE"], "LOGG": col["LOGG"],
         "FE_H": 0.0, "AGE": 10.0 ** col["LOG_AGE"] / 1e6, "MASS": 10.0 ** col["LOG_MASS"],
-        "AV": col["AV"], "CATEGORY": "yso", "FLAG_EXTRAPOLATED": np.asarray(extrapolated, bool)},
+        "AV": col["AV"], "CATEGORY": "yso", "FLAG_EXTRAPOLATED": np.asarray(extrapolated, bool),
+        "MISSING_BANDS": [""] * len(ids) if missing_bands is None else list(missing_bands)},
         columns=list(LABEL_TABLE_COLUMNS))
 
 
@@ -156,7 +161,8 @@ def yso_labels(model_path: str, photometry: str, out: str) -> YsoLabelResult:
     if not inputs.ids:
         raise ApnetError(f"{photometry}: no star has both a G magnitude and a positive "
                          f"parallax ({len(inputs.skipped)} skipped)")
-    table = label_table(inputs.ids, predict(model, inputs.x), inputs.extrapolated)
+    table = label_table(inputs.ids, predict(model, inputs.x), inputs.extrapolated,
+                        inputs.missing_bands)
     with atomic_path(out) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     return YsoLabelResult(table, inputs.skipped, inputs.absent_columns)

@@ -193,6 +193,7 @@ def test_member_table_checks_every_value():
                                     "no positive parallax", "NANPLX": "no positive parallax",
                                     "2M1": "duplicate APOGEE_ID"}
     assert inputs.absent_columns == ["W3"]
+    assert inputs.missing_bands == ["W3", "W3", "BP W3", "W3", "W1 W3"]
     x = pd.DataFrame(inputs.x, columns=list(__import__("apnet_tf.yso").yso.FEATURES))
     assert (x.W3 == 13.5).all() and x.BP[2] == 20.5 and x.BP[4] == 20.5 and x.W1[4] == 16.0
     assert x.DIST.tolist() == pytest.approx([200, 1000 / 3, 500, 1000 / 1.5, 2000])
