@@ -319,6 +319,7 @@ def yso_train_cmd(
         noise: Annotated[float, typer.Option(help="Gaussian magnitude scatter (paper: none)")] = 0.0,
         age_spacing: Annotated[str, typer.Option(help="Ages uniform in linear Myr (paper) or log")] = "linear",
         seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a network already in --out")] = False,
 ) -> None:
     """Train the paper's photometric YSO network (section 2.3) on synthetic isochrone stars."""
     from .isochrones import extinction_coefficients
@@ -332,9 +333,10 @@ def yso_train_cmd(
     def report(epoch: int, logs: dict) -> None:
         out.print(f"epoch {epoch:3d}  loss {logs['loss']:.4f}  held-out {logs['val_loss']:.4f}")
 
-    result = yso_train(isochrones, out_dir, n_train=n_train, n_val=n_val, epochs=epochs,
-                       patience=patience, coefficients=extinction_coefficients(extinction),
-                       noise=noise, age_spacing=age_spacing, seed=seed, on_epoch=report)
+    result = yso_train(isochrones, out_dir, overwrite=overwrite, n_train=n_train, n_val=n_val,
+                       epochs=epochs, patience=patience,
+                       coefficients=extinction_coefficients(extinction), noise=noise,
+                       age_spacing=age_spacing, seed=seed, on_epoch=report)
     if result.info["coverage_note"]:
         console.print(f"note: {result.info['coverage_note']}", highlight=False)
     out.print(f"wrote {out_dir} ({result.info['epochs_run']} epochs, "

@@ -25,7 +25,7 @@ from .errors import ApnetError
 from .files import write_json
 
 MARKER = ".apnet-tf.json"
-KINDS = ("records", "run", "survey")
+KINDS = ("records", "run", "survey", "yso_net")
 
 
 def marker(folder: str) -> dict | None:

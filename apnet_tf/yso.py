@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from . import folders
 from .errors import ApnetError
 from .files import atomic_path, write_json
 from .isochrones import (BANDS, DETECTION_LIMITS, WANG_CHEN_2019, IsochroneGrid, coverage_note,
@@ -213,12 +214,21 @@ def load_network(path: str) -> tuple[keras.Model, dict]:
     return model, info
 
 
-def yso_train(isochrones, out_dir: str, **kwargs) -> TrainResult:
+def yso_train(isochrones, out_dir: str, overwrite: bool = False, **kwargs) -> TrainResult:
     """Read isochrone tables, train the network (``train_network``'s keyword arguments) and save
-    it into ``out_dir`` (``save_network``)."""
+    it into ``out_dir`` (``save_network``).
+
+    Raises:
+        ApnetError: before any training, when ``out_dir`` is a non-empty folder that apnet-tf did
+            not make, or already holds a network and ``overwrite`` is False, or a table is bad.
+    """
+    if folders.check(out_dir, "yso_net") and not overwrite:
+        raise ApnetError(f"{out_dir}: already holds a YSO network; choose another folder or pass "
+                         "--overwrite")
     paths = [isochrones] if isinstance(isochrones, (str, os.PathLike)) else list(isochrones)
     grid = IsochroneGrid(read_isochrones(paths))
     result = train_network(grid, **kwargs)
     result.info["coverage_note"] = coverage_note(grid)
+    folders.claim(out_dir, "yso_net")
     save_network(result, out_dir, isochrones=[os.fspath(p) for p in paths])
     return result

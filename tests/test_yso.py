@@ -222,6 +222,12 @@ def test_isochrones_to_labels_that_make_labels_accepts(tmp_path):
     result = yso_train(iso, str(tmp_path / "net"), n_train=600, n_val=200, epochs=2, seed=1)
     assert result.info["epochs_run"] == 2 and result.metrics["n"] == 200
     assert {"network.keras", "yso.json"} <= set(os.listdir(tmp_path / "net"))
+    with pytest.raises(ApnetError, match="already holds a YSO network"):
+        yso_train(iso, str(tmp_path / "net"), n_train=600, n_val=200, epochs=2)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("x")
+    with pytest.raises(ApnetError, match="not empty"):
+        yso_train(iso, str(tmp_path / "mine"), n_train=600, n_val=200, epochs=2)
     members = tmp_path / "members.csv"
     _members().to_csv(members, index=False)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
