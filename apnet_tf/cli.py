@@ -249,6 +249,12 @@ def demo(out_dir: Annotated[str, typer.Option("--out", help="Folder for everythi
     from .synth import make_survey
     from .training import get_recipe
 
+    from .errors import require_at_least
+
+    # every option is checked before the demo starts work
+    recipe = get_recipe("default", epochs=epochs, seed=seed).validate()
+    require_at_least(n, 1, "--n")
+    require_at_least(mc, 2, "--mc")
     spectra_dir = os.path.join(out_dir, "spectra")
     records_dir = os.path.join(out_dir, "records")
     run_dir = os.path.join(out_dir, "run")
@@ -260,8 +266,7 @@ def demo(out_dir: Annotated[str, typer.Option("--out", help="Folder for everythi
                      on_progress=update)
     if not os.path.exists(os.path.join(run_dir, "table3.csv")):
         # an unfinished run of the demo's own is started again
-        _run_fit(records_dir, run_dir, "all", get_recipe("default", epochs=epochs, seed=seed),
-                 False, "default", overwrite=True)
+        _run_fit(records_dir, run_dir, "all", recipe, False, "default", overwrite=True)
     cal = run_calibrate(run_dir, records_dir, realizations=mc, seed=seed)
     with progress_bar("infer") as update:
         result = predict_catalog(load_model(run_dir), [records_dir], mc=mc, calibrated=True,

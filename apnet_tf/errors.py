@@ -8,6 +8,17 @@ class ApnetError(Exception):
     """
 
 
+def require_at_least(value, minimum, flag: str):
+    """``value`` when it is at least ``minimum``; else ApnetError naming the flag.
+
+    For the counts the commands take (``--mc``, ``--batch-size``, ``--epochs``): checked before
+    any work, so a bad one costs nothing and deletes nothing.
+    """
+    if not value >= minimum:
+        raise ApnetError(f"{flag}: must be at least {minimum}, got {value!r}")
+    return value
+
+
 def first_line(exc: BaseException) -> str:
     """An exception's message cut to its first line (its type name when it has none)."""
     text = str(exc)

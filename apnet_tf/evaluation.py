@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .constants import LABEL_COLUMNS, SPLITS, TARGET_UNITS, TARGETS
-from .errors import ApnetError
+from .errors import ApnetError, require_at_least
 from .files import write_file
 
 #: Groups of the paper's tables and the categories each holds.
@@ -140,6 +140,7 @@ def calibrate(model_path: str, records_dir: str, realizations: int = 100, seed: 
     from .inference import load_model, predict_catalog
     from .uncertainty import CALIBRATION, Calibration, coverage, fit_scale
 
+    require_at_least(realizations, 2, "--mc")  # a spread needs two realizations
     if not os.path.isdir(model_path):
         raise ApnetError(f"{model_path}: calibrate needs a run folder (it writes "
                          "calibration.json there)")
@@ -191,6 +192,7 @@ def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int 
     from .inference import load_model, predict_catalog, write_catalog
     from .uncertainty import coverage
 
+    require_at_least(realizations, 2, "--mc")  # coverage needs a spread
     os.makedirs(out_dir, exist_ok=True)
     loaded = load_model(model_path)
     keras.utils.set_random_seed(seed)

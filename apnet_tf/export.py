@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from .constants import (CONV_FILTERS, CONV_KERNEL, DENSE_UNITS, MC_ERROR_CAP, MC_REALIZATIONS,
                         N_PIXELS, TARGET_UNITS, TARGETS)
-from .errors import ApnetError, first_line
+from .errors import ApnetError, first_line, require_at_least
 from .files import write_file, write_json
 from .model import build_model, flatten_length
 from .uncertainty import clean_errors, noise_scale, realizations
@@ -144,6 +144,13 @@ def export_model(model_path: str, out: str, version: int | None = None,
     """
     from .inference import load_model
 
+    require_at_least(mc_realizations, 2, "--mc")
+    unknown = [v for v in tflite if v not in TFLITE_VARIANTS]
+    if unknown:
+        raise ApnetError(f"--tflite: unknown variant {unknown[0]!r}; choose from "
+                         f"{', '.join(TFLITE_VARIANTS)}")
+    if version is not None:
+        require_at_least(int(version), 1, "--version")
     loaded = load_model(model_path)
     model = loaded.model
     version = next_version(out) if version is None else int(version)

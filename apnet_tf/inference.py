@@ -17,7 +17,7 @@ from astropy.table import Table
 
 from .catalog import model_identity, write_catalog  # noqa: F401 (write_catalog: public API)
 from .constants import LABEL_COLUMNS, TARGETS
-from .errors import ApnetError, first_line
+from .errors import ApnetError, first_line, require_at_least
 from .files import atomic_path, read_json, write_json
 from .spectra import expand_paths, read_apstar
 
@@ -320,6 +320,8 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
         The catalog (paper Table 4 columns, percentiles, flags; labels, split and category when
         the input is labelled records) and one line per unreadable file.
     """
+    require_at_least(mc, 0, "--mc")
+    require_at_least(batch_size, 1, "--batch-size")
     if seed is not None:
         import keras
 

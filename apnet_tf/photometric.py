@@ -295,7 +295,12 @@ def make_labels(out: str, payne: str | None = None, photometry: str | None = Non
     Missing labels are written as -9999, the APOGEE convention that ``make-records`` reads.
     Placeholders and out-of-range values read as missing are counted in ``counts`` as
     ``{source}_rejected_{column}``.
+
+    Raises:
+        ApnetError: a bad argument (before anything is read), or a bad table.
     """
+    if not (np.isfinite(gk_margin) and abs(gk_margin) < 1.0):
+        raise ApnetError(f"--gk-margin: a few hundredths of a magnitude, not {gk_margin!r}")
     frames = {"payne": _label_frame(payne) if payne else None,
               "photometry": standard_photometry(read_table(photometry), photometry)
               if photometry else None,

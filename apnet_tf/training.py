@@ -63,6 +63,48 @@ class Recipe:
     precision: str = "float32"  # or "auto" or "mixed_bfloat16"; see resolve_precision
     seed: int = 0
 
+    def validate(self) -> Recipe:
+        """Check every field; ``fit`` calls this before it touches the run folder.
+
+        Raises:
+            ApnetError: the first bad field, named as its command-line flag (``--batch-size``).
+        """
+        from .model import INPUT_SCALINGS
+
+        def bad(field: str, why: str) -> ApnetError:
+            value = getattr(self, field)
+            return ApnetError(f"--{field.replace('_', '-')}: {why}, got {value!r}")
+
+        choices = {"optimizer": ("adam", "sgd"), "input_scaling": INPUT_SCALINGS,
+                   "precision": ("auto", *PRECISIONS)}
+        for field, allowed in choices.items():
+            if getattr(self, field) not in allowed:
+                raise bad(field, f"choose one of {', '.join(allowed)}")
+        for field in ("batch_size", "epochs", "patience", "finetune_patience",
+                      "finetune_max_rounds"):
+            if not getattr(self, field) >= 1:
+                raise bad(field, "must be at least 1")
+        for field in ("lr_plateau_patience", "seed"):
+            if not getattr(self, field) >= 0:
+                raise bad(field, "must be 0 or more")
+        for field in ("learning_rate", "finetune_learning_rate"):
+            if not (np.isfinite(getattr(self, field)) and getattr(self, field) > 0):
+                raise bad(field, "must be a positive number")
+        ranges = {"dropout": (0.0, 1.0, "must be at least 0 and below 1"),
+                  "momentum": (0.0, 1.0, "must be at least 0 and below 1"),
+                  "finetune_dev_tolerance": (0.0, np.inf, "must be 0 or more")}
+        for field, (lo, hi, why) in ranges.items():
+            if not lo <= getattr(self, field) < hi:
+                raise bad(field, why)
+        if not 0 < self.finetune_fraction <= 1:
+            raise bad("finetune_fraction", "must be above 0 and at most 1")
+        try:
+            keras.initializers.get(self.initializer)
+        except (ValueError, TypeError):
+            raise bad("initializer", "not a Keras initializer name (he_normal, "
+                                     "glorot_uniform, ...)") from None
+        return self
+
 
 #: ``paper``: section 3.3 as published (SGD, lr 0.001, batch 128, dropout 0.1, raw flux, Keras
 #: default initialisers). ``default``: what measurably learns; see BENCHMARKS.md.
@@ -426,7 +468,11 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
     """
     if stage not in STAGES:
         raise ApnetError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
-    recipe = recipe or RECIPES["default"]
+    recipe = (recipe or RECIPES["default"]).validate()
+    if strategy not in STRATEGIES:
+        raise ApnetError(f"--strategy: choose one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    if strategy == "multiworker" and "TF_CONFIG" not in os.environ:
+        get_strategy(strategy)  # its one-line error, before the run folder is touched
     precision = resolve_precision(recipe.precision)
     manifest = read_manifest(records_dir)
     mean, std = target_stats(manifest)

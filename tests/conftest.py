@@ -72,3 +72,19 @@ def small_records(small_survey, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("small_records")
     make_records([str(small_survey)], str(out), labels=str(small_survey / "labels.csv"), shards=1)
     return out
+
+
+@pytest.fixture(scope="session")
+def untrained_run(tmp_path_factory) -> Path:
+    """A run folder with an untrained Appendix B model: for tests of loading, not of numbers."""
+    import json
+
+    from apnet_tf.model import build_model
+    from apnet_tf.training import save_model_atomic
+
+    run = tmp_path_factory.mktemp("untrained_run")
+    mean, std = [4700.0, 2.9, -0.2], [730.0, 1.2, 0.3]
+    save_model_atomic(build_model(mean, std), str(run / "best.keras"))
+    (run / "normalization.json").write_text(json.dumps(
+        {"targets": ["teff", "logg", "fe_h"], "mean": mean, "std": std}))
+    return run
