@@ -152,24 +152,73 @@ def load_model(path: str) -> LoadedModel:
         return LoadedModel(tf.saved_model.load(version_dir), version_dir, "saved_model",
                            metadata=meta)
 
-    import keras
-
-    from . import model as _model  # noqa: F401  (registers the custom layers)
-
     if os.path.isdir(path):
         keras_path = os.path.join(path, "best.keras")
-        norm = read_json(os.path.join(path, "normalization.json"))
+        norm = read_normalization(os.path.join(path, "normalization.json"))
         cal_path = os.path.join(path, CALIBRATION)
         cal = Calibration.load(cal_path) if os.path.exists(cal_path) else None
     elif path.endswith(".keras") and os.path.exists(path):
         keras_path, norm, cal = path, None, None
     else:
         raise ApnetError(f"{path}: not a run folder, .keras, SavedModel or .tflite file")
+    return LoadedModel(load_keras(keras_path), path, "keras", norm, cal)
+
+
+def load_keras(path: str):
+    """A .keras file as a keras.Model, with the package's layers registered.
+
+    Raises:
+        ApnetError: the file is missing, not a complete .keras (zip) archive, or Keras cannot
+            build the model from it; the message names the file.
+    """
+    import zipfile
+
+    import keras
+
+    from . import model as _model  # noqa: F401  (registers the custom layers)
+
+    if not os.path.isfile(path):
+        raise ApnetError(f"{path}: no such model file")
+    # Keras reports a damaged archive as "File not found"; say what is wrong instead.
     try:
-        model = keras.models.load_model(keras_path)
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ApnetError(f"{path}: not a complete .keras file (truncated or damaged: "
+                         f"{first_line(exc)})") from None
+    if damaged is not None:
+        raise ApnetError(f"{path}: damaged .keras file ({damaged} fails its checksum)")
+    try:
+        return keras.models.load_model(path)
     except Exception as exc:  # keras raises many types for a bad file
-        raise ApnetError(f"{keras_path}: cannot load model ({first_line(exc)})") from None
-    return LoadedModel(model, path, "keras", norm, cal)
+        raise ApnetError(f"{path}: cannot load model ({first_line(exc)})") from None
+
+
+def read_normalization(path: str) -> dict | None:
+    """A run's normalization.json, checked: three finite means and positive stds.
+
+    Returns None when the file is absent (a run folder may hold only best.keras).
+
+    Raises:
+        ApnetError: the file is present but unreadable or does not hold usable statistics.
+    """
+    if not os.path.exists(path):
+        return None
+    norm = read_json(path)
+    if not isinstance(norm, dict):
+        raise ApnetError(f"{path}: not readable JSON; re-run fit, or import-torch, to rewrite "
+                         "it")
+    try:
+        mean = np.asarray(norm["mean"], dtype=float)
+        std = np.asarray(norm["std"], dtype=float)
+    except (KeyError, TypeError, ValueError):
+        raise ApnetError(f"{path}: needs 'mean' and 'std', three numbers each") from None
+    if mean.shape != (3,) or std.shape != (3,) or not (np.isfinite(mean).all()
+                                                       and np.isfinite(std).all()
+                                                       and (std > 0).all()):
+        raise ApnetError(f"{path}: 'mean' and 'std' must be three finite numbers each, std "
+                         f"positive; got {norm['mean']!r}, {norm['std']!r}")
+    return norm
 
 
 @dataclasses.dataclass

@@ -21,6 +21,7 @@ from .constants import (EARLY_STOPPING_PATIENCE, PAPER_BATCH_SIZE, PAPER_DROPOUT
                         PAPER_LEARNING_RATE, PAYNE_RESAMPLE_FRACTION)
 from .errors import ApnetError
 from .evaluation import evaluation_tables, predict_records, standardized_mse, write_tables
+from .inference import load_keras
 from .files import atomic_path, read_json, write_json
 from .model import (PRECISIONS, MaskedStandardizedMSE, build_model, predictor, target_stats,
                     with_precision)
@@ -521,7 +522,7 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
         if stage in ("pretrain", "all"):
             done_marker = os.path.join(run_dir, "pretrain.done")
             if resume and os.path.exists(done_marker) and os.path.exists(pretrained):
-                model = keras.models.load_model(pretrained)
+                model = load_keras(pretrained)
             else:
                 model = build_model(mean, std, dropout=recipe.dropout,
                                     input_scaling=recipe.input_scaling,
@@ -547,7 +548,7 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
         else:
             if not os.path.exists(pretrained):
                 raise ApnetError(f"{pretrained}: no pretrained model; run --stage pretrain first")
-            model = keras.models.load_model(pretrained)
+            model = load_keras(pretrained)
 
         if stage in ("finetune", "all"):
             focus_cats = ["mstar", "yso"]

@@ -1,0 +1,53 @@
+"""``import apnet_tf`` registers the package's Keras classes, without importing TensorFlow.
+
+A saved ``best.keras`` names the package's layers and loss (``apnet_tf>FluxScaling`` ...); Keras
+finds them only in its registry, which ``apnet_tf.model`` fills when it is imported. Importing
+that module (and so TensorFlow) in ``apnet_tf/__init__`` would cost every ``apnet-tf --help``
+seconds. Instead: if Keras is already imported the model module is imported now; otherwise a
+one-shot import hook imports it right after Keras itself, so ``import apnet_tf`` followed by
+``keras.models.load_model("run/best.keras")`` works in either order.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.util
+import sys
+
+
+def _register() -> None:
+    try:
+        importlib.import_module("apnet_tf.model")
+    except ImportError:  # no TensorFlow: nothing could be loaded anyway
+        pass
+
+
+class _AfterKeras(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: it wraps the real loader of ``keras`` so that, once Keras has been
+    executed, ``apnet_tf.model`` is imported and registers its classes."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras":
+            return None
+        sys.meta_path.remove(self)  # one shot; and the lookup below must not find this finder
+        spec = importlib.util.find_spec("keras")
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        loader, real_exec = spec.loader, spec.loader.exec_module
+
+        def exec_module(module):
+            real_exec(module)
+            loader.exec_module = real_exec
+            _register()
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def install() -> None:
+    """Register now if Keras is loaded, else once it is."""
+    if "keras" in sys.modules:
+        _register()
+    elif not any(isinstance(f, _AfterKeras) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterKeras())

@@ -1,0 +1,144 @@
+"""Every file the package reads is checked, and a bad one is reported in one line naming it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from cli_helpers import assert_one_line_error, cli, snapshot
+
+
+def _copy(src, tmp_path, name):
+    dst = tmp_path / name
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_truncated_shard(small_records, untrained_run, tmp_path):
+    records = _copy(small_records, tmp_path, "records")
+    shard = next(records.glob("test-*.tfrecord"))
+    _truncate(shard)
+    res = cli("evaluate", "--model", untrained_run, "--records", records, "--out",
+              tmp_path / "eval", "--mc", 2)
+    assert_one_line_error(res, shard.name, "truncated")
+
+
+def test_missing_shard(small_records, tmp_path):
+    records = _copy(small_records, tmp_path, "records")
+    shard = next(records.glob("train-*.tfrecord"))
+    shard.unlink()
+    res = cli("fit", "--records", records, "--out", tmp_path / "run", "--epochs", 1,
+              "--stage", "pretrain")
+    assert_one_line_error(res, shard.name, "missing")
+
+
+def test_manifest_without_target_statistics(small_records, tmp_path):
+    records = _copy(small_records, tmp_path, "records")
+    manifest = json.loads((records / "manifest.json").read_text())
+    del manifest["target_stats"]
+    (records / "manifest.json").write_text(json.dumps(manifest))
+    res = cli("fit", "--records", records, "--out", tmp_path / "run", "--epochs", 1)
+    assert_one_line_error(res, "manifest.json", "target statistics")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"mean": [1, 2, 3], "std": [0, 1, 1]}',
+                                  '{"mean": "x"}'])
+def test_corrupt_normalization_is_not_ignored(untrained_run, small_survey, tmp_path, text):
+    run = _copy(untrained_run, tmp_path, "run")
+    (run / "normalization.json").write_text(text)
+    res = cli("infer", "--model", run, "--spectra", small_survey, "--out", tmp_path / "c.csv",
+              "--mc", 0)
+    assert_one_line_error(res, "normalization.json")
+    assert not (tmp_path / "c.csv").exists()
+
+
+def test_truncated_keras_is_not_file_not_found(untrained_run, small_survey, tmp_path):
+    run = _copy(untrained_run, tmp_path, "run")
+    _truncate(run / "best.keras")
+    res = cli("infer", "--model", run, "--spectra", small_survey, "--out", tmp_path / "c.csv",
+              "--mc", 0)
+    line = assert_one_line_error(res, "best.keras", "truncated")
+    assert "not found" not in line.lower()
+
+
+@pytest.fixture(scope="module")
+def good_state(untrained_run):
+    import keras
+
+    from apnet_tf.export import keras_to_torch_state_dict
+
+    return keras_to_torch_state_dict(keras.models.load_model(untrained_run / "best.keras"))
+
+
+def _save(tmp_path, obj):
+    import torch
+
+    path = tmp_path / "net.pt"
+    torch.save(obj, path)
+    return path
+
+
+def _tensors(state, **changes):
+    import torch
+
+    state = {**state, **changes}
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
+
+
+@pytest.mark.parametrize("case", ["nan", "fc1", "conv2d", "list", "tensor"])
+def test_import_torch_bad_state_dict(good_state, tmp_path, case):
+    import torch
+
+    obj = {
+        "nan": lambda: _tensors(good_state, **{"fc2.weight": np.full((512, 512), np.nan,
+                                                                     np.float32)}),
+        "fc1": lambda: _tensors(good_state, **{"fc1.weight": np.zeros((512, 64 * 100),
+                                                                      np.float32)}),
+        "conv2d": lambda: _tensors(good_state, **{"conv3.weight": np.zeros((16, 24),
+                                                                         np.float32)}),
+        "list": lambda: [torch.zeros(3)],
+        "tensor": lambda: torch.zeros(3),
+    }[case]()
+    path = _save(tmp_path, obj)
+    res = cli("import-torch", path, "--out", tmp_path / "run")
+    key = {"nan": "fc2.weight", "fc1": "fc1.weight", "conv2d": "conv3.weight"}.get(case, "")
+    assert_one_line_error(res, str(path), key)
+    assert not (tmp_path / "run").exists()
+
+
+def test_import_torch_std_zero(good_state, tmp_path):
+    path = _save(tmp_path, _tensors(good_state))
+    res = cli("import-torch", path, "--out", tmp_path / "run", "--std", "0,0,0")
+    assert_one_line_error(res, "--std")
+    assert not (tmp_path / "run").exists()
+
+
+def test_import_torch_into_a_run_needs_overwrite(good_state, untrained_run, tmp_path):
+    run = _copy(untrained_run, tmp_path, "run")
+    (run / "calibration.json").write_text('{"scale": [1, 1, 1]}')
+    before = snapshot(run)
+    path = _save(tmp_path, _tensors(good_state))
+    assert_one_line_error(cli("import-torch", path, "--out", run), "--overwrite")
+    assert snapshot(run) == before
+
+
+def test_import_apnet_tf_is_enough_to_load_a_model(untrained_run):
+    code = ("import sys, apnet_tf\n"
+            "assert 'tensorflow' not in sys.modules, 'import apnet_tf imported TensorFlow'\n"
+            "import keras\n"
+            f"m = keras.models.load_model({str(untrained_run / 'best.keras')!r})\n"
+            "print(m.get_layer('flux_scaling').__class__.__name__)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip() == "FluxScaling"
