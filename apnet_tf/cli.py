@@ -113,7 +113,9 @@ MANY_PATHS = {"allow_extra_args": True, "ignore_unknown_options": False}
 def make_records_cmd(
         ctx: typer.Context,
         spectra: Annotated[list[str], typer.Option("--spectra", help="apStar files, folders or globs")],
-        out_dir: Annotated[str, typer.Option("--out", help="Output folder for shards and manifest.json")],
+        out_dir: Annotated[str, typer.Option(
+            "--out", help="Output folder for shards and manifest.json: new, empty, or one "
+                          "make-records wrote (re-running resumes it)")],
         labels: Annotated[Optional[str], typer.Option(help="Label table, CSV or FITS")] = None,
         shards: Annotated[Optional[int], typer.Option(
             help="Shards per split  [default: one per 1024 records]")] = None,
@@ -156,7 +158,8 @@ def make_records_cmd(
 @_friendly
 def fit_cmd(
         records: Annotated[str, typer.Option(help="Record folder from make-records")],
-        out_dir: Annotated[str, typer.Option("--out", help="Run folder to write")],
+        out_dir: Annotated[str, typer.Option(
+            "--out", help="Run folder to write: new or empty, or see --overwrite, --resume")],
         stage: Annotated[str, typer.Option(help="pretrain, finetune or all")] = "all",
         recipe: Annotated[str, typer.Option(help="default, or paper (SGD lr 0.001 on raw flux)")] = "default",
         epochs: Annotated[Optional[int], typer.Option(
@@ -288,7 +291,8 @@ def demo(out_dir: Annotated[str, typer.Option("--out", help="Folder for everythi
 @app.command("make-labels")
 @_friendly
 def make_labels_cmd(
-        out_path: Annotated[str, typer.Option("--out", help="Label table to write (CSV)")],
+        out_path: Annotated[str, typer.Option(
+            "--out", help="Label table to write (CSV; an existing file is replaced, whole)")],
         payne: Annotated[Optional[str], typer.Option(help="Payne table: APOGEE_ID, TEFF, LOGG, FE_H")] = None,
         photometry: Annotated[Optional[str], typer.Option(
             help="Photometry: APOGEE_ID, J, H, K, G_PS1, R_PS1, PARALLAX, PARALLAX_ERROR [, FIELD]")] = None,
@@ -383,7 +387,9 @@ def infer(
             help="Run folder, .keras file, exported SavedModel or .tflite file")],
         spectra: Annotated[list[str], typer.Option(
             "--spectra", help="apStar files, folders, globs, or record folders")],
-        out_path: Annotated[str, typer.Option("--out", help="Catalog to write, .csv or .fits")],
+        out_path: Annotated[str, typer.Option(
+            "--out", help="Catalog to write, .csv or .fits (an existing file is replaced, "
+                          "whole, once the new one is complete)")],
         mc: Annotated[Optional[int], typer.Option(
             help="Monte Carlo realizations per star, 0 = none"
             "  [default: 100; 0 for .tflite]")] = None,

@@ -25,7 +25,7 @@ from .inference import load_keras
 from .files import atomic_path, read_json, write_json
 from .model import (PRECISIONS, MaskedStandardizedMSE, build_model, predictor, target_stats,
                     with_precision)
-from .records import count_records, make_dataset, read_manifest
+from .records import count_records, make_dataset, read_manifest, shard_paths
 
 BEST_MODEL = "best.keras"
 PRETRAINED_MODEL = "pretrained.keras"
@@ -483,6 +483,12 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
     for split in ("train", "dev"):
         if count_records(records_dir, [split]) == 0:
             raise ApnetError(f"{records_dir}: no {split} records; fit needs train and dev splits")
+    focus_cats = ["mstar", "yso"]
+    if stage in ("finetune", "all") and (count_records(records_dir, ["train"], focus_cats) == 0
+                                         or count_records(records_dir, ["dev"], focus_cats) == 0):
+        raise ApnetError(f"{records_dir}: fine-tuning needs mstar or yso stars in the train and "
+                         "dev splits; use --stage pretrain")
+    shard_paths(records_dir)  # every shard present and whole, before hours of training
     prepare_run_folder(run_dir, stage, resume, overwrite)
     backup_root = os.path.join(run_dir, "backup")
     write_json(os.path.join(run_dir, NORMALIZATION), {
@@ -551,11 +557,6 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
             model = load_keras(pretrained)
 
         if stage in ("finetune", "all"):
-            focus_cats = ["mstar", "yso"]
-            if count_records(records_dir, ["train"], focus_cats) == 0 or \
-                    count_records(records_dir, ["dev"], focus_cats) == 0:
-                raise ApnetError(f"{records_dir}: fine-tuning needs mstar or yso stars in the "
-                                 "train and dev splits")
             model = with_precision(model, precision)
             compile_model(model, dataclasses.replace(
                 recipe, learning_rate=recipe.finetune_learning_rate), std)
