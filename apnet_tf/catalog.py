@@ -150,5 +150,12 @@ def catalog_hdu(out: Table) -> fits.BinTableHDU:
             hdu.header.set(f"TCOMM{i}", col.description, after=f"TFORM{i}")
     for key, value in out.meta.items():
         name = key if len(key) <= 8 and key.replace("_", "").isalnum() else f"HIERARCH {key}"
-        hdu.header.append(fits.Card(name, value, _KEY_COMMENTS.get(key, "")), end=True)
+        hdu.header.append(_card(name, value, _KEY_COMMENTS.get(key, "")), end=True)
     return hdu
+
+
+def _card(name: str, value, comment: str) -> fits.Card:
+    """A header card, with its comment only where it fits (astropy would warn and cut it)."""
+    bare = fits.Card(name, value)
+    used = len(bare.image.rstrip())
+    return fits.Card(name, value, comment) if comment and used <= 80 - 3 - len(comment) else bare

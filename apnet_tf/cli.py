@@ -34,16 +34,12 @@ def _import_tensorflow() -> None:
     """
     if "tensorflow" in sys.modules:
         return
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
+    from .quiet import native_stderr_silenced
+
+    with native_stderr_silenced():
         import tensorflow as tf
 
         tf.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def _friendly(fn):
@@ -190,6 +186,8 @@ def fit_cmd(
             "  [default: 3]")] = None,
         finetune_fraction: Annotated[Optional[float], typer.Option(
             help="Fraction of Payne training stars drawn per round  [default: 0.05]")] = None,
+        finetune_max_rounds: Annotated[Optional[int], typer.Option(
+            help="Most fine-tuning rounds  [default: 20]")] = None,
         precision: Annotated[Optional[str], typer.Option(
             help="auto (bfloat16 where the hardware has it), float32 or mixed_bfloat16"
             "  [default: float32]")] = None,
@@ -202,6 +200,7 @@ def fit_cmd(
                      momentum=momentum, batch_size=batch_size, dropout=dropout,
                      input_scaling=input_scaling, initializer=initializer, patience=patience,
                      finetune_patience=finetune_patience, finetune_fraction=finetune_fraction,
+                     finetune_max_rounds=finetune_max_rounds,
                      precision=precision, seed=seed)
     result = _run_fit(records, out_dir, stage, rec, resume, strategy, overwrite)
     out.print(f"best model: {os.path.join(out_dir, 'best.keras')}")
@@ -218,14 +217,20 @@ def _run_fit(records, out_dir, stage, rec, resume, strategy, overwrite=False):
         def on_epoch(stage_name, epoch, logs):
             state["n"] += 1
             update(state["n"], None)
-            console.print(f"{stage_name} epoch {epoch}: loss {logs.get('loss', float('nan')):.4f}"
-                          f"  dev {logs.get('val_loss', float('nan')):.4f}", highlight=False)
+            console.print(f"{stage_name} epoch {epoch}: standardised MSE, training "
+                          f"{logs.get('loss', float('nan')):.4f}, dev "
+                          f"{logs.get('val_loss', float('nan')):.4f}", highlight=False)
 
         def on_round(row):
+            # what a round is compared with: the pretrained model's mstar+yso dev loss until a
+            # round improves on it, then the best round's
+            ref = "best round's" if state.get("kept") else "pretrained model's"
+            verdict = (f"kept: below the {ref} {row['best_before']:.4f}" if row["improved"] else
+                       f"not kept: the {ref} {row['best_before']:.4f} stays")
+            state["kept"] = state.get("kept") or row["improved"]
             console.print(f"fine-tune round {row['round']} (seed {row['seed']}): "
                           f"{row['epochs']} epochs, mstar+yso dev loss "
-                          f"{row['focus_dev_loss']:.4f}{' (best)' if row['improved'] else ''}",
-                          highlight=False)
+                          f"{row['focus_dev_loss']:.4f}, {verdict}", highlight=False)
 
         return fit(records, out_dir, stage=stage, recipe=rec, resume=resume, strategy=strategy,
                    overwrite=overwrite,

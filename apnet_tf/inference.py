@@ -16,7 +16,7 @@ import numpy as np
 from astropy.table import Table
 
 from .catalog import model_identity, write_catalog  # noqa: F401 (write_catalog: public API)
-from .constants import LABEL_COLUMNS, TARGETS
+from .constants import LABEL_COLUMNS, N_PIXELS, TARGETS
 from .errors import ApnetError, first_line, require_at_least
 from .files import atomic_path, read_json, write_json
 from .spectra import expand_paths, read_apstar
@@ -131,9 +131,13 @@ def load_model(path: str) -> LoadedModel:
             raise ApnetError(f"{path}: no such file")
         from ai_edge_litert.interpreter import Interpreter
 
+        from .quiet import native_stderr_silenced
+
         try:
             interp = Interpreter(model_path=path, num_threads=os.cpu_count())
             runner = interp.get_signature_runner("serving_default")
+            with native_stderr_silenced():  # LiteRT's one XNNPACK INFO line, on the first call
+                runner(flux=np.zeros((1, N_PIXELS), np.float32))
         except Exception as exc:
             raise ApnetError(f"{path}: not a usable TFLite model ({first_line(exc)})") from None
         meta = read_json(os.path.join(os.path.dirname(path), "export_metadata.json"))

@@ -8,6 +8,8 @@ SavedModel, TFLite) needs nothing but raw flux.
 
 from __future__ import annotations
 
+import weakref
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -192,6 +194,14 @@ def predictor(model: keras.Model):
     It calls the model directly (training=False) inside one ``tf.function``, which works for any
     batch size under any distribution strategy, unlike ``predict_on_batch`` under several replicas.
     """
-    fn = tf.function(lambda flux: model(flux, training=False),
-                     input_signature=[tf.TensorSpec([None, model.input_shape[-1]], tf.float32)])
+    fn = _PREDICTORS.get(model)
+    if fn is None:  # one traced function per model: a new one per call would retrace each time
+        fn = tf.function(lambda flux: model(flux, training=False),
+                         input_signature=[tf.TensorSpec([None, model.input_shape[-1]],
+                                                        tf.float32)])
+        _PREDICTORS[model] = fn
     return lambda flux: fn(tf.convert_to_tensor(flux, tf.float32)).numpy()
+
+
+#: ``predictor``'s compiled function of each live model.
+_PREDICTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

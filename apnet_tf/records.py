@@ -486,6 +486,13 @@ def make_dataset(records_dir: str, splits: Sequence[str] | None = None,
                     num_parallel_calls=tf.data.AUTOTUNE)
     if filtering or drop_remainder:  # filtered batches are ragged; re-batch to full size
         ds = ds.unbatch().batch(batch_size, drop_remainder=drop_remainder)
+        if not repeat:  # tell Keras the epoch's length (see record_counts)
+            from .record_counts import filtered_batches
+
+            n = filtered_batches(files, categories, sample, seed, labeled_only, batch_size,
+                                 drop_remainder)
+            if n is not None:
+                ds = ds.apply(tf.data.experimental.assert_cardinality(n))
     keys = None if features is None else list(features)
 
     def select(ex):

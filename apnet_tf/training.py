@@ -308,6 +308,7 @@ def rolling_resample(model: keras.Model, train_for_seed: Callable[[int], tf.data
         hist = model.fit(train_for_seed(draw_seed), validation_data=dev, epochs=max_epochs,
                          shuffle=False, callbacks=[stopper, *callbacks], verbose=0)
         focus = float(focus_loss(model))
+        best_before = best  # round 1: the pretrained model's
         improved = focus < best and stopper.best <= dev_limit
         if improved:
             best, best_weights, wait = focus, model.get_weights(), 0
@@ -316,7 +317,8 @@ def rolling_resample(model: keras.Model, train_for_seed: Callable[[int], tf.data
         else:
             wait += 1
         row = {"round": r + 1, "seed": draw_seed, "epochs": len(hist.history["loss"]),
-               "dev_loss": float(stopper.best), "focus_dev_loss": focus, "improved": improved}
+               "dev_loss": float(stopper.best), "focus_dev_loss": focus, "improved": improved,
+               "best_before": float(best_before)}
         rounds.append(row)
         if on_round:
             on_round(row)
