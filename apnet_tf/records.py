@@ -148,8 +148,7 @@ def make_records(spectra: Sequence[str], out_dir: str, labels: str | None = None
         out_dir: the output folder; created if needed.
         labels: an optional label table (CSV or FITS); without it every record is unlabelled.
         shards: shards per split; default one per ``DEFAULT_RECORDS_PER_SHARD`` records.
-        compress: write GZIP-compressed records.
-        on_progress: called as ``on_progress(done, total)`` after each file.
+        compress: write GZIP-compressed records. on_progress: ``on_progress(done, total)``.
 
     Unreadable files are listed in ``failures`` and skipped; the others go through. Complete
     shards from an earlier run with the same inputs are kept, not rewritten. ``out_dir`` must be
@@ -157,19 +156,64 @@ def make_records(spectra: Sequence[str], out_dir: str, labels: str | None = None
     manifest first, so an interrupted run leaves a folder that readers refuse.
 
     Raises:
-        ApnetError: a bad argument (checked before anything is written), a bad label table, an
-            output folder that is not a record folder, or a shard that cannot be written.
+        ApnetError: a bad argument or label table (before anything is written), a folder that
+            is not a record folder, or a shard that cannot be written.
     """
     if shards is not None and shards < 1:
         raise ApnetError(f"--shards: must be at least 1, got {shards}")
     mask_bits = check_mask_bits(mask_bits)
     paths = expand_paths(spectra)
     table = load_labels(labels) if labels else None
+    items, failures = _items(paths, table)
+    report = match_report(table, [it.apogee_id for it in items])
+
+    claim(out_dir, "records", legacy=lambda d: read_json(os.path.join(d, MANIFEST)) is not None)
+    # The old manifest goes first: until the new one is written the folder reads as incomplete.
+    remove_made(out_dir, [MANIFEST])
+    plan = _plan(items, shards)
+    options = tf.io.TFRecordOptions(compression_type="GZIP" if compress else "")
+    written, skipped, sidecars, done, total = [], [], {}, 0, len(items)
+
+    def tick(n: int = 1):
+        nonlocal done
+        done += n
+        if on_progress:
+            on_progress(done, total)
+
+    for name, members in plan:
+        fingerprint = _fingerprint(members, compress)
+        final = os.path.join(out_dir, name)
+        side = read_json(final + ".json")
+        if os.path.exists(final) and side and side.get("fingerprint") == fingerprint:
+            skipped.append(name)
+            tick(len(members))
+        else:
+            side = _write_shard(final, members, fingerprint, options, mask_bits, tick)
+            written.append(name)
+        sidecars[name] = side
+        failures.extend(side.get("failures", []))
+
+    _remove_stale_shards(out_dir, {name for name, _ in plan})
+    manifest = build_manifest(sidecars, paths, compress, mask_bits, report.lines())
+    write_json(os.path.join(out_dir, MANIFEST), manifest, allow_nan=False)
+    return RecordsResult(out_dir, manifest, written, skipped, failures, report.lines())
+
+
+def _remove_stale_shards(out_dir: str, wanted: set[str]) -> None:
+    """Shards of an earlier plan (other inputs) are not part of this set: remove those this
+    package wrote (they have a sidecar), and nothing else."""
+    stale = [os.path.basename(p) for p in glob.glob(os.path.join(out_dir, "*.tfrecord"))
+             if os.path.basename(p) not in wanted and os.path.exists(p + ".json")]
+    remove_made(out_dir, [n for name in stale for n in (name, name + ".json")])
+
+
+def _items(paths: list[str], table) -> tuple[list[_Item], list[str]]:
+    """One ``_Item`` per readable file (its labels from ``table`` by APOGEE ID, or unlabelled),
+    and one failure line per file whose ID cannot be read."""
     by_id = {}
     if table is not None:
         for row in table.drop_duplicates("APOGEE_ID").itertuples(index=False):
             by_id[row.APOGEE_ID] = row
-
     failures: list[str] = []
     items: list[_Item] = []
     for path in paths:
@@ -184,15 +228,14 @@ def make_records(spectra: Sequence[str], out_dir: str, labels: str | None = None
         else:
             labs = np.array([getattr(row, c) for c in LABEL_COLUMNS], dtype=np.float32)
             items.append(_Item(path, apogee_id, row.SPLIT, row.CATEGORY, labs))
-    report = match_report(table, [it.apogee_id for it in items])
+    return items, failures
 
-    claim(out_dir, "records", legacy=lambda d: read_json(os.path.join(d, MANIFEST)) is not None)
-    # The old manifest goes first: until the new one is written the folder reads as incomplete.
-    remove_made(out_dir, [MANIFEST])
+
+def _plan(items: list[_Item], shards: int | None) -> list[tuple[str, list[_Item]]]:
+    """(shard name, its items) for every shard, split by split, records in hashed order."""
     groups: dict[str, list[_Item]] = {}
     for it in sorted(items, key=_record_order):
         groups.setdefault(it.split, []).append(it)
-
     plan: list[tuple[str, list[_Item]]] = []
     for split in list(SPLITS) + [UNLABELED]:
         members = groups.get(split, [])
@@ -202,50 +245,12 @@ def make_records(spectra: Sequence[str], out_dir: str, labels: str | None = None
         n = max(1, min(n, len(members)))
         for i in range(n):
             plan.append((_shard_name(split, i, n), members[i::n]))
-
-    options = tf.io.TFRecordOptions(compression_type="GZIP" if compress else "")
-    written, skipped, sidecars = [], [], {}
-    done, total = 0, len(items)
-
-    def tick():
-        nonlocal done
-        done += 1
-        if on_progress:
-            on_progress(done, total)
-
-    for name, members in plan:
-        fingerprint = _fingerprint(members, compress)
-        final = os.path.join(out_dir, name)
-        side_path = final + ".json"
-        side = read_json(side_path)
-        if os.path.exists(final) and side and side.get("fingerprint") == fingerprint:
-            skipped.append(name)
-            sidecars[name] = side
-            failures.extend(side.get("failures", []))
-            done += len(members)
-            if on_progress:
-                on_progress(done, total)
-            continue
-        side = _write_shard(final, members, fingerprint, options, mask_bits, tick)
-        written.append(name)
-        sidecars[name] = side
-        failures.extend(side["failures"])
-
-    # Shards of an earlier plan (other inputs) are not part of this set: remove those this
-    # package wrote (they have a sidecar), and nothing else.
-    wanted = {name for name, _ in plan}
-    stale = [os.path.basename(p) for p in glob.glob(os.path.join(out_dir, "*.tfrecord"))
-             if os.path.basename(p) not in wanted and os.path.exists(p + ".json")]
-    remove_made(out_dir, [n for name in stale for n in (name, name + ".json")])
-
-    manifest = build_manifest(sidecars, paths, compress, mask_bits, report.lines())
-    write_json(os.path.join(out_dir, MANIFEST), manifest, allow_nan=False)
-    return RecordsResult(out_dir, manifest, written, skipped, failures, report.lines())
+    return plan
 
 
 def _write_shard(final: str, members: list[_Item], fingerprint: str,
                  options: tf.io.TFRecordOptions, mask_bits: Sequence[int],
-                 tick: Callable[[], None]) -> dict:
+                 tick: Callable[..., None]) -> dict:
     """Write one shard under a temporary name, with its sidecar; returns the sidecar.
 
     A failed write (a full disk) removes the temporary file and raises ApnetError naming the
