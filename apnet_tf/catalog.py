@@ -117,12 +117,17 @@ def described(table: Table) -> Table:
     return out
 
 
+def check_catalog_name(path: str) -> None:
+    """Raise ApnetError unless ``path`` ends in .csv, .fits or .fit (checked before a job)."""
+    if not path.lower().endswith((".fits", ".fit", ".csv")):
+        raise ApnetError(f"{path}: catalog must end in .csv or .fits")
+
+
 def write_catalog(table: Table, path: str) -> str:
     """Write a catalog atomically: CSV (with an ECSV header), or FITS when the name ends in
     .fits/.fit; both carry units, column descriptions and provenance (see the module's doc)."""
     lower = path.lower()
-    if not lower.endswith((".fits", ".fit", ".csv")):
-        raise ApnetError(f"{path}: catalog must end in .csv or .fits")
+    check_catalog_name(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     out = described(table)
     with atomic_path(path) as tmp:
@@ -140,6 +145,9 @@ def catalog_hdu(out: Table) -> fits.BinTableHDU:
     bare.meta = {}
     for col in bare.itercols():
         col.unit, col.description = None, None
+    for name in bare.colnames:  # FITS text is bytes: UTF-8 keeps any path; astropy decodes it
+        if bare[name].dtype.kind == "U":
+            bare[name] = np.char.encode(np.asarray(bare[name]), "utf-8", "surrogateescape")
     hdu = fits.table_to_hdu(bare)
     hdu.name = EXTNAME
     for i, name in enumerate(out.colnames, start=1):

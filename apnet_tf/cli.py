@@ -390,11 +390,15 @@ def infer(
         ctx: typer.Context,
         model: Annotated[str, typer.Option(
             help="Run folder, .keras file, exported SavedModel or .tflite file")],
-        spectra: Annotated[list[str], typer.Option(
-            "--spectra", help="apStar files, folders, globs, or record folders")],
         out_path: Annotated[str, typer.Option(
             "--out", help="Catalog to write, .csv or .fits (an existing file is replaced, "
                           "whole, once the new one is complete)")],
+        spectra: Annotated[Optional[list[str]], typer.Option(
+            "--spectra", help="apStar files, folders, globs, or record folders")] = None,
+        table: Annotated[Optional[str], typer.Option(
+            help="allStar/allField FITS table listing the apStar files (with --root)")] = None,
+        root: Annotated[Optional[str], typer.Option(
+            help="Folder with the SAS layout TELESCOPE/FIELD/FILE of --table's files")] = None,
         mc: Annotated[Optional[int], typer.Option(
             help="Monte Carlo realizations per star, 0 = none"
             "  [default: 100; 0 for .tflite]")] = None,
@@ -404,27 +408,25 @@ def infer(
         mc_dropout: Annotated[bool, typer.Option("--mc-dropout", help="Add MC-dropout spread")] = False,
         seed: Annotated[Optional[int], typer.Option(
             help="Random seed of the noise draws  [default: a fresh seed each run]")] = None,
+        engine: Annotated[str, typer.Option(help="local, or ray (Ray Data; pip install 'apnet-tf[ray]')")] = "local",
+        ray_address: Annotated[Optional[str], typer.Option(
+            "--ray-address", help="Ray cluster to join (default: a local Ray instance)")] = None,
+        workers: Annotated[Optional[int], typer.Option(
+            help="Processes reading FITS files ahead of the model [default: one per core]")] = None,
 ) -> None:
     """Predict Teff, log g and [Fe/H] with uncertainties and write a catalog.
 
     Finished batches are kept in OUT.parts/ until the catalog is written, so re-running a killed
-    command resumes it.
+    command resumes it (only if the model's content, the inputs and every option are the same).
     """
-    import shutil
+    from .infer_job import run_infer
 
-    from .inference import load_model, predict_catalog, write_catalog
-
-    spectra = _with_extra_paths(spectra, ctx)
-    loaded = load_model(model)
-    if mc is None:
-        mc = 0 if loaded.kind == "tflite" else 100
-    work_dir = out_path + ".parts"
+    spectra = _with_extra_paths(spectra or [], ctx)
     with progress_bar("infer") as update:
-        result = predict_catalog(loaded, spectra, mc=mc, batch_size=batch_size,
-                                 calibrated=calibrated, mc_dropout=mc_dropout, seed=seed,
-                                 work_dir=work_dir, on_progress=update)
-    write_catalog(result.catalog, out_path)
-    shutil.rmtree(work_dir, ignore_errors=True)
+        result = run_infer(model, out_path, spectra, table=table, root=root, mc=mc,
+                           batch_size=batch_size, calibrated=calibrated, mc_dropout=mc_dropout,
+                           seed=seed, engine=engine, ray_address=ray_address, workers=workers,
+                           on_progress=update)
     for line in result.failures:
         console.print(f"[yellow]skipped:[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
     cat = result.catalog

@@ -72,3 +72,40 @@ def content_hash(path: str) -> str:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if needed) for the block, or fail at
+    once if another process holds it. The OS drops the lock when the holder dies, so a killed
+    job never blocks its re-run. The file is removed when the block ends.
+
+    Raises:
+        ApnetError: another process holds the lock; ``what`` names what it protects.
+    """
+    import fcntl
+
+    from .errors import ApnetError
+
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ApnetError(f"{what}: another process is writing it (lock {path}); wait for "
+                             "it to finish or stop it") from None
+        try:  # the previous holder may have removed the file between our open and lock
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.remove(path)
+        os.close(fd)

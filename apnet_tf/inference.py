@@ -8,9 +8,8 @@ CSV or FITS (astropy).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from astropy.table import Table
@@ -18,8 +17,7 @@ from astropy.table import Table
 from .catalog import model_identity, write_catalog  # noqa: F401 (write_catalog: public API)
 from .constants import LABEL_COLUMNS, N_PIXELS, TARGETS
 from .errors import ApnetError, first_line, require_at_least
-from .files import atomic_path, read_json, write_json
-from .spectra import expand_paths, read_apstar
+from .files import read_json
 
 #: Paper 4.1: the (Teff, log g) triangle that selects YSO candidates.
 YSO_TRIANGLE = ((2200.0, 4.4), (4500.0, 3.9), (3200.0, 1.7))
@@ -77,8 +75,10 @@ class LoadedModel:
         return _tflite_rows(self.model, flux)
 
     def monte_carlo(self, flux, err, bad, realizations: int, mc_dropout: bool = False,
-                    calibrated: bool = False) -> dict[str, np.ndarray]:
-        from .uncertainty import MonteCarloPredictor, noise_scale, summarize
+                    calibrated: bool = False, seed=None) -> dict[str, np.ndarray]:
+        """``seed``: None, an int, or a pair of ints (the job's seed, the batch) that fixes the
+        noise draws; a SavedModel's signature draws its own."""
+        from .uncertainty import MonteCarloPredictor, noise_scale, stateless_seed, summarize
         from .uncertainty import realizations as draw
 
         if calibrated and self.calibration is None:
@@ -90,7 +90,7 @@ class LoadedModel:
                             if calibrated else
                             MonteCarloPredictor(self.model, realizations, mc_dropout=mc_dropout))
                 self._mc_key = key
-            return self._mc(flux, err, bad)
+            return self._mc(flux, err, bad, seed=seed)
         if mc_dropout or calibrated:
             raise ApnetError(f"{self.path}: MC dropout and calibration need the Keras model "
                              "(a run folder); exported models carry input noise only")
@@ -104,7 +104,8 @@ class LoadedModel:
         # TFLite: draw the realizations with TensorFlow, run them through the interpreter in
         # batches of rows, and summarise with TFP.
         x = draw(tf.constant(flux, tf.float32),
-                 noise_scale(tf.constant(err, tf.float32), tf.constant(bad)), realizations)
+                 noise_scale(tf.constant(err, tf.float32), tf.constant(bad)), realizations,
+                 seed=None if seed is None else stateless_seed(seed))
         rows = _tflite_rows(self.model, x.numpy())
         samples = tf.reshape(tf.constant(rows), [len(flux), realizations, 3])
         return {k: v.numpy() for k, v in summarize(samples).items()}
@@ -225,91 +226,6 @@ def read_normalization(path: str) -> dict | None:
     return norm
 
 
-@dataclasses.dataclass
-class Batch:
-    """A batch of spectra and what the catalog needs of them. Arrays have B rows."""
-
-    apogee_id: np.ndarray
-    flux: np.ndarray  # (B, 8575)
-    err: np.ndarray  # (B, 8575)
-    bad: np.ndarray  # (B, 8575) bool
-    snr: np.ndarray
-    ra: np.ndarray
-    dec: np.ndarray
-    source: np.ndarray  # the apStar file, or the record shard, each row was read from
-    labels: np.ndarray | None = None  # (B, 3) when the input is labelled records
-    split: np.ndarray | None = None
-    category: np.ndarray | None = None
-
-
-def _is_records(path: str) -> bool:
-    """A record folder, finished (manifest.json) or not (its marker; reading it then says so)."""
-    from .folders import marker
-
-    return os.path.isdir(path) and (os.path.exists(os.path.join(path, "manifest.json"))
-                                    or (marker(path) or {}).get("kind") == "records")
-
-
-def iter_batches(inputs: Sequence[str], batch_size: int = 256,
-                 failures: list[str] | None = None,
-                 split_filter: Sequence[str] | None = None) -> Iterator[Batch]:
-    """Stream batches from apStar files/folders/globs and record folders.
-
-    Unreadable files are appended to ``failures`` (one line each) and skipped. ``split_filter``
-    keeps only those splits of record folders (labelled stars only).
-    """
-    failures = failures if failures is not None else []
-    records = [p for p in inputs if _is_records(p)]
-    fits_inputs = [p for p in inputs if not _is_records(p)]
-    for rec, shard in ((r, s) for r in records for s in _shards(r, split_filter)):
-        from .records import make_dataset
-
-        for ex, labels in make_dataset(rec, batch_size=batch_size, features=None,
-                                       splits=split_filter, labeled_only=bool(split_filter),
-                                       shards=[shard]):
-            labels = labels.numpy()
-            yield Batch(ex["apogee_id"].numpy().astype(str), ex["flux"].numpy(),
-                        ex["err"].numpy(), ex["bad"].numpy(), ex["snr"].numpy(),
-                        ex["ra"].numpy(), ex["dec"].numpy(),
-                        np.full(len(labels), shard, dtype=object), labels,
-                        ex["split"].numpy().astype(str), ex["category"].numpy().astype(str))
-    paths = expand_paths(fits_inputs) if fits_inputs else []
-    for i in range(0, len(paths), batch_size):
-        specs = []
-        for path in paths[i:i + batch_size]:
-            try:
-                specs.append(read_apstar(path))
-            except ApnetError as exc:
-                failures.append(str(exc))
-        if specs:
-            yield Batch(np.array([s.apogee_id for s in specs]), np.stack([s.flux for s in specs]),
-                        np.stack([s.err for s in specs]), np.stack([s.bad for s in specs]),
-                        np.array([s.snr for s in specs]), np.array([s.ra for s in specs]),
-                        np.array([s.dec for s in specs]),
-                        np.array([s.path for s in specs], dtype=object))
-
-
-def _shards(records_dir: str, split_filter: Sequence[str] | None) -> list[str]:
-    """The record shards to read, one at a time so that each row knows its shard (FILE)."""
-    from .records import shard_paths
-
-    return shard_paths(records_dir, split_filter)
-
-
-def count_inputs(inputs: Sequence[str], split_filter: Sequence[str] | None = None) -> int:
-    """Number of spectra the inputs hold (records from their manifests)."""
-    from .records import count_records
-
-    n = 0
-    fits_inputs = []
-    for p in inputs:
-        if _is_records(p):
-            n += count_records(p, split_filter)
-        else:
-            fits_inputs.append(p)
-    return n + (len(expand_paths(fits_inputs)) if fits_inputs else 0)
-
-
 def in_triangle(teff, logg, triangle=YSO_TRIANGLE) -> np.ndarray:
     """Bool: (teff, logg) inside the triangle (paper 4.1); NaN gives False."""
     (x1, y1), (x2, y2), (x3, y3) = triangle
@@ -358,55 +274,83 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
                     batch_size: int = 256, calibrated: bool = False, mc_dropout: bool = False,
                     seed: int | None = None, split_filter: Sequence[str] | None = None,
                     work_dir: str | None = None,
-                    on_progress: Callable[[int, int], None] | None = None) -> InferenceResult:
+                    on_progress: Callable[[int, int], None] | None = None,
+                    workers: int = 0, listing=None) -> InferenceResult:
     """Predict Teff, log g, [Fe/H] (with Monte Carlo sigmas when mc > 0) for every input spectrum.
 
     Args:
         mc: realizations per star (paper: 100); 0 gives point predictions and NaN sigmas.
         calibrated: use the run's calibration (MC dropout plus a per-parameter sigma scale).
         mc_dropout: add MC-dropout spread in quadrature (without a calibration scale).
+        seed: the noise draws of batch k come from (seed, k): the same seed gives the same
+            catalog however the job is cut, resumed or spread. None draws one.
         split_filter: for record folders, keep only the labelled stars of these splits.
-        work_dir: keep each finished batch here; a re-run with the same arguments reuses them
-            instead of predicting again, so a killed job resumes where it stopped.
+        work_dir: keep each finished batch here; a re-run reuses them only if the model's
+            content, the inputs and every setting are the same (see ``workdir``).
+        workers: processes that read FITS files ahead of the model; 0 reads them in this
+            process. Worker processes are started with ``spawn``: a script that uses them needs
+            Python's ``if __name__ == "__main__":`` guard.
+        listing: (paths, {column: values}) from an input table (``survey_table``).
 
     Returns:
         The catalog (paper Table 4 columns, percentiles, flags; labels, split and category when
-        the input is labelled records) and one line per unreadable file.
+        the input is labelled records) and one line per unreadable file or missing input.
     """
     require_at_least(mc, 0, "--mc")
     require_at_least(batch_size, 1, "--batch-size")
-    if seed is not None:
+    from . import workdir as wd
+    from .reading import iter_units, plan_units
+
+    plan = plan_units(inputs, batch_size, split_filter, listing)
+    settings = {"mc": mc, "batch_size": batch_size, "calibrated": calibrated,
+                "mc_dropout": mc_dropout, "seed": seed, "splits": list(split_filter or [])}
+    seed = wd.prepare(work_dir, model, plan, settings) if work_dir else wd.new_seed(seed)
+    if seed is not None and mc_dropout:
         import keras
 
-        keras.utils.set_random_seed(seed)
-    total = count_inputs(inputs, split_filter)
-    failures: list[str] = []
-    cols: dict[str, list] = {}
-    done = 0
-    if work_dir:
-        _prepare_work_dir(work_dir, {
-            "inputs": [os.path.abspath(p) for p in inputs], "model": os.path.abspath(model.path),
-            "mc": mc, "batch_size": batch_size, "calibrated": calibrated,
-            "mc_dropout": mc_dropout, "seed": seed, "splits": list(split_filter or [])})
-    for i, batch in enumerate(iter_batches(inputs, batch_size, failures, split_filter)):
-        part_path = os.path.join(work_dir, f"part-{i:06d}.npz") if work_dir else None
-        if part_path and os.path.exists(part_path):
-            with np.load(part_path, allow_pickle=True) as saved:
-                part = {k: saved[k] for k in saved.files}
-        else:
-            part = _predict_part(model, batch, mc, calibrated, mc_dropout)
-            if part_path:
-                with atomic_path(part_path) as tmp:
-                    np.savez(tmp, **part)
-        for key, arr in part.items():
-            cols.setdefault(key, []).append(np.asarray(arr))
-        done += len(batch.apogee_id)
-        if on_progress:
-            on_progress(done + len(failures), total)
-    if not cols:
+        keras.utils.set_random_seed(seed)  # dropout draws are not keyed by batch
+    failures, parts, done = list(plan.failures), [], 0
+    todo = [u for u in plan.units if not (work_dir and wd.has_part(work_dir, u.key))]
+    reader = iter_units(todo, workers)
+    try:
+        for unit in plan.units:
+            part = wd.load_part(work_dir, unit.key) if work_dir else None
+            if part is None:
+                got, batch, bad_files = next(reader)
+                assert got.key == unit.key
+                part = unit_part(model, batch, bad_files, mc, calibrated, mc_dropout,
+                                 (seed, unit.key))
+                if work_dir:
+                    wd.save_part(work_dir, unit.key, part)
+            failures.extend(str(f) for f in part.pop("_failures"))
+            if part:
+                parts.append(part)
+            done += len(unit.paths) if unit.kind == "fits" else len(part.get("APOGEE_ID", ()))
+            if on_progress:
+                on_progress(min(done, plan.total), plan.total)
+    finally:
+        reader.close()
+    return InferenceResult(catalog_from_parts(parts, failures, model, mc), failures)
+
+
+def unit_part(model: LoadedModel, batch, failures: list[str], mc: int, calibrated: bool,
+              mc_dropout: bool, seed) -> dict[str, np.ndarray]:
+    """The catalog columns of one unit's batch (none if no file was readable), and its
+    unreadable files under "_failures"."""
+    part = {} if batch is None else _predict_part(model, batch, mc, calibrated, mc_dropout, seed)
+    part["_failures"] = np.array(failures, dtype=object)
+    return part
+
+
+def catalog_from_parts(parts: list[dict], failures: list[str], model: LoadedModel,
+                       mc: int) -> Table:
+    """One astropy Table from the parts of the units, in unit order."""
+    if not parts:
         raise ApnetError("no spectrum could be read: " + (failures[0] if failures else
                                                            "the inputs hold none"))
-    table = Table({k: np.concatenate(v) for k, v in cols.items()})
+    names = list(dict.fromkeys(k for p in parts for k in p))  # records add label columns
+    table = Table({k: np.concatenate([p[k] if k in p else _blank(parts, k, len(p["TEFF"]))
+                                      for p in parts]) for k in names})
     for k, unit in zip(LABEL_COLUMNS, ("K", "dex", "dex")):
         for suffix in ("", "_ERR"):
             # 'dex' is no FITS unit, so it goes into the description where FITS keeps it
@@ -414,31 +358,29 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
     table.meta["TARGETS"] = ",".join(TARGETS)
     table.meta["MC"] = mc
     table.meta.update(model_identity(model.path))
-    return InferenceResult(table, failures)
+    return table
 
 
-def _prepare_work_dir(work_dir: str, settings: dict) -> None:
-    """Create work_dir; empty it if it holds batches made with other settings."""
-    path = os.path.join(work_dir, "settings.json")
-    if os.path.exists(path) and read_json(path) != json.loads(json.dumps(settings)):
-        import shutil
+def _predict_part(model: LoadedModel, batch, mc: int, calibrated: bool,
+                  mc_dropout: bool, seed=None) -> dict[str, np.ndarray]:
+    """The catalog columns of one batch; ``seed`` (a pair of ints) keys its noise draws.
 
-        shutil.rmtree(work_dir)
-    os.makedirs(work_dir, exist_ok=True)
-    write_json(path, settings)
-
-
-def _predict_part(model: LoadedModel, batch: Batch, mc: int, calibrated: bool,
-                  mc_dropout: bool) -> dict[str, np.ndarray]:
-    """The catalog columns of one batch."""
+    A spectrum with no usable pixel (no finite flux or no finite error) gets NaN values and
+    sigmas and the BAD flag: the network would otherwise give it a confident number.
+    """
     if mc > 0:
-        res = model.monte_carlo(batch.flux, batch.err, batch.bad, mc, mc_dropout, calibrated)
+        res = model.monte_carlo(batch.flux, batch.err, batch.bad, mc, mc_dropout, calibrated,
+                                seed=seed)
         value, sigma = res["mean"], res["std"]
         pct = {p: res[p] for p in ("p16", "p50", "p84") if p in res}
     else:
         value = model.predict(batch.flux)
         sigma = np.full_like(value, np.nan)
         pct = {}
+    dead = np.asarray(batch.bad).all(axis=1)
+    if dead.any():
+        value, sigma = _nan_rows(value, dead), _nan_rows(sigma, dead)
+        pct = {p: _nan_rows(v, dead) for p, v in pct.items()}
     part = {"APOGEE_ID": batch.apogee_id, "RA": batch.ra, "DEC": batch.dec}
     for k, col in enumerate(LABEL_COLUMNS):
         part[col] = value[:, k]
@@ -453,5 +395,21 @@ def _predict_part(model: LoadedModel, batch: Batch, mc: int, calibrated: bool,
         for k, col in enumerate(LABEL_COLUMNS):
             part[f"{col}_LABEL"] = batch.labels[:, k]
         part["SPLIT"], part["CATEGORY"] = batch.split, batch.category
+    part.update(batch.extra or {})
     part["FILE"] = batch.source
     return part
+
+
+def _blank(parts: list[dict], name: str, n: int) -> np.ndarray:
+    """n empty values (NaN, False or "") for a column that other parts have."""
+    like = next(p[name] for p in parts if name in p)
+    if like.dtype.kind in "fc":
+        return np.full(n, np.nan, like.dtype)
+    return np.zeros(n, bool) if like.dtype.kind == "b" else np.full(n, "", dtype=object)
+
+
+def _nan_rows(arr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    out = np.array(arr, dtype=np.result_type(arr.dtype, np.float32))
+    out[rows] = np.nan
+    return out
+

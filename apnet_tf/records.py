@@ -26,7 +26,8 @@ from .errors import ApnetError, first_line
 from .files import atomic_path, read_json, write_json
 from .folders import claim, remove_made
 from .labels import load_labels, match_report
-from .spectra import DEFAULT_MASK_BITS, Spectrum, expand_paths, read_apogee_id, read_apstar
+from .reading import read_many
+from .spectra import DEFAULT_MASK_BITS, Spectrum, expand_paths, read_apogee_id
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -260,11 +261,10 @@ def _write_shard(final: str, members: list[_Item], fingerprint: str,
     try:
         with atomic_path(final) as tmp:
             with tf.io.TFRecordWriter(tmp, options) as writer:
-                for it in members:
-                    try:
-                        spec = read_apstar(it.path, mask_bits)
-                    except ApnetError as exc:
-                        side["failures"].append(str(exc))
+                read = read_many([it.path for it in members], mask_bits)
+                for it, (_, spec, error) in zip(members, read):
+                    if spec is None:
+                        side["failures"].append(error)
                     else:
                         writer.write(encode_example(spec, it.labels, it.category or "", it.split))
                         known = [float(v) if np.isfinite(v) else None for v in it.labels]

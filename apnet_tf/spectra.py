@@ -176,11 +176,13 @@ def _id_from_name(path: str) -> str:
     return stem.split("-", 2)[-1] if stem.startswith("apStar") else stem
 
 
-def expand_paths(paths: Iterable[str | os.PathLike]) -> list[str]:
+def expand_paths(paths: Iterable[str | os.PathLike], missing: list[str] | None = None,
+                 ) -> list[str]:
     """Files, folders (their FITS files) and glob patterns, as one sorted, de-duplicated list.
 
     Raises:
-        ApnetError: a path matches nothing.
+        ApnetError: a path matches nothing, unless ``missing`` is given: then a line naming it
+            is appended there and the other paths go on.
     """
     found: list[str] = []
     for raw in paths:
@@ -192,7 +194,9 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[str]:
         else:
             hits = glob.glob(p)
         if not hits:
-            raise ApnetError(f"{p}: matches no file")
+            if missing is None:
+                raise ApnetError(f"{p}: matches no file")
+            missing.append(f"{p}: matches no file")
         found.extend(hits)
     return sorted(dict.fromkeys(os.path.normpath(f) for f in found))
 

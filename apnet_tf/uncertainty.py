@@ -65,6 +65,13 @@ def realizations(flux: tf.Tensor, scale: tf.Tensor, r: int, seed=None) -> tf.Ten
     return tf.reshape(noisy, tf.stack([b * r, n]))
 
 
+def stateless_seed(seed) -> np.ndarray:
+    """A (2,) int64 seed for ``tf.random.stateless_*`` from an int or a tuple of ints (e.g. a
+    job's seed and a batch number): different tuples give independent streams."""
+    ints = [int(v) % 2**64 for v in np.atleast_1d(seed)]
+    return (np.random.SeedSequence(ints).generate_state(2, np.uint64) >> 1).astype(np.int64)
+
+
 def summarize(samples: tf.Tensor) -> dict[str, tf.Tensor]:
     """TFP summaries of (B, R, 3) samples: mean, std, p16, p50, p84, each (B, 3)."""
     pct = tfp.stats.percentile(samples, [16.0, 50.0, 84.0], axis=1, interpolation="linear")
@@ -120,16 +127,16 @@ class MonteCarloPredictor:
         n = model.input_shape[-1]
         spec = tf.TensorSpec([None, n], tf.float32)
         self._fn = tf.function(self._graph, input_signature=[
-            spec, spec, tf.TensorSpec([None, n], tf.bool)])
+            spec, spec, tf.TensorSpec([None, n], tf.bool), tf.TensorSpec([2], tf.int64)])
 
     @classmethod
     def calibrated(cls, model: keras.Model, calibration: Calibration, **kwargs):
         return cls(model, calibration.realizations, mc_dropout=calibration.mc_dropout,
                    scale=calibration.scale, **kwargs)
 
-    def _graph(self, flux, err, bad):
+    def _graph(self, flux, err, bad, seed):
         b = tf.shape(flux)[0]
-        x = realizations(flux, noise_scale(err, bad, self.cap), self.r)
+        x = realizations(flux, noise_scale(err, bad, self.cap), self.r, seed=seed)
         samples = tf.reshape(self.model(x, training=False), tf.stack([b, self.r, 3]))
         out = summarize(samples)
         if self.mc_dropout:
@@ -139,8 +146,9 @@ class MonteCarloPredictor:
             out["std"] = tf.sqrt(tf.square(out["std"]) + tf.square(out["std_dropout"]))
         return out
 
-    def __call__(self, flux, err, bad=None) -> dict[str, np.ndarray]:
-        """flux, err: (B, 8575); bad: bool (B, 8575) or None (then err >= 1e9 is bad).
+    def __call__(self, flux, err, bad=None, seed=None) -> dict[str, np.ndarray]:
+        """flux, err: (B, 8575); bad: bool (B, 8575) or None (then err >= 1e9 is bad); seed:
+        None (fresh draws), an int or a tuple of ints (the same seed, the same draws).
 
         Returns mean, std, p16, p50, p84 (and std_dropout with MC dropout), each (B, 3), in
         physical units; std is multiplied by the calibration scale when there is one.
@@ -151,8 +159,11 @@ class MonteCarloPredictor:
         parts = []
         for i in range(0, len(flux), self.stars_per_call):
             sl = slice(i, i + self.stars_per_call)
+            key = stateless_seed((*np.atleast_1d(seed), i)) if seed is not None else \
+                np.random.default_rng().integers(0, 2**62, 2)
             parts.append({k: v.numpy() for k, v in self._fn(
-                tf.constant(flux[sl]), tf.constant(err[sl]), tf.constant(bad[sl])).items()})
+                tf.constant(flux[sl]), tf.constant(err[sl]), tf.constant(bad[sl]),
+                tf.constant(key, tf.int64)).items()})
         out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
         if self.scale is not None and out:
             out["std"] = out["std"] * self.scale
