@@ -62,6 +62,8 @@ def column_info() -> dict[str, tuple[str, str]]:
         "SPLIT": ("", "record split: train, dev, test or unlabeled"),
         "CATEGORY": ("", "label source: payne, mstar, yso, ... (make-records)"),
         "FILE": ("", "apStar file or TFRecord shard the spectrum was read from"),
+        "TELESCOPE": ("", "telescope of the input table's row (infer --table)"),
+        "FIELD": ("", "APOGEE field of the input table's row (infer --table)"),
     })
     return info
 

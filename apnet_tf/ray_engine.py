@@ -15,6 +15,7 @@ paths on every node (a shared file system).
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from collections.abc import Callable, Sequence
@@ -81,7 +82,9 @@ def predict_catalog_ray(model: str, inputs: Sequence[str], mc: int = 100, batch_
     seed = wd.prepare(work_dir, loaded, plan, settings) if work_dir else wd.new_seed(seed)
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING,
                  runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # infer reports progress itself
     parts = {u.key: wd.load_part(work_dir, u.key) for u in plan.units if work_dir
              and wd.has_part(work_dir, u.key)}
     todo = [u for u in plan.units if u.key not in parts]
@@ -115,9 +118,12 @@ def _run(ray, units: list[Unit], model: str, args: tuple, actors: int | None, pr
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     n = actors or (gpus if gpus else max(1, int(resources.get("CPU", 1)) // 4))
+    ray.data.DataContext.get_current().enable_progress_bars = False
     items = [{"key": u.key, "unit": pickle.dumps(u)} for u in units]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
-    ds = ds.map(_read, num_cpus=1, max_retries=3)
+    # Reading is light next to the model: a fraction of a CPU per read task lets them run
+    # beside actors that hold every CPU of a small cluster.
+    ds = ds.map(_read, num_cpus=0.25, max_retries=3)
     ds = ds.map_batches(predictor, batch_size=1, concurrency=min(n, len(units)),
                         num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1,
                         fn_constructor_args=(os.path.abspath(model), *args),

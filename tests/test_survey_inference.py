@@ -141,7 +141,7 @@ def test_a_missing_input_is_skipped_with_exit_2(models, stars, tmp_path):
                                    "--out", str(out), "--mc", "0"])
     assert res.exit_code == 2, res.output
     assert "nonexistent.fits" in res.output
-    assert len(Table.read(out)) == 24
+    assert len(Table.read(out, format="ascii.ecsv")) == 24
 
 
 def test_a_spectrum_without_finite_flux_or_error_is_bad_and_nan(models, stars, tmp_path):
@@ -200,3 +200,31 @@ def test_content_hash_of_files_and_folders(tmp_path):
     assert content_hash(str(tmp_path / "d")) == first
     (tmp_path / "d" / "a").write_bytes(b"3")
     assert content_hash(str(tmp_path / "d")) != first
+
+
+def test_table_and_root_read_the_sas_layout(models, stars, tmp_path):
+    from astropy.io import fits
+
+    files = sorted(stars.glob("*.fits"))[:6]
+    rows = []
+    for i, f in enumerate(files):
+        tel, field = ("apo25m", "M67") if i % 2 else ("lco25m", "NGC 6791")
+        (tmp_path / "sas" / tel / field).mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, tmp_path / "sas" / tel / field / f.name)
+        rows.append((f"2M-TABLE-{i}", tel, field, f.name))
+    rows.append(("2M-GONE", "apo25m", "M67", "apStar-r12-2M-GONE.fits"))
+    cols = [fits.Column(name=n, format="64A", array=[r[k] for r in rows])
+            for k, n in enumerate(("APOGEE_ID", "TELESCOPE", "FIELD", "FILE"))]
+    cols.append(fits.Column(name="SNR", format="E", array=np.arange(len(rows))))
+    fits.BinTableHDU.from_columns(cols).writeto(tmp_path / "allStar.fits")
+    out = tmp_path / "cat.fits"
+    res = CliRunner().invoke(app, ["infer", "--model", str(models[0]), "--table",
+                                   str(tmp_path / "allStar.fits"), "--root",
+                                   str(tmp_path / "sas"), "--out", str(out), "--mc", "0"])
+    assert res.exit_code == 2, res.output
+    assert "2M-GONE" in res.output and "1 file(s) skipped" in res.output
+    cat = Table.read(out)
+    assert list(cat["APOGEE_ID"]) == [r[0] for r in rows[:6]]
+    assert list(cat["TELESCOPE"]) == [r[1] for r in rows[:6]]
+    assert list(cat["FIELD"]) == [r[2] for r in rows[:6]]
+    assert np.isfinite(np.asarray(cat["TEFF"])).all()
