@@ -84,7 +84,6 @@ def predict_catalog_ray(model: str, inputs: Sequence[str], mc: int = 100, batch_
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.WARNING,
                  runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})
-    logging.getLogger("ray.data").setLevel(logging.ERROR)  # infer reports progress itself
     parts = {u.key: wd.load_part(work_dir, u.key) for u in plan.units if work_dir
              and wd.has_part(work_dir, u.key)}
     todo = [u for u in plan.units if u.key not in parts]
@@ -118,15 +117,19 @@ def _run(ray, units: list[Unit], model: str, args: tuple, actors: int | None, pr
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     n = actors or (gpus if gpus else max(1, int(resources.get("CPU", 1)) // 4))
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = ctx.print_on_execution_start = False  # infer shows progress
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # set after ray.data's own set-up
     items = [{"key": u.key, "unit": pickle.dumps(u)} for u in units]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     # Reading is light next to the model: a fraction of a CPU per read task lets them run
     # beside actors that hold every CPU of a small cluster.
-    ds = ds.map(_read, num_cpus=0.25, max_retries=3)
-    ds = ds.map_batches(predictor, batch_size=1, concurrency=min(n, len(units)),
+    ds = ds.map(_read, num_cpus=0.25)
+    # Ray Data restarts a dead actor and retries its batch by default (max_restarts=-1,
+    # max_task_retries=-1); the parts are keyed by unit, so a retry cannot duplicate rows.
+    ds = ds.map_batches(predictor, batch_size=1,
+                        compute=ray.data.ActorPoolStrategy(size=min(n, len(units))),
                         num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1,
-                        fn_constructor_args=(os.path.abspath(model), *args),
-                        max_restarts=-1, max_task_retries=-1)
+                        fn_constructor_args=(os.path.abspath(model), *args))
     for row in ds.iter_rows():
         yield int(row["key"]), pickle.loads(row["part"])

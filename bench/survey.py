@@ -9,6 +9,7 @@ the real architecture, which costs the same as a trained one):
   the old way) and read ahead by worker processes, plain and with --mc 100;
 * with ``--ray``, the same through ``--engine ray`` on a local Ray instance.
 
+Also files/s of ``read_apstar`` on the 24 real DR13 files against the old full astropy read.
 Then peak RSS of ``apnet-tf infer --mc 0`` (a fresh process each) on ``--rss`` file counts;
 the files beyond the survey are symbolic links to it, which read the same as distinct files.
 
@@ -103,6 +104,36 @@ def _ray_rates(files: list[str], sub: list[str]) -> dict:
     return out
 
 
+def read_rates(seconds: float = 3.0) -> dict:
+    """files/s of ``read_apstar`` on the real DR13 files, one core, against a full astropy read
+    of HDUs 1-3 as the old reader did it (the reference)."""
+    import glob
+
+    from astropy.io import fits
+
+    from apnet_tf.spectra import read_apstar
+
+    data = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+    files = sorted(glob.glob(os.path.join(data, "apogee_dr13", "apStar", "apStar-*.fits")))
+    if not files:
+        return {}
+
+    def full(path):
+        with fits.open(path, memmap=False) as hdul:
+            return [hdul[k].data for k in (1, 2, 3)], hdul[0].header["OBJID"]
+
+    out = {}
+    for name, fn in (("astropy_full_read", full), ("read_apstar", read_apstar)):
+        fn(files[0])
+        n, t = 0, time.perf_counter()
+        while time.perf_counter() - t < seconds:
+            for f in files:
+                fn(f)
+            n += len(files)
+        out[name] = n / (time.perf_counter() - t)
+    return out
+
+
 def _linked(spectra: str, n: int) -> str:
     """A folder of n apStar names, symbolic links cycling through the survey's files."""
     from apnet_tf.spectra import expand_paths
@@ -155,8 +186,9 @@ def main() -> None:
     ap.add_argument("--ray", action="store_true", help="also measure --engine ray")
     args = ap.parse_args()
     spectra, records = survey_records(args.n)
+    reads = read_rates()
     rates = throughput(spectra, records, args.n, args.mc_n, args.ray)
-    result = {"machine": machine(), "spectra_per_s": rates,
+    result = {"machine": machine(), "real_dr13_files_per_s": reads, "spectra_per_s": rates,
               "ratio_to_model": {k: v / rates["model"] for k, v in rates.items()
                                  if "mc" not in k},
               "ratio_to_mc_alone": {k: v / rates["mc_alone"] for k, v in rates.items()
