@@ -191,6 +191,23 @@ def fit_cmd(
         precision: Annotated[Optional[str], typer.Option(
             help="auto (bfloat16 where the hardware has it), float32 or mixed_bfloat16"
             "  [default: float32]")] = None,
+        lr_plateau_patience: Annotated[Optional[int], typer.Option(
+            help="Halve the learning rate after this many epochs without dev improvement; "
+                 "0 = off  [default: 3; 0 with --recipe paper]")] = None,
+        noise_augment: Annotated[Optional[bool], typer.Option(
+            "--noise-augment/--no-noise-augment",
+            help="Add fresh per-pixel noise (paper 3.5 scale) to the training spectra each "
+                 "epoch  [default: on; off with --recipe paper]")] = None,
+        finetune_learning_rate: Annotated[Optional[float], typer.Option(
+            help="Learning rate at the start of each fine-tuning round"
+                 "  [default: 0.0001; 0.001 with --recipe paper]")] = None,
+        finetune_dev_tolerance: Annotated[Optional[float], typer.Option(
+            help="A round may worsen the whole-dev loss by at most this fraction"
+                 "  [default: 0.05]")] = None,
+        deterministic: Annotated[Optional[bool], typer.Option(
+            "--deterministic/--no-deterministic",
+            help="TensorFlow op determinism: same seed, bit-identical weights (slower)"
+                 "  [default: off]")] = None,
         seed: Annotated[Optional[int], typer.Option(help="Random seed  [default: 0]")] = None,
 ) -> None:
     """Train APOGEE Net: pretrain on all stars, then the paper's rolling 5% Payne fine-tuning."""
@@ -200,8 +217,11 @@ def fit_cmd(
                      momentum=momentum, batch_size=batch_size, dropout=dropout,
                      input_scaling=input_scaling, initializer=initializer, patience=patience,
                      finetune_patience=finetune_patience, finetune_fraction=finetune_fraction,
-                     finetune_max_rounds=finetune_max_rounds,
-                     precision=precision, seed=seed)
+                     finetune_max_rounds=finetune_max_rounds, precision=precision,
+                     lr_plateau_patience=lr_plateau_patience, noise_augment=noise_augment,
+                     finetune_learning_rate=finetune_learning_rate,
+                     finetune_dev_tolerance=finetune_dev_tolerance, deterministic=deterministic,
+                     seed=seed)
     result = _run_fit(records, out_dir, stage, rec, resume, strategy, overwrite)
     out.print(f"best model: {os.path.join(out_dir, 'best.keras')}")
     out.print("Table 3, scatter between labels and predictions:")

@@ -174,6 +174,28 @@ def catalog_arrays(table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return labels, pred, sigma
 
 
+def table_std(loaded) -> list[float]:
+    """The run's train-split target std (3,) that Table 2 standardises with.
+
+    From the run's normalization.json, else from the de-standardisation layer a Keras model
+    carries. Never from the evaluated set: its own scatter would make Table 2 incomparable with
+    the run's.
+
+    Raises:
+        ApnetError: neither is available (a SavedModel or TFLite file without its run).
+    """
+    std = (loaded.normalization or {}).get("std")
+    if not std and loaded.kind == "keras":
+        try:
+            std = loaded.model.get_layer("labels").std
+        except ValueError:
+            std = None
+    if not std or len(std) != 3:
+        raise ApnetError(f"{loaded.path}: no normalization.json with the run's target std, which "
+                         "Table 2 standardises with; evaluate the run folder or its .keras model")
+    return [float(s) for s in std]
+
+
 def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int = 100,
              seed: int = 0, splits=SPLITS, on_progress=None) -> dict:
     """Tables 2 and 3, 1-sigma coverage, and the PNG figures for any model and record set.
@@ -195,13 +217,13 @@ def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int 
     require_at_least(realizations, 2, "--mc")  # coverage needs a spread
     os.makedirs(out_dir, exist_ok=True)
     loaded = load_model(model_path)
+    std = table_std(loaded)
     keras.utils.set_random_seed(seed)
     splits = tuple(splits)
     raw = predict_catalog(loaded, [records_dir], mc=realizations, on_progress=on_progress,
                           split_filter=splits).catalog
     labels, pred, sigma = catalog_arrays(raw)
     cats, where = np.asarray(raw["CATEGORY"]).astype(str), np.asarray(raw["SPLIT"]).astype(str)
-    std = (loaded.normalization or {}).get("std") or np.nanstd(labels, axis=0)
     table2, table3 = evaluation_tables(pred, labels, cats, where, std)
     rows = {}
     for split in splits:

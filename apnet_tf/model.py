@@ -147,11 +147,17 @@ def flatten_length(n_pixels: int = N_PIXELS) -> int:
 
 @keras.saving.register_keras_serializable(package="apnet_tf")
 class MaskedStandardizedMSE(keras.losses.Loss):
-    """MSE in standardised units over the labels that are present.
+    """MSE in standardised units over the labels that are present: the loss of paper Table 2.
 
     ``y_true`` is (B, 3) in physical units with NaN where a label is missing; missing labels add
-    nothing to the loss, rather than being filled in. ((pred - true) / std)^2 equals the paper's
-    MSE on standardised targets (eq. 4) because the mean cancels.
+    nothing to the loss, rather than being filled in. ((pred - true) / std)^2 is the paper's
+    squared error on standardised targets (eq. 4) because the mean cancels. Every present label
+    weighs the same, so a batch's loss is sum((pred - true)^2 / std^2) over its present labels
+    divided by their number: ``evaluation.standardized_mse`` of the batch, and the paper's MSE
+    when no label is missing. (Keras averages per-star values over the batch, so each star is
+    given its squared errors times B / (present labels in the batch).) Over several batches Keras
+    logs the mean of the batch losses, which equals ``standardized_mse`` of the whole set when
+    the batches are equally complete.
     """
 
     def __init__(self, std, name: str = "masked_standardized_mse", **kwargs):
@@ -162,9 +168,9 @@ class MaskedStandardizedMSE(keras.losses.Loss):
         present = tf.math.is_finite(y_true)
         diff = (y_pred - tf.where(present, y_true, y_pred)) / tf.constant(self.std, y_pred.dtype)
         sq = tf.where(present, tf.square(diff), tf.zeros_like(diff))
-        n = tf.reduce_sum(tf.cast(present, sq.dtype), axis=-1)
-        # Per-star mean over its present labels; a star with none contributes 0.
-        return tf.math.divide_no_nan(tf.reduce_sum(sq, axis=-1), n)
+        n_present = tf.reduce_sum(tf.cast(present, sq.dtype))
+        stars = tf.cast(tf.shape(sq)[0], sq.dtype)
+        return tf.math.divide_no_nan(tf.reduce_sum(sq, axis=-1) * stars, n_present)
 
     def get_config(self):
         return {**super().get_config(), "std": self.std}

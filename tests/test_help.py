@@ -87,6 +87,12 @@ def test_recipe_defaults_in_help_match_the_recipes():
     assert paper.learning_rate == default.learning_rate
     assert f"[default: {default.patience}]" in fit
     assert f"[default: {default.finetune_patience}]" in fit
+    assert f"[default: {default.lr_plateau_patience}; {paper.lr_plateau_patience} with" in fit
+    assert f"[default: {default.finetune_learning_rate:g}; {paper.finetune_learning_rate:g} " \
+        "with --recipe paper]" in fit
+    assert f"[default: {default.finetune_max_rounds}]" in fit
+    assert f"[default: {default.finetune_dev_tolerance:g}]" in fit
+    assert default.noise_augment and not paper.noise_augment and not default.deterministic
 
 
 def test_error_messages_keep_square_brackets(capsys):

@@ -187,3 +187,92 @@ def test_mirrored_strategy_on_two_logical_cpus(records, tmp_path):
     assert "REPLICAS 2" in proc.stdout
     assert (tmp_path / "run" / "best.keras").exists()
     assert (tmp_path / "run" / "finetune_rounds.csv").exists()
+
+
+_WORKER = textwrap.dedent("""
+    import json, os, sys
+    records, run, index, ports = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+    os.environ["TF_CONFIG"] = json.dumps({
+        "cluster": {"worker": [f"localhost:{p}" for p in ports]},
+        "task": {"type": "worker", "index": index}})
+    from apnet_tf.training import fit, get_recipe
+    res = fit(records, run, stage="all", strategy="multiworker",
+              recipe=get_recipe("default", epochs=1, finetune_max_rounds=1, batch_size=8))
+    print("EPOCHS", res.epochs)
+""")
+
+
+def _free_ports(n):
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def test_multiworker_strategy_with_two_workers_on_one_shard_per_split(survey, tmp_path):
+    from apnet_tf.inference import load_model
+    from apnet_tf.records import make_records
+
+    # one shard per split: fewer files than workers, where FILE sharding cannot work
+    make_records([str(survey)], str(tmp_path / "records"), labels=str(survey / "labels.csv"),
+                 shards=1)
+    ports = [str(p) for p in _free_ports(2)]
+    tmp_dirs = [tmp_path / "tmp0", tmp_path / "tmp1"]
+    procs = []
+    for i, run in enumerate(("run", "run_worker1")):
+        tmp_dirs[i].mkdir()
+        env = {**os.environ, "TMPDIR": str(tmp_dirs[i])}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", _WORKER, str(tmp_path / "records"), str(tmp_path / run),
+             str(i), *ports], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env))
+    outs = [p.communicate(timeout=900) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+        assert "EPOCHS {'pretrain': 1, 'finetune': 1}" in out
+    # the chief (worker 0) wrote a complete, loadable run ...
+    loaded = load_model(str(tmp_path / "run"))
+    pred = loaded.predict(np.ones((2, 8575), np.float32))
+    assert pred.shape == (2, 3) and np.isfinite(pred).all()
+    assert (tmp_path / "run" / "table2.csv").exists()
+    assert len(pd.read_csv(tmp_path / "run" / "history.csv")) == 2
+    # ... and the other worker wrote nothing: no run folder, its temporary folder removed
+    assert not (tmp_path / "run_worker1").exists()
+    assert list(tmp_dirs[1].iterdir()) == []
+
+
+def test_deterministic_runs_give_bit_identical_weights(records, tmp_path):
+    # op determinism is process-wide and permanent, so it runs in a process of its own
+    script = textwrap.dedent(f"""
+        import numpy as np
+        from apnet_tf.training import fit, get_recipe
+        recipe = get_recipe("default", epochs=1, batch_size=32, deterministic=True)
+        weights = [fit({str(records)!r}, {str(tmp_path)!r} + f"/run{{i}}", stage="pretrain",
+                       recipe=recipe).model.get_weights() for i in range(2)]
+        same = all(np.array_equal(a, b) for a, b in zip(*weights))
+        print("IDENTICAL" if same else "DIFFERENT", len(weights[0]))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "IDENTICAL" in proc.stdout
+
+
+def test_every_recipe_field_is_a_fit_flag():
+    import dataclasses
+
+    import typer.main
+
+    from apnet_tf.cli import app
+    from apnet_tf.training import Recipe
+
+    fit_cmd = next(c for c in app.registered_commands if c.name == "fit")
+    params = {p.name for p in typer.main.get_command_from_info(
+        fit_cmd, pretty_exceptions_short=True, rich_markup_mode=None).params}
+    missing = {f.name for f in dataclasses.fields(Recipe)} - params
+    assert not missing, f"Recipe fields without a fit flag: {sorted(missing)}"

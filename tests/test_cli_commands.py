@@ -1,0 +1,87 @@
+"""One test per command the other CLI tests leave out, run in-process (typer's CliRunner) on the
+session's synthetic survey, records and trained run."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cli_helpers import assert_one_line_error, cli
+
+
+def _ok(res):
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        raise AssertionError(f"{type(res.exception).__name__}: {res.exception}\n{res.output}")
+    assert res.exit_code == 0, res.output
+    return res.stdout
+
+
+def test_infer_on_records_and_on_fits(trained_run, records, apstar_files, tmp_path):
+    from apnet_tf.records import count_records
+
+    out = _ok(cli("infer", "--model", trained_run, "--spectra", records, "--out",
+                  tmp_path / "cat.csv", "--mc", 2, "--seed", 0))
+    n = count_records(str(records))
+    assert f"wrote {n} stars to" in out
+    assert not (tmp_path / "cat.csv.parts").exists()
+    files = apstar_files[:3]
+    _ok(cli("infer", "--model", trained_run, "--spectra", *files, "--out", tmp_path / "real.csv",
+            "--mc", 0))
+    cat = pd.read_csv(tmp_path / "real.csv", comment="#")
+    assert len(cat) == 3 and np.isfinite(cat[["TEFF", "LOGG", "FE_H"]].to_numpy()).all()
+
+
+def test_calibrate_writes_the_runs_calibration(trained_run, records, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    out = _ok(cli("calibrate", "--model", run, "--records", records, "--mc", 4))
+    cal = json.loads((run / "calibration.json").read_text())
+    assert len(cal["scale"]) == 3 and all(s > 0 for s in cal["scale"])
+    assert out.count("scale") == 3
+
+
+def test_evaluate_and_export_and_evaluate_refuses_an_export(trained_run, records, tmp_path):
+    out = _ok(cli("evaluate", "--model", trained_run, "--records", records, "--out",
+                  tmp_path / "ev", "--mc", 2, "--splits", "dev"))
+    assert "Table 2" in out and "Table 3" in out
+    t2 = pd.read_csv(tmp_path / "ev" / "table2.csv", index_col=0)
+    assert np.isfinite(t2.loc["Full", "dev"])
+    out = _ok(cli("export", "--model", trained_run, "--out", tmp_path / "exp", "--tflite", "",
+                  "--mc", 2))
+    assert (tmp_path / "exp" / "1" / "saved_model.pb").exists() and "SavedModel" in out
+    # an export carries no normalization.json: Table 2 would not be the run's
+    assert_one_line_error(cli("evaluate", "--model", tmp_path / "exp", "--records", records,
+                              "--out", tmp_path / "ev2", "--mc", 2), "normalization.json")
+
+
+def test_import_torch_writes_a_run_that_predicts_like_the_torch_network(tmp_path):
+    torch = pytest.importorskip("torch")
+    from apnet_tf.inference import load_model
+    from apnet_tf.torch_reference import appendix_b_network
+
+    torch.manual_seed(0)
+    net = appendix_b_network().eval()
+    torch.save(net.state_dict(), tmp_path / "net.pt")
+    out = _ok(cli("import-torch", tmp_path / "net.pt", "--out", tmp_path / "run",
+                  "--mean", "4500,2.5,-0.1", "--std", "800,1.2,0.3"))
+    assert "wrote" in out
+    flux = np.random.default_rng(0).uniform(0.5, 1.5, (2, 8575)).astype("float32")
+    loaded = load_model(str(tmp_path / "run"))
+    scaled = loaded.model.get_layer("flux_scaling")(flux).numpy()
+    with torch.no_grad():
+        z = net(torch.from_numpy(scaled[:, None, :])).numpy()
+    expect = z * np.array([800, 1.2, 0.3]) + np.array([4500, 2.5, -0.1])
+    np.testing.assert_allclose(loaded.predict(flux), expect, rtol=1e-3, atol=1e-3)
+    assert_one_line_error(cli("import-torch", tmp_path / "net.pt", "--out", tmp_path / "r2",
+                              "--std", "1,2"), "--std")
+
+
+def test_make_labels_writes_the_payne_labels(tmp_path):
+    payne = tmp_path / "payne.csv"
+    payne.write_text("APOGEE_ID,TEFF,LOGG,FE_H\n2M1,4800,2.5,-0.2\n2M2,5200,3.1,0.1\n")
+    out = _ok(cli("make-labels", "--payne", payne, "--out", tmp_path / "labels.csv"))
+    assert "wrote 2 labels" in out
+    labels = pd.read_csv(tmp_path / "labels.csv")
+    assert sorted(labels.APOGEE_ID) == ["2M1", "2M2"] and set(labels.CATEGORY) == {"payne"}
