@@ -68,13 +68,15 @@ def training_curve(history_csv: str, path: str) -> str:
                              layout="constrained")
     for ax, stage in zip(axes[0], stages):
         h = hist[hist["stage"] == stage]
-        ax.plot(h["epoch"], h["loss"], label="training loss", color="tab:blue")
+        ends = _round_ends(history_csv) if stage == "finetune" else []
+        lines = _break_at(h, [h["epoch"].min() - 1 + e for e in ends[:-1]])
+        ax.plot(lines["epoch"], lines["loss"], label="training loss", color="tab:blue")
         if "val_loss" in h and h["val_loss"].notna().any():
-            ax.plot(h["epoch"], h["val_loss"], label="dev loss", color="tab:orange")
+            ax.plot(lines["epoch"], lines["val_loss"], label="dev loss", color="tab:orange")
             best = h["val_loss"].idxmin()
             ax.axvline(h.loc[best, "epoch"], color="grey", ls=":", label="lowest dev loss")
-        if stage == "finetune":
-            _mark_rounds(ax, _round_ends(history_csv), h["epoch"].min())
+        if ends:
+            _mark_rounds(ax, ends, h["epoch"].min())
         ax.set_yscale("log")
         losses = h[[c for c in ("loss", "val_loss") if c in h]].to_numpy(float)
         _log_ticks(ax.yaxis, np.nanmin(losses), np.nanmax(losses))
@@ -90,6 +92,13 @@ def training_curve(history_csv: str, path: str) -> str:
                 labels.append(lab)
     fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), frameon=False)
     return _save(fig, path)
+
+
+def _break_at(h: pd.DataFrame, epochs: list[int]) -> pd.DataFrame:
+    """``h`` with an empty row after each of ``epochs``, so that the curve of one fine-tuning
+    round is not joined to the next (each round starts again from the best weights)."""
+    gaps = pd.DataFrame({"epoch": [e + 0.5 for e in epochs]})
+    return pd.concat([h, gaps]).sort_values("epoch", kind="stable").reset_index(drop=True)
 
 
 def _mark_rounds(ax, ends: list[int], first_epoch: int) -> None:
