@@ -29,9 +29,8 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | No
         engine: "local" (this machine; FITS reads in ``workers`` processes) or "ray" (Ray Data
             on the cluster at ``ray_address``, or a local Ray instance when None).
 
-    Finished batches are kept in ``out + ".parts"`` until the catalog is written, so the same
-    call after a kill resumes (see ``workdir``); ``out + ".lock"`` keeps a second job off the
-    same output.
+    Finished batches wait in ``out + ".parts"`` until the catalog is written, so the same call
+    after a kill resumes (``workdir``); ``out + ".lock"`` keeps a second job off ``out``.
 
     Raises:
         ApnetError: a bad output name, option or input, another job writing ``out``, or no

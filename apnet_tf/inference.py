@@ -273,9 +273,8 @@ class InferenceResult:
 def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
                     batch_size: int = 256, calibrated: bool = False, mc_dropout: bool = False,
                     seed: int | None = None, split_filter: Sequence[str] | None = None,
-                    work_dir: str | None = None,
-                    on_progress: Callable[[int, int], None] | None = None,
-                    workers: int = 0, listing=None) -> InferenceResult:
+                    work_dir: str | None = None, on_progress: Callable[[int, int], None] | None
+                    = None, workers: int = 0, listing=None) -> InferenceResult:
     """Predict Teff, log g, [Fe/H] (with Monte Carlo sigmas when mc > 0) for every input spectrum.
 
     Args:
@@ -287,10 +286,9 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
         split_filter: for record folders, keep only the labelled stars of these splits.
         work_dir: keep each finished batch here; a re-run reuses them only if the model's
             content, the inputs and every setting are the same (see ``workdir``).
-        workers: processes that read FITS files ahead of the model; 0 reads them in this
-            process. Worker processes are started with ``spawn``: a script that uses them needs
-            Python's ``if __name__ == "__main__":`` guard.
-        listing: (paths, {column: values}) from an input table (``survey_table``).
+        workers: processes that read FITS files ahead of the model (0: in this process); they
+            are spawned, so a script that uses them needs the ``if __name__ == "__main__":``.
+        listing: a ``reading.Listing`` of an input table (``survey_table.read_listing``).
 
     Returns:
         The catalog (paper Table 4 columns, percentiles, flags; labels, split and category when

@@ -14,7 +14,6 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
-from astropy.io import fits
 
 from . import fastfits
 from .constants import BAD_ERROR_THRESHOLD, CDELT1, CRVAL1, N_PIXELS
@@ -137,6 +136,9 @@ def _read_rows(path: str) -> tuple[dict, list[np.ndarray | None]]:
         return fastfits.read_rows(path, 3, PRIMARY_KEYS, GRID_KEYS)
     except fastfits.Unsupported:
         pass  # compressed, scaled or unusual files: astropy reads them
+    # imported here: reader processes start faster without astropy.io.fits (a second or more)
+    from astropy.io import fits
+
     with fits.open(path, memmap=True, lazy_load_hdus=True) as hdul:
         try:
             hdus = [hdul[k] for k in (1, 2, 3)]
@@ -164,6 +166,8 @@ def read_apogee_id(path: str) -> str:
         ApnetError: the file is missing or not FITS.
     """
     try:
+        from astropy.io import fits
+
         header = fits.getheader(path, 0)
     except (OSError, ValueError, TypeError, IndexError) as exc:
         raise _unreadable(path, exc) from None
