@@ -24,24 +24,32 @@ def apstar_files() -> list[Path]:
     return files
 
 
+def _survey(factory, name: str, n: int, seed: int) -> Path:
+    from apnet_tf.synth import make_survey
+
+    out = factory.mktemp(name)
+    make_survey(str(out), n, seed=seed)
+    return out
+
+
+def _records(survey: Path, factory, name: str, shards: int) -> Path:
+    from apnet_tf.records import make_records
+
+    out = factory.mktemp(name)
+    make_records([str(survey)], str(out), labels=str(survey / "labels.csv"), shards=shards)
+    return out
+
+
 @pytest.fixture(scope="session")
 def survey(tmp_path_factory) -> Path:
     """A 150-star synthetic survey (FITS files + labels.csv), made once per session."""
-    from apnet_tf.synth import make_survey
-
-    out = tmp_path_factory.mktemp("survey")
-    make_survey(str(out), 150, seed=7)
-    return out
+    return _survey(tmp_path_factory, "survey", 150, 7)
 
 
 @pytest.fixture(scope="session")
 def records(survey, tmp_path_factory) -> Path:
     """Records of the synthetic survey, 2 shards per split."""
-    from apnet_tf.records import make_records
-
-    out = tmp_path_factory.mktemp("records")
-    make_records([str(survey)], str(out), labels=str(survey / "labels.csv"), shards=2)
-    return out
+    return _records(survey, tmp_path_factory, "records", 2)
 
 
 @pytest.fixture(scope="session")
@@ -57,21 +65,13 @@ def trained_run(records, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def small_survey(tmp_path_factory) -> Path:
     """A 16-star synthetic survey (12 train, 2 dev, 2 test) for the bad-input tests."""
-    from apnet_tf.synth import make_survey
-
-    out = tmp_path_factory.mktemp("small_survey")
-    make_survey(str(out), 16, seed=3)
-    return out
+    return _survey(tmp_path_factory, "small_survey", 16, 3)
 
 
 @pytest.fixture(scope="session")
 def small_records(small_survey, tmp_path_factory) -> Path:
     """Records of ``small_survey``, one shard per split."""
-    from apnet_tf.records import make_records
-
-    out = tmp_path_factory.mktemp("small_records")
-    make_records([str(small_survey)], str(out), labels=str(small_survey / "labels.csv"), shards=1)
-    return out
+    return _records(small_survey, tmp_path_factory, "small_records", 1)
 
 
 @pytest.fixture(scope="session")
