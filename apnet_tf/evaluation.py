@@ -11,6 +11,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from . import folders
 from .constants import LABEL_COLUMNS, SPLITS, TARGET_UNITS, TARGETS
 from .errors import ApnetError, require_at_least
 from .files import write_file
@@ -196,6 +197,11 @@ def table_std(loaded) -> list[float]:
     return [float(s) for s in std]
 
 
+def _is_old_evaluation(folder: str) -> bool:
+    """An evaluation folder written before folders had markers: it holds table2.csv."""
+    return os.path.exists(os.path.join(folder, "table2.csv"))
+
+
 def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int = 100,
              seed: int = 0, splits=SPLITS, on_progress=None) -> dict:
     """Tables 2 and 3, 1-sigma coverage, and the PNG figures for any model and record set.
@@ -215,9 +221,11 @@ def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int 
     from .uncertainty import coverage
 
     require_at_least(realizations, 2, "--mc")  # coverage needs a spread
-    os.makedirs(out_dir, exist_ok=True)
+    # a re-run replaces its own tables and plots; another folder's files are never touched
+    folders.check(out_dir, "evaluation", legacy=_is_old_evaluation)
     loaded = load_model(model_path)
     std = table_std(loaded)
+    folders.claim(out_dir, "evaluation", legacy=_is_old_evaluation)
     keras.utils.set_random_seed(seed)
     splits = tuple(splits)
     raw = predict_catalog(loaded, [records_dir], mc=realizations, on_progress=on_progress,

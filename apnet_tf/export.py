@@ -22,6 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from . import folders
 from .constants import (CONV_FILTERS, CONV_KERNEL, DENSE_UNITS, MC_ERROR_CAP, MC_REALIZATIONS,
                         N_PIXELS, TARGET_UNITS, TARGETS)
 from .errors import ApnetError, first_line, require_at_least
@@ -135,6 +136,11 @@ def compress_dense_weights(float32_tflite: bytes, dtype: str) -> bytes:
     return bytes(qt.quantize(enable_progress_report=False).quantized_model)
 
 
+def _is_old_export(folder: str) -> bool:
+    """An export folder written before folders had markers: it holds export_metadata.json."""
+    return os.path.exists(os.path.join(folder, METADATA))
+
+
 def export_model(model_path: str, out: str, version: int | None = None,
                  tflite: Sequence[str] = (), mc_realizations: int = MC_REALIZATIONS) -> dict:
     """Export a run folder or .keras file to ``out/<version>/`` (+ TFLite files and metadata).
@@ -151,13 +157,14 @@ def export_model(model_path: str, out: str, version: int | None = None,
                          f"{', '.join(TFLITE_VARIANTS)}")
     if version is not None:
         require_at_least(int(version), 1, "--version")
+    folders.check(out, "export", legacy=_is_old_export)
     loaded = load_model(model_path)
     model = loaded.model
     version = next_version(out) if version is None else int(version)
     final = os.path.join(out, str(version))
     if os.path.exists(final):
         raise ApnetError(f"{final}: version {version} exists; pick another --version")
-    os.makedirs(out, exist_ok=True)
+    folders.claim(out, "export", legacy=_is_old_export)
     tmp = os.path.join(out, f".tmp-{version}")
     shutil.rmtree(tmp, ignore_errors=True)
     build_archive(model, mc_realizations).write_out(tmp, verbose=False)

@@ -1,6 +1,7 @@
 """Folder ownership: a folder the package writes into says what it is, and only its files go.
 
-Every folder that a command fills (a record folder, a run folder, a synthetic survey) holds a
+Every folder that a command fills (records, a run, a synthetic survey, an evaluation, an export,
+a YSO network) holds a
 small marker file, ``.apnet-tf.json``, written when the package first takes the folder:
 ``{"kind": "records", "created": ..., "apnet_tf": version, ...}``. With it the package
 
@@ -25,7 +26,7 @@ from .errors import ApnetError
 from .files import write_json
 
 MARKER = ".apnet-tf.json"
-KINDS = ("records", "run", "survey", "yso_net")
+KINDS = ("records", "run", "survey", "yso_net", "evaluation", "export")
 
 
 def marker(folder: str) -> dict | None:

@@ -136,3 +136,16 @@ def test_fit_overwrite_removes_the_old_run_and_calibration(small_records, tmp_pa
     assert_one_line_error(res, "stopped before training")
     assert not (run / "calibration.json").exists()  # never applied to the new model
     assert not (run / "best.keras").exists()
+
+
+def test_evaluate_and_export_keep_out_of_a_users_folder(small_records, untrained_run, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "catalog.csv").write_text("my own catalog\n")
+    before = snapshot(mine)
+    res = cli("evaluate", "--model", untrained_run, "--records", small_records, "--out", mine,
+              "--mc", 2)
+    assert_one_line_error(res, str(mine), "not empty", "catalog.csv")
+    res = cli("export", "--model", untrained_run, "--out", mine, "--tflite", "")
+    assert_one_line_error(res, str(mine), "not empty")
+    assert snapshot(mine) == before
