@@ -1,9 +1,9 @@
 """Folder ownership: a folder the package writes into says what it is, and only its files go.
 
 Every folder that a command fills (records, a run, a synthetic survey, an evaluation, an export,
-a YSO network) holds a
-small marker file, ``.apnet-tf.json``, written when the package first takes the folder:
-``{"kind": "records", "created": ..., "apnet_tf": version, ...}``. With it the package
+a YSO network) holds a small marker file, ``.apnet-tf.json``, written when the package first
+takes the folder: ``{"kind": "records", "created": ..., "apnet_tf": version, ...}``. With it
+the package
 
 * refuses to write into a non-empty folder that it did not make (a user's own files are never
   mixed with, or deleted for, its output);
