@@ -34,7 +34,8 @@ _KEY_COMMENTS = {
     "TFVER": "TensorFlow version", "DATE": "UTC creation time of this file",
     "MODEL": "model: run folder or file name", "MODELSHA": "sha256 of the model's file(s)",
     "TARGETS": "predicted parameters, in order", "MC": "Monte Carlo realizations per star",
-    "SIGMA": "what the *_ERR columns are",
+    "SIGMA": "what the *_ERR columns are", "SIGCAL": "how the sigmas were calibrated",
+    "CALMC": "realizations the calibration was fitted with", "MCSEED": "Monte Carlo seed",
 }
 
 

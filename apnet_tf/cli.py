@@ -226,6 +226,11 @@ def fit_cmd(
     out.print(f"best model: {os.path.join(out_dir, 'best.keras')}")
     out.print("Table 3, scatter between labels and predictions:")
     out.print(result.table3.to_string(float_format=lambda v: f"{v:.4g}"))
+    if result.calibration is not None:
+        cal = result.calibration
+        out.print(f"sigma calibration: {os.path.join(out_dir, 'calibration.json')}; dev 1-sigma "
+                  f"coverage raw {' '.join(f'{c:.2f}' for c in cal.coverage_dev_raw)} -> "
+                  f"calibrated {' '.join(f'{c:.2f}' for c in cal.coverage_dev_calibrated)}")
 
 
 def _run_fit(records, out_dir, stage, rec, resume, strategy, overwrite=False):
@@ -270,7 +275,7 @@ def demo(out_dir: Annotated[str, typer.Option("--out", help="Folder for everythi
     infer (catalog with uncertainties) -> evaluate (Tables 2 and 3, coverage, PNG plots).
     Re-running it reuses the spectra, records and a finished run.
     """
-    from .evaluation import calibrate as run_calibrate
+    from .calibration import calibrate as run_calibrate
     from .evaluation import evaluate as run_evaluate
     from .inference import load_model, predict_catalog, write_catalog
     from .records import make_records
@@ -295,7 +300,8 @@ def demo(out_dir: Annotated[str, typer.Option("--out", help="Folder for everythi
     if not os.path.exists(os.path.join(run_dir, "table3.csv")):
         # an unfinished run of the demo's own is started again
         _run_fit(records_dir, run_dir, "all", recipe, False, "default", overwrite=True)
-    cal = run_calibrate(run_dir, records_dir, realizations=mc, seed=seed)
+    if not os.path.exists(os.path.join(run_dir, "calibration.json")):  # fit calibrates
+        run_calibrate(run_dir, records_dir, realizations=mc, seed=seed)
     with progress_bar("infer") as update:
         result = predict_catalog(load_model(run_dir), [records_dir], mc=mc, calibrated=True,
                                  seed=seed, on_progress=update)
@@ -304,13 +310,13 @@ def demo(out_dir: Annotated[str, typer.Option("--out", help="Folder for everythi
         res = run_evaluate(run_dir, records_dir, os.path.join(out_dir, "evaluation"),
                            realizations=mc, seed=seed, on_progress=update)
     out.print(f"run folder:  {run_dir}")
-    out.print(f"catalog:     {catalog} ({len(result.catalog)} stars, calibrated sigmas; "
-              f"sigma scales {', '.join(f'{s:.2f}' for s in cal.scale)})")
+    out.print(f"catalog:     {catalog} ({len(result.catalog)} stars, calibrated sigmas)")
     out.print(f"evaluation:  {os.path.join(out_dir, 'evaluation')} (tables, coverage, PNG plots)")
     out.print("Table 3, scatter between labels and predictions (synthetic survey):")
     out.print(res["table3"].to_string(float_format=lambda v: f"{v:.4g}"))
-    out.print("1-sigma coverage (target 0.683):")
-    out.print(res["coverage"].to_string(float_format=lambda v: f"{v:.3f}"))
+    out.print("1-sigma coverage on the test split (target 0.683):")
+    out.print(res["coverage"].xs("test", level="split").to_string(
+        float_format=lambda v: f"{v:.3f}"))
 
 
 @app.command("make-labels")
@@ -424,8 +430,11 @@ def infer(
             "  [default: 100; 0 for .tflite]")] = None,
         batch_size: Annotated[int, typer.Option(help="Stars per batch")] = 256,
         calibrated: Annotated[bool, typer.Option(
-            "--calibrated", help="Calibrated sigmas (MC dropout + dev-fitted scale)")] = False,
-        mc_dropout: Annotated[bool, typer.Option("--mc-dropout", help="Add MC-dropout spread")] = False,
+            "--calibrated", help="Require calibrated sigmas (an error if the model has no calibration)")] = False,
+        raw_sigma: Annotated[bool, typer.Option(
+            "--raw-sigma", help="The paper's raw Monte Carlo sigma, not the calibrated one")] = False,
+        mc_dropout: Annotated[bool, typer.Option(
+            "--mc-dropout", help="Add MC-dropout spread (raw sigma; run folders only)")] = False,
         seed: Annotated[Optional[int], typer.Option(
             help="Random seed of the noise draws  [default: a fresh seed each run]")] = None,
         engine: Annotated[str, typer.Option(help="local, or ray (Ray Data; pip install 'apnet-tf[ray]')")] = "local",
@@ -436,11 +445,18 @@ def infer(
 ) -> None:
     """Predict Teff, log g and [Fe/H] with uncertainties and write a catalog.
 
+    Sigmas are calibrated on the run's dev split whenever the model carries a calibration.json
+    (fit writes one); --raw-sigma gives the paper's raw Monte Carlo sigma. The catalog header
+    (SIGMA, SIGCAL, MC, MCSEED) says which it holds.
+
     Finished batches are kept in OUT.parts/ until the catalog is written, so re-running a killed
     command resumes it (only if the model's content, the inputs and every option are the same).
     """
     from .infer_job import run_infer
 
+    if calibrated and raw_sigma:
+        raise ApnetError("--calibrated and --raw-sigma exclude each other")
+    calibrated = False if raw_sigma else True if calibrated else False if mc_dropout else None
     spectra = _with_extra_paths(spectra or [], ctx)
     with progress_bar("infer") as update:
         result = run_infer(model, out_path, spectra, table=table, root=root, mc=mc,
@@ -451,7 +467,7 @@ def infer(
         console.print(f"[yellow]skipped:[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
     cat = result.catalog
     out.print(f"wrote {len(cat)} stars to {out_path} ({int(cat['YSO_CANDIDATE'].sum())} YSO "
-              f"candidates, {int(cat['BAD'].sum())} flagged BAD)")
+              f"candidates, {int(cat['BAD'].sum())} flagged BAD; sigma: {cat.meta['SIGMA']})")
     if result.failures:
         console.print(f"[yellow]{len(result.failures)} file(s) skipped[/yellow]")
         raise typer.Exit(2)
@@ -465,15 +481,17 @@ def calibrate(
         mc: Annotated[int, typer.Option(help="Monte Carlo realizations per star")] = 100,
         seed: Annotated[int, typer.Option(help="Random seed")] = 0,
 ) -> None:
-    """Fit per-parameter sigma scales on the dev split (MC noise + MC dropout)."""
-    from .evaluation import calibrate as run_calibrate
+    """Fit the sigma calibration on the dev split again (fit already does this once).
+
+    Factors on the raw Monte Carlo sigma per Kiel-diagram region of the prediction and S/N bin.
+    """
+    from .calibration import calibrate as run_calibrate
 
     cal = run_calibrate(model, records, realizations=mc, seed=seed)
-    out.print(f"wrote {os.path.join(model, 'calibration.json')}")
-    for name, s, raw, c in zip(("teff", "logg", "fe_h"), cal.scale, cal.coverage_dev_raw,
-                               cal.coverage_dev_calibrated):
-        out.print(f"  {name:5s} scale {s:6.3f}   dev 1-sigma coverage raw {raw:.3f} -> "
-                  f"calibrated {c:.3f}")
+    out.print(f"wrote {os.path.join(model, 'calibration.json')} ({cal.dev_stars} dev stars)")
+    for name, raw, c in zip(("teff", "logg", "fe_h"), cal.coverage_dev_raw,
+                            cal.coverage_dev_calibrated):
+        out.print(f"  {name:5s} dev 1-sigma coverage raw {raw:.3f} -> calibrated {c:.3f}")
 
 
 @app.command()
@@ -517,13 +535,13 @@ def export(
                  "('' for none)")] = "float32,float16,int8-weights",
         mc: Annotated[int, typer.Option(help="Realizations in predict_with_uncertainty")] = 100,
 ) -> None:
-    """Export a SavedModel for TF Serving (two signatures) and TFLite variants for LiteRT."""
+    """Export a SavedModel for TF Serving (three signatures) and TFLite variants for LiteRT."""
     from .export import export_model
 
     variants = [v.strip() for v in tflite.split(",") if v.strip()]
     meta = export_model(model, out_dir, version=version, tflite=variants, mc_realizations=mc)
     out.print(f"SavedModel: {os.path.join(out_dir, str(meta['version']))} "
-              "(signatures serving_default, predict_with_uncertainty)")
+              "(signatures serving_default, monte_carlo, predict_with_uncertainty)")
     for variant, info in meta["tflite"].items():
         out.print(f"TFLite {variant:12s} {os.path.join(out_dir, info['file'])} "
                   f"({info['bytes'] / 2**20:.1f} MiB)")

@@ -71,3 +71,6 @@ DENSE_UNITS = 512
 #: Paper section 3.5: Monte Carlo realizations and the error cap (multiples of the typical error).
 MC_REALIZATIONS = 100
 MC_ERROR_CAP = 5.0
+#: The most Monte Carlo rows (stars x realizations) in one model call: it bounds memory (at 1,000
+#: rows the first convolution's output is 270 MB) and costs no speed on a CPU.
+MC_ROWS_PER_CHUNK = 1000

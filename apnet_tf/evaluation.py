@@ -1,6 +1,7 @@
-"""The paper's evaluation tables: Table 2 (combined standardised MSE) and Table 3 (scatter).
+"""The paper's evaluation tables: Table 2 (combined standardised MSE) and Table 3 (scatter, with
+the bias and the RMS beside it), and the 1-sigma coverage of the uncertainties.
 
-Both are computed per group (Full, MStar, YSO) and split (train, dev, test) from predictions and
+Tables are computed per group (Full, MStar, YSO) and split (train, dev, test) from predictions and
 labels in physical units. Missing labels (NaN) are left out, target by target.
 """
 
@@ -12,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from . import folders
-from .constants import LABEL_COLUMNS, SPLITS, TARGET_UNITS, TARGETS
+from .calibration import calibrate  # noqa: F401  (part of this module's API)
+from .constants import CATEGORIES, LABEL_COLUMNS, SPLITS, TARGET_UNITS, TARGETS
 from .errors import ApnetError, require_at_least
 from .files import write_file
 
@@ -27,15 +29,29 @@ def standardized_mse(pred: np.ndarray, labels: np.ndarray, std) -> float:
     return float(np.mean(z**2)) if z.size else float("nan")
 
 
-def scatter(pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Standard deviation of pred - label per target over present labels, shape (3,)."""
+def _per_target(pred: np.ndarray, labels: np.ndarray, stat, min_size: int) -> np.ndarray:
     out = np.full(3, np.nan)
     for k in range(3):
         r = pred[:, k] - labels[:, k]
         r = r[np.isfinite(r)]
-        if r.size > 1:
-            out[k] = float(np.std(r))
+        if r.size >= min_size:
+            out[k] = float(stat(r))
     return out
+
+
+def scatter(pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Standard deviation of pred - label per target over present labels, shape (3,)."""
+    return _per_target(pred, labels, np.std, 2)
+
+
+def bias(pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Mean of pred - label per target over present labels, shape (3,)."""
+    return _per_target(pred, labels, np.mean, 1)
+
+
+def rms(pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Root mean square of pred - label per target (rms^2 = scatter^2 + bias^2), shape (3,)."""
+    return _per_target(pred, labels, lambda r: np.sqrt(np.mean(r**2)), 1)
 
 
 def evaluation_tables(pred: np.ndarray, labels: np.ndarray, categories, splits,
@@ -49,7 +65,9 @@ def evaluation_tables(pred: np.ndarray, labels: np.ndarray, categories, splits,
 
     Returns:
         table2: rows Full/MStar/YSO, columns train/dev/test: combined standardised MSE.
-        table3: rows (group, target), columns train/dev/test: scatter in native units.
+        table3: rows (group, target); columns train/dev/test: scatter (standard deviation of
+            prediction - label), then "<split> bias" (mean of prediction - label) and
+            "<split> rms", in native units.
     """
     categories = np.asarray(categories).astype(str)
     splits = np.asarray(splits).astype(str)
@@ -60,12 +78,14 @@ def evaluation_tables(pred: np.ndarray, labels: np.ndarray, categories, splits,
             sel = in_group & (splits == split)
             t2[(group, split)] = standardized_mse(pred[sel], labels[sel], std) if sel.any() \
                 else float("nan")
-            sc = scatter(pred[sel], labels[sel]) if sel.any() else np.full(3, np.nan)
-            for k, name in enumerate(TARGETS):
-                t3[(group, f"{name} ({TARGET_UNITS[k]})", split)] = sc[k]
+            for stat, fn in (("", scatter), (" bias", bias), (" rms", rms)):
+                values = fn(pred[sel], labels[sel]) if sel.any() else np.full(3, np.nan)
+                for k, name in enumerate(TARGETS):
+                    t3[(group, f"{name} ({TARGET_UNITS[k]})", split + stat)] = values[k]
     table2 = pd.Series(t2).unstack()[list(SPLITS)].loc[list(GROUPS)]
     table2.index.name = "group"
-    table3 = pd.Series(t3).unstack()[list(SPLITS)]
+    table3 = pd.Series(t3).unstack()[[s + stat for stat in ("", " bias", " rms")
+                                      for s in SPLITS]]
     order = [(g, f"{n} ({u})") for g in GROUPS for n, u in zip(TARGETS, TARGET_UNITS)]
     table3 = table3.loc[order]
     table3.index.names = ["group", "target"]
@@ -127,45 +147,6 @@ def write_tables(out_dir: str, table2: pd.DataFrame, table3: pd.DataFrame) -> li
     return write_table(out_dir, "table2", table2, 3) + write_table(out_dir, "table3", table3, 4)
 
 
-def calibrate(model_path: str, records_dir: str, realizations: int = 100, seed: int = 0):
-    """Fit the per-parameter sigma scale on the dev split and save calibration.json in the run.
-
-    Sigma in calibrated mode is Monte Carlo input noise plus MC dropout (in quadrature), times a
-    factor per parameter chosen so that 68.3% of dev stars lie within 1 sigma.
-
-    Returns:
-        The ``uncertainty.Calibration`` written to ``model_path``/calibration.json.
-    """
-    import keras
-
-    from .inference import load_model, predict_catalog
-    from .uncertainty import CALIBRATION, Calibration, coverage, fit_scale
-
-    require_at_least(realizations, 2, "--mc")  # a spread needs two realizations
-    if not os.path.isdir(model_path):
-        raise ApnetError(f"{model_path}: calibrate needs a run folder (it writes "
-                         "calibration.json there)")
-    loaded = load_model(model_path)
-    keras.utils.set_random_seed(seed)
-    from .records import count_records
-
-    if count_records(records_dir, ["dev"]) == 0:
-        raise ApnetError(f"{records_dir}: no dev records to calibrate on")
-    raw = predict_catalog(loaded, [records_dir], mc=realizations, split_filter=("dev",)).catalog
-    both = predict_catalog(loaded, [records_dir], mc=realizations, mc_dropout=True,
-                           split_filter=("dev",)).catalog
-    labels, pred_raw, sig_raw = catalog_arrays(raw)
-    _, pred, sig = catalog_arrays(both)
-    scale = fit_scale(pred, sig, labels)
-    cal = Calibration(scale=[float(s) for s in scale], mc_dropout=True,
-                      realizations=realizations,
-                      coverage_dev_raw=[float(c) for c in coverage(pred_raw, sig_raw, labels)],
-                      coverage_dev_calibrated=[float(c) for c in
-                                               coverage(pred, sig * scale, labels)])
-    cal.save(os.path.join(model_path, CALIBRATION))
-    return cal
-
-
 def catalog_arrays(table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(labels, pred, sigma), each (N, 3) in teff, logg, fe_h order, from a catalog of labelled
     records (``inference.predict_catalog``)."""
@@ -202,23 +183,60 @@ def _is_old_evaluation(folder: str) -> bool:
     return os.path.exists(os.path.join(folder, "table2.csv"))
 
 
+def coverage_table(pred: np.ndarray, labels: np.ndarray, sigmas: dict[str, np.ndarray],
+                   categories, splits, snr) -> pd.DataFrame:
+    """1-sigma coverage (fraction of stars with |pred - label| < sigma) per kind of sigma, split and
+    group: all stars, each category (payne, mstar, yso), and each S/N tercile of the split.
+
+    Args:
+        pred, labels: (N, 3); sigmas: name -> (N, 3); categories, splits: (N,) str; snr: (N,).
+
+    Returns:
+        Rows (sigma, split, group); columns teff, logg, fe_h and stars (the group's size). A
+        tercile group is named by its S/N range, e.g. "S/N 12.1-40.3".
+    """
+    from .calibration import coverage, snr_bin
+
+    categories, splits = np.asarray(categories).astype(str), np.asarray(splits).astype(str)
+    snr = np.asarray(snr, float)
+    rows = {}
+    for split in [s for s in SPLITS if (splits == s).any()]:
+        in_split = splits == split
+        groups = [("all", in_split)] + [(c, in_split & (categories == c)) for c in CATEGORIES]
+        finite = snr[in_split & np.isfinite(snr)]
+        if finite.size:
+            edges = np.quantile(finite, [1 / 3, 2 / 3])
+            bounds = [finite.min(), *edges, finite.max()]
+            tercile = snr_bin(snr, edges)
+            groups += [(f"S/N {bounds[j]:.1f}-{bounds[j + 1]:.1f}", in_split & (tercile == j))
+                       for j in range(3)]
+        for kind, sigma in sigmas.items():
+            for group, sel in groups:
+                if sel.any():
+                    rows[(kind, split, group)] = [*coverage(pred[sel], sigma[sel], labels[sel]),
+                                                  int(sel.sum())]
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=[*TARGETS, "stars"])
+    table["stars"] = table["stars"].astype(int)
+    table.index = pd.MultiIndex.from_tuples(table.index, names=["sigma", "split", "group"])
+    return table
+
+
 def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int = 100,
              seed: int = 0, splits=SPLITS, on_progress=None) -> dict:
     """Tables 2 and 3, 1-sigma coverage, and the PNG figures for any model and record set.
 
-    Writes to ``out_dir``: table2/table3/coverage (.csv, .md), catalog.csv, kiel.png,
-    label_vs_prediction.png, sigma_vs_snr.png and yso_sky.png. Coverage is reported for the raw
-    Monte Carlo sigmas (input noise only, as in the paper) and, when the run has a calibration,
-    for the calibrated sigmas. ``splits`` limits the work to some of train, dev and test.
+    Writes to ``out_dir``: table2/table3/coverage (.csv, .md), catalog.csv (raw Monte Carlo
+    sigmas; ``infer`` writes calibrated ones by default), kiel.png, label_vs_prediction.png,
+    sigma_vs_snr.png and yso_sky.png. Coverage (``coverage_table``) is reported for the raw
+    Monte Carlo sigmas (input noise only, as in the paper) and, when the model has a calibration,
+    for the calibrated sigmas, per split, category and S/N tercile. ``splits`` limits the work to
+    some of train, dev and test.
 
     Returns:
         {"table2", "table3", "coverage"} DataFrames and the list of files written.
     """
-    import keras
-
     from . import plots
     from .inference import load_model, predict_catalog, write_catalog
-    from .uncertainty import coverage
 
     require_at_least(realizations, 2, "--mc")  # coverage needs a spread
     # a re-run replaces its own tables and plots; another folder's files are never touched
@@ -226,26 +244,18 @@ def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int 
     loaded = load_model(model_path)
     std = table_std(loaded)
     folders.claim(out_dir, "evaluation", legacy=_is_old_evaluation)
-    keras.utils.set_random_seed(seed)
     splits = tuple(splits)
+    # one Monte Carlo pass: the calibrated sigma is a function of the raw one
     raw = predict_catalog(loaded, [records_dir], mc=realizations, on_progress=on_progress,
-                          split_filter=splits).catalog
+                          seed=seed, split_filter=splits, calibrated=False).catalog
     labels, pred, sigma = catalog_arrays(raw)
+    snr = np.asarray(raw["SNR"], float)
+    sigmas = {"raw (MC input noise)": sigma}
+    if loaded.calibration is not None:
+        sigmas["calibrated"] = loaded.calibration.sigma(pred, sigma)
     cats, where = np.asarray(raw["CATEGORY"]).astype(str), np.asarray(raw["SPLIT"]).astype(str)
     table2, table3 = evaluation_tables(pred, labels, cats, where, std)
-    rows = {}
-    for split in splits:
-        sel = where == split
-        rows[("raw (MC input noise)", split)] = coverage(pred[sel], sigma[sel], labels[sel])
-    if loaded.calibration is not None:
-        cal = predict_catalog(loaded, [records_dir], mc=realizations, calibrated=True,
-                              split_filter=splits).catalog
-        _, pred_c, sigma_c = catalog_arrays(cal)
-        for split in splits:
-            sel = where == split
-            rows[("calibrated", split)] = coverage(pred_c[sel], sigma_c[sel], labels[sel])
-    cov = pd.DataFrame(rows, index=list(TARGETS)).T
-    cov.index.names = ["sigma", "split"]
+    cov = coverage_table(pred, labels, sigmas, cats, where, snr)
     files = write_tables(out_dir, table2, table3)
     files += write_table(out_dir, "coverage", cov, 3, float_format="%.4f")
     files.append(write_catalog(raw, os.path.join(out_dir, "catalog.csv")))
@@ -258,7 +268,7 @@ def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int 
     files.append(plots.label_vs_prediction(labels, pred, cats,
                                            os.path.join(out_dir, "label_vs_prediction.png"),
                                            plots.describe(splits)))
-    files.append(plots.sigma_vs_snr(np.asarray(raw["SNR"], float), sigma,
+    files.append(plots.sigma_vs_snr(snr, sigmas["raw (MC input noise)"],
                                     os.path.join(out_dir, "sigma_vs_snr.png"),
                                     plots.describe(splits, "raw Monte Carlo, input noise only")))
     yso = np.asarray(raw["YSO_CANDIDATE"], bool)

@@ -1,14 +1,19 @@
 """Export: a SavedModel for TF Serving, TFLite variants for LiteRT, and PyTorch weight exchange.
 
-The SavedModel lives in ``saved_models/<name>/<version>/``, the layout TF Serving expects, with two
+The SavedModel lives in ``saved_models/<name>/<version>/``, the layout TF Serving expects, with
 signatures that need nothing from this package:
 
 * ``serving_default``: ``flux`` float32 [None, 8575] -> ``teff``, ``logg``, ``fe_h`` (K, dex, dex);
-* ``predict_with_uncertainty``: ``flux`` and ``err`` float32 [None, 8575] -> the Monte Carlo
-  ``*_mean`` and ``*_std`` of each parameter, with R realizations fixed at export time.
+* ``monte_carlo``: ``flux``, ``err`` float32 [None, 8575], ``seed`` int64 [2] and
+  ``realizations`` int32 [] -> ``{target}_mean``, ``_std``, ``_p16``, ``_p50``, ``_p84``: the
+  package's one Monte Carlo (``uncertainty.monte_carlo``), in chunks of bounded size. Masked
+  pixels are given as err = inf (or >= 1e9), which is what a mask means to the noise model;
+* ``predict_with_uncertainty``: ``flux`` and ``err`` -> the same outputs, with R fixed at export
+  time and seed (0, 0), for clients that send rows only (TF Serving's REST row format).
 
 TFLite files (float32; float16 dense weights; the converter's dynamic-range int8; int8 fc1
-weights) and ``export_metadata.json`` sit beside the version folders.
+weights), ``export_metadata.json`` and the run's ``calibration.json`` sit beside the version
+folders; the last two also travel in ``<version>/assets.extra/``.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from .constants import (CONV_FILTERS, CONV_KERNEL, DENSE_UNITS, MC_ERROR_CAP, MC
 from .errors import ApnetError, first_line, require_at_least
 from .files import write_file, write_json
 from .model import build_model, flatten_length
-from .uncertainty import clean_errors, noise_scale, realizations
+from .calibration import CALIBRATION
+from .uncertainty import clean_errors, monte_carlo
 
 TFLITE_VARIANTS = ("float32", "float16", "int8", "int8-weights")
 METADATA = "export_metadata.json"
@@ -43,7 +49,8 @@ def _outputs(y: tf.Tensor, suffix: str = "") -> dict[str, tf.Tensor]:
 
 def build_archive(model: keras.Model, mc_realizations: int = MC_REALIZATIONS,
                   error_cap: float = MC_ERROR_CAP) -> keras.export.ExportArchive:
-    """An ExportArchive with the ``serving_default`` and ``predict_with_uncertainty`` endpoints."""
+    """An ExportArchive with the ``serving_default``, ``monte_carlo`` and
+    ``predict_with_uncertainty`` endpoints (see the module docstring)."""
     archive = keras.export.ExportArchive()
     archive.track(model)
     spec = tf.TensorSpec([None, N_PIXELS], tf.float32, name="flux")
@@ -52,16 +59,19 @@ def build_archive(model: keras.Model, mc_realizations: int = MC_REALIZATIONS,
     def serve(flux):
         return _outputs(model(flux, training=False))
 
-    def with_uncertainty(flux, err):
+    def mc(flux, err, seed, realizations):
         err, bad = clean_errors(err)
-        b = tf.shape(flux)[0]
-        x = realizations(flux, noise_scale(err, bad, error_cap), mc_realizations)
-        samples = tf.reshape(model(x, training=False), tf.stack([b, mc_realizations, 3]))
-        mean = tf.reduce_mean(samples, axis=1)
-        std = tf.math.reduce_std(samples, axis=1)
-        return {**_outputs(mean, "_mean"), **_outputs(std, "_std")}
+        out = monte_carlo(lambda x: model(x, training=False), flux, err, bad, realizations,
+                          seed, error_cap=error_cap)
+        return {k: v for key, y in out.items() for k, v in _outputs(y, f"_{key}").items()}
+
+    def with_uncertainty(flux, err):
+        return mc(flux, err, tf.zeros([2], tf.int64), tf.constant(mc_realizations, tf.int32))
 
     archive.add_endpoint("serving_default", serve, input_signature=[spec])
+    archive.add_endpoint("monte_carlo", mc, input_signature=[
+        spec, err_spec, tf.TensorSpec([2], tf.int64, name="seed"),
+        tf.TensorSpec([], tf.int32, name="realizations")])
     archive.add_endpoint("predict_with_uncertainty", with_uncertainty,
                          input_signature=[spec, err_spec])
     return archive
@@ -184,16 +194,24 @@ def export_model(model_path: str, out: str, version: int | None = None,
         "inputs": {"flux": [None, N_PIXELS], "err": [None, N_PIXELS]},
         "targets": list(TARGETS), "units": list(TARGET_UNITS),
         "signatures": {"serving_default": "flux -> teff, logg, fe_h",
-                       "predict_with_uncertainty": "flux, err -> {target}_mean, {target}_std"},
+                       "monte_carlo": "flux, err, seed, realizations -> {target}_{mean,std,"
+                                      "p16,p50,p84}; err = inf at masked pixels",
+                       "predict_with_uncertainty": "flux, err -> {target}_{mean,std,p16,p50,"
+                                                   "p84}; R fixed, seed (0, 0)"},
         "mc_realizations": mc_realizations, "mc_error_cap": MC_ERROR_CAP,
         "target_mean": norm.get("mean"), "target_std": norm.get("std"),
-        "calibration_scale": None if loaded.calibration is None else loaded.calibration.scale,
+        "calibration": None if loaded.calibration is None else CALIBRATION,
         "tflite": files,
     }
-    # A copy travels inside the version folder, where TF Serving ignores extra files.
+    # A copy travels inside the version folder, where TF Serving ignores extra files; infer
+    # applies the calibration to every kind of model, so it travels the same way.
     os.makedirs(os.path.join(final, "assets.extra"), exist_ok=True)
-    write_json(os.path.join(final, "assets.extra", METADATA), meta)
-    write_json(os.path.join(out, METADATA), meta)
+    for folder in (os.path.join(final, "assets.extra"), out):
+        write_json(os.path.join(folder, METADATA), meta)
+        if loaded.calibration is not None:
+            loaded.calibration.save(os.path.join(folder, CALIBRATION))
+        elif os.path.exists(os.path.join(folder, CALIBRATION)):  # an earlier export's
+            os.remove(os.path.join(folder, CALIBRATION))
     return meta
 
 

@@ -17,7 +17,8 @@ ENGINES = ("local", "ray")
 
 def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | None = None,
               root: str | None = None, mc: int | None = None, batch_size: int = 256,
-              calibrated: bool = False, mc_dropout: bool = False, seed: int | None = None,
+              calibrated: bool | None = None, mc_dropout: bool = False,
+              seed: int | None = None,
               engine: str = "local", ray_address: str | None = None,
               workers: int | None = None,
               on_progress: Callable[[int, int], None] | None = None) -> InferenceResult:
@@ -72,6 +73,11 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | No
                                      calibrated=calibrated, mc_dropout=mc_dropout, seed=seed,
                                      work_dir=work_dir, on_progress=on_progress,
                                      workers=workers, listing=listing)
+        if "SIGMA" not in result.catalog.meta:  # the Ray engine: say what the sigmas are
+            from .calibration import sigma_settings
+
+            result.catalog.meta.update(sigma_settings(loaded, mc, calibrated, mc_dropout,
+                                                      seed)[1])
         write_catalog(result.catalog, out)
         remove_work_dir(work_dir)
     return result

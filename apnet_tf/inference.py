@@ -42,14 +42,14 @@ class LoadedModel:
     """A model to predict with: a Keras model (run folder or .keras), a SavedModel, or TFLite.
 
     ``predict(flux)`` gives (B, 3) physical units; ``monte_carlo(...)`` gives the summaries of
-    ``uncertainty.MonteCarloPredictor`` (mean and std at least).
+    ``uncertainty.monte_carlo`` (mean, std, p16, p50, p84), the same for every kind of model.
     """
 
     model: object  # keras.Model, a loaded SavedModel, or a LiteRT signature runner
     path: str
     kind: str = "keras"  # "keras", "saved_model" or "tflite"
     normalization: dict | None = None
-    calibration: object | None = None  # uncertainty.Calibration
+    calibration: object | None = None  # calibration.Calibration
     metadata: dict | None = None  # export_metadata.json of a SavedModel or TFLite export
 
     def label_range(self) -> tuple[tuple[float, float], ...]:
@@ -75,40 +75,46 @@ class LoadedModel:
         return _tflite_rows(self.model, flux)
 
     def monte_carlo(self, flux, err, bad, realizations: int, mc_dropout: bool = False,
-                    calibrated: bool = False, seed=None) -> dict[str, np.ndarray]:
-        """``seed``: None, an int, or a pair of ints (the job's seed, the batch) that fixes the
-        noise draws; a SavedModel's signature draws its own."""
-        from .uncertainty import MonteCarloPredictor, noise_scale, stateless_seed, summarize
-        from .uncertainty import realizations as draw
-
-        if calibrated and self.calibration is None:
-            raise ApnetError(f"{self.path}: no calibration.json; run 'apnet-tf calibrate' first")
-        if self.kind == "keras":
-            key = (realizations, mc_dropout, calibrated)
-            if getattr(self, "_mc_key", None) != key:
-                self._mc = (MonteCarloPredictor.calibrated(self.model, self.calibration)
-                            if calibrated else
-                            MonteCarloPredictor(self.model, realizations, mc_dropout=mc_dropout))
-                self._mc_key = key
-            return self._mc(flux, err, bad, seed=seed)
-        if mc_dropout or calibrated:
-            raise ApnetError(f"{self.path}: MC dropout and calibration need the Keras model "
-                             "(a run folder); exported models carry input noise only")
+                    seed=0) -> dict[str, np.ndarray]:
+        """Raw Monte Carlo summaries (B, 3) of flux, err, bad (B, 8575). ``seed``: an int or a
+        tuple of ints (e.g. the job's seed and the batch; ``uncertainty.stateless_seed``), or
+        None for fresh draws: the same seed gives the same numbers from a run folder, its
+        SavedModel and its TFLite file."""
         import tensorflow as tf
 
+        from .uncertainty import MonteCarloPredictor, check_realizations, clean_errors
+        from .uncertainty import monte_carlo as run_mc
+        from .uncertainty import stateless_seed
+
+        realizations = check_realizations(realizations)
+        if self.kind == "keras":
+            key = (realizations, mc_dropout)
+            if getattr(self, "_mc_key", None) != key:
+                self._mc = MonteCarloPredictor(self.model, realizations, mc_dropout=mc_dropout)
+                self._mc_key = key
+            return self._mc(flux, err, bad, seed)
+        if mc_dropout:
+            raise ApnetError(f"{self.path}: MC dropout needs the Keras model (a run folder); "
+                             "exported models carry input noise only")
+        flux = tf.constant(flux, tf.float32)
+        seed = tf.constant(stateless_seed(seed) if seed is not None else
+                           np.random.default_rng().integers(0, 2**62, 2), tf.int64)
         if self.kind == "saved_model":
-            out = self.model.signatures["predict_with_uncertainty"](
-                flux=tf.constant(flux, tf.float32), err=tf.constant(err, tf.float32))
-            return {"mean": np.stack([out[f"{t}_mean"].numpy() for t in TARGETS], axis=1),
-                    "std": np.stack([out[f"{t}_std"].numpy() for t in TARGETS], axis=1)}
-        # TFLite: draw the realizations with TensorFlow, run them through the interpreter in
-        # batches of rows, and summarise with TFP.
-        x = draw(tf.constant(flux, tf.float32),
-                 noise_scale(tf.constant(err, tf.float32), tf.constant(bad)), realizations,
-                 seed=None if seed is None else stateless_seed(seed))
-        rows = _tflite_rows(self.model, x.numpy())
-        samples = tf.reshape(tf.constant(rows), [len(flux), realizations, 3])
-        return {k: v.numpy() for k, v in summarize(samples).items()}
+            from .uncertainty import mask_into_errors
+
+            sig = self.model.signatures.get("monte_carlo")
+            if sig is None:
+                raise ApnetError(f"{self.path}: exported by an older apnet-tf (no monte_carlo "
+                                 "signature); export it again")
+            out = sig(flux=flux, err=tf.constant(mask_into_errors(err, bad)), seed=seed,
+                      realizations=tf.constant(realizations, tf.int32))
+            return {k: np.stack([out[f"{t}_{k}"].numpy() for t in TARGETS], axis=1)
+                    for k in ("mean", "std", "p16", "p50", "p84")}
+        # TFLite: the same function, run eagerly, with the interpreter as the model
+        err, bad = clean_errors(err, bad)
+        out = run_mc(lambda x: tf.constant(_tflite_rows(self.model, x.numpy())), flux, err, bad,
+                     realizations, seed)
+        return {k: v.numpy() for k, v in out.items()}
 
 
 def _tflite_rows(runner, rows: np.ndarray, chunk: int = 1024) -> np.ndarray:
@@ -117,15 +123,22 @@ def _tflite_rows(runner, rows: np.ndarray, chunk: int = 1024) -> np.ndarray:
     return np.concatenate(outs) if outs else np.empty((0, 3), np.float32)
 
 
-def load_model(path: str) -> LoadedModel:
+def _read_calibration(path: str, wanted: bool):
+    """The calibration.json at ``path`` (checked), or None when absent or not wanted."""
+    from .calibration import Calibration
+
+    return Calibration.load(path) if wanted and os.path.exists(path) else None
+
+
+def load_model(path: str, calibration: bool = True) -> LoadedModel:
     """Load a run folder (best.keras, normalization.json, calibration.json), a .keras file, an
     exported SavedModel (its version folder, or the folder of versions: the newest), or a
-    .tflite file.
+    .tflite file. ``calibration=False`` leaves any calibration.json unread.
 
     Raises:
-        ApnetError: nothing loadable at ``path``.
+        ApnetError: nothing loadable at ``path``, or an invalid calibration.json.
     """
-    from .uncertainty import CALIBRATION, Calibration
+    from .calibration import CALIBRATION
 
     if path.endswith(".tflite"):
         if not os.path.exists(path):
@@ -142,7 +155,8 @@ def load_model(path: str) -> LoadedModel:
         except Exception as exc:
             raise ApnetError(f"{path}: not a usable TFLite model ({first_line(exc)})") from None
         meta = read_json(os.path.join(os.path.dirname(path), "export_metadata.json"))
-        return LoadedModel(runner, path, "tflite", metadata=meta)
+        cal = _read_calibration(os.path.join(os.path.dirname(path), CALIBRATION), calibration)
+        return LoadedModel(runner, path, "tflite", calibration=cal, metadata=meta)
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, "best.keras")):
         version_dir = path
         if not os.path.exists(os.path.join(path, "saved_model.pb")):
@@ -154,14 +168,15 @@ def load_model(path: str) -> LoadedModel:
         import tensorflow as tf
 
         meta = read_json(os.path.join(version_dir, "assets.extra", "export_metadata.json"))
+        cal = _read_calibration(os.path.join(version_dir, "assets.extra", CALIBRATION),
+                                calibration)
         return LoadedModel(tf.saved_model.load(version_dir), version_dir, "saved_model",
-                           metadata=meta)
+                           calibration=cal, metadata=meta)
 
     if os.path.isdir(path):
         keras_path = os.path.join(path, "best.keras")
         norm = read_normalization(os.path.join(path, "normalization.json"))
-        cal_path = os.path.join(path, CALIBRATION)
-        cal = Calibration.load(cal_path) if os.path.exists(cal_path) else None
+        cal = _read_calibration(os.path.join(path, CALIBRATION), calibration)
     elif path.endswith(".keras") and os.path.exists(path):
         keras_path, norm, cal = path, None, None
     else:
@@ -271,16 +286,19 @@ class InferenceResult:
 
 
 def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
-                    batch_size: int = 256, calibrated: bool = False, mc_dropout: bool = False,
-                    seed: int | None = None, split_filter: Sequence[str] | None = None,
+                    batch_size: int = 256, calibrated: bool | None = None,
+                    mc_dropout: bool = False, seed: int | None = None,
+                    split_filter: Sequence[str] | None = None,
                     work_dir: str | None = None, on_progress: Callable[[int, int], None] | None
                     = None, workers: int = 0, listing=None) -> InferenceResult:
     """Predict Teff, log g, [Fe/H] (with Monte Carlo sigmas when mc > 0) for every input spectrum.
 
     Args:
         mc: realizations per star (paper: 100); 0 gives point predictions and NaN sigmas.
-        calibrated: use the run's calibration (MC dropout plus a per-parameter sigma scale).
-        mc_dropout: add MC-dropout spread in quadrature (without a calibration scale).
+        calibrated: None (default): calibrated sigmas when the model has a calibration, else the
+            raw Monte Carlo sigma; True: calibrated (an error without a calibration); False: the
+            paper's raw Monte Carlo sigma.
+        mc_dropout: add MC-dropout spread in quadrature (raw sigmas only).
         seed: the noise draws of batch k come from (seed, k): the same seed gives the same
             catalog however the job is cut, resumed or spread. None draws one.
         split_filter: for record folders, keep only the labelled stars of these splits.
@@ -297,12 +315,15 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
     require_at_least(mc, 0, "--mc")
     require_at_least(batch_size, 1, "--batch-size")
     from . import workdir as wd
+    from .calibration import sigma_settings
     from .reading import iter_units, plan_units
 
+    calibrated, sigma_meta = sigma_settings(model, mc, calibrated, mc_dropout, seed)
     plan = plan_units(inputs, batch_size, split_filter, listing)
     settings = {"mc": mc, "batch_size": batch_size, "calibrated": calibrated,
                 "mc_dropout": mc_dropout, "seed": seed, "splits": list(split_filter or [])}
     seed = wd.prepare(work_dir, model, plan, settings) if work_dir else wd.new_seed(seed)
+    sigma_meta["MCSEED"] = seed
     if seed is not None and mc_dropout:
         import keras
 
@@ -328,7 +349,7 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
                 on_progress(min(done, plan.total), plan.total)
     finally:
         reader.close()
-    return InferenceResult(catalog_from_parts(parts, failures, model, mc), failures)
+    return InferenceResult(catalog_from_parts(parts, failures, model, mc, sigma_meta), failures)
 
 
 def unit_part(model: LoadedModel, batch, failures: list[str], mc: int, calibrated: bool,
@@ -341,8 +362,9 @@ def unit_part(model: LoadedModel, batch, failures: list[str], mc: int, calibrate
 
 
 def catalog_from_parts(parts: list[dict], failures: list[str], model: LoadedModel,
-                       mc: int) -> Table:
-    """One astropy Table from the parts of the units, in unit order."""
+                       mc: int, sigma_meta: dict | None = None) -> Table:
+    """One astropy Table from the parts of the units, in unit order; ``sigma_meta`` (from
+    ``calibration.sigma_settings``) says what its sigmas are."""
     if not parts:
         raise ApnetError("no spectrum could be read: " + (failures[0] if failures else
                                                            "the inputs hold none"))
@@ -355,6 +377,7 @@ def catalog_from_parts(parts: list[dict], failures: list[str], model: LoadedMode
             table[k + suffix].description = unit
     table.meta["TARGETS"] = ",".join(TARGETS)
     table.meta["MC"] = mc
+    table.meta.update(sigma_meta or {})
     table.meta.update(model_identity(model.path))
     return table
 
@@ -367,8 +390,13 @@ def _predict_part(model: LoadedModel, batch, mc: int, calibrated: bool,
     sigmas and the BAD flag: the network would otherwise give it a confident number.
     """
     if mc > 0:
-        res = model.monte_carlo(batch.flux, batch.err, batch.bad, mc, mc_dropout, calibrated,
-                                seed=seed)
+        res = model.monte_carlo(batch.flux, batch.err, batch.bad, mc, mc_dropout, seed=seed)
+        if calibrated is None:  # a caller that did not ask sigma_settings (the Ray engine)
+            calibrated = model.calibration is not None and not mc_dropout
+        if calibrated:
+            from .calibration import calibrated_summaries
+
+            res = calibrated_summaries(res, model.calibration)
         value, sigma = res["mean"], res["std"]
         pct = {p: res[p] for p in ("p16", "p50", "p84") if p in res}
     else:

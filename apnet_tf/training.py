@@ -22,6 +22,7 @@ from .callbacks import (EarlyStoppingWithReload, HistoryCSV, save_model_atomic, 
                         schedule_callbacks)
 from .distribute import (STRATEGIES, build_for_multiworker, get_strategy,  # noqa: F401
                          shard_policy)
+from .calibration import calibrate_fitted_run
 from .errors import ApnetError
 from .evaluation import evaluation_tables, predict_records, write_tables
 from .finetuning import dataset_loss, rolling_resample  # noqa: F401
@@ -119,6 +120,7 @@ class FitResult:
     rounds: list[dict]
     table2: object = None  # pandas DataFrame, paper Table 2
     table3: object = None  # pandas DataFrame, paper Table 3
+    calibration: object = None  # calibration.Calibration fitted on dev (None: too few dev stars)
 
 
 def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | None = None,
@@ -195,7 +197,8 @@ def _fit_in(run_dir, records_dir, manifest, stage, recipe, precision, resume, di
     shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
     model = with_precision(model, "float32")  # report what was saved
     tables = write_run_report(model, records_dir, run_dir, std)
-    return FitResult(run_dir, model, epochs_run, rounds, *tables)
+    cal = calibrate_fitted_run(run_dir, records_dir, seed=recipe.seed)
+    return FitResult(run_dir, model, epochs_run, rounds, *tables, cal)
 
 
 def check_records(records_dir: str, stage: str = "all") -> dict:

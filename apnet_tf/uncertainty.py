@@ -1,39 +1,48 @@
-"""Monte Carlo uncertainties (paper 3.5), summarised with TensorFlow Probability, and calibration.
+"""Monte Carlo uncertainties (paper 3.5), summarised with TensorFlow Probability.
 
 Each star's flux is perturbed R times by N(0, 1) * min(err, 5 * typical error), where the typical
 error is the median over the star's good pixels (the paper says "mean", but apStar errors are 1e10
-at chip gaps, so a mean would explode). Bad pixels get no noise. The R realizations of a batch of B
-stars run as one (B * R, 8575) batch inside one graph: no Python loop, on a CPU or a GPU alike.
+at chip gaps, so a mean would explode). Bad pixels get no noise. ``monte_carlo`` is the one
+implementation: the Keras path runs it in a ``tf.function``, the exported SavedModel signature is
+the same function, and the TFLite path runs it eagerly around the interpreter. It cuts a batch into
+chunks of at most ``MC_ROWS_PER_CHUNK`` rows (a ``tf.while_loop``, one chunk at a time), so memory
+does not grow with the batch, and draws each star's noise from a stateless generator seeded by the
+call's seed and the star's row, so every path gives the same draws for the same seed.
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from .constants import BAD_ERROR_THRESHOLD, MC_ERROR_CAP, MC_REALIZATIONS, TARGETS
+from .constants import BAD_ERROR_THRESHOLD, MC_ERROR_CAP, MC_REALIZATIONS, MC_ROWS_PER_CHUNK
 from .errors import ApnetError
-from .files import read_json, write_json
 
-CALIBRATION = "calibration.json"
-#: The fraction of a Gaussian within 1 sigma: the target of calibrated coverage.
-ONE_SIGMA = 0.6826894921370859
+#: The summaries ``monte_carlo`` returns, each (B, 3).
+SUMMARIES = ("mean", "std", "p16", "p50", "p84")
 
 
-def clean_errors(err: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """(err, bad) for errors that come without a pixel mask. err: (B, N) -> two (B, N).
+def clean_errors(err, bad=None) -> tuple[tf.Tensor, tf.Tensor]:
+    """(err, bad) ready for ``monte_carlo``. err: (B, N); bad: bool (B, N) or None -> two (B, N).
 
-    A pixel is bad where its error is non-finite or at least 1e9; a non-finite error becomes 1e10,
-    the apStar chip-gap value, so that it can never scale the noise.
+    A pixel is bad where the mask says so, or where its error is non-finite or at least 1e9; a
+    non-finite error becomes 1e10, the apStar chip-gap value, so that it can never scale the noise.
+    The exported signatures take no mask: setting err to inf (or >= 1e9) at masked pixels is the
+    same thing (``mask_into_errors``).
     """
     err = tf.convert_to_tensor(err, tf.float32)
     finite = tf.math.is_finite(err)
-    bad = ~finite | (err >= BAD_ERROR_THRESHOLD)
+    from_err = ~finite | (err >= BAD_ERROR_THRESHOLD)
+    bad = from_err if bad is None else from_err | tf.convert_to_tensor(bad, tf.bool)
     return tf.where(finite, err, tf.fill(tf.shape(err), tf.constant(1e10, err.dtype))), bad
+
+
+def mask_into_errors(err: np.ndarray, bad: np.ndarray | None) -> np.ndarray:
+    """err with inf at the pixels of a bad mask: what a model without a mask input needs."""
+    err = np.asarray(err, np.float32)
+    return err if bad is None else np.where(np.asarray(bad, bool), np.float32(np.inf), err)
 
 
 def typical_error(err: tf.Tensor, bad: tf.Tensor) -> tf.Tensor:
@@ -55,14 +64,29 @@ def noise_scale(err: tf.Tensor, bad: tf.Tensor, cap: float = MC_ERROR_CAP) -> tf
     return tf.where(bad, tf.zeros_like(capped), capped)
 
 
-def realizations(flux: tf.Tensor, scale: tf.Tensor, r: int, seed=None) -> tf.Tensor:
-    """R noisy copies of each spectrum as one batch: (B, N) -> (B * R, N), star-major."""
+def star_seed(seed: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
+    """The stateless seed of star ``index`` (its row in the call) under the call's ``seed``."""
+    return tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64),
+                                                    tf.cast(index, tf.int64))
+
+
+def realizations(flux: tf.Tensor, scale: tf.Tensor, r, seed, first=0) -> tf.Tensor:
+    """R noisy copies of each spectrum as one batch: (B, N) -> (B * R, N), star-major.
+
+    The noise of row ``first + i`` of a call comes from a stateless generator seeded by
+    ``star_seed(seed, first + i)``, so it does not depend on how the call is cut into chunks,
+    nor on any global random state.
+    """
+    flux = tf.convert_to_tensor(flux, tf.float32)
     b, n = tf.shape(flux)[0], tf.shape(flux)[1]
-    shape = tf.stack([b, r, n])
-    eps = (tf.random.stateless_normal(shape, seed=seed, dtype=flux.dtype) if seed is not None
-           else tf.random.normal(shape, dtype=flux.dtype))
-    noisy = flux[:, None, :] + eps * scale[:, None, :]
-    return tf.reshape(noisy, tf.stack([b * r, n]))
+    seed = tf.convert_to_tensor(seed, tf.int64)
+
+    def one(i):
+        return tf.random.stateless_normal(tf.stack([r, n]), seed=star_seed(seed, first + i))
+
+    eps = tf.map_fn(one, tf.range(b), fn_output_signature=tf.TensorSpec([None, None],
+                                                                          tf.float32))
+    return tf.reshape(flux[:, None, :] + eps * scale[:, None, :], tf.stack([b * r, n]))
 
 
 def stateless_seed(seed) -> np.ndarray:
@@ -80,113 +104,99 @@ def summarize(samples: tf.Tensor) -> dict[str, tf.Tensor]:
             "p16": pct[0], "p50": pct[1], "p84": pct[2]}
 
 
-@dataclasses.dataclass
-class Calibration:
-    """A per-parameter factor on sigma, fitted on the dev split, and how sigma was made."""
+def monte_carlo(predict, flux, err, bad, r, seed, rows_per_chunk=MC_ROWS_PER_CHUNK,
+                error_cap: float = MC_ERROR_CAP, dropout_predict=None) -> dict[str, tf.Tensor]:
+    """The one Monte Carlo of this package (paper 3.5), used by the Keras, SavedModel and TFLite
+    paths alike.
 
-    scale: list[float]
-    mc_dropout: bool = True
-    realizations: int = MC_REALIZATIONS
-    coverage_dev_raw: list[float] | None = None
-    coverage_dev_calibrated: list[float] | None = None
+    Args:
+        predict: rows (M, 8575) -> (M, 3) physical units; a graph function, or an eager one.
+        flux, err: (B, 8575); bad: bool (B, 8575) (pixels that get no noise).
+        r: realizations per star; seed: int64 (2,), the stateless seed of the whole call.
+        rows_per_chunk: at most max(r, this) rows go through ``predict`` at once, so memory
+            stays bounded whatever B: the stars are cut into chunks of rows_per_chunk // r.
+        dropout_predict: optional rows -> (M, 3) with dropout on; its spread over r passes of
+            the clean flux is added in quadrature (``std_dropout``).
 
-    def save(self, path: str) -> None:
-        write_json(path, {"targets": list(TARGETS), **dataclasses.asdict(self)})
+    Returns:
+        mean, std, p16, p50, p84 (and std_dropout), each (B, 3).
+    """
+    flux = tf.convert_to_tensor(flux, tf.float32)
+    scale = noise_scale(tf.convert_to_tensor(err, tf.float32), tf.convert_to_tensor(bad),
+                        error_cap)
+    r = tf.convert_to_tensor(r, tf.int32)
+    b = tf.shape(flux)[0]
+    per_chunk = tf.maximum(1, tf.convert_to_tensor(rows_per_chunk, tf.int32) // r)
+    n_chunks = (b + per_chunk - 1) // per_chunk
+    keys = SUMMARIES + (("std_dropout",) if dropout_predict is not None else ())
 
-    @classmethod
-    def load(cls, path: str) -> Calibration:
-        d = read_json(path)
-        if d is None:
-            raise ApnetError(f"{path}: cannot read calibration")
-        d.pop("targets", None)
-        return cls(**d)
+    def body(i, arrays):
+        lo = i * per_chunk
+        hi = tf.minimum(lo + per_chunk, b)
+        x = realizations(flux[lo:hi], scale[lo:hi], r, seed, first=lo)
+        out = summarize(tf.reshape(predict(x), tf.stack([hi - lo, r, 3])))
+        if dropout_predict is not None:
+            drop = dropout_predict(tf.repeat(flux[lo:hi], r, axis=0))
+            out["std_dropout"] = tfp.stats.stddev(tf.reshape(drop, tf.stack([hi - lo, r, 3])),
+                                                  sample_axis=1)
+        return i + 1, [a.write(i, out[k]) for a, k in zip(arrays, keys)]
+
+    arrays = [tf.TensorArray(tf.float32, size=n_chunks, infer_shape=False) for _ in keys]
+    # parallel_iterations=1: one chunk at a time, which is what bounds the memory
+    _, arrays = tf.while_loop(lambda i, _: i < n_chunks, body, (0, arrays),
+                              parallel_iterations=1)
+    out = {k: tf.reshape(a.concat(), [-1, 3]) for k, a in zip(keys, arrays)}
+    if dropout_predict is not None:
+        out["std"] = tf.sqrt(tf.square(out["std"]) + tf.square(out["std_dropout"]))
+    return out
 
 
 class MonteCarloPredictor:
-    """Monte Carlo predictions with uncertainties for a Keras model.
+    """Monte Carlo predictions with uncertainties for a Keras model (``monte_carlo`` in one
+    ``tf.function``).
 
     Args:
         model: raw flux (B, 8575) -> (B, 3) in physical units.
         realizations: R, the noisy copies per star (paper: 100).
         error_cap: noise sigma is capped at this multiple of the typical error (paper: 5).
-        mc_dropout: also run R passes with dropout on and add their spread in quadrature.
-        scale: per-parameter factors on sigma (a calibration), or None.
-        rows_per_call: the most (stars x R) rows in one graph call; bounds memory.
+        mc_dropout: also run R passes with dropout on and add their spread in quadrature (the
+            dropout masks come from Keras's own generator, seeded by keras.utils.set_random_seed).
+        rows_per_chunk: the most (stars x R) rows in one model call; bounds memory.
     """
 
     def __init__(self, model: keras.Model, realizations: int = MC_REALIZATIONS,
-                 error_cap: float = MC_ERROR_CAP, mc_dropout: bool = False, scale=None,
-                 rows_per_call: int = 3200):
-        if realizations < 2:
-            raise ApnetError(f"Monte Carlo needs at least 2 realizations, got {realizations}")
-        self.model, self.r, self.cap = model, int(realizations), float(error_cap)
-        self.mc_dropout = mc_dropout
-        self.scale = None if scale is None else np.asarray(scale, dtype=np.float32)
-        self.stars_per_call = max(1, rows_per_call // self.r)
-        # One signature for every batch size: no retracing when the last batch is smaller.
+                 error_cap: float = MC_ERROR_CAP, mc_dropout: bool = False,
+                 rows_per_chunk: int = MC_ROWS_PER_CHUNK):
+        self.model, self.r = model, check_realizations(realizations)
+        self.cap, self.mc_dropout, self.rows = float(error_cap), mc_dropout, int(rows_per_chunk)
         n = model.input_shape[-1]
         spec = tf.TensorSpec([None, n], tf.float32)
+        # One signature for every batch size: no retracing when the last batch is smaller.
         self._fn = tf.function(self._graph, input_signature=[
             spec, spec, tf.TensorSpec([None, n], tf.bool), tf.TensorSpec([2], tf.int64)])
 
-    @classmethod
-    def calibrated(cls, model: keras.Model, calibration: Calibration, **kwargs):
-        return cls(model, calibration.realizations, mc_dropout=calibration.mc_dropout,
-                   scale=calibration.scale, **kwargs)
-
     def _graph(self, flux, err, bad, seed):
-        b = tf.shape(flux)[0]
-        x = realizations(flux, noise_scale(err, bad, self.cap), self.r, seed=seed)
-        samples = tf.reshape(self.model(x, training=False), tf.stack([b, self.r, 3]))
-        out = summarize(samples)
-        if self.mc_dropout:
-            repeated = tf.repeat(flux, self.r, axis=0)
-            drop = tf.reshape(self.model(repeated, training=True), tf.stack([b, self.r, 3]))
-            out["std_dropout"] = tfp.stats.stddev(drop, sample_axis=1)
-            out["std"] = tf.sqrt(tf.square(out["std"]) + tf.square(out["std_dropout"]))
-        return out
+        drop = (lambda x: self.model(x, training=True)) if self.mc_dropout else None
+        return monte_carlo(lambda x: self.model(x, training=False), flux, err, bad, self.r,
+                           seed, self.rows, self.cap, dropout_predict=drop)
 
-    def __call__(self, flux, err, bad=None, seed=None) -> dict[str, np.ndarray]:
-        """flux, err: (B, 8575); bad: bool (B, 8575) or None (then err >= 1e9 is bad); seed:
-        None (fresh draws), an int or a tuple of ints (the same seed, the same draws).
+    def __call__(self, flux, err, bad=None, seed=0) -> dict[str, np.ndarray]:
+        """flux, err: (B, 8575); bad: a bool (B, 8575) pixel mask or None (see ``clean_errors``);
+        seed: an int or a tuple of ints (``stateless_seed``; the same seed gives the same draws,
+        whatever the global random state), or None for fresh draws.
 
         Returns mean, std, p16, p50, p84 (and std_dropout with MC dropout), each (B, 3), in
-        physical units; std is multiplied by the calibration scale when there is one.
+        physical units.
         """
-        flux = np.asarray(flux, np.float32)
-        err, err_bad = (t.numpy() for t in clean_errors(err))
-        bad = err_bad if bad is None else np.asarray(bad, bool)
-        parts = []
-        for i in range(0, len(flux), self.stars_per_call):
-            sl = slice(i, i + self.stars_per_call)
-            key = stateless_seed((*np.atleast_1d(seed), i)) if seed is not None else \
-                np.random.default_rng().integers(0, 2**62, 2)
-            parts.append({k: v.numpy() for k, v in self._fn(
-                tf.constant(flux[sl]), tf.constant(err[sl]), tf.constant(bad[sl]),
-                tf.constant(key, tf.int64)).items()})
-        out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
-        if self.scale is not None and out:
-            out["std"] = out["std"] * self.scale
-        return out
+        err, bad = clean_errors(err, bad)
+        key = stateless_seed(seed) if seed is not None else \
+            np.random.default_rng().integers(0, 2**62, 2)
+        out = self._fn(tf.convert_to_tensor(flux, tf.float32), err, bad,
+                       tf.constant(key, tf.int64))
+        return {k: v.numpy() for k, v in out.items()}
 
 
-def coverage(pred: np.ndarray, sigma: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Fraction of stars with |pred - label| < sigma, per parameter; shape (3,)."""
-    out = np.full(3, np.nan)
-    for k in range(3):
-        ok = np.isfinite(labels[:, k]) & np.isfinite(pred[:, k]) & (sigma[:, k] > 0)
-        if ok.any():
-            out[k] = float(np.mean(np.abs(pred[ok, k] - labels[ok, k]) < sigma[ok, k]))
-    return out
-
-
-def fit_scale(pred: np.ndarray, sigma: np.ndarray, labels: np.ndarray,
-              target: float = ONE_SIGMA) -> np.ndarray:
-    """Per-parameter factor s such that |pred - label| < s * sigma for ``target`` of the stars."""
-    out = np.ones(3)
-    for k in range(3):
-        ok = np.isfinite(labels[:, k]) & np.isfinite(pred[:, k]) & (sigma[:, k] > 0)
-        if ok.sum() >= 5:
-            out[k] = float(np.quantile(np.abs(pred[ok, k] - labels[ok, k]) / sigma[ok, k],
-                                       target))
-    return out
+def check_realizations(r) -> int:
+    if int(r) < 2:
+        raise ApnetError(f"Monte Carlo needs at least 2 realizations, got {r}")
+    return int(r)

@@ -56,3 +56,10 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path):
     res = run("fit", "--records", tmp_path / "nowhere", "--out", tmp_path / "run")
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert "manifest.json" in res.stderr
+
+
+def test_infer_sigma_flags_exclude_each_other(tmp_path):
+    res = run("infer", "--model", tmp_path / "run", "--spectra", tmp_path, "--out",
+              tmp_path / "c.csv", "--calibrated", "--raw-sigma")
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert "--calibrated and --raw-sigma exclude each other" in res.stderr

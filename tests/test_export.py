@@ -42,8 +42,11 @@ def test_layout_and_saved_model_cli(exported):
     assert show.returncode == 0, show.stderr[-2000:]
     assert "signature_def['serving_default']" in show.stdout
     assert "signature_def['predict_with_uncertainty']" in show.stdout
-    for name in ("teff", "logg", "fe_h", "teff_mean", "fe_h_std"):
+    assert "signature_def['monte_carlo']" in show.stdout
+    for name in ("teff", "logg", "fe_h", "teff_mean", "fe_h_std", "logg_p84"):
         assert f"outputs['{name}']" in show.stdout
+    for name in ("flux", "err", "seed", "realizations"):
+        assert f"inputs['{name}']" in show.stdout
 
 
 def test_saved_model_runs_without_apnet_tf(exported, trained_run, real_flux, tmp_path):
@@ -155,6 +158,41 @@ def test_infer_accepts_saved_model_and_tflite(exported, apstar_files):
     a, b = (np.asarray(c.catalog["TEFF"]) for c in (sm, mc))
     sa, sb = (np.asarray(c.catalog["TEFF_ERR"]) for c in (sm, mc))
     assert (np.abs(a - b) <= 5 * (sa + sb) + 1.0).all()
+
+
+def test_one_monte_carlo_for_keras_saved_model_and_tflite(exported, trained_run, real_flux,
+                                                          apstar_files):
+    """Review items 1 and 2: every path takes the pixel mask, and the same seed gives the same
+    summaries from the run folder, its SavedModel and its TFLite file."""
+    out, _ = exported
+    flux, err = (a[:3] for a in real_flux)
+    bad = np.zeros(flux.shape, bool)
+    bad[0] = True  # every pixel of star 0 masked: no noise at all, whatever its errors say
+    bad[1, 1000:4000] = True  # PIXMASK-like flags on pixels whose errors are finite
+    paths = {"keras": trained_run, "saved_model": out,
+             "tflite": out / "apogee_net_float32.tflite"}
+    models = {k: load_model(str(p)) for k, p in paths.items()}
+    res = {k: m.monte_carlo(flux, err, bad, 16) for k, m in models.items()}
+    for kind, r in res.items():
+        # no noise: what is left is float rounding between rows of one batch
+        assert (r["std"][0] < 1e-3 * r["std"][1:].min(axis=0)).all(), kind
+        assert (r["std"][1:] > 0).all(), kind
+    atol = np.array([0.5, 1e-3, 1e-3])  # K, dex, dex: the TFLite parity bounds above
+    for kind in ("saved_model", "tflite"):
+        for key in ("mean", "p16", "p50", "p84"):
+            diff = np.abs(res[kind][key] - res["keras"][key])
+            assert (diff <= atol).all(), (kind, key, diff.max(axis=0))
+        np.testing.assert_allclose(res[kind]["std"], res["keras"]["std"], rtol=0.01, atol=1e-6,
+                                   err_msg=f"{kind} std")
+    # and a whole catalog, from the files' own masks, with the same seed
+    folder = str(apstar_files[0].parent)
+    cats = {k: predict_catalog(m, [folder], mc=8, batch_size=16, seed=3).catalog
+            for k, m in models.items()}
+    for kind in ("saved_model", "tflite"):
+        for col in ("TEFF_ERR", "LOGG_ERR", "FE_H_ERR"):
+            np.testing.assert_allclose(np.asarray(cats[kind][col]),
+                                       np.asarray(cats["keras"][col]), rtol=0.01, atol=1e-6,
+                                       err_msg=f"{kind} {col}")
 
 
 def test_pytorch_weights_round_trip(real_flux, tmp_path):

@@ -60,14 +60,56 @@ def test_infer_labelled_records_adds_labels(records, trained_run):
     assert np.isnan(np.asarray(cat["TEFF_ERR"])).all()  # no Monte Carlo, no sigma
 
 
+def test_fit_calibrates_and_infer_uses_it_by_default(trained_run, apstar_files, tmp_path):
+    loaded = load_model(str(trained_run))
+    assert loaded.calibration is not None  # fit ended by calibrating on dev
+    assert loaded.calibration.realizations == 100
+    folder = str(apstar_files[0].parent)
+    cal = predict_catalog(loaded, [folder], mc=6, seed=1).catalog
+    raw = predict_catalog(loaded, [folder], mc=6, seed=1, calibrated=False).catalog
+    assert cal.meta["SIGMA"] == "calibrated" and "dev stars" in cal.meta["SIGCAL"]
+    assert raw.meta["SIGMA"] == "raw MC" and "SIGCAL" not in raw.meta
+    assert cal.meta["MC"] == raw.meta["MC"] == 6 and cal.meta["MCSEED"] == 1
+    write_catalog(cal, str(tmp_path / "cat.fits"))
+    from astropy.io import fits
+
+    header = fits.getheader(tmp_path / "cat.fits", 1)
+    assert header["SIGMA"] == "calibrated" and header["MC"] == 6
+
+
+def test_calibrated_sigma_uses_the_mc_realizations_asked_for(records, trained_run,
+                                                             apstar_files, tmp_path):
+    """Review item 3: --mc is what runs, calibrated or not, and the header says so."""
+    from apnet_tf.evaluation import calibrate
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    calibrate(str(run), str(records), realizations=5)
+    loaded = load_model(str(run))
+    folder = str(apstar_files[0].parent)
+    cal = predict_catalog(loaded, [folder], mc=12, calibrated=True, seed=2).catalog
+    raw = predict_catalog(loaded, [folder], mc=12, calibrated=False, seed=2).catalog
+    # the same 12 realizations: the same Monte Carlo means, and the calibrated sigma is the
+    # calibration's function of the raw one
+    for col in ("TEFF", "LOGG", "FE_H", "TEFF_P50"):
+        np.testing.assert_array_equal(np.asarray(cal[col]), np.asarray(raw[col]))
+    cols = ("TEFF", "LOGG", "FE_H")
+    pred = np.stack([np.asarray(raw[c], float) for c in cols], axis=1)
+    sigma = np.stack([np.asarray(raw[c + "_ERR"], float) for c in cols], axis=1)
+    expect = loaded.calibration.sigma(pred, sigma)
+    for k, col in enumerate(cols):
+        np.testing.assert_allclose(np.asarray(cal[col + "_ERR"]), expect[:, k], rtol=1e-5)
+    assert (cal.meta["MC"], cal.meta["CALMC"], cal.meta["SIGMA"]) == (12, 5, "calibrated")
+
+
 def test_calibrate_and_evaluate(records, trained_run, tmp_path):
     from apnet_tf.evaluation import calibrate, evaluate
 
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
     cal = calibrate(str(run), str(records), realizations=20)
-    assert (run / "calibration.json").exists() and len(cal.scale) == 3
-    assert all(s > 0 for s in cal.scale)
+    assert (run / "calibration.json").exists() and cal.realizations == 20
+    assert all((np.asarray(v) > 0).all() for v in cal.noise.values())
     # fitted on dev: calibrated dev coverage is close to 68%
     assert all(0.5 < c < 0.85 for c in cal.coverage_dev_calibrated)
     res = evaluate(str(run), str(records), str(tmp_path / "eval"), realizations=20)
@@ -79,7 +121,15 @@ def test_calibrate_and_evaluate(records, trained_run, tmp_path):
             assert (tmp_path / "eval" / name).read_bytes()[:4] == b"\x89PNG"
     cov = res["coverage"]
     assert set(cov.index.get_level_values(0)) == {"raw (MC input noise)", "calibrated"}
-    assert ((cov.to_numpy() >= 0) & (cov.to_numpy() <= 1)).all()
+    values = cov[["teff", "logg", "fe_h"]].to_numpy()
+    assert ((values >= 0) & (values <= 1) | np.isnan(values)).all()
+    groups = set(cov.loc[("calibrated", "test")].index)
+    assert {"all", "payne", "mstar"} <= groups
+    assert sum(g.startswith("S/N ") for g in groups) == 3
+    test = cov.loc[("calibrated", "test")]
+    assert test.loc["all", "stars"] == test[test.index.isin(["payne", "mstar", "yso"])][
+        "stars"].sum()
+    assert "test bias" in res["table3"].columns
 
 
 def test_killed_inference_resumes_from_finished_batches(apstar_files, trained_run, tmp_path):

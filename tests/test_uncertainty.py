@@ -1,10 +1,12 @@
 import numpy as np
+import pytest
 import tensorflow as tf
 
-from apnet_tf.inference import load_model
+from apnet_tf.calibration import coverage, fit_scale
+from apnet_tf.inference import load_model, predict_catalog
 from apnet_tf.spectra import read_apstar
-from apnet_tf.uncertainty import (MonteCarloPredictor, coverage, fit_scale, noise_scale,
-                                  realizations, typical_error)
+from apnet_tf.uncertainty import (MonteCarloPredictor, clean_errors, mask_into_errors,
+                                  noise_scale, realizations, typical_error)
 
 
 def test_typical_error_is_the_median_over_good_pixels():
@@ -27,14 +29,61 @@ def test_realizations_are_one_vectorised_batch():
     np.testing.assert_array_equal(x[:50, [0, 2]], np.tile([1.0, 3.0], (50, 1)))  # no noise
     np.testing.assert_array_equal(x[50:], np.tile([10.0, 20.0, 30.0], (50, 1)))
     assert 0.6 < x[:50, 1].std() < 1.4
+    # each star draws from (seed, its row): star 1 alone, as row 1 of a call, draws what it did
+    again = realizations(flux[1:], tf.constant([[0.0, 1.0, 0.0]]), 50, seed=(1, 2), first=1)
+    np.testing.assert_array_equal(again.numpy(), realizations(
+        flux, tf.constant([[0.0, 1.0, 0.0]] * 2), 50, seed=(1, 2)).numpy()[50:])
 
 
-def test_mc_on_all_real_files_is_finite_and_plausible(apstar_files, trained_run):
-    loaded = load_model(str(trained_run))
+def test_a_mask_is_the_same_as_infinite_errors():
+    err = np.array([[1.0, 2.0, 3.0, 5.0], [1.0, np.nan, 2e9, 1.0]], np.float32)
+    bad = np.array([[0, 1, 0, 0], [0, 0, 0, 0]], bool)
+    e1, b1 = clean_errors(err, bad)
+    e2, b2 = clean_errors(mask_into_errors(err, bad))
+    np.testing.assert_array_equal(b1.numpy(), b2.numpy())
+    np.testing.assert_array_equal(b1.numpy(), [[0, 1, 0, 0], [0, 1, 1, 0]])
+    np.testing.assert_array_equal(noise_scale(e1, b1).numpy(), noise_scale(e2, b2).numpy())
+
+
+@pytest.fixture(scope="module")
+def real_spectra(apstar_files):
     specs = [read_apstar(p) for p in apstar_files]
-    flux = np.stack([s.flux for s in specs])
-    err = np.stack([s.err for s in specs])
-    bad = np.stack([s.bad for s in specs])
+    return tuple(np.stack([getattr(s, k) for s in specs]) for k in ("flux", "err", "bad"))
+
+
+def test_the_seed_reaches_the_graph(trained_run, real_spectra):
+    """Review item 4: the same seed gives the same draws whatever the global random state, and
+    whatever the chunking; another seed gives others."""
+    flux, err, bad = (a[:3] for a in real_spectra)
+    model = load_model(str(trained_run)).model
+    mcp = MonteCarloPredictor(model, 16)
+    first = mcp(flux, err, bad, seed=(7, 1))
+    tf.random.set_seed(123)
+    tf.random.normal([5])
+    again = mcp(flux, err, bad, seed=(7, 1))
+    chunked = MonteCarloPredictor(model, 16, rows_per_chunk=16)(flux, err, bad, seed=(7, 1))
+    other = mcp(flux, err, bad, seed=(7, 2))
+    for key in ("mean", "std", "p16", "p84"):
+        np.testing.assert_array_equal(first[key], again[key])
+        np.testing.assert_allclose(first[key], chunked[key], rtol=1e-4)
+        assert (first[key] != other[key]).any()
+
+
+def test_same_seed_same_catalog(trained_run, apstar_files):
+    """Review item 4, as a user meets it: infer twice with --seed 3 on one loaded model."""
+    loaded = load_model(str(trained_run))
+    folder = str(apstar_files[0].parent)
+    a = predict_catalog(loaded, [folder], mc=8, batch_size=16, seed=3).catalog
+    b = predict_catalog(loaded, [folder], mc=8, batch_size=16, seed=3).catalog
+    c = predict_catalog(loaded, [folder], mc=8, batch_size=16, seed=4).catalog
+    for col in ("TEFF", "TEFF_ERR", "FE_H_ERR"):
+        np.testing.assert_array_equal(np.asarray(a[col]), np.asarray(b[col]))
+        assert (np.asarray(a[col]) != np.asarray(c[col])).any()
+
+
+def test_mc_on_all_real_files_is_finite_and_plausible(real_spectra, trained_run):
+    loaded = load_model(str(trained_run))
+    flux, err, bad = real_spectra
     assert (err >= 1e9).sum() > 24 * 700  # the 1e10 chip gaps are there
     mcp = MonteCarloPredictor(loaded.model, 100)
     res = mcp(flux, err, bad)
@@ -62,6 +111,7 @@ def test_coverage_and_scale():
     cov = coverage(pred, sigma, labels)
     assert (cov < 0.25).all()
     s = fit_scale(pred, sigma, labels)
+    assert np.isnan(fit_scale(pred[:4], sigma[:4], labels[:4])).all()  # too few stars
     np.testing.assert_allclose(s, 4.0, rtol=0.08)
     np.testing.assert_allclose(coverage(pred, sigma * s, labels), 0.683, atol=0.01)
     labels[:10, 1] = np.nan

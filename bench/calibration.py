@@ -1,0 +1,176 @@
+"""Which sigma calibration holds for every kind of star? Candidates fitted on dev, judged on test.
+
+Needs a trained run on the 3,000-star survey of ``bench/accuracy.py`` (``.bench/run_default``).
+It runs the raw Monte Carlo (R = 100, seed 0) once over the dev and the test split (cached in the
+run folder as ``bench_mc_dev.npz`` and ``bench_mc_test.npz``), fits each candidate on dev, and
+reports the test split's 1-sigma coverage per parameter for all stars, each category (payne,
+mstar, yso) and each S/N tercile. A run without calibration.json gets the one ``calibrate``
+would write (the same dev Monte Carlo and fit).
+Candidates, all on the raw Monte Carlo sigma:
+
+* ``raw``: no calibration (the paper);
+* ``global``: one factor per parameter (what ``calibrate`` fitted before, there on MC-dropout
+  sigmas);
+* ``snr``: one factor per S/N tercile of dev;
+* ``region``: one factor per Kiel region of the prediction (``calibration.kiel_region``);
+* ``region_snr``: region x S/N tercile factors, with fallbacks to the region (< 30 dev stars)
+  and to all stars;
+* ``floor``: per region, sigma^2 = (a sigma_MC)^2 + b^2 with a and b fitted by a Gaussian
+  likelihood on dev (all stars for a region with < 30);
+* ``floor_region``: a and b fitted on all dev stars, times a per-region factor (the 68.3% quantile
+  of |r| / sigma, shrunk towards all stars'): ``calibration.fit_calibration``, the package's
+  choice.
+
+Finally it writes the catalog ``infer`` writes with its defaults for the test split (the run's own
+calibration.json, fitted at the end of ``fit``) and reports its coverage (``--infer``).
+
+    python bench/calibration.py [--run .bench/run_default] [--records .bench/records3000_s0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from _common import CACHE, machine  # noqa: E402
+
+BAND = (0.60, 0.76)
+
+
+def mc_arrays(run: str, records: str, split: str) -> dict[str, np.ndarray]:
+    """pred, sigma (raw MC), labels, snr, category, split of one split's stars: the Monte Carlo
+    that ``calibrate`` (dev) and ``infer`` (test) run, R = 100, seed 0. Cached per run."""
+    cache = os.path.join(run, f"bench_mc_{split}.npz")
+    if os.path.exists(cache):
+        with np.load(cache) as f:
+            return {k: f[k] for k in f.files}
+    from apnet_tf.evaluation import catalog_arrays
+    from apnet_tf.inference import load_model, predict_catalog
+
+    cat = predict_catalog(load_model(run, calibration=False), [records], mc=100, seed=0,
+                          calibrated=False, split_filter=(split,)).catalog
+    labels, pred, sigma = catalog_arrays(cat)
+    out = {"pred": pred, "sigma": sigma, "labels": labels, "snr": np.asarray(cat["SNR"], float),
+           "category": np.asarray(cat["CATEGORY"]).astype(str),
+           "split": np.asarray(cat["SPLIT"]).astype(str)}
+    np.savez(cache, **out)
+    return out
+
+
+def _cells(pred, snr, edges, use_region: bool, use_snr: bool) -> np.ndarray:
+    from apnet_tf.calibration import kiel_region, snr_bin
+
+    region = kiel_region(pred[:, 0], pred[:, 1]) if use_region else np.zeros(len(pred), int)
+    sbin = snr_bin(snr, edges) if use_snr else np.zeros(len(pred), int)
+    return region * 10 + sbin
+
+
+def cell_factors(d: dict, dev, test, use_region: bool, use_snr: bool) -> np.ndarray:
+    """Factors for the test stars from the 68.3% quantile of |r| / sigma per dev cell."""
+    from apnet_tf.calibration import fit_scale
+
+    edges = np.quantile(d["snr"][dev], [1 / 3, 2 / 3])
+    c_dev = _cells(d["pred"][dev], d["snr"][dev], edges, use_region, use_snr)
+    c_test = _cells(d["pred"][test], d["snr"][test], edges, use_region, use_snr)
+    overall = fit_scale(d["pred"][dev], d["sigma"][dev], d["labels"][dev])
+    out = np.tile(overall, (test.sum(), 1))
+    for c in np.unique(c_test):
+        sel = c_dev == c
+        s = fit_scale(d["pred"][dev][sel], d["sigma"][dev][sel], d["labels"][dev][sel],
+                      min_stars=30)
+        out[c_test == c] = np.where(np.isfinite(s), s, overall)
+    return out
+
+
+def floor_sigma(d: dict, dev, test) -> np.ndarray:
+    """Per region, sigma^2 = (a sigma)^2 + b^2 maximising the Gaussian likelihood on dev."""
+    from apnet_tf.calibration import kiel_region
+
+    r_dev = kiel_region(d["pred"][dev][:, 0], d["pred"][dev][:, 1])
+    r_test = kiel_region(d["pred"][test][:, 0], d["pred"][test][:, 1])
+    out = np.array(d["sigma"][test], float)
+    # a grid in log space: a from 0.37 to 20, b from 0.7% to 270% of the residual spread
+    grid_a, grid_b = np.meshgrid(np.exp(np.linspace(-1, 3, 81)), np.exp(np.linspace(-5, 1, 61)))
+    for k in range(3):
+        for region in np.unique(r_test):
+            sel = (r_dev == region) if (r_dev == region).sum() >= 30 else np.ones_like(r_dev, bool)
+            res = (d["pred"][dev][sel, k] - d["labels"][dev][sel, k])
+            sig = d["sigma"][dev][sel, k]
+            ok = np.isfinite(res) & (sig > 0)
+            res, sig = res[ok], sig[ok]
+            scale = np.std(res)
+            var = (grid_a[..., None] * sig) ** 2 + (grid_b[..., None] * scale) ** 2
+            nll = np.sum(0.5 * np.log(var) + 0.5 * res**2 / var, axis=-1)
+            i = np.unravel_index(np.argmin(nll), nll.shape)
+            a, b = grid_a[i], grid_b[i]
+            t = r_test == region
+            out[t, k] = np.sqrt((a * d["sigma"][test][t, k]) ** 2 + (b * scale) ** 2)
+    return out
+
+
+def judge(pred, sigma, labels, category, snr, split) -> dict:
+    from apnet_tf.evaluation import coverage_table
+
+    table = coverage_table(pred, labels, {"s": sigma}, category, split, snr)
+    rows = table.loc[("s", "test")]
+    cov = rows[["teff", "logg", "fe_h"]]
+    worst = float(np.nanmax(np.abs(cov.to_numpy() - 0.683)))
+    inside = bool(((cov >= BAND[0]) & (cov <= BAND[1])).to_numpy().all())
+    return {"worst_abs_dev_from_0.683": round(worst, 3), "all_cells_in_0.60-0.76": inside,
+            "coverage": {g: [round(float(v), 3) for v in r] + [int(rows.loc[g, "stars"])]
+                         for g, r in cov.iterrows()}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", default=os.path.join(CACHE, "run_default"))
+    ap.add_argument("--records", default=os.path.join(CACHE, "records3000_s0"))
+    ap.add_argument("--infer", action="store_true", help="also check infer's default catalog")
+    args = ap.parse_args()
+
+    from apnet_tf.calibration import CALIBRATION, fit_calibration
+
+    dev_d, test_d = (mc_arrays(args.run, args.records, s) for s in ("dev", "test"))
+    d = {k: np.concatenate([dev_d[k], test_d[k]]) for k in dev_d}
+    dev, test = d["split"] == "dev", d["split"] == "test"
+    # exactly what ``calibrate`` (and so the end of ``fit``) computes and writes
+    cal = fit_calibration(d["pred"][dev], d["sigma"][dev], d["labels"][dev], 100, 0)
+    if not os.path.exists(os.path.join(args.run, CALIBRATION)):
+        cal.save(os.path.join(args.run, CALIBRATION))
+    sig = d["sigma"][test]
+    candidates = {
+        "raw": sig,
+        "global": sig * cell_factors(d, dev, test, False, False),
+        "snr": sig * cell_factors(d, dev, test, False, True),
+        "region": sig * cell_factors(d, dev, test, True, False),
+        "region_snr": sig * cell_factors(d, dev, test, True, True),
+        "floor": floor_sigma(d, dev, test),
+        "floor_region": cal.sigma(d["pred"][test], sig),
+    }
+    result = {"machine": machine(), "dev_stars": int(dev.sum()), "test_stars": int(test.sum()),
+              "columns": "teff, logg, fe_h, stars"}
+    for name, s in candidates.items():
+        result[name] = judge(d["pred"][test], s, d["labels"][test], d["category"][test],
+                             d["snr"][test], d["split"][test])
+    if args.infer:
+        from apnet_tf.evaluation import catalog_arrays
+        from apnet_tf.inference import load_model, predict_catalog
+
+        cat = predict_catalog(load_model(args.run), [args.records], mc=100,
+                              split_filter=("test",)).catalog
+        labels, pred, sigma = catalog_arrays(cat)
+        result["infer_defaults"] = {"sigma": cat.meta["SIGMA"], **judge(
+            pred, sigma, labels, np.asarray(cat["CATEGORY"]).astype(str),
+            np.asarray(cat["SNR"], float), np.asarray(cat["SPLIT"]).astype(str))}
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""calibration.json: its fit (noise factor and floor per Kiel region), its checks, and the
+coverage and Table 3 figures that judge it, on numbers small enough to work out by hand."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from apnet_tf.calibration import (CALIBRATION, REGIONS, Calibration, calibrated_summaries,
+                                  coverage, fit_calibration, kiel_region)
+from apnet_tf.errors import ApnetError
+from apnet_tf.evaluation import bias, coverage_table, evaluation_tables, rms, scatter
+
+# one star per region: pms (in the YSO triangle), cool_dwarf, giant, dwarf
+KIEL = np.array([[3500.0, 3.5], [3300.0, 4.9], [4800.0, 2.5], [5800.0, 4.3]])
+
+
+def test_kiel_regions_follow_the_paper():
+    assert [REGIONS[i] for i in kiel_region(KIEL[:, 0], KIEL[:, 1])] == list(REGIONS)
+    # NaN predictions get no region; a 3,900 K star at log g 4.45 is an M dwarf, not a YSO
+    np.testing.assert_array_equal(kiel_region([np.nan, 3900.0], [4.0, 4.6]), [-1, 1])
+
+
+def _dev_set(floor=(30.0, 0.05, 0.02), n=200, seed=5):
+    """Dev stars of each region whose residuals are Gaussian with sigma^2 = sigma_MC^2 + floor^2
+    (pms: twice that), sigma_MC spread over a factor 30 as S/N would spread it."""
+    pred, sigma, labels = [], [], []
+    rng = np.random.default_rng(seed)
+    for r in range(4):
+        true = np.tile(KIEL[r].tolist() + [0.0], (n, 1))
+        sig = np.geomspace(1, 30, n)[:, None] * np.array([5.0, 0.005, 0.002])
+        scale = np.sqrt(sig**2 + np.square(floor)) * (2.0 if r == 0 else 1.0)
+        pred.append(true + rng.normal(size=(n, 3)) * scale)
+        sigma.append(sig)
+        labels.append(true)
+    return [np.concatenate(x) for x in (pred, sigma, labels)]
+
+
+def test_fit_recovers_noise_and_floor_and_covers_every_region_and_snr():
+    pred, sigma, labels = _dev_set()
+    cal = fit_calibration(pred, sigma, labels, realizations=100, seed=0)
+    assert cal.stars["all"] == 800 and cal.stars["pms"] == 200
+    # all stars: noise ~1.2 (the pms stars widen the pooled fit), floor of order the true one
+    for t, floor in enumerate((30.0, 0.05, 0.02)):
+        assert 0.5 * floor < cal.floor["giant"][t] < 2 * floor
+        # pms residuals are twice as wide: its values are about twice the others'
+        assert 1.5 < cal.floor["pms"][t] / cal.floor["giant"][t] < 2.5
+    fresh = _dev_set(seed=6)  # new stars of the same law
+    s = cal.sigma(fresh[0], fresh[1])
+    region = kiel_region(fresh[0][:, 0], fresh[0][:, 1])
+    low_snr = fresh[1][:, 0] > np.median(fresh[1][:, 0])  # the noisier half
+    for sel in [region == r for r in range(4)] + [low_snr, ~low_snr]:
+        cov = coverage(fresh[0][sel], s[sel], fresh[2][sel])
+        assert ((cov > 0.58) & (cov < 0.78)).all(), cov
+    # a star without a region (NaN prediction) takes the values of all stars
+    one = cal.sigma(np.array([[np.nan, 1.0, 0.0]]), np.array([[10.0, 0.01, 0.01]]))[0]
+    expect = np.sqrt((np.array(cal.noise["all"]) * [10.0, 0.01, 0.01]) ** 2
+                     + np.square(cal.floor["all"]))
+    np.testing.assert_allclose(one, expect)
+
+
+def test_too_few_dev_stars_is_a_clear_error():
+    pred, sigma, labels = (x[:4] for x in _dev_set())
+    with pytest.raises(ApnetError, match="too few labelled dev stars"):
+        fit_calibration(pred, sigma, labels, realizations=100, seed=0)
+
+
+def test_calibrated_summaries_scale_sigma_and_percentiles():
+    cal = fit_calibration(*_dev_set(), realizations=100, seed=0)
+    res = {"mean": np.array([[3300.0, 4.9, 0.1]]), "std": np.array([[10.0, 0.1, 0.01]]),
+           "p16": np.array([[3290.0, 4.8, 0.09]]), "p50": np.array([[3301.0, 4.9, 0.1]]),
+           "p84": np.array([[3311.0, 5.0, 0.11]])}
+    out = calibrated_summaries(res, cal)
+    s = cal.sigma(res["mean"], res["std"])[0]
+    np.testing.assert_allclose(out["std"][0], s)
+    f = s / [10.0, 0.1, 0.01]
+    np.testing.assert_allclose(out["p16"][0, 0], 3301.0 - 11.0 * f[0])
+    np.testing.assert_allclose(out["p84"][0, 0], 3301.0 + 10.0 * f[0])
+    assert out["mean"] is res["mean"] and out["p50"] is res["p50"]
+    # a raw sigma of 0 (every pixel masked): the floor alone, around p50
+    zero = calibrated_summaries(dict(res, std=np.zeros((1, 3)), p16=res["p50"],
+                                     p84=res["p50"]), cal)
+    np.testing.assert_allclose(zero["p84"] - zero["p50"], zero["std"])
+    assert (zero["std"] > 0).all()
+
+
+@pytest.fixture(scope="module")
+def good_calibration():
+    return fit_calibration(*_dev_set(), realizations=100, seed=0)
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda d: d["noise"]["giant"].__setitem__(1, float("nan")), "non-finite"),
+    (lambda d: d["noise"]["dwarf"].__setitem__(0, -1.0), "positive"),
+    (lambda d: d["noise"].__setitem__("pms", [1.0, 0.0, 1.0]), "positive"),
+    (lambda d: d["floor"]["all"].__setitem__(2, -0.1), "negative"),
+    (lambda d: d["floor"]["pms"].__setitem__(2, "x"), "numbers"),
+    (lambda d: d.__setitem__("realizations", "x"), "numbers"),
+    (lambda d: d.__setitem__("typo", 1), "unknown key(s) typo"),
+    (lambda d: d.pop("noise"), "missing key(s) noise"),
+    (lambda d: d["floor"].pop("pms"), "keys"),
+    (lambda d: d["noise"].__setitem__("giant", [1.0, 1.0]), "shape"),
+    (lambda d: d.__setitem__("format", None), "older apnet-tf"),
+])
+def test_bad_calibration_json_is_one_line_naming_the_file(good_calibration, tmp_path, change,
+                                                          words):
+    d = json.loads(json.dumps(good_calibration.to_dict()))
+    change(d)
+    path = tmp_path / CALIBRATION
+    path.write_text(json.dumps(d))
+    with pytest.raises(ApnetError) as exc:
+        Calibration.load(str(path))
+    msg = str(exc.value)
+    assert msg.startswith(str(path)) and words in msg and "\n" not in msg
+
+
+def test_calibration_round_trip_and_unreadable_files(good_calibration, tmp_path):
+    path = tmp_path / CALIBRATION
+    good_calibration.save(str(path))
+    assert Calibration.load(str(path)) == good_calibration
+    # the format of earlier versions (one scale on MC-dropout sigmas) and broken JSON
+    for text in ('{"scale": [1, 2, 3], "mc_dropout": true}', "{not json", "[1, 2]"):
+        path.write_text(text)
+        with pytest.raises(ApnetError, match=str(path)):
+            Calibration.load(str(path))
+
+
+def test_load_model_rejects_a_bad_calibration(trained_run, tmp_path):
+    from apnet_tf.inference import load_model
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / CALIBRATION).write_text('{"format": "apnet-tf calibration 2", "scale": "x"}')
+    with pytest.raises(ApnetError, match="calibration.json: invalid calibration"):
+        load_model(str(run))
+    assert load_model(str(run), calibration=False).calibration is None
+
+
+def test_table3_bias_and_rms_by_hand():
+    pred = np.array([[5010.0, 2.0, 0.0], [4990.0, 2.2, 0.1], [5030.0, np.nan, 0.2]])
+    labels = np.array([[5000.0, 2.0, 0.0], [5000.0, 2.0, 0.0], [5000.0, 2.0, np.nan]])
+    # residuals teff +10, -10, +30: mean 10, std sqrt(((0)^2 + 20^2 + 20^2) / 3), rms sqrt(1100/3)
+    np.testing.assert_allclose(bias(pred, labels), [10.0, 0.1, 0.05])
+    np.testing.assert_allclose(scatter(pred, labels), [np.sqrt(800 / 3), 0.1, 0.05])
+    np.testing.assert_allclose(rms(pred, labels), [np.sqrt(1100 / 3), np.sqrt(0.02),
+                                                   np.sqrt(0.005)])
+    _, t3 = evaluation_tables(pred, labels, ["payne"] * 3, ["test"] * 3, [1000.0, 1.0, 0.5])
+    assert list(t3.columns) == ["train", "dev", "test", "train bias", "dev bias", "test bias",
+                                "train rms", "dev rms", "test rms"]
+    row = t3.loc[("Full", "teff (K)")]
+    assert row["test bias"] == pytest.approx(10.0) and row["test rms"] == pytest.approx(
+        np.sqrt(1100 / 3)) and np.isnan(row["train bias"])
+    # a pure offset leaves the scatter at 0 and shows in the bias and the RMS
+    _, t3 = evaluation_tables(labels[:2] + [50.0, 0.0, 0.0], labels[:2], ["mstar"] * 2,
+                              ["dev"] * 2, [1000.0, 1.0, 0.5])
+    row = t3.loc[("MStar", "teff (K)")]
+    assert (row["dev"], row["dev bias"], row["dev rms"]) == (0.0, 50.0, 50.0)
+
+
+def test_coverage_per_category_and_snr_tercile_by_hand():
+    # six test stars; |residual| in teff: 1, 3, 1, 3, 1, 3 and sigma 2 -> inside for 1, 3, 5
+    labels = np.zeros((6, 3))
+    pred = np.array([[1.0, 0, 0], [3, 0, 0], [1, 0, 0], [3, 0, 0], [1, 0, 0], [3, 0, 0]])
+    sigma = np.full((6, 3), 2.0)
+    cats = ["payne", "payne", "mstar", "mstar", "yso", "payne"]
+    snr = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0]
+    table = coverage_table(pred, labels, {"raw": sigma, "twice": 2 * sigma}, cats, ["test"] * 6,
+                           snr)
+    raw = table.loc[("raw", "test")]
+    assert raw.loc["all", "teff"] == pytest.approx(0.5) and raw.loc["all", "stars"] == 6
+    assert raw.loc["payne", "teff"] == pytest.approx(1 / 3) and raw.loc["payne", "stars"] == 3
+    assert raw.loc["mstar", "teff"] == 0.5 and raw.loc["yso", "teff"] == 1.0
+    # terciles of S/N 10..60: edges 26.7 and 43.3 -> (10, 20), (30, 40), (50, 60)
+    terciles = [g for g in raw.index if g.startswith("S/N")]
+    assert terciles == ["S/N 10.0-26.7", "S/N 26.7-43.3", "S/N 43.3-60.0"]
+    assert [raw.loc[g, "teff"] for g in terciles] == [0.5, 0.5, 0.5]
+    assert [raw.loc[g, "stars"] for g in terciles] == [2, 2, 2]
+    assert (table.loc[("twice", "test"), "teff"] == 1.0).all()  # |residual| <= 3 < 4
+    assert (raw["logg"] == 1.0).all()  # a residual of 0 is within any sigma
