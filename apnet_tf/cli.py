@@ -442,6 +442,9 @@ def infer(
             "--ray-address", help="Ray cluster to join (default: a local Ray instance)")] = None,
         workers: Annotated[Optional[int], typer.Option(
             help="Processes reading FITS files ahead of the model [default: one per core]")] = None,
+        mask_bits: Annotated[Optional[str], typer.Option(
+            help="Comma-separated apStar PIXMASK bits that mark a pixel bad in FITS inputs; "
+                 "use the bits the training records were made with  [default: 0-6]")] = None,
 ) -> None:
     """Predict Teff, log g and [Fe/H] with uncertainties and write a catalog.
 
@@ -462,7 +465,9 @@ def infer(
         result = run_infer(model, out_path, spectra, table=table, root=root, mc=mc,
                            batch_size=batch_size, calibrated=calibrated, mc_dropout=mc_dropout,
                            seed=seed, engine=engine, ray_address=ray_address, workers=workers,
-                           on_progress=update)
+                           on_progress=update,
+                           mask_bits=None if mask_bits is None else _int_list(mask_bits,
+                                                                              "--mask-bits"))
     for line in result.failures:
         console.print(f"[yellow]skipped:[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
     cat = result.catalog

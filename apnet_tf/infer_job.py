@@ -21,7 +21,8 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | No
               seed: int | None = None,
               engine: str = "local", ray_address: str | None = None,
               workers: int | None = None,
-              on_progress: Callable[[int, int], None] | None = None) -> InferenceResult:
+              on_progress: Callable[[int, int], None] | None = None,
+              mask_bits: Sequence[int] | None = None) -> InferenceResult:
     """Predict a catalog for apStar files, folders, globs and record folders (``spectra``)
     and/or the files an allStar/allField ``table`` lists under ``root``; write it to ``out``.
 
@@ -29,6 +30,8 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | No
         mc: Monte Carlo realizations per star; None: 100, or 0 for a TFLite model.
         engine: "local" (this machine; FITS reads in ``workers`` processes) or "ray" (Ray Data
             on the cluster at ``ray_address``, or a local Ray instance when None).
+        mask_bits: apStar PIXMASK bits that mark a pixel bad in FITS inputs; None: the default
+            bits 0-6 (``spectra.DEFAULT_MASK_BITS``). Local engine only.
 
     Finished batches wait in ``out + ".parts"`` until the catalog is written, so the same call
     after a kill resumes (``workdir``); ``out + ".lock"`` keeps a second job off ``out``.
@@ -43,6 +46,8 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | No
     if (table is None) != (root is None):
         raise ApnetError("--table and --root go together: the table and the folder holding "
                          "its TELESCOPE/FIELD/FILE layout")
+    if mask_bits is not None and engine == "ray":
+        raise ApnetError("--mask-bits works with --engine local only")
     if not spectra and table is None:
         raise ApnetError("no input: give --spectra and/or --table with --root")
     require_at_least(batch_size, 1, "--batch-size")
@@ -72,7 +77,8 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | No
             result = predict_catalog(loaded, spectra, mc=mc, batch_size=batch_size,
                                      calibrated=calibrated, mc_dropout=mc_dropout, seed=seed,
                                      work_dir=work_dir, on_progress=on_progress,
-                                     workers=workers, listing=listing)
+                                     workers=workers, listing=listing,
+                                     **({} if mask_bits is None else {"mask_bits": mask_bits}))
         if "SIGMA" not in result.catalog.meta:  # the Ray engine: say what the sigmas are
             from .calibration import sigma_settings
 

@@ -18,6 +18,7 @@ from .catalog import model_identity, write_catalog  # noqa: F401 (write_catalog:
 from .constants import LABEL_COLUMNS, N_PIXELS, TARGETS
 from .errors import ApnetError, first_line, require_at_least
 from .files import read_json
+from .spectra import DEFAULT_MASK_BITS
 
 #: Paper 4.1: the (Teff, log g) triangle that selects YSO candidates.
 YSO_TRIANGLE = ((2200.0, 4.4), (4500.0, 3.9), (3200.0, 1.7))
@@ -290,7 +291,8 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
                     mc_dropout: bool = False, seed: int | None = None,
                     split_filter: Sequence[str] | None = None,
                     work_dir: str | None = None, on_progress: Callable[[int, int], None] | None
-                    = None, workers: int = 0, listing=None) -> InferenceResult:
+                    = None, workers: int = 0, listing=None,
+                    mask_bits: Sequence[int] = DEFAULT_MASK_BITS) -> InferenceResult:
     """Predict Teff, log g, [Fe/H] (with Monte Carlo sigmas when mc > 0) for every input spectrum.
 
     Args:
@@ -307,6 +309,8 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
         workers: processes that read FITS files ahead of the model (0: in this process); they
             are spawned, so a script that uses them needs the ``if __name__ == "__main__":``.
         listing: a ``reading.Listing`` of an input table (``survey_table.read_listing``).
+        mask_bits: apStar PIXMASK bits that mark a pixel bad in FITS inputs (as make-records';
+            use the bits the training records were made with).
 
     Returns:
         The catalog (paper Table 4 columns, percentiles, flags; labels, split and category when
@@ -322,6 +326,8 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
     plan = plan_units(inputs, batch_size, split_filter, listing)
     settings = {"mc": mc, "batch_size": batch_size, "calibrated": calibrated,
                 "mc_dropout": mc_dropout, "seed": seed, "splits": list(split_filter or [])}
+    if tuple(mask_bits) != tuple(DEFAULT_MASK_BITS):
+        settings["mask_bits"] = sorted(int(b) for b in mask_bits)
     seed = wd.prepare(work_dir, model, plan, settings) if work_dir else wd.new_seed(seed)
     sigma_meta["MCSEED"] = seed
     if seed is not None and mc_dropout:
@@ -330,7 +336,7 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
         keras.utils.set_random_seed(seed)  # dropout draws are not keyed by batch
     failures, parts, done = list(plan.failures), [], 0
     todo = [u for u in plan.units if not (work_dir and wd.has_part(work_dir, u.key))]
-    reader = iter_units(todo, workers)
+    reader = iter_units(todo, workers, mask_bits)
     try:
         for unit in plan.units:
             part = wd.load_part(work_dir, unit.key) if work_dir else None

@@ -85,3 +85,23 @@ def test_make_labels_writes_the_payne_labels(tmp_path):
     assert "wrote 2 labels" in out
     labels = pd.read_csv(tmp_path / "labels.csv")
     assert sorted(labels.APOGEE_ID) == ["2M1", "2M2"] and set(labels.CATEGORY) == {"payne"}
+
+
+def test_infer_mask_bits_reach_the_reader(trained_run, apstar_files, tmp_path):
+    from apnet_tf.reading import iter_units, plan_units
+
+    files = [str(f) for f in apstar_files[:3]]  # real DR13 files: their PIXMASK uses many bits
+    units = plan_units(files, 8, None, None).units
+    bad = {bits: sum(int(b.bad.sum()) for _, b, _ in iter_units(units, 0, bits))
+           for bits in ((1,), (0, 1, 2, 3, 4, 5, 6))}
+    assert bad[(1,)] < bad[(0, 1, 2, 3, 4, 5, 6)]
+    cats = {}
+    for bits in ("1", None):
+        extra = ["--mask-bits", bits] if bits else []
+        _ok(cli("infer", "--model", trained_run, "--spectra", *files, "--out",
+                tmp_path / f"{bits}.csv", "--mc", 8, "--seed", 0, "--workers", 0, *extra))
+        cats[bits] = pd.read_csv(tmp_path / f"{bits}.csv", comment="#")
+    # the Monte Carlo spares bad pixels: other bits, other sigmas
+    assert not np.allclose(cats["1"].TEFF_ERR, cats[None].TEFF_ERR)
+    assert_one_line_error(cli("infer", "--model", trained_run, "--spectra", *files, "--out",
+                              tmp_path / "x.csv", "--mask-bits", "zero"), "--mask-bits")
