@@ -85,10 +85,13 @@ def test_missing_labels_are_left_out_of_the_loss():
     loss = MaskedStandardizedMSE(STD)
     y_pred = tf.constant([[5000.0, 3.0, 0.0], [4000.0, 4.5, -0.5]])
     y_true = tf.constant([[4266.99, np.nan, 0.3], [np.nan, np.nan, np.nan]])
-    # star 1: teff off by 733.01 (1 sigma) and fe_h by 0.3 (1 sigma) -> mean over 2 present = 1
-    # star 2: nothing present -> contributes 0, not NaN and not a filled-in value
+    # star 1: teff off by 733.01 (1 sigma) and fe_h by 0.3 (1 sigma); star 2: nothing present,
+    # so it adds nothing, not NaN and not a filled-in value. Every present label weighs the same
+    # (Table 2's mean over present labels): (1 + 1) / 2 = 1. Keras averages per-star values over
+    # the batch, so each star carries its squares x B / (present labels) = 2 x 2 / 2.
     per_star = loss.call(y_true, y_pred).numpy()
-    np.testing.assert_allclose(per_star, [1.0, 0.0], rtol=1e-4)
+    np.testing.assert_allclose(per_star, [2.0, 0.0], rtol=1e-4)
+    assert float(loss(y_true, y_pred)) == pytest.approx(1.0, rel=1e-4)
     # filling the missing label with any value would change the loss; masking does not
     filled = loss.call(tf.constant([[4266.99, 0.0, 0.3]]), y_pred[:1]).numpy()
     assert filled[0] != pytest.approx(1.0, rel=1e-3)
