@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from cli_helpers import assert_one_line_error, cli
+from apnet_tf.calibration import KEYS
 
 
 def _ok(res):
@@ -38,8 +39,11 @@ def test_calibrate_writes_the_runs_calibration(trained_run, records, tmp_path):
     shutil.copytree(trained_run, run)
     out = _ok(cli("calibrate", "--model", run, "--records", records, "--mc", 4))
     cal = json.loads((run / "calibration.json").read_text())
-    assert len(cal["scale"]) == 3 and all(s > 0 for s in cal["scale"])
-    assert out.count("scale") == 3
+    for key in KEYS:  # a noise factor and a floor per Kiel region (and "all"), per parameter
+        assert len(cal["noise"][key]) == 3 and all(s > 0 for s in cal["noise"][key])
+        assert len(cal["floor"][key]) == 3 and all(f >= 0 for f in cal["floor"][key])
+    assert cal["realizations"] == 4
+    assert out.count("dev 1-sigma coverage raw") == 3
 
 
 def test_evaluate_and_export_and_evaluate_refuses_an_export(trained_run, records, tmp_path):
