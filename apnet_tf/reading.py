@@ -107,7 +107,7 @@ def plan_units(inputs: Sequence[str], batch_size: int = 256,
     units: list[Unit] = []
     total = 0
     for rec in (p for p in inputs if is_records(p)):
-        from .records import count_records, read_manifest, shard_paths
+        from .manifest import count_records, read_manifest, shard_paths
 
         compression = read_manifest(rec).get("compression", "")
         for shard in shard_paths(rec, split_filter):
@@ -154,7 +154,8 @@ def read_record_unit(unit: Unit) -> tuple[Batch | None, list[str]]:
     """Read a record shard (TensorFlow) as one batch; with ``labeled_only``, labelled stars."""
     import tensorflow as tf
 
-    from .records import _keep, parse_examples
+    from .dataset import _keep
+    from .record_schema import parse_examples
 
     ds = tf.data.TFRecordDataset(list(unit.paths), compression_type=unit.compression)
     parts = []

@@ -3,7 +3,7 @@
 A filtered ``tf.data`` pipeline has an unknown length, so Keras learns an epoch's length only by
 running out of data in the first epoch, and says so with a "Your input ran out of data" warning.
 Each shard's sidecar (``<shard>.json``) lists its records (APOGEE ID, category, labels), so the
-same filter (``records._keep``, with the same hash for the seeded sample) gives the exact count.
+same filter (``dataset._keep``, with the same hash for the seeded sample) gives the exact count.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from .files import read_json
 
 def filtered_batches(files: Sequence[str], categories, sample, seed: int, labeled_only: bool,
                      batch_size: int, drop_remainder: bool) -> int | None:
-    """Batches of ``batch_size`` that ``records.make_dataset`` yields from ``files`` under these
+    """Batches of ``batch_size`` that ``dataset.make_dataset`` yields from ``files`` under these
     filters, or None when a shard has no sidecar (records from an older version)."""
-    from .records import _keep
+    from .dataset import _keep
 
     ids, cats, masks = [], [], []
     for path in files:
