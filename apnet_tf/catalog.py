@@ -41,7 +41,7 @@ _KEY_COMMENTS = {
 
 def column_info() -> dict[str, tuple[str, str]]:
     """{column: (unit, description)} for every column a catalog can hold; unit "" for none."""
-    from .inference import BAD_RANGE_MARGIN, LOW_SNR, TEFF_EDGE_K
+    from .catalog_flags import BAD_RANGE_MARGIN, LOW_SNR, TEFF_EDGE_K
 
     info = {"APOGEE_ID": ("", "APOGEE star identifier (2MASS designation)"),
             "RA": ("deg", "right ascension (J2000), from the apStar header"),

@@ -3,281 +3,30 @@
 Inputs are apStar files, folders, globs, or TFRecord folders from ``make-records``. They stream in
 batches; an unreadable file is reported and the rest go on. The catalog is written atomically as
 CSV or FITS (astropy).
+
+Models are loaded by ``model_loading`` and flagged by ``catalog_flags``; their public names are
+importable from here too, as they always were.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
 from astropy.table import Table
 
 from .catalog import model_identity, write_catalog  # noqa: F401 (write_catalog: public API)
-from .constants import LABEL_COLUMNS, N_PIXELS, TARGETS
-from .errors import ApnetError, first_line, require_at_least
-from .files import read_json
+from .catalog_flags import (AGE_BIN_EDGES, AGE_BIN_LABELS, BAD_RANGE_MARGIN,  # noqa: F401
+                            LOW_SNR, TEFF_EDGE_K, YSO_TRIANGLE, age_bin, flags, in_triangle)
+from .constants import LABEL_COLUMNS, TARGETS
+from .errors import ApnetError, require_at_least
+from .model_loading import (FALLBACK_LABEL_RANGE, LoadedModel, load_keras,  # noqa: F401
+                            load_model, read_normalization)
 from .spectra import DEFAULT_MASK_BITS
-
-#: Paper 4.1: the (Teff, log g) triangle that selects YSO candidates.
-YSO_TRIANGLE = ((2200.0, 4.4), (4500.0, 3.9), (3200.0, 1.7))
-#: Paper 4.2: log g bin edges and the ages they stand for.
-AGE_BIN_EDGES = (3.6, 3.8, 4.0, 4.2)
-AGE_BIN_LABELS = ("<1 Myr", "1-2 Myr", "2-3 Myr", "3-5 Myr", ">5 Myr")
-#: Paper 3.5: predictions above this Teff sit at the grid edge.
-TEFF_EDGE_K = 6700.0
-#: Paper 3.6: below this S/N the uncertainties are not reliable.
-LOW_SNR = 20.0
-#: Used for the BAD flag when a model carries no training label range.
-FALLBACK_LABEL_RANGE = ((2000.0, 9000.0), (-1.0, 6.0), (-3.0, 1.0))
-#: How far outside the training label range (as a fraction of its width) counts as "far".
-BAD_RANGE_MARGIN = 0.2
 
 CATALOG_COLUMNS = ("APOGEE_ID", "RA", "DEC", "TEFF", "TEFF_ERR", "LOGG", "LOGG_ERR", "FE_H",
                    "FE_H_ERR", "SNR")
-
-
-@dataclasses.dataclass
-class LoadedModel:
-    """A model to predict with: a Keras model (run folder or .keras), a SavedModel, or TFLite.
-
-    ``predict(flux)`` gives (B, 3) physical units; ``monte_carlo(...)`` gives the summaries of
-    ``uncertainty.monte_carlo`` (mean, std, p16, p50, p84), the same for every kind of model.
-    """
-
-    model: object  # keras.Model, a loaded SavedModel, or a LiteRT signature runner
-    path: str
-    kind: str = "keras"  # "keras", "saved_model" or "tflite"
-    normalization: dict | None = None
-    calibration: object | None = None  # calibration.Calibration
-    metadata: dict | None = None  # export_metadata.json of a SavedModel or TFLite export
-
-    def label_range(self) -> tuple[tuple[float, float], ...]:
-        norm = self.normalization or {}
-        lo, hi = norm.get("min"), norm.get("max")
-        if lo and hi and None not in lo and None not in hi:
-            return tuple(zip(map(float, lo), map(float, hi)))
-        return FALLBACK_LABEL_RANGE
-
-    def predict(self, flux: np.ndarray) -> np.ndarray:
-        flux = np.asarray(flux, np.float32)
-        if self.kind == "keras":
-            if not hasattr(self, "_plain"):
-                from .model import predictor
-
-                self._plain = predictor(self.model)
-            return self._plain(flux)
-        if self.kind == "saved_model":
-            import tensorflow as tf
-
-            out = self.model.signatures["serving_default"](flux=tf.constant(flux))
-            return np.stack([out[t].numpy() for t in TARGETS], axis=1)
-        return _tflite_rows(self.model, flux)
-
-    def monte_carlo(self, flux, err, bad, realizations: int, mc_dropout: bool = False,
-                    seed=0) -> dict[str, np.ndarray]:
-        """Raw Monte Carlo summaries (B, 3) of flux, err, bad (B, 8575). ``seed``: an int or a
-        tuple of ints (e.g. the job's seed and the batch; ``uncertainty.stateless_seed``), or
-        None for fresh draws: the same seed gives the same numbers from a run folder, its
-        SavedModel and its TFLite file."""
-        import tensorflow as tf
-
-        from .uncertainty import MonteCarloPredictor, check_realizations, clean_errors
-        from .uncertainty import monte_carlo as run_mc
-        from .uncertainty import stateless_seed
-
-        realizations = check_realizations(realizations)
-        if self.kind == "keras":
-            key = (realizations, mc_dropout)
-            if getattr(self, "_mc_key", None) != key:
-                self._mc = MonteCarloPredictor(self.model, realizations, mc_dropout=mc_dropout)
-                self._mc_key = key
-            return self._mc(flux, err, bad, seed)
-        if mc_dropout:
-            raise ApnetError(f"{self.path}: MC dropout needs the Keras model (a run folder); "
-                             "exported models carry input noise only")
-        flux = tf.constant(flux, tf.float32)
-        seed = tf.constant(stateless_seed(seed) if seed is not None else
-                           np.random.default_rng().integers(0, 2**62, 2), tf.int64)
-        if self.kind == "saved_model":
-            from .uncertainty import mask_into_errors
-
-            sig = self.model.signatures.get("monte_carlo")
-            if sig is None:
-                raise ApnetError(f"{self.path}: exported by an older apnet-tf (no monte_carlo "
-                                 "signature); export it again")
-            out = sig(flux=flux, err=tf.constant(mask_into_errors(err, bad)), seed=seed,
-                      realizations=tf.constant(realizations, tf.int32))
-            return {k: np.stack([out[f"{t}_{k}"].numpy() for t in TARGETS], axis=1)
-                    for k in ("mean", "std", "p16", "p50", "p84")}
-        # TFLite: the same function, run eagerly, with the interpreter as the model
-        err, bad = clean_errors(err, bad)
-        out = run_mc(lambda x: tf.constant(_tflite_rows(self.model, x.numpy())), flux, err, bad,
-                     realizations, seed)
-        return {k: v.numpy() for k, v in out.items()}
-
-
-def _tflite_rows(runner, rows: np.ndarray, chunk: int = 1024) -> np.ndarray:
-    outs = [runner(flux=np.ascontiguousarray(rows[i:i + chunk]))["labels"]
-            for i in range(0, len(rows), chunk)]
-    return np.concatenate(outs) if outs else np.empty((0, 3), np.float32)
-
-
-def _read_calibration(path: str, wanted: bool):
-    """The calibration.json at ``path`` (checked), or None when absent or not wanted."""
-    from .calibration import Calibration
-
-    return Calibration.load(path) if wanted and os.path.exists(path) else None
-
-
-def load_model(path: str, calibration: bool = True) -> LoadedModel:
-    """Load a run folder (best.keras, normalization.json, calibration.json), a .keras file, an
-    exported SavedModel (its version folder, or the folder of versions: the newest), or a
-    .tflite file. ``calibration=False`` leaves any calibration.json unread.
-
-    Raises:
-        ApnetError: nothing loadable at ``path``, or an invalid calibration.json.
-    """
-    from .calibration import CALIBRATION
-
-    if path.endswith(".tflite"):
-        if not os.path.exists(path):
-            raise ApnetError(f"{path}: no such file")
-        from ai_edge_litert.interpreter import Interpreter
-
-        from .quiet import native_stderr_silenced
-
-        try:
-            interp = Interpreter(model_path=path, num_threads=os.cpu_count())
-            runner = interp.get_signature_runner("serving_default")
-            with native_stderr_silenced():  # LiteRT's one XNNPACK INFO line, on the first call
-                runner(flux=np.zeros((1, N_PIXELS), np.float32))
-        except Exception as exc:
-            raise ApnetError(f"{path}: not a usable TFLite model ({first_line(exc)})") from None
-        meta = read_json(os.path.join(os.path.dirname(path), "export_metadata.json"))
-        cal = _read_calibration(os.path.join(os.path.dirname(path), CALIBRATION), calibration)
-        return LoadedModel(runner, path, "tflite", calibration=cal, metadata=meta)
-    if os.path.isdir(path) and not os.path.exists(os.path.join(path, "best.keras")):
-        version_dir = path
-        if not os.path.exists(os.path.join(path, "saved_model.pb")):
-            versions = sorted((int(d) for d in os.listdir(path) if d.isdigit()
-                               and os.path.exists(os.path.join(path, d, "saved_model.pb"))))
-            if not versions:
-                raise ApnetError(f"{path}: not a run folder (best.keras) or a SavedModel")
-            version_dir = os.path.join(path, str(versions[-1]))
-        import tensorflow as tf
-
-        meta = read_json(os.path.join(version_dir, "assets.extra", "export_metadata.json"))
-        cal = _read_calibration(os.path.join(version_dir, "assets.extra", CALIBRATION),
-                                calibration)
-        return LoadedModel(tf.saved_model.load(version_dir), version_dir, "saved_model",
-                           calibration=cal, metadata=meta)
-
-    if os.path.isdir(path):
-        keras_path = os.path.join(path, "best.keras")
-        norm = read_normalization(os.path.join(path, "normalization.json"))
-        cal = _read_calibration(os.path.join(path, CALIBRATION), calibration)
-    elif path.endswith(".keras") and os.path.exists(path):
-        keras_path, norm, cal = path, None, None
-    else:
-        raise ApnetError(f"{path}: not a run folder, .keras, SavedModel or .tflite file")
-    return LoadedModel(load_keras(keras_path), path, "keras", norm, cal)
-
-
-def load_keras(path: str):
-    """A .keras file as a keras.Model, with the package's layers registered.
-
-    Raises:
-        ApnetError: the file is missing, not a complete .keras (zip) archive, or Keras cannot
-            build the model from it; the message names the file.
-    """
-    import zipfile
-
-    import keras
-
-    from . import model as _model  # noqa: F401  (registers the custom layers)
-
-    if not os.path.isfile(path):
-        raise ApnetError(f"{path}: no such model file")
-    # Keras reports a damaged archive as "File not found"; say what is wrong instead.
-    try:
-        with zipfile.ZipFile(path) as archive:
-            damaged = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise ApnetError(f"{path}: not a complete .keras file (truncated or damaged: "
-                         f"{first_line(exc)})") from None
-    if damaged is not None:
-        raise ApnetError(f"{path}: damaged .keras file ({damaged} fails its checksum)")
-    try:
-        return keras.models.load_model(path)
-    except Exception as exc:  # keras raises many types for a bad file
-        raise ApnetError(f"{path}: cannot load model ({first_line(exc)})") from None
-
-
-def read_normalization(path: str) -> dict | None:
-    """A run's normalization.json, checked: three finite means and positive stds.
-
-    Returns None when the file is absent (a run folder may hold only best.keras).
-
-    Raises:
-        ApnetError: the file is present but unreadable or does not hold usable statistics.
-    """
-    if not os.path.exists(path):
-        return None
-    norm = read_json(path)
-    if not isinstance(norm, dict):
-        raise ApnetError(f"{path}: not readable JSON; re-run fit, or import-torch, to rewrite "
-                         "it")
-    try:
-        mean = np.asarray(norm["mean"], dtype=float)
-        std = np.asarray(norm["std"], dtype=float)
-    except (KeyError, TypeError, ValueError):
-        raise ApnetError(f"{path}: needs 'mean' and 'std', three numbers each") from None
-    if mean.shape != (3,) or std.shape != (3,) or not (np.isfinite(mean).all()
-                                                       and np.isfinite(std).all()
-                                                       and (std > 0).all()):
-        raise ApnetError(f"{path}: 'mean' and 'std' must be three finite numbers each, std "
-                         f"positive; got {norm['mean']!r}, {norm['std']!r}")
-    return norm
-
-
-def in_triangle(teff, logg, triangle=YSO_TRIANGLE) -> np.ndarray:
-    """Bool: (teff, logg) inside the triangle (paper 4.1); NaN gives False."""
-    (x1, y1), (x2, y2), (x3, y3) = triangle
-    x, y = np.asarray(teff, float), np.asarray(logg, float)
-
-    def side(ax, ay, bx, by):
-        return (x - bx) * (ay - by) - (ax - bx) * (y - by)
-
-    d1, d2, d3 = side(x1, y1, x2, y2), side(x2, y2, x3, y3), side(x3, y3, x1, y1)
-    neg = (d1 < 0) | (d2 < 0) | (d3 < 0)
-    pos = (d1 > 0) | (d2 > 0) | (d3 > 0)
-    return ~(neg & pos) & np.isfinite(x) & np.isfinite(y)
-
-
-def age_bin(logg, candidate) -> np.ndarray:
-    """Paper 4.2 age bin of each YSO candidate from log g; "" for other stars."""
-    idx = np.digitize(np.asarray(logg, float), AGE_BIN_EDGES)
-    labels = np.array(AGE_BIN_LABELS, dtype=object)[np.clip(idx, 0, 4)]
-    return np.where(np.asarray(candidate, bool), labels, "")
-
-
-def flags(teff, logg, fe_h, sigma, snr, label_range) -> dict[str, np.ndarray]:
-    """YSO_CANDIDATE, AGE_BIN, TEFF_EDGE, LOW_SNR and BAD for a catalog. sigma: (N, 3)."""
-    values = np.stack([teff, logg, fe_h], axis=1)
-    finite = np.isfinite(values).all(axis=1) & (np.isfinite(sigma).all(axis=1) | np.isnan(
-        sigma).all(axis=1))
-    far = np.zeros(len(values), dtype=bool)
-    for k, (lo, hi) in enumerate(label_range):
-        margin = BAD_RANGE_MARGIN * (hi - lo)
-        with np.errstate(invalid="ignore"):
-            far |= (values[:, k] < lo - margin) | (values[:, k] > hi + margin)
-    yso = in_triangle(teff, logg)
-    with np.errstate(invalid="ignore"):
-        return {"YSO_CANDIDATE": yso, "AGE_BIN": age_bin(logg, yso),
-                "TEFF_EDGE": np.asarray(teff) > TEFF_EDGE_K,
-                "LOW_SNR": np.asarray(snr, float) < LOW_SNR, "BAD": ~finite | far}
 
 
 @dataclasses.dataclass
@@ -320,7 +69,7 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
     require_at_least(batch_size, 1, "--batch-size")
     from . import workdir as wd
     from .calibration import sigma_settings
-    from .reading import iter_units, plan_units
+    from .reading import plan_units
 
     calibrated, sigma_meta = sigma_settings(model, mc, calibrated, mc_dropout, seed)
     plan = plan_units(inputs, batch_size, split_filter, listing)
@@ -334,6 +83,21 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
         import keras
 
         keras.utils.set_random_seed(seed)  # dropout draws are not keyed by batch
+    parts, failures = _predict_units(model, plan, mc, calibrated, mc_dropout, seed, work_dir,
+                                     on_progress, workers, mask_bits)
+    return InferenceResult(catalog_from_parts(parts, failures, model, mc, sigma_meta), failures)
+
+
+def _predict_units(model: LoadedModel, plan, mc: int, calibrated: bool, mc_dropout: bool,
+                   seed: int | None, work_dir: str | None,
+                   on_progress: Callable[[int, int], None] | None, workers: int,
+                   mask_bits: Sequence[int]) -> tuple[list[dict], list[str]]:
+    """The catalog parts of the units of ``plan`` (a ``reading.Plan``), in unit order, and the
+    failure lines. Parts already in ``work_dir`` are reused; the others are read ahead by
+    ``workers`` processes, predicted and, with a ``work_dir``, kept there."""
+    from . import workdir as wd
+    from .reading import iter_units
+
     failures, parts, done = list(plan.failures), [], 0
     todo = [u for u in plan.units if not (work_dir and wd.has_part(work_dir, u.key))]
     reader = iter_units(todo, workers, mask_bits)
@@ -355,7 +119,7 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
                 on_progress(min(done, plan.total), plan.total)
     finally:
         reader.close()
-    return InferenceResult(catalog_from_parts(parts, failures, model, mc, sigma_meta), failures)
+    return parts, failures
 
 
 def unit_part(model: LoadedModel, batch, failures: list[str], mc: int, calibrated: bool,
@@ -444,4 +208,3 @@ def _nan_rows(arr: np.ndarray, rows: np.ndarray) -> np.ndarray:
     out = np.array(arr, dtype=np.result_type(arr.dtype, np.float32))
     out[rows] = np.nan
     return out
-

@@ -179,7 +179,7 @@ def yso_sky_map(ra: np.ndarray, dec: np.ndarray, age_bins, path: str, note: str 
     import astropy.units as u
     from astropy.coordinates import SkyCoord
 
-    from .inference import AGE_BIN_LABELS
+    from .catalog_flags import AGE_BIN_LABELS
 
     age_bins = np.asarray(age_bins).astype(str)
     fig, ax = plt.subplots(figsize=(11, 5), layout="constrained")

@@ -21,7 +21,8 @@ import pickle
 from collections.abc import Callable, Sequence
 
 from .errors import ApnetError
-from .inference import InferenceResult, catalog_from_parts, load_model, unit_part
+from .inference import InferenceResult, catalog_from_parts, unit_part
+from .model_loading import load_model
 from .reading import Listing, Unit, plan_units, read_unit
 
 

@@ -23,13 +23,14 @@ from .callbacks import (EarlyStoppingWithReload, HistoryCSV, save_model_atomic, 
 from .distribute import (STRATEGIES, build_for_multiworker, get_strategy,  # noqa: F401
                          shard_policy)
 from .calibration import calibrate_fitted_run
+from .dataset import make_dataset
 from .errors import ApnetError
 from .evaluation import evaluation_tables, predict_records, write_tables
 from .finetuning import dataset_loss, rolling_resample  # noqa: F401
-from .inference import load_keras
+from .manifest import count_records, read_manifest, shard_paths
 from .model import PRECISIONS, MaskedStandardizedMSE, build_model, target_stats, with_precision
+from .model_loading import load_keras
 from .recipes import RECIPES, Recipe, get_recipe, make_optimizer  # noqa: F401
-from .records import count_records, make_dataset, read_manifest, shard_paths
 from .run_folder import (BEST_MODEL, HISTORY, NORMALIZATION, PRETRAIN_DONE,  # noqa: F401
                          PRETRAIN_STATE, PRETRAINED_MODEL, ROUNDS, RUN_FILES, model_stats,
                          prepare_run_folder, read_csv_rows, worker_folder, write_csv_rows,
