@@ -158,7 +158,7 @@ def export_model(model_path: str, out: str, version: int | None = None,
     Returns:
         The metadata written to ``out/export_metadata.json``.
     """
-    from .inference import load_model
+    from .model_loading import load_model
 
     require_at_least(mc_realizations, 2, "--mc")
     unknown = [v for v in tflite if v not in TFLITE_VARIANTS]
@@ -186,8 +186,17 @@ def export_model(model_path: str, out: str, version: int | None = None,
         path = os.path.join(out, f"{name}_{variant}.tflite")
         write_file(path, data)
         files[variant] = {"file": os.path.basename(path), "bytes": len(data)}
+    meta = _export_metadata(name, version, model_path, loaded, mc_realizations, files)
+    _write_metadata(meta, loaded.calibration, [os.path.join(final, "assets.extra"), out])
+    return meta
+
+
+def _export_metadata(name: str, version: int, model_path: str, loaded, mc_realizations: int,
+                     tflite_files: dict) -> dict:
+    """What ``export_metadata.json`` says of an export: source, versions, inputs and their
+    shapes, signatures, Monte Carlo settings, target statistics, calibration, TFLite files."""
     norm = loaded.normalization or {}
-    meta = {
+    return {
         "name": name, "version": version, "source": os.path.abspath(model_path),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tensorflow": tf.__version__, "keras": keras.__version__,
@@ -201,18 +210,24 @@ def export_model(model_path: str, out: str, version: int | None = None,
         "mc_realizations": mc_realizations, "mc_error_cap": MC_ERROR_CAP,
         "target_mean": norm.get("mean"), "target_std": norm.get("std"),
         "calibration": None if loaded.calibration is None else CALIBRATION,
-        "tflite": files,
+        "tflite": tflite_files,
     }
-    # A copy travels inside the version folder, where TF Serving ignores extra files; infer
-    # applies the calibration to every kind of model, so it travels the same way.
-    os.makedirs(os.path.join(final, "assets.extra"), exist_ok=True)
-    for folder in (os.path.join(final, "assets.extra"), out):
+
+
+def _write_metadata(meta: dict, calibration, dirs: list[str]) -> None:
+    """Write the metadata, and the calibration (or remove an earlier export's), to each of
+    ``dirs`` (the version folder's assets.extra first, which is made here).
+
+    A copy travels inside the version folder, where TF Serving ignores extra files; infer
+    applies the calibration to every kind of model, so it travels the same way.
+    """
+    os.makedirs(dirs[0], exist_ok=True)
+    for folder in dirs:
         write_json(os.path.join(folder, METADATA), meta)
-        if loaded.calibration is not None:
-            loaded.calibration.save(os.path.join(folder, CALIBRATION))
+        if calibration is not None:
+            calibration.save(os.path.join(folder, CALIBRATION))
         elif os.path.exists(os.path.join(folder, CALIBRATION)):  # an earlier export's
             os.remove(os.path.join(folder, CALIBRATION))
-    return meta
 
 
 # --------------------------------------------------------------------------- PyTorch weights

@@ -10,7 +10,8 @@ from collections.abc import Callable, Sequence
 from .errors import ApnetError, require_at_least
 from .files import exclusive_lock
 from .catalog import check_catalog_name, write_catalog
-from .inference import InferenceResult, load_model, predict_catalog
+from .inference import InferenceResult, predict_catalog
+from .model_loading import load_model
 
 ENGINES = ("local", "ray")
 
@@ -40,21 +41,7 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | No
         ApnetError: a bad output name, option or input, another job writing ``out``, or no
             readable spectrum; checked before any prediction where it can be.
     """
-    check_catalog_name(out)
-    if engine not in ENGINES:
-        raise ApnetError(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
-    if (table is None) != (root is None):
-        raise ApnetError("--table and --root go together: the table and the folder holding "
-                         "its TELESCOPE/FIELD/FILE layout")
-    if mask_bits is not None and engine == "ray":
-        raise ApnetError("--mask-bits works with --engine local only")
-    if not spectra and table is None:
-        raise ApnetError("no input: give --spectra and/or --table with --root")
-    require_at_least(batch_size, 1, "--batch-size")
-    if mc is not None:
-        require_at_least(mc, 0, "--mc")
-    if workers is not None:
-        require_at_least(workers, 0, "--workers")
+    _check_options(out, spectra, table, root, mc, batch_size, engine, workers, mask_bits)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     work_dir = out + ".parts"
     with exclusive_lock(out + ".lock", out):
@@ -87,6 +74,27 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | No
         write_catalog(result.catalog, out)
         remove_work_dir(work_dir)
     return result
+
+
+def _check_options(out: str, spectra: Sequence[str], table: str | None, root: str | None,
+                   mc: int | None, batch_size: int, engine: str, workers: int | None,
+                   mask_bits: Sequence[int] | None) -> None:
+    """Raise ApnetError for a bad output name or option, before the job takes the lock."""
+    check_catalog_name(out)
+    if engine not in ENGINES:
+        raise ApnetError(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
+    if (table is None) != (root is None):
+        raise ApnetError("--table and --root go together: the table and the folder holding "
+                         "its TELESCOPE/FIELD/FILE layout")
+    if mask_bits is not None and engine == "ray":
+        raise ApnetError("--mask-bits works with --engine local only")
+    if not spectra and table is None:
+        raise ApnetError("no input: give --spectra and/or --table with --root")
+    require_at_least(batch_size, 1, "--batch-size")
+    if mc is not None:
+        require_at_least(mc, 0, "--mc")
+    if workers is not None:
+        require_at_least(workers, 0, "--workers")
 
 
 def remove_work_dir(work_dir: str) -> None:

@@ -266,40 +266,8 @@ def make_survey(out_dir: str, n: int, seed: int = 0,
     rows = []
     used = set()
     for i, star in enumerate(table.itertuples(index=False)):
-        if star.CATEGORY == "yso":
-            field, ra0, dec0 = YSO_FIELDS[rng.integers(len(YSO_FIELDS))]
-            ra, dec = ra0 + rng.normal(0, 1.0), dec0 + rng.normal(0, 1.0)
-            a_h = rng.uniform(0.0, 1.5)
-        else:
-            ra, dec = rng.uniform(0, 360), np.degrees(np.arcsin(rng.uniform(-1, 1)))
-            field = f"{int(ra) % 360:03d}{int(dec):+03d}"
-            a_h = rng.exponential(0.25)
-        apogee_id = _apogee_id(ra % 360, float(np.clip(dec, -89.9, 89.9)))
-        while apogee_id in used:
-            ra += 1e-4
-            apogee_id = _apogee_id(ra % 360, float(np.clip(dec, -89.9, 89.9)))
-        used.add(apogee_id)
-
-        snr = float(10 ** rng.uniform(np.log10(12), np.log10(400)))
-        scale = 10 ** rng.uniform(1.8, 3.2)
-        clean = scale * model.flux(star.TEFF, star.LOGG, star.FE_H, a_h)
-        # Photon noise: sigma grows as sqrt(flux), and equals median/SNR at the median flux.
-        med = np.median(clean[~gaps])
-        sigma = (med / snr) * np.sqrt(np.clip(clean / med, 1e-3, None))
-        nvisits = 1 if rng.random() < 0.75 else int(rng.integers(2, 4))
-        visits = clean + sigma * np.sqrt(nvisits) * rng.standard_normal((nvisits, N_PIXELS))
-        combined = visits.mean(axis=0)
-        bad = gaps.copy()
-        bad[rng.integers(0, N_PIXELS, rng.integers(0, 8))] = True
-        pixmask = np.where(bad, 1, 0).astype(np.int16)  # bit 0: BADPIX
-        if nvisits == 1:
-            flux, err, mask = combined, sigma.copy(), pixmask
-        else:
-            flux = np.vstack([combined, combined, visits])
-            err = np.vstack([sigma, sigma] + [sigma * np.sqrt(nvisits)] * nvisits)
-            mask = np.tile(pixmask, (nvisits + 2, 1))
-        flux = np.where(bad, 0.0, flux)
-        err = np.where(bad, 1e10, err)
+        ra, dec, field, a_h, apogee_id = _place(star.CATEGORY, rng, used)
+        snr, nvisits, flux, err, mask = _observe(model, star, a_h, gaps, rng)
         fname = f"apStar-synth-{apogee_id}.fits"
         _write_apstar(os.path.join(out_dir, fname), apogee_id, flux, err, mask, {
             "TELESCOP": "apo25m", "FIELD": field, "RA": float(ra % 360), "DEC": float(dec),
@@ -319,3 +287,49 @@ def make_survey(out_dir: str, n: int, seed: int = 0,
     with atomic_path(os.path.join(out_dir, "labels.csv")) as tmp:
         out.to_csv(tmp, index=False, float_format="%.6g")
     return out
+
+
+def _place(category: str, rng: np.random.Generator,
+           used: set[str]) -> tuple[float, float, str, float, str]:
+    """(ra, dec, field, A_H, APOGEE ID) of one star: YSOs near a star-forming field with more
+    extinction, the others anywhere on the sky. ``used`` keeps the IDs unique (and is updated)."""
+    if category == "yso":
+        field, ra0, dec0 = YSO_FIELDS[rng.integers(len(YSO_FIELDS))]
+        ra, dec = ra0 + rng.normal(0, 1.0), dec0 + rng.normal(0, 1.0)
+        a_h = rng.uniform(0.0, 1.5)
+    else:
+        ra, dec = rng.uniform(0, 360), np.degrees(np.arcsin(rng.uniform(-1, 1)))
+        field = f"{int(ra) % 360:03d}{int(dec):+03d}"
+        a_h = rng.exponential(0.25)
+    apogee_id = _apogee_id(ra % 360, float(np.clip(dec, -89.9, 89.9)))
+    while apogee_id in used:
+        ra += 1e-4
+        apogee_id = _apogee_id(ra % 360, float(np.clip(dec, -89.9, 89.9)))
+    used.add(apogee_id)
+    return ra, dec, field, a_h, apogee_id
+
+
+def _observe(model: SpectrumModel, star, a_h: float, gaps: np.ndarray,
+             rng: np.random.Generator) -> tuple[float, int, np.ndarray, np.ndarray, np.ndarray]:
+    """(S/N, visits, flux, err, pixmask) of one star as an apStar file holds them: one row
+    (8575,) for a single visit; two combined rows and one per visit (nvisits + 2, 8575) else.
+    Bad pixels (chip gaps and a few random ones) have flux 0 and err 1e10, as in APOGEE."""
+    snr = float(10 ** rng.uniform(np.log10(12), np.log10(400)))
+    scale = 10 ** rng.uniform(1.8, 3.2)
+    clean = scale * model.flux(star.TEFF, star.LOGG, star.FE_H, a_h)
+    # Photon noise: sigma grows as sqrt(flux), and equals median/SNR at the median flux.
+    med = np.median(clean[~gaps])
+    sigma = (med / snr) * np.sqrt(np.clip(clean / med, 1e-3, None))
+    nvisits = 1 if rng.random() < 0.75 else int(rng.integers(2, 4))
+    visits = clean + sigma * np.sqrt(nvisits) * rng.standard_normal((nvisits, N_PIXELS))
+    combined = visits.mean(axis=0)
+    bad = gaps.copy()
+    bad[rng.integers(0, N_PIXELS, rng.integers(0, 8))] = True
+    pixmask = np.where(bad, 1, 0).astype(np.int16)  # bit 0: BADPIX
+    if nvisits == 1:
+        flux, err, mask = combined, sigma.copy(), pixmask
+    else:
+        flux = np.vstack([combined, combined, visits])
+        err = np.vstack([sigma, sigma] + [sigma * np.sqrt(nvisits)] * nvisits)
+        mask = np.tile(pixmask, (nvisits + 2, 1))
+    return snr, nvisits, np.where(bad, 0.0, flux), np.where(bad, 1e10, err), mask
