@@ -1,0 +1,114 @@
+"""The main job end to end on the embedded synthetic survey (``apnet-tf demo``).
+
+synth -> make-records -> fit (pretrain + rolling Payne fine-tuning) -> calibrate -> infer
+(catalog with uncertainties) -> evaluate (Tables 2 and 3, coverage, PNG plots), all in one folder.
+A re-run reuses what an earlier run finished: the spectra, the records' complete shards, a finished
+run folder and its calibration; the catalog and the evaluation are made again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+
+from astropy.table import Table
+
+from .errors import require_at_least
+
+
+@dataclasses.dataclass
+class DemoResult:
+    """What ``run_demo`` made, all under its ``out_dir``."""
+
+    run_dir: str  # the run folder (best.keras, calibration.json, Tables 2 and 3)
+    catalog_path: str  # catalog.fits, calibrated sigmas
+    catalog: Table  # the catalog as written: one row per star of the records
+    evaluation_dir: str  # tables, coverage and PNG plots
+    evaluation: dict  # ``evaluation.evaluate``'s result: table2, table3, coverage, files
+
+
+def run_demo(out_dir: str = "demo_out", n: int = 1500, epochs: int = 30, mc: int = 30,
+             seed: int = 0,
+             on_progress: Callable[[str, int, int | None], None] | None = None,
+             on_epoch: Callable[[str, int, dict], None] | None = None,
+             on_round: Callable[[dict], None] | None = None) -> DemoResult:
+    """Run the demo in ``out_dir``: spectra/, records/, run/, catalog.fits, evaluation/.
+
+    Args:
+        n: stars in the synthetic survey. epochs: most epochs per stage or round.
+        mc: Monte Carlo realizations per star (calibration, catalog, evaluation).
+        seed: the survey's, the training recipe's and the Monte Carlo draws' seed.
+        on_progress: ``on_progress(step, done, total)`` for the steps "synth", "make-records",
+            "infer" and "evaluate".
+        on_epoch, on_round: passed to ``training.fit`` (each epoch's logs; each fine-tuning
+            round's row).
+
+    Every option is checked before any work starts. An unfinished run folder of the demo's own
+    (no table3.csv) is trained again from the start.
+
+    Raises:
+        ApnetError: a bad option, or what a step raises.
+    """
+    from .training import get_recipe
+
+    recipe = get_recipe("default", epochs=epochs, seed=seed).validate()
+    require_at_least(n, 1, "--n")
+    require_at_least(mc, 2, "--mc")
+    step = _stepper(on_progress)
+    spectra_dir, records_dir, run_dir, evaluation_dir = (
+        os.path.join(out_dir, name) for name in ("spectra", "records", "run", "evaluation"))
+    _make_data(spectra_dir, records_dir, n, seed, step)
+    _train(records_dir, run_dir, recipe, mc, seed, on_epoch, on_round)
+    catalog_path, catalog = _predict(run_dir, records_dir, os.path.join(out_dir, "catalog.fits"),
+                                     mc, seed, step("infer"))
+    from .evaluation import evaluate
+
+    evaluation = evaluate(run_dir, records_dir, evaluation_dir, realizations=mc, seed=seed,
+                          on_progress=step("evaluate"))
+    return DemoResult(run_dir, catalog_path, catalog, evaluation_dir, evaluation)
+
+
+def _stepper(on_progress) -> Callable[[str], Callable[[int, int], None] | None]:
+    """step(name) -> the ``on_progress(done, total)`` of that step (None without a callback)."""
+    def step(name: str):
+        if on_progress is None:
+            return None
+        return lambda done, total: on_progress(name, done, total)
+    return step
+
+
+def _make_data(spectra_dir: str, records_dir: str, n: int, seed: int, step) -> None:
+    """The survey (only if it has no labels.csv yet) and its records (complete shards kept)."""
+    from .records import make_records
+    from .synth import make_survey
+
+    labels = os.path.join(spectra_dir, "labels.csv")
+    if not os.path.exists(labels):
+        make_survey(spectra_dir, n, seed, on_progress=step("synth"))
+    make_records([spectra_dir], records_dir, labels=labels, on_progress=step("make-records"))
+
+
+def _train(records_dir: str, run_dir: str, recipe, mc: int, seed: int, on_epoch,
+           on_round) -> None:
+    """Train unless the run folder holds table3.csv (fit writes it once training is over; an
+    unfinished run of the demo's own is started again), then calibrate unless fit did."""
+    from .calibration import calibrate
+    from .training import fit
+
+    if not os.path.exists(os.path.join(run_dir, "table3.csv")):
+        fit(records_dir, run_dir, stage="all", recipe=recipe, resume=False, strategy="default",
+            overwrite=True, on_epoch=on_epoch, on_round=on_round)
+    if not os.path.exists(os.path.join(run_dir, "calibration.json")):
+        calibrate(run_dir, records_dir, realizations=mc, seed=seed)
+
+
+def _predict(run_dir: str, records_dir: str, out: str, mc: int, seed: int,
+             on_progress) -> tuple[str, Table]:
+    """The catalog of every star in the records with calibrated sigmas, written to ``out``;
+    (its path, the table)."""
+    from .inference import load_model, predict_catalog, write_catalog
+
+    result = predict_catalog(load_model(run_dir), [records_dir], mc=mc, calibrated=True,
+                             seed=seed, on_progress=on_progress)
+    return write_catalog(result.catalog, out), result.catalog
