@@ -234,7 +234,7 @@ def import_torch_cmd(
         overwrite: opt.OverwriteRun = False,
 ) -> None:
     """Load the paper's PyTorch weights into a Keras run folder (default stats: paper Table 1)."""
-    from .export import PAPER_MEAN, PAPER_STD, import_torch
+    from .torch_weights import PAPER_MEAN, PAPER_STD, import_torch
 
     m = PAPER_MEAN if mean is None else float_triple(mean, "--mean")
     s = PAPER_STD if std is None else float_triple(std, "--std")

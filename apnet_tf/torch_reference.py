@@ -1,7 +1,7 @@
 """The paper's PyTorch network (Appendix B), for benchmarks and weight exchange. Needs ``torch``.
 
 The layer names (conv1..conv12, fc1..fc3) are those of Appendix B, so a state_dict of the original
-code loads here and in ``export.import_torch_state_dict``.
+code loads here and in ``torch_weights.import_torch_state_dict``.
 """
 
 from __future__ import annotations
