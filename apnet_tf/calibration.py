@@ -1,20 +1,30 @@
-"""Calibrated uncertainties: the Monte Carlo sigma widened by a model-error floor, fitted on dev.
+"""Calibrated uncertainties: the Monte Carlo sigma widened by a model-error floor.
 
 The paper's Monte Carlo sigma (3.5) sees only the input noise and underestimates the scatter by
 about four (3.6), by an amount that depends on S/N and on the kind of star: at high S/N the
-network's own error dominates, which no input noise shows. A calibration holds, per parameter and
-per Kiel-diagram region of the *predicted* Teff and log g (so it uses only what is known at
-inference time),
+network's own error dominates, which no input noise shows. A calibration holds, per parameter,
+per Kiel-diagram region R of the *predicted* Teff and log g and per S/N tercile j (so it uses only
+what is known at inference time),
 
-    sigma = sqrt((noise * sigma_MC)^2 + floor^2).
+    sigma = f[R, j] * sqrt((noise[R] * sigma_MC)^2 + floor[R]^2).
 
-``noise`` and ``floor`` are first fitted on all dev stars by maximum likelihood (a grid); then each
-region's pair is multiplied by the 68.3% quantile of |prediction - label| / sigma over its dev
-stars, shrunk towards that of all dev stars with a weight n / (n + SHRINK_STARS), so that a region
-with few dev stars moves little. A region with fewer than MIN_REGION_STARS dev stars, and a star
-whose prediction has no region, take the values of all dev stars (``all``). It is stored as
-``calibration.json`` in a run folder (and copied beside exported models), and ``infer`` applies it
-by default.
+Its *shape* (how the error changes from region to region and with S/N) is fitted on the training
+split, whose stars are ten times as many as dev's; its *level* on dev, because a network fits its
+training stars better than new ones:
+
+1. on the training stars, one noise factor and one floor per region by maximum likelihood (a
+   grid), the noise factor shared by all regions;
+2. per region, the factor that makes 68.3% of its training stars fall within sigma, then per
+   region and S/N tercile (edges from the training stars' S/N) the factor, relative to that, of
+   its own stars (f, 1 for a cell with fewer than MIN_REGION_STARS);
+3. on dev, one factor per parameter: the 68.3% quantile of |prediction - label| / sigma over all
+   dev stars. It multiplies noise and floor.
+
+A region with fewer than MIN_REGION_STARS training stars, and a star whose prediction has no
+region, take the values of all stars (``all``); a star without S/N takes f = 1. When the training
+split has fewer than MIN_SHAPE_STARS labelled stars (a record folder of dev stars only), dev gives
+the shape too. It is stored as ``calibration.json`` in a run folder (and copied beside exported
+models), and ``infer`` applies it by default.
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ from .errors import ApnetError
 from .files import write_json
 
 CALIBRATION = "calibration.json"
-FORMAT = "apnet-tf calibration 2"
+FORMAT = "apnet-tf calibration 3"
 #: The fraction of a Gaussian within 1 sigma: the target of calibrated coverage.
 ONE_SIGMA = 0.6826894921370859
 #: Regions of the Kiel diagram of the predictions (see ``kiel_region``).
@@ -40,18 +50,18 @@ REGIONS = ("pms", "cool_dwarf", "giant", "dwarf")
 COOL_TEFF, DWARF_LOGG = 4000.0, 3.5
 #: Keys of a calibration's per-region values: the regions, and all dev stars.
 KEYS = REGIONS + ("all",)
-#: A region needs this many dev stars for values of its own ...
-MIN_REGION_STARS = 10
-#: ... and its factor is shrunk towards all stars' as if this many stars had that one.
-SHRINK_STARS = 20
+#: A region, and a region's S/N tercile, needs this many stars for values of its own.
+MIN_REGION_STARS = 30
+#: The training split gives the calibration's shape when it has this many stars with each label.
+MIN_SHAPE_STARS = 50
 
 
 class TooFewStars(ApnetError):
     """The dev split cannot support a calibration."""
 
 
-METHOD = ("sigma = sqrt((noise * sigma_MC)^2 + floor^2) per Kiel region of the prediction, "
-          "fitted on dev")
+METHOD = ("sigma = f * sqrt((noise * sigma_MC)^2 + floor^2); noise, floor per Kiel region of the "
+          "prediction, f per region and S/N tercile; shape fitted on train, level on dev")
 
 
 def kiel_region(teff, logg) -> np.ndarray:
@@ -99,15 +109,22 @@ def fit_scale(pred: np.ndarray, sigma: np.ndarray, labels: np.ndarray,
 
 @dataclasses.dataclass
 class Calibration:
-    """sigma = sqrt((noise * sigma_MC)^2 + floor^2) per region and parameter (module doc).
+    """sigma = f * sqrt((noise * sigma_MC)^2 + floor^2) per region, S/N tercile and parameter
+    (module doc).
 
-    ``noise[key]`` and ``floor[key]`` are (3,) for each key of KEYS; ``stars[key]`` counts the dev
-    stars behind them (0 where a region takes the values of ``all``).
+    ``noise[key]`` and ``floor[key]`` are (3,) for each key of KEYS, ``snr_factor[key]`` (3, 3)
+    (parameter, S/N tercile) and ``snr_edges`` the two inner S/N edges of the terciles;
+    ``stars[key]`` counts the shape stars behind a region's values (0 where it takes those of
+    ``all``), ``shape_split`` names the split that gave the shape and ``dev_stars`` the dev stars
+    that gave the level.
     """
 
     noise: dict[str, list[float]]
     floor: dict[str, list[float]]
+    snr_factor: dict[str, list[list[float]]]
+    snr_edges: list[float]
     stars: dict[str, int]
+    shape_split: str
     realizations: int
     seed: int
     dev_stars: int
@@ -117,12 +134,18 @@ class Calibration:
     targets: list[str] = dataclasses.field(default_factory=lambda: list(TARGETS))
     format: str = FORMAT
 
-    def sigma(self, pred: np.ndarray, sigma_mc: np.ndarray) -> np.ndarray:
-        """Calibrated sigma (N, 3) from the prediction (N, 3) and the raw Monte Carlo sigma."""
+    def sigma(self, pred: np.ndarray, sigma_mc: np.ndarray, snr=None) -> np.ndarray:
+        """Calibrated sigma (N, 3) from the prediction (N, 3), the raw Monte Carlo sigma (N, 3)
+        and the S/N (N,); without S/N (None or NaN) a star takes f = 1."""
         region = kiel_region(pred[:, 0], pred[:, 1])
         noise = np.array([self.noise[k] for k in KEYS])[region]  # region -1 picks "all"
         floor = np.array([self.floor[k] for k in KEYS])[region]
-        return np.sqrt((noise * sigma_mc) ** 2 + floor**2)
+        snr = np.full(len(pred), np.nan) if snr is None else np.asarray(snr, float)
+        edges = np.asarray(self.snr_edges, float)  # null edges: no S/N when it was fitted
+        tercile = snr_bin(snr, edges) if np.isfinite(edges).all() else np.full(len(pred), -1)
+        factor = np.array([self.snr_factor[k] for k in KEYS])[region, :, tercile]  # (N, 3)
+        factor = np.where((tercile >= 0)[:, None], factor, 1.0)
+        return factor * np.sqrt((noise * sigma_mc) ** 2 + floor**2)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -160,13 +183,21 @@ class Calibration:
             raise ValueError(f"missing key(s) {', '.join(sorted(names - set(d) - {'method'}))}")
         if list(d["targets"]) != list(TARGETS):
             raise ValueError(f"targets {d['targets']!r}, expected {list(TARGETS)!r}")
-        for key, shape in (("noise", (3,)), ("floor", (3,)), ("stars", ())):
+        for key, shape in (("noise", (3,)), ("floor", (3,)), ("snr_factor", (3, 3)),
+                           ("stars", ())):
             if not isinstance(d[key], dict) or set(d[key]) != set(KEYS):
                 raise ValueError(f"{key} must have exactly the keys {', '.join(KEYS)}")
             for region, v in d[key].items():
-                _numbers(v, f"{key}.{region}", shape, positive=key == "noise")
+                _numbers(v, f"{key}.{region}", shape, positive=key in ("noise", "snr_factor"))
                 if key == "floor" and np.any(np.asarray(v, float) < 0):
                     raise ValueError(f"floor.{region} must not be negative, got {v!r}")
+        # null edges: the shape stars had no S/N, and every star takes f = 1
+        edges = _numbers(d["snr_edges"], "snr_edges", (2,), positive=False, allow_nan=True)
+        if np.isfinite(edges).any() and not (np.isfinite(edges).all() and 0 < edges[0] <= edges[1]):
+            raise ValueError(f"snr_edges must be two positive S/N in increasing order (or null), "
+                             f"got {d['snr_edges']!r}")
+        if d["shape_split"] not in ("train", "dev"):
+            raise ValueError(f"shape_split must be train or dev, got {d['shape_split']!r}")
         for key in ("realizations", "seed", "dev_stars"):
             _numbers(d[key], key, (), positive=False)
         for key in ("coverage_dev_raw", "coverage_dev_calibrated"):
@@ -192,12 +223,18 @@ def _numbers(value, name: str, shape: tuple, positive: bool, allow_nan: bool = F
     return arr
 
 
+#: The grids of the maximum-likelihood fit: noise factors, and floors relative to the residuals'
+#: standard deviation.
+NOISE_GRID = np.exp(np.linspace(-2.0, 3.0, 101))
+FLOOR_GRID = np.exp(np.linspace(-6.0, 1.0, 141))
+
+
 def _max_likelihood(res: np.ndarray, sig: np.ndarray) -> tuple[float, float]:
-    """(noise, floor) maximising the Gaussian likelihood of residuals res given sigma_MC sig."""
-    spread = float(np.std(res)) or 1.0
-    floors = spread * np.exp(np.linspace(-6.0, 1.0, 141))
-    best = (np.inf, 1.0, spread)
-    for a in np.exp(np.linspace(-2.0, 3.0, 101)):
+    """(noise, floor) maximising the Gaussian likelihood of residuals res (N,) given the raw
+    Monte Carlo sigmas sig (N,), on a grid."""
+    floors = (float(np.std(res)) or 1.0) * FLOOR_GRID
+    best = (np.inf, 1.0, floors[0])
+    for a in NOISE_GRID:
         var = (a * sig[None]) ** 2 + floors[:, None] ** 2
         nll = np.sum(0.5 * np.log(var) + 0.5 * res[None] ** 2 / var, axis=1)
         i = int(np.argmin(nll))
@@ -206,51 +243,106 @@ def _max_likelihood(res: np.ndarray, sig: np.ndarray) -> tuple[float, float]:
     return best[1], best[2]
 
 
+def _quantile_ratio(res: np.ndarray, sigma: np.ndarray) -> float:
+    """The factor that puts 68.3% of |res| within factor * sigma."""
+    return float(np.quantile(np.abs(res) / sigma, ONE_SIGMA))
+
+
+def _shape(res: np.ndarray, sig: np.ndarray, region: np.ndarray, tercile: np.ndarray):
+    """Steps 1 and 2 of the module doc for one parameter on the shape stars (all finite, sig > 0).
+
+    Returns:
+        noise (K,), floor (K,), snr_factor (K, 3) and stars (K,) for K = len(KEYS): a region with
+        fewer than MIN_REGION_STARS stars gets the values of ``all`` (the last row) and 0 stars.
+    """
+    k = len(KEYS)
+    noise, floor, factor, stars = np.zeros(k), np.zeros(k), np.ones((k, 3)), np.zeros(k, int)
+    for key in reversed(range(k)):  # ``all`` first: small regions take its values
+        sel = region == key if key < len(REGIONS) else np.ones(len(res), bool)
+        if sel.sum() < MIN_REGION_STARS and key < len(REGIONS):
+            noise[key], floor[key], factor[key] = noise[-1], floor[-1], factor[-1]
+            continue
+        a, b = _max_likelihood(res[sel], sig[sel])
+        base = np.sqrt((a * sig[sel]) ** 2 + b**2)
+        scale = _quantile_ratio(res[sel], base)
+        noise[key], floor[key], stars[key] = a * scale, b * scale, int(sel.sum())
+        for j in range(3):
+            cell = tercile[sel] == j
+            if cell.sum() >= MIN_REGION_STARS:
+                factor[key, j] = _quantile_ratio(res[sel][cell], scale * base[cell])
+    return noise, floor, factor, stars
+
+
 def fit_calibration(pred: np.ndarray, sigma: np.ndarray, labels: np.ndarray,
-                    realizations: int, seed: int) -> Calibration:
-    """Fit a Calibration on dev stars: pred, sigma (raw Monte Carlo), labels, each (N, 3)."""
-    region = kiel_region(pred[:, 0], pred[:, 1])
-    noise = {k: [1.0] * 3 for k in KEYS}
-    floor = {k: [0.0] * 3 for k in KEYS}
-    stars = {k: 0 for k in KEYS}
+                    realizations: int, seed: int, snr=None, shape=None) -> Calibration:
+    """Fit a Calibration (module doc): its level on the dev stars, its shape on ``shape``.
+
+    Args:
+        pred, sigma, labels: the dev stars' predictions, raw Monte Carlo sigmas and labels,
+            (N, 3) each; snr: their S/N, (N,) (None: unknown).
+        shape: (pred, sigma, labels, snr) of the training stars, (M, 3) x 3 and (M,); None, or
+            fewer than MIN_SHAPE_STARS stars with some label: the dev stars give the shape too.
+    """
+    snr = np.full(len(pred), np.nan) if snr is None else np.asarray(snr, float)
+    dev = (pred, sigma, labels, snr)
     for t in range(3):
-        res, sig = pred[:, t] - labels[:, t], sigma[:, t]
-        ok = np.isfinite(res) & np.isfinite(sig) & (sig > 0)
-        if ok.sum() < 5:
-            raise TooFewStars(f"too few labelled dev stars to calibrate ({int(ok.sum())} with "
+        n = _usable(pred, sigma, labels, t).sum()
+        if n < 5:
+            raise TooFewStars(f"too few labelled dev stars to calibrate ({int(n)} with "
                               f"{TARGETS[t]}; a calibration needs 5 with each label)")
-        a, b = _max_likelihood(res[ok], sig[ok])
-        ratio = np.abs(res) / np.sqrt((a * sig) ** 2 + b**2)
-        c_all = float(np.quantile(ratio[ok], ONE_SIGMA))
-        for key in KEYS:
-            sel = ok & (region == KEYS.index(key)) if key != "all" else ok
-            n = int(sel.sum())
-            c = c_all
-            if key != "all" and n >= MIN_REGION_STARS:
-                c = (n * float(np.quantile(ratio[sel], ONE_SIGMA)) + SHRINK_STARS * c_all) / (
-                    n + SHRINK_STARS)
-                stars[key] = max(stars[key], n)
-            elif key == "all":
-                stars[key] = n
-            noise[key][t], floor[key][t] = a * c, b * c
-    cal = Calibration(noise=noise, floor=floor, stars=stars, realizations=int(realizations),
-                      seed=int(seed), dev_stars=int(len(pred)),
+    use_train = shape is not None and all(
+        _usable(shape[0], shape[1], shape[2], t).sum() >= MIN_SHAPE_STARS for t in range(3))
+    sp, ss, sl, sn = (np.asarray(x, float) for x in (shape if use_train else dev))
+    finite = sn[np.isfinite(sn) & (sn > 0)]
+    edges = np.quantile(finite, [1 / 3, 2 / 3]) if finite.size >= 3 else np.full(2, np.nan)
+    region = kiel_region(sp[:, 0], sp[:, 1])
+    region = np.where(region < 0, len(REGIONS), region)  # no region: only in ``all``
+    tercile = snr_bin(sn, edges) if np.isfinite(edges).all() else np.full(len(sn), -1)
+    noise, floor, factor = (np.zeros((len(KEYS), 3)), np.zeros((len(KEYS), 3)),
+                            np.ones((len(KEYS), 3, 3)))
+    stars = np.zeros(len(KEYS), int)
+    for t in range(3):
+        ok = _usable(sp, ss, sl, t)
+        noise[:, t], floor[:, t], factor[:, t], n = _shape(
+            sp[ok, t] - sl[ok, t], ss[ok, t], region[ok], tercile[ok])
+        stars = np.maximum(stars, n)
+    cal = Calibration(noise=_by_key(noise), floor=_by_key(floor), snr_factor=_by_key(factor),
+                      snr_edges=_floats(edges), stars=dict(zip(KEYS, map(int, stars))),
+                      shape_split="train" if use_train else "dev",
+                      realizations=int(realizations), seed=int(seed), dev_stars=int(len(pred)),
                       coverage_dev_raw=_floats(coverage(pred, sigma, labels)),
                       coverage_dev_calibrated=[])
-    cal.coverage_dev_calibrated = _floats(coverage(pred, cal.sigma(pred, sigma), labels))
+    # the level: one factor per parameter on dev (1 when dev gave the shape)
+    level = fit_scale(pred, cal.sigma(pred, sigma, snr), labels)
+    for key in KEYS:
+        cal.noise[key] = [v * f for v, f in zip(cal.noise[key], level)]
+        cal.floor[key] = [v * f for v, f in zip(cal.floor[key], level)]
+    cal.coverage_dev_calibrated = _floats(coverage(pred, cal.sigma(pred, sigma, snr), labels))
     return cal
+
+
+def _usable(pred, sigma, labels, t: int) -> np.ndarray:
+    """Stars with a finite prediction, label and positive raw sigma of parameter t, (N,) bool."""
+    res = np.asarray(pred, float)[:, t] - np.asarray(labels, float)[:, t]
+    sig = np.asarray(sigma, float)[:, t]
+    return np.isfinite(res) & np.isfinite(sig) & (sig > 0)
+
+
+def _by_key(values: np.ndarray) -> dict:
+    """{key: values[i].tolist()} for the rows of a (len(KEYS), ...) array."""
+    return {k: np.asarray(v, float).tolist() for k, v in zip(KEYS, values)}
 
 
 def _floats(values) -> list[float]:
     return [float(v) if math.isfinite(v) else None for v in values]
 
 
-def calibrated_summaries(summaries: dict[str, np.ndarray],
-                         calibration: Calibration) -> dict[str, np.ndarray]:
+def calibrated_summaries(summaries: dict[str, np.ndarray], calibration: Calibration,
+                         snr=None) -> dict[str, np.ndarray]:
     """Monte Carlo summaries with sigma calibrated: ``std`` replaced by ``calibration.sigma``,
     and p16/p84 moved away from p50 by the same ratio (by sigma itself where the raw one is 0).
-    The mean and p50 are unchanged."""
-    std = calibration.sigma(summaries["mean"], summaries["std"])
+    The mean and p50 are unchanged. ``snr``: the stars' S/N, (N,) (None: unknown)."""
+    std = calibration.sigma(summaries["mean"], summaries["std"], snr)
     out = dict(summaries, std=std)
     if "p50" in out:
         raw = summaries["std"]
@@ -282,16 +374,20 @@ def sigma_settings(model, mc: int, calibrated: bool | None, mc_dropout: bool,
             "raw MC + MC dropout" if mc_dropout else "raw MC"}
     if use:
         cal = model.calibration
-        meta["SIGCAL"] = (f"sqrt((noise*sigma_MC)^2+floor^2) per Kiel region, fitted on "
-                          f"{cal.dev_stars} dev stars (calibration.json)")
+        meta["SIGCAL"] = (f"f*sqrt((noise*sigma_MC)^2+floor^2) per Kiel region and S/N tercile; "
+                          f"shape from {cal.shape_split}, level from {cal.dev_stars} dev stars "
+                          "(calibration.json)")
         meta["CALMC"] = cal.realizations
     return use, meta
 
 
 def calibrate(model_path: str, records_dir: str, realizations: int = 100,
               seed: int = 0) -> Calibration:
-    """Fit a calibration on the dev split of ``records_dir`` and save ``calibration.json`` in the
-    run folder ``model_path``.
+    """Fit a calibration on ``records_dir`` (its shape on the train split, its level on dev; see
+    the module doc) and save ``calibration.json`` in the run folder ``model_path``.
+
+    The Monte Carlo runs over the train and dev stars, so this costs about as much as ``infer``
+    over them.
 
     Returns:
         The ``Calibration`` written.
@@ -310,9 +406,12 @@ def calibrate(model_path: str, records_dir: str, realizations: int = 100,
         raise ApnetError(f"{records_dir}: no dev records to calibrate on")
     loaded = load_model(model_path, calibration=False)
     cat = predict_catalog(loaded, [records_dir], mc=realizations, calibrated=False, seed=seed,
-                          split_filter=("dev",)).catalog
+                          split_filter=("train", "dev")).catalog
     labels, pred, sigma = catalog_arrays(cat)
-    cal = fit_calibration(pred, sigma, labels, realizations, seed)
+    snr, split = np.asarray(cat["SNR"], float), np.asarray(cat["SPLIT"]).astype(str)
+    dev, train = split == "dev", split == "train"
+    cal = fit_calibration(pred[dev], sigma[dev], labels[dev], realizations, seed, snr=snr[dev],
+                          shape=(pred[train], sigma[train], labels[train], snr[train]))
     cal.save(os.path.join(model_path, CALIBRATION))
     return cal
 

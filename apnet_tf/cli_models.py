@@ -160,9 +160,11 @@ def calibrate(
         mc: opt.Mc = 100,
         seed: opt.Seed = 0,
 ) -> None:
-    """Fit the sigma calibration on the dev split again (fit already does this once).
+    """Fit the sigma calibration again (fit already does this once).
 
-    Factors on the raw Monte Carlo sigma per Kiel-diagram region of the prediction and S/N bin.
+    Noise factor and floor on the raw Monte Carlo sigma per Kiel-diagram region of the
+    prediction, a factor per S/N tercile: their shape fitted on the train split, their level on
+    dev.
     """
     from .calibration import calibrate as run_calibrate
 

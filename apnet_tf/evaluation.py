@@ -252,7 +252,7 @@ def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int 
     snr = np.asarray(raw["SNR"], float)
     sigmas = {"raw (MC input noise)": sigma}
     if loaded.calibration is not None:
-        sigmas["calibrated"] = loaded.calibration.sigma(pred, sigma)
+        sigmas["calibrated"] = loaded.calibration.sigma(pred, sigma, snr)
     cats, where = np.asarray(raw["CATEGORY"]).astype(str), np.asarray(raw["SPLIT"]).astype(str)
     table2, table3 = evaluation_tables(pred, labels, cats, where, std)
     cov = coverage_table(pred, labels, sigmas, cats, where, snr)

@@ -166,7 +166,7 @@ def _predict_part(model: LoadedModel, batch, mc: int, calibrated: bool,
         if calibrated:
             from .calibration import calibrated_summaries
 
-            res = calibrated_summaries(res, model.calibration)
+            res = calibrated_summaries(res, model.calibration, batch.snr)
         value, sigma = res["mean"], res["std"]
         pct = {p: res[p] for p in ("p16", "p50", "p84") if p in res}
     else:

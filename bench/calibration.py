@@ -1,15 +1,18 @@
-"""Which sigma calibration holds for every kind of star? Candidates fitted on dev, judged on test.
+"""Which sigma calibration holds for every kind of star? Candidates fitted on dev (and train),
+judged on test and on an independent survey.
 
 Needs a trained run on the 3,000-star survey of ``bench/accuracy.py`` (``.bench/run_default``).
-It runs the raw Monte Carlo (R = 100, seed 0) once over the dev and the test split (cached in the
-run folder as ``bench_mc_dev.npz`` and ``bench_mc_test.npz``), fits each candidate on dev, and
-reports the test split's 1-sigma coverage per parameter for all stars, each category (payne,
-mstar, yso) and each S/N tercile. A run without calibration.json gets the one ``calibrate``
-would write (the same dev Monte Carlo and fit).
-Candidates, all on the raw Monte Carlo sigma:
+It runs the raw Monte Carlo (R = 100, seed 0) once over the train, dev and test splits (cached in
+the run folder as ``bench_mc_{split}.npz``), fits each candidate, and reports the 1-sigma coverage
+per parameter for all stars, each category (payne, mstar, yso) and each S/N tercile, of the test
+split and (``--indep N``) of every star of a second synthetic survey made with another seed, which
+the network never saw (``bench_mc_indep{N}.npz``): its larger categories tell a calibration's own
+error from the test split's sampling noise. A run without calibration.json gets the one
+``calibrate`` would write (the same Monte Carlo and fit). Candidates, all on the raw Monte Carlo
+sigma:
 
 * ``raw``: no calibration (the paper);
-* ``global``: one factor per parameter (what ``calibrate`` fitted before, there on MC-dropout
+* ``global``: one factor per parameter (what ``calibrate`` fitted first, there on MC-dropout
   sigmas);
 * ``snr``: one factor per S/N tercile of dev;
 * ``region``: one factor per Kiel region of the prediction (``calibration.kiel_region``);
@@ -17,14 +20,16 @@ Candidates, all on the raw Monte Carlo sigma:
   and to all stars;
 * ``floor``: per region, sigma^2 = (a sigma_MC)^2 + b^2 with a and b fitted by a Gaussian
   likelihood on dev (all stars for a region with < 30);
-* ``floor_region``: a and b fitted on all dev stars, times a per-region factor (the 68.3% quantile
-  of |r| / sigma, shrunk towards all stars'): ``calibration.fit_calibration``, the package's
-  choice.
+* ``dev_only``: ``calibration.fit_calibration`` given only the dev stars (they give its shape and
+  its level);
+* ``package``: ``calibration.fit_calibration`` as ``calibrate`` runs it: shape (noise and floor
+  per region, a factor per region and S/N tercile) on the train split, level on dev.
 
 Finally it writes the catalog ``infer`` writes with its defaults for the test split (the run's own
 calibration.json, fitted at the end of ``fit``) and reports its coverage (``--infer``).
 
     python bench/calibration.py [--run .bench/run_default] [--records .bench/records3000_s0]
+                                [--indep 3000] [--infer]
 """
 
 from __future__ import annotations
@@ -39,15 +44,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from _common import CACHE, machine  # noqa: E402
+from _common import CACHE, machine, survey_records  # noqa: E402
 
 BAND = (0.60, 0.76)
 
 
-def mc_arrays(run: str, records: str, split: str) -> dict[str, np.ndarray]:
-    """pred, sigma (raw MC), labels, snr, category, split of one split's stars: the Monte Carlo
-    that ``calibrate`` (dev) and ``infer`` (test) run, R = 100, seed 0. Cached per run."""
-    cache = os.path.join(run, f"bench_mc_{split}.npz")
+def mc_arrays(run: str, records: str, split: str | None, name: str | None = None,
+              ) -> dict[str, np.ndarray]:
+    """pred, sigma (raw MC), labels, snr, category, split of one split's stars (every labelled
+    star with split None): the Monte Carlo that ``calibrate`` (train, dev) and ``infer`` (test)
+    run, R = 100, seed 0. Cached per run as bench_mc_{name or split}.npz."""
+    cache = os.path.join(run, f"bench_mc_{name or split}.npz")
     if os.path.exists(cache):
         with np.load(cache) as f:
             return {k: f[k] for k in f.files}
@@ -55,7 +62,9 @@ def mc_arrays(run: str, records: str, split: str) -> dict[str, np.ndarray]:
     from apnet_tf.inference import load_model, predict_catalog
 
     cat = predict_catalog(load_model(run, calibration=False), [records], mc=100, seed=0,
-                          calibrated=False, split_filter=(split,)).catalog
+                          calibrated=False,
+                          split_filter=("train", "dev", "test") if split is None else (split,)
+                          ).catalog
     labels, pred, sigma = catalog_arrays(cat)
     out = {"pred": pred, "sigma": sigma, "labels": labels, "snr": np.asarray(cat["SNR"], float),
            "category": np.asarray(cat["CATEGORY"]).astype(str),
@@ -115,10 +124,11 @@ def floor_sigma(d: dict, dev, test) -> np.ndarray:
     return out
 
 
-def judge(pred, sigma, labels, category, snr, split) -> dict:
+def judge(pred, sigma, labels, category, snr, split=None) -> dict:
+    """Coverage per group of the given stars (all taken as one split)."""
     from apnet_tf.evaluation import coverage_table
 
-    table = coverage_table(pred, labels, {"s": sigma}, category, split, snr)
+    table = coverage_table(pred, labels, {"s": sigma}, category, np.full(len(pred), "test"), snr)
     rows = table.loc[("s", "test")]
     cov = rows[["teff", "logg", "fe_h"]]
     worst = float(np.nanmax(np.abs(cov.to_numpy() - 0.683)))
@@ -132,33 +142,50 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", default=os.path.join(CACHE, "run_default"))
     ap.add_argument("--records", default=os.path.join(CACHE, "records3000_s0"))
+    ap.add_argument("--indep", type=int, default=0,
+                    help="also judge on every star of an N-star survey made with seed 1")
     ap.add_argument("--infer", action="store_true", help="also check infer's default catalog")
     args = ap.parse_args()
 
     from apnet_tf.calibration import CALIBRATION, fit_calibration
 
-    dev_d, test_d = (mc_arrays(args.run, args.records, s) for s in ("dev", "test"))
-    d = {k: np.concatenate([dev_d[k], test_d[k]]) for k in dev_d}
+    parts = {s: mc_arrays(args.run, args.records, s) for s in ("train", "dev", "test")}
+    d = {k: np.concatenate([parts["dev"][k], parts["test"][k]]) for k in parts["dev"]}
     dev, test = d["split"] == "dev", d["split"] == "test"
+    tr = parts["train"]
     # exactly what ``calibrate`` (and so the end of ``fit``) computes and writes
-    cal = fit_calibration(d["pred"][dev], d["sigma"][dev], d["labels"][dev], 100, 0)
+    cal = fit_calibration(d["pred"][dev], d["sigma"][dev], d["labels"][dev], 100, 0,
+                          snr=d["snr"][dev], shape=(tr["pred"], tr["sigma"], tr["labels"],
+                                                    tr["snr"]))
+    dev_only = fit_calibration(d["pred"][dev], d["sigma"][dev], d["labels"][dev], 100, 0,
+                               snr=d["snr"][dev])
     if not os.path.exists(os.path.join(args.run, CALIBRATION)):
         cal.save(os.path.join(args.run, CALIBRATION))
-    sig = d["sigma"][test]
-    candidates = {
-        "raw": sig,
-        "global": sig * cell_factors(d, dev, test, False, False),
-        "snr": sig * cell_factors(d, dev, test, False, True),
-        "region": sig * cell_factors(d, dev, test, True, False),
-        "region_snr": sig * cell_factors(d, dev, test, True, True),
-        "floor": floor_sigma(d, dev, test),
-        "floor_region": cal.sigma(d["pred"][test], sig),
-    }
-    result = {"machine": machine(), "dev_stars": int(dev.sum()), "test_stars": int(test.sum()),
-              "columns": "teff, logg, fe_h, stars"}
-    for name, s in candidates.items():
-        result[name] = judge(d["pred"][test], s, d["labels"][test], d["category"][test],
-                             d["snr"][test], d["split"][test])
+    judged = {"test": {k: v[test] for k, v in d.items()}}
+    if args.indep:
+        _, indep_records = survey_records(args.indep, seed=1)
+        judged[f"independent survey ({args.indep} stars, seed 1)"] = mc_arrays(
+            args.run, indep_records, None, name=f"indep{args.indep}")
+    result = {"machine": machine(), "train_stars": int(len(tr["pred"])),
+              "dev_stars": int(dev.sum()), "columns": "teff, logg, fe_h, stars"}
+    for where, x in judged.items():
+        # candidates fitted on dev, applied to the judged stars
+        both = {k: np.concatenate([d[k][dev], x[k]]) for k in d}
+        both["split"] = np.r_[np.full(dev.sum(), "dev"), np.full(len(x["pred"]), "test")]
+        bdev, btest = both["split"] == "dev", both["split"] == "test"
+        sig = x["sigma"]
+        candidates = {
+            "raw": sig,
+            "global": sig * cell_factors(both, bdev, btest, False, False),
+            "snr": sig * cell_factors(both, bdev, btest, False, True),
+            "region": sig * cell_factors(both, bdev, btest, True, False),
+            "region_snr": sig * cell_factors(both, bdev, btest, True, True),
+            "floor": floor_sigma(both, bdev, btest),
+            "dev_only": dev_only.sigma(x["pred"], sig, x["snr"]),
+            "package": cal.sigma(x["pred"], sig, x["snr"]),
+        }
+        result[where] = {name: judge(x["pred"], s, x["labels"], x["category"], x["snr"])
+                         for name, s in candidates.items()}
     if args.infer:
         from apnet_tf.evaluation import catalog_arrays
         from apnet_tf.inference import load_model, predict_catalog
@@ -168,7 +195,7 @@ def main() -> None:
         labels, pred, sigma = catalog_arrays(cat)
         result["infer_defaults"] = {"sigma": cat.meta["SIGMA"], **judge(
             pred, sigma, labels, np.asarray(cat["CATEGORY"]).astype(str),
-            np.asarray(cat["SNR"], float), np.asarray(cat["SPLIT"]).astype(str))}
+            np.asarray(cat["SNR"], float))}
     print(json.dumps(result, indent=1))
 
 

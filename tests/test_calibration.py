@@ -1,13 +1,15 @@
-"""calibration.json: its fit (noise factor and floor per Kiel region), its checks, and the
-coverage and Table 3 figures that judge it, on numbers small enough to work out by hand."""
+"""calibration.json: its fit (noise factor and floor per Kiel region, a factor per S/N tercile, its
+shape from the training stars and its level from dev), its checks, and the coverage and Table 3
+figures that judge it, on numbers small enough to work out by hand."""
 
+import dataclasses
 import json
 import shutil
 
 import numpy as np
 import pytest
 
-from apnet_tf.calibration import (CALIBRATION, REGIONS, Calibration, calibrated_summaries,
+from apnet_tf.calibration import (CALIBRATION, KEYS, REGIONS, Calibration, calibrated_summaries,
                                   coverage, fit_calibration, kiel_region)
 from apnet_tf.errors import ApnetError
 from apnet_tf.evaluation import bias, coverage_table, evaluation_tables, rms, scatter
@@ -22,52 +24,133 @@ def test_kiel_regions_follow_the_paper():
     np.testing.assert_array_equal(kiel_region([np.nan, 3900.0], [4.0, 4.6]), [-1, 1])
 
 
-def _dev_set(floor=(30.0, 0.05, 0.02), n=200, seed=5):
-    """Dev stars of each region whose residuals are Gaussian with sigma^2 = sigma_MC^2 + floor^2
-    (pms: twice that), sigma_MC spread over a factor 30 as S/N would spread it."""
-    pred, sigma, labels = [], [], []
+def _dev_set(floor=(30.0, 0.05, 0.02), n=200, seed=5, widen=1.0):
+    """Stars of each region whose residuals are Gaussian with sigma^2 = sigma_MC^2 + floor^2
+    (pms: twice that), sigma_MC spread over a factor 30 as S/N would spread it (S/N = 300 /
+    that factor). ``widen`` multiplies every residual (dev stars' errors exceed train's).
+    Returns pred, sigma, labels (N, 3) and snr (N,)."""
+    pred, sigma, labels, snr = [], [], [], []
     rng = np.random.default_rng(seed)
     for r in range(4):
         true = np.tile(KIEL[r].tolist() + [0.0], (n, 1))
-        sig = np.geomspace(1, 30, n)[:, None] * np.array([5.0, 0.005, 0.002])
-        scale = np.sqrt(sig**2 + np.square(floor)) * (2.0 if r == 0 else 1.0)
+        spread = np.geomspace(1, 30, n)
+        sig = spread[:, None] * np.array([5.0, 0.005, 0.002])
+        scale = np.sqrt(sig**2 + np.square(floor)) * (2.0 if r == 0 else 1.0) * widen
         pred.append(true + rng.normal(size=(n, 3)) * scale)
         sigma.append(sig)
         labels.append(true)
-    return [np.concatenate(x) for x in (pred, sigma, labels)]
+        snr.append(300.0 / spread)
+    return [np.concatenate(x) for x in (pred, sigma, labels, snr)]
+
+
+def _covers(cal, fresh, low=0.58, high=0.78, shape_only=False):
+    """Coverage of fresh stars within (low, high) in every region and S/N tercile; with
+    shape_only, each group's coverage within 0.1 of all fresh stars' (the level aside)."""
+    pred, sigma, labels, snr = fresh
+    s = cal.sigma(pred, sigma, snr)
+    region = kiel_region(pred[:, 0], pred[:, 1])
+    tercile = np.searchsorted(np.quantile(snr, [1 / 3, 2 / 3]), snr)
+    overall = coverage(pred, s, labels)
+    for sel in [region == r for r in range(4)] + [tercile == j for j in range(3)]:
+        cov = coverage(pred[sel], s[sel], labels[sel])
+        if shape_only:
+            cov = cov - overall + 0.683
+            low, high = 0.583, 0.783
+        assert ((cov > low) & (cov < high)).all(), cov
+
+
+def _pms_over_giant(cal) -> np.ndarray:
+    """Median over fresh stars of sigma(pms star) / sigma(giant star) at the same raw sigma and
+    S/N, per parameter; (3,)."""
+    pred, sigma, _, snr = _dev_set(seed=11)
+    s = cal.sigma(pred, sigma, snr)
+    n = len(pred) // 4  # _dev_set's regions come in blocks, stars in the same S/N order
+    return np.median(s[:n] / s[2 * n:3 * n], axis=0)
 
 
 def test_fit_recovers_noise_and_floor_and_covers_every_region_and_snr():
-    pred, sigma, labels = _dev_set()
-    cal = fit_calibration(pred, sigma, labels, realizations=100, seed=0)
-    assert cal.stars["all"] == 800 and cal.stars["pms"] == 200
-    # all stars: noise ~1.2 (the pms stars widen the pooled fit), floor of order the true one
+    pred, sigma, labels, snr = _dev_set()
+    cal = fit_calibration(pred, sigma, labels, realizations=100, seed=0, snr=snr)
+    assert cal.stars["all"] == 800 and cal.stars["pms"] == 200 and cal.shape_split == "dev"
     for t, floor in enumerate((30.0, 0.05, 0.02)):
         assert 0.5 * floor < cal.floor["giant"][t] < 2 * floor
-        # pms residuals are twice as wide: its values are about twice the others'
-        assert 1.5 < cal.floor["pms"][t] / cal.floor["giant"][t] < 2.5
-    fresh = _dev_set(seed=6)  # new stars of the same law
-    s = cal.sigma(fresh[0], fresh[1])
-    region = kiel_region(fresh[0][:, 0], fresh[0][:, 1])
-    low_snr = fresh[1][:, 0] > np.median(fresh[1][:, 0])  # the noisier half
-    for sel in [region == r for r in range(4)] + [low_snr, ~low_snr]:
-        cov = coverage(fresh[0][sel], s[sel], fresh[2][sel])
-        assert ((cov > 0.58) & (cov < 0.78)).all(), cov
-    # a star without a region (NaN prediction) takes the values of all stars
+    # pms residuals are twice as wide: so is its sigma
+    ratio = _pms_over_giant(cal)
+    assert ((ratio > 1.6) & (ratio < 2.4)).all(), ratio
+    # the law is exactly noise + floor, so the S/N factors stay near 1
+    assert np.allclose(cal.snr_factor["giant"], 1.0, atol=0.25)
+    _covers(cal, _dev_set(seed=6))  # new stars of the same law
+    # a star without a region (NaN prediction) takes the values of all stars, and one without
+    # S/N the factor 1
     one = cal.sigma(np.array([[np.nan, 1.0, 0.0]]), np.array([[10.0, 0.01, 0.01]]))[0]
     expect = np.sqrt((np.array(cal.noise["all"]) * [10.0, 0.01, 0.01]) ** 2
                      + np.square(cal.floor["all"]))
     np.testing.assert_allclose(one, expect)
 
 
+def test_shape_comes_from_train_and_level_from_dev():
+    # 600 training stars per region fitted 20% better than new stars; dev has 25 stars per
+    # region, too few for a region's own values: only the training stars can show that the
+    # pms residuals are twice as wide
+    train = _dev_set(n=600, seed=7, widen=0.8)
+    dev = _dev_set(n=25, seed=8)
+    cal = fit_calibration(*dev[:3], realizations=100, seed=0, snr=dev[3], shape=tuple(train))
+    assert cal.shape_split == "train" and cal.stars["pms"] == 600 and cal.dev_stars == 100
+    ratio = _pms_over_giant(cal)
+    assert ((ratio > 1.6) & (ratio < 2.4)).all(), ratio
+    # the level is dev's: the floors are about 1/0.8 of those fitted on train alone
+    alone = fit_calibration(*train[:3], realizations=100, seed=0, snr=train[3])
+    assert 1.05 < cal.floor["giant"][0] / alone.floor["giant"][0] < 1.6
+    # its shape holds in every region and S/N tercile (its level rests on only 100 dev stars)
+    _covers(cal, _dev_set(seed=9), shape_only=True)
+    # with dev alone the pms stars would take all stars' values
+    dev_only = fit_calibration(*dev[:3], realizations=100, seed=0, snr=dev[3])
+    assert dev_only.shape_split == "dev" and dev_only.stars["pms"] == 0
+    assert dev_only.floor["pms"] == dev_only.floor["all"]
+    # too few training stars: dev gives the shape
+    few = tuple(x[:40] for x in train)
+    assert fit_calibration(*dev[:3], realizations=100, seed=0, snr=dev[3],
+                           shape=few).shape_split == "dev"
+
+
+def test_snr_factor_follows_errors_the_noise_model_misses():
+    # errors twice the noise + floor law in the lowest S/N third: only the S/N factor sees it
+    pred, sigma, labels, snr = _dev_set(n=600, seed=10)
+    low = snr < np.quantile(snr, 1 / 3)
+    pred = labels + (pred - labels) * np.where(low, 2.0, 1.0)[:, None]
+    cal = fit_calibration(pred, sigma, labels, realizations=100, seed=0, snr=snr)
+    s = cal.sigma(pred, sigma, snr)
+    for sel in (low, ~low):
+        cov = coverage(pred[sel], s[sel], labels[sel])
+        assert ((cov > 0.6) & (cov < 0.77)).all(), cov
+    # the same calibration without its S/N factors leaves the low-S/N third under-covered
+    flat = dataclasses.replace(cal, snr_factor={k: np.ones((3, 3)).tolist() for k in KEYS})
+    cov = coverage(pred[low], flat.sigma(pred[low], sigma[low], snr[low]), labels[low])
+    assert (cov < 0.6).any(), cov
+    # without S/N a star takes f = 1
+    no_snr = cal.sigma(pred[:3], sigma[:3], np.full(3, np.nan))
+    np.testing.assert_allclose(no_snr, cal.sigma(pred[:3], sigma[:3]))
+
+
+def test_a_calibration_without_snr_round_trips(tmp_path):
+    # a survey whose spectra carry no S/N: no terciles, f = 1, and calibration.json still valid
+    pred, sigma, labels, _ = _dev_set(n=50)
+    cal = fit_calibration(pred, sigma, labels, realizations=100, seed=0)
+    assert cal.snr_edges == [None, None]
+    cal.save(str(tmp_path / CALIBRATION))
+    again = Calibration.load(str(tmp_path / CALIBRATION))
+    np.testing.assert_allclose(again.sigma(pred, sigma, np.full(len(pred), 50.0)),
+                               cal.sigma(pred, sigma))
+
+
 def test_too_few_dev_stars_is_a_clear_error():
-    pred, sigma, labels = (x[:4] for x in _dev_set())
+    pred, sigma, labels, _ = (x[:4] for x in _dev_set())
     with pytest.raises(ApnetError, match="too few labelled dev stars"):
         fit_calibration(pred, sigma, labels, realizations=100, seed=0)
 
 
 def test_calibrated_summaries_scale_sigma_and_percentiles():
-    cal = fit_calibration(*_dev_set(), realizations=100, seed=0)
+    cal = fit_calibration(*_dev_set()[:3], realizations=100, seed=0)
     res = {"mean": np.array([[3300.0, 4.9, 0.1]]), "std": np.array([[10.0, 0.1, 0.01]]),
            "p16": np.array([[3290.0, 4.8, 0.09]]), "p50": np.array([[3301.0, 4.9, 0.1]]),
            "p84": np.array([[3311.0, 5.0, 0.11]])}
@@ -87,7 +170,8 @@ def test_calibrated_summaries_scale_sigma_and_percentiles():
 
 @pytest.fixture(scope="module")
 def good_calibration():
-    return fit_calibration(*_dev_set(), realizations=100, seed=0)
+    pred, sigma, labels, snr = _dev_set()
+    return fit_calibration(pred, sigma, labels, realizations=100, seed=0, snr=snr)
 
 
 @pytest.mark.parametrize("change, words", [
@@ -102,6 +186,12 @@ def good_calibration():
     (lambda d: d["floor"].pop("pms"), "keys"),
     (lambda d: d["noise"].__setitem__("giant", [1.0, 1.0]), "shape"),
     (lambda d: d.__setitem__("format", None), "older apnet-tf"),
+    (lambda d: d.__setitem__("format", "apnet-tf calibration 2"), "older apnet-tf"),
+    (lambda d: d["snr_factor"].__setitem__("giant", [1.0, 1.0, 1.0]), "shape"),
+    (lambda d: d["snr_factor"]["dwarf"][1].__setitem__(2, 0.0), "positive"),
+    (lambda d: d.__setitem__("snr_edges", [80.0, 20.0]), "increasing"),
+    (lambda d: d.__setitem__("snr_edges", [-1.0, 20.0]), "positive"),
+    (lambda d: d.__setitem__("shape_split", "test"), "train or dev"),
 ])
 def test_bad_calibration_json_is_one_line_naming_the_file(good_calibration, tmp_path, change,
                                                           words):

@@ -96,7 +96,7 @@ def test_calibrated_sigma_uses_the_mc_realizations_asked_for(records, trained_ru
     cols = ("TEFF", "LOGG", "FE_H")
     pred = np.stack([np.asarray(raw[c], float) for c in cols], axis=1)
     sigma = np.stack([np.asarray(raw[c + "_ERR"], float) for c in cols], axis=1)
-    expect = loaded.calibration.sigma(pred, sigma)
+    expect = loaded.calibration.sigma(pred, sigma, np.asarray(raw["SNR"], float))
     for k, col in enumerate(cols):
         np.testing.assert_allclose(np.asarray(cal[col + "_ERR"]), expect[:, k], rtol=1e-5)
     assert (cal.meta["MC"], cal.meta["CALMC"], cal.meta["SIGMA"]) == (12, 5, "calibrated")
