@@ -166,7 +166,7 @@ def calibrate(
     prediction, a factor per S/N tercile: their shape fitted on the train split, their level on
     dev.
     """
-    from .calibration import calibrate as run_calibrate
+    from .calibration_fit import calibrate as run_calibrate
 
     cal = run_calibrate(model, records, realizations=mc, seed=seed)
     out.print(f"wrote {os.path.join(model, 'calibration.json')} ({cal.dev_stars} dev stars)")

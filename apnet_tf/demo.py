@@ -93,7 +93,7 @@ def _train(records_dir: str, run_dir: str, recipe, mc: int, seed: int, on_epoch,
            on_round) -> None:
     """Train unless the run folder holds table3.csv (fit writes it once training is over; an
     unfinished run of the demo's own is started again), then calibrate unless fit did."""
-    from .calibration import calibrate
+    from .calibration_fit import calibrate
     from .training import fit
 
     if not os.path.exists(os.path.join(run_dir, "table3.csv")):

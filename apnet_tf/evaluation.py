@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from . import folders
-from .calibration import calibrate  # noqa: F401  (part of this module's API)
+from .calibration_fit import calibrate  # noqa: F401  (part of this module's API)
 from .constants import CATEGORIES, LABEL_COLUMNS, SPLITS, TARGET_UNITS, TARGETS
 from .errors import ApnetError, require_at_least
 from .files import write_file

@@ -22,7 +22,7 @@ from .callbacks import (EarlyStoppingWithReload, HistoryCSV, save_model_atomic, 
                         schedule_callbacks)
 from .distribute import (STRATEGIES, build_for_multiworker, get_strategy,  # noqa: F401
                          shard_policy)
-from .calibration import calibrate_fitted_run
+from .calibration_fit import calibrate_fitted_run
 from .dataset import make_dataset
 from .errors import ApnetError
 from .evaluation import evaluation_tables, predict_records, write_tables

@@ -20,10 +20,10 @@ sigma:
   and to all stars;
 * ``floor``: per region, sigma^2 = (a sigma_MC)^2 + b^2 with a and b fitted by a Gaussian
   likelihood on dev (all stars for a region with < 30);
-* ``dev_only``: ``calibration.fit_calibration`` given only the dev stars (they give its shape and
-  its level);
-* ``package``: ``calibration.fit_calibration`` as ``calibrate`` runs it: shape (noise and floor
-  per region, a factor per region and S/N tercile) on the train split, level on dev.
+* ``dev_only``: ``calibration_fit.fit_calibration`` given only the dev stars (they give its
+  shape and its level);
+* ``package``: ``calibration_fit.fit_calibration`` as ``calibrate`` runs it: shape (noise and
+  floor per region, a factor per region and S/N tercile) on the train split, level on dev.
 
 Finally it writes the catalog ``infer`` writes with its defaults for the test split (the run's own
 calibration.json, fitted at the end of ``fit``) and reports its coverage (``--infer``).
@@ -147,7 +147,8 @@ def main() -> None:
     ap.add_argument("--infer", action="store_true", help="also check infer's default catalog")
     args = ap.parse_args()
 
-    from apnet_tf.calibration import CALIBRATION, fit_calibration
+    from apnet_tf.calibration import CALIBRATION
+    from apnet_tf.calibration_fit import fit_calibration
 
     parts = {s: mc_arrays(args.run, args.records, s) for s in ("train", "dev", "test")}
     d = {k: np.concatenate([parts["dev"][k], parts["test"][k]]) for k in parts["dev"]}

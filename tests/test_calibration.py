@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from apnet_tf.calibration import (CALIBRATION, KEYS, REGIONS, Calibration, calibrated_summaries,
-                                  coverage, fit_calibration, kiel_region)
+                                  coverage, kiel_region)
+from apnet_tf.calibration_fit import fit_calibration
 from apnet_tf.errors import ApnetError
 from apnet_tf.evaluation import bias, coverage_table, evaluation_tables, rms, scatter
 
