@@ -24,6 +24,23 @@ def apstar_files() -> list[Path]:
     return files
 
 
+@pytest.fixture(scope="session")
+def random_batches():
+    """``make(n=64, seed=0)``: a tf.data.Dataset of random (flux (B, 8575), labels (B, 3)) batches
+    of 16, labels in teff, logg, fe_h order inside the training ranges; for callback tests."""
+    import numpy as np
+    import tensorflow as tf
+
+    def make(n: int = 64, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        x = rng.uniform(50, 150, (n, 8575)).astype("float32")
+        y = np.stack([rng.uniform(3000, 6000, n), rng.uniform(0, 5, n),
+                      rng.uniform(-1, 0.3, n)], axis=1).astype("float32")
+        return tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+
+    return make
+
+
 def _survey(factory, name: str, n: int, seed: int) -> Path:
     from apnet_tf.synth import make_survey
 

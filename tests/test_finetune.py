@@ -25,14 +25,6 @@ def _tiny_model(lr=1e-3):
     return model
 
 
-def _data(n=32, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(50, 150, (n, 8575)).astype("float32")
-    y = np.stack([rng.uniform(3000, 6000, n), rng.uniform(0, 5, n), rng.uniform(-1, 0.3, n)],
-                 axis=1).astype("float32")
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
-
-
 class _Rounds(keras.callbacks.Callback):
     """Remember the weights and the learning rate at the start and end of every round."""
 
@@ -52,14 +44,15 @@ def _same(a, b):
     return all(np.array_equal(x, y) for x, y in zip(a, b))
 
 
-def test_a_round_after_a_rejected_one_starts_from_the_best_weights_and_learning_rate():
+def test_a_round_after_a_rejected_one_starts_from_the_best_weights_and_learning_rate(
+        random_batches):
     # focus losses: start 1.0; round 1 improves, rounds 2 and 3 do not -> stop after round 3
     focus = iter([1.0, 0.5, 0.9, 0.8])
     rec = _Rounds()
     plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", patience=1, min_delta=1e9,
                                                 min_lr=1e-9)
     model = _tiny_model(lr=1e-3)
-    rounds = rolling_resample(model, lambda seed: _data(seed=seed), _data(seed=99),
+    rounds = rolling_resample(model, lambda seed: random_batches(32, seed), random_batches(32, 99),
                               lambda m: next(focus), patience_rounds=2, epoch_patience=5,
                               max_epochs=3, max_rounds=5, dev_tolerance=1e9,
                               callbacks=[plateau, rec])

@@ -8,7 +8,6 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-import tensorflow as tf
 
 from apnet_tf.errors import ApnetError
 from apnet_tf.model import MaskedStandardizedMSE
@@ -40,20 +39,13 @@ class _Script(keras.callbacks.Callback):
         self.weights.append([w.copy() for w in self.model.get_weights()])
 
 
-def _data(n=64, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(50, 150, (n, 8575)).astype("float32")
-    y = np.stack([rng.uniform(3000, 6000, n), rng.uniform(0, 5, n), rng.uniform(-1, 0.3, n)],
-                 axis=1).astype("float32")
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
-
-
-def test_early_stopping_stops_after_exactly_the_patience_and_reloads_best(tmp_path):
+def test_early_stopping_stops_after_exactly_the_patience_and_reloads_best(tmp_path,
+                                                                         random_batches):
     model = _tiny_model()
     losses = [1.0, 0.6, 0.4, 0.5, 0.45, 0.41, 0.9, 0.7, 0.1, 0.1]
     script = _Script(losses)
     stopper = EarlyStoppingWithReload(str(tmp_path / "best.keras"), patience=5)
-    hist = model.fit(_data(), validation_data=_data(seed=1), epochs=10, verbose=0,
+    hist = model.fit(random_batches(), validation_data=random_batches(seed=1), epochs=10, verbose=0,
                      callbacks=[script, stopper])
     # best at epoch index 2; five epochs without improvement (3..7) -> stop after index 7
     assert len(hist.history["loss"]) == 8
