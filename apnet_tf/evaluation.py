@@ -55,26 +55,28 @@ def rms(pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def evaluation_tables(pred: np.ndarray, labels: np.ndarray, categories, splits,
-                      std) -> tuple[pd.DataFrame, pd.DataFrame]:
+                      std, columns=SPLITS) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Tables 2 and 3 of the paper for any model and record set.
 
     Args:
         pred, labels: (N, 3) physical units, teff, logg, fe_h; labels NaN where missing.
         categories, splits: (N,) strings.
         std: the train-split target std used to standardise (3,).
+        columns: the splits to tabulate, in SPLITS order (``evaluate --splits``).
 
     Returns:
-        table2: rows Full/MStar/YSO, columns train/dev/test: combined standardised MSE.
-        table3: rows (group, target); columns train/dev/test: scatter (standard deviation of
+        table2: rows Full/MStar/YSO, a column per split: combined standardised MSE.
+        table3: rows (group, target); a column per split: scatter (standard deviation of
             prediction - label), then "<split> bias" (mean of prediction - label) and
             "<split> rms", in native units.
     """
     categories = np.asarray(categories).astype(str)
     splits = np.asarray(splits).astype(str)
+    columns = [s for s in SPLITS if s in columns]
     t2, t3 = {}, {}
     for group, cats in GROUPS.items():
         in_group = np.isin(categories, cats)
-        for split in SPLITS:
+        for split in columns:
             sel = in_group & (splits == split)
             t2[(group, split)] = standardized_mse(pred[sel], labels[sel], std) if sel.any() \
                 else float("nan")
@@ -82,10 +84,10 @@ def evaluation_tables(pred: np.ndarray, labels: np.ndarray, categories, splits,
                 values = fn(pred[sel], labels[sel]) if sel.any() else np.full(3, np.nan)
                 for k, name in enumerate(TARGETS):
                     t3[(group, f"{name} ({TARGET_UNITS[k]})", split + stat)] = values[k]
-    table2 = pd.Series(t2).unstack()[list(SPLITS)].loc[list(GROUPS)]
+    table2 = pd.Series(t2).unstack()[columns].loc[list(GROUPS)]
     table2.index.name = "group"
     table3 = pd.Series(t3).unstack()[[s + stat for stat in ("", " bias", " rms")
-                                      for s in SPLITS]]
+                                      for s in columns]]
     order = [(g, f"{n} ({u})") for g in GROUPS for n, u in zip(TARGETS, TARGET_UNITS)]
     table3 = table3.loc[order]
     table3.index.names = ["group", "target"]
@@ -254,7 +256,7 @@ def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int 
     if loaded.calibration is not None:
         sigmas["calibrated"] = loaded.calibration.sigma(pred, sigma, snr)
     cats, where = np.asarray(raw["CATEGORY"]).astype(str), np.asarray(raw["SPLIT"]).astype(str)
-    table2, table3 = evaluation_tables(pred, labels, cats, where, std)
+    table2, table3 = evaluation_tables(pred, labels, cats, where, std, columns=splits)
     cov = coverage_table(pred, labels, sigmas, cats, where, snr)
     files = write_tables(out_dir, table2, table3)
     files += write_table(out_dir, "coverage", cov, 3, float_format="%.4f")

@@ -242,6 +242,10 @@ def test_table3_bias_and_rms_by_hand():
     row = t3.loc[("Full", "teff (K)")]
     assert row["test bias"] == pytest.approx(10.0) and row["test rms"] == pytest.approx(
         np.sqrt(1100 / 3)) and np.isnan(row["train bias"])
+    # evaluate --splits test: only the splits asked for are tabulated
+    t2, t3 = evaluation_tables(pred, labels, ["payne"] * 3, ["test"] * 3, [1000.0, 1.0, 0.5],
+                               columns=("test",))
+    assert list(t2.columns) == ["test"] and list(t3.columns) == ["test", "test bias", "test rms"]
     # a pure offset leaves the scatter at 0 and shows in the bias and the RMS
     _, t3 = evaluation_tables(labels[:2] + [50.0, 0.0, 0.0], labels[:2], ["mstar"] * 2,
                               ["dev"] * 2, [1000.0, 1.0, 0.5])
