@@ -58,9 +58,11 @@ def kiel_region(teff, logg) -> np.ndarray:
 
 
 def snr_bin(snr, edges) -> np.ndarray:
-    """Index of each star's S/N bin given the inner edges; -1 where S/N is not finite."""
+    """Index of each star's S/N bin given the inner edges; -1 where S/N is not finite or not
+    positive (a placeholder such as -9999 is no S/N)."""
     snr = np.asarray(snr, float)
-    return np.where(np.isfinite(snr), np.searchsorted(np.asarray(edges, float), snr, "right"), -1)
+    known = np.isfinite(snr) & (snr > 0)
+    return np.where(known, np.searchsorted(np.asarray(edges, float), snr, "right"), -1)
 
 
 def coverage(pred: np.ndarray, sigma: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -160,7 +162,7 @@ class Calibration:
             raise ValueError(f"unknown key(s) {', '.join(sorted(set(d) - names))}")
         if names - set(d) - {"method"}:
             raise ValueError(f"missing key(s) {', '.join(sorted(names - set(d) - {'method'}))}")
-        if list(d["targets"]) != list(TARGETS):
+        if not isinstance(d["targets"], list) or d["targets"] != list(TARGETS):
             raise ValueError(f"targets {d['targets']!r}, expected {list(TARGETS)!r}")
         for key, shape in (("noise", (3,)), ("floor", (3,)), ("snr_factor", (3, 3)),
                            ("stars", ())):
@@ -170,18 +172,29 @@ class Calibration:
                 _numbers(v, f"{key}.{region}", shape, positive=key in ("noise", "snr_factor"))
                 if key == "floor" and np.any(np.asarray(v, float) < 0):
                     raise ValueError(f"floor.{region} must not be negative, got {v!r}")
-        # null edges: the shape stars had no S/N, and every star takes f = 1
+                if key == "stars":
+                    _count(v, f"stars.{region}", 0)
+        # [null, null] edges: the shape stars had no S/N, and every star takes f = 1
         edges = _numbers(d["snr_edges"], "snr_edges", (2,), positive=False, allow_nan=True)
         if np.isfinite(edges).any() and not (np.isfinite(edges).all() and 0 < edges[0] <= edges[1]):
-            raise ValueError(f"snr_edges must be two positive S/N in increasing order (or null), "
-                             f"got {d['snr_edges']!r}")
+            raise ValueError("snr_edges must be two positive S/N in increasing order (or two "
+                             f"nulls), got {d['snr_edges']!r}")
         if d["shape_split"] not in ("train", "dev"):
             raise ValueError(f"shape_split must be train or dev, got {d['shape_split']!r}")
-        for key in ("realizations", "seed", "dev_stars"):
-            _numbers(d[key], key, (), positive=False)
+        for key, least in (("realizations", 2), ("seed", None), ("dev_stars", 0)):
+            _count(d[key], key, least)
         for key in ("coverage_dev_raw", "coverage_dev_calibrated"):
             _numbers(d[key], key, (3,), positive=False, allow_nan=True)
         return cls(**d)
+
+
+def _count(value, name: str, least: int | None) -> int:
+    """``value`` as a whole number of at least ``least``; ValueError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or (least is not None
+                                                                 and value < least):
+        floor = "" if least is None else f" of at least {least}"
+        raise ValueError(f"{name} must be a whole number{floor}, got {value!r}")
+    return value
 
 
 def _numbers(value, name: str, shape: tuple, positive: bool, allow_nan: bool = False):

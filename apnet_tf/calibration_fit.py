@@ -21,6 +21,7 @@ stars only), dev gives the shape too.
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -110,7 +111,9 @@ def fit_calibration(pred: np.ndarray, sigma: np.ndarray, labels: np.ndarray,
                               f"{TARGETS[t]}; a calibration needs 5 with each label)")
     use_train = shape is not None and all(
         _usable(shape[0], shape[1], shape[2], t).sum() >= MIN_SHAPE_STARS for t in range(3))
-    sp, ss, sl, sn = (np.asarray(x, float) for x in (shape if use_train else dev))
+    sp, ss, sl, sn = shape if use_train else dev
+    sp, ss, sl = (np.asarray(x, float) for x in (sp, ss, sl))
+    sn = np.full(len(sp), np.nan) if sn is None else np.asarray(sn, float)
     finite = sn[np.isfinite(sn) & (sn > 0)]
     edges = np.quantile(finite, [1 / 3, 2 / 3]) if finite.size >= 3 else np.full(2, np.nan)
     region = kiel_region(sp[:, 0], sp[:, 1])
@@ -170,9 +173,11 @@ def calibrate(model_path: str, records_dir: str, realizations: int = 100,
     from .errors import require_at_least
 
     require_at_least(realizations, 2, "--mc")  # a spread needs two realizations
-    if not os.path.isdir(model_path):
-        raise ApnetError(f"{model_path}: calibrate needs a run folder (it writes "
-                         "calibration.json there)")
+    if not os.path.isfile(os.path.join(model_path, "best.keras")):
+        # an export carries its run's calibration; calibrating it here would change nothing
+        raise ApnetError(f"{model_path}: calibrate needs a run folder with best.keras (it writes "
+                         "calibration.json there); to recalibrate an exported model, calibrate "
+                         "its run and export again")
     if count_records(records_dir, ["dev"]) == 0:
         raise ApnetError(f"{records_dir}: no dev records to calibrate on")
     loaded = load_model(model_path, calibration=False)
@@ -183,6 +188,10 @@ def calibrate(model_path: str, records_dir: str, realizations: int = 100,
     dev, train = split == "dev", split == "train"
     cal = fit_calibration(pred[dev], sigma[dev], labels[dev], realizations, seed, snr=snr[dev],
                           shape=(pred[train], sigma[train], labels[train], snr[train]))
+    try:  # what infer will refuse is never written (e.g. labels the network matches exactly)
+        Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
+    except (ValueError, TypeError) as exc:
+        raise ApnetError(f"{records_dir}: cannot calibrate on these stars: {exc}") from None
     cal.save(os.path.join(model_path, CALIBRATION))
     return cal
 

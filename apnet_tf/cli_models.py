@@ -125,8 +125,8 @@ def infer(
 ) -> None:
     """Predict Teff, log g and [Fe/H] with uncertainties and write a catalog.
 
-    Sigmas are calibrated on the run's dev split whenever the model carries a calibration.json
-    (fit writes one); --raw-sigma gives the paper's raw Monte Carlo sigma. The catalog header
+    Sigmas are calibrated (shape fitted on the train split, level on dev) whenever the model
+    carries a calibration.json (fit writes one); --raw-sigma gives the paper's raw Monte Carlo sigma. The catalog header
     (SIGMA, SIGCAL, MC, MCSEED) says which it holds.
 
     Finished batches are kept in OUT.parts/ until the catalog is written, so re-running a killed

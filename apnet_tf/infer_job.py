@@ -50,7 +50,8 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | No
             from .survey_table import read_listing
 
             listing = read_listing(table, root)
-        loaded = load_model(model)
+        # a raw-sigma job never reads calibration.json, so an old or broken one cannot stop it
+        loaded = load_model(model, calibration=calibrated is not False)
         if mc is None:
             mc = 0 if loaded.kind == "tflite" else 100
         if engine == "ray":

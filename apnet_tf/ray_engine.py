@@ -44,7 +44,7 @@ class Predictor:
     """A Ray actor: loads the model once, then turns batches into catalog parts."""
 
     def __init__(self, model: str, mc: int, calibrated: bool, mc_dropout: bool, seed: int):
-        self.model = load_model(model)
+        self.model = load_model(model, calibration=calibrated is not False)
         self.args = (mc, calibrated, mc_dropout)
         self.seed = seed
 
@@ -76,7 +76,7 @@ def predict_catalog_ray(model: str, inputs: Sequence[str], mc: int = 100, batch_
     from . import workdir as wd
 
     ray = _ray()
-    loaded = load_model(model)
+    loaded = load_model(model, calibration=calibrated is not False)
     plan = plan_units(inputs, batch_size, split_filter, listing)
     settings = {"mc": mc, "batch_size": batch_size, "calibrated": calibrated,
                 "mc_dropout": mc_dropout, "seed": seed, "splits": list(split_filter or [])}

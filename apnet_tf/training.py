@@ -121,7 +121,7 @@ class FitResult:
     rounds: list[dict]
     table2: object = None  # pandas DataFrame, paper Table 2
     table3: object = None  # pandas DataFrame, paper Table 3
-    calibration: object = None  # calibration.Calibration fitted on dev (None: too few dev stars)
+    calibration: object = None  # calibration.Calibration (None: too few labelled dev stars)
 
 
 def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | None = None,

@@ -7,9 +7,9 @@ the run folder as ``bench_mc_{split}.npz``), fits each candidate, and reports th
 per parameter for all stars, each category (payne, mstar, yso) and each S/N tercile, of the test
 split and (``--indep N``) of every star of a second synthetic survey made with another seed, which
 the network never saw (``bench_mc_indep{N}.npz``): its larger categories tell a calibration's own
-error from the test split's sampling noise. A run without calibration.json gets the one
-``calibrate`` would write (the same Monte Carlo and fit). Candidates, all on the raw Monte Carlo
-sigma:
+error from the test split's sampling noise. A run without calibration.json gets the fit
+``calibrate`` would write (the same fit; other Monte Carlo draws). Candidates, all on the raw
+Monte Carlo sigma:
 
 * ``raw``: no calibration (the paper);
 * ``global``: one factor per parameter (what ``calibrate`` fitted first, there on MC-dropout
@@ -154,7 +154,8 @@ def main() -> None:
     d = {k: np.concatenate([parts["dev"][k], parts["test"][k]]) for k in parts["dev"]}
     dev, test = d["split"] == "dev", d["split"] == "test"
     tr = parts["train"]
-    # exactly what ``calibrate`` (and so the end of ``fit``) computes and writes
+    # the fit ``calibrate`` (and so the end of ``fit``) runs; its Monte Carlo draws differ,
+    # because ``calibrate`` runs train and dev in one pass
     cal = fit_calibration(d["pred"][dev], d["sigma"][dev], d["labels"][dev], 100, 0,
                           snr=d["snr"][dev], shape=(tr["pred"], tr["sigma"], tr["labels"],
                                                     tr["snr"]))

@@ -128,9 +128,10 @@ def test_snr_factor_follows_errors_the_noise_model_misses():
     flat = dataclasses.replace(cal, snr_factor={k: np.ones((3, 3)).tolist() for k in KEYS})
     cov = coverage(pred[low], flat.sigma(pred[low], sigma[low], snr[low]), labels[low])
     assert (cov < 0.6).any(), cov
-    # without S/N a star takes f = 1
-    no_snr = cal.sigma(pred[:3], sigma[:3], np.full(3, np.nan))
-    np.testing.assert_allclose(no_snr, cal.sigma(pred[:3], sigma[:3]))
+    # without S/N (NaN, or a placeholder <= 0) a star takes f = 1
+    for unknown in (np.nan, 0.0, -9999.0):
+        no_snr = cal.sigma(pred[low], sigma[low], np.full(low.sum(), unknown))
+        np.testing.assert_allclose(no_snr, flat.sigma(pred[low], sigma[low], snr[low]))
 
 
 def test_a_calibration_without_snr_round_trips(tmp_path):
@@ -138,10 +139,21 @@ def test_a_calibration_without_snr_round_trips(tmp_path):
     pred, sigma, labels, _ = _dev_set(n=50)
     cal = fit_calibration(pred, sigma, labels, realizations=100, seed=0)
     assert cal.snr_edges == [None, None]
-    cal.save(str(tmp_path / CALIBRATION))
+    # factors that are not 1 prove that the null edges, not the factors, give f = 1
+    d = cal.to_dict()
+    d["snr_factor"] = {k: (2 * np.ones((3, 3))).tolist() for k in KEYS}
+    (tmp_path / CALIBRATION).write_text(json.dumps(d))
     again = Calibration.load(str(tmp_path / CALIBRATION))
     np.testing.assert_allclose(again.sigma(pred, sigma, np.full(len(pred), 50.0)),
                                cal.sigma(pred, sigma))
+
+
+def test_calibrate_refuses_what_is_not_a_run_folder(tmp_path):
+    from apnet_tf.calibration_fit import calibrate
+
+    (tmp_path / "1").mkdir()  # e.g. an exported SavedModel's version folder
+    with pytest.raises(ApnetError, match="needs a run folder with best.keras.*export again"):
+        calibrate(str(tmp_path / "1"), str(tmp_path / "records"))
 
 
 def test_too_few_dev_stars_is_a_clear_error():
@@ -181,7 +193,7 @@ def good_calibration():
     (lambda d: d["noise"].__setitem__("pms", [1.0, 0.0, 1.0]), "positive"),
     (lambda d: d["floor"]["all"].__setitem__(2, -0.1), "negative"),
     (lambda d: d["floor"]["pms"].__setitem__(2, "x"), "numbers"),
-    (lambda d: d.__setitem__("realizations", "x"), "numbers"),
+    (lambda d: d.__setitem__("realizations", "x"), "whole number"),
     (lambda d: d.__setitem__("typo", 1), "unknown key(s) typo"),
     (lambda d: d.pop("noise"), "missing key(s) noise"),
     (lambda d: d["floor"].pop("pms"), "keys"),
@@ -193,6 +205,12 @@ def good_calibration():
     (lambda d: d.__setitem__("snr_edges", [80.0, 20.0]), "increasing"),
     (lambda d: d.__setitem__("snr_edges", [-1.0, 20.0]), "positive"),
     (lambda d: d.__setitem__("shape_split", "test"), "train or dev"),
+    (lambda d: d.__setitem__("snr_edges", None), "shape"),
+    (lambda d: d["stars"].__setitem__("pms", -3), "whole number of at least 0"),
+    (lambda d: d["stars"].__setitem__("pms", 2.5), "whole number"),
+    (lambda d: d.__setitem__("realizations", 1), "at least 2"),
+    (lambda d: d.__setitem__("seed", 1.5), "whole number"),
+    (lambda d: d.__setitem__("targets", None), "targets"),
 ])
 def test_bad_calibration_json_is_one_line_naming_the_file(good_calibration, tmp_path, change,
                                                           words):
@@ -217,7 +235,7 @@ def test_calibration_round_trip_and_unreadable_files(good_calibration, tmp_path)
             Calibration.load(str(path))
 
 
-def test_load_model_rejects_a_bad_calibration(trained_run, tmp_path):
+def test_load_model_rejects_a_bad_calibration(trained_run, records, tmp_path):
     from apnet_tf.inference import load_model
 
     run = tmp_path / "run"
@@ -226,6 +244,14 @@ def test_load_model_rejects_a_bad_calibration(trained_run, tmp_path):
     with pytest.raises(ApnetError, match="calibration.json: invalid calibration"):
         load_model(str(run))
     assert load_model(str(run), calibration=False).calibration is None
+    # a raw-sigma job does not read it, so an old or broken file cannot stop it
+    from apnet_tf.infer_job import run_infer
+
+    out = tmp_path / "raw.csv"
+    res = run_infer(str(run), str(out), [str(records)], mc=2, calibrated=False)
+    assert out.exists() and res.catalog.meta["SIGMA"] == "raw MC"
+    with pytest.raises(ApnetError, match="invalid calibration"):
+        run_infer(str(run), str(tmp_path / "default.csv"), [str(records)], mc=2)
 
 
 def test_table3_bias_and_rms_by_hand():

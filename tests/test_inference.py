@@ -109,6 +109,13 @@ def test_calibrate_and_evaluate(records, trained_run, tmp_path):
     shutil.copytree(trained_run, run)
     cal = calibrate(str(run), str(records), realizations=20)
     assert (run / "calibration.json").exists() and cal.realizations == 20
+    # the shape comes from every labelled training star, with their S/N terciles
+    from apnet_tf.records import count_records
+
+    n_train = count_records(str(records), ["train"])
+    assert cal.shape_split == "train" and 0.9 * n_train <= cal.stars["all"] <= n_train
+    assert cal.dev_stars == count_records(str(records), ["dev"])
+    assert np.isfinite(cal.snr_edges).all() and cal.snr_edges[0] < cal.snr_edges[1]
     assert all((np.asarray(v) > 0).all() for v in cal.noise.values())
     # fitted on dev: calibrated dev coverage is close to 68%
     assert all(0.5 < c < 0.85 for c in cal.coverage_dev_calibrated)
