@@ -166,11 +166,8 @@ def calibrate(model_path: str, records_dir: str, realizations: int = 100,
     Returns:
         The ``Calibration`` written.
     """
-    from .evaluation import catalog_arrays
-    from .inference import load_model, predict_catalog
-    from .records import count_records
-
     from .errors import require_at_least
+    from .records import count_records
 
     require_at_least(realizations, 2, "--mc")  # a spread needs two realizations
     if not os.path.isfile(os.path.join(model_path, "best.keras")):
@@ -180,20 +177,29 @@ def calibrate(model_path: str, records_dir: str, realizations: int = 100,
                          "its run and export again")
     if count_records(records_dir, ["dev"]) == 0:
         raise ApnetError(f"{records_dir}: no dev records to calibrate on")
-    loaded = load_model(model_path, calibration=False)
-    cat = predict_catalog(loaded, [records_dir], mc=realizations, calibrated=False, seed=seed,
-                          split_filter=("train", "dev")).catalog
-    labels, pred, sigma = catalog_arrays(cat)
-    snr, split = np.asarray(cat["SNR"], float), np.asarray(cat["SPLIT"]).astype(str)
-    dev, train = split == "dev", split == "train"
-    cal = fit_calibration(pred[dev], sigma[dev], labels[dev], realizations, seed, snr=snr[dev],
-                          shape=(pred[train], sigma[train], labels[train], snr[train]))
+    dev, train = _monte_carlo(model_path, records_dir, realizations, seed)
+    cal = fit_calibration(*dev[:3], realizations, seed, snr=dev[3], shape=train)
     try:  # what infer will refuse is never written (e.g. labels the network matches exactly)
         Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
     except (ValueError, TypeError) as exc:
         raise ApnetError(f"{records_dir}: cannot calibrate on these stars: {exc}") from None
     cal.save(os.path.join(model_path, CALIBRATION))
     return cal
+
+
+def _monte_carlo(model_path: str, records_dir: str, realizations: int, seed: int):
+    """The raw Monte Carlo over the dev and the train stars (one pass): for each, pred, sigma,
+    labels (N, 3) and snr (N,)."""
+    from .evaluation import catalog_arrays
+    from .inference import load_model, predict_catalog
+
+    loaded = load_model(model_path, calibration=False)
+    cat = predict_catalog(loaded, [records_dir], mc=realizations, calibrated=False, seed=seed,
+                          split_filter=("train", "dev")).catalog
+    labels, pred, sigma = catalog_arrays(cat)
+    snr, split = np.asarray(cat["SNR"], float), np.asarray(cat["SPLIT"]).astype(str)
+    return tuple((pred[split == s], sigma[split == s], labels[split == s], snr[split == s])
+                 for s in ("dev", "train"))
 
 
 def calibrate_fitted_run(run_dir: str, records_dir: str, seed: int = 0) -> Calibration | None:

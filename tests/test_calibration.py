@@ -156,6 +156,21 @@ def test_calibrate_refuses_what_is_not_a_run_folder(tmp_path):
         calibrate(str(tmp_path / "1"), str(tmp_path / "records"))
 
 
+def test_calibrate_never_writes_what_infer_would_refuse(tmp_path, monkeypatch):
+    import apnet_tf.calibration_fit as fit_module
+    import apnet_tf.records
+
+    # a network that matches most [Fe/H] labels exactly: a zero noise factor, which load refuses
+    pred, sigma, labels, snr = _dev_set(n=60)
+    pred[:200, 2] = labels[:200, 2]
+    monkeypatch.setattr(fit_module, "_monte_carlo", lambda *a: ((pred, sigma, labels, snr),) * 2)
+    monkeypatch.setattr(apnet_tf.records, "count_records", lambda *a: len(pred))
+    (tmp_path / "best.keras").write_bytes(b"")
+    with pytest.raises(ApnetError, match="records: cannot calibrate on these stars: noise"):
+        fit_module.calibrate(str(tmp_path), "records")
+    assert not (tmp_path / CALIBRATION).exists()
+
+
 def test_too_few_dev_stars_is_a_clear_error():
     pred, sigma, labels, _ = (x[:4] for x in _dev_set())
     with pytest.raises(ApnetError, match="too few labelled dev stars"):
