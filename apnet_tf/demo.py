@@ -92,14 +92,19 @@ def _make_data(spectra_dir: str, records_dir: str, n: int, seed: int, step) -> N
 def _train(records_dir: str, run_dir: str, recipe, mc: int, seed: int, on_epoch,
            on_round) -> None:
     """Train unless the run folder holds table3.csv (fit writes it once training is over; an
-    unfinished run of the demo's own is started again), then calibrate unless fit did."""
+    unfinished run of the demo's own is started again), then calibrate unless fit did (or an
+    older apnet-tf wrote its calibration.json in another format)."""
+    from .calibration import CALIBRATION, Calibration
     from .calibration_fit import calibrate
+    from .errors import ApnetError
     from .training import fit
 
     if not os.path.exists(os.path.join(run_dir, "table3.csv")):
         fit(records_dir, run_dir, stage="all", recipe=recipe, resume=False, strategy="default",
             overwrite=True, on_epoch=on_epoch, on_round=on_round)
-    if not os.path.exists(os.path.join(run_dir, "calibration.json")):
+    try:
+        Calibration.load(os.path.join(run_dir, CALIBRATION))
+    except ApnetError:  # missing, or not this version's: the demo's own run, so calibrate it
         calibrate(run_dir, records_dir, realizations=mc, seed=seed)
 
 

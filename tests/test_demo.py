@@ -27,3 +27,20 @@ def test_demo_rerun_reuses_the_survey_and_a_finished_run(survey, trained_run, tm
     assert len(res.catalog) == 150 and res.catalog.meta["SIGMA"] == "calibrated"
     assert (out / "evaluation" / "table3.csv").exists()
     assert set(res.evaluation["table3"].columns) >= {"train", "dev", "test"}
+
+
+def test_demo_recalibrates_a_calibration_of_an_older_version(survey, trained_run, tmp_path):
+    from apnet_tf.calibration import FORMAT, Calibration
+    from apnet_tf.demo import run_demo
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    os.symlink(survey, out / "spectra")
+    shutil.copytree(trained_run, out / "run")
+    (out / "run" / "calibration.json").write_text('{"format": "apnet-tf calibration 2"}')
+    epochs = []
+    res = run_demo(str(out), n=150, epochs=1, mc=2, seed=0,
+                   on_epoch=lambda *args: epochs.append(args))
+    assert epochs == []  # not trained again
+    assert Calibration.load(str(out / "run" / "calibration.json")).format == FORMAT
+    assert res.catalog.meta["SIGMA"] == "calibrated"
