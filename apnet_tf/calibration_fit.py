@@ -156,12 +156,12 @@ def _by_key(values: np.ndarray) -> dict:
 
 
 def calibrate(model_path: str, records_dir: str, realizations: int = 100,
-              seed: int = 0) -> Calibration:
+              seed: int = 0, on_progress=None) -> Calibration:
     """Fit a calibration on ``records_dir`` (its shape on the train split, its level on dev; see
     the module doc) and save ``calibration.json`` in the run folder ``model_path``.
 
     The Monte Carlo runs over the train and dev stars, so this costs about as much as ``infer``
-    over them.
+    over them; ``on_progress(done, total)`` follows it in stars.
 
     Returns:
         The ``Calibration`` written.
@@ -177,7 +177,7 @@ def calibrate(model_path: str, records_dir: str, realizations: int = 100,
                          "its run and export again")
     if count_records(records_dir, ["dev"]) == 0:
         raise ApnetError(f"{records_dir}: no dev records to calibrate on")
-    dev, train = _monte_carlo(model_path, records_dir, realizations, seed)
+    dev, train = _monte_carlo(model_path, records_dir, realizations, seed, on_progress)
     cal = fit_calibration(*dev[:3], realizations, seed, snr=dev[3], shape=train)
     try:  # what infer will refuse is never written (e.g. labels the network matches exactly)
         Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
@@ -187,7 +187,8 @@ def calibrate(model_path: str, records_dir: str, realizations: int = 100,
     return cal
 
 
-def _monte_carlo(model_path: str, records_dir: str, realizations: int, seed: int):
+def _monte_carlo(model_path: str, records_dir: str, realizations: int, seed: int,
+                 on_progress=None):
     """The raw Monte Carlo over the dev and the train stars (one pass): for each, pred, sigma,
     labels (N, 3) and snr (N,)."""
     from .evaluation import catalog_arrays
@@ -195,18 +196,19 @@ def _monte_carlo(model_path: str, records_dir: str, realizations: int, seed: int
 
     loaded = load_model(model_path, calibration=False)
     cat = predict_catalog(loaded, [records_dir], mc=realizations, calibrated=False, seed=seed,
-                          split_filter=("train", "dev")).catalog
+                          split_filter=("train", "dev"), on_progress=on_progress).catalog
     labels, pred, sigma = catalog_arrays(cat)
     snr, split = np.asarray(cat["SNR"], float), np.asarray(cat["SPLIT"]).astype(str)
     return tuple((pred[split == s], sigma[split == s], labels[split == s], snr[split == s])
                  for s in ("dev", "train"))
 
 
-def calibrate_fitted_run(run_dir: str, records_dir: str, seed: int = 0) -> Calibration | None:
-    """The last step of ``fit``: calibrate the run on its dev split (``calibrate``), so that
-    ``infer`` gives calibrated sigmas by default. Returns None, and leaves no calibration.json,
-    when the dev split has fewer labelled stars than a calibration needs."""
+def calibrate_fitted_run(run_dir: str, records_dir: str, seed: int = 0,
+                         on_progress=None) -> Calibration | None:
+    """The last step of ``fit``: calibrate the run (``calibrate``), so that ``infer`` gives
+    calibrated sigmas by default. Returns None, and leaves no calibration.json, when the dev
+    split has fewer labelled stars than a calibration needs."""
     try:
-        return calibrate(run_dir, records_dir, seed=seed)
+        return calibrate(run_dir, records_dir, seed=seed, on_progress=on_progress)
     except TooFewStars:
         return None

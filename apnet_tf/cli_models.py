@@ -4,6 +4,7 @@ and prints their results."""
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Annotated, Optional
 
@@ -56,11 +57,12 @@ def fit_cmd(
                      finetune_learning_rate=finetune_learning_rate,
                      finetune_dev_tolerance=finetune_dev_tolerance, deterministic=deterministic,
                      seed=seed)
-    with progress_bar("fit") as update:
-        on_epoch, on_round = fit_printers(update)
+    with step_bars() as bars:
+        bars("fit", 0, None)
+        on_epoch, on_round = fit_printers(functools.partial(bars, "fit"))
         result = fit(records, out_dir, stage=stage, recipe=rec, resume=resume,
                      strategy=strategy, overwrite=overwrite, on_epoch=on_epoch,
-                     on_round=on_round)
+                     on_round=on_round, on_progress=functools.partial(bars, "calibrate"))
     out.print(f"best model: {os.path.join(out_dir, 'best.keras')}")
     _print_table3(result.table3, "")
     if result.calibration is not None:
@@ -168,7 +170,8 @@ def calibrate(
     """
     from .calibration_fit import calibrate as run_calibrate
 
-    cal = run_calibrate(model, records, realizations=mc, seed=seed)
+    with progress_bar("calibrate") as update:
+        cal = run_calibrate(model, records, realizations=mc, seed=seed, on_progress=update)
     out.print(f"wrote {os.path.join(model, 'calibration.json')} ({cal.dev_stars} dev stars)")
     for name, raw, c in zip(("teff", "logg", "fe_h"), cal.coverage_dev_raw,
                             cal.coverage_dev_calibrated):

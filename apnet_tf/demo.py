@@ -40,7 +40,7 @@ def run_demo(out_dir: str = "demo_out", n: int = 1500, epochs: int = 30, mc: int
         mc: Monte Carlo realizations per star (calibration, catalog, evaluation).
         seed: the survey's, the training recipe's and the Monte Carlo draws' seed.
         on_progress: ``on_progress(step, done, total)`` for the steps "synth", "make-records",
-            "infer" and "evaluate".
+            "calibrate" (the Monte Carlo of the sigma calibration), "infer" and "evaluate".
         on_epoch, on_round: passed to ``training.fit`` (each epoch's logs; each fine-tuning
             round's row).
 
@@ -59,7 +59,7 @@ def run_demo(out_dir: str = "demo_out", n: int = 1500, epochs: int = 30, mc: int
     spectra_dir, records_dir, run_dir, evaluation_dir = (
         os.path.join(out_dir, name) for name in ("spectra", "records", "run", "evaluation"))
     _make_data(spectra_dir, records_dir, n, seed, step)
-    _train(records_dir, run_dir, recipe, mc, seed, on_epoch, on_round)
+    _train(records_dir, run_dir, recipe, mc, seed, on_epoch, on_round, step("calibrate"))
     catalog_path, catalog = _predict(run_dir, records_dir, os.path.join(out_dir, "catalog.fits"),
                                      mc, seed, step("infer"))
     from .evaluation import evaluate
@@ -90,7 +90,7 @@ def _make_data(spectra_dir: str, records_dir: str, n: int, seed: int, step) -> N
 
 
 def _train(records_dir: str, run_dir: str, recipe, mc: int, seed: int, on_epoch,
-           on_round) -> None:
+           on_round, on_calibrate=None) -> None:
     """Train unless the run folder holds table3.csv (fit writes it once training is over; an
     unfinished run of the demo's own is started again), then calibrate unless fit did (or an
     older apnet-tf wrote its calibration.json in another format)."""
@@ -101,11 +101,11 @@ def _train(records_dir: str, run_dir: str, recipe, mc: int, seed: int, on_epoch,
 
     if not os.path.exists(os.path.join(run_dir, "table3.csv")):
         fit(records_dir, run_dir, stage="all", recipe=recipe, resume=False, strategy="default",
-            overwrite=True, on_epoch=on_epoch, on_round=on_round)
+            overwrite=True, on_epoch=on_epoch, on_round=on_round, on_progress=on_calibrate)
     try:
         Calibration.load(os.path.join(run_dir, CALIBRATION))
     except ApnetError:  # missing, or not this version's: the demo's own run, so calibrate it
-        calibrate(run_dir, records_dir, realizations=mc, seed=seed)
+        calibrate(run_dir, records_dir, realizations=mc, seed=seed, on_progress=on_calibrate)
 
 
 def _predict(run_dir: str, records_dir: str, out: str, mc: int, seed: int,

@@ -127,7 +127,8 @@ class FitResult:
 def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | None = None,
         resume: bool = False, strategy: str = "default",
         on_epoch: Callable[[str, int, dict], None] | None = None,
-        on_round: Callable[[dict], None] | None = None, overwrite: bool = False) -> FitResult:
+        on_round: Callable[[dict], None] | None = None, overwrite: bool = False,
+        on_progress: Callable[[int, int], None] | None = None) -> FitResult:
     """Train APOGEE Net on a record folder and leave the best model in ``run_dir``.
 
     Args:
@@ -142,6 +143,8 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
         on_round: called with each fine-tuning round's dict.
         overwrite: replace a finished or partial run in ``run_dir`` (its files are deleted
             first); without it such a folder is refused (``prepare_run_folder``).
+        on_progress: called as on_progress(stars done, total) by the Monte Carlo of the sigma
+            calibration that ends ``fit`` (over the train and dev stars).
     """
     if stage not in STAGES:
         raise ApnetError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
@@ -163,7 +166,7 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
         prepare_run_folder(work_dir, stage, resume, overwrite)
         dist = get_strategy(strategy)
         result = _fit_in(work_dir, records_dir, manifest, stage, recipe, precision, resume,
-                         dist, on_epoch, on_round)
+                         dist, on_epoch, on_round, on_progress)
         return dataclasses.replace(result, run_dir=run_dir)
     finally:
         if work_dir != run_dir:
@@ -171,7 +174,7 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
 
 
 def _fit_in(run_dir, records_dir, manifest, stage, recipe, precision, resume, dist, on_epoch,
-            on_round) -> FitResult:
+            on_round, on_progress=None) -> FitResult:
     """``fit`` once the strategy is made and the folder to write is prepared."""
     pretrained = os.path.join(run_dir, PRETRAINED_MODEL)
     keras.utils.set_random_seed(recipe.seed)
@@ -198,7 +201,7 @@ def _fit_in(run_dir, records_dir, manifest, stage, recipe, precision, resume, di
     shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
     model = with_precision(model, "float32")  # report what was saved
     tables = write_run_report(model, records_dir, run_dir, std)
-    cal = calibrate_fitted_run(run_dir, records_dir, seed=recipe.seed)
+    cal = calibrate_fitted_run(run_dir, records_dir, seed=recipe.seed, on_progress=on_progress)
     return FitResult(run_dir, model, epochs_run, rounds, *tables, cal)
 
 

@@ -107,7 +107,9 @@ def test_calibrate_and_evaluate(records, trained_run, tmp_path):
 
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
-    cal = calibrate(str(run), str(records), realizations=20)
+    progress = []
+    cal = calibrate(str(run), str(records), realizations=20,
+                    on_progress=lambda done, total: progress.append((done, total)))
     assert (run / "calibration.json").exists() and cal.realizations == 20
     # the shape comes from every labelled training star, with their S/N terciles
     from apnet_tf.records import count_records
@@ -115,6 +117,8 @@ def test_calibrate_and_evaluate(records, trained_run, tmp_path):
     n_train = count_records(str(records), ["train"])
     assert cal.shape_split == "train" and 0.9 * n_train <= cal.stars["all"] <= n_train
     assert cal.dev_stars == count_records(str(records), ["dev"])
+    # its progress counts the train and dev stars of its Monte Carlo
+    assert progress[-1] == (n_train + cal.dev_stars,) * 2
     assert np.isfinite(cal.snr_edges).all() and cal.snr_edges[0] < cal.snr_edges[1]
     assert all((np.asarray(v) > 0).all() for v in cal.noise.values())
     # fitted on dev: calibrated dev coverage is close to 68%

@@ -111,9 +111,13 @@ def test_fit_writes_the_run_folder_and_resumes(records, tmp_path):
         fit(str(records), str(run), stage="pretrain", recipe=recipe, on_epoch=kill_in_epoch_2)
     assert os.path.isdir(run / "backup")
     seen.clear()
+    progress = []
     res = fit(str(records), str(run), stage="pretrain", recipe=recipe, resume=True,
-              on_epoch=lambda stage, epoch, logs: seen.append((stage, epoch)))
+              on_epoch=lambda stage, epoch, logs: seen.append((stage, epoch)),
+              on_progress=lambda done, total: progress.append((done, total)))
     assert seen == [("pretrain", 3)]  # it continued; it did not start again from epoch 1
+    # the closing calibration's Monte Carlo reports its progress, ending at its total
+    assert progress and progress[-1][0] == progress[-1][1] > 0
     hist = pd.read_csv(run / "history.csv")
     assert list(hist.epoch) == [1, 2, 3]
     for name in ("best.keras", "normalization.json", "history.csv", "training.png",
