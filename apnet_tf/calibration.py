@@ -65,11 +65,22 @@ def snr_bin(snr, edges) -> np.ndarray:
     return np.where(known, np.searchsorted(np.asarray(edges, float), snr, "right"), -1)
 
 
+def usable(pred, sigma, labels, k: int) -> np.ndarray:
+    """Stars with a finite prediction and label and a positive sigma of parameter k, (N,) bool."""
+    pred, sigma, labels = (np.asarray(x, float) for x in (pred, sigma, labels))
+    return np.isfinite(labels[:, k]) & np.isfinite(pred[:, k]) & (sigma[:, k] > 0)
+
+
+def quantile_ratio(res: np.ndarray, sigma: np.ndarray, target: float = ONE_SIGMA) -> float:
+    """The factor s that puts ``target`` of |res| within s * sigma; res, sigma (N,)."""
+    return float(np.quantile(np.abs(res) / sigma, target))
+
+
 def coverage(pred: np.ndarray, sigma: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Fraction of stars with |pred - label| < sigma, per parameter; shape (3,)."""
     out = np.full(3, np.nan)
     for k in range(3):
-        ok = np.isfinite(labels[:, k]) & np.isfinite(pred[:, k]) & (sigma[:, k] > 0)
+        ok = usable(pred, sigma, labels, k)
         if ok.any():
             out[k] = float(np.mean(np.abs(pred[ok, k] - labels[ok, k]) < sigma[ok, k]))
     return out
@@ -81,10 +92,9 @@ def fit_scale(pred: np.ndarray, sigma: np.ndarray, labels: np.ndarray,
     NaN for a parameter with fewer than ``min_stars`` usable stars. Shape (3,)."""
     out = np.full(3, np.nan)
     for k in range(3):
-        ok = np.isfinite(labels[:, k]) & np.isfinite(pred[:, k]) & (sigma[:, k] > 0)
+        ok = usable(pred, sigma, labels, k)
         if ok.sum() >= min_stars:
-            out[k] = float(np.quantile(np.abs(pred[ok, k] - labels[ok, k]) / sigma[ok, k],
-                                       target))
+            out[k] = quantile_ratio(pred[ok, k] - labels[ok, k], sigma[ok, k], target)
     return out
 
 

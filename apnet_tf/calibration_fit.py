@@ -21,13 +21,12 @@ stars only), dev gives the shape too.
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
-from .calibration import (CALIBRATION, KEYS, ONE_SIGMA, REGIONS, Calibration, coverage,
-                          finite_or_none, fit_scale, kiel_region, snr_bin)
+from .calibration import (CALIBRATION, KEYS, REGIONS, Calibration, coverage, finite_or_none,
+                          fit_scale, kiel_region, quantile_ratio, snr_bin, usable)
 from .constants import TARGETS
 from .errors import ApnetError
 
@@ -62,11 +61,6 @@ def _max_likelihood(res: np.ndarray, sig: np.ndarray) -> tuple[float, float]:
     return best[1], best[2]
 
 
-def _quantile_ratio(res: np.ndarray, sigma: np.ndarray) -> float:
-    """The factor that puts 68.3% of |res| within factor * sigma."""
-    return float(np.quantile(np.abs(res) / sigma, ONE_SIGMA))
-
-
 def _shape(res: np.ndarray, sig: np.ndarray, region: np.ndarray, tercile: np.ndarray):
     """Steps 1 and 2 of the module doc for one parameter on the shape stars (all finite, sig > 0).
 
@@ -83,12 +77,12 @@ def _shape(res: np.ndarray, sig: np.ndarray, region: np.ndarray, tercile: np.nda
             continue
         a, b = _max_likelihood(res[sel], sig[sel])
         base = np.sqrt((a * sig[sel]) ** 2 + b**2)
-        scale = _quantile_ratio(res[sel], base)
+        scale = quantile_ratio(res[sel], base)
         noise[key], floor[key], stars[key] = a * scale, b * scale, int(sel.sum())
         for j in range(3):
             cell = tercile[sel] == j
             if cell.sum() >= MIN_REGION_STARS:
-                factor[key, j] = _quantile_ratio(res[sel][cell], scale * base[cell])
+                factor[key, j] = quantile_ratio(res[sel][cell], scale * base[cell])
     return noise, floor, factor, stars
 
 
@@ -144,10 +138,8 @@ def fit_calibration(pred: np.ndarray, sigma: np.ndarray, labels: np.ndarray,
 
 
 def _usable(pred, sigma, labels, t: int) -> np.ndarray:
-    """Stars with a finite prediction, label and positive raw sigma of parameter t, (N,) bool."""
-    res = np.asarray(pred, float)[:, t] - np.asarray(labels, float)[:, t]
-    sig = np.asarray(sigma, float)[:, t]
-    return np.isfinite(res) & np.isfinite(sig) & (sig > 0)
+    """``calibration.usable`` with a finite raw sigma too (the fit's likelihood needs it)."""
+    return usable(pred, sigma, labels, t) & np.isfinite(np.asarray(sigma, float)[:, t])
 
 
 def _by_key(values: np.ndarray) -> dict:
@@ -180,7 +172,7 @@ def calibrate(model_path: str, records_dir: str, realizations: int = 100,
     dev, train = _monte_carlo(model_path, records_dir, realizations, seed, on_progress)
     cal = fit_calibration(*dev[:3], realizations, seed, snr=dev[3], shape=train)
     try:  # what infer will refuse is never written (e.g. labels the network matches exactly)
-        Calibration.from_dict(json.loads(json.dumps(cal.to_dict())))
+        Calibration.from_dict(cal.to_dict())
     except (ValueError, TypeError) as exc:
         raise ApnetError(f"{records_dir}: cannot calibrate on these stars: {exc}") from None
     cal.save(os.path.join(model_path, CALIBRATION))
