@@ -47,7 +47,7 @@ NOISE_GRID = np.exp(np.linspace(-2.0, 3.0, 101))
 FLOOR_GRID = np.exp(np.linspace(-6.0, 1.0, 141))
 
 
-def _max_likelihood(res: np.ndarray, sig: np.ndarray) -> tuple[float, float]:
+def max_likelihood(res: np.ndarray, sig: np.ndarray) -> tuple[float, float]:
     """(noise, floor) maximising the Gaussian likelihood of residuals res (N,) given the raw
     Monte Carlo sigmas sig (N,), on a grid."""
     floors = (float(np.std(res)) or 1.0) * FLOOR_GRID
@@ -75,7 +75,7 @@ def _shape(res: np.ndarray, sig: np.ndarray, region: np.ndarray, tercile: np.nda
         if sel.sum() < MIN_REGION_STARS and key < len(REGIONS):
             noise[key], floor[key], factor[key] = noise[-1], floor[-1], factor[-1]
             continue
-        a, b = _max_likelihood(res[sel], sig[sel])
+        a, b = max_likelihood(res[sel], sig[sel])
         base = np.sqrt((a * sig[sel]) ** 2 + b**2)
         scale = quantile_ratio(res[sel], base)
         noise[key], floor[key], stars[key] = a * scale, b * scale, int(sel.sum())

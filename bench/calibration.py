@@ -99,28 +99,22 @@ def cell_factors(d: dict, dev, test, use_region: bool, use_snr: bool) -> np.ndar
 
 
 def floor_sigma(d: dict, dev, test) -> np.ndarray:
-    """Per region, sigma^2 = (a sigma)^2 + b^2 maximising the Gaussian likelihood on dev."""
-    from apnet_tf.calibration import kiel_region
+    """Per region, sigma^2 = (a sigma)^2 + b^2 maximising the Gaussian likelihood on dev
+    (``calibration_fit.max_likelihood``; all dev stars for a region with fewer than 30)."""
+    from apnet_tf.calibration import kiel_region, usable
+    from apnet_tf.calibration_fit import max_likelihood
 
     r_dev = kiel_region(d["pred"][dev][:, 0], d["pred"][dev][:, 1])
     r_test = kiel_region(d["pred"][test][:, 0], d["pred"][test][:, 1])
     out = np.array(d["sigma"][test], float)
-    # a grid in log space: a from 0.37 to 20, b from 0.7% to 270% of the residual spread
-    grid_a, grid_b = np.meshgrid(np.exp(np.linspace(-1, 3, 81)), np.exp(np.linspace(-5, 1, 61)))
     for k in range(3):
+        ok = usable(d["pred"][dev], d["sigma"][dev], d["labels"][dev], k)
+        res = d["pred"][dev][:, k] - d["labels"][dev][:, k]
         for region in np.unique(r_test):
-            sel = (r_dev == region) if (r_dev == region).sum() >= 30 else np.ones_like(r_dev, bool)
-            res = (d["pred"][dev][sel, k] - d["labels"][dev][sel, k])
-            sig = d["sigma"][dev][sel, k]
-            ok = np.isfinite(res) & (sig > 0)
-            res, sig = res[ok], sig[ok]
-            scale = np.std(res)
-            var = (grid_a[..., None] * sig) ** 2 + (grid_b[..., None] * scale) ** 2
-            nll = np.sum(0.5 * np.log(var) + 0.5 * res**2 / var, axis=-1)
-            i = np.unravel_index(np.argmin(nll), nll.shape)
-            a, b = grid_a[i], grid_b[i]
+            sel = ok & ((r_dev == region) if (r_dev == region).sum() >= 30 else True)
+            a, b = max_likelihood(res[sel], d["sigma"][dev][sel, k])
             t = r_test == region
-            out[t, k] = np.sqrt((a * d["sigma"][test][t, k]) ** 2 + (b * scale) ** 2)
+            out[t, k] = np.sqrt((a * d["sigma"][test][t, k]) ** 2 + b**2)
     return out
 
 
