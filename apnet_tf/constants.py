@@ -7,6 +7,17 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = [
+    "CRVAL1", "CDELT1", "N_PIXELS", "wavelength_grid", "TARGETS", "LABEL_COLUMNS",
+    "TARGET_UNITS", "CATEGORIES", "SPLITS", "SPLIT_FRACTIONS", "MISSING_VALUE", "SENTINELS",
+    "LABEL_RANGES", "MAGNITUDE_RANGE", "PARALLAX_LIMIT", "BAD_ERROR_THRESHOLD",
+    "PAPER_LEARNING_RATE", "PAPER_BATCH_SIZE", "PAPER_DROPOUT", "EARLY_STOPPING_PATIENCE",
+    "PAYNE_RESAMPLE_FRACTION", "CONV_FILTERS", "CONV_KERNEL", "DENSE_UNITS", "MC_REALIZATIONS",
+    "MC_ERROR_CAP", "MC_ROWS_PER_CHUNK", "INPUT_SCALINGS", "PRECISIONS", "BEST_MODEL",
+    "PRETRAINED_MODEL", "NORMALIZATION", "RUN_RECORD", "HISTORY", "ROUNDS", "PRETRAIN_DONE",
+    "PRETRAIN_STATE", "RUN_FILES"
+]
+
 #: apStar log-linear wavelength grid: log10(lambda / Angstrom) = CRVAL1 + CDELT1 * i.
 CRVAL1 = 4.179
 CDELT1 = 6e-6
@@ -74,3 +85,24 @@ MC_ERROR_CAP = 5.0
 #: The most Monte Carlo rows (stars x realizations) in one model call: it bounds memory (at 1,000
 #: rows the first convolution's output is 270 MB) and costs no speed on a CPU.
 MC_ROWS_PER_CHUNK = 1000
+
+#: Input scalings: "none" feeds raw flux (the paper); "mean" divides each spectrum by its mean
+#: absolute flux over non-zero pixels and subtracts 1, keeping the continuum shape.
+INPUT_SCALINGS = ("none", "mean")
+#: Compute precisions of ``build_model``: Keras dtype policies.
+PRECISIONS = ("float32", "mixed_bfloat16")
+
+#: The files of a run folder.
+BEST_MODEL = "best.keras"
+PRETRAINED_MODEL = "pretrained.keras"
+NORMALIZATION = "normalization.json"
+RUN_RECORD = "run.json"
+HISTORY = "history.csv"
+ROUNDS = "finetune_rounds.csv"
+PRETRAIN_DONE = "pretrain.done"
+PRETRAIN_STATE = "early_stopping_pretrain.json"
+#: Every file ``fit`` writes into a run folder (``--overwrite`` deletes these and nothing else),
+#: plus calibration.json, which belongs to the model it was fitted on.
+RUN_FILES = (BEST_MODEL, PRETRAINED_MODEL, NORMALIZATION, RUN_RECORD, HISTORY, ROUNDS,
+             "training.png", PRETRAIN_STATE, PRETRAIN_DONE, "backup", "table2.csv", "table2.md",
+             "table3.csv", "table3.md", "calibration.json")

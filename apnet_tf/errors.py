@@ -1,5 +1,7 @@
 """The one exception type that library functions raise for bad input."""
 
+__all__ = ["ApnetError", "require_at_least", "first_line"]
+
 
 class ApnetError(Exception):
     """Bad input or state, described in one line that names the file and the problem.

@@ -7,6 +7,8 @@ import os
 import sys
 from collections.abc import Iterator
 
+__all__ = ["native_stderr_silenced"]
+
 
 @contextlib.contextmanager
 def native_stderr_silenced() -> Iterator[None]:

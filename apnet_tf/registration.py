@@ -1,11 +1,11 @@
 """``import apnet_tf`` registers the package's Keras classes, without importing TensorFlow.
 
 A saved ``best.keras`` names the package's layers and loss (``apnet_tf>FluxScaling`` ...); Keras
-finds them only in its registry, which ``apnet_tf.model`` fills when it is imported. Importing
-that module (and so TensorFlow) in ``apnet_tf/__init__`` would cost every ``apnet-tf --help``
-seconds. Instead: if Keras is already imported the model module is imported now; otherwise a
-one-shot import hook imports it right after Keras itself, so ``import apnet_tf`` followed by
-``keras.models.load_model("run/best.keras")`` works in either order.
+finds them only in its registry, which ``apnet_tf.model.network`` fills when it is imported.
+Importing that module (and so TensorFlow) in ``apnet_tf/__init__`` would cost every
+``apnet-tf --help`` seconds. Instead: if Keras is already imported the model module is imported
+now; otherwise a one-shot import hook imports it right after Keras itself, so ``import apnet_tf``
+followed by ``keras.models.load_model("run/best.keras")`` works in either order.
 """
 
 from __future__ import annotations
@@ -15,17 +15,19 @@ import importlib.abc
 import importlib.util
 import sys
 
+__all__ = ["install"]
+
 
 def _register() -> None:
     try:
-        importlib.import_module("apnet_tf.model")
+        importlib.import_module("apnet_tf.model.network")
     except ImportError:  # no TensorFlow: nothing could be loaded anyway
         pass
 
 
 class _AfterKeras(importlib.abc.MetaPathFinder):
     """Finds nothing itself: it wraps the real loader of ``keras`` so that, once Keras has been
-    executed, ``apnet_tf.model`` is imported and registers its classes."""
+    executed, ``apnet_tf.model.network`` is imported and registers its classes."""
 
     def find_spec(self, name, path=None, target=None):
         if name != "keras":

@@ -12,8 +12,8 @@ CACHE = os.environ.get("APNET_BENCH_CACHE", os.path.join(os.path.dirname(__file_
 
 def survey_records(n: int, seed: int = 0) -> tuple[str, str]:
     """(spectra_dir, records_dir) of an n-star synthetic survey, made once and cached."""
-    from apnet_tf.records import make_records
-    from apnet_tf.synth import make_survey
+    from apnet_tf.data.records import make_records
+    from apnet_tf.data.synth import make_survey
 
     spectra = os.path.join(CACHE, f"survey{n}_s{seed}")
     records = os.path.join(CACHE, f"records{n}_s{seed}")

@@ -23,7 +23,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-
 from _common import CACHE, machine, survey_records  # noqa: E402
 from _ridge import fit_ridge, log_flux_features  # noqa: E402
 
@@ -31,7 +30,7 @@ TARGET_NAMES = ("teff (K)", "logg (dex)", "fe_h (dex)")
 
 
 def load_split(records: str, split: str):
-    from apnet_tf.records import make_dataset
+    from apnet_tf.data.dataset import make_dataset
 
     xs, ys = [], []
     for x, y in make_dataset(records, splits=[split], batch_size=512, labeled_only=True):
@@ -41,7 +40,7 @@ def load_split(records: str, split: str):
 
 
 def ridge_scatter(records: str) -> tuple[np.ndarray, list]:
-    from apnet_tf.evaluation import scatter
+    from apnet_tf.evaluation.tables import scatter
 
     (xt, yt), (xd, yd), (xs, ys) = (load_split(records, s) for s in ("train", "dev", "test"))
     predict = fit_ridge(log_flux_features(xt), yt, log_flux_features(xd), yd)
@@ -52,8 +51,10 @@ def catalog_scatter(records: str, run_dir: str, mc: int = 100) -> np.ndarray:
     """Test-split scatter of what ``apnet-tf infer`` writes: the mean of mc realizations."""
     import keras
 
-    from apnet_tf.evaluation import catalog_arrays, scatter
-    from apnet_tf.inference import load_model, predict_catalog
+    from apnet_tf.evaluation.tables import scatter
+    from apnet_tf.inference.predict import predict_catalog
+    from apnet_tf.io.catalog import catalog_arrays
+    from apnet_tf.model.loading import load_model
 
     keras.utils.set_random_seed(0)
     cat = predict_catalog(load_model(run_dir), [records], mc=mc, split_filter=["test"]).catalog
@@ -62,7 +63,7 @@ def catalog_scatter(records: str, run_dir: str, mc: int = 100) -> np.ndarray:
 
 
 def network_scatter(records: str, run_dir: str, recipe, stage: str) -> tuple[np.ndarray, dict]:
-    from apnet_tf.training import fit
+    from apnet_tf.workflows import fit
 
     t = time.perf_counter()
     res = fit(records, run_dir, stage=stage, recipe=recipe, overwrite=True)  # its own cache
@@ -82,7 +83,7 @@ def main() -> None:
     ap.add_argument("--stage", default="all")
     args = ap.parse_args()
 
-    from apnet_tf.training import Recipe, get_recipe
+    from apnet_tf.training.recipes import Recipe, get_recipe
 
     overrides = {}
     for item in args.set:

@@ -43,7 +43,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-
 from _common import CACHE, machine, survey_records  # noqa: E402
 
 BAND = (0.60, 0.76)
@@ -58,8 +57,9 @@ def mc_arrays(run: str, records: str, split: str | None, name: str | None = None
     if os.path.exists(cache):
         with np.load(cache) as f:
             return {k: f[k] for k in f.files}
-    from apnet_tf.evaluation import catalog_arrays
-    from apnet_tf.inference import load_model, predict_catalog
+    from apnet_tf.inference.predict import predict_catalog
+    from apnet_tf.io.catalog import catalog_arrays
+    from apnet_tf.model.loading import load_model
 
     cat = predict_catalog(load_model(run, calibration=False), [records], mc=100, seed=0,
                           calibrated=False,
@@ -74,7 +74,7 @@ def mc_arrays(run: str, records: str, split: str | None, name: str | None = None
 
 
 def _cells(pred, snr, edges, use_region: bool, use_snr: bool) -> np.ndarray:
-    from apnet_tf.calibration import kiel_region, snr_bin
+    from apnet_tf.model.calibration import kiel_region, snr_bin
 
     region = kiel_region(pred[:, 0], pred[:, 1]) if use_region else np.zeros(len(pred), int)
     sbin = snr_bin(snr, edges) if use_snr else np.zeros(len(pred), int)
@@ -83,7 +83,7 @@ def _cells(pred, snr, edges, use_region: bool, use_snr: bool) -> np.ndarray:
 
 def cell_factors(d: dict, dev, test, use_region: bool, use_snr: bool) -> np.ndarray:
     """Factors for the test stars from the 68.3% quantile of |r| / sigma per dev cell."""
-    from apnet_tf.calibration import fit_scale
+    from apnet_tf.model.calibration import fit_scale
 
     edges = np.quantile(d["snr"][dev], [1 / 3, 2 / 3])
     c_dev = _cells(d["pred"][dev], d["snr"][dev], edges, use_region, use_snr)
@@ -101,8 +101,8 @@ def cell_factors(d: dict, dev, test, use_region: bool, use_snr: bool) -> np.ndar
 def floor_sigma(d: dict, dev, test) -> np.ndarray:
     """Per region, sigma^2 = (a sigma)^2 + b^2 maximising the Gaussian likelihood on dev
     (``calibration_fit.max_likelihood``; all dev stars for a region with fewer than 30)."""
-    from apnet_tf.calibration import kiel_region, usable
-    from apnet_tf.calibration_fit import max_likelihood
+    from apnet_tf.calibration.fit import max_likelihood
+    from apnet_tf.model.calibration import kiel_region, usable
 
     r_dev = kiel_region(d["pred"][dev][:, 0], d["pred"][dev][:, 1])
     r_test = kiel_region(d["pred"][test][:, 0], d["pred"][test][:, 1])
@@ -120,7 +120,7 @@ def floor_sigma(d: dict, dev, test) -> np.ndarray:
 
 def judge(pred, sigma, labels, category, snr, split=None) -> dict:
     """Coverage per group of the given stars (all taken as one split)."""
-    from apnet_tf.evaluation import coverage_table
+    from apnet_tf.evaluation.tables import coverage_table
 
     table = coverage_table(pred, labels, {"s": sigma}, category, np.full(len(pred), "test"), snr)
     rows = table.loc[("s", "test")]
@@ -141,8 +141,8 @@ def main() -> None:
     ap.add_argument("--infer", action="store_true", help="also check infer's default catalog")
     args = ap.parse_args()
 
-    from apnet_tf.calibration import CALIBRATION
-    from apnet_tf.calibration_fit import fit_calibration
+    from apnet_tf.calibration.fit import fit_calibration
+    from apnet_tf.model.calibration import CALIBRATION
 
     parts = {s: mc_arrays(args.run, args.records, s) for s in ("train", "dev", "test")}
     d = {k: np.concatenate([parts["dev"][k], parts["test"][k]]) for k in parts["dev"]}
@@ -183,8 +183,9 @@ def main() -> None:
         result[where] = {name: judge(x["pred"], s, x["labels"], x["category"], x["snr"])
                          for name, s in candidates.items()}
     if args.infer:
-        from apnet_tf.evaluation import catalog_arrays
-        from apnet_tf.inference import load_model, predict_catalog
+        from apnet_tf.inference.predict import predict_catalog
+        from apnet_tf.io.catalog import catalog_arrays
+        from apnet_tf.model.loading import load_model
 
         cat = predict_catalog(load_model(args.run), [args.records], mc=100,
                               split_filter=("test",)).catalog

@@ -25,7 +25,8 @@ from _common import machine, survey_records  # noqa: E402
 
 CHILD = """
 import json, sys, time
-from apnet_tf.training import fit, get_recipe
+from apnet_tf.training.fitting import fit
+from apnet_tf.training.recipes import get_recipe
 records, run, epochs, det = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
 stamps = []
 fit(records, run, stage="pretrain", recipe=get_recipe("default", epochs=epochs,

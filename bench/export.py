@@ -22,7 +22,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-
 from _common import machine  # noqa: E402
 from infer import rate, spectra  # noqa: E402
 
@@ -43,7 +42,7 @@ def real_flux():
     """Flux (N, 8575) of the real apStar files, or None where they are missing."""
     import glob
 
-    from apnet_tf.spectra import read_apstar
+    from apnet_tf.io.spectra import read_apstar
 
     files = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
                                           "apogee_dr13", "apStar", "apStar-*.fits")))
@@ -58,10 +57,9 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from apnet_tf.export import TFLITE_VARIANTS, export_model
-    from apnet_tf.inference import load_model
-    from apnet_tf.model import build_model
-    from apnet_tf.training import save_model_atomic
+    from apnet_tf.export.model_export import TFLITE_VARIANTS, export_model
+    from apnet_tf.model.loading import load_model
+    from apnet_tf.model.network import build_model, save_model_atomic
 
     flux, _, _ = spectra(256)
     one = flux[:1]

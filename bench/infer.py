@@ -23,7 +23,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-
 from _common import machine  # noqa: E402
 
 
@@ -39,7 +38,7 @@ def rate(fn, n_per_call: int, seconds: float) -> float:
 
 
 def spectra(n: int, seed: int = 0):
-    from apnet_tf.synth import SpectrumModel, gap_mask
+    from apnet_tf.data.synth import SpectrumModel, gap_mask
 
     rng = np.random.default_rng(seed)
     model = SpectrumModel()
@@ -60,9 +59,9 @@ def main() -> None:
 
     import torch
 
-    from apnet_tf.model import build_model, predictor
-    from apnet_tf.torch_reference import appendix_b_network
-    from apnet_tf.uncertainty import MonteCarloPredictor
+    from apnet_tf.model.network import build_model, predictor
+    from apnet_tf.model.torch_reference import appendix_b_network
+    from apnet_tf.model.uncertainty import MonteCarloPredictor
 
     r, mc_stars = 100, 32
     flux, err, bad = spectra(mc_stars * r)

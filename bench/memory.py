@@ -41,8 +41,8 @@ def peak_rss(*args: str) -> float:
 
 
 def untrained_run(path: str) -> str:
-    from apnet_tf.files import write_json
-    from apnet_tf.model import build_model
+    from apnet_tf.io.files import write_json
+    from apnet_tf.model.network import build_model
 
     if not os.path.exists(os.path.join(path, "best.keras")):
         os.makedirs(path, exist_ok=True)

@@ -28,11 +28,12 @@ def main() -> None:
     args = ap.parse_args()
 
     import numpy as np
-
-    from apnet_tf.records import make_dataset, make_records
-    from apnet_tf.synth import make_survey
-    from apnet_tf.training import RECIPES
     from train import keras_trainer
+
+    from apnet_tf.data.dataset import make_dataset
+    from apnet_tf.data.records import make_records
+    from apnet_tf.data.synth import make_survey
+    from apnet_tf.training.recipes import RECIPES
 
     spectra = os.path.join(CACHE, f"survey{args.n}_s0")
     if not os.path.exists(os.path.join(spectra, "labels.csv")):

@@ -29,7 +29,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-
 from _common import CACHE, machine, survey_records  # noqa: E402
 
 
@@ -44,7 +43,7 @@ def _model_dir() -> str:
     if not os.path.exists(os.path.join(path, "best.keras")):
         import keras
 
-        from apnet_tf.model import build_model
+        from apnet_tf.model.network import build_model
 
         keras.utils.set_random_seed(0)
         os.makedirs(path, exist_ok=True)
@@ -53,7 +52,7 @@ def _model_dir() -> str:
 
 
 def _arrays(files: list[str]):
-    from apnet_tf.spectra import read_apstar
+    from apnet_tf.io.spectra import read_apstar
 
     specs = [read_apstar(f) for f in files]
     return tuple(np.stack([getattr(s, k) for s in specs]) for k in ("flux", "err", "bad"))
@@ -61,10 +60,11 @@ def _arrays(files: list[str]):
 
 def throughput(spectra: str, records: str, n: int, mc_n: int, ray: bool) -> dict:
     """spectra/s of each way, and each as a ratio to its reference."""
-    from apnet_tf.inference import load_model, predict_catalog
-    from apnet_tf.model import predictor
-    from apnet_tf.spectra import expand_paths
-    from apnet_tf.uncertainty import MonteCarloPredictor
+    from apnet_tf.inference.predict import predict_catalog
+    from apnet_tf.io.spectra import expand_paths
+    from apnet_tf.model.loading import load_model
+    from apnet_tf.model.network import predictor
+    from apnet_tf.model.uncertainty import MonteCarloPredictor
 
     model = load_model(_model_dir())
     files = expand_paths([spectra])[:n]
@@ -93,7 +93,7 @@ def throughput(spectra: str, records: str, n: int, mc_n: int, ray: bool) -> dict
 def _ray_rates(files: list[str], sub: list[str]) -> dict:
     import ray
 
-    from apnet_tf.ray_engine import predict_catalog_ray
+    from apnet_tf.inference.ray_engine import predict_catalog_ray
 
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     model = _model_dir()
@@ -111,7 +111,7 @@ def read_rates(seconds: float = 3.0) -> dict:
 
     from astropy.io import fits
 
-    from apnet_tf.spectra import read_apstar
+    from apnet_tf.io.spectra import read_apstar
 
     data = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
     files = sorted(glob.glob(os.path.join(data, "apogee_dr13", "apStar", "apStar-*.fits")))
@@ -136,7 +136,7 @@ def read_rates(seconds: float = 3.0) -> dict:
 
 def _linked(spectra: str, n: int) -> str:
     """A folder of n apStar names, symbolic links cycling through the survey's files."""
-    from apnet_tf.spectra import expand_paths
+    from apnet_tf.io.spectra import expand_paths
 
     folder = os.path.join(CACHE, f"links{n}")
     if len(os.listdir(folder) if os.path.isdir(folder) else []) != n:

@@ -23,7 +23,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-
 from _common import machine  # noqa: E402
 
 BATCH = 128
@@ -34,8 +33,9 @@ def keras_trainer(x, y, precision: str):
     import keras
     import tensorflow as tf
 
-    from apnet_tf.model import build_model
-    from apnet_tf.training import RECIPES, compile_model
+    from apnet_tf.model.network import build_model
+    from apnet_tf.training.fitting import compile_model
+    from apnet_tf.training.recipes import RECIPES
 
     class StepClock(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
@@ -62,7 +62,7 @@ def keras_trainer(x, y, precision: str):
 def torch_trainer(x, y):
     import torch
 
-    from apnet_tf.torch_reference import appendix_b_network
+    from apnet_tf.model.torch_reference import appendix_b_network
 
     torch.set_num_threads(os.cpu_count())
     net = appendix_b_network()
@@ -94,7 +94,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20)
     args = ap.parse_args()
-    from apnet_tf.synth import SpectrumModel, draw_labels
+    from apnet_tf.data.synth import SpectrumModel, draw_labels
 
     rng = np.random.default_rng(0)
     labels = draw_labels(512, rng)
@@ -103,7 +103,7 @@ def main() -> None:
                   labels[["TEFF", "LOGG", "FE_H"]].to_numpy()]).astype("float32")
     x += rng.normal(0, 2, x.shape).astype("float32")
     y = labels[["TEFF", "LOGG", "FE_H"]].to_numpy().astype("float32")
-    from apnet_tf.training import RECIPES
+    from apnet_tf.training.recipes import RECIPES
 
     default = RECIPES["default"].precision
     # Alternate the runners three times and keep each one's best, so that a slow moment of a

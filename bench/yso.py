@@ -25,14 +25,13 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-
 from _common import CACHE, machine  # noqa: E402
 
 GOALS = {"LOGG": 0.01, "LOGTE": 0.003}
 
 
 def quadratic_features(x: np.ndarray) -> np.ndarray:
-    from apnet_tf.yso import FEATURES, LOG_FEATURES
+    from apnet_tf.labels.yso import FEATURES, LOG_FEATURES
 
     z = x.astype(np.float64)
     idx = [FEATURES.index(c) for c in LOG_FEATURES]
@@ -44,7 +43,7 @@ def quadratic_features(x: np.ndarray) -> np.ndarray:
 
 def polynomial_reference(train, test) -> np.ndarray:
     """Residuals (N_test, 5) of a quadratic least-squares fit: the same-run reference."""
-    from apnet_tf.yso import feature_matrix, target_matrix
+    from apnet_tf.labels.yso import feature_matrix, target_matrix
 
     both = quadratic_features(np.vstack([feature_matrix(train), feature_matrix(test)]))
     a, b = both[:len(train)], both[len(train):]
@@ -58,7 +57,7 @@ def plot(model, test, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from apnet_tf.yso import OUTPUTS, feature_matrix, predict, target_matrix
+    from apnet_tf.labels.yso import OUTPUTS, feature_matrix, predict, target_matrix
 
     pred, true = predict(model, feature_matrix(test)), target_matrix(test)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
@@ -82,9 +81,9 @@ def main() -> None:
     parser.add_argument("--png", default=None, help="write residual plots here")
     args = parser.parse_args()
 
-    from apnet_tf.isochrones import IsochroneGrid, draw_stars, read_isochrones
-    from apnet_tf.toy_isochrones import toy_isochrones, write_parsec
-    from apnet_tf.yso import OUTPUTS, held_out_metrics, train_network
+    from apnet_tf.labels.isochrones import IsochroneGrid, draw_stars, read_isochrones
+    from apnet_tf.labels.toy_isochrones import toy_isochrones, write_parsec
+    from apnet_tf.labels.yso import OUTPUTS, held_out_metrics, train_network
 
     os.makedirs(CACHE, exist_ok=True)
     iso = write_parsec(toy_isochrones(), os.path.join(CACHE, "toy_parsec.dat"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from apnet_tf.cli import app
+from apnet_tf.cli.app import app
 
 
 def cli(*args):

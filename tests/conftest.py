@@ -42,7 +42,7 @@ def random_batches():
 
 
 def _survey(factory, name: str, n: int, seed: int) -> Path:
-    from apnet_tf.synth import make_survey
+    from apnet_tf.data.synth import make_survey
 
     out = factory.mktemp(name)
     make_survey(str(out), n, seed=seed)
@@ -50,7 +50,7 @@ def _survey(factory, name: str, n: int, seed: int) -> Path:
 
 
 def _records(survey: Path, factory, name: str, shards: int) -> Path:
-    from apnet_tf.records import make_records
+    from apnet_tf.data.records import make_records
 
     out = factory.mktemp(name)
     make_records([str(survey)], str(out), labels=str(survey / "labels.csv"), shards=shards)
@@ -72,7 +72,8 @@ def records(survey, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(records, tmp_path_factory) -> Path:
     """A run folder trained for a few epochs on the synthetic records (pretrain only)."""
-    from apnet_tf.training import fit, get_recipe
+    from apnet_tf.training.recipes import get_recipe
+    from apnet_tf.workflows import fit
 
     run = tmp_path_factory.mktemp("run")
     fit(str(records), str(run), stage="pretrain", recipe=get_recipe("default", epochs=6))
@@ -96,8 +97,7 @@ def untrained_run(tmp_path_factory) -> Path:
     """A run folder with an untrained Appendix B model: for tests of loading, not of numbers."""
     import json
 
-    from apnet_tf.model import build_model
-    from apnet_tf.training import save_model_atomic
+    from apnet_tf.model.network import build_model, save_model_atomic
 
     run = tmp_path_factory.mktemp("untrained_run")
     mean, std = [4700.0, 2.9, -0.2], [730.0, 1.2, 0.3]

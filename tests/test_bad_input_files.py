@@ -75,7 +75,7 @@ def test_truncated_keras_is_not_file_not_found(untrained_run, small_survey, tmp_
 def good_state(untrained_run):
     import keras
 
-    from apnet_tf.export import keras_to_torch_state_dict
+    from apnet_tf.model.torch_weights import keras_to_torch_state_dict
 
     return keras_to_torch_state_dict(keras.models.load_model(untrained_run / "best.keras"))
 

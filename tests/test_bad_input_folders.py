@@ -123,8 +123,8 @@ def test_fit_into_a_finished_run_needs_overwrite(small_records, tmp_path):
 
 def test_fit_overwrite_removes_the_old_run_and_calibration(small_records, tmp_path,
                                                            monkeypatch):
-    from apnet_tf import training
     from apnet_tf.errors import ApnetError
+    from apnet_tf.training import fitting as training
 
     def stop(name):  # training itself is not under test: stop once the folder is prepared
         raise ApnetError("stopped before training")

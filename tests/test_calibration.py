@@ -9,11 +9,18 @@ import shutil
 import numpy as np
 import pytest
 
-from apnet_tf.calibration import (CALIBRATION, KEYS, REGIONS, Calibration, calibrated_summaries,
-                                  coverage, kiel_region)
-from apnet_tf.calibration_fit import fit_calibration
+from apnet_tf.calibration.fit import fit_calibration
 from apnet_tf.errors import ApnetError
-from apnet_tf.evaluation import bias, coverage_table, evaluation_tables, rms, scatter
+from apnet_tf.evaluation.tables import bias, coverage_table, evaluation_tables, rms, scatter
+from apnet_tf.model.calibration import (
+    CALIBRATION,
+    KEYS,
+    REGIONS,
+    Calibration,
+    calibrated_summaries,
+    coverage,
+    kiel_region,
+)
 
 # one star per region: pms (in the YSO triangle), cool_dwarf, giant, dwarf
 KIEL = np.array([[3500.0, 3.5], [3300.0, 4.9], [4800.0, 2.5], [5800.0, 4.3]])
@@ -149,7 +156,7 @@ def test_a_calibration_without_snr_round_trips(tmp_path):
 
 
 def test_calibrate_refuses_what_is_not_a_run_folder(tmp_path):
-    from apnet_tf.calibration_fit import calibrate
+    from apnet_tf.calibration.fit import calibrate
 
     (tmp_path / "1").mkdir()  # e.g. an exported SavedModel's version folder
     with pytest.raises(ApnetError, match="needs a run folder with best.keras.*export again"):
@@ -157,14 +164,13 @@ def test_calibrate_refuses_what_is_not_a_run_folder(tmp_path):
 
 
 def test_calibrate_never_writes_what_infer_would_refuse(tmp_path, monkeypatch):
-    import apnet_tf.calibration_fit as fit_module
-    import apnet_tf.records
+    import apnet_tf.calibration.fit as fit_module
 
     # a network that matches most [Fe/H] labels exactly: a zero noise factor, which load refuses
     pred, sigma, labels, snr = _dev_set(n=60)
     pred[:200, 2] = labels[:200, 2]
     monkeypatch.setattr(fit_module, "_monte_carlo", lambda *a: ((pred, sigma, labels, snr),) * 2)
-    monkeypatch.setattr(apnet_tf.records, "count_records", lambda *a: len(pred))
+    monkeypatch.setattr(fit_module, "count_records", lambda *a: len(pred))
     (tmp_path / "best.keras").write_bytes(b"")
     with pytest.raises(ApnetError, match="records: cannot calibrate on these stars: noise"):
         fit_module.calibrate(str(tmp_path), "records")
@@ -251,7 +257,7 @@ def test_calibration_round_trip_and_unreadable_files(good_calibration, tmp_path)
 
 
 def test_load_model_rejects_a_bad_calibration(trained_run, records, tmp_path):
-    from apnet_tf.inference import load_model
+    from apnet_tf.model.loading import load_model
 
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
@@ -260,7 +266,7 @@ def test_load_model_rejects_a_bad_calibration(trained_run, records, tmp_path):
         load_model(str(run))
     assert load_model(str(run), calibration=False).calibration is None
     # a raw-sigma job does not read it, so an old or broken file cannot stop it
-    from apnet_tf.infer_job import run_infer
+    from apnet_tf.inference.job import run_infer
 
     out = tmp_path / "raw.csv"
     res = run_infer(str(run), str(out), [str(records)], mc=2, calibrated=False)

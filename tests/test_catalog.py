@@ -10,10 +10,12 @@ from astropy.io import fits
 from astropy.table import Table
 
 import apnet_tf
-from apnet_tf.catalog import column_info, write_catalog
-from apnet_tf.files import content_hash
-from apnet_tf.inference import load_model, predict_catalog
-from apnet_tf.records import shard_paths
+from apnet_tf.data.manifest import shard_paths
+from apnet_tf.inference.predict import predict_catalog
+from apnet_tf.io.catalog import write_catalog
+from apnet_tf.io.catalog_schema import SCHEMA, column_info
+from apnet_tf.io.files import content_hash
+from apnet_tf.model.loading import load_model
 
 
 def _columns(header) -> dict[str, tuple]:
@@ -44,6 +46,10 @@ def test_fits_catalog_has_units_provenance_and_sources(records, trained_run, tmp
     shards = set(data["FILE"])  # every row names the shard it came from, and all shards occur
     assert all(f.endswith(".tfrecord") and os.path.exists(f) for f in shards), shards
     assert shards == set(shard_paths(str(records)))
+    # one schema: every column is in it, in its order, with its unit and description
+    order = [c.name for c in SCHEMA]
+    assert list(cols) == sorted(cols, key=order.index)
+    assert cols == {c.name: (c.unit or None, c.description) for c in SCHEMA if c.name in cols}
 
 
 def _table() -> Table:

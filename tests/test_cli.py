@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-
 CLI = [sys.executable, "-m", "apnet_tf.cli"]
 
 

@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-
 from cli_helpers import assert_one_line_error, cli
-from apnet_tf.calibration import KEYS
+
+from apnet_tf.model.calibration import KEYS
 
 
 def _ok(res):
@@ -20,7 +20,7 @@ def _ok(res):
 
 
 def test_infer_on_records_and_on_fits(trained_run, records, apstar_files, tmp_path):
-    from apnet_tf.records import count_records
+    from apnet_tf.data.manifest import count_records
 
     out = _ok(cli("infer", "--model", trained_run, "--spectra", records, "--out",
                   tmp_path / "cat.csv", "--mc", 2, "--seed", 0))
@@ -62,8 +62,8 @@ def test_evaluate_and_export_and_evaluate_refuses_an_export(trained_run, records
 
 def test_import_torch_writes_a_run_that_predicts_like_the_torch_network(tmp_path):
     torch = pytest.importorskip("torch")
-    from apnet_tf.inference import load_model
-    from apnet_tf.torch_reference import appendix_b_network
+    from apnet_tf.model.loading import load_model
+    from apnet_tf.model.torch_reference import appendix_b_network
 
     torch.manual_seed(0)
     net = appendix_b_network().eval()
@@ -92,7 +92,7 @@ def test_make_labels_writes_the_payne_labels(tmp_path):
 
 
 def test_infer_mask_bits_reach_the_reader(trained_run, apstar_files, tmp_path):
-    from apnet_tf.reading import iter_units, plan_units
+    from apnet_tf.data.reading import iter_units, plan_units
 
     files = [str(f) for f in apstar_files[:3]]  # real DR13 files: their PIXMASK uses many bits
     units = plan_units(files, 8, None, None).units

@@ -9,7 +9,7 @@ from cli_helpers import snapshot
 
 
 def test_demo_rerun_reuses_the_survey_and_a_finished_run(survey, trained_run, tmp_path):
-    from apnet_tf.demo import run_demo
+    from apnet_tf.workflows import run_demo
 
     out = tmp_path / "demo"
     out.mkdir()
@@ -30,8 +30,8 @@ def test_demo_rerun_reuses_the_survey_and_a_finished_run(survey, trained_run, tm
 
 
 def test_demo_recalibrates_a_calibration_of_an_older_version(survey, trained_run, tmp_path):
-    from apnet_tf.calibration import FORMAT, Calibration
-    from apnet_tf.demo import run_demo
+    from apnet_tf.model.calibration import FORMAT, Calibration
+    from apnet_tf.workflows import run_demo
 
     out = tmp_path / "demo"
     out.mkdir()

@@ -10,10 +10,11 @@ import textwrap
 import numpy as np
 import pytest
 
-from apnet_tf.export import export_model
-from apnet_tf.inference import load_model, predict_catalog
-from apnet_tf.records import read_manifest
-from apnet_tf.spectra import read_apstar
+from apnet_tf.data.manifest import read_manifest
+from apnet_tf.export.model_export import export_model
+from apnet_tf.inference.predict import predict_catalog
+from apnet_tf.io.spectra import read_apstar
+from apnet_tf.model.loading import load_model
 
 
 @pytest.fixture(scope="module")
@@ -200,8 +201,8 @@ def test_pytorch_weights_round_trip(real_flux, tmp_path):
     torch = pytest.importorskip("torch")
     import keras
 
-    from apnet_tf.export import import_torch, keras_to_torch_state_dict
-    from apnet_tf.torch_reference import appendix_b_network
+    from apnet_tf.model.torch_reference import appendix_b_network
+    from apnet_tf.model.torch_weights import import_torch, keras_to_torch_state_dict
 
     torch.manual_seed(0)
     net = appendix_b_network().eval()

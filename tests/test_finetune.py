@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from apnet_tf.evaluation import standardized_mse
-from apnet_tf.model import MaskedStandardizedMSE
-from apnet_tf.training import dataset_loss, fit, get_recipe, rolling_resample
+from apnet_tf.model.network import MaskedStandardizedMSE, standardized_mse
+from apnet_tf.training.finetuning import dataset_loss, rolling_resample
+from apnet_tf.training.recipes import get_recipe
+from apnet_tf.workflows import fit
 
 STD = [1000.0, 1.0, 0.3]
 
@@ -119,7 +120,7 @@ def test_finetune_stage_keeps_the_pretraining_record_and_the_model_normalisation
 
 
 def test_noise_augmentation_has_the_papers_scale_and_spares_bad_pixels():
-    from apnet_tf.training import add_noise
+    from apnet_tf.training.fitting import add_noise
 
     rng = np.random.default_rng(3)
     flux = rng.uniform(0.5, 1.5, (32, 8575)).astype("float32")

@@ -8,14 +8,14 @@ import time
 
 import pytest
 
-from apnet_tf.cli import app
+from apnet_tf.cli.app import app
 
 COMMANDS = sorted(c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands)
 HEAVY = ("tensorflow", "keras", "tensorflow_probability", "tf_keras", "torch")
 #: Runs one command's --help in a fresh interpreter and names the heavy modules it imported.
 PROBE = """
 import sys
-from apnet_tf.cli import app
+from apnet_tf.cli.app import app
 try:
     app([sys.argv[1], "--help"])
 except SystemExit:
@@ -75,7 +75,7 @@ def test_help_shows_defaults_and_brackets():
 
 
 def test_recipe_defaults_in_help_match_the_recipes():
-    from apnet_tf.training import RECIPES
+    from apnet_tf.training.recipes import RECIPES
 
     fit = _help_text("fit")
     default, paper = RECIPES["default"], RECIPES["paper"]
@@ -96,7 +96,7 @@ def test_recipe_defaults_in_help_match_the_recipes():
 
 
 def test_error_messages_keep_square_brackets(capsys):
-    from apnet_tf.cli import _friendly
+    from apnet_tf.cli.support import friendly as _friendly
     from apnet_tf.errors import ApnetError
 
     @_friendly

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from apnet_tf.inference import (age_bin, flags, in_triangle, load_model, predict_catalog,
-                                write_catalog)
+from apnet_tf.inference.predict import predict_catalog
+from apnet_tf.io.catalog import write_catalog
+from apnet_tf.io.catalog_flags import age_bin, flags, in_triangle
+from apnet_tf.model.loading import load_model
 
 COLUMNS = ["APOGEE_ID", "RA", "DEC", "TEFF", "TEFF_ERR", "LOGG", "LOGG_ERR", "FE_H", "FE_H_ERR",
            "SNR"]
@@ -80,7 +82,7 @@ def test_fit_calibrates_and_infer_uses_it_by_default(trained_run, apstar_files, 
 def test_calibrated_sigma_uses_the_mc_realizations_asked_for(records, trained_run,
                                                              apstar_files, tmp_path):
     """Review item 3: --mc is what runs, calibrated or not, and the header says so."""
-    from apnet_tf.evaluation import calibrate
+    from apnet_tf.calibration.fit import calibrate
 
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
@@ -103,7 +105,8 @@ def test_calibrated_sigma_uses_the_mc_realizations_asked_for(records, trained_ru
 
 
 def test_calibrate_and_evaluate(records, trained_run, tmp_path):
-    from apnet_tf.evaluation import calibrate, evaluate
+    from apnet_tf.calibration.fit import calibrate
+    from apnet_tf.evaluation.tables import evaluate
 
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
@@ -112,7 +115,7 @@ def test_calibrate_and_evaluate(records, trained_run, tmp_path):
                     on_progress=lambda done, total: progress.append((done, total)))
     assert (run / "calibration.json").exists() and cal.realizations == 20
     # the shape comes from every labelled training star, with their S/N terciles
-    from apnet_tf.records import count_records
+    from apnet_tf.data.manifest import count_records
 
     n_train = count_records(str(records), ["train"])
     assert cal.shape_split == "train" and 0.9 * n_train <= cal.stars["all"] <= n_train

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 from astropy.table import Table
 
+from apnet_tf.data.labels import assign_split, label_mask, load_labels, match_report, missing_counts
 from apnet_tf.errors import ApnetError
-from apnet_tf.labels import assign_split, label_mask, load_labels, match_report, missing_counts
 
 
 def _csv(tmp_path, df, name="labels.csv"):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from apnet_tf.records import make_dataset
+from apnet_tf.data.dataset import make_dataset
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -23,7 +23,7 @@ def test_filtered_datasets_know_their_length(records, kwargs):
 def test_one_traced_function_per_model():
     import keras
 
-    from apnet_tf.model import _PREDICTORS, predictor
+    from apnet_tf.model.network import _PREDICTORS, predictor
 
     inp = keras.Input((5,))
     model = keras.Model(inp, keras.layers.Dense(3)(inp))

@@ -1,11 +1,18 @@
-import numpy as np
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
-from apnet_tf.model import (Destandardize, FluxScaling, MaskedStandardizedMSE, build_model,
-                            flatten_length, model_precision, paper_torch_parameter_count,
-                            with_precision)
+from apnet_tf.model.network import (
+    Destandardize,
+    FluxScaling,
+    MaskedStandardizedMSE,
+    build_model,
+    flatten_length,
+    model_precision,
+    paper_torch_parameter_count,
+    with_precision,
+)
 
 MEAN, STD = [4716.92, 2.88, -0.22], [733.01, 1.16, 0.30]  # paper Table 1
 
@@ -26,7 +33,7 @@ def test_parameter_count_matches_pytorch_appendix_b():
 
 
 def test_output_is_physical_units_and_survives_save_load(tmp_path, apstar_files):
-    from apnet_tf.spectra import read_apstar
+    from apnet_tf.io.spectra import read_apstar
 
     model = build_model(MEAN, STD)
     flux = np.stack([read_apstar(p).flux for p in apstar_files[:4]])
@@ -40,7 +47,7 @@ def test_output_is_physical_units_and_survives_save_load(tmp_path, apstar_files)
 
 
 def test_mixed_bfloat16_model_and_its_float32_twin(apstar_files):
-    from apnet_tf.spectra import read_apstar
+    from apnet_tf.io.spectra import read_apstar
 
     keras.utils.set_random_seed(0)
     mixed = build_model(MEAN, STD, precision="mixed_bfloat16")

@@ -3,13 +3,19 @@
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ASPCAP_LABELS
 
 from apnet_tf.errors import ApnetError
-from apnet_tf.photometric import (absolute_k, hejazi_feh, make_labels,
-                                  mann_teff, mdwarf_labels, payne_labels, standard_photometry,
-                                  veyette_logg)
-
-from conftest import ASPCAP_LABELS
+from apnet_tf.labels.photometric import (
+    absolute_k,
+    hejazi_feh,
+    make_labels,
+    mann_teff,
+    mdwarf_labels,
+    payne_labels,
+    standard_photometry,
+    veyette_logg,
+)
 
 
 def test_hejazi_by_hand():
@@ -146,5 +152,5 @@ def test_end_to_end_with_real_aspcap_labels(tmp_path):
     assert res.counts["mstar_in_yso_fields"] == 1 and res.counts["overridden_by_precedence"] == 2
     assert res.counts["total"] == len(out) == 5
     # and make-records reads it
-    from apnet_tf.labels import load_labels
+    from apnet_tf.data.labels import load_labels
     assert set(load_labels(tmp_path / "labels.csv").CATEGORY) == {"payne", "mstar", "yso"}

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from apnet_tf import plots
-from apnet_tf.inference import AGE_BIN_LABELS
+from apnet_tf.evaluation import plots
+from apnet_tf.io.catalog_flags import AGE_BIN_LABELS
 
 
 def _check_png(path, min_w=500, min_h=300):

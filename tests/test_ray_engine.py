@@ -8,8 +8,9 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from apnet_tf.inference import load_model, predict_catalog  # noqa: E402
-from apnet_tf.ray_engine import Predictor, predict_catalog_ray  # noqa: E402
+from apnet_tf.inference.predict import predict_catalog  # noqa: E402
+from apnet_tf.inference.ray_engine import Predictor, predict_catalog_ray  # noqa: E402
+from apnet_tf.model.loading import load_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +27,9 @@ def inputs(tmp_path_factory):
     """18 synthetic FITS files and a record folder of 12 of them."""
     import keras
 
-    from apnet_tf.model import build_model
-    from apnet_tf.records import make_records
-    from apnet_tf.synth import make_survey
+    from apnet_tf.data.records import make_records
+    from apnet_tf.data.synth import make_survey
+    from apnet_tf.model.network import build_model
 
     root = tmp_path_factory.mktemp("ray")
     make_survey(str(root / "fits"), 18, seed=21)

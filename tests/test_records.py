@@ -8,7 +8,9 @@ import pytest
 from astropy.io import fits
 
 from apnet_tf.constants import N_PIXELS
-from apnet_tf.records import make_dataset, make_records, read_manifest
+from apnet_tf.data.dataset import make_dataset
+from apnet_tf.data.manifest import read_manifest
+from apnet_tf.data.records import make_records
 
 
 def _collect(ds):
@@ -43,7 +45,7 @@ def test_real_flux_and_error_decode_bit_for_bit(apstar_files, tmp_path):
 def test_manifest_counts_and_train_only_stats(records, survey):
     manifest = read_manifest(str(records))
     labels = pd.read_csv(survey / "labels.csv").replace(-9999.0, np.nan)
-    from apnet_tf.labels import assign_split
+    from apnet_tf.data.labels import assign_split
     labels["SPLIT"] = [assign_split(i, c) for i, c in zip(labels.APOGEE_ID, labels.CATEGORY)]
     for split in ("train", "dev", "test"):
         for cat in ("payne", "mstar", "yso"):

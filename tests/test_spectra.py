@@ -6,7 +6,7 @@ from astropy.io import fits
 
 from apnet_tf.constants import CDELT1, CRVAL1, N_PIXELS, wavelength_grid
 from apnet_tf.errors import ApnetError
-from apnet_tf.spectra import bad_pixels, expand_paths, iter_spectra, read_apstar
+from apnet_tf.io.spectra import bad_pixels, expand_paths, iter_spectra, read_apstar
 
 
 def test_wavelength_grid_is_apstar_log_linear():

@@ -14,8 +14,10 @@ import pytest
 from astropy.table import Table
 from typer.testing import CliRunner
 
-from apnet_tf.cli import app
-from apnet_tf.inference import load_model, predict_catalog, write_catalog
+from apnet_tf.cli.app import app
+from apnet_tf.inference.predict import predict_catalog
+from apnet_tf.io.catalog import write_catalog
+from apnet_tf.model.loading import load_model
 
 
 class Killed(Exception):
@@ -32,7 +34,7 @@ def kill_after(n_stars):
 def _run_folder(path, seed):
     import keras
 
-    from apnet_tf.model import build_model
+    from apnet_tf.model.network import build_model
 
     keras.utils.set_random_seed(seed)
     path.mkdir(parents=True, exist_ok=True)
@@ -48,7 +50,7 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def stars(tmp_path_factory):
-    from apnet_tf.synth import make_survey
+    from apnet_tf.data.synth import make_survey
 
     out = tmp_path_factory.mktemp("stars")
     make_survey(str(out), 24, seed=11)
@@ -166,7 +168,7 @@ def test_a_spectrum_without_finite_flux_or_error_is_bad_and_nan(models, stars, t
 def test_a_bad_output_name_is_rejected_before_any_prediction(models, stars, tmp_path,
                                                              monkeypatch):
     # Why 8: --out cat.txt was refused only after every star had been predicted
-    from apnet_tf.inference import LoadedModel
+    from apnet_tf.model.loading import LoadedModel
 
     calls = []
     def predict(self, flux):
@@ -189,7 +191,7 @@ def test_parallel_reads_give_the_same_catalog(models, stars, tmp_path):
 
 
 def test_content_hash_of_files_and_folders(tmp_path):
-    from apnet_tf.files import content_hash
+    from apnet_tf.io.files import content_hash
 
     (tmp_path / "d" / "sub").mkdir(parents=True)
     (tmp_path / "d" / "a").write_bytes(b"1")

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 from astropy.io import fits
 
-from apnet_tf.spectra import read_apstar
-from apnet_tf.synth import CHIP_GAPS, SpectrumModel, make_survey
+from apnet_tf.data.synth import CHIP_GAPS, SpectrumModel, make_survey
+from apnet_tf.io.spectra import read_apstar
 
 
 def test_survey_files_look_like_apstar(survey):

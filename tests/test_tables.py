@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from apnet_tf.errors import ApnetError
-from apnet_tf.evaluation import evaluate, evaluation_tables
+from apnet_tf.evaluation.tables import evaluate, evaluation_tables
 
 
 def test_evaluate_uses_the_runs_normalisation_not_the_evaluated_sets(trained_run, records,
@@ -23,8 +23,8 @@ def test_evaluate_uses_the_runs_normalisation_not_the_evaluated_sets(trained_run
 
 
 def test_table_std_refuses_a_model_without_the_runs_normalisation():
-    from apnet_tf.evaluation import table_std
-    from apnet_tf.inference import LoadedModel
+    from apnet_tf.evaluation.tables import table_std
+    from apnet_tf.model.loading import LoadedModel
 
     with pytest.raises(ApnetError, match="no normalization.json"):
         table_std(LoadedModel(object(), "export/1", "saved_model"))

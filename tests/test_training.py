@@ -9,11 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from apnet_tf.data.dataset import make_dataset
 from apnet_tf.errors import ApnetError
-from apnet_tf.model import MaskedStandardizedMSE
-from apnet_tf.records import make_dataset
-from apnet_tf.training import (EarlyStoppingWithReload, dataset_loss, fit, get_recipe,
-                               rolling_resample)
+from apnet_tf.model.network import MaskedStandardizedMSE
+from apnet_tf.training.callbacks import EarlyStoppingWithReload
+from apnet_tf.training.finetuning import dataset_loss, rolling_resample
+from apnet_tf.training.recipes import get_recipe
+from apnet_tf.workflows import fit
 
 STD = [1000.0, 1.0, 0.3]
 
@@ -141,8 +143,10 @@ def test_fit_in_mixed_bfloat16_saves_a_float32_model(records, tmp_path):
     run = tmp_path / "run"
     fit(str(records), str(run), stage="pretrain",
         recipe=get_recipe("default", epochs=2, precision="mixed_bfloat16"))
+    record = json.loads((run / "run.json").read_text())
+    assert record["precision"] == "mixed_bfloat16"
+    assert record["recipe"]["precision"] == "mixed_bfloat16"
     norm = json.loads((run / "normalization.json").read_text())
-    assert norm["precision"] == "mixed_bfloat16" and norm["recipe"]["precision"] == "mixed_bfloat16"
     model = keras.models.load_model(run / "best.keras")
     assert {layer.compute_dtype for layer in model.layers} == {"float32"}
     dev = make_dataset(str(records), splits=["dev"], labeled_only=True)
@@ -153,7 +157,7 @@ def test_fit_in_mixed_bfloat16_saves_a_float32_model(records, tmp_path):
 
 
 def test_auto_precision_follows_the_hardware(monkeypatch):
-    from apnet_tf import training
+    from apnet_tf.training import fitting as training
 
     monkeypatch.setattr(training, "bfloat16_is_native", lambda: True)
     assert training.resolve_precision("auto") == "mixed_bfloat16"
@@ -171,7 +175,9 @@ def test_mirrored_strategy_on_two_logical_cpus(records, tmp_path):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from apnet_tf.training import fit, get_recipe, get_strategy
+        from apnet_tf.workflows import fit
+        from apnet_tf.training.recipes import get_recipe
+        from apnet_tf.training.distribute import get_strategy
         assert get_strategy("mirrored").num_replicas_in_sync == 2
         res = fit({str(records)!r}, {str(tmp_path / 'run')!r}, stage="all",
                   recipe=get_recipe("default", epochs=1, finetune_max_rounds=1, batch_size=8),
@@ -192,7 +198,8 @@ _WORKER = textwrap.dedent("""
     os.environ["TF_CONFIG"] = json.dumps({
         "cluster": {"worker": [f"localhost:{p}" for p in ports]},
         "task": {"type": "worker", "index": index}})
-    from apnet_tf.training import fit, get_recipe
+    from apnet_tf.workflows import fit
+    from apnet_tf.training.recipes import get_recipe
     res = fit(records, run, stage="all", strategy="multiworker",
               recipe=get_recipe("default", epochs=1, finetune_max_rounds=1, batch_size=8))
     print("EPOCHS", res.epochs)
@@ -212,8 +219,8 @@ def _free_ports(n):
 
 
 def test_multiworker_strategy_with_two_workers_on_one_shard_per_split(survey, tmp_path):
-    from apnet_tf.inference import load_model
-    from apnet_tf.records import make_records
+    from apnet_tf.data.records import make_records
+    from apnet_tf.model.loading import load_model
 
     # one shard per split: fewer files than workers, where FILE sharding cannot work
     make_records([str(survey)], str(tmp_path / "records"), labels=str(survey / "labels.csv"),
@@ -247,7 +254,8 @@ def test_deterministic_runs_give_bit_identical_weights(records, tmp_path):
     # op determinism is process-wide and permanent, so it runs in a process of its own
     script = textwrap.dedent(f"""
         import numpy as np
-        from apnet_tf.training import fit, get_recipe
+        from apnet_tf.workflows import fit
+        from apnet_tf.training.recipes import get_recipe
         recipe = get_recipe("default", epochs=1, batch_size=32, deterministic=True)
         weights = [fit({str(records)!r}, {str(tmp_path)!r} + f"/run{{i}}", stage="pretrain",
                        recipe=recipe).model.get_weights() for i in range(2)]
@@ -265,11 +273,59 @@ def test_every_recipe_field_is_a_fit_flag():
 
     import typer.main
 
-    from apnet_tf.cli import app
-    from apnet_tf.training import Recipe
+    from apnet_tf.cli.app import app
+    from apnet_tf.training.recipes import Recipe
 
     fit_cmd = next(c for c in app.registered_commands if c.name == "fit")
     params = {p.name for p in typer.main.get_command_from_info(
         fit_cmd, pretty_exceptions_short=True, rich_markup_mode=None).params}
     missing = {f.name for f in dataclasses.fields(Recipe)} - params
     assert not missing, f"Recipe fields without a fit flag: {sorted(missing)}"
+
+
+def _dev_losses(run, records) -> tuple[float, float, float]:
+    """Dev-split standardised MSE of (the untrained network, the run's best model, the train
+    label means), all standardised with the run's train std."""
+    from apnet_tf.evaluation.tables import predict_records
+    from apnet_tf.model.loading import load_keras
+    from apnet_tf.model.network import build_model, standardized_mse
+
+    norm = json.loads((run / "normalization.json").read_text())
+    mean, std = np.array(norm["mean"]), np.array(norm["std"])
+    keras.utils.set_random_seed(0)
+    before = predict_records(build_model(mean, std), str(records), splits=["dev"])
+    after = predict_records(load_keras(str(run / "best.keras")), str(records), splits=["dev"])
+    labels = after["labels"]
+    return (standardized_mse(before["pred"], before["labels"], std),
+            standardized_mse(after["pred"], labels, std),
+            standardized_mse(np.broadcast_to(mean, labels.shape), labels, std))
+
+
+def test_training_learns(trained_run, records):
+    """Six epochs on 150 stars: the dev loss falls well below the untrained network's and beats
+    predicting the label means by a margin (a zero learning rate or a broken loss fails here)."""
+    untrained, trained, means = _dev_losses(trained_run, records)
+    assert np.isfinite([untrained, trained, means]).all()
+    assert trained < 0.5 * untrained, (untrained, trained)
+    assert trained < 0.6 * means, (means, trained)
+
+
+def test_run_json_holds_the_recipe_and_old_runs_still_load(trained_run, tmp_path):
+    from apnet_tf.model.loading import load_model
+    from apnet_tf.training.run_folder import read_run_record
+
+    record = json.loads((trained_run / "run.json").read_text())
+    assert record["recipe"]["epochs"] == 6 and record["stages"] == ["pretrain"]
+    assert record["precision"] in ("float32", "mixed_bfloat16")
+    assert "recipe" not in json.loads((trained_run / "normalization.json").read_text())
+    # a run written before run.json: the recipe sat in normalization.json
+    old = tmp_path / "old_run"
+    old.mkdir()
+    for name in ("best.keras", "calibration.json", ".apnet-tf.json"):
+        if (trained_run / name).exists():
+            (old / name).write_bytes((trained_run / name).read_bytes())
+    norm = json.loads((trained_run / "normalization.json").read_text())
+    norm.update(recipe=record["recipe"], precision=record["precision"])
+    (old / "normalization.json").write_text(json.dumps(norm))
+    assert read_run_record(str(old))["recipe"] == record["recipe"]
+    assert load_model(str(old)).normalization["std"] == norm["std"]

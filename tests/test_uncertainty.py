@@ -2,11 +2,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from apnet_tf.calibration import coverage, fit_scale
-from apnet_tf.inference import load_model, predict_catalog
-from apnet_tf.spectra import read_apstar
-from apnet_tf.uncertainty import (MonteCarloPredictor, clean_errors, mask_into_errors,
-                                  noise_scale, realizations, typical_error)
+from apnet_tf.inference.predict import predict_catalog
+from apnet_tf.io.spectra import read_apstar
+from apnet_tf.model.calibration import coverage, fit_scale
+from apnet_tf.model.loading import load_model
+from apnet_tf.model.uncertainty import (
+    MonteCarloPredictor,
+    clean_errors,
+    mask_into_errors,
+    noise_scale,
+    realizations,
+    typical_error,
+)
 
 
 def test_typical_error_is_the_median_over_good_pixels():

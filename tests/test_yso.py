@@ -11,11 +11,24 @@ import pandas as pd
 import pytest
 
 from apnet_tf.errors import ApnetError
-from apnet_tf.isochrones import (BANDS, DETECTION_LIMITS, LOGL_LIMIT, RSTAR_LIMIT,
-                                 WANG_CHEN_2019, IsochroneGrid, apply_detection_limits,
-                                 coverage_note, draw_stars, extinction_coefficients,
-                                 gaia_flame_rule, read_isochrones, redden, stellar_radius)
-from apnet_tf.toy_isochrones import PARSEC_NAMES, toy_isochrones, write_parsec
+from apnet_tf.labels.isochrones import (
+    BANDS,
+    DETECTION_LIMITS,
+    LOGL_LIMIT,
+    PARSEC_NAMES,
+    RSTAR_LIMIT,
+    WANG_CHEN_2019,
+    IsochroneGrid,
+    apply_detection_limits,
+    coverage_note,
+    draw_stars,
+    extinction_coefficients,
+    gaia_flame_rule,
+    read_isochrones,
+    redden,
+    stellar_radius,
+)
+from apnet_tf.labels.toy_isochrones import toy_isochrones, write_parsec
 
 #: Two ages of a CMD 3.x output, trimmed to four masses (the values are PARSEC-like, not PARSEC).
 CMD_TEXT = """\
@@ -184,7 +197,8 @@ def _members() -> pd.DataFrame:
 
 
 def test_member_table_checks_every_value():
-    from apnet_tf.yso_labels import member_inputs
+    from apnet_tf.labels.yso import FEATURES
+    from apnet_tf.labels.yso_labels import member_inputs
 
     inputs = member_inputs(_upper(_members()), "m.csv")
     assert inputs.ids == ["2M1", "2M2", "2M3", "2M4", "2M5"]
@@ -194,7 +208,7 @@ def test_member_table_checks_every_value():
                                     "2M1": "duplicate APOGEE_ID"}
     assert inputs.absent_columns == ["W3"]
     assert inputs.missing_bands == ["W3", "W3", "BP W3", "W3", "W1 W3"]
-    x = pd.DataFrame(inputs.x, columns=list(__import__("apnet_tf.yso").yso.FEATURES))
+    x = pd.DataFrame(inputs.x, columns=list(FEATURES))
     assert (x.W3 == 13.5).all() and x.BP[2] == 20.5 and x.BP[4] == 20.5 and x.W1[4] == 16.0
     assert x.DIST.tolist() == pytest.approx([200, 1000 / 3, 500, 1000 / 1.5, 2000])
     assert x.RSTAR.tolist() == pytest.approx([1.8, 1.2, 0.5, 0.5, 0.5])
@@ -213,9 +227,9 @@ def _upper(df: pd.DataFrame) -> pd.DataFrame:
 
 def test_isochrones_to_labels_that_make_labels_accepts(tmp_path):
     """The whole path on a tiny training: formats and plumbing, not accuracy."""
-    from apnet_tf.photometric import make_labels
-    from apnet_tf.yso import load_network, predict, yso_train
-    from apnet_tf.yso_labels import LABEL_TABLE_COLUMNS, member_inputs, yso_labels
+    from apnet_tf.labels.photometric import make_labels
+    from apnet_tf.labels.yso import load_network, predict, yso_train
+    from apnet_tf.labels.yso_labels import LABEL_TABLE_COLUMNS, member_inputs, yso_labels
 
     iso = write_parsec(toy_isochrones(log_ages=np.round(np.arange(6.0, 8.01, 0.25), 2)),
                        str(tmp_path / "toy.dat"))

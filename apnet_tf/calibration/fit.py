@@ -1,0 +1,220 @@
+"""Fitting a calibration (``calibration.Calibration``): its shape on the training split, its
+level on dev.
+
+At high S/N the network's own error dominates, which no input noise shows, so the raw Monte Carlo
+sigma falls short most there; and the shortfall differs between kinds of star. The calibration's
+*shape* (how the error changes from region to region and with S/N) is fitted on the training
+split, whose stars are ten times as many as dev's; its *level* on dev, because a network fits its
+training stars better than new ones:
+
+1. per region of the training stars, a noise factor and a floor by maximum likelihood (a grid),
+   scaled so that 68.3% of the region's stars fall within sigma;
+2. per region and S/N tercile (edges from the training stars' S/N), the factor f, relative to
+   that, of the cell's own stars (1 for a cell with fewer than MIN_REGION_STARS);
+3. on dev, one factor per parameter: the 68.3% quantile of |prediction - label| / sigma over all
+   dev stars. It multiplies noise and floor.
+
+A region with fewer than MIN_REGION_STARS training stars takes the values of all stars (``all``).
+When the training split has fewer than MIN_SHAPE_STARS labelled stars (a record folder of dev
+stars only), dev gives the shape too.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from apnet_tf.constants import TARGETS
+from apnet_tf.data.manifest import count_records
+from apnet_tf.errors import ApnetError, require_at_least
+from apnet_tf.inference.predict import predict_catalog
+from apnet_tf.io.catalog import catalog_arrays
+from apnet_tf.model.calibration import (
+    CALIBRATION,
+    KEYS,
+    REGIONS,
+    Calibration,
+    coverage,
+    finite_or_none,
+    fit_scale,
+    kiel_region,
+    quantile_ratio,
+    snr_bin,
+    usable,
+)
+from apnet_tf.model.loading import load_model
+
+__all__ = [
+    "MIN_REGION_STARS", "MIN_SHAPE_STARS", "TooFewStars", "NOISE_GRID", "FLOOR_GRID",
+    "max_likelihood", "fit_calibration", "calibrate", "calibrate_fitted_run"
+]
+
+#: A region, and a region's S/N tercile, needs this many stars for values of its own.
+MIN_REGION_STARS = 30
+#: The training split gives the calibration's shape when it has this many stars with each label.
+MIN_SHAPE_STARS = 50
+
+
+class TooFewStars(ApnetError):
+    """The dev split cannot support a calibration."""
+
+
+
+#: The grids of the maximum-likelihood fit: noise factors, and floors relative to the residuals'
+#: standard deviation.
+NOISE_GRID = np.exp(np.linspace(-2.0, 3.0, 101))
+FLOOR_GRID = np.exp(np.linspace(-6.0, 1.0, 141))
+
+
+def max_likelihood(res: np.ndarray, sig: np.ndarray) -> tuple[float, float]:
+    """(noise, floor) maximising the Gaussian likelihood of residuals res (N,) given the raw
+    Monte Carlo sigmas sig (N,), on a grid."""
+    floors = (float(np.std(res)) or 1.0) * FLOOR_GRID
+    best = (np.inf, 1.0, floors[0])
+    for a in NOISE_GRID:
+        var = (a * sig[None]) ** 2 + floors[:, None] ** 2
+        nll = np.sum(0.5 * np.log(var) + 0.5 * res[None] ** 2 / var, axis=1)
+        i = int(np.argmin(nll))
+        if nll[i] < best[0]:
+            best = (nll[i], float(a), float(floors[i]))
+    return best[1], best[2]
+
+
+def _shape(res: np.ndarray, sig: np.ndarray, region: np.ndarray, tercile: np.ndarray):
+    """Steps 1 and 2 of the module doc for one parameter on the shape stars (all finite, sig > 0).
+
+    Returns:
+        noise (K,), floor (K,), snr_factor (K, 3) and stars (K,) for K = len(KEYS): a region with
+        fewer than MIN_REGION_STARS stars gets the values of ``all`` (the last row) and 0 stars.
+    """
+    k = len(KEYS)
+    noise, floor, factor, stars = np.zeros(k), np.zeros(k), np.ones((k, 3)), np.zeros(k, int)
+    for key in reversed(range(k)):  # ``all`` first: small regions take its values
+        sel = region == key if key < len(REGIONS) else np.ones(len(res), bool)
+        if sel.sum() < MIN_REGION_STARS and key < len(REGIONS):
+            noise[key], floor[key], factor[key] = noise[-1], floor[-1], factor[-1]
+            continue
+        a, b = max_likelihood(res[sel], sig[sel])
+        base = np.sqrt((a * sig[sel]) ** 2 + b**2)
+        scale = quantile_ratio(res[sel], base)
+        noise[key], floor[key], stars[key] = a * scale, b * scale, int(sel.sum())
+        for j in range(3):
+            cell = tercile[sel] == j
+            if cell.sum() >= MIN_REGION_STARS:
+                factor[key, j] = quantile_ratio(res[sel][cell], scale * base[cell])
+    return noise, floor, factor, stars
+
+
+def fit_calibration(pred: np.ndarray, sigma: np.ndarray, labels: np.ndarray,
+                    realizations: int, seed: int, snr=None, shape=None) -> Calibration:
+    """Fit a Calibration (module doc): its level on the dev stars, its shape on ``shape``.
+
+    Args:
+        pred, sigma, labels: the dev stars' predictions, raw Monte Carlo sigmas and labels,
+            (N, 3) each; snr: their S/N, (N,) (None: unknown).
+        shape: (pred, sigma, labels, snr) of the training stars, (M, 3) x 3 and (M,); None, or
+            fewer than MIN_SHAPE_STARS stars with some label: the dev stars give the shape too.
+    """
+    snr = np.full(len(pred), np.nan) if snr is None else np.asarray(snr, float)
+    dev = (pred, sigma, labels, snr)
+    for t in range(3):
+        n = _usable(pred, sigma, labels, t).sum()
+        if n < 5:
+            raise TooFewStars(f"too few labelled dev stars to calibrate ({int(n)} with "
+                              f"{TARGETS[t]}; a calibration needs 5 with each label)")
+    use_train = shape is not None and all(
+        _usable(shape[0], shape[1], shape[2], t).sum() >= MIN_SHAPE_STARS for t in range(3))
+    sp, ss, sl, sn = shape if use_train else dev
+    sp, ss, sl = (np.asarray(x, float) for x in (sp, ss, sl))
+    sn = np.full(len(sp), np.nan) if sn is None else np.asarray(sn, float)
+    finite = sn[np.isfinite(sn) & (sn > 0)]
+    edges = np.quantile(finite, [1 / 3, 2 / 3]) if finite.size >= 3 else np.full(2, np.nan)
+    region = kiel_region(sp[:, 0], sp[:, 1])
+    region = np.where(region < 0, len(REGIONS), region)  # no region: only in ``all``
+    tercile = snr_bin(sn, edges) if np.isfinite(edges).all() else np.full(len(sn), -1)
+    noise, floor, factor = (np.zeros((len(KEYS), 3)), np.zeros((len(KEYS), 3)),
+                            np.ones((len(KEYS), 3, 3)))
+    stars = np.zeros(len(KEYS), int)
+    for t in range(3):
+        ok = _usable(sp, ss, sl, t)
+        noise[:, t], floor[:, t], factor[:, t], n = _shape(
+            sp[ok, t] - sl[ok, t], ss[ok, t], region[ok], tercile[ok])
+        stars = np.maximum(stars, n)
+    cal = Calibration(noise=_by_key(noise), floor=_by_key(floor), snr_factor=_by_key(factor),
+                      snr_edges=finite_or_none(edges), stars=dict(zip(KEYS, map(int, stars))),
+                      shape_split="train" if use_train else "dev",
+                      realizations=int(realizations), seed=int(seed), dev_stars=int(len(pred)),
+                      coverage_dev_raw=finite_or_none(coverage(pred, sigma, labels)),
+                      coverage_dev_calibrated=[])
+    # the level: one factor per parameter on dev (1 when dev gave the shape)
+    level = fit_scale(pred, cal.sigma(pred, sigma, snr), labels)
+    for key in KEYS:
+        cal.noise[key] = [v * f for v, f in zip(cal.noise[key], level)]
+        cal.floor[key] = [v * f for v, f in zip(cal.floor[key], level)]
+    calibrated = cal.sigma(pred, sigma, snr)
+    cal.coverage_dev_calibrated = finite_or_none(coverage(pred, calibrated, labels))
+    return cal
+
+
+def _usable(pred, sigma, labels, t: int) -> np.ndarray:
+    """``calibration.usable`` with a finite raw sigma too (the fit's likelihood needs it)."""
+    return usable(pred, sigma, labels, t) & np.isfinite(np.asarray(sigma, float)[:, t])
+
+
+def _by_key(values: np.ndarray) -> dict:
+    """{key: values[i].tolist()} for the rows of a (len(KEYS), ...) array."""
+    return {k: np.asarray(v, float).tolist() for k, v in zip(KEYS, values)}
+
+
+def calibrate(model_path: str, records_dir: str, realizations: int = 100,
+              seed: int = 0, on_progress=None) -> Calibration:
+    """Fit a calibration on ``records_dir`` (its shape on the train split, its level on dev; see
+    the module doc) and save ``calibration.json`` in the run folder ``model_path``.
+
+    The Monte Carlo runs over the train and dev stars, so this costs about as much as ``infer``
+    over them; ``on_progress(done, total)`` follows it in stars.
+
+    Returns:
+        The ``Calibration`` written.
+    """
+    require_at_least(realizations, 2, "--mc")  # a spread needs two realizations
+    if not os.path.isfile(os.path.join(model_path, "best.keras")):
+        # an export carries its run's calibration; calibrating it here would change nothing
+        raise ApnetError(f"{model_path}: calibrate needs a run folder with best.keras (it writes "
+                         "calibration.json there); to recalibrate an exported model, calibrate "
+                         "its run and export again")
+    if count_records(records_dir, ["dev"]) == 0:
+        raise ApnetError(f"{records_dir}: no dev records to calibrate on")
+    dev, train = _monte_carlo(model_path, records_dir, realizations, seed, on_progress)
+    cal = fit_calibration(*dev[:3], realizations, seed, snr=dev[3], shape=train)
+    try:  # what infer will refuse is never written (e.g. labels the network matches exactly)
+        Calibration.from_dict(cal.to_dict())
+    except (ValueError, TypeError) as exc:
+        raise ApnetError(f"{records_dir}: cannot calibrate on these stars: {exc}") from None
+    cal.save(os.path.join(model_path, CALIBRATION))
+    return cal
+
+
+def _monte_carlo(model_path: str, records_dir: str, realizations: int, seed: int,
+                 on_progress=None):
+    """The raw Monte Carlo over the dev and the train stars (one pass): for each, pred, sigma,
+    labels (N, 3) and snr (N,)."""
+    loaded = load_model(model_path, calibration=False)
+    cat = predict_catalog(loaded, [records_dir], mc=realizations, calibrated=False, seed=seed,
+                          split_filter=("train", "dev"), on_progress=on_progress).catalog
+    labels, pred, sigma = catalog_arrays(cat)
+    snr, split = np.asarray(cat["SNR"], float), np.asarray(cat["SPLIT"]).astype(str)
+    return tuple((pred[split == s], sigma[split == s], labels[split == s], snr[split == s])
+                 for s in ("dev", "train"))
+
+
+def calibrate_fitted_run(run_dir: str, records_dir: str, seed: int = 0,
+                         on_progress=None) -> Calibration | None:
+    """The last step of ``fit``: calibrate the run (``calibrate``), so that ``infer`` gives
+    calibrated sigmas by default. Returns None, and leaves no calibration.json, when the dev
+    split has fewer labelled stars than a calibration needs."""
+    try:
+        return calibrate(run_dir, records_dir, seed=seed, on_progress=on_progress)
+    except TooFewStars:
+        return None

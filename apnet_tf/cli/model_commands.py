@@ -1,0 +1,261 @@
+"""The ``apnet-tf`` commands that train, run, check and export the network: fit, demo, infer,
+calibrate, evaluate, export and import-torch. Each parses its options, calls library functions
+and prints their results."""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Annotated, Optional
+
+import typer
+
+from apnet_tf.cli import options as opt
+from apnet_tf.cli.support import (
+    console,
+    fit_printers,
+    float_triple,
+    friendly,
+    int_list,
+    notice,
+    out,
+    progress_bar,
+    step_bars,
+    with_extra_paths,
+    word_list,
+)
+from apnet_tf.errors import ApnetError
+
+__all__ = ["fit_cmd", "demo", "infer", "calibrate", "evaluate", "export", "import_torch_cmd"]
+
+
+@friendly
+def fit_cmd(
+        records: opt.Records,
+        out_dir: opt.RunOut,
+        stage: opt.Stage = "all",
+        recipe: opt.RecipeName = "default",
+        epochs: opt.Epochs = None,
+        resume: opt.Resume = False,
+        overwrite: opt.OverwriteRun = False,
+        strategy: opt.Strategy = "default",
+        optimizer: opt.Optimizer = None,
+        learning_rate: opt.LearningRate = None,
+        momentum: opt.Momentum = None,
+        batch_size: opt.TrainBatchSize = None,
+        dropout: opt.Dropout = None,
+        input_scaling: opt.InputScaling = None,
+        initializer: opt.Initializer = None,
+        patience: opt.Patience = None,
+        finetune_patience: opt.FinetunePatience = None,
+        finetune_fraction: opt.FinetuneFraction = None,
+        finetune_max_rounds: opt.FinetuneMaxRounds = None,
+        precision: opt.Precision = None,
+        lr_plateau_patience: opt.LrPlateauPatience = None,
+        noise_augment: opt.NoiseAugment = None,
+        finetune_learning_rate: opt.FinetuneLearningRate = None,
+        finetune_dev_tolerance: opt.FinetuneDevTolerance = None,
+        deterministic: opt.Deterministic = None,
+        seed: opt.RecipeSeed = None,
+) -> None:
+    """Train APOGEE Net: pretrain on all stars, then the paper's rolling 5% Payne fine-tuning."""
+    from apnet_tf.training.recipes import get_recipe
+    from apnet_tf.workflows import fit
+
+    rec = get_recipe(recipe, epochs=epochs, optimizer=optimizer, learning_rate=learning_rate,
+                     momentum=momentum, batch_size=batch_size, dropout=dropout,
+                     input_scaling=input_scaling, initializer=initializer, patience=patience,
+                     finetune_patience=finetune_patience, finetune_fraction=finetune_fraction,
+                     finetune_max_rounds=finetune_max_rounds, precision=precision,
+                     lr_plateau_patience=lr_plateau_patience, noise_augment=noise_augment,
+                     finetune_learning_rate=finetune_learning_rate,
+                     finetune_dev_tolerance=finetune_dev_tolerance, deterministic=deterministic,
+                     seed=seed)
+    with step_bars() as bars:
+        bars("fit", 0, None)
+        on_epoch, on_round = fit_printers(functools.partial(bars, "fit"))
+        result = fit(records, out_dir, stage=stage, recipe=rec, resume=resume,
+                     strategy=strategy, overwrite=overwrite, on_epoch=on_epoch,
+                     on_round=on_round, on_progress=functools.partial(bars, "calibrate"))
+    out.print(f"best model: {os.path.join(out_dir, 'best.keras')}")
+    _print_table3(result.table3, "")
+    if result.calibration is not None:
+        cal = result.calibration
+        out.print(f"sigma calibration: {os.path.join(out_dir, 'calibration.json')}; dev 1-sigma "
+                  f"coverage raw {' '.join(f'{c:.2f}' for c in cal.coverage_dev_raw)} -> "
+                  f"calibrated {' '.join(f'{c:.2f}' for c in cal.coverage_dev_calibrated)}")
+
+
+@friendly
+def demo(out_dir: Annotated[str, typer.Option("--out", help="Folder for everything the demo makes")] = "demo_out",
+         n: Annotated[int, typer.Option(help="Stars in the synthetic survey")] = 1500,
+         epochs: Annotated[int, typer.Option(help="Most epochs per stage or round")] = 30,
+         mc: opt.Mc = 30,
+         seed: opt.Seed = 0) -> None:
+    """The main job end to end on the embedded synthetic survey.
+
+    synth -> make-records -> fit (pretrain + rolling Payne fine-tuning) -> calibrate ->
+    infer (catalog with uncertainties) -> evaluate (Tables 2 and 3, coverage, PNG plots).
+    Re-running it reuses the spectra, records and a finished run.
+    """
+    from apnet_tf.workflows import run_demo
+
+    with step_bars() as bars:
+        on_epoch, on_round = fit_printers(lambda done, total: bars("fit", done, total))
+        res = run_demo(out_dir, n=n, epochs=epochs, mc=mc, seed=seed, on_progress=bars,
+                       on_epoch=on_epoch, on_round=on_round)
+    out.print(f"run folder:  {res.run_dir}")
+    out.print(f"catalog:     {res.catalog_path} ({len(res.catalog)} stars, calibrated sigmas)")
+    out.print(f"evaluation:  {res.evaluation_dir} (tables, coverage, PNG plots)")
+    _print_table3(res.evaluation["table3"], " (synthetic survey)")
+    out.print("1-sigma coverage on the test split (target 0.683):")
+    out.print(res.evaluation["coverage"].xs("test", level="split").to_string(
+        float_format=lambda v: f"{v:.3f}"))
+
+
+def _print_table3(table3, what: str) -> None:
+    """Table 3 (scatter, bias, RMS per group and target x split) as fit, demo and evaluate
+    print it; ``what`` qualifies the title."""
+    out.print(f"Table 3, scatter between labels and predictions{what}:")
+    out.print(table3.to_string(float_format=lambda v: f"{v:.4g}"))
+
+
+@friendly
+def infer(
+        ctx: typer.Context,
+        model: opt.InferModel,
+        out_path: opt.CatalogOut,
+        spectra: opt.InferSpectra = None,
+        table: opt.Table = None,
+        root: opt.Root = None,
+        mc: opt.InferMc = None,
+        batch_size: opt.InferBatchSize = 256,
+        calibrated: opt.Calibrated = False,
+        raw_sigma: opt.RawSigma = False,
+        mc_dropout: opt.McDropout = False,
+        seed: opt.InferSeed = None,
+        engine: opt.Engine = "local",
+        ray_address: opt.RayAddress = None,
+        workers: opt.Workers = None,
+        mask_bits: opt.InferMaskBits = None,
+) -> None:
+    """Predict Teff, log g and [Fe/H] with uncertainties and write a catalog.
+
+    Sigmas are calibrated (shape fitted on the train split, level on dev) whenever the model
+    carries a calibration.json (fit writes one); --raw-sigma gives the paper's raw Monte Carlo sigma. The catalog header
+    (SIGMA, SIGCAL, MC, MCSEED) says which it holds.
+
+    Finished batches are kept in OUT.parts/ until the catalog is written, so re-running a killed
+    command resumes it (only if the model's content, the inputs and every option are the same).
+    """
+    from apnet_tf.inference.job import run_infer
+
+    if calibrated and raw_sigma:
+        raise ApnetError("--calibrated and --raw-sigma exclude each other")
+    calibrated = False if raw_sigma else True if calibrated else False if mc_dropout else None
+    spectra = with_extra_paths(spectra or [], ctx)
+    bits = None if mask_bits is None else int_list(mask_bits, "--mask-bits")
+    with progress_bar("infer") as update:
+        result = run_infer(model, out_path, spectra, table=table, root=root, mc=mc,
+                           batch_size=batch_size, calibrated=calibrated, mc_dropout=mc_dropout,
+                           seed=seed, engine=engine, ray_address=ray_address, workers=workers,
+                           on_progress=update, mask_bits=bits)
+    notice("skipped", result.failures)
+    cat = result.catalog
+    out.print(f"wrote {len(cat)} stars to {out_path} ({int(cat['YSO_CANDIDATE'].sum())} YSO "
+              f"candidates, {int(cat['BAD'].sum())} flagged BAD; sigma: {cat.meta['SIGMA']})")
+    if result.failures:
+        console.print(f"[yellow]{len(result.failures)} file(s) skipped[/yellow]")
+        raise typer.Exit(2)
+
+
+@friendly
+def calibrate(
+        model: Annotated[str, typer.Option(help="Run folder (calibration.json is written there)")],
+        records: Annotated[str, typer.Option(help="Record folder with a dev split")],
+        mc: opt.Mc = 100,
+        seed: opt.Seed = 0,
+) -> None:
+    """Fit the sigma calibration again (fit already does this once).
+
+    Noise factor and floor on the raw Monte Carlo sigma per Kiel-diagram region of the
+    prediction, a factor per S/N tercile: their shape fitted on the train split, their level on
+    dev.
+    """
+    from apnet_tf.calibration.fit import calibrate as run_calibrate
+
+    with progress_bar("calibrate") as update:
+        cal = run_calibrate(model, records, realizations=mc, seed=seed, on_progress=update)
+    out.print(f"wrote {os.path.join(model, 'calibration.json')} ({cal.dev_stars} dev stars)")
+    for name, raw, c in zip(("teff", "logg", "fe_h"), cal.coverage_dev_raw,
+                            cal.coverage_dev_calibrated):
+        out.print(f"  {name:5s} dev 1-sigma coverage raw {raw:.3f} -> calibrated {c:.3f}")
+
+
+@friendly
+def evaluate(
+        model: opt.ModelFile,
+        records: Annotated[str, typer.Option(help="Labelled record folder")],
+        out_dir: Annotated[str, typer.Option("--out", help="Folder for tables and plots")],
+        mc: opt.Mc = 100,
+        seed: opt.Seed = 0,
+        splits: Annotated[str, typer.Option(help="Comma-separated splits to evaluate")] = "train,dev,test",
+) -> None:
+    """Tables 2 and 3, 1-sigma coverage and PNG plots for a model on a record set."""
+    from apnet_tf.evaluation.tables import evaluate as run_evaluate
+
+    chosen = word_list(splits)
+    unknown = set(chosen) - {"train", "dev", "test"}
+    if unknown or not chosen:
+        raise ApnetError(f"--splits: expected some of train,dev,test, got {splits!r}")
+    with progress_bar("evaluate") as update:
+        res = run_evaluate(model, records, out_dir, realizations=mc, seed=seed, splits=chosen,
+                           on_progress=update)
+    out.print("Table 2, combined standardised MSE:")
+    out.print(res["table2"].to_string(float_format=lambda v: f"{v:.4g}"))
+    _print_table3(res["table3"], "")
+    out.print("1-sigma coverage (target 0.683):")
+    out.print(res["coverage"].to_string(float_format=lambda v: f"{v:.3f}"))
+    out.print(f"wrote {len(res['files'])} files to {out_dir}")
+
+
+@friendly
+def export(
+        model: opt.ModelFile,
+        out_dir: Annotated[str, typer.Option("--out", help="e.g. saved_models/apogee_net")],
+        version: Annotated[Optional[int], typer.Option(
+            help="Version folder  [default: the next free number]")] = None,
+        tflite: Annotated[str, typer.Option(
+            help="Comma-separated TFLite variants of float32,float16,int8,int8-weights "
+                 "('' for none)")] = "float32,float16,int8-weights",
+        mc: Annotated[int, typer.Option(help="Realizations in predict_with_uncertainty")] = 100,
+) -> None:
+    """Export a SavedModel for TF Serving (three signatures) and TFLite variants for LiteRT."""
+    from apnet_tf.export.model_export import export_model
+
+    variants = list(word_list(tflite))
+    meta = export_model(model, out_dir, version=version, tflite=variants, mc_realizations=mc)
+    out.print(f"SavedModel: {os.path.join(out_dir, str(meta['version']))} "
+              "(signatures serving_default, monte_carlo, predict_with_uncertainty)")
+    for variant, info in meta["tflite"].items():
+        out.print(f"TFLite {variant:12s} {os.path.join(out_dir, info['file'])} "
+                  f"({info['bytes'] / 2**20:.1f} MiB)")
+
+
+@friendly
+def import_torch_cmd(
+        state_dict: Annotated[str, typer.Argument(metavar="STATE_DICT", help="PyTorch state_dict (.pt) of Appendix B")],
+        out_dir: Annotated[str, typer.Option("--out", help="Run folder to write")],
+        mean: Annotated[Optional[str], typer.Option(
+            help="Target means teff,logg,fe_h (K, dex, dex)  [default: paper Table 1]")] = None,
+        std: Annotated[Optional[str], typer.Option(
+            help="Target stds teff,logg,fe_h (K, dex, dex)  [default: paper Table 1]")] = None,
+        overwrite: opt.OverwriteRun = False,
+) -> None:
+    """Load the paper's PyTorch weights into a Keras run folder (default stats: paper Table 1)."""
+    from apnet_tf.model.torch_weights import PAPER_MEAN, PAPER_STD, import_torch
+
+    m = PAPER_MEAN if mean is None else float_triple(mean, "--mean")
+    s = PAPER_STD if std is None else float_triple(std, "--std")
+    path = import_torch(state_dict, out_dir, m, s, overwrite=overwrite)
+    out.print(f"wrote {path}")

@@ -1,0 +1,116 @@
+"""Typer option types of the ``apnet-tf`` commands, named once so that an option several commands
+take has one flag name and one help text everywhere.
+
+Each alias is ``Annotated[type, typer.Option(...)]``; the command gives the default, e.g.
+``seed: Seed = 0`` (``--mc`` is 30 in the quick demo, 100 elsewhere). Options of ``fit`` with no
+default of their own take the recipe's (their help says which), hence ``Optional`` and None.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+__all__ = [
+    "Seed", "Mc", "ModelFile", "OverwriteRun", "Spectra", "Records", "RunOut", "Stage",
+    "RecipeName", "Epochs", "Resume", "Strategy", "Optimizer", "LearningRate", "Momentum",
+    "TrainBatchSize", "Dropout", "InputScaling", "Initializer", "Patience", "FinetunePatience",
+    "FinetuneFraction", "FinetuneMaxRounds", "Precision", "LrPlateauPatience", "NoiseAugment",
+    "FinetuneLearningRate", "FinetuneDevTolerance", "Deterministic", "RecipeSeed",
+    "InferModel", "CatalogOut", "InferSpectra", "Table", "Root", "InferMc", "InferBatchSize",
+    "Calibrated", "RawSigma", "McDropout", "InferSeed", "Engine", "RayAddress", "Workers",
+    "InferMaskBits"
+]
+
+# ---------------------------------------------------------------- shared by several commands
+Seed = Annotated[int, typer.Option(help="Random seed")]
+Mc = Annotated[int, typer.Option(help="Monte Carlo realizations per star")]
+ModelFile = Annotated[str, typer.Option(help="Run folder or .keras file")]
+OverwriteRun = Annotated[bool, typer.Option(
+    "--overwrite", help="Replace the run already in --out (its files are deleted)")]
+Spectra = Annotated[list[str], typer.Option("--spectra", help="apStar files, folders or globs")]
+
+# ---------------------------------------------------------------- fit: the run and its recipe
+Records = Annotated[str, typer.Option(help="Record folder from make-records")]
+RunOut = Annotated[str, typer.Option(
+    "--out", help="Run folder to write: new or empty, or see --overwrite, --resume")]
+Stage = Annotated[str, typer.Option(help="pretrain, finetune or all")]
+RecipeName = Annotated[str, typer.Option(help="default, or paper (SGD lr 0.001 on raw flux)")]
+Epochs = Annotated[Optional[int], typer.Option(
+    help="Most epochs per stage or round; early stopping usually ends sooner  [default: 100]")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue a killed run")]
+Strategy = Annotated[str, typer.Option(help="default, mirrored or multiworker")]
+Optimizer = Annotated[Optional[str], typer.Option(
+    help="adam or sgd  [default: adam; sgd with --recipe paper]")]
+LearningRate = Annotated[Optional[float], typer.Option(
+    help="Learning rate of the first stage  [default: 0.001]")]
+Momentum = Annotated[Optional[float], typer.Option(help="SGD momentum  [default: 0]")]
+TrainBatchSize = Annotated[Optional[int], typer.Option(
+    help="Spectra per training batch  [default: 16; 128 with --recipe paper]")]
+Dropout = Annotated[Optional[float], typer.Option(help="Dropout rate, 0 to 1  [default: 0.1]")]
+InputScaling = Annotated[Optional[str], typer.Option(
+    help="none or mean  [default: mean; none with --recipe paper]")]
+Initializer = Annotated[Optional[str], typer.Option(
+    help="Keras initializer name  [default: he_normal; glorot_uniform with --recipe paper]")]
+Patience = Annotated[Optional[int], typer.Option(
+    help="Early-stopping patience (epochs)  [default: 5]")]
+FinetunePatience = Annotated[Optional[int], typer.Option(
+    help="Rounds without mstar+yso improvement before fine-tuning ends  [default: 3]")]
+FinetuneFraction = Annotated[Optional[float], typer.Option(
+    help="Fraction of Payne training stars drawn per round  [default: 0.05]")]
+FinetuneMaxRounds = Annotated[Optional[int], typer.Option(
+    help="Most fine-tuning rounds  [default: 20]")]
+Precision = Annotated[Optional[str], typer.Option(
+    help="auto (bfloat16 where the hardware has it), float32 or mixed_bfloat16"
+         "  [default: float32]")]
+LrPlateauPatience = Annotated[Optional[int], typer.Option(
+    help="Halve the learning rate after this many epochs without dev improvement; "
+         "0 = off  [default: 3; 0 with --recipe paper]")]
+NoiseAugment = Annotated[Optional[bool], typer.Option(
+    "--noise-augment/--no-noise-augment",
+    help="Add fresh per-pixel noise (paper 3.5 scale) to the training spectra each "
+         "epoch  [default: on; off with --recipe paper]")]
+FinetuneLearningRate = Annotated[Optional[float], typer.Option(
+    help="Learning rate at the start of each fine-tuning round"
+         "  [default: 0.0001; 0.001 with --recipe paper]")]
+FinetuneDevTolerance = Annotated[Optional[float], typer.Option(
+    help="A round may worsen the whole-dev loss by at most this fraction  [default: 0.05]")]
+Deterministic = Annotated[Optional[bool], typer.Option(
+    "--deterministic/--no-deterministic",
+    help="TensorFlow op determinism: same seed, bit-identical weights (slower)"
+         "  [default: off]")]
+RecipeSeed = Annotated[Optional[int], typer.Option(help="Random seed  [default: 0]")]
+
+# ---------------------------------------------------------------- infer
+InferModel = Annotated[str, typer.Option(
+    help="Run folder, .keras file, exported SavedModel or .tflite file")]
+CatalogOut = Annotated[str, typer.Option(
+    "--out", help="Catalog to write, .csv or .fits (an existing file is replaced, whole, once "
+                  "the new one is complete)")]
+InferSpectra = Annotated[Optional[list[str]], typer.Option(
+    "--spectra", help="apStar files, folders, globs, or record folders")]
+Table = Annotated[Optional[str], typer.Option(
+    help="allStar/allField FITS table listing the apStar files (with --root)")]
+Root = Annotated[Optional[str], typer.Option(
+    help="Folder with the SAS layout TELESCOPE/FIELD/FILE of --table's files")]
+InferMc = Annotated[Optional[int], typer.Option(
+    help="Monte Carlo realizations per star, 0 = none  [default: 100; 0 for .tflite]")]
+InferBatchSize = Annotated[int, typer.Option(help="Stars per batch")]
+Calibrated = Annotated[bool, typer.Option(
+    "--calibrated", help="Require calibrated sigmas (an error if the model has no calibration)")]
+RawSigma = Annotated[bool, typer.Option(
+    "--raw-sigma", help="The paper's raw Monte Carlo sigma, not the calibrated one")]
+McDropout = Annotated[bool, typer.Option(
+    "--mc-dropout", help="Add MC-dropout spread (raw sigma; run folders only)")]
+InferSeed = Annotated[Optional[int], typer.Option(
+    help="Random seed of the noise draws  [default: a fresh seed each run]")]
+Engine = Annotated[str, typer.Option(
+    help="local, or ray (Ray Data; pip install 'apnet-tf[ray]')")]
+RayAddress = Annotated[Optional[str], typer.Option(
+    "--ray-address", help="Ray cluster to join (default: a local Ray instance)")]
+Workers = Annotated[Optional[int], typer.Option(
+    help="Processes reading FITS files ahead of the model [default: one per core]")]
+InferMaskBits = Annotated[Optional[str], typer.Option(
+    help="Comma-separated apStar PIXMASK bits that mark a pixel bad in FITS inputs; use the "
+         "bits the training records were made with  [default: 0-6]")]

@@ -1,0 +1,171 @@
+"""What every ``apnet-tf`` command shares: the consoles, the error wrapper, progress bars, the
+printers of fit's epochs and rounds, and the parsers of comma-separated option values.
+
+Importing this module does not import TensorFlow (``--help`` must answer at once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sys
+from collections.abc import Callable, Iterator
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from apnet_tf.errors import ApnetError
+
+__all__ = [
+    "console", "out", "MANY_PATHS", "import_tensorflow", "friendly", "error", "notice",
+    "StepBars", "step_bars", "progress_bar", "fit_printers", "with_extra_paths", "int_list",
+    "float_triple", "word_list"
+]
+
+console = Console(stderr=True)
+out = Console(soft_wrap=True, markup=False, highlight=False)  # results, printed as written
+
+#: Lets ``--spectra a.fits b.fits c.fits`` (a shell glob) pass several paths after one flag.
+MANY_PATHS = {"allow_extra_args": True, "ignore_unknown_options": False}
+
+
+def import_tensorflow() -> None:
+    """Import TensorFlow with its C++ start-up log lines (oneDNN, CUDA probing) silenced.
+
+    Called when a command runs, never at import time, so that ``--help`` prints in well under
+    a second.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    from apnet_tf.quiet import native_stderr_silenced
+
+    with native_stderr_silenced():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+
+
+def friendly(fn):
+    """Import TensorFlow quietly, then run the command; turn ApnetError into one red line on
+    stderr and exit code 1, never a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            import_tensorflow()
+            return fn(*args, **kwargs)
+        except ApnetError as exc:
+            error(str(exc))
+            raise typer.Exit(1)
+        except OSError as exc:  # disk full, permissions, a folder that is a file, ...
+            where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+            error(where + str(exc.strerror or exc))
+            raise typer.Exit(1)
+        except KeyboardInterrupt:
+            console.print("[red]interrupted[/red]; re-run the same command to resume")
+            raise typer.Exit(130)
+    return wrapper
+
+
+def error(text: str) -> None:
+    """One red ``error:`` line on stderr, the text printed as written."""
+    console.print(f"[red]error:[/red] {escape(text)}", highlight=False, soft_wrap=True)
+
+
+def notice(tag: str, lines) -> None:
+    """A yellow ``tag:`` line on stderr for each of ``lines`` (skipped files, notes)."""
+    for line in lines:
+        console.print(f"[yellow]{tag}:[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
+
+
+class StepBars:
+    """``on_progress(step, done, total)`` for a job of several steps: one bar per step, added
+    when the step first reports."""
+
+    def __init__(self, bar: Progress):
+        self._bar, self._tasks = bar, {}
+
+    def __call__(self, step: str, done: int, total: int | None) -> None:
+        if step not in self._tasks:
+            self._tasks[step] = self._bar.add_task(step, total=None)
+        self._bar.update(self._tasks[step], completed=done, total=total)
+
+
+@contextlib.contextmanager
+def step_bars() -> Iterator[StepBars]:
+    """Yield a ``StepBars`` on stderr; bars show on a terminal (or with APNET_PROGRESS=1)."""
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=console, transient=False,
+                  disable=not sys.stderr.isatty() and os.environ.get("APNET_PROGRESS") != "1",
+                  ) as bar:
+        yield StepBars(bar)
+
+
+@contextlib.contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int | None], None]]:
+    """Yield an ``on_progress(done, total)`` callback that drives a rich progress bar."""
+    with step_bars() as bars:
+        bars(description, 0, None)  # the bar shows from the start, before the first report
+        yield functools.partial(bars, description)
+
+
+def fit_printers(update: Callable[[int, int | None], None]) -> tuple[Callable, Callable]:
+    """``(on_epoch, on_round)`` for ``training.fit``: each epoch and each fine-tuning round as a
+    line on stderr, and ``update(epochs so far, None)`` after each epoch."""
+    state = {"n": 0, "kept": False}
+
+    def on_epoch(stage_name, epoch, logs):
+        state["n"] += 1
+        update(state["n"], None)
+        console.print(f"{stage_name} epoch {epoch}: standardised MSE, training "
+                      f"{logs.get('loss', float('nan')):.4f}, dev "
+                      f"{logs.get('val_loss', float('nan')):.4f}", highlight=False)
+
+    def on_round(row):
+        # what a round is compared with: the pretrained model's mstar+yso dev loss until a
+        # round improves on it, then the best round's
+        ref = "best round's" if state["kept"] else "pretrained model's"
+        verdict = (f"kept: below the {ref} {row['best_before']:.4f}" if row["improved"] else
+                   f"not kept: the {ref} {row['best_before']:.4f} stays")
+        state["kept"] = state["kept"] or row["improved"]
+        console.print(f"fine-tune round {row['round']} (seed {row['seed']}): "
+                      f"{row['epochs']} epochs, mstar+yso dev loss "
+                      f"{row['focus_dev_loss']:.4f}, {verdict}", highlight=False)
+
+    return on_epoch, on_round
+
+
+def with_extra_paths(paths: list[str], ctx: typer.Context) -> list[str]:
+    """--spectra's values plus the extra words the shell expanded a glob into."""
+    extra = list(ctx.args)
+    flags = [a for a in extra if a.startswith("-")]
+    if flags:
+        raise ApnetError(f"unknown option {flags[0]}")
+    return list(paths) + extra
+
+
+def int_list(text: str, flag: str) -> tuple[int, ...]:
+    """``"0,1,2"`` -> (0, 1, 2); ApnetError naming ``flag`` for anything else."""
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise ApnetError(f"{flag}: expected comma-separated integers, got {text!r}") from None
+
+
+def float_triple(text: str, flag: str) -> tuple[float, float, float]:
+    """``"teff,logg,fe_h"`` -> three floats; ApnetError naming ``flag`` for anything else."""
+    try:
+        values = tuple(float(t) for t in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise ApnetError(f"{flag}: expected three comma-separated numbers (teff,logg,fe_h), "
+                         f"got {text!r}")
+    return values
+
+
+def word_list(text: str) -> tuple[str, ...]:
+    """``"a, b,,c"`` -> ("a", "b", "c"): the non-empty comma-separated words."""
+    return tuple(t.strip() for t in text.split(",") if t.strip())

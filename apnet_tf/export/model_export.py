@@ -1,0 +1,231 @@
+"""Export: a SavedModel for TF Serving and TFLite variants for LiteRT.
+
+The SavedModel lives in ``saved_models/<name>/<version>/``, the layout TF Serving expects, with
+signatures that need nothing from this package:
+
+* ``serving_default``: ``flux`` float32 [None, 8575] -> ``teff``, ``logg``, ``fe_h`` (K, dex, dex);
+* ``monte_carlo``: ``flux``, ``err`` float32 [None, 8575], ``seed`` int64 [2] and
+  ``realizations`` int32 [] -> ``{target}_mean``, ``_std``, ``_p16``, ``_p50``, ``_p84``: the
+  package's one Monte Carlo (``uncertainty.monte_carlo``), in chunks of bounded size. Masked
+  pixels are given as err = inf (or >= 1e9), which is what a mask means to the noise model;
+* ``predict_with_uncertainty``: ``flux`` and ``err`` -> the same outputs, with R fixed at export
+  time and seed (0, 0), for clients that send rows only (TF Serving's REST row format).
+
+TFLite files (float32; float16 dense weights; the converter's dynamic-range int8; int8 fc1
+weights), ``export_metadata.json`` and the run's ``calibration.json`` sit beside the version
+folders; the last two also travel in ``<version>/assets.extra/``.
+
+The PyTorch weight exchange is in ``torch_weights``; its public names are importable from here
+too, as they always were.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+from collections.abc import Sequence
+
+import keras
+import tensorflow as tf
+
+from apnet_tf.constants import MC_ERROR_CAP, MC_REALIZATIONS, N_PIXELS, TARGET_UNITS, TARGETS
+from apnet_tf.errors import ApnetError, require_at_least
+from apnet_tf.io import folders
+from apnet_tf.io.files import write_file, write_json
+from apnet_tf.model.calibration import CALIBRATION
+from apnet_tf.model.loading import load_model
+from apnet_tf.model.uncertainty import clean_errors, monte_carlo
+
+__all__ = [
+    "TFLITE_VARIANTS", "METADATA", "build_archive", "next_version", "tflite_variants",
+    "compress_dense_weights", "export_model"
+]
+
+TFLITE_VARIANTS = ("float32", "float16", "int8", "int8-weights")
+METADATA = "export_metadata.json"
+
+
+def _outputs(y: tf.Tensor, suffix: str = "") -> dict[str, tf.Tensor]:
+    return {f"{name}{suffix}": y[:, k] for k, name in enumerate(TARGETS)}
+
+
+def build_archive(model: keras.Model, mc_realizations: int = MC_REALIZATIONS,
+                  error_cap: float = MC_ERROR_CAP) -> keras.export.ExportArchive:
+    """An ExportArchive with the ``serving_default``, ``monte_carlo`` and
+    ``predict_with_uncertainty`` endpoints (see the module docstring)."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    spec = tf.TensorSpec([None, N_PIXELS], tf.float32, name="flux")
+    err_spec = tf.TensorSpec([None, N_PIXELS], tf.float32, name="err")
+
+    def serve(flux):
+        return _outputs(model(flux, training=False))
+
+    def mc(flux, err, seed, realizations):
+        err, bad = clean_errors(err)
+        out = monte_carlo(lambda x: model(x, training=False), flux, err, bad, realizations,
+                          seed, error_cap=error_cap)
+        return {k: v for key, y in out.items() for k, v in _outputs(y, f"_{key}").items()}
+
+    def with_uncertainty(flux, err):
+        return mc(flux, err, tf.zeros([2], tf.int64), tf.constant(mc_realizations, tf.int32))
+
+    archive.add_endpoint("serving_default", serve, input_signature=[spec])
+    archive.add_endpoint("monte_carlo", mc, input_signature=[
+        spec, err_spec, tf.TensorSpec([2], tf.int64, name="seed"),
+        tf.TensorSpec([], tf.int32, name="realizations")])
+    archive.add_endpoint("predict_with_uncertainty", with_uncertainty,
+                         input_signature=[spec, err_spec])
+    return archive
+
+
+def next_version(base: str) -> int:
+    """1 + the largest numeric version folder under ``base`` (1 when there is none)."""
+    if not os.path.isdir(base):
+        return 1
+    versions = [int(d) for d in os.listdir(base) if d.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def tflite_variants(model: keras.Model, variants: Sequence[str]) -> dict[str, bytes]:
+    """TFLite flatbuffers of the plain model (flux -> labels (B, 3)), one per variant.
+
+    ``float32`` and ``int8`` (dynamic-range quantization: int8 weights everywhere, activations
+    quantized to int8 on the fly) come from ``tf.lite.TFLiteConverter``; ``float16`` and
+    ``int8-weights`` are the float32 flatbuffer with dense-layer weights stored in fewer bits
+    (``compress_dense_weights``). The converter reads a SavedModel written for it: converting a
+    Keras 3 model from a concrete function silently drops its weights (the outputs are NaN).
+    """
+    import tempfile
+
+    for variant in variants:
+        if variant not in TFLITE_VARIANTS:
+            raise ApnetError(f"unknown TFLite variant {variant!r}; choose from "
+                             f"{', '.join(TFLITE_VARIANTS)}")
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="apnet-tflite-") as tmp:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serving_default",
+                             lambda flux: {"labels": model(flux, training=False)},
+                             input_signature=[tf.TensorSpec([None, N_PIXELS], tf.float32,
+                                                            name="flux")])
+        archive.write_out(tmp, verbose=False)
+        for variant in ("float32", "int8"):
+            if variant in variants or variant == "float32":
+                converter = tf.lite.TFLiteConverter.from_saved_model(
+                    tmp, signature_keys=["serving_default"])
+                if variant == "int8":
+                    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+                out[variant] = converter.convert()
+    for variant, dtype in (("float16", "float16"), ("int8-weights", "int8")):
+        if variant in variants:
+            out[variant] = compress_dense_weights(out["float32"], dtype)
+    return {v: out[v] for v in variants}
+
+
+def compress_dense_weights(float32_tflite: bytes, dtype: str) -> bytes:
+    """A float32 flatbuffer with dense-layer weights stored as ``float16`` or ``int8``.
+
+    ``float16``: the weights of fc1, fc2 and fc3 (99% of the parameters). ``int8``: fc1's weights
+    (94% of the parameters), per output channel, symmetric. The interpreter turns them back into
+    float32 once and computes in float32, and the convolutions keep float32 weights: on real apStar
+    spectra, rounding the convolution weights alone to float16 moved predictions by up to 1.3% of
+    a target's standard deviation (BENCHMARKS.md, 'Export').
+    """
+    from ai_edge_quantizer import algorithm_manager, qtyping, quantizer
+
+    qt = quantizer.Quantizer(bytearray(float32_tflite))
+    fully_connected = qtyping.TFLOperationName.FULLY_CONNECTED
+    if dtype == "float16":
+        qt.add_weight_only_config(".*", fully_connected, 16,
+                                  algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING)
+    elif dtype == "int8":
+        # An op is matched by its output tensor's name, which holds its layer's: .../fc1_1/...
+        qt.add_weight_only_config(r".*/fc1(_\d+)?/.*", fully_connected, 8)
+    else:
+        raise ApnetError(f"dense weights can be float16 or int8, not {dtype!r}")
+    return bytes(qt.quantize(enable_progress_report=False).quantized_model)
+
+
+def _is_old_export(folder: str) -> bool:
+    """An export folder written before folders had markers: it holds export_metadata.json."""
+    return os.path.exists(os.path.join(folder, METADATA))
+
+
+def export_model(model_path: str, out: str, version: int | None = None,
+                 tflite: Sequence[str] = (), mc_realizations: int = MC_REALIZATIONS) -> dict:
+    """Export a run folder or .keras file to ``out/<version>/`` (+ TFLite files and metadata).
+
+    Returns:
+        The metadata written to ``out/export_metadata.json``.
+    """
+    require_at_least(mc_realizations, 2, "--mc")
+    unknown = [v for v in tflite if v not in TFLITE_VARIANTS]
+    if unknown:
+        raise ApnetError(f"--tflite: unknown variant {unknown[0]!r}; choose from "
+                         f"{', '.join(TFLITE_VARIANTS)}")
+    if version is not None:
+        require_at_least(int(version), 1, "--version")
+    folders.check(out, "export", legacy=_is_old_export)
+    loaded = load_model(model_path)
+    model = loaded.model
+    version = next_version(out) if version is None else int(version)
+    final = os.path.join(out, str(version))
+    if os.path.exists(final):
+        raise ApnetError(f"{final}: version {version} exists; pick another --version")
+    folders.claim(out, "export", legacy=_is_old_export)
+    tmp = os.path.join(out, f".tmp-{version}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    build_archive(model, mc_realizations).write_out(tmp, verbose=False)
+    os.replace(tmp, final)
+
+    name = os.path.basename(os.path.normpath(out))
+    files = {}
+    for variant, data in tflite_variants(model, tflite).items():
+        path = os.path.join(out, f"{name}_{variant}.tflite")
+        write_file(path, data)
+        files[variant] = {"file": os.path.basename(path), "bytes": len(data)}
+    meta = _export_metadata(name, version, model_path, loaded, mc_realizations, files)
+    _write_metadata(meta, loaded.calibration, [os.path.join(final, "assets.extra"), out])
+    return meta
+
+
+def _export_metadata(name: str, version: int, model_path: str, loaded, mc_realizations: int,
+                     tflite_files: dict) -> dict:
+    """What ``export_metadata.json`` says of an export: source, versions, inputs and their
+    shapes, signatures, Monte Carlo settings, target statistics, calibration, TFLite files."""
+    norm = loaded.normalization or {}
+    return {
+        "name": name, "version": version, "source": os.path.abspath(model_path),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "tensorflow": tf.__version__, "keras": keras.__version__,
+        "inputs": {"flux": [None, N_PIXELS], "err": [None, N_PIXELS]},
+        "targets": list(TARGETS), "units": list(TARGET_UNITS),
+        "signatures": {"serving_default": "flux -> teff, logg, fe_h",
+                       "monte_carlo": "flux, err, seed, realizations -> {target}_{mean,std,"
+                                      "p16,p50,p84}; err = inf at masked pixels",
+                       "predict_with_uncertainty": "flux, err -> {target}_{mean,std,p16,p50,"
+                                                   "p84}; R fixed, seed (0, 0)"},
+        "mc_realizations": mc_realizations, "mc_error_cap": MC_ERROR_CAP,
+        "target_mean": norm.get("mean"), "target_std": norm.get("std"),
+        "calibration": None if loaded.calibration is None else CALIBRATION,
+        "tflite": tflite_files,
+    }
+
+
+def _write_metadata(meta: dict, calibration, dirs: list[str]) -> None:
+    """Write the metadata, and the calibration (or remove an earlier export's), to each of
+    ``dirs`` (the version folder's assets.extra first, which is made here).
+
+    A copy travels inside the version folder, where TF Serving ignores extra files; infer
+    applies the calibration to every kind of model, so it travels the same way.
+    """
+    os.makedirs(dirs[0], exist_ok=True)
+    for folder in dirs:
+        write_json(os.path.join(folder, METADATA), meta)
+        if calibration is not None:
+            calibration.save(os.path.join(folder, CALIBRATION))
+        elif os.path.exists(os.path.join(folder, CALIBRATION)):  # an earlier export's
+            os.remove(os.path.join(folder, CALIBRATION))

@@ -1,0 +1,110 @@
+"""One ``infer`` job end to end: the output name checked first, one writer per output (a lock),
+the local or the Ray engine, finished batches kept until the catalog is written atomically."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Callable, Sequence
+
+from apnet_tf.errors import ApnetError, require_at_least
+from apnet_tf.inference.predict import InferenceResult, predict_catalog
+from apnet_tf.inference.ray_engine import predict_catalog_ray
+from apnet_tf.io.catalog import check_catalog_name, write_catalog
+from apnet_tf.io.files import exclusive_lock
+from apnet_tf.io.survey_table import read_listing
+from apnet_tf.model.calibration import sigma_settings
+from apnet_tf.model.loading import load_model
+
+__all__ = ["ENGINES", "run_infer", "remove_work_dir"]
+
+ENGINES = ("local", "ray")
+
+
+def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | None = None,
+              root: str | None = None, mc: int | None = None, batch_size: int = 256,
+              calibrated: bool | None = None, mc_dropout: bool = False,
+              seed: int | None = None,
+              engine: str = "local", ray_address: str | None = None,
+              workers: int | None = None,
+              on_progress: Callable[[int, int], None] | None = None,
+              mask_bits: Sequence[int] | None = None) -> InferenceResult:
+    """Predict a catalog for apStar files, folders, globs and record folders (``spectra``)
+    and/or the files an allStar/allField ``table`` lists under ``root``; write it to ``out``.
+
+    Args:
+        mc: Monte Carlo realizations per star; None: 100, or 0 for a TFLite model.
+        engine: "local" (this machine; FITS reads in ``workers`` processes) or "ray" (Ray Data
+            on the cluster at ``ray_address``, or a local Ray instance when None).
+        mask_bits: apStar PIXMASK bits that mark a pixel bad in FITS inputs; None: the default
+            bits 0-6 (``spectra.DEFAULT_MASK_BITS``). Local engine only.
+
+    Finished batches wait in ``out + ".parts"`` until the catalog is written, so the same call
+    after a kill resumes (``workdir``); ``out + ".lock"`` keeps a second job off ``out``.
+
+    Raises:
+        ApnetError: a bad output name, option or input, another job writing ``out``, or no
+            readable spectrum; checked before any prediction where it can be.
+    """
+    _check_options(out, spectra, table, root, mc, batch_size, engine, workers, mask_bits)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    work_dir = out + ".parts"
+    with exclusive_lock(out + ".lock", out):
+        listing = None
+        if table is not None:
+
+            listing = read_listing(table, root)
+        # a raw-sigma job never reads calibration.json, so an old or broken one cannot stop it
+        loaded = load_model(model, calibration=calibrated is not False)
+        if mc is None:
+            mc = 0 if loaded.kind == "tflite" else 100
+        if engine == "ray":
+
+            result = predict_catalog_ray(model, spectra, mc=mc, batch_size=batch_size,
+                                         calibrated=calibrated, mc_dropout=mc_dropout,
+                                         seed=seed, listing=listing, address=ray_address,
+                                         work_dir=work_dir, on_progress=on_progress)
+        else:
+            result = predict_catalog(loaded, spectra, mc=mc, batch_size=batch_size,
+                                     calibrated=calibrated, mc_dropout=mc_dropout, seed=seed,
+                                     work_dir=work_dir, on_progress=on_progress,
+                                     workers=workers, listing=listing,
+                                     **({} if mask_bits is None else {"mask_bits": mask_bits}))
+        if "SIGMA" not in result.catalog.meta:  # the Ray engine: say what the sigmas are
+
+            result.catalog.meta.update(sigma_settings(loaded, mc, calibrated, mc_dropout,
+                                                      seed)[1])
+        write_catalog(result.catalog, out)
+        remove_work_dir(work_dir)
+    return result
+
+
+def _check_options(out: str, spectra: Sequence[str], table: str | None, root: str | None,
+                   mc: int | None, batch_size: int, engine: str, workers: int | None,
+                   mask_bits: Sequence[int] | None) -> None:
+    """Raise ApnetError for a bad output name or option, before the job takes the lock."""
+    check_catalog_name(out)
+    if engine not in ENGINES:
+        raise ApnetError(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
+    if (table is None) != (root is None):
+        raise ApnetError("--table and --root go together: the table and the folder holding "
+                         "its TELESCOPE/FIELD/FILE layout")
+    if mask_bits is not None and engine == "ray":
+        raise ApnetError("--mask-bits works with --engine local only")
+    if not spectra and table is None:
+        raise ApnetError("no input: give --spectra and/or --table with --root")
+    require_at_least(batch_size, 1, "--batch-size")
+    if mc is not None:
+        require_at_least(mc, 0, "--mc")
+    if workers is not None:
+        require_at_least(workers, 0, "--workers")
+
+
+def remove_work_dir(work_dir: str) -> None:
+    """Remove what ``workdir`` wrote there, and the folder if that leaves it empty."""
+    for f in glob.glob(os.path.join(work_dir, "part-*.npz")) + [
+            os.path.join(work_dir, "settings.json")]:
+        if os.path.exists(f):
+            os.remove(f)
+    if os.path.isdir(work_dir) and not os.listdir(work_dir):
+        os.rmdir(work_dir)

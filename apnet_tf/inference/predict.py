@@ -1,0 +1,212 @@
+"""Streaming inference: models in, a catalog with uncertainties and flags out (paper Table 4).
+
+Inputs are apStar files, folders, globs, or TFRecord folders from ``make-records``. They stream in
+batches; an unreadable file is reported and the rest go on. The catalog is written atomically as
+CSV or FITS (astropy).
+
+Models are loaded by ``model.loading`` and flagged by ``io.catalog_flags``; every column made
+here is one of ``io.catalog_schema.SCHEMA``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from astropy.table import Table
+
+from apnet_tf.constants import LABEL_COLUMNS, TARGETS
+from apnet_tf.data.reading import iter_units, plan_units
+from apnet_tf.errors import ApnetError, require_at_least
+from apnet_tf.inference import workdir as wd
+from apnet_tf.io.catalog import model_identity
+from apnet_tf.io.catalog_flags import (
+    flags,
+)
+from apnet_tf.io.catalog_schema import schema_column
+from apnet_tf.io.spectra import DEFAULT_MASK_BITS
+from apnet_tf.model.calibration import calibrated_summaries, sigma_settings
+from apnet_tf.model.loading import (
+    LoadedModel,
+)
+
+__all__ = [
+    "InferenceResult", "predict_catalog", "unit_part", "catalog_from_parts"
+]
+
+@dataclasses.dataclass
+class InferenceResult:
+    catalog: Table
+    failures: list[str]
+
+
+def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
+                    batch_size: int = 256, calibrated: bool | None = None,
+                    mc_dropout: bool = False, seed: int | None = None,
+                    split_filter: Sequence[str] | None = None,
+                    work_dir: str | None = None, on_progress: Callable[[int, int], None] | None
+                    = None, workers: int = 0, listing=None,
+                    mask_bits: Sequence[int] = DEFAULT_MASK_BITS) -> InferenceResult:
+    """Predict Teff, log g, [Fe/H] (with Monte Carlo sigmas when mc > 0) for every input spectrum.
+
+    Args:
+        mc: realizations per star (paper: 100); 0 gives point predictions and NaN sigmas.
+        calibrated: None (default): calibrated sigmas when the model has a calibration, else the
+            raw Monte Carlo sigma; True: calibrated (an error without a calibration); False: the
+            paper's raw Monte Carlo sigma.
+        mc_dropout: add MC-dropout spread in quadrature (raw sigmas only).
+        seed: the noise draws of batch k come from (seed, k): the same seed gives the same
+            catalog however the job is cut, resumed or spread. None draws one.
+        split_filter: for record folders, keep only the labelled stars of these splits.
+        work_dir: keep each finished batch here; a re-run reuses them only if the model's
+            content, the inputs and every setting are the same (see ``workdir``).
+        workers: processes that read FITS files ahead of the model (0: in this process); they
+            are spawned, so a script that uses them needs the ``if __name__ == "__main__":``.
+        listing: a ``reading.Listing`` of an input table (``survey_table.read_listing``).
+        mask_bits: apStar PIXMASK bits that mark a pixel bad in FITS inputs (as make-records';
+            use the bits the training records were made with).
+
+    Returns:
+        The catalog (paper Table 4 columns, percentiles, flags; labels, split and category when
+        the input is labelled records) and one line per unreadable file or missing input.
+    """
+    require_at_least(mc, 0, "--mc")
+    require_at_least(batch_size, 1, "--batch-size")
+
+    calibrated, sigma_meta = sigma_settings(model, mc, calibrated, mc_dropout, seed)
+    plan = plan_units(inputs, batch_size, split_filter, listing)
+    settings = {"mc": mc, "batch_size": batch_size, "calibrated": calibrated,
+                "mc_dropout": mc_dropout, "seed": seed, "splits": list(split_filter or [])}
+    if tuple(mask_bits) != tuple(DEFAULT_MASK_BITS):
+        settings["mask_bits"] = sorted(int(b) for b in mask_bits)
+    seed = wd.prepare(work_dir, model, plan, settings) if work_dir else wd.new_seed(seed)
+    sigma_meta["MCSEED"] = seed
+    if seed is not None and mc_dropout:
+        import keras
+
+        keras.utils.set_random_seed(seed)  # dropout draws are not keyed by batch
+    parts, failures = _predict_units(model, plan, mc, calibrated, mc_dropout, seed, work_dir,
+                                     on_progress, workers, mask_bits)
+    return InferenceResult(catalog_from_parts(parts, failures, model, mc, sigma_meta), failures)
+
+
+def _predict_units(model: LoadedModel, plan, mc: int, calibrated: bool, mc_dropout: bool,
+                   seed: int | None, work_dir: str | None,
+                   on_progress: Callable[[int, int], None] | None, workers: int,
+                   mask_bits: Sequence[int]) -> tuple[list[dict], list[str]]:
+    """The catalog parts of the units of ``plan`` (a ``reading.Plan``), in unit order, and the
+    failure lines. Parts already in ``work_dir`` are reused; the others are read ahead by
+    ``workers`` processes, predicted and, with a ``work_dir``, kept there."""
+    failures, parts, done = list(plan.failures), [], 0
+    todo = [u for u in plan.units if not (work_dir and wd.has_part(work_dir, u.key))]
+    reader = iter_units(todo, workers, mask_bits)
+    try:
+        for unit in plan.units:
+            part = wd.load_part(work_dir, unit.key) if work_dir else None
+            if part is None:
+                got, batch, bad_files = next(reader)
+                assert got.key == unit.key
+                part = unit_part(model, batch, bad_files, mc, calibrated, mc_dropout,
+                                 (seed, unit.key))
+                if work_dir:
+                    wd.save_part(work_dir, unit.key, part)
+            failures.extend(str(f) for f in part.pop("_failures"))
+            if part:
+                parts.append(part)
+            done += len(unit.paths) if unit.kind == "fits" else len(part.get("APOGEE_ID", ()))
+            if on_progress:
+                on_progress(min(done, plan.total), plan.total)
+    finally:
+        reader.close()
+    return parts, failures
+
+
+def unit_part(model: LoadedModel, batch, failures: list[str], mc: int, calibrated: bool,
+              mc_dropout: bool, seed) -> dict[str, np.ndarray]:
+    """The catalog columns of one unit's batch (none if no file was readable), and its
+    unreadable files under "_failures"."""
+    part = {} if batch is None else _predict_part(model, batch, mc, calibrated, mc_dropout, seed)
+    part["_failures"] = np.array(failures, dtype=object)
+    return part
+
+
+def catalog_from_parts(parts: list[dict], failures: list[str], model: LoadedModel,
+                       mc: int, sigma_meta: dict | None = None) -> Table:
+    """One astropy Table from the parts of the units, in unit order; ``sigma_meta`` (from
+    ``calibration.sigma_settings``) says what its sigmas are."""
+    if not parts:
+        raise ApnetError("no spectrum could be read: " + (failures[0] if failures else
+                                                           "the inputs hold none"))
+    names = list(dict.fromkeys(k for p in parts for k in p))  # records add label columns
+    table = Table({k: np.concatenate([p[k] if k in p else _blank(parts, k, len(p["TEFF"]))
+                                      for p in parts]) for k in names})
+    for name in table.colnames:
+        col = schema_column(name)
+        if col is None:  # a programming error, never a user's: the schema names every column
+            raise AssertionError(f"catalog column {name} is not in io.catalog_schema.SCHEMA")
+        if col.source == "model" and col.unit and not name.endswith(("_P16", "_P50", "_P84")):
+            # 'dex' is no FITS unit, so it goes into the description where FITS keeps it
+            table[name].description = col.unit
+    table.meta["TARGETS"] = ",".join(TARGETS)
+    table.meta["MC"] = mc
+    table.meta.update(sigma_meta or {})
+    table.meta.update(model_identity(model.path))
+    return table
+
+
+def _predict_part(model: LoadedModel, batch, mc: int, calibrated: bool,
+                  mc_dropout: bool, seed=None) -> dict[str, np.ndarray]:
+    """The catalog columns of one batch; ``seed`` (a pair of ints) keys its noise draws.
+
+    A spectrum with no usable pixel (no finite flux or no finite error) gets NaN values and
+    sigmas and the BAD flag: the network would otherwise give it a confident number.
+    """
+    if mc > 0:
+        res = model.monte_carlo(batch.flux, batch.err, batch.bad, mc, mc_dropout, seed=seed)
+        if calibrated is None:  # a caller that did not ask sigma_settings (the Ray engine)
+            calibrated = model.calibration is not None and not mc_dropout
+        if calibrated:
+
+            res = calibrated_summaries(res, model.calibration, batch.snr)
+        value, sigma = res["mean"], res["std"]
+        pct = {p: res[p] for p in ("p16", "p50", "p84") if p in res}
+    else:
+        value = model.predict(batch.flux)
+        sigma = np.full_like(value, np.nan)
+        pct = {}
+    dead = np.asarray(batch.bad).all(axis=1)
+    if dead.any():
+        value, sigma = _nan_rows(value, dead), _nan_rows(sigma, dead)
+        pct = {p: _nan_rows(v, dead) for p, v in pct.items()}
+    part = {"APOGEE_ID": batch.apogee_id, "RA": batch.ra, "DEC": batch.dec}
+    for k, col in enumerate(LABEL_COLUMNS):
+        part[col] = value[:, k]
+        part[f"{col}_ERR"] = sigma[:, k]
+    part["SNR"] = batch.snr
+    for p, arr in pct.items():
+        for k, col in enumerate(LABEL_COLUMNS):
+            part[f"{col}_{p.upper()}"] = arr[:, k]
+    part.update(flags(value[:, 0], value[:, 1], value[:, 2], sigma, batch.snr,
+                      model.label_range()))
+    if batch.labels is not None:
+        for k, col in enumerate(LABEL_COLUMNS):
+            part[f"{col}_LABEL"] = batch.labels[:, k]
+        part["SPLIT"], part["CATEGORY"] = batch.split, batch.category
+    part.update(batch.extra or {})
+    part["FILE"] = batch.source
+    return part
+
+
+def _blank(parts: list[dict], name: str, n: int) -> np.ndarray:
+    """n empty values (NaN, False or "") for a column that other parts have."""
+    like = next(p[name] for p in parts if name in p)
+    if like.dtype.kind in "fc":
+        return np.full(n, np.nan, like.dtype)
+    return np.zeros(n, bool) if like.dtype.kind == "b" else np.full(n, "", dtype=object)
+
+
+def _nan_rows(arr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    out = np.array(arr, dtype=np.result_type(arr.dtype, np.float32))
+    out[rows] = np.nan
+    return out

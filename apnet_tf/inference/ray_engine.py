@@ -1,0 +1,138 @@
+"""Ray Data as the engine of ``infer --engine ray``: the same catalog as the local engine,
+spread over a Ray cluster.
+
+The plan is the local one (``reading.plan_units``): each unit (up to ``batch_size`` FITS files,
+or one record shard) is one row of a Ray dataset. Read tasks turn a unit into its batch; actors
+that load the model once predict it (Monte Carlo inside the actor, seeded by (seed, unit), so
+the sigmas equal the local engine's for the same seed) and return its catalog part. An actor
+that dies is restarted and its unit retried; parts are keyed by unit, so no row is lost or
+written twice. The driver gathers the parts in unit order and, with a work folder, keeps each
+finished part, so a killed job resumes as the local one does.
+
+Needs ``pip install 'apnet-tf[ray]'``; the model and the inputs must be readable at the same
+paths on every node (a shared file system).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from collections.abc import Callable, Sequence
+
+from apnet_tf.data.reading import Unit, plan_units, read_unit
+from apnet_tf.errors import ApnetError
+from apnet_tf.inference import workdir as wd
+from apnet_tf.inference.predict import InferenceResult, catalog_from_parts, unit_part
+from apnet_tf.io.survey_table import Listing
+from apnet_tf.model.loading import load_model
+
+__all__ = ["Predictor", "predict_catalog_ray"]
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise ApnetError("--engine ray needs Ray Data: pip install 'apnet-tf[ray]'") from None
+    return ray
+
+
+def _read(row: dict) -> dict:
+    """Ray read task: a unit (pickled) -> its batch and unreadable files (pickled)."""
+    unit = pickle.loads(row["unit"])
+    return {"key": row["key"], "batch": pickle.dumps(read_unit(unit), protocol=5)}
+
+
+class Predictor:
+    """A Ray actor: loads the model once, then turns batches into catalog parts."""
+
+    def __init__(self, model: str, mc: int, calibrated: bool, mc_dropout: bool, seed: int):
+        self.model = load_model(model, calibration=calibrated is not False)
+        self.args = (mc, calibrated, mc_dropout)
+        self.seed = seed
+
+    def __call__(self, rows: dict) -> dict:
+        parts = []
+        for key, payload in zip(rows["key"], rows["batch"]):
+            batch, failures = pickle.loads(payload)
+            part = unit_part(self.model, batch, failures, *self.args, (self.seed, int(key)))
+            parts.append(pickle.dumps(part, protocol=5))
+        return {"key": rows["key"], "part": parts}
+
+
+def predict_catalog_ray(model: str, inputs: Sequence[str], mc: int = 100, batch_size: int = 256,
+                        calibrated: bool = False, mc_dropout: bool = False,
+                        seed: int | None = None, split_filter: Sequence[str] | None = None,
+                        listing: Listing | None = None, address: str | None = None,
+                        actors: int | None = None, work_dir: str | None = None,
+                        on_progress: Callable[[int, int], None] | None = None,
+                        predictor: type = Predictor) -> InferenceResult:
+    """``inference.predict_catalog`` on Ray Data: same arguments, same catalog.
+
+    Args:
+        model: the model's path (every node loads it from there).
+        address: the Ray cluster ("auto", "ray://host:10001", ...); None joins the cluster this
+            process already belongs to, or starts a local Ray instance.
+        actors: model actors; default one per GPU of the cluster, else one per 4 CPUs.
+        predictor: the actor class (tests pass one that dies once).
+    """
+    ray = _ray()
+    loaded = load_model(model, calibration=calibrated is not False)
+    plan = plan_units(inputs, batch_size, split_filter, listing)
+    settings = {"mc": mc, "batch_size": batch_size, "calibrated": calibrated,
+                "mc_dropout": mc_dropout, "seed": seed, "splits": list(split_filter or [])}
+    seed = wd.prepare(work_dir, loaded, plan, settings) if work_dir else wd.new_seed(seed)
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING,
+                 runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})
+    parts = {u.key: wd.load_part(work_dir, u.key) for u in plan.units if work_dir
+             and wd.has_part(work_dir, u.key)}
+    todo = [u for u in plan.units if u.key not in parts]
+    done = sum(_size(parts[k]) for k in parts)
+    for key, part in _run(ray, todo, model, (mc, calibrated, mc_dropout, seed), actors,
+                          predictor):
+        if work_dir:
+            wd.save_part(work_dir, key, part)
+        parts[key] = part
+        done += _size(part)
+        if on_progress:
+            on_progress(min(done, plan.total), plan.total)
+    failures = list(plan.failures)
+    ordered = []
+    for unit in plan.units:
+        part = dict(parts[unit.key])
+        failures.extend(str(f) for f in part.pop("_failures"))
+        if part:
+            ordered.append(part)
+    return InferenceResult(catalog_from_parts(ordered, failures, loaded, mc), failures)
+
+
+def _size(part: dict) -> int:
+    return len(part.get("APOGEE_ID", ())) + len(part.get("_failures", ()))
+
+
+def _run(ray, units: list[Unit], model: str, args: tuple, actors: int | None, predictor):
+    """Yield (unit key, part) as the cluster finishes them."""
+    if not units:
+        return
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    n = actors or (gpus if gpus else max(1, int(resources.get("CPU", 1)) // 4))
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = ctx.print_on_execution_start = False  # infer shows progress
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # set after ray.data's own set-up
+    items = [{"key": u.key, "unit": pickle.dumps(u)} for u in units]
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    # Reading is light next to the model: a fraction of a CPU per read task lets them run
+    # beside actors that hold every CPU of a small cluster.
+    ds = ds.map(_read, num_cpus=0.25)
+    # Ray Data restarts a dead actor and retries its batch by default (max_restarts=-1,
+    # max_task_retries=-1); the parts are keyed by unit, so a retry cannot duplicate rows.
+    ds = ds.map_batches(predictor, batch_size=1,
+                        compute=ray.data.ActorPoolStrategy(size=min(n, len(units))),
+                        num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1,
+                        fn_constructor_args=(os.path.abspath(model), *args))
+    for row in ds.iter_rows():
+        yield int(row["key"]), pickle.loads(row["part"])

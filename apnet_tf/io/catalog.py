@@ -1,0 +1,154 @@
+"""What a catalog's columns mean and where it came from, written into its FITS or CSV header.
+
+FITS: one binary-table HDU named CATALOG with TUNITn (K, dex, deg; none for flags and counts) and
+TCOMMn (a description) for every column, both from ``io.catalog_schema``, and header keywords for
+the provenance: package and TensorFlow versions, creation date, the model's name and content
+hash, and whatever the catalog's ``table.meta`` holds (for example the sigma kind, SIGMA, and
+its calibration).
+CSV: the same, as an ECSV header (``#`` lines of YAML) above plain comma-separated rows; read it
+with ``astropy.table.Table.read(path, format="ascii.ecsv")`` (units and metadata come back) or
+``pandas.read_csv(path, comment="#")``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import os
+
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+
+from apnet_tf import __version__
+from apnet_tf.constants import LABEL_COLUMNS
+from apnet_tf.errors import ApnetError
+from apnet_tf.io.catalog_schema import column_info
+from apnet_tf.io.files import atomic_path, content_hash
+
+__all__ = [
+    "EXTNAME", "model_identity", "provenance", "described",
+    "check_catalog_name", "write_catalog", "catalog_hdu", "catalog_arrays"
+]
+
+EXTNAME = "CATALOG"
+#: Comments of the provenance keywords.
+_KEY_COMMENTS = {
+    "CREATOR": "software that wrote this catalog", "APNETVER": "apnet-tf version",
+    "TFVER": "TensorFlow version", "DATE": "UTC creation time of this file",
+    "MODEL": "model: run folder or file name", "MODELSHA": "sha256 of the model's file(s)",
+    "TARGETS": "predicted parameters, in order", "MC": "Monte Carlo realizations per star",
+    "SIGMA": "what the *_ERR columns are", "SIGCAL": "how the sigmas were calibrated",
+    "CALMC": "realizations the calibration was fitted with", "MCSEED": "Monte Carlo seed",
+}
+
+
+def model_identity(path: str) -> dict[str, str]:
+    """MODEL (the run folder's or file's name, not its absolute path; a SavedModel version
+    folder keeps its parent, ``apogee_net/3``) and MODELSHA (``files.content_hash``)."""
+    parts = os.path.normpath(os.path.abspath(path)).split(os.sep)
+    name = "/".join(parts[-2:]) if parts[-1].isdigit() else parts[-1]
+    return {"MODEL": name, "MODELSHA": content_hash(path)}
+
+
+def provenance(meta: dict) -> dict:
+    """Header keywords: software versions and date, then the catalog's own ``meta``."""
+    try:
+        tf_version = importlib.metadata.version("tensorflow")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a dependency
+        tf_version = "unknown"
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    out = {"CREATOR": f"apnet-tf {__version__}", "APNETVER": __version__, "TFVER": tf_version,
+           "DATE": now[:19]}
+    for key, value in meta.items():
+        out[str(key).upper()] = _header_value(value)
+    return out
+
+
+def _header_value(value):
+    """A value a FITS card can hold: lists joined by commas, dicts as JSON, None as 'none'."""
+    if value is None:
+        return "none"
+    if isinstance(value, (bool, int, float, str, np.integer, np.floating, np.bool_)):
+        return value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return ",".join(str(_header_value(v)) for v in value)
+    return json.dumps(value, default=str)
+
+
+def described(table: Table) -> Table:
+    """A copy of ``table`` with text columns as str and each column's unit and description."""
+    info = column_info()
+    out = table.copy(copy_data=False)
+    for name in out.colnames:
+        col = out[name]
+        if col.dtype == object:
+            out[name] = [str(v) for v in col]
+            col = out[name]
+        unit, text = info.get(name, (str(col.unit or ""), col.description or ""))
+        col.unit = unit or None
+        col.description = text or None
+    out.meta = provenance(table.meta)
+    return out
+
+
+def check_catalog_name(path: str) -> None:
+    """Raise ApnetError unless ``path`` ends in .csv, .fits or .fit (checked before a job)."""
+    if not path.lower().endswith((".fits", ".fit", ".csv")):
+        raise ApnetError(f"{path}: catalog must end in .csv or .fits")
+
+
+def write_catalog(table: Table, path: str) -> str:
+    """Write a catalog atomically: CSV (with an ECSV header), or FITS when the name ends in
+    .fits/.fit; both carry units, column descriptions and provenance (see the module's doc)."""
+    lower = path.lower()
+    check_catalog_name(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    out = described(table)
+    with atomic_path(path) as tmp:
+        if lower.endswith(".csv"):
+            out.write(tmp, format="ascii.ecsv", delimiter=",", overwrite=True)
+        else:
+            fits.HDUList([fits.PrimaryHDU(), catalog_hdu(out)]).writeto(tmp, overwrite=True)
+    return path
+
+
+def catalog_hdu(out: Table) -> fits.BinTableHDU:
+    """The CATALOG HDU of a ``described`` table. Units and descriptions go into TUNITn and
+    TCOMMn by hand: astropy would refuse 'dex' (no FITS unit) and hide descriptions in YAML."""
+    bare = out.copy(copy_data=False)
+    bare.meta = {}
+    for col in bare.itercols():
+        col.unit, col.description = None, None
+    for name in bare.colnames:  # FITS text is bytes: UTF-8 keeps any path; astropy decodes it
+        if bare[name].dtype.kind == "U":
+            bare[name] = np.char.encode(np.asarray(bare[name]), "utf-8", "surrogateescape")
+    hdu = fits.table_to_hdu(bare)
+    hdu.name = EXTNAME
+    for i, name in enumerate(out.colnames, start=1):
+        col = out[name]
+        if col.unit is not None:
+            hdu.header.set(f"TUNIT{i}", str(col.unit), after=f"TFORM{i}")
+        if col.description:
+            hdu.header.set(f"TCOMM{i}", col.description, after=f"TFORM{i}")
+    for key, value in out.meta.items():
+        name = key if len(key) <= 8 and key.replace("_", "").isalnum() else f"HIERARCH {key}"
+        hdu.header.append(_card(name, value, _KEY_COMMENTS.get(key, "")), end=True)
+    return hdu
+
+
+def _card(name: str, value, comment: str) -> fits.Card:
+    """A header card, with its comment only where it fits (astropy would warn and cut it)."""
+    bare = fits.Card(name, value)
+    used = len(bare.image.rstrip())
+    return fits.Card(name, value, comment) if comment and used <= 80 - 3 - len(comment) else bare
+
+
+def catalog_arrays(table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels, pred, sigma), each (N, 3) in teff, logg, fe_h order, from a catalog of labelled
+    records (``inference.predict_catalog``)."""
+    labels = np.stack([np.asarray(table[f"{c}_LABEL"], float) for c in LABEL_COLUMNS], axis=1)
+    pred = np.stack([np.asarray(table[c], float) for c in LABEL_COLUMNS], axis=1)
+    sigma = np.stack([np.asarray(table[f"{c}_ERR"], float) for c in LABEL_COLUMNS], axis=1)
+    return labels, pred, sigma

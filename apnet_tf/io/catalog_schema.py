@@ -1,0 +1,95 @@
+"""The catalog's columns, named once: name, unit, description and source of each.
+
+Everything that knows a catalog column derives from ``SCHEMA``: the catalog builder
+(``inference.predict``) checks the columns it makes against it and takes their units from it,
+and the writer (``io.catalog``) puts the units and descriptions into FITS TUNITn/TCOMMn cards and
+the ECSV header. A column that is not here is one copied through from a user's input table
+(``infer --table``), and keeps whatever unit and description it came with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from apnet_tf.constants import LABEL_COLUMNS, TARGET_UNITS
+from apnet_tf.io.catalog_flags import BAD_RANGE_MARGIN, LOW_SNR, TEFF_EDGE_K
+
+__all__ = ["Column", "SCHEMA", "SOURCES", "column_info", "schema_column"]
+
+#: Where a column's values come from.
+SOURCES = {
+    "header": "the apStar file's primary header",
+    "model": "the network (Monte Carlo summary when MC > 0)",
+    "flags": "a rule on the predictions (io.catalog_flags)",
+    "records": "the record folder (make-records)",
+    "input": "the input table's row (infer --table) or the reader",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    """One catalog column: its name, unit ("" for none), description and source (a key of
+    ``SOURCES``)."""
+
+    name: str
+    unit: str
+    description: str
+    source: str
+
+
+#: What each of Teff, log g and [Fe/H] is, in LABEL_COLUMNS order.
+_PARAMETERS = ("effective temperature", "surface gravity log10(g / cm s^-2)",
+               "metallicity [Fe/H]")
+
+
+def _schema() -> tuple[Column, ...]:
+    """The columns in the order a catalog holds them (those a catalog has)."""
+    params = list(zip(LABEL_COLUMNS, TARGET_UNITS, _PARAMETERS))
+    cols = [Column("APOGEE_ID", "", "APOGEE star identifier (2MASS designation)", "header"),
+            Column("RA", "deg", "right ascension (J2000), from the apStar header", "header"),
+            Column("DEC", "deg", "declination (J2000), from the apStar header", "header")]
+    for name, unit, what in params:
+        cols += [Column(name, unit, f"{what}: Monte Carlo mean (plain prediction if MC=0)",
+                        "model"),
+                 Column(f"{name}_ERR", unit,
+                        f"1-sigma uncertainty of {name}; kind: keyword SIGMA", "model")]
+    cols.append(Column("SNR", "", "signal-to-noise ratio of the spectrum, from the apStar header",
+                       "header"))
+    for p in ("16", "50", "84"):
+        cols += [Column(f"{name}_P{p}", unit, f"{p}th percentile of the Monte Carlo {name}",
+                        "model") for name, unit, _ in params]
+    cols += [
+        Column("YSO_CANDIDATE", "", "1: (Teff, log g) in the paper's 4.1 YSO triangle", "flags"),
+        Column("AGE_BIN", "", "age of a YSO candidate from log g (paper 4.2); empty for others",
+               "flags"),
+        Column("TEFF_EDGE", "", f"1: Teff above {TEFF_EDGE_K:.0f} K, the training grid's edge",
+               "flags"),
+        Column("LOW_SNR", "", f"1: SNR below {LOW_SNR:g}; uncertainties less reliable", "flags"),
+        Column("BAD", "", f"1: not finite, or over {BAD_RANGE_MARGIN:.0%} of the label range "
+                          "outside it", "flags"),
+    ]
+    cols += [Column(f"{name}_LABEL", unit, f"training label of {name}; NaN where none",
+                    "records") for name, unit, _ in params]
+    cols += [
+        Column("SPLIT", "", "record split: train, dev, test or unlabeled", "records"),
+        Column("CATEGORY", "", "label source: payne, mstar, yso, ... (make-records)", "records"),
+        Column("TELESCOPE", "", "telescope of the input table's row (infer --table)", "input"),
+        Column("FIELD", "", "APOGEE field of the input table's row (infer --table)", "input"),
+        Column("FILE", "", "apStar file or TFRecord shard the spectrum was read from", "input"),
+    ]
+    return tuple(cols)
+
+
+#: Every column a catalog can hold, in catalog order.
+SCHEMA = _schema()
+_BY_NAME = {c.name: c for c in SCHEMA}
+
+
+def schema_column(name: str) -> Column | None:
+    """The schema's entry for a column name; None for a column copied from an input table."""
+    return _BY_NAME.get(name)
+
+
+def column_info() -> dict[str, tuple[str, str]]:
+    """{column: (unit, description)} for every column a catalog can hold; unit "" for none."""
+    return {c.name: (c.unit, c.description) for c in SCHEMA}

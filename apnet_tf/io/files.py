@@ -1,0 +1,116 @@
+"""File helpers shared by the rooms: files and JSON written atomically, JSON read when present."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+
+from apnet_tf.errors import ApnetError
+
+__all__ = [
+    "read_json", "atomic_path", "write_file", "write_json", "content_hash", "exclusive_lock"
+]
+
+
+def read_json(path: str | None) -> dict | None:
+    """The JSON object in ``path``, or None when the file is absent or unreadable."""
+    if not path:
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """A temporary name to write ``path`` under; it is renamed to ``path`` when the block ends
+    without an error, so no reader ever sees half a file.
+
+    The name is ``.tmp-<name>`` in the same folder: it keeps the extension (Keras, matplotlib
+    and numpy pick the format from it) and globs such as ``*.tfrecord`` do not match it.
+    A block that fails (a full disk, an interrupt) removes what it wrote, so no temporary file
+    is left behind.
+    """
+    tmp = os.path.join(os.path.dirname(path), ".tmp-" + os.path.basename(path))
+    try:
+        yield tmp
+    except BaseException:
+        with contextlib.suppress(OSError):
+            if os.path.isdir(tmp) and not os.path.islink(tmp):
+                shutil.rmtree(tmp)
+            else:
+                os.remove(tmp)
+        raise
+    os.replace(tmp, path)
+
+
+def write_file(path: str, data: str | bytes) -> None:
+    """Write text or bytes atomically (see ``atomic_path``)."""
+    with atomic_path(path) as tmp, open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+
+
+def write_json(path: str, obj, allow_nan: bool = True) -> None:
+    """Write JSON atomically (see ``write_file``)."""
+    write_file(path, json.dumps(obj, indent=2, allow_nan=allow_nan) + "\n")
+
+
+def content_hash(path: str) -> str:
+    """sha256 (hex) of a file, or of a folder's files (each relative path, then its bytes) in
+    sorted relative-path order: the same content gives the same hash on any machine."""
+    h = hashlib.sha256()
+    if os.path.isdir(path):
+        files = sorted(os.path.relpath(os.path.join(root, name), path)
+                       for root, _, names in os.walk(path) for name in names)
+    else:
+        files = [""]
+    for rel in files:
+        if rel:
+            size = os.path.getsize(os.path.join(path, rel))
+            h.update(f"{rel.replace(os.sep, '/')}\0{size}\0".encode())
+        with open(os.path.join(path, rel) if rel else path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if needed) for the block, or fail at
+    once if another process holds it. The OS drops the lock when the holder dies, so a killed
+    job never blocks its re-run. The file is removed when the block ends.
+
+    Raises:
+        ApnetError: another process holds the lock; ``what`` names what it protects.
+    """
+    import fcntl
+
+
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ApnetError(f"{what}: another process is writing it (lock {path}); wait for "
+                             "it to finish or stop it") from None
+        try:  # the previous holder may have removed the file between our open and lock
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.remove(path)
+        os.close(fd)

@@ -1,0 +1,223 @@
+"""Reading apStar spectra with astropy.
+
+An apStar file holds the flux in HDU1, its error in HDU2 and the pixel mask in HDU3. In a
+multi-visit file each is an array of shape (NVISITS + 2, 8575) whose row 0 is the combined
+spectrum; in a single-visit file each is a 1-D array of shape (8575,).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from apnet_tf.constants import BAD_ERROR_THRESHOLD, CDELT1, CRVAL1, N_PIXELS
+from apnet_tf.errors import ApnetError, first_line
+from apnet_tf.io import fastfits
+
+__all__ = [
+    "DEFAULT_MASK_BITS", "PRIMARY_KEYS", "GRID_KEYS", "SPECTRUM_PATTERNS", "Spectrum",
+    "bad_pixels", "check_grid", "read_apstar", "read_apogee_id", "expand_paths", "iter_spectra"
+]
+
+#: apStar PIXMASK bits that make a pixel bad by default: BADPIX, CRPIX, SATPIX, UNFIXABLE,
+#: BADDARK, BADFLAT, BADERR. The persistence, sky and telluric bits only flag a risk, so they
+#: stay out of the default set; pass ``mask_bits`` to change it.
+DEFAULT_MASK_BITS = (0, 1, 2, 3, 4, 5, 6)
+
+#: Primary-header keywords a Spectrum uses, and the flux header's wavelength-grid keywords.
+PRIMARY_KEYS = ("OBJID", "SNR", "RA", "DEC")
+GRID_KEYS = ("CRVAL1", "CDELT1")
+
+#: File name patterns that count as spectra when a folder is given.
+SPECTRUM_PATTERNS = ("*.fits", "*.fits.gz", "*.fit")
+
+
+@dataclasses.dataclass
+class Spectrum:
+    """One combined apStar spectrum.
+
+    Attributes:
+        apogee_id: the APOGEE ID (OBJID in the primary header).
+        flux: float32 array, shape (8575,); non-finite values are set to 0.
+        err: float32 array, shape (8575,); 1e10 at chip gaps in real files.
+        bad: bool array, shape (8575,); True where the pixel must not be trusted.
+        snr: the header's median S/N (NaN if absent).
+        ra, dec: J2000 degrees (NaN if absent).
+        path: the file it came from.
+    """
+
+    apogee_id: str
+    flux: np.ndarray
+    err: np.ndarray
+    bad: np.ndarray
+    snr: float = float("nan")
+    ra: float = float("nan")
+    dec: float = float("nan")
+    path: str = ""
+
+
+def bad_pixels(flux: np.ndarray, err: np.ndarray, mask: np.ndarray | None = None,
+               mask_bits: Sequence[int] = DEFAULT_MASK_BITS) -> np.ndarray:
+    """Boolean bad-pixel array: huge or non-finite error, non-finite flux, or a chosen mask bit.
+
+    All arrays have the same shape; the result has that shape too.
+    """
+    bad = ~np.isfinite(flux) | ~np.isfinite(err) | (err >= BAD_ERROR_THRESHOLD)
+    if mask is not None and len(mask_bits):
+        bitmask = sum(1 << int(b) for b in mask_bits)
+        bad |= (np.asarray(mask).astype(np.int64) & bitmask) != 0
+    return bad
+
+
+def _header_float(header, key: str) -> float:
+    try:
+        return float(header[key])
+    except (KeyError, TypeError, ValueError):
+        return float("nan")
+
+
+def _combined_row(data: np.ndarray | None, name: str, path: str) -> np.ndarray:
+    if data is None:
+        raise ApnetError(f"{path}: HDU {name} holds no data")
+    if data.ndim != 1 or data.shape[0] != N_PIXELS:
+        raise ApnetError(f"{path}: HDU {name} has shape {data.shape}, expected ({N_PIXELS},) "
+                         f"or (NVISITS+2, {N_PIXELS})")
+    return data
+
+
+def check_grid(header, path: str) -> None:
+    """Raise ApnetError if a flux header's wavelength grid differs from the apStar grid."""
+    crval, cdelt = header.get("CRVAL1"), header.get("CDELT1")
+    if crval is None or cdelt is None:
+        return  # headers without a WCS are taken to be on the standard grid
+    if abs(float(crval) - CRVAL1) > 1e-9 or abs(float(cdelt) - CDELT1) > 1e-12:
+        raise ApnetError(f"{path}: wavelength grid CRVAL1={crval}, CDELT1={cdelt} differs from "
+                         f"the apStar grid CRVAL1={CRVAL1}, CDELT1={CDELT1}")
+
+
+def read_apstar(path: str | os.PathLike, mask_bits: Sequence[int] = DEFAULT_MASK_BITS) -> Spectrum:
+    """Read the combined spectrum of one apStar file: row 0 of HDUs 1-3 and nothing else.
+
+    Raises:
+        ApnetError: the file is missing, not FITS, truncated, has a missing HDU, the wrong length
+            or a different wavelength grid. The message names the file.
+    """
+    path = os.fspath(path)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            header, rows = _read_rows(path)
+    except ApnetError:
+        raise
+    except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
+        raise _unreadable(path, exc) from None
+    for w in caught:  # other warnings (a non-standard card, ...) do not make a file unreadable
+        if "truncat" in str(w.message).lower():
+            raise ApnetError(f"{path}: not a readable apStar FITS file ({first_line(w.message)})")
+    check_grid(header, path)
+    flux, err, mask = (_combined_row(r, name, path) for r, name in zip(rows, _HDU_NAMES))
+    flux = flux.astype(np.float32)  # native byte order; values unchanged
+    err = err.astype(np.float32)
+    bad = bad_pixels(flux, err, mask, mask_bits)
+    flux = np.where(np.isfinite(flux), flux, np.float32(0.0)).astype(np.float32)
+    err = np.where(np.isfinite(err), err, np.float32(1e10)).astype(np.float32)
+    apogee_id = str(header.get("OBJID", "") or "").strip() or _id_from_name(path)
+    return Spectrum(apogee_id=apogee_id, flux=flux, err=err, bad=bad,
+                    snr=_header_float(header, "SNR"), ra=_header_float(header, "RA"),
+                    dec=_header_float(header, "DEC"), path=path)
+
+
+_HDU_NAMES = ("1 (flux)", "2 (error)", "3 (mask)")
+
+
+def _read_rows(path: str) -> tuple[dict, list[np.ndarray | None]]:
+    """The header values read_apstar needs and row 0 of HDUs 1-3 (the whole array if 1-D)."""
+    try:
+        return fastfits.read_rows(path, 3, PRIMARY_KEYS, GRID_KEYS)
+    except fastfits.Unsupported:
+        pass  # compressed, scaled or unusual files: astropy reads them
+    # imported here: reader processes start faster without astropy.io.fits (a second or more)
+    from astropy.io import fits
+
+    with fits.open(path, memmap=True, lazy_load_hdus=True) as hdul:
+        try:
+            hdus = [hdul[k] for k in (1, 2, 3)]
+        except IndexError:
+            raise ApnetError(f"{path}: has {len(hdul)} HDUs, an apStar file needs flux, "
+                             "error and mask in HDUs 1-3") from None
+        header = {k: hdul[0].header.get(k) for k in PRIMARY_KEYS}
+        header.update({k: hdus[0].header.get(k) for k in GRID_KEYS})
+        rows = [None if h.header.get("NAXIS", 0) == 0 else
+                np.array(h.section[0] if h.header["NAXIS"] == 2 else h.section[:])
+                for h in hdus]
+    return header, rows
+
+
+def _unreadable(path: str, exc: Exception) -> ApnetError:
+    if isinstance(exc, FileNotFoundError):
+        return ApnetError(f"{path}: no such file")
+    return ApnetError(f"{path}: not a readable apStar FITS file ({first_line(exc)})")
+
+
+def read_apogee_id(path: str) -> str:
+    """The APOGEE ID from a file's primary header (OBJID), without reading the data.
+
+    Raises:
+        ApnetError: the file is missing or not FITS.
+    """
+    try:
+        from astropy.io import fits
+
+        header = fits.getheader(path, 0)
+    except (OSError, ValueError, TypeError, IndexError) as exc:
+        raise _unreadable(path, exc) from None
+    return str(header.get("OBJID", "")).strip() or _id_from_name(path)
+
+
+def _id_from_name(path: str) -> str:
+    """apStar-r6-2M00452143+1634446.fits -> 2M00452143+1634446."""
+    stem = os.path.basename(path).split(".fits")[0]
+    return stem.split("-", 2)[-1] if stem.startswith("apStar") else stem
+
+
+def expand_paths(paths: Iterable[str | os.PathLike], missing: list[str] | None = None,
+                 ) -> list[str]:
+    """Files, folders (their FITS files) and glob patterns, as one sorted, de-duplicated list.
+
+    Raises:
+        ApnetError: a path matches nothing, unless ``missing`` is given: then a line naming it
+            is appended there and the other paths go on.
+    """
+    found: list[str] = []
+    for raw in paths:
+        p = os.fspath(raw)
+        if os.path.isdir(p):
+            hits = [f for pat in SPECTRUM_PATTERNS for f in glob.glob(os.path.join(p, pat))]
+        elif os.path.exists(p):
+            hits = [p]
+        else:
+            hits = glob.glob(p)
+        if not hits:
+            if missing is None:
+                raise ApnetError(f"{p}: matches no file")
+            missing.append(f"{p}: matches no file")
+        found.extend(hits)
+    return sorted(dict.fromkeys(os.path.normpath(f) for f in found))
+
+
+def iter_spectra(paths: Sequence[str], mask_bits: Sequence[int] = DEFAULT_MASK_BITS,
+                 ) -> Iterator[tuple[str, Spectrum | None, str | None]]:
+    """Yield (path, spectrum, None) for each readable file and (path, None, error) for the others.
+
+    One bad file never stops the rest.
+    """
+    for path in paths:
+        try:
+            yield path, read_apstar(path, mask_bits), None
+        except ApnetError as exc:
+            yield path, None, str(exc)

@@ -1,0 +1,76 @@
+"""Inputs listed in an SDSS summary table (allStar or allField) in the SAS folder layout.
+
+Each row names one apStar file: ``{root}/{TELESCOPE}/{FIELD}/{FILE}``, the layout of
+``apogee/spectro/redux/<release>/stars/`` that APOGEE Net II's users already mirror. APOGEE_ID,
+TELESCOPE and FIELD go into the catalog. Rows whose file is missing are counted and reported;
+the rest go through.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from apnet_tf.errors import ApnetError, first_line
+
+__all__ = ["COLUMNS", "read_listing", "Listing"]
+
+#: Table columns used; all are strings in allStar and allField.
+COLUMNS = ("APOGEE_ID", "TELESCOPE", "FIELD", "FILE")
+
+
+def read_listing(table: str, root: str) -> Listing:
+    """The apStar files a summary table lists under ``root``, with their table columns.
+
+    Raises:
+        ApnetError: the table is unreadable or lacks one of ``COLUMNS``; ``root`` is no folder.
+    """
+    if not os.path.isdir(root):
+        raise ApnetError(f"{root}: no such folder (--root, the folder holding TELESCOPE/FIELD/)")
+    cols = _columns(table)
+    paths, keep, missing = [], [], []
+    for i, (tel, field, name) in enumerate(zip(cols["TELESCOPE"], cols["FIELD"], cols["FILE"])):
+        path = os.path.join(root, tel, field, name)
+        if name and tel and field and os.path.isfile(path):
+            paths.append(path)
+            keep.append(i)
+        else:
+            missing.append(f"{table} row {i + 1} ({cols['APOGEE_ID'][i]}): no file {path}")
+    return Listing(paths, {k: [cols[k][i] for i in keep] for k in COLUMNS[:3]}, missing)
+
+
+def _columns(table: str) -> dict[str, list[str]]:
+    from astropy.io import fits
+
+    try:
+        with fits.open(table, memmap=True) as hdul:
+            data = hdul[1].data
+            names = [] if data is None else [n.upper() for n in data.columns.names]
+            absent = [c for c in COLUMNS if c not in names]
+            if absent:
+                raise ApnetError(f"{table}: no column {', '.join(absent)} in HDU 1 (an allStar "
+                                 f"or allField table has {', '.join(COLUMNS)})")
+            return {c: [_text(v) for v in np.asarray(data[c])] for c in COLUMNS}
+    except ApnetError:
+        raise
+    except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise ApnetError(f"{table}: no such file") from None
+        raise ApnetError(f"{table}: not a readable FITS table ({first_line(exc)})") from None
+
+
+def _text(value) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return str(value).strip()
+
+
+@dataclasses.dataclass
+class Listing:
+    """Files named by an input table, the table's columns for them, and its rows with no file."""
+
+    paths: list[str]
+    columns: dict[str, list[str]]
+    missing: list[str]

@@ -1,0 +1,225 @@
+"""Loading a model to predict with: a run folder, a .keras file, an exported SavedModel or a
+TFLite file, each with its normalisation and sigma calibration where it carries them.
+
+Importing this module does not import TensorFlow; loading a model does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from apnet_tf.constants import N_PIXELS, TARGETS
+from apnet_tf.errors import ApnetError, first_line
+from apnet_tf.io.files import read_json
+from apnet_tf.model.calibration import CALIBRATION, Calibration
+from apnet_tf.model.network import predictor
+from apnet_tf.model.uncertainty import (
+    MonteCarloPredictor,
+    check_realizations,
+    clean_errors,
+    mask_into_errors,
+    stateless_seed,
+)
+from apnet_tf.model.uncertainty import monte_carlo as run_mc
+from apnet_tf.quiet import native_stderr_silenced
+
+__all__ = ["FALLBACK_LABEL_RANGE", "LoadedModel", "load_model", "load_keras", "read_normalization"]
+
+#: Used for the BAD flag when a model carries no training label range.
+FALLBACK_LABEL_RANGE = ((2000.0, 9000.0), (-1.0, 6.0), (-3.0, 1.0))
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A model to predict with: a Keras model (run folder or .keras), a SavedModel, or TFLite.
+
+    ``predict(flux)`` gives (B, 3) physical units; ``monte_carlo(...)`` gives the summaries of
+    ``uncertainty.monte_carlo`` (mean, std, p16, p50, p84), the same for every kind of model.
+    """
+
+    model: object  # keras.Model, a loaded SavedModel, or a LiteRT signature runner
+    path: str
+    kind: str = "keras"  # "keras", "saved_model" or "tflite"
+    normalization: dict | None = None
+    calibration: object | None = None  # calibration.Calibration
+    metadata: dict | None = None  # export_metadata.json of a SavedModel or TFLite export
+
+    def label_range(self) -> tuple[tuple[float, float], ...]:
+        norm = self.normalization or {}
+        lo, hi = norm.get("min"), norm.get("max")
+        if lo and hi and None not in lo and None not in hi:
+            return tuple(zip(map(float, lo), map(float, hi)))
+        return FALLBACK_LABEL_RANGE
+
+    def predict(self, flux: np.ndarray) -> np.ndarray:
+        flux = np.asarray(flux, np.float32)
+        if self.kind == "keras":
+            if not hasattr(self, "_plain"):
+
+                self._plain = predictor(self.model)
+            return self._plain(flux)
+        if self.kind == "saved_model":
+            import tensorflow as tf
+
+            out = self.model.signatures["serving_default"](flux=tf.constant(flux))
+            return np.stack([out[t].numpy() for t in TARGETS], axis=1)
+        return _tflite_rows(self.model, flux)
+
+    def monte_carlo(self, flux, err, bad, realizations: int, mc_dropout: bool = False,
+                    seed=0) -> dict[str, np.ndarray]:
+        """Raw Monte Carlo summaries (B, 3) of flux, err, bad (B, 8575). ``seed``: an int or a
+        tuple of ints (e.g. the job's seed and the batch; ``uncertainty.stateless_seed``), or
+        None for fresh draws: the same seed gives the same numbers from a run folder, its
+        SavedModel and its TFLite file."""
+        import tensorflow as tf
+
+
+        realizations = check_realizations(realizations)
+        if self.kind == "keras":
+            key = (realizations, mc_dropout)
+            if getattr(self, "_mc_key", None) != key:
+                self._mc = MonteCarloPredictor(self.model, realizations, mc_dropout=mc_dropout)
+                self._mc_key = key
+            return self._mc(flux, err, bad, seed)
+        if mc_dropout:
+            raise ApnetError(f"{self.path}: MC dropout needs the Keras model (a run folder); "
+                             "exported models carry input noise only")
+        flux = tf.constant(flux, tf.float32)
+        seed = tf.constant(stateless_seed(seed) if seed is not None else
+                           np.random.default_rng().integers(0, 2**62, 2), tf.int64)
+        if self.kind == "saved_model":
+
+            sig = self.model.signatures.get("monte_carlo")
+            if sig is None:
+                raise ApnetError(f"{self.path}: exported by an older apnet-tf (no monte_carlo "
+                                 "signature); export it again")
+            out = sig(flux=flux, err=tf.constant(mask_into_errors(err, bad)), seed=seed,
+                      realizations=tf.constant(realizations, tf.int32))
+            return {k: np.stack([out[f"{t}_{k}"].numpy() for t in TARGETS], axis=1)
+                    for k in ("mean", "std", "p16", "p50", "p84")}
+        # TFLite: the same function, run eagerly, with the interpreter as the model
+        err, bad = clean_errors(err, bad)
+        out = run_mc(lambda x: tf.constant(_tflite_rows(self.model, x.numpy())), flux, err, bad,
+                     realizations, seed)
+        return {k: v.numpy() for k, v in out.items()}
+
+
+def _tflite_rows(runner, rows: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    outs = [runner(flux=np.ascontiguousarray(rows[i:i + chunk]))["labels"]
+            for i in range(0, len(rows), chunk)]
+    return np.concatenate(outs) if outs else np.empty((0, 3), np.float32)
+
+
+def _read_calibration(path: str, wanted: bool):
+    """The calibration.json at ``path`` (checked), or None when absent or not wanted."""
+    return Calibration.load(path) if wanted and os.path.exists(path) else None
+
+
+def load_model(path: str, calibration: bool = True) -> LoadedModel:
+    """Load a run folder (best.keras, normalization.json, calibration.json), a .keras file, an
+    exported SavedModel (its version folder, or the folder of versions: the newest), or a
+    .tflite file. ``calibration=False`` leaves any calibration.json unread.
+
+    Raises:
+        ApnetError: nothing loadable at ``path``, or an invalid calibration.json.
+    """
+    if path.endswith(".tflite"):
+        if not os.path.exists(path):
+            raise ApnetError(f"{path}: no such file")
+        from ai_edge_litert.interpreter import Interpreter
+
+
+        try:
+            interp = Interpreter(model_path=path, num_threads=os.cpu_count())
+            runner = interp.get_signature_runner("serving_default")
+            with native_stderr_silenced():  # LiteRT's one XNNPACK INFO line, on the first call
+                runner(flux=np.zeros((1, N_PIXELS), np.float32))
+        except Exception as exc:
+            raise ApnetError(f"{path}: not a usable TFLite model ({first_line(exc)})") from None
+        meta = read_json(os.path.join(os.path.dirname(path), "export_metadata.json"))
+        cal = _read_calibration(os.path.join(os.path.dirname(path), CALIBRATION), calibration)
+        return LoadedModel(runner, path, "tflite", calibration=cal, metadata=meta)
+    if os.path.isdir(path) and not os.path.exists(os.path.join(path, "best.keras")):
+        version_dir = path
+        if not os.path.exists(os.path.join(path, "saved_model.pb")):
+            versions = sorted((int(d) for d in os.listdir(path) if d.isdigit()
+                               and os.path.exists(os.path.join(path, d, "saved_model.pb"))))
+            if not versions:
+                raise ApnetError(f"{path}: not a run folder (best.keras) or a SavedModel")
+            version_dir = os.path.join(path, str(versions[-1]))
+        import tensorflow as tf
+
+        meta = read_json(os.path.join(version_dir, "assets.extra", "export_metadata.json"))
+        cal = _read_calibration(os.path.join(version_dir, "assets.extra", CALIBRATION),
+                                calibration)
+        return LoadedModel(tf.saved_model.load(version_dir), version_dir, "saved_model",
+                           calibration=cal, metadata=meta)
+
+    if os.path.isdir(path):
+        keras_path = os.path.join(path, "best.keras")
+        norm = read_normalization(os.path.join(path, "normalization.json"))
+        cal = _read_calibration(os.path.join(path, CALIBRATION), calibration)
+    elif path.endswith(".keras") and os.path.exists(path):
+        keras_path, norm, cal = path, None, None
+    else:
+        raise ApnetError(f"{path}: not a run folder, .keras, SavedModel or .tflite file")
+    return LoadedModel(load_keras(keras_path), path, "keras", norm, cal)
+
+
+def load_keras(path: str):
+    """A .keras file as a keras.Model, with the package's layers registered.
+
+    Raises:
+        ApnetError: the file is missing, not a complete .keras (zip) archive, or Keras cannot
+            build the model from it; the message names the file.
+    """
+    import zipfile
+
+    import keras
+
+
+    if not os.path.isfile(path):
+        raise ApnetError(f"{path}: no such model file")
+    # Keras reports a damaged archive as "File not found"; say what is wrong instead.
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ApnetError(f"{path}: not a complete .keras file (truncated or damaged: "
+                         f"{first_line(exc)})") from None
+    if damaged is not None:
+        raise ApnetError(f"{path}: damaged .keras file ({damaged} fails its checksum)")
+    try:
+        return keras.models.load_model(path)
+    except Exception as exc:  # keras raises many types for a bad file
+        raise ApnetError(f"{path}: cannot load model ({first_line(exc)})") from None
+
+
+def read_normalization(path: str) -> dict | None:
+    """A run's normalization.json, checked: three finite means and positive stds.
+
+    Returns None when the file is absent (a run folder may hold only best.keras).
+
+    Raises:
+        ApnetError: the file is present but unreadable or does not hold usable statistics.
+    """
+    if not os.path.exists(path):
+        return None
+    norm = read_json(path)
+    if not isinstance(norm, dict):
+        raise ApnetError(f"{path}: not readable JSON; re-run fit, or import-torch, to rewrite "
+                         "it")
+    try:
+        mean = np.asarray(norm["mean"], dtype=float)
+        std = np.asarray(norm["std"], dtype=float)
+    except (KeyError, TypeError, ValueError):
+        raise ApnetError(f"{path}: needs 'mean' and 'std', three numbers each") from None
+    if mean.shape != (3,) or std.shape != (3,) or not (np.isfinite(mean).all()
+                                                       and np.isfinite(std).all()
+                                                       and (std > 0).all()):
+        raise ApnetError(f"{path}: 'mean' and 'std' must be three finite numbers each, std "
+                         f"positive; got {norm['mean']!r}, {norm['std']!r}")
+    return norm

@@ -1,0 +1,208 @@
+"""Monte Carlo uncertainties (paper 3.5), summarised with TensorFlow Probability.
+
+Each star's flux is perturbed R times by N(0, 1) * min(err, 5 * typical error), where the typical
+error is the median over the star's good pixels (the paper says "mean", but apStar errors are 1e10
+at chip gaps, so a mean would explode). Bad pixels get no noise. ``monte_carlo`` is the one
+implementation: the Keras path runs it in a ``tf.function``, the exported SavedModel signature is
+the same function, and the TFLite path runs it eagerly around the interpreter. It cuts a batch into
+chunks of at most ``MC_ROWS_PER_CHUNK`` rows (a ``tf.while_loop``, one chunk at a time), so memory
+does not grow with the batch, and draws each star's noise from a stateless generator seeded by the
+call's seed and the star's row, so every path gives the same draws for the same seed.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from apnet_tf.constants import BAD_ERROR_THRESHOLD, MC_ERROR_CAP, MC_REALIZATIONS, MC_ROWS_PER_CHUNK
+from apnet_tf.errors import ApnetError
+
+__all__ = [
+    "SUMMARIES", "clean_errors", "mask_into_errors", "typical_error", "noise_scale",
+    "star_seed", "realizations", "stateless_seed", "summarize", "monte_carlo",
+    "MonteCarloPredictor", "check_realizations"
+]
+
+#: The summaries ``monte_carlo`` returns, each (B, 3).
+SUMMARIES = ("mean", "std", "p16", "p50", "p84")
+
+
+def clean_errors(err, bad=None) -> tuple[tf.Tensor, tf.Tensor]:
+    """(err, bad) ready for ``monte_carlo``. err: (B, N); bad: bool (B, N) or None -> two (B, N).
+
+    A pixel is bad where the mask says so, or where its error is non-finite or at least 1e9; a
+    non-finite error becomes 1e10, the apStar chip-gap value, so that it can never scale the noise.
+    The exported signatures take no mask: setting err to inf (or >= 1e9) at masked pixels is the
+    same thing (``mask_into_errors``).
+    """
+    err = tf.convert_to_tensor(err, tf.float32)
+    finite = tf.math.is_finite(err)
+    from_err = ~finite | (err >= BAD_ERROR_THRESHOLD)
+    bad = from_err if bad is None else from_err | tf.convert_to_tensor(bad, tf.bool)
+    return tf.where(finite, err, tf.fill(tf.shape(err), tf.constant(1e10, err.dtype))), bad
+
+
+def mask_into_errors(err: np.ndarray, bad: np.ndarray | None) -> np.ndarray:
+    """err with inf at the pixels of a bad mask: what a model without a mask input needs."""
+    err = np.asarray(err, np.float32)
+    return err if bad is None else np.where(np.asarray(bad, bool), np.float32(np.inf), err)
+
+
+def typical_error(err: tf.Tensor, bad: tf.Tensor) -> tf.Tensor:
+    """Median error over each star's good pixels. err, bad: (B, N) -> (B, 1).
+
+    A star with no good pixel gets 0, so it is given no noise rather than noise of order 1e10.
+    """
+    big = tf.constant(np.inf, err.dtype)
+    masked = tf.sort(tf.where(bad, big, err), axis=-1)
+    n_good = tf.reduce_sum(tf.cast(~bad, tf.int32), axis=-1)
+    idx = tf.maximum((n_good - 1) // 2, 0)
+    med = tf.gather(masked, idx[:, None], batch_dims=1)
+    return tf.where(n_good[:, None] > 0, med, tf.zeros_like(med))
+
+
+def noise_scale(err: tf.Tensor, bad: tf.Tensor, cap: float = MC_ERROR_CAP) -> tf.Tensor:
+    """Per-pixel noise sigma: min(err, cap * typical error), 0 at bad pixels. (B, N) -> (B, N)."""
+    capped = tf.minimum(err, cap * typical_error(err, bad))
+    return tf.where(bad, tf.zeros_like(capped), capped)
+
+
+def star_seed(seed: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
+    """The stateless seed of star ``index`` (its row in the call) under the call's ``seed``."""
+    return tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64),
+                                                    tf.cast(index, tf.int64))
+
+
+def realizations(flux: tf.Tensor, scale: tf.Tensor, r, seed, first=0) -> tf.Tensor:
+    """R noisy copies of each spectrum as one batch: (B, N) -> (B * R, N), star-major.
+
+    The noise of row ``first + i`` of a call comes from a stateless generator seeded by
+    ``star_seed(seed, first + i)``, so it does not depend on how the call is cut into chunks,
+    nor on any global random state.
+    """
+    flux = tf.convert_to_tensor(flux, tf.float32)
+    b, n = tf.shape(flux)[0], tf.shape(flux)[1]
+    seed = tf.convert_to_tensor(seed, tf.int64)
+
+    def one(i):
+        return tf.random.stateless_normal(tf.stack([r, n]), seed=star_seed(seed, first + i))
+
+    eps = tf.map_fn(one, tf.range(b), fn_output_signature=tf.TensorSpec([None, None],
+                                                                          tf.float32))
+    return tf.reshape(flux[:, None, :] + eps * scale[:, None, :], tf.stack([b * r, n]))
+
+
+def stateless_seed(seed) -> np.ndarray:
+    """A (2,) int64 seed for ``tf.random.stateless_*`` from an int or a tuple of ints (e.g. a
+    job's seed and a batch number): different tuples give independent streams."""
+    ints = [int(v) % 2**64 for v in np.atleast_1d(seed)]
+    return (np.random.SeedSequence(ints).generate_state(2, np.uint64) >> 1).astype(np.int64)
+
+
+def summarize(samples: tf.Tensor) -> dict[str, tf.Tensor]:
+    """TFP summaries of (B, R, 3) samples: mean, std, p16, p50, p84, each (B, 3)."""
+    pct = tfp.stats.percentile(samples, [16.0, 50.0, 84.0], axis=1, interpolation="linear")
+    return {"mean": tf.reduce_mean(samples, axis=1),
+            "std": tfp.stats.stddev(samples, sample_axis=1),
+            "p16": pct[0], "p50": pct[1], "p84": pct[2]}
+
+
+def monte_carlo(predict, flux, err, bad, r, seed, rows_per_chunk=MC_ROWS_PER_CHUNK,
+                error_cap: float = MC_ERROR_CAP, dropout_predict=None) -> dict[str, tf.Tensor]:
+    """The one Monte Carlo of this package (paper 3.5), used by the Keras, SavedModel and TFLite
+    paths alike.
+
+    Args:
+        predict: rows (M, 8575) -> (M, 3) physical units; a graph function, or an eager one.
+        flux, err: (B, 8575); bad: bool (B, 8575) (pixels that get no noise).
+        r: realizations per star; seed: int64 (2,), the stateless seed of the whole call.
+        rows_per_chunk: at most max(r, this) rows go through ``predict`` at once, so memory
+            stays bounded whatever B: the stars are cut into chunks of rows_per_chunk // r.
+        dropout_predict: optional rows -> (M, 3) with dropout on; its spread over r passes of
+            the clean flux is added in quadrature (``std_dropout``).
+
+    Returns:
+        mean, std, p16, p50, p84 (and std_dropout), each (B, 3).
+    """
+    flux = tf.convert_to_tensor(flux, tf.float32)
+    scale = noise_scale(tf.convert_to_tensor(err, tf.float32), tf.convert_to_tensor(bad),
+                        error_cap)
+    r = tf.convert_to_tensor(r, tf.int32)
+    b = tf.shape(flux)[0]
+    per_chunk = tf.maximum(1, tf.convert_to_tensor(rows_per_chunk, tf.int32) // r)
+    n_chunks = (b + per_chunk - 1) // per_chunk
+    keys = SUMMARIES + (("std_dropout",) if dropout_predict is not None else ())
+
+    def body(i, arrays):
+        lo = i * per_chunk
+        hi = tf.minimum(lo + per_chunk, b)
+        x = realizations(flux[lo:hi], scale[lo:hi], r, seed, first=lo)
+        out = summarize(tf.reshape(predict(x), tf.stack([hi - lo, r, 3])))
+        if dropout_predict is not None:
+            drop = dropout_predict(tf.repeat(flux[lo:hi], r, axis=0))
+            out["std_dropout"] = tfp.stats.stddev(tf.reshape(drop, tf.stack([hi - lo, r, 3])),
+                                                  sample_axis=1)
+        return i + 1, [a.write(i, out[k]) for a, k in zip(arrays, keys)]
+
+    arrays = [tf.TensorArray(tf.float32, size=n_chunks, infer_shape=False) for _ in keys]
+    # parallel_iterations=1: one chunk at a time, which is what bounds the memory
+    _, arrays = tf.while_loop(lambda i, _: i < n_chunks, body, (0, arrays),
+                              parallel_iterations=1)
+    out = {k: tf.reshape(a.concat(), [-1, 3]) for k, a in zip(keys, arrays)}
+    if dropout_predict is not None:
+        out["std"] = tf.sqrt(tf.square(out["std"]) + tf.square(out["std_dropout"]))
+    return out
+
+
+class MonteCarloPredictor:
+    """Monte Carlo predictions with uncertainties for a Keras model (``monte_carlo`` in one
+    ``tf.function``).
+
+    Args:
+        model: raw flux (B, 8575) -> (B, 3) in physical units.
+        realizations: R, the noisy copies per star (paper: 100).
+        error_cap: noise sigma is capped at this multiple of the typical error (paper: 5).
+        mc_dropout: also run R passes with dropout on and add their spread in quadrature (the
+            dropout masks come from Keras's own generator, seeded by keras.utils.set_random_seed).
+        rows_per_chunk: the most (stars x R) rows in one model call; bounds memory.
+    """
+
+    def __init__(self, model: keras.Model, realizations: int = MC_REALIZATIONS,
+                 error_cap: float = MC_ERROR_CAP, mc_dropout: bool = False,
+                 rows_per_chunk: int = MC_ROWS_PER_CHUNK):
+        self.model, self.r = model, check_realizations(realizations)
+        self.cap, self.mc_dropout, self.rows = float(error_cap), mc_dropout, int(rows_per_chunk)
+        n = model.input_shape[-1]
+        spec = tf.TensorSpec([None, n], tf.float32)
+        # One signature for every batch size: no retracing when the last batch is smaller.
+        self._fn = tf.function(self._graph, input_signature=[
+            spec, spec, tf.TensorSpec([None, n], tf.bool), tf.TensorSpec([2], tf.int64)])
+
+    def _graph(self, flux, err, bad, seed):
+        drop = (lambda x: self.model(x, training=True)) if self.mc_dropout else None
+        return monte_carlo(lambda x: self.model(x, training=False), flux, err, bad, self.r,
+                           seed, self.rows, self.cap, dropout_predict=drop)
+
+    def __call__(self, flux, err, bad=None, seed=0) -> dict[str, np.ndarray]:
+        """flux, err: (B, 8575); bad: a bool (B, 8575) pixel mask or None (see ``clean_errors``);
+        seed: an int or a tuple of ints (``stateless_seed``; the same seed gives the same draws,
+        whatever the global random state), or None for fresh draws.
+
+        Returns mean, std, p16, p50, p84 (and std_dropout with MC dropout), each (B, 3), in
+        physical units.
+        """
+        err, bad = clean_errors(err, bad)
+        key = stateless_seed(seed) if seed is not None else \
+            np.random.default_rng().integers(0, 2**62, 2)
+        out = self._fn(tf.convert_to_tensor(flux, tf.float32), err, bad,
+                       tf.constant(key, tf.int64))
+        return {k: v.numpy() for k, v in out.items()}
+
+
+def check_realizations(r) -> int:
+    if int(r) < 2:
+        raise ApnetError(f"Monte Carlo needs at least 2 realizations, got {r}")
+    return int(r)

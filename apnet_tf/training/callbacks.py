@@ -1,0 +1,113 @@
+"""Keras callbacks of training: early stopping with reload (paper 3.3), the per-epoch history
+file, the learning-rate schedule, and the atomic, always-float32 model save."""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+
+from apnet_tf.constants import EARLY_STOPPING_PATIENCE
+from apnet_tf.errors import ApnetError
+from apnet_tf.io.files import read_json, write_json
+from apnet_tf.model.network import save_model_atomic
+from apnet_tf.training.run_folder import read_csv_rows, write_csv_rows
+
+__all__ = ["EarlyStoppingWithReload", "HistoryCSV", "schedule_callbacks"]
+
+
+class EarlyStoppingWithReload(keras.callbacks.Callback):
+    """Paper 3.3: evaluate on dev after every epoch, save on improvement, stop after ``patience``
+    epochs without one, and reload the best weights so the run ends with the best model.
+
+    Args:
+        best_path: where the best model is saved (a ``.keras`` file), or None to keep it in memory.
+        monitor: the logs key that holds the dev loss (``val_loss`` when fit has validation_data).
+        patience: epochs without improvement before stopping.
+        state_path: optional JSON file holding (best, wait, best_epoch) so a resumed run goes on
+            counting where it was killed.
+    """
+
+    def __init__(self, best_path: str | None = None, monitor: str = "val_loss",
+                 patience: int = EARLY_STOPPING_PATIENCE, state_path: str | None = None,
+                 min_delta: float = 0.0):
+        super().__init__()
+        self.best_path = best_path
+        self.monitor = monitor
+        self.patience = patience
+        self.state_path = state_path
+        self.min_delta = min_delta
+        self.best = np.inf
+        self.wait = 0
+        self.best_epoch = -1
+        self.stopped_epoch = None
+        self.best_weights = None
+
+    def on_train_begin(self, logs=None):
+        state = read_json(self.state_path) if self.state_path else None
+        if state:
+            self.best, self.wait = state["best"], state["wait"]
+            self.best_epoch = state["best_epoch"]
+            if self.best_path and os.path.exists(self.best_path):
+                self.best_weights = keras.models.load_model(self.best_path).get_weights()
+        else:
+            self.best, self.wait, self.best_epoch, self.best_weights = np.inf, 0, -1, None
+        self.stopped_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is None:
+            raise ApnetError(f"early stopping: '{self.monitor}' is not in the epoch logs; "
+                             "pass validation_data to fit")
+        if current < self.best - self.min_delta:
+            self.best, self.wait, self.best_epoch = float(current), 0, epoch
+            self.best_weights = self.model.get_weights()
+            if self.best_path:
+                save_model_atomic(self.model, self.best_path)
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                self.stopped_epoch = epoch
+                self.model.stop_training = True
+        if self.state_path:
+            write_json(self.state_path, {"best": self.best, "wait": self.wait,
+                                         "best_epoch": self.best_epoch})
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+class HistoryCSV(keras.callbacks.Callback):
+    """Write each epoch's logs to history.csv with its stage, rewriting the file atomically.
+
+    With ``cumulative`` the epoch number keeps counting across several ``fit`` calls (fine-tuning
+    rounds); otherwise a resumed ``fit`` replaces the rows from the epoch it restarts at.
+    """
+
+    def __init__(self, path: str, stage: str, cumulative: bool = False):
+        super().__init__()
+        self.path, self.stage, self.cumulative = path, stage, cumulative
+        self.count = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        rows = read_csv_rows(self.path)
+        if self.cumulative:
+            self.count += 1
+            number = self.count
+        else:
+            number = epoch + 1
+            rows = [r for r in rows if not (r["stage"] == self.stage and int(r["epoch"]) >= number)]
+        rows.append({"stage": self.stage, "epoch": number,
+                     **{k: float(v) for k, v in (logs or {}).items()}})
+        write_csv_rows(self.path, rows)
+
+
+def schedule_callbacks(recipe) -> list[keras.callbacks.Callback]:
+    """The recipe's learning-rate schedule: Keras ReduceLROnPlateau on the dev loss, or none."""
+    if recipe.lr_plateau_patience <= 0:
+        return []
+    return [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                              patience=recipe.lr_plateau_patience,
+                                              min_lr=recipe.learning_rate / 64, verbose=0)]

@@ -1,0 +1,99 @@
+"""Recipes: everything that decides how the network trains (``fit``'s flags override single
+fields), the paper's and the default, and their checks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from apnet_tf.constants import (
+    EARLY_STOPPING_PATIENCE,
+    INPUT_SCALINGS,
+    PAPER_BATCH_SIZE,
+    PAPER_DROPOUT,
+    PAPER_LEARNING_RATE,
+    PAYNE_RESAMPLE_FRACTION,
+    PRECISIONS,
+)
+from apnet_tf.errors import ApnetError
+
+__all__ = ["Recipe", "RECIPES", "get_recipe"]
+
+
+@dataclasses.dataclass
+class Recipe:
+    """Everything that decides how the network trains. Flags of ``fit`` override single fields."""
+
+    optimizer: str = "adam"  # "adam" or "sgd"
+    learning_rate: float = PAPER_LEARNING_RATE
+    momentum: float = 0.0  # SGD only
+    batch_size: int = 16
+    dropout: float = PAPER_DROPOUT
+    input_scaling: str = "mean"  # see model.INPUT_SCALINGS
+    initializer: str = "he_normal"
+    epochs: int = 100  # upper bound; early stopping usually ends sooner
+    patience: int = EARLY_STOPPING_PATIENCE
+    lr_plateau_patience: int = 3  # halve the learning rate after this many flat epochs; 0 = off
+    noise_augment: bool = True  # add a fresh draw of the paper's per-pixel noise each epoch
+    finetune_learning_rate: float = PAPER_LEARNING_RATE / 10  # rounds start from a trained model
+    finetune_fraction: float = PAYNE_RESAMPLE_FRACTION
+    finetune_patience: int = 3  # rounds without mstar+yso dev improvement
+    finetune_max_rounds: int = 20
+    finetune_dev_tolerance: float = 0.05  # a round may not worsen the whole-dev loss by more
+    precision: str = "float32"  # or "auto" or "mixed_bfloat16"; see resolve_precision
+    seed: int = 0
+    deterministic: bool = False  # TensorFlow op determinism: bit-identical reruns, slower
+
+    def validate(self) -> Recipe:
+        """Check every field; ``fit`` calls this before it touches the run folder.
+
+        Raises:
+            ApnetError: the first bad field, named as its command-line flag (``--batch-size``).
+        """
+        def bad(field: str, why: str) -> ApnetError:
+            value = getattr(self, field)
+            return ApnetError(f"--{field.replace('_', '-')}: {why}, got {value!r}")
+
+        choices = {"optimizer": ("adam", "sgd"), "input_scaling": INPUT_SCALINGS,
+                   "precision": ("auto", *PRECISIONS)}
+        for field, allowed in choices.items():
+            if getattr(self, field) not in allowed:
+                raise bad(field, f"choose one of {', '.join(allowed)}")
+        for field in ("batch_size", "epochs", "patience", "finetune_patience",
+                      "finetune_max_rounds"):
+            if not getattr(self, field) >= 1:
+                raise bad(field, "must be at least 1")
+        for field in ("lr_plateau_patience", "seed"):
+            if not getattr(self, field) >= 0:
+                raise bad(field, "must be 0 or more")
+        for field in ("learning_rate", "finetune_learning_rate"):
+            if not (np.isfinite(getattr(self, field)) and getattr(self, field) > 0):
+                raise bad(field, "must be a positive number")
+        ranges = {"dropout": (0.0, 1.0, "must be at least 0 and below 1"),
+                  "momentum": (0.0, 1.0, "must be at least 0 and below 1"),
+                  "finetune_dev_tolerance": (0.0, np.inf, "must be 0 or more")}
+        for field, (lo, hi, why) in ranges.items():
+            if not lo <= getattr(self, field) < hi:
+                raise bad(field, why)
+        if not 0 < self.finetune_fraction <= 1:
+            raise bad("finetune_fraction", "must be above 0 and at most 1")
+        return self
+
+
+#: ``paper``: section 3.3 as published (SGD, lr 0.001, batch 128, dropout 0.1, raw flux, Keras
+#: default initialisers). ``default``: what measurably learns; see BENCHMARKS.md.
+RECIPES = {
+    "paper": Recipe(optimizer="sgd", batch_size=PAPER_BATCH_SIZE, input_scaling="none",
+                    initializer="glorot_uniform", lr_plateau_patience=0, noise_augment=False,
+                    finetune_learning_rate=PAPER_LEARNING_RATE),
+    "default": Recipe(),
+}
+
+
+def get_recipe(name: str, **overrides) -> Recipe:
+    """A named recipe with the given fields replaced (None values are ignored)."""
+    if name not in RECIPES:
+        raise ApnetError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
+    return dataclasses.replace(RECIPES[name], **{k: v for k, v in overrides.items()
+                                                 if v is not None})
