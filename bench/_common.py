@@ -1,10 +1,18 @@
-"""Helpers shared by the benchmark scripts: a cached synthetic survey and timing."""
+"""Helpers shared by the benchmark scripts: a cached synthetic survey, timing, and the results
+file each script writes (``report``)."""
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
 import platform
+import subprocess
+import sys
 import time
+
+#: Where every script writes its figures, one JSON file per script (and per variant).
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 CACHE = os.environ.get("APNET_BENCH_CACHE", os.path.join(os.path.dirname(__file__), "..",
                                                          ".bench"))
@@ -36,3 +44,39 @@ def timed(fn, repeat: int = 1) -> float:
 
 def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def commit() -> str:
+    """``git rev-parse HEAD`` of this checkout, with ``+dirty`` when files differ from it."""
+    root = os.path.dirname(RESULTS)
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True).stdout
+
+    head = git("rev-parse", "HEAD").strip() or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "apnet_tf", "bench").strip()
+    return head + ("+dirty" if dirty else "")
+
+
+def add_tag(parser) -> None:
+    """``--tag NAME``: the results file becomes ``<script>-NAME.json`` (a variant's own)."""
+    parser.add_argument("--tag", default="", help="suffix of the results file's name")
+
+
+def report(name: str, figures: dict, tag: str = "") -> str:
+    """Print ``figures`` as JSON and write them to ``bench/results/<name>[-<tag>].json`` with the
+    commit, the machine, the date and the command that made them; returns the file's path."""
+    name = f"{name}-{tag}" if tag else name
+    record = {"script": os.path.basename(sys.argv[0]), "command": " ".join(sys.argv),
+              "commit": commit(), "machine": machine(),
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "figures": figures}
+    os.makedirs(RESULTS, exist_ok=True)
+    path = os.path.join(RESULTS, f"{name}.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(record, f, indent=2, default=float)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
+    print(json.dumps(figures, indent=2, default=float))
+    print(f"wrote {os.path.relpath(path)}")
+    return path

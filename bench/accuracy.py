@@ -14,7 +14,6 @@ the paper's recipe (SGD, lr 0.001, raw flux) for 30 epochs.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -23,7 +22,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from _common import CACHE, machine, survey_records  # noqa: E402
+from _common import CACHE, add_tag, machine, report, survey_records  # noqa: E402
 from _ridge import fit_ridge, log_flux_features  # noqa: E402
 
 TARGET_NAMES = ("teff (K)", "logg (dex)", "fe_h (dex)")
@@ -81,6 +80,7 @@ def main() -> None:
     ap.add_argument("--paper", action="store_true", help="also run the paper recipe, 30 epochs")
     ap.add_argument("--set", nargs="*", default=[], help="recipe overrides, field=value")
     ap.add_argument("--stage", default="all")
+    add_tag(ap)
     args = ap.parse_args()
 
     from apnet_tf.training.recipes import Recipe, get_recipe
@@ -115,7 +115,7 @@ def main() -> None:
         result["paper_recipe_30_epochs"] = {
             "test_scatter": {n: round(float(v), 4) for n, v in zip(TARGET_NAMES, paper)},
             "seconds": pinfo["seconds"]}
-    print(json.dumps(result, indent=2))
+    report("accuracy", result, args.tag)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ calibration.json, fitted at the end of ``fit``) and reports its coverage (``--in
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -43,7 +42,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from _common import CACHE, machine, survey_records  # noqa: E402
+from _common import CACHE, add_tag, machine, report, survey_records  # noqa: E402
 
 BAND = (0.60, 0.76)
 
@@ -139,6 +138,7 @@ def main() -> None:
     ap.add_argument("--indep", type=int, default=0,
                     help="also judge on every star of an N-star survey made with seed 1")
     ap.add_argument("--infer", action="store_true", help="also check infer's default catalog")
+    add_tag(ap)
     args = ap.parse_args()
 
     from apnet_tf.calibration.fit import fit_calibration
@@ -193,7 +193,7 @@ def main() -> None:
         result["infer_defaults"] = {"sigma": cat.meta["SIGMA"], **judge(
             pred, sigma, labels, np.asarray(cat["CATEGORY"]).astype(str),
             np.asarray(cat["SNR"], float))}
-    print(json.dumps(result, indent=1))
+    report("calibration", result, args.tag)
 
 
 if __name__ == "__main__":

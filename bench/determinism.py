@@ -21,7 +21,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _common import machine, survey_records  # noqa: E402
+from _common import add_tag, report, survey_records  # noqa: E402
 
 CHILD = """
 import json, sys, time
@@ -50,16 +50,17 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=600)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=2)
+    add_tag(parser)
     args = parser.parse_args()
     _, records = survey_records(args.n)
     best = {False: float("inf"), True: float("inf")}
     for _ in range(args.repeat):
         for det in (False, True):
             best[det] = min(best[det], epoch_time(records, args.epochs, det))
-    print(json.dumps({"machine": machine(), "stars": args.n,
-                      "epoch_s_plain": round(best[False], 2),
-                      "epoch_s_deterministic": round(best[True], 2),
-                      "ratio": round(best[True] / best[False], 3)}))
+    report("determinism", {"stars": args.n, "epochs": args.epochs,
+                           "epoch_s_plain": round(best[False], 2),
+                           "epoch_s_deterministic": round(best[True], 2),
+                           "ratio": round(best[True] / best[False], 3)}, args.tag)
 
 
 if __name__ == "__main__":

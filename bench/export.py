@@ -12,7 +12,6 @@ median |TFLite - Keras| per target, in percent of the run's target standard devi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -22,7 +21,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from _common import machine  # noqa: E402
+from _common import add_tag, machine, report  # noqa: E402
 from infer import rate, spectra  # noqa: E402
 
 
@@ -53,6 +52,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--model", help="a run folder: export it and measure parity on real spectra")
+    add_tag(ap)
     args = ap.parse_args()
 
     import tensorflow as tf
@@ -93,7 +93,7 @@ def main() -> None:
                 results[f"tflite_{variant}"]["max_pct_of_std"] = np.round(dev.max(0), 3).tolist()
                 results[f"tflite_{variant}"]["median_pct_of_std"] = np.round(
                     np.median(dev, 0), 3).tolist()
-    print(json.dumps(results, indent=2))
+    report("export", results, args.tag)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ All three run in one process on the same spectra (real shape, 8575 pixels):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -23,7 +22,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from _common import machine  # noqa: E402
+from _common import add_tag, machine, report  # noqa: E402
 
 
 def rate(fn, n_per_call: int, seconds: float) -> float:
@@ -55,6 +54,7 @@ def spectra(n: int, seed: int = 0):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0)
+    add_tag(ap)
     args = ap.parse_args()
 
     import torch
@@ -103,7 +103,7 @@ def main() -> None:
         "mc_r100_stars_per_s_one_3200_row_chunk": round(mc_one_chunk, 2),
         "chunked_over_one_chunk": round(mc_stars_per_s / mc_one_chunk, 3),
     }
-    print(json.dumps(result, indent=2))
+    report("infer", result, args.tag)
 
 
 if __name__ == "__main__":

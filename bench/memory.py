@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _common import CACHE, machine, survey_records  # noqa: E402
+from _common import CACHE, add_tag, machine, report, survey_records  # noqa: E402
 
 #: A child that runs one CLI command and prints its own peak RSS in bytes.
 PEAK = ("import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:]).returncode; "
@@ -57,6 +56,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1500)
     ap.add_argument("--stars", type=int, default=256)
+    add_tag(ap)
     args = ap.parse_args()
 
     spectra, records = survey_records(args.n)
@@ -82,7 +82,7 @@ def main() -> None:
     result["evaluate_mc100_gb"] = round(peak_rss("evaluate", "--model", run, "--records", records,
                                                  "--out", f"{out}/eval", "--mc", 100), 2)
     result["accept_under_3gb"] = all(v < 3.0 for k, v in result.items() if k.endswith("_gb"))
-    print(json.dumps(result, indent=2))
+    report("memory", result, args.tag)
 
 
 if __name__ == "__main__":

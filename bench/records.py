@@ -9,7 +9,6 @@ measured in the same run: reading must be at least 10x faster so input never lim
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -19,12 +18,13 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _common import CACHE, machine  # noqa: E402
+from _common import CACHE, add_tag, machine, report  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=2000)
+    add_tag(ap)
     args = ap.parse_args()
 
     import numpy as np
@@ -67,7 +67,7 @@ def main() -> None:
               "read_spectra_per_s": round(read_rate, 1),
               "keras_train_spectra_per_s": round(train_rate, 1),
               "read_over_train": round(read_rate / train_rate, 1)}
-    print(json.dumps(result, indent=2))
+    report("records", result, args.tag)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ the files beyond the survey are symbolic links to it, which read the same as dis
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -29,7 +28,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from _common import CACHE, machine, survey_records  # noqa: E402
+from _common import CACHE, add_tag, machine, report, survey_records  # noqa: E402
 
 
 def _rate(fn, n: int) -> float:
@@ -184,6 +183,7 @@ def main() -> None:
     ap.add_argument("--mc-n", type=int, default=64, help="stars for the --mc 100 runs")
     ap.add_argument("--rss", type=int, nargs="*", default=[3000, 30000])
     ap.add_argument("--ray", action="store_true", help="also measure --engine ray")
+    add_tag(ap)
     args = ap.parse_args()
     spectra, records = survey_records(args.n)
     reads = read_rates()
@@ -194,7 +194,7 @@ def main() -> None:
               "ratio_to_mc_alone": {k: v / rates["mc_alone"] for k, v in rates.items()
                                     if "mc" in k},
               "rss": [peak_rss(spectra, n) for n in args.rss]}
-    print(json.dumps(result, indent=2))
+    report("survey", result, args.tag)
 
 
 if __name__ == "__main__":

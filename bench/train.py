@@ -14,7 +14,6 @@ times, ``--steps`` steps each, and each keeps its best rate.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -23,7 +22,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from _common import machine  # noqa: E402
+from _common import add_tag, machine, report  # noqa: E402
 
 BATCH = 128
 
@@ -93,6 +92,7 @@ def torch_trainer(x, y):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20)
+    add_tag(ap)
     args = ap.parse_args()
     from apnet_tf.data.synth import SpectrumModel, draw_labels
 
@@ -121,7 +121,7 @@ def main() -> None:
     for name, rate in best.items():
         result[f"{name}_spectra_per_s"] = round(rate, 1)
         result[f"ratio_{name}_over_torch"] = round(rate / torch_rate, 2)
-    print(json.dumps(result, indent=2))
+    report("train", result, args.tag)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Acceptance: robust scatter of log g <= 0.01 dex and of log Teff <= 0.003 dex.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -25,7 +24,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from _common import CACHE, machine  # noqa: E402
+from _common import CACHE, add_tag, machine, report  # noqa: E402
 
 GOALS = {"LOGG": 0.01, "LOGTE": 0.003}
 
@@ -79,6 +78,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--png", default=None, help="write residual plots here")
+    add_tag(parser)
     args = parser.parse_args()
 
     from apnet_tf.labels.isochrones import IsochroneGrid, draw_stars, read_isochrones
@@ -115,8 +115,10 @@ def main() -> None:
             ok &= m["robust_sigma"] <= GOALS[name]
     print(("PASS" if ok else "FAIL") + ": robust scatter of log g <= 0.01 dex and of log Teff "
           "<= 0.003 dex (paper 2.3)")
-    print(json.dumps({"train_seconds": round(seconds, 1), "epochs": result.info["epochs_run"],
-                      "test": net}))
+    report("yso", {"n_train": args.n_train, "train_seconds": round(seconds, 1),
+                   "epochs": result.info["epochs_run"],
+                   "reference_fit_seconds": round(ref_seconds, 2), "test": net,
+                   "accept_paper_2_3": bool(ok)}, args.tag)
     if args.png:
         plot(result.model, test, args.png)
         print(f"wrote {args.png}")
