@@ -34,7 +34,9 @@ def test_fits_catalog_has_units_provenance_and_sources(records, trained_run, tmp
         assert hdul.index_of("CATALOG") == 1
     cols = _columns(header)
     assert cols["TEFF"][0] == "K" and cols["TEFF_ERR"][0] == "K" and cols["TEFF_P84"][0] == "K"
-    assert cols["LOGG"][0] == "dex" and cols["FE_H_ERR"][0] == "dex"
+    # FITS has no 'dex': it heads the description, so astropy reads the file without a warning
+    assert cols["LOGG"][0] is None and cols["LOGG"][1].startswith("[dex] surface gravity")
+    assert cols["FE_H_ERR"][0] is None and cols["FE_H_ERR"][1].startswith("[dex] ")
     assert cols["RA"][0] == "deg" and cols["DEC"][0] == "deg"
     assert cols["BAD"][0] is None and cols["SNR"][0] is None  # flags and ratios have no unit
     assert all(comment for _, comment in cols.values()), cols  # every column described
@@ -49,7 +51,16 @@ def test_fits_catalog_has_units_provenance_and_sources(records, trained_run, tmp
     # one schema: every column is in it, in its order, with its unit and description
     order = [c.name for c in SCHEMA]
     assert list(cols) == sorted(cols, key=order.index)
-    assert cols == {c.name: (c.unit or None, c.description) for c in SCHEMA if c.name in cols}
+    assert cols == {c.name: (c.unit or None, c.description) if c.unit != "dex" else
+                    (None, f"[dex] {c.description}") for c in SCHEMA if c.name in cols}
+    csv = write_catalog(res.catalog, str(tmp_path / "catalog.csv"))
+    ecsv = write_catalog(res.catalog, str(tmp_path / "catalog.ecsv"))
+    for catalog, kwargs in ((path, {}), (ecsv, {}), (csv, {"format": "ascii.ecsv"})):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # e.g. "UnitsWarning: 'dex' did not parse"
+            back = Table.read(catalog, **kwargs)
+        assert len(back) == len(res.catalog) and str(back["TEFF"].unit) == "K"
+        assert str(back["LOGG"].unit) == ("dex" if catalog != path else "None")
 
 
 def _table() -> Table:

@@ -11,7 +11,7 @@ training stars better than new ones:
    scaled so that 68.3% of the region's stars fall within sigma;
 2. per region and S/N tercile (edges from the training stars' S/N), the factor f, relative to
    that, of the cell's own stars (1 for a cell with fewer than MIN_REGION_STARS);
-3. on dev, one factor per parameter: the 68.3% quantile of |prediction - label| / sigma over all
+3. on dev, one factor per parameter: the 68.3% quantile of ``|prediction - label| / sigma`` over all
    dev stars. It multiplies noise and floor.
 
 A region with fewer than MIN_REGION_STARS training stars takes the values of all stars (``all``).

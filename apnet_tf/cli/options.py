@@ -86,7 +86,7 @@ RecipeSeed = Annotated[Optional[int], typer.Option(help="Random seed  [default: 
 InferModel = Annotated[str, typer.Option(
     help="Run folder, .keras file, exported SavedModel or .tflite file")]
 CatalogOut = Annotated[str, typer.Option(
-    "--out", help="Catalog to write, .csv or .fits (an existing file is replaced, whole, once "
+    "--out", help="Catalog to write, .csv, .ecsv or .fits (an existing file is replaced, whole, once "
                   "the new one is complete)")]
 InferSpectra = Annotated[Optional[list[str]], typer.Option(
     "--spectra", help="apStar files, folders, globs, or record folders")]

@@ -10,6 +10,7 @@ import contextlib
 import functools
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 
 import typer
@@ -21,11 +22,12 @@ from apnet_tf.errors import ApnetError
 
 __all__ = [
     "console", "out", "MANY_PATHS", "import_tensorflow", "friendly", "error", "notice",
-    "StepBars", "step_bars", "progress_bar", "fit_printers", "with_extra_paths", "int_list",
+    "StepBars", "step_bars", "progress_bar", "fit_printers", "round_verdict", "with_extra_paths", "int_list",
     "float_triple", "word_list"
 ]
 
-console = Console(stderr=True)
+# soft_wrap: a line written to a log file stays one line, whatever the width
+console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True, markup=False, highlight=False)  # results, printed as written
 
 #: Lets ``--spectra a.fits b.fits c.fits`` (a shell glob) pass several paths after one flag.
@@ -82,25 +84,48 @@ def notice(tag: str, lines) -> None:
 
 class StepBars:
     """``on_progress(step, done, total)`` for a job of several steps: one bar per step, added
-    when the step first reports."""
+    when the step first reports. Without bars (not a terminal: a log file), each step that did
+    any work gets one marker line instead, ``step: N of N done in T s``, when it completes."""
 
-    def __init__(self, bar: Progress):
-        self._bar, self._tasks = bar, {}
+    def __init__(self, bar: Progress, markers: bool):
+        self._bar, self._tasks, self._markers = bar, {}, markers
+        self._state: dict[str, list] = {}  # step -> [start, done, total, marked]
 
     def __call__(self, step: str, done: int, total: int | None) -> None:
         if step not in self._tasks:
             self._tasks[step] = self._bar.add_task(step, total=None)
+            self._state[step] = [time.perf_counter(), 0, None, False]
         self._bar.update(self._tasks[step], completed=done, total=total)
+        state = self._state[step]
+        state[1:3] = done, total
+        if total is not None and done >= total > 0:
+            self.mark(step)
+
+    def mark(self, step: str) -> None:
+        """The step's marker line, once, if markers are on and the step did any work."""
+        start, done, total, marked = self._state[step]
+        if self._markers and not marked and done > 0:
+            of = f" of {total}" if total is not None else ""
+            console.print(f"{step}: {done}{of} done in {time.perf_counter() - start:.1f} s",
+                          highlight=False, markup=False)
+        self._state[step][3] = True
+
+    def finish(self) -> None:
+        for step in self._state:
+            self.mark(step)
 
 
 @contextlib.contextmanager
 def step_bars() -> Iterator[StepBars]:
-    """Yield a ``StepBars`` on stderr; bars show on a terminal (or with APNET_PROGRESS=1)."""
+    """Yield a ``StepBars`` on stderr; bars show on a terminal (or with APNET_PROGRESS=1),
+    marker lines otherwise (none for a step cut short by an error)."""
+    disable = not sys.stderr.isatty() and os.environ.get("APNET_PROGRESS") != "1"
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=console, transient=False,
-                  disable=not sys.stderr.isatty() and os.environ.get("APNET_PROGRESS") != "1",
+                  TimeRemainingColumn(), console=console, transient=False, disable=disable,
                   ) as bar:
-        yield StepBars(bar)
+        bars = StepBars(bar, markers=disable)
+        yield bars
+        bars.finish()
 
 
 @contextlib.contextmanager
@@ -127,14 +152,37 @@ def fit_printers(update: Callable[[int, int | None], None]) -> tuple[Callable, C
         # what a round is compared with: the pretrained model's mstar+yso dev loss until a
         # round improves on it, then the best round's
         ref = "best round's" if state["kept"] else "pretrained model's"
-        verdict = (f"kept: below the {ref} {row['best_before']:.4f}" if row["improved"] else
-                   f"not kept: the {ref} {row['best_before']:.4f} stays")
         state["kept"] = state["kept"] or row["improved"]
-        console.print(f"fine-tune round {row['round']} (seed {row['seed']}): "
-                      f"{row['epochs']} epochs, mstar+yso dev loss "
-                      f"{row['focus_dev_loss']:.4f}, {verdict}", highlight=False)
+        console.print(f"fine-tune round {row['round']} (seed {row['seed']}): {row['epochs']} "
+                      f"epochs, {round_verdict(row, ref)}", highlight=False, markup=False)
 
     return on_epoch, on_round
+
+
+def round_verdict(row: dict, ref: str) -> str:
+    """Why a fine-tuning round was kept or not, with enough digits to show the comparison that
+    decided it (``rolling_resample``'s row; ``ref`` names what it had to beat)."""
+    focus, before = row["focus_dev_loss"], row["best_before"]
+    whole, limit = row.get("dev_loss"), row.get("dev_limit")
+    f, b = _distinct(focus, before)
+    if focus >= before:
+        return (f"not kept: mstar+yso dev loss {f} is not below the {ref} {b}")
+    w, lim = _distinct(whole, limit) if whole is not None and limit is not None else ("", "")
+    if not row["improved"]:
+        return (f"not kept: mstar+yso dev loss {f} is below the {ref} {b}, but the whole-dev "
+                f"loss {w} is above its limit {lim} (--finetune-dev-tolerance)")
+    kept = f"kept: mstar+yso dev loss {f} is below the {ref} {b}"
+    return kept + (f", whole-dev loss {w} within its limit {lim}" if w else "")
+
+
+def _distinct(a: float, b: float) -> tuple[str, str]:
+    """``a`` and ``b`` with 4 decimals, or as many more (up to 10) as it takes to tell them
+    apart."""
+    for digits in range(4, 11):
+        x, y = f"{a:.{digits}f}", f"{b:.{digits}f}"
+        if x != y:
+            break
+    return x, y
 
 
 def with_extra_paths(paths: list[str], ctx: typer.Context) -> list[str]:

@@ -231,7 +231,7 @@ def prepare_survey_folder(out_dir: str, n: int, seed: int, overwrite: bool = Fal
 
     The same survey again is a resume (its files are rewritten identically). Another survey in
     the folder would leave its spectra beside the new ones: that needs ``overwrite``, which first
-    deletes the old labels.csv and the apStar-synth-*.fits files.
+    deletes the old labels.csv and the ``apStar-synth-*.fits`` files.
 
     Raises:
         ApnetError: n < 1; the folder is not a survey folder; or it holds another survey and

@@ -71,8 +71,8 @@ def evaluation_tables(pred: np.ndarray, labels: np.ndarray, categories, splits,
     Returns:
         table2: rows Full/MStar/YSO, a column per split: combined standardised MSE.
         table3: rows (group, target); a column per split: scatter (standard deviation of
-            prediction - label), then "<split> bias" (mean of prediction - label) and
-            "<split> rms", in native units.
+        prediction - label), then "<split> bias" (mean of prediction - label) and
+        "<split> rms", in native units.
     """
     categories = np.asarray(categories).astype(str)
     splits = np.asarray(splits).astype(str)
@@ -179,8 +179,9 @@ def _is_old_evaluation(folder: str) -> bool:
 
 def coverage_table(pred: np.ndarray, labels: np.ndarray, sigmas: dict[str, np.ndarray],
                    categories, splits, snr) -> pd.DataFrame:
-    """1-sigma coverage (fraction of stars with |pred - label| < sigma) per kind of sigma, split and
-    group: all stars, each category (payne, mstar, yso), and each S/N tercile of the split.
+    """1-sigma coverage (fraction of stars with ``|pred - label| < sigma``) per kind of sigma,
+    split and group: all stars, each category (payne, mstar, yso), and each S/N tercile of the
+    split.
 
     Args:
         pred, labels: (N, 3); sigmas: name -> (N, 3); categories, splits: (N,) str; snr: (N,).

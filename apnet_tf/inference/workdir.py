@@ -44,7 +44,7 @@ def prepare(work_dir: str, model, plan, settings: dict) -> int:
     """Create ``work_dir`` or check it; return the seed to draw with.
 
     Batches made with any other model content, inputs or settings are removed (only the files
-    this module writes: part-*.npz and settings.json).
+    this module writes: ``part-*.npz`` and settings.json).
     """
     wanted = {"format": FORMAT_VERSION, "model_sha256": model_hash(model),
               "inputs_sha256": plan.fingerprint(), **settings}

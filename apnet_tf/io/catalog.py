@@ -1,13 +1,14 @@
 """What a catalog's columns mean and where it came from, written into its FITS or CSV header.
 
-FITS: one binary-table HDU named CATALOG with TUNITn (K, dex, deg; none for flags and counts) and
-TCOMMn (a description) for every column, both from ``io.catalog_schema``, and header keywords for
-the provenance: package and TensorFlow versions, creation date, the model's name and content
-hash, and whatever the catalog's ``table.meta`` holds (for example the sigma kind, SIGMA, and
-its calibration).
+FITS: one binary-table HDU named CATALOG with TUNITn (K, deg; none for flags and counts) and
+TCOMMn (a description; "[dex] ..." for the dex columns, since FITS has no such unit) for every
+column, both from ``io.catalog_schema``, and header keywords for the provenance: package and
+TensorFlow versions, creation date, the model's name and content hash, and whatever the
+catalog's ``table.meta`` holds (for example the sigma kind, SIGMA, and its calibration).
 CSV: the same, as an ECSV header (``#`` lines of YAML) above plain comma-separated rows; read it
 with ``astropy.table.Table.read(path, format="ascii.ecsv")`` (units and metadata come back) or
-``pandas.read_csv(path, comment="#")``.
+``pandas.read_csv(path, comment="#")``. ECSV (.ecsv): the same with spaces between the values,
+which ``Table.read(path)`` recognises by its name.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import importlib.metadata
 import json
 import os
 
+import astropy.units as u
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
@@ -28,11 +30,13 @@ from apnet_tf.io.catalog_schema import column_info
 from apnet_tf.io.files import atomic_path, content_hash
 
 __all__ = [
-    "EXTNAME", "model_identity", "provenance", "described",
-    "check_catalog_name", "write_catalog", "catalog_hdu", "catalog_arrays"
+    "EXTNAME", "CATALOG_SUFFIXES", "model_identity", "provenance", "described",
+    "check_catalog_name", "write_catalog", "catalog_hdu", "fits_unit", "catalog_arrays"
 ]
 
 EXTNAME = "CATALOG"
+#: The catalog formats, by file name: FITS, ECSV with commas (.csv) or with spaces (.ecsv).
+CATALOG_SUFFIXES = (".fits", ".fit", ".csv", ".ecsv")
 #: Comments of the provenance keywords.
 _KEY_COMMENTS = {
     "CREATOR": "software that wrote this catalog", "APNETVER": "apnet-tf version",
@@ -94,9 +98,10 @@ def described(table: Table) -> Table:
 
 
 def check_catalog_name(path: str) -> None:
-    """Raise ApnetError unless ``path`` ends in .csv, .fits or .fit (checked before a job)."""
-    if not path.lower().endswith((".fits", ".fit", ".csv")):
-        raise ApnetError(f"{path}: catalog must end in .csv or .fits")
+    """Raise ApnetError unless ``path`` ends in .csv, .ecsv, .fits or .fit (checked before a
+    job)."""
+    if not path.lower().endswith(CATALOG_SUFFIXES):
+        raise ApnetError(f"{path}: catalog must end in .csv, .ecsv or .fits")
 
 
 def write_catalog(table: Table, path: str) -> str:
@@ -109,6 +114,8 @@ def write_catalog(table: Table, path: str) -> str:
     with atomic_path(path) as tmp:
         if lower.endswith(".csv"):
             out.write(tmp, format="ascii.ecsv", delimiter=",", overwrite=True)
+        elif lower.endswith(".ecsv"):
+            out.write(tmp, format="ascii.ecsv", overwrite=True)
         else:
             fits.HDUList([fits.PrimaryHDU(), catalog_hdu(out)]).writeto(tmp, overwrite=True)
     return path
@@ -116,7 +123,9 @@ def write_catalog(table: Table, path: str) -> str:
 
 def catalog_hdu(out: Table) -> fits.BinTableHDU:
     """The CATALOG HDU of a ``described`` table. Units and descriptions go into TUNITn and
-    TCOMMn by hand: astropy would refuse 'dex' (no FITS unit) and hide descriptions in YAML."""
+    TCOMMn by hand (astropy would hide descriptions in YAML). A unit that the FITS standard
+    lacks ('dex') heads the column's TCOMMn in brackets instead ("[dex] surface gravity ..."),
+    so that ``Table.read`` of the file warns about nothing while TOPCAT still shows it."""
     bare = out.copy(copy_data=False)
     bare.meta = {}
     for col in bare.itercols():
@@ -128,14 +137,26 @@ def catalog_hdu(out: Table) -> fits.BinTableHDU:
     hdu.name = EXTNAME
     for i, name in enumerate(out.colnames, start=1):
         col = out[name]
-        if col.unit is not None:
-            hdu.header.set(f"TUNIT{i}", str(col.unit), after=f"TFORM{i}")
-        if col.description:
-            hdu.header.set(f"TCOMM{i}", col.description, after=f"TFORM{i}")
+        unit, text = (str(col.unit) if col.unit is not None else ""), col.description or ""
+        if unit and not fits_unit(unit):
+            unit, text = "", f"[{unit}] {text}".strip()
+        if unit:
+            hdu.header.set(f"TUNIT{i}", unit, after=f"TFORM{i}")
+        if text:
+            hdu.header.set(f"TCOMM{i}", text, after=f"TFORM{i}")
     for key, value in out.meta.items():
         name = key if len(key) <= 8 and key.replace("_", "").isalnum() else f"HIERARCH {key}"
         hdu.header.append(_card(name, value, _KEY_COMMENTS.get(key, "")), end=True)
     return hdu
+
+
+def fits_unit(unit: str) -> bool:
+    """Whether ``unit`` is a unit of the FITS standard, as astropy's FITS reader parses it."""
+    try:
+        u.Unit(unit, format="fits")
+    except ValueError:
+        return False
+    return True
 
 
 def _card(name: str, value, comment: str) -> fits.Card:

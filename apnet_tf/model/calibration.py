@@ -77,12 +77,12 @@ def usable(pred, sigma, labels, k: int) -> np.ndarray:
 
 
 def quantile_ratio(res: np.ndarray, sigma: np.ndarray, target: float = ONE_SIGMA) -> float:
-    """The factor s that puts ``target`` of |res| within s * sigma; res, sigma (N,)."""
+    """The factor s that puts ``target`` of ``|res|`` within ``s * sigma``; res, sigma (N,)."""
     return float(np.quantile(np.abs(res) / sigma, target))
 
 
 def coverage(pred: np.ndarray, sigma: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Fraction of stars with |pred - label| < sigma, per parameter; shape (3,)."""
+    """Fraction of stars with ``|pred - label| < sigma``, per parameter; shape (3,)."""
     out = np.full(3, np.nan)
     for k in range(3):
         ok = usable(pred, sigma, labels, k)
@@ -93,7 +93,7 @@ def coverage(pred: np.ndarray, sigma: np.ndarray, labels: np.ndarray) -> np.ndar
 
 def fit_scale(pred: np.ndarray, sigma: np.ndarray, labels: np.ndarray,
               target: float = ONE_SIGMA, min_stars: int = 5) -> np.ndarray:
-    """Per-parameter factor s such that |pred - label| < s * sigma for ``target`` of the stars;
+    """Per-parameter factor s such that ``|pred - label| < s * sigma`` for ``target`` of the stars;
     NaN for a parameter with fewer than ``min_stars`` usable stars. Shape (3,)."""
     out = np.full(3, np.nan)
     for k in range(3):

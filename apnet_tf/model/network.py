@@ -36,8 +36,8 @@ __all__ = [
 class FluxScaling(keras.layers.Layer):
     """Per-spectrum flux scaling: (B, 8575) -> (B, 8575).
 
-    "mean" divides by the mean |flux| over non-zero pixels (bad pixels are 0 in apStar files) and
-    subtracts 1, so spectra of any brightness share one scale while the continuum shape, which
+    "mean" divides by the mean ``|flux|`` over non-zero pixels (bad pixels are 0 in apStar files)
+    and subtracts 1, so spectra of any brightness share one scale while the continuum shape, which
     carries Teff and extinction, survives.
     """
 

@@ -58,7 +58,7 @@ def rolling_resample(model: keras.Model, train_for_seed: Callable[[int], tf.data
 
     Returns:
         One dict per round: round, seed, epochs, dev_loss, focus_dev_loss, improved,
-        best_before (the focus loss to beat).
+        best_before (the focus loss to beat), dev_limit (the most ``dev_loss`` may be).
     """
     dev_loss = dev_loss or (lambda m: float(m.evaluate(dev, verbose=0)))
     start_lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
@@ -84,7 +84,7 @@ def rolling_resample(model: keras.Model, train_for_seed: Callable[[int], tf.data
             wait += 1
         row = {"round": r + 1, "seed": draw_seed, "epochs": len(hist.history["loss"]),
                "dev_loss": whole, "focus_dev_loss": focus, "improved": improved,
-               "best_before": float(best_before)}
+               "best_before": float(best_before), "dev_limit": float(dev_limit)}
         rounds.append(row)
         if on_round:
             on_round(row)
