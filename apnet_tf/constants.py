@@ -83,7 +83,8 @@ DENSE_UNITS = 512
 MC_REALIZATIONS = 100
 MC_ERROR_CAP = 5.0
 #: The most Monte Carlo rows (stars x realizations) in one model call: it bounds memory (at 1,000
-#: rows the first convolution's output is 270 MB) and costs no speed on a CPU.
+#: rows the first convolution's output is 270 MB); its cost in speed is measured by
+#: bench/infer.py (BENCHMARKS.md, "Inference").
 MC_ROWS_PER_CHUNK = 1000
 
 #: Input scalings: "none" feeds raw flux (the paper); "mean" divides each spectrum by its mean

@@ -69,6 +69,7 @@ def report(name: str, figures: dict, tag: str = "") -> str:
     name = f"{name}-{tag}" if tag else name
     record = {"script": os.path.basename(sys.argv[0]), "command": " ".join(sys.argv),
               "commit": commit(), "machine": machine(),
+              "load_average_1min_at_end": round(os.getloadavg()[0], 2),
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "figures": figures}
     os.makedirs(RESULTS, exist_ok=True)

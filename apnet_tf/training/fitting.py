@@ -90,9 +90,8 @@ def resolve_precision(precision: str) -> str:
     """``auto`` -> mixed_bfloat16 where the hardware has it (``bfloat16_is_native``), else float32.
 
     Mixed precision computes the convolutions and fc1, fc2 in bfloat16 and keeps float32 weights,
-    loss and outputs. On this project's 2-core CPU it trains 1.65x faster at batch 128; the test
-    scatter of two seeds stayed within run-to-run noise (BENCHMARKS.md). It is opt-in, so that a
-    run gives the same kind of numbers on every machine. Saved models always compute in float32.
+    loss and outputs; its speed and accuracy are measured by bench/train.py and bench/accuracy.py
+    (BENCHMARKS.md). It is opt-in, so that a run gives the same kind of numbers on every machine. Saved models always compute in float32.
     """
     if precision == "auto":
         return "mixed_bfloat16" if bfloat16_is_native() else "float32"
