@@ -150,7 +150,7 @@ def _linked(spectra: str, n: int) -> str:
 
 _RSS_CHILD = """
 import resource, sys
-from apnet_tf.cli import app
+from apnet_tf.cli.app import app
 try:
     app(sys.argv[1:])
 except SystemExit:
