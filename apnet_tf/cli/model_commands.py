@@ -138,6 +138,7 @@ def infer(
         ray_address: opt.RayAddress = None,
         workers: opt.Workers = None,
         mask_bits: opt.InferMaskBits = None,
+        photometry: opt.Photometry = None,
 ) -> None:
     """Predict Teff, log g and [Fe/H] with uncertainties and write a catalog.
 
@@ -159,7 +160,7 @@ def infer(
         result = run_infer(model, out_path, spectra, table=table, root=root, mc=mc,
                            batch_size=batch_size, calibrated=calibrated, mc_dropout=mc_dropout,
                            seed=seed, engine=engine, ray_address=ray_address, workers=workers,
-                           on_progress=update, mask_bits=bits)
+                           on_progress=update, mask_bits=bits, photometry=photometry)
     notice("skipped", result.failures)
     cat = result.catalog
     out.print(f"wrote {len(cat)} stars to {out_path} ({int(cat['YSO_CANDIDATE'].sum())} YSO "

@@ -9,6 +9,7 @@ usual placeholder) or not finite is replaced by the network's fill value (``mode
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import numpy as np
@@ -16,7 +17,7 @@ import numpy as np
 from apnet_tf.errors import ApnetError, first_line
 
 __all__ = ["PHOT_COLUMNS", "PHOT_BANDS", "FILL_LIMIT", "read_photometry", "filled_bits",
-           "lookup", "describe_bits"]
+           "lookup", "describe_bits", "fingerprint"]
 
 #: Table columns, in the network's order.
 PHOT_COLUMNS = ("GAIAEDR3_PARALLAX", "GAIAEDR3_PHOT_G_MEAN_MAG", "GAIAEDR3_PHOT_BP_MEAN_MAG",
@@ -96,3 +97,12 @@ def lookup(table: dict[str, np.ndarray], apogee_ids) -> np.ndarray:
     missing = np.full(len(PHOT_COLUMNS), np.nan)
     return np.array([table.get(_text(i), missing) for i in apogee_ids],
                     dtype=np.float64).reshape(-1, len(PHOT_COLUMNS))
+
+
+def fingerprint(table: dict[str, np.ndarray]) -> str:
+    """sha256 of a photometry table's stars and values (what a resumed job must match)."""
+    h = hashlib.sha256()
+    for key in sorted(table):
+        h.update(key.encode("utf-8", "surrogateescape"))
+        h.update(np.asarray(table[key], np.float64).tobytes())
+    return h.hexdigest()

@@ -33,7 +33,7 @@ from apnet_tf.model.network import conv_trunk
 __all__ = [
     "ARCHS", "PUBLISHED", "NET1_ORDER", "NET1_MEAN", "NET1_STD", "NET2_ORDER", "NET2_MEAN",
     "NET2_STD", "PHOT_FILL", "PHOT_MEAN", "PHOT_STD", "METADATA_SIZES", "PhotometryScaling",
-    "PublishedLabels", "build_published", "conventions", "read_conventions", "mc_style",
+    "PublishedLabels", "build_published", "conventions", "read_conventions", "conventions_of", "mc_style",
     "needs_photometry", "linear_stats",
 ]
 
@@ -193,6 +193,18 @@ def read_conventions(folder: str) -> dict | None:
                          f"{conv.get('arch') if isinstance(conv, dict) else conv!r}; "
                          f"expected one of {', '.join(PUBLISHED)}")
     return conv
+
+
+def conventions_of(model) -> dict | None:
+    """The conventions of a Keras model from ``build_published`` (a .keras file without its run
+    folder); None for the package's own models."""
+    try:
+        labels = model.get_layer("labels")
+    except ValueError:
+        return None
+    if not isinstance(labels, PublishedLabels):
+        return None
+    return conventions("anet2" if isinstance(model.input_shape, list) else "anet1")
 
 
 def mc_style(conv: dict | None) -> str:
