@@ -50,8 +50,8 @@ def _schema() -> tuple[Column, ...]:
             Column("RA", "deg", "right ascension (J2000), from the apStar header", "header"),
             Column("DEC", "deg", "declination (J2000), from the apStar header", "header")]
     for name, unit, what in params:
-        cols += [Column(name, unit, f"{what}: Monte Carlo mean, or median where keyword MCVALUE "
-                        "says so (plain prediction if MC=0)", "model"),
+        cols += [Column(name, unit, f"{what}: MC mean/median (MCVALUE), plain if MC=0",
+                        "model"),
                  Column(f"{name}_ERR", unit,
                         f"1-sigma uncertainty of {name}; kind: keyword SIGMA", "model")]
     cols.append(Column("SNR", "", "signal-to-noise ratio of the spectrum, from the apStar header",
@@ -77,8 +77,7 @@ def _schema() -> tuple[Column, ...]:
         Column("TELESCOPE", "", "telescope of the input table's row (infer --table)", "input"),
         Column("FIELD", "", "APOGEE field of the input table's row (infer --table)", "input"),
         Column("FILE", "", "apStar file or TFRecord shard the spectrum was read from", "input"),
-        Column("PHOT_FILLED", "", "APOGEE Net II: bitmask of the photometry bands missing, >= 98 "
-                                  f"or not finite, given the network's fill values ({describe_bits()})",
+        Column("PHOT_FILLED", "", f"Net II bands filled (>=98, missing): {describe_bits()}",
                "input"),
     ]
     return tuple(cols)
