@@ -21,6 +21,7 @@ __all__ = ["install"]
 def _register() -> None:
     try:
         importlib.import_module("apnet_tf.model.network")
+        importlib.import_module("apnet_tf.model.published")
     except ImportError:  # no TensorFlow: nothing could be loaded anyway
         pass
 

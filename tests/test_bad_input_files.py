@@ -118,7 +118,8 @@ def test_import_torch_bad_state_dict(good_state, tmp_path, case):
 
 def test_import_torch_std_zero(good_state, tmp_path):
     path = _save(tmp_path, _tensors(good_state))
-    res = cli("import-torch", path, "--out", tmp_path / "run", "--std", "0,0,0")
+    res = cli("import-torch", path, "--out", tmp_path / "run", "--arch", "appendix-b",
+              "--std", "0,0,0")
     assert_one_line_error(res, "--std")
     assert not (tmp_path / "run").exists()
 

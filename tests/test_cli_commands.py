@@ -69,7 +69,7 @@ def test_import_torch_writes_a_run_that_predicts_like_the_torch_network(tmp_path
     net = appendix_b_network().eval()
     torch.save(net.state_dict(), tmp_path / "net.pt")
     out = _ok(cli("import-torch", tmp_path / "net.pt", "--out", tmp_path / "run",
-                  "--mean", "4500,2.5,-0.1", "--std", "800,1.2,0.3"))
+                  "--arch", "appendix-b", "--mean", "4500,2.5,-0.1", "--std", "800,1.2,0.3"))
     assert "wrote" in out
     flux = np.random.default_rng(0).uniform(0.5, 1.5, (2, 8575)).astype("float32")
     loaded = load_model(str(tmp_path / "run"))
@@ -79,7 +79,7 @@ def test_import_torch_writes_a_run_that_predicts_like_the_torch_network(tmp_path
     expect = z * np.array([800, 1.2, 0.3]) + np.array([4500, 2.5, -0.1])
     np.testing.assert_allclose(loaded.predict(flux), expect, rtol=1e-3, atol=1e-3)
     assert_one_line_error(cli("import-torch", tmp_path / "net.pt", "--out", tmp_path / "r2",
-                              "--std", "1,2"), "--std")
+                              "--arch", "appendix-b", "--std", "1,2"), "--std")
 
 
 def test_make_labels_writes_the_payne_labels(tmp_path):

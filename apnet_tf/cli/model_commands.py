@@ -138,6 +138,7 @@ def infer(
         ray_address: opt.RayAddress = None,
         workers: opt.Workers = None,
         mask_bits: opt.InferMaskBits = None,
+        photometry: opt.Photometry = None,
 ) -> None:
     """Predict Teff, log g and [Fe/H] with uncertainties and write a catalog.
 
@@ -159,7 +160,7 @@ def infer(
         result = run_infer(model, out_path, spectra, table=table, root=root, mc=mc,
                            batch_size=batch_size, calibrated=calibrated, mc_dropout=mc_dropout,
                            seed=seed, engine=engine, ray_address=ray_address, workers=workers,
-                           on_progress=update, mask_bits=bits)
+                           on_progress=update, mask_bits=bits, photometry=photometry)
     notice("skipped", result.failures)
     cat = result.catalog
     out.print(f"wrote {len(cat)} stars to {out_path} ({int(cat['YSO_CANDIDATE'].sum())} YSO "
@@ -244,18 +245,21 @@ def export(
 
 @friendly
 def import_torch_cmd(
-        state_dict: Annotated[str, typer.Argument(metavar="STATE_DICT", help="PyTorch state_dict (.pt) of Appendix B")],
+        state_dict: Annotated[str, typer.Argument(metavar="STATE_DICT", help="PyTorch state_dict (.pt): APOGEE Net I (astra), Net II (ApogeeNet2's model.pt), or --arch appendix-b")],
         out_dir: Annotated[str, typer.Option("--out", help="Run folder to write")],
+        arch: Annotated[str, typer.Option("--arch", help="anet1 (APOGEE Net I), anet2 (APOGEE Net II, flux + photometry) or appendix-b (this package's own layout: the paper's rounded Table 1 statistics in Teff, log g, [Fe/H] order; wrong for the published Net I weights)")] = "anet1",
         mean: Annotated[Optional[str], typer.Option(
-            help="Target means teff,logg,fe_h (K, dex, dex)  [default: paper Table 1]")] = None,
+            help="appendix-b only: target means teff,logg,fe_h (K, dex, dex)  [default: paper Table 1]")] = None,
         std: Annotated[Optional[str], typer.Option(
-            help="Target stds teff,logg,fe_h (K, dex, dex)  [default: paper Table 1]")] = None,
+            help="appendix-b only: target stds teff,logg,fe_h (K, dex, dex)  [default: paper Table 1]")] = None,
         overwrite: opt.OverwriteRun = False,
 ) -> None:
-    """Load the paper's PyTorch weights into a Keras run folder (default stats: paper Table 1)."""
-    from apnet_tf.model.torch_weights import PAPER_MEAN, PAPER_STD, import_torch
+    """Load published PyTorch weights into a Keras run folder; run.json records the network's
+    conventions (input, output order, constants, Monte Carlo), which infer, export, evaluate
+    and calibrate apply."""
+    from apnet_tf.model.torch_weights import import_torch
 
-    m = PAPER_MEAN if mean is None else float_triple(mean, "--mean")
-    s = PAPER_STD if std is None else float_triple(std, "--std")
-    path = import_torch(state_dict, out_dir, m, s, overwrite=overwrite)
-    out.print(f"wrote {path}")
+    m = None if mean is None else float_triple(mean, "--mean")
+    s = None if std is None else float_triple(std, "--std")
+    path = import_torch(state_dict, out_dir, m, s, overwrite=overwrite, arch=arch)
+    out.print(f"wrote {path} (--arch {arch})")

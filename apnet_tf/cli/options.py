@@ -20,7 +20,7 @@ __all__ = [
     "FinetuneLearningRate", "FinetuneDevTolerance", "Deterministic", "RecipeSeed",
     "InferModel", "CatalogOut", "InferSpectra", "Table", "Root", "InferMc", "InferBatchSize",
     "Calibrated", "RawSigma", "McDropout", "InferSeed", "Engine", "RayAddress", "Workers",
-    "InferMaskBits"
+    "InferMaskBits", "Photometry"
 ]
 
 # ---------------------------------------------------------------- shared by several commands
@@ -114,3 +114,7 @@ Workers = Annotated[Optional[int], typer.Option(
 InferMaskBits = Annotated[Optional[str], typer.Option(
     help="Comma-separated apStar PIXMASK bits that mark a pixel bad in FITS inputs; use the "
          "bits the training records were made with  [default: 0-6]")]
+Photometry = Annotated[Optional[str], typer.Option(
+    "--photometry", help="APOGEE Net II: FITS or CSV table of APOGEE_ID and GAIAEDR3_PARALLAX, "
+    "GAIAEDR3_PHOT_G_MEAN_MAG, GAIAEDR3_PHOT_BP_MEAN_MAG, GAIAEDR3_PHOT_RP_MEAN_MAG, J, H, K, "
+    "joined on APOGEE_ID (an allStar/allField --table carries them already)")]

@@ -26,6 +26,7 @@ import numpy as np
 from apnet_tf.data.manifest import count_records, read_manifest, shard_paths
 from apnet_tf.errors import ApnetError
 from apnet_tf.io.folders import marker
+from apnet_tf.io.photometry import PHOT_COLUMNS
 from apnet_tf.io.spectra import DEFAULT_MASK_BITS, Spectrum, expand_paths, read_apstar
 from apnet_tf.io.survey_table import Listing
 
@@ -55,6 +56,7 @@ class Batch:
     split: np.ndarray | None = None
     category: np.ndarray | None = None
     extra: dict[str, np.ndarray] | None = None  # columns from an input table (TELESCOPE, ...)
+    photometry: np.ndarray | None = None  # (B, 7) raw Net II photometry from an input table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +139,7 @@ def read_fits_unit(unit: Unit, mask_bits: Sequence[int] = DEFAULT_MASK_BITS,
     if not specs:
         return None, failures
     extra = {k: np.array([v[i] for i in rows], dtype=object) for k, v in unit.extra}
+    phot = _table_photometry(extra, len(rows))
     ids = extra.pop("APOGEE_ID", None)  # a table's ID wins over the header's
     ids = np.array([s.apogee_id if ids is None or not ids[j] else ids[j]
                     for j, s in enumerate(specs)], dtype=object)
@@ -144,7 +147,17 @@ def read_fits_unit(unit: Unit, mask_bits: Sequence[int] = DEFAULT_MASK_BITS,
                  np.stack([s.bad for s in specs]), np.array([s.snr for s in specs]),
                  np.array([s.ra for s in specs]), np.array([s.dec for s in specs]),
                  np.array([s.path for s in specs], dtype=object),
-                 extra=extra or None), failures
+                 extra=extra or None, photometry=phot), failures
+
+
+def _table_photometry(extra: dict, n: int) -> np.ndarray | None:
+    """The (n, 7) photometry columns of an input table, taken out of ``extra`` (NaN where a
+    row has none); None when the table has none."""
+    if PHOT_COLUMNS[0] not in extra:
+        return None
+    cols = [extra.pop(c) for c in PHOT_COLUMNS]
+    return np.array([[np.nan if v == "" else float(v) for v in col] for col in cols],
+                    dtype=np.float64).T.reshape(n, len(PHOT_COLUMNS))
 
 
 def read_record_unit(unit: Unit) -> tuple[Batch | None, list[str]]:

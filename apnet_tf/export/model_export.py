@@ -51,32 +51,42 @@ def _outputs(y: tf.Tensor, suffix: str = "") -> dict[str, tf.Tensor]:
 
 
 def build_archive(model: keras.Model, mc_realizations: int = MC_REALIZATIONS,
-                  error_cap: float = MC_ERROR_CAP) -> keras.export.ExportArchive:
+                  error_cap: float = MC_ERROR_CAP, style: str = "apnet",
+                  ) -> keras.export.ExportArchive:
     """An ExportArchive with the ``serving_default``, ``monte_carlo`` and
-    ``predict_with_uncertainty`` endpoints (see the module docstring)."""
+    ``predict_with_uncertainty`` endpoints (see the module docstring). A two-input model (APOGEE
+    Net II) takes ``photometry`` float32 [None, 7] (raw: parallax mas, G, BP, RP, J, H, K) as
+    the last input of each; ``style`` is the model's own Monte Carlo (``uncertainty``)."""
     archive = keras.export.ExportArchive()
     archive.track(model)
     spec = tf.TensorSpec([None, N_PIXELS], tf.float32, name="flux")
     err_spec = tf.TensorSpec([None, N_PIXELS], tf.float32, name="err")
+    two = isinstance(model.input_shape, list)
+    phot = [tf.TensorSpec([None, model.input_shape[1][-1]], tf.float32, name="photometry")] \
+        if two else []
 
-    def serve(flux):
-        return _outputs(model(flux, training=False))
+    def predict(flux, photometry=None):
+        return model(flux if photometry is None else [flux, photometry], training=False)
 
-    def mc(flux, err, seed, realizations):
+    def serve(flux, photometry=None):
+        return _outputs(predict(flux, photometry))
+
+    def mc(flux, err, seed, realizations, photometry=None):
         err, bad = clean_errors(err)
-        out = monte_carlo(lambda x: model(x, training=False), flux, err, bad, realizations,
-                          seed, error_cap=error_cap)
+        out = monte_carlo(predict, flux, err, bad, realizations, seed, error_cap=error_cap,
+                          style=style, photometry=photometry)
         return {k: v for key, y in out.items() for k, v in _outputs(y, f"_{key}").items()}
 
-    def with_uncertainty(flux, err):
-        return mc(flux, err, tf.zeros([2], tf.int64), tf.constant(mc_realizations, tf.int32))
+    def with_uncertainty(flux, err, photometry=None):
+        return mc(flux, err, tf.zeros([2], tf.int64), tf.constant(mc_realizations, tf.int32),
+                  photometry)
 
-    archive.add_endpoint("serving_default", serve, input_signature=[spec])
+    archive.add_endpoint("serving_default", serve, input_signature=[spec] + phot)
     archive.add_endpoint("monte_carlo", mc, input_signature=[
         spec, err_spec, tf.TensorSpec([2], tf.int64, name="seed"),
-        tf.TensorSpec([], tf.int32, name="realizations")])
+        tf.TensorSpec([], tf.int32, name="realizations")] + phot)
     archive.add_endpoint("predict_with_uncertainty", with_uncertainty,
-                         input_signature=[spec, err_spec])
+                         input_signature=[spec, err_spec] + phot)
     return archive
 
 
@@ -107,10 +117,16 @@ def tflite_variants(model: keras.Model, variants: Sequence[str]) -> dict[str, by
     with tempfile.TemporaryDirectory(prefix="apnet-tflite-") as tmp:
         archive = keras.export.ExportArchive()
         archive.track(model)
-        archive.add_endpoint("serving_default",
-                             lambda flux: {"labels": model(flux, training=False)},
-                             input_signature=[tf.TensorSpec([None, N_PIXELS], tf.float32,
-                                                            name="flux")])
+        specs = [tf.TensorSpec([None, N_PIXELS], tf.float32, name="flux")]
+        if isinstance(model.input_shape, list):  # Net II: flux and photometry
+            specs.append(tf.TensorSpec([None, model.input_shape[1][-1]], tf.float32,
+                                       name="photometry"))
+            archive.add_endpoint("serving_default", lambda flux, photometry: {
+                "labels": model([flux, photometry], training=False)}, input_signature=specs)
+        else:
+            archive.add_endpoint("serving_default",
+                                 lambda flux: {"labels": model(flux, training=False)},
+                                 input_signature=specs)
         archive.write_out(tmp, verbose=False)
         for variant in ("float32", "int8"):
             if variant in variants or variant == "float32":
@@ -178,7 +194,7 @@ def export_model(model_path: str, out: str, version: int | None = None,
     folders.claim(out, "export", legacy=_is_old_export)
     tmp = os.path.join(out, f".tmp-{version}")
     shutil.rmtree(tmp, ignore_errors=True)
-    build_archive(model, mc_realizations).write_out(tmp, verbose=False)
+    build_archive(model, mc_realizations, style=loaded.mc_style).write_out(tmp, verbose=False)
     os.replace(tmp, final)
 
     name = os.path.basename(os.path.normpath(out))
@@ -201,7 +217,9 @@ def _export_metadata(name: str, version: int, model_path: str, loaded, mc_realiz
         "name": name, "version": version, "source": os.path.abspath(model_path),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tensorflow": tf.__version__, "keras": keras.__version__,
-        "inputs": {"flux": [None, N_PIXELS], "err": [None, N_PIXELS]},
+        "inputs": {"flux": [None, N_PIXELS], "err": [None, N_PIXELS],
+                   **({"photometry": [None, 7]} if loaded.needs_photometry else {})},
+        "conventions": loaded.conventions,
         "targets": list(TARGETS), "units": list(TARGET_UNITS),
         "signatures": {"serving_default": "flux -> teff, logg, fe_h",
                        "monte_carlo": "flux, err, seed, realizations -> {target}_{mean,std,"

@@ -12,6 +12,7 @@ from apnet_tf.inference.predict import InferenceResult, predict_catalog
 from apnet_tf.inference.ray_engine import predict_catalog_ray
 from apnet_tf.io.catalog import check_catalog_name, write_catalog
 from apnet_tf.io.files import exclusive_lock
+from apnet_tf.io.photometry import PHOT_COLUMNS, read_photometry
 from apnet_tf.io.survey_table import read_listing
 from apnet_tf.model.calibration import sigma_settings
 from apnet_tf.model.loading import load_model
@@ -28,7 +29,8 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | No
               engine: str = "local", ray_address: str | None = None,
               workers: int | None = None,
               on_progress: Callable[[int, int], None] | None = None,
-              mask_bits: Sequence[int] | None = None) -> InferenceResult:
+              mask_bits: Sequence[int] | None = None,
+              photometry: str | None = None) -> InferenceResult:
     """Predict a catalog for apStar files, folders, globs and record folders (``spectra``)
     and/or the files an allStar/allField ``table`` lists under ``root``; write it to ``out``.
 
@@ -38,6 +40,8 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | No
             on the cluster at ``ray_address``, or a local Ray instance when None).
         mask_bits: apStar PIXMASK bits that mark a pixel bad in FITS inputs; None: the default
             bits 0-6 (``spectra.DEFAULT_MASK_BITS``). Local engine only.
+        photometry: a FITS or CSV table of APOGEE_ID and ``PHOT_COLUMNS``, joined on
+            APOGEE_ID, for a two-input model (APOGEE Net II); ``table`` may carry them instead.
 
     Finished batches wait in ``out + ".parts"`` until the catalog is written, so the same call
     after a kill resumes (``workdir``); ``out + ".lock"`` keeps a second job off ``out``.
@@ -50,25 +54,24 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | No
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     work_dir = out + ".parts"
     with exclusive_lock(out + ".lock", out):
-        listing = None
-        if table is not None:
-
-            listing = read_listing(table, root)
+        listing = None if table is None else read_listing(table, root)
+        phot = None if photometry is None else read_photometry(photometry)
         # a raw-sigma job never reads calibration.json, so an old or broken one cannot stop it
         loaded = load_model(model, calibration=calibrated is not False)
+        _check_photometry(loaded, model, listing, phot, table)
         if mc is None:
             mc = 0 if loaded.kind == "tflite" else 100
         if engine == "ray":
-
             result = predict_catalog_ray(model, spectra, mc=mc, batch_size=batch_size,
                                          calibrated=calibrated, mc_dropout=mc_dropout,
                                          seed=seed, listing=listing, address=ray_address,
-                                         work_dir=work_dir, on_progress=on_progress)
+                                         work_dir=work_dir, on_progress=on_progress,
+                                         photometry=phot)
         else:
             result = predict_catalog(loaded, spectra, mc=mc, batch_size=batch_size,
                                      calibrated=calibrated, mc_dropout=mc_dropout, seed=seed,
                                      work_dir=work_dir, on_progress=on_progress,
-                                     workers=workers, listing=listing,
+                                     workers=workers, listing=listing, photometry=phot,
                                      **({} if mask_bits is None else {"mask_bits": mask_bits}))
         if "SIGMA" not in result.catalog.meta:  # the Ray engine: say what the sigmas are
 
@@ -77,6 +80,20 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | No
         write_catalog(result.catalog, out)
         remove_work_dir(work_dir)
     return result
+
+
+def _check_photometry(loaded, model: str, listing, phot: dict | None, table: str | None) -> None:
+    """A two-input model needs photometry from --photometry or the --table; refused before
+    any work otherwise. A one-input model is given none."""
+    has_table_phot = listing is not None and PHOT_COLUMNS[0] in listing.columns
+    if loaded.needs_photometry and phot is None and not has_table_phot:
+        where = (f"{table} has no {PHOT_COLUMNS[0]} column; " if table else "")
+        raise ApnetError(f"{model}: APOGEE Net II takes photometry as well as flux; {where}give "
+                         f"--photometry TABLE (APOGEE_ID, {', '.join(PHOT_COLUMNS)}) or --table "
+                         "allField.fits with those columns")
+    if phot is not None and not loaded.needs_photometry:
+        raise ApnetError(f"--photometry: {model} takes flux only (photometry goes to APOGEE "
+                         "Net II models, import-torch --arch anet2)")
 
 
 def _check_options(out: str, spectra: Sequence[str], table: str | None, root: str | None,

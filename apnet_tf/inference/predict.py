@@ -25,6 +25,7 @@ from apnet_tf.io.catalog_flags import (
     flags,
 )
 from apnet_tf.io.catalog_schema import schema_column
+from apnet_tf.io.photometry import PHOT_COLUMNS, filled_bits, fingerprint, lookup
 from apnet_tf.io.spectra import DEFAULT_MASK_BITS
 from apnet_tf.model.calibration import calibrated_summaries, sigma_settings
 from apnet_tf.model.loading import (
@@ -32,7 +33,7 @@ from apnet_tf.model.loading import (
 )
 
 __all__ = [
-    "InferenceResult", "predict_catalog", "unit_part", "catalog_from_parts"
+    "InferenceResult", "predict_catalog", "unit_part", "catalog_from_parts", "batch_photometry"
 ]
 
 @dataclasses.dataclass
@@ -47,7 +48,8 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
                     split_filter: Sequence[str] | None = None,
                     work_dir: str | None = None, on_progress: Callable[[int, int], None] | None
                     = None, workers: int = 0, listing=None,
-                    mask_bits: Sequence[int] = DEFAULT_MASK_BITS) -> InferenceResult:
+                    mask_bits: Sequence[int] = DEFAULT_MASK_BITS,
+                    photometry: dict | None = None) -> InferenceResult:
     """Predict Teff, log g, [Fe/H] (with Monte Carlo sigmas when mc > 0) for every input spectrum.
 
     Args:
@@ -66,6 +68,8 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
         listing: a ``reading.Listing`` of an input table (``survey_table.read_listing``).
         mask_bits: apStar PIXMASK bits that mark a pixel bad in FITS inputs (as make-records';
             use the bits the training records were made with).
+        photometry: APOGEE_ID -> (7,) raw photometry (``io.photometry.read_photometry``) for
+            a two-input model (Net II); it wins over an input table's photometry.
 
     Returns:
         The catalog (paper Table 4 columns, percentiles, flags; labels, split and category when
@@ -80,6 +84,8 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
                 "mc_dropout": mc_dropout, "seed": seed, "splits": list(split_filter or [])}
     if tuple(mask_bits) != tuple(DEFAULT_MASK_BITS):
         settings["mask_bits"] = sorted(int(b) for b in mask_bits)
+    if photometry is not None:
+        settings["photometry"] = fingerprint(photometry)
     seed = wd.prepare(work_dir, model, plan, settings) if work_dir else wd.new_seed(seed)
     sigma_meta["MCSEED"] = seed
     if seed is not None and mc_dropout:
@@ -87,14 +93,15 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
 
         keras.utils.set_random_seed(seed)  # dropout draws are not keyed by batch
     parts, failures = _predict_units(model, plan, mc, calibrated, mc_dropout, seed, work_dir,
-                                     on_progress, workers, mask_bits)
+                                     on_progress, workers, mask_bits, photometry)
     return InferenceResult(catalog_from_parts(parts, failures, model, mc, sigma_meta), failures)
 
 
 def _predict_units(model: LoadedModel, plan, mc: int, calibrated: bool, mc_dropout: bool,
                    seed: int | None, work_dir: str | None,
                    on_progress: Callable[[int, int], None] | None, workers: int,
-                   mask_bits: Sequence[int]) -> tuple[list[dict], list[str]]:
+                   mask_bits: Sequence[int], photometry: dict | None = None,
+                   ) -> tuple[list[dict], list[str]]:
     """The catalog parts of the units of ``plan`` (a ``reading.Plan``), in unit order, and the
     failure lines. Parts already in ``work_dir`` are reused; the others are read ahead by
     ``workers`` processes, predicted and, with a ``work_dir``, kept there."""
@@ -108,7 +115,7 @@ def _predict_units(model: LoadedModel, plan, mc: int, calibrated: bool, mc_dropo
                 got, batch, bad_files = next(reader)
                 assert got.key == unit.key
                 part = unit_part(model, batch, bad_files, mc, calibrated, mc_dropout,
-                                 (seed, unit.key))
+                                 (seed, unit.key), photometry)
                 if work_dir:
                     wd.save_part(work_dir, unit.key, part)
             failures.extend(str(f) for f in part.pop("_failures"))
@@ -123,12 +130,27 @@ def _predict_units(model: LoadedModel, plan, mc: int, calibrated: bool, mc_dropo
 
 
 def unit_part(model: LoadedModel, batch, failures: list[str], mc: int, calibrated: bool,
-              mc_dropout: bool, seed) -> dict[str, np.ndarray]:
+              mc_dropout: bool, seed, photometry: dict | None = None) -> dict[str, np.ndarray]:
     """The catalog columns of one unit's batch (none if no file was readable), and its
-    unreadable files under "_failures"."""
+    unreadable files under "_failures". ``photometry``: as ``predict_catalog``'s."""
+    if batch is not None and model.needs_photometry:
+        batch.photometry = batch_photometry(batch, photometry)
     part = {} if batch is None else _predict_part(model, batch, mc, calibrated, mc_dropout, seed)
     part["_failures"] = np.array(failures, dtype=object)
     return part
+
+
+def batch_photometry(batch, table: dict | None) -> np.ndarray:
+    """(B, 7) raw photometry of a batch: a ``--photometry`` table's row for each star in it,
+    else the input table's, else NaN (which Net II fills)."""
+    n = len(batch.apogee_id)
+    phot = (np.full((n, len(PHOT_COLUMNS)), np.nan) if batch.photometry is None
+            else np.array(batch.photometry, dtype=np.float64))
+    if table is not None:
+        found = np.array([str(i).strip() in table for i in batch.apogee_id], dtype=bool)
+        if found.any():
+            phot[found] = lookup(table, np.asarray(batch.apogee_id)[found])
+    return phot
 
 
 def catalog_from_parts(parts: list[dict], failures: list[str], model: LoadedModel,
@@ -150,6 +172,9 @@ def catalog_from_parts(parts: list[dict], failures: list[str], model: LoadedMode
             table[name].description = col.unit
     table.meta["TARGETS"] = ",".join(TARGETS)
     table.meta["MC"] = mc
+    if model.conventions:  # a published network: whose conventions, and what TEFF.. hold
+        table.meta["NETWORK"] = model.conventions["arch"]
+        table.meta["MCVALUE"] = "median" if model.mc_style == "anet2" else "mean"
     table.meta.update(sigma_meta or {})
     table.meta.update(model_identity(model.path))
     return table
@@ -162,17 +187,20 @@ def _predict_part(model: LoadedModel, batch, mc: int, calibrated: bool,
     A spectrum with no usable pixel (no finite flux or no finite error) gets NaN values and
     sigmas and the BAD flag: the network would otherwise give it a confident number.
     """
+    phot = {} if batch.photometry is None or not model.needs_photometry else \
+        {"photometry": batch.photometry}
     if mc > 0:
-        res = model.monte_carlo(batch.flux, batch.err, batch.bad, mc, mc_dropout, seed=seed)
+        res = model.monte_carlo(batch.flux, batch.err, batch.bad, mc, mc_dropout, seed=seed,
+                                **phot)
         if calibrated is None:  # a caller that did not ask sigma_settings (the Ray engine)
             calibrated = model.calibration is not None and not mc_dropout
         if calibrated:
 
             res = calibrated_summaries(res, model.calibration, batch.snr)
-        value, sigma = res["mean"], res["std"]
+        value, sigma = res.get("value", res["mean"]), res["std"]
         pct = {p: res[p] for p in ("p16", "p50", "p84") if p in res}
     else:
-        value = model.predict(batch.flux)
+        value = model.predict(batch.flux, **phot)
         sigma = np.full_like(value, np.nan)
         pct = {}
     dead = np.asarray(batch.bad).all(axis=1)
@@ -194,6 +222,8 @@ def _predict_part(model: LoadedModel, batch, mc: int, calibrated: bool,
             part[f"{col}_LABEL"] = batch.labels[:, k]
         part["SPLIT"], part["CATEGORY"] = batch.split, batch.category
     part.update(batch.extra or {})
+    if phot:
+        part["PHOT_FILLED"] = filled_bits(batch.photometry)
     part["FILE"] = batch.source
     return part
 

@@ -24,6 +24,7 @@ from apnet_tf.data.reading import Unit, plan_units, read_unit
 from apnet_tf.errors import ApnetError
 from apnet_tf.inference import workdir as wd
 from apnet_tf.inference.predict import InferenceResult, catalog_from_parts, unit_part
+from apnet_tf.io.photometry import fingerprint
 from apnet_tf.io.survey_table import Listing
 from apnet_tf.model.loading import load_model
 
@@ -47,16 +48,19 @@ def _read(row: dict) -> dict:
 class Predictor:
     """A Ray actor: loads the model once, then turns batches into catalog parts."""
 
-    def __init__(self, model: str, mc: int, calibrated: bool, mc_dropout: bool, seed: int):
+    def __init__(self, model: str, mc: int, calibrated: bool, mc_dropout: bool, seed: int,
+                 photometry: dict | None = None):
         self.model = load_model(model, calibration=calibrated is not False)
         self.args = (mc, calibrated, mc_dropout)
         self.seed = seed
+        self.photometry = photometry
 
     def __call__(self, rows: dict) -> dict:
         parts = []
         for key, payload in zip(rows["key"], rows["batch"]):
             batch, failures = pickle.loads(payload)
-            part = unit_part(self.model, batch, failures, *self.args, (self.seed, int(key)))
+            part = unit_part(self.model, batch, failures, *self.args, (self.seed, int(key)),
+                             self.photometry)
             parts.append(pickle.dumps(part, protocol=5))
         return {"key": rows["key"], "part": parts}
 
@@ -67,7 +71,8 @@ def predict_catalog_ray(model: str, inputs: Sequence[str], mc: int = 100, batch_
                         listing: Listing | None = None, address: str | None = None,
                         actors: int | None = None, work_dir: str | None = None,
                         on_progress: Callable[[int, int], None] | None = None,
-                        predictor: type = Predictor) -> InferenceResult:
+                        predictor: type = Predictor,
+                        photometry: dict | None = None) -> InferenceResult:
     """``inference.predict_catalog`` on Ray Data: same arguments, same catalog.
 
     Args:
@@ -76,12 +81,15 @@ def predict_catalog_ray(model: str, inputs: Sequence[str], mc: int = 100, batch_
             process already belongs to, or starts a local Ray instance.
         actors: model actors; default one per GPU of the cluster, else one per 4 CPUs.
         predictor: the actor class (tests pass one that dies once).
+        photometry: APOGEE_ID -> (7,) raw photometry for a two-input model (Net II).
     """
     ray = _ray()
     loaded = load_model(model, calibration=calibrated is not False)
     plan = plan_units(inputs, batch_size, split_filter, listing)
     settings = {"mc": mc, "batch_size": batch_size, "calibrated": calibrated,
                 "mc_dropout": mc_dropout, "seed": seed, "splits": list(split_filter or [])}
+    if photometry is not None:
+        settings["photometry"] = fingerprint(photometry)
     seed = wd.prepare(work_dir, loaded, plan, settings) if work_dir else wd.new_seed(seed)
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
@@ -91,8 +99,8 @@ def predict_catalog_ray(model: str, inputs: Sequence[str], mc: int = 100, batch_
              and wd.has_part(work_dir, u.key)}
     todo = [u for u in plan.units if u.key not in parts]
     done = sum(_size(parts[k]) for k in parts)
-    for key, part in _run(ray, todo, model, (mc, calibrated, mc_dropout, seed), actors,
-                          predictor):
+    for key, part in _run(ray, todo, model, (mc, calibrated, mc_dropout, seed, photometry),
+                          actors, predictor):
         if work_dir:
             wd.save_part(work_dir, key, part)
         parts[key] = part

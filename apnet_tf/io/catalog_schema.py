@@ -13,6 +13,7 @@ import dataclasses
 
 from apnet_tf.constants import LABEL_COLUMNS, TARGET_UNITS
 from apnet_tf.io.catalog_flags import BAD_RANGE_MARGIN, LOW_SNR, TEFF_EDGE_K
+from apnet_tf.io.photometry import describe_bits
 
 __all__ = ["Column", "SCHEMA", "SOURCES", "column_info", "schema_column"]
 
@@ -49,7 +50,7 @@ def _schema() -> tuple[Column, ...]:
             Column("RA", "deg", "right ascension (J2000), from the apStar header", "header"),
             Column("DEC", "deg", "declination (J2000), from the apStar header", "header")]
     for name, unit, what in params:
-        cols += [Column(name, unit, f"{what}: Monte Carlo mean (plain prediction if MC=0)",
+        cols += [Column(name, unit, f"{what}: MC mean/median (MCVALUE), plain if MC=0",
                         "model"),
                  Column(f"{name}_ERR", unit,
                         f"1-sigma uncertainty of {name}; kind: keyword SIGMA", "model")]
@@ -76,6 +77,8 @@ def _schema() -> tuple[Column, ...]:
         Column("TELESCOPE", "", "telescope of the input table's row (infer --table)", "input"),
         Column("FIELD", "", "APOGEE field of the input table's row (infer --table)", "input"),
         Column("FILE", "", "apStar file or TFRecord shard the spectrum was read from", "input"),
+        Column("PHOT_FILLED", "", f"Net II bands filled (>=98, missing): {describe_bits()}",
+               "input"),
     ]
     return tuple(cols)
 

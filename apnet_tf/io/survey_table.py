@@ -3,7 +3,8 @@
 Each row names one apStar file: ``{root}/{TELESCOPE}/{FIELD}/{FILE}``, the layout of
 ``apogee/spectro/redux/<release>/stars/`` that APOGEE Net II's users already mirror. APOGEE_ID,
 TELESCOPE and FIELD go into the catalog. Rows whose file is missing are counted and reported;
-the rest go through.
+the rest go through. A table with APOGEE Net II's photometry columns (``photometry.
+PHOT_COLUMNS``, as allStar and allField have) gives them too, for a two-input model.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import numpy as np
 
 from apnet_tf.errors import ApnetError, first_line
+from apnet_tf.io.photometry import PHOT_COLUMNS
 
 __all__ = ["COLUMNS", "read_listing", "Listing"]
 
@@ -38,7 +40,8 @@ def read_listing(table: str, root: str) -> Listing:
             keep.append(i)
         else:
             missing.append(f"{table} row {i + 1} ({cols['APOGEE_ID'][i]}): no file {path}")
-    return Listing(paths, {k: [cols[k][i] for i in keep] for k in COLUMNS[:3]}, missing)
+    names = COLUMNS[:3] + (PHOT_COLUMNS if PHOT_COLUMNS[0] in cols else ())
+    return Listing(paths, {k: [cols[k][i] for i in keep] for k in names}, missing)
 
 
 def _columns(table: str) -> dict[str, list[str]]:
@@ -52,7 +55,11 @@ def _columns(table: str) -> dict[str, list[str]]:
             if absent:
                 raise ApnetError(f"{table}: no column {', '.join(absent)} in HDU 1 (an allStar "
                                  f"or allField table has {', '.join(COLUMNS)})")
-            return {c: [_text(v) for v in np.asarray(data[c])] for c in COLUMNS}
+            out = {c: [_text(v) for v in np.asarray(data[c])] for c in COLUMNS}
+            if all(c in names for c in PHOT_COLUMNS):
+                out.update({c: [float(v) for v in np.asarray(data[c], dtype=np.float64)]
+                            for c in PHOT_COLUMNS})
+            return out
     except ApnetError:
         raise
     except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:

@@ -1,9 +1,10 @@
 """The networks, floor 3: the Appendix B network with its layers and loss (``network``), the one
 Monte Carlo (``uncertainty``), calibration.json and how it turns a Monte Carlo sigma into a
 calibrated one (``calibration``), loading any model kind with its calibration (``loading``) and
-PyTorch weight exchange (``torch_weights``, ``torch_reference``).
+PyTorch weight exchange (``torch_weights``, ``torch_reference``), the published APOGEE Net I
+and II networks and their conventions (``published``).
 
 May import: ``data``, ``io`` and the base modules.
 """
 
-__all__ = ["calibration", "loading", "network", "torch_reference", "torch_weights", "uncertainty"]
+__all__ = ["calibration", "loading", "network", "published", "torch_reference", "torch_weights", "uncertainty"]

@@ -16,7 +16,15 @@ from apnet_tf.errors import ApnetError, first_line
 from apnet_tf.io.files import read_json
 from apnet_tf.model.calibration import CALIBRATION, Calibration
 from apnet_tf.model.network import predictor
+from apnet_tf.io.photometry import PHOT_COLUMNS
+from apnet_tf.model.published import (
+    conventions_of,
+    mc_style,
+    needs_photometry,
+    read_conventions,
+)
 from apnet_tf.model.uncertainty import (
+    SUMMARIES,
     MonteCarloPredictor,
     check_realizations,
     clean_errors,
@@ -46,6 +54,16 @@ class LoadedModel:
     normalization: dict | None = None
     calibration: object | None = None  # calibration.Calibration
     metadata: dict | None = None  # export_metadata.json of a SavedModel or TFLite export
+    conventions: dict | None = None  # a published network's (``published.conventions``)
+
+    @property
+    def needs_photometry(self) -> bool:
+        """Net II: the model takes (B, 7) raw photometry as well as flux."""
+        return needs_photometry(self.conventions)
+
+    @property
+    def mc_style(self) -> str:
+        return mc_style(self.conventions)
 
     def label_range(self) -> tuple[tuple[float, float], ...]:
         norm = self.normalization or {}
@@ -54,36 +72,49 @@ class LoadedModel:
             return tuple(zip(map(float, lo), map(float, hi)))
         return FALLBACK_LABEL_RANGE
 
-    def predict(self, flux: np.ndarray) -> np.ndarray:
+    def predict(self, flux: np.ndarray, photometry: np.ndarray | None = None) -> np.ndarray:
+        """(B, 3) physical units of flux (B, 8575) and, for Net II, raw photometry (B, 7)."""
         flux = np.asarray(flux, np.float32)
+        inputs = {"flux": flux}
+        if self.needs_photometry:
+            if photometry is None:
+                raise ApnetError(f"{self.path}: this model (APOGEE Net II) takes photometry as "
+                                 "well as flux")
+            inputs["photometry"] = np.asarray(photometry, np.float32)
         if self.kind == "keras":
             if not hasattr(self, "_plain"):
-
-                self._plain = predictor(self.model)
-            return self._plain(flux)
+                self._plain = (predictor(self.model) if len(inputs) == 1
+                               else _two_input_predictor(self.model))
+            return self._plain(*inputs.values())
         if self.kind == "saved_model":
             import tensorflow as tf
 
-            out = self.model.signatures["serving_default"](flux=tf.constant(flux))
+            out = self.model.signatures["serving_default"](
+                **{k: tf.constant(v) for k, v in inputs.items()})
             return np.stack([out[t].numpy() for t in TARGETS], axis=1)
-        return _tflite_rows(self.model, flux)
+        return _tflite_rows(self.model, **inputs)
 
     def monte_carlo(self, flux, err, bad, realizations: int, mc_dropout: bool = False,
-                    seed=0) -> dict[str, np.ndarray]:
+                    seed=0, photometry=None) -> dict[str, np.ndarray]:
         """Raw Monte Carlo summaries (B, 3) of flux, err, bad (B, 8575). ``seed``: an int or a
         tuple of ints (e.g. the job's seed and the batch; ``uncertainty.stateless_seed``), or
         None for fresh draws: the same seed gives the same numbers from a run folder, its
-        SavedModel and its TFLite file."""
+        SavedModel and its TFLite file. ``photometry``: (B, 7) raw, for Net II. The Monte
+        Carlo is the model's own (``mc_style``)."""
         import tensorflow as tf
 
-
         realizations = check_realizations(realizations)
+        if self.needs_photometry and photometry is None:
+            raise ApnetError(f"{self.path}: this model (APOGEE Net II) takes photometry as "
+                             "well as flux")
+        phot = None if not self.needs_photometry else np.asarray(photometry, np.float32)
         if self.kind == "keras":
             key = (realizations, mc_dropout)
             if getattr(self, "_mc_key", None) != key:
-                self._mc = MonteCarloPredictor(self.model, realizations, mc_dropout=mc_dropout)
+                self._mc = MonteCarloPredictor(self.model, realizations, mc_dropout=mc_dropout,
+                                               style=self.mc_style)
                 self._mc_key = key
-            return self._mc(flux, err, bad, seed)
+            return self._mc(flux, err, bad, seed, photometry=phot)
         if mc_dropout:
             raise ApnetError(f"{self.path}: MC dropout needs the Keras model (a run folder); "
                              "exported models carry input noise only")
@@ -96,21 +127,38 @@ class LoadedModel:
             if sig is None:
                 raise ApnetError(f"{self.path}: exported by an older apnet-tf (no monte_carlo "
                                  "signature); export it again")
+            extra = {} if phot is None else {"photometry": tf.constant(phot)}
             out = sig(flux=flux, err=tf.constant(mask_into_errors(err, bad)), seed=seed,
-                      realizations=tf.constant(realizations, tf.int32))
+                      realizations=tf.constant(realizations, tf.int32), **extra)
             return {k: np.stack([out[f"{t}_{k}"].numpy() for t in TARGETS], axis=1)
-                    for k in ("mean", "std", "p16", "p50", "p84")}
+                    for k in SUMMARIES if f"teff_{k}" in out}
         # TFLite: the same function, run eagerly, with the interpreter as the model
         err, bad = clean_errors(err, bad)
-        out = run_mc(lambda x: tf.constant(_tflite_rows(self.model, x.numpy())), flux, err, bad,
-                     realizations, seed)
+        out = run_mc(lambda x, m=None: tf.constant(_tflite_rows(
+            self.model, x.numpy(), None if m is None else m.numpy())), flux, err, bad,
+            realizations, seed, style=self.mc_style, photometry=phot)
         return {k: v.numpy() for k, v in out.items()}
 
 
-def _tflite_rows(runner, rows: np.ndarray, chunk: int = 1024) -> np.ndarray:
-    outs = [runner(flux=np.ascontiguousarray(rows[i:i + chunk]))["labels"]
-            for i in range(0, len(rows), chunk)]
+def _tflite_rows(runner, flux: np.ndarray, photometry: np.ndarray | None = None,
+                 chunk: int = 1024) -> np.ndarray:
+    outs = []
+    for i in range(0, len(flux), chunk):
+        feed = {"flux": np.ascontiguousarray(flux[i:i + chunk])}
+        if photometry is not None:
+            feed["photometry"] = np.ascontiguousarray(photometry[i:i + chunk], np.float32)
+        outs.append(runner(**feed)["labels"])
     return np.concatenate(outs) if outs else np.empty((0, 3), np.float32)
+
+
+def _two_input_predictor(model):
+    """A compiled (flux, photometry) -> (B, 3) for a two-input Keras model."""
+    import tensorflow as tf
+
+    fn = tf.function(lambda f, m: model([f, m], training=False), input_signature=[
+        tf.TensorSpec([None, model.input_shape[0][-1]], tf.float32),
+        tf.TensorSpec([None, model.input_shape[1][-1]], tf.float32)])
+    return lambda f, m: fn(tf.constant(f, tf.float32), tf.constant(m, tf.float32)).numpy()
 
 
 def _read_calibration(path: str, wanted: bool):
@@ -135,13 +183,17 @@ def load_model(path: str, calibration: bool = True) -> LoadedModel:
         try:
             interp = Interpreter(model_path=path, num_threads=os.cpu_count())
             runner = interp.get_signature_runner("serving_default")
+            feed = {"flux": np.zeros((1, N_PIXELS), np.float32)}
+            if "photometry" in runner.get_input_details():
+                feed["photometry"] = np.zeros((1, len(PHOT_COLUMNS)), np.float32)
             with native_stderr_silenced():  # LiteRT's one XNNPACK INFO line, on the first call
-                runner(flux=np.zeros((1, N_PIXELS), np.float32))
+                runner(**feed)
         except Exception as exc:
             raise ApnetError(f"{path}: not a usable TFLite model ({first_line(exc)})") from None
         meta = read_json(os.path.join(os.path.dirname(path), "export_metadata.json"))
         cal = _read_calibration(os.path.join(os.path.dirname(path), CALIBRATION), calibration)
-        return LoadedModel(runner, path, "tflite", calibration=cal, metadata=meta)
+        return LoadedModel(runner, path, "tflite", calibration=cal, metadata=meta,
+                           conventions=(meta or {}).get("conventions"))
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, "best.keras")):
         version_dir = path
         if not os.path.exists(os.path.join(path, "saved_model.pb")):
@@ -156,7 +208,8 @@ def load_model(path: str, calibration: bool = True) -> LoadedModel:
         cal = _read_calibration(os.path.join(version_dir, "assets.extra", CALIBRATION),
                                 calibration)
         return LoadedModel(tf.saved_model.load(version_dir), version_dir, "saved_model",
-                           calibration=cal, metadata=meta)
+                           calibration=cal, metadata=meta,
+                           conventions=(meta or {}).get("conventions"))
 
     if os.path.isdir(path):
         keras_path = os.path.join(path, "best.keras")
@@ -166,7 +219,10 @@ def load_model(path: str, calibration: bool = True) -> LoadedModel:
         keras_path, norm, cal = path, None, None
     else:
         raise ApnetError(f"{path}: not a run folder, .keras, SavedModel or .tflite file")
-    return LoadedModel(load_keras(keras_path), path, "keras", norm, cal)
+    model = load_keras(keras_path)
+    conv = read_conventions(path) if os.path.isdir(path) else None
+    return LoadedModel(model, path, "keras", norm, cal,
+                       conventions=conv or conventions_of(model))
 
 
 def load_keras(path: str):

@@ -26,7 +26,7 @@ from apnet_tf.constants import (
 from apnet_tf.io.files import atomic_path
 
 __all__ = [
-    "FluxScaling", "Destandardize", "build_model", "model_precision", "with_precision",
+    "FluxScaling", "Destandardize", "build_model", "conv_trunk", "model_precision", "with_precision",
     "flatten_length", "MaskedStandardizedMSE", "paper_torch_parameter_count", "target_stats",
     "predictor", "save_model_atomic", "standardized_mse"
 ]
@@ -104,6 +104,24 @@ def build_model(mean, std, dropout: float = PAPER_DROPOUT, input_scaling: str = 
     body = {"dtype": precision}
     flux = keras.Input(shape=(n_pixels,), name="flux", dtype="float32")
     x = FluxScaling(input_scaling, name="flux_scaling", dtype="float32")(flux)
+    x = conv_trunk(x, initializer, precision)
+    for i in (1, 2):
+        x = keras.layers.Dense(DENSE_UNITS, kernel_initializer=initializer, name=f"fc{i}",
+                               **body)(x)
+        x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout", **body)(x)
+        x = keras.layers.ReLU(name=f"fc{i}_relu", **body)(x)
+    # bfloat16 keeps 8 significant bits: it would resolve a Teff near 5,000 K to 32 K only.
+    z = keras.layers.Dense(3, name="fc3", dtype="float32")(x)
+    out = Destandardize(mean, std, name="labels", dtype="float32")(z)
+    return keras.Model(flux, out, name=name)
+
+
+def conv_trunk(x, initializer: str = "he_normal", precision: str = "float32"):
+    """The twelve convolutions, six poolings and the flattening of Appendix B (and of the
+    published Net I and II): (B, n_pixels) -> (B, 133 * 64), flattened row-major (position,
+    then channel)."""
+    body = {"dtype": precision}
+    n_pixels = x.shape[-1]
     # Each Conv1D of Appendix B is written as a Conv2D with a (1, 3) kernel over a (1, n_pixels,
     # channels) image: the same weights and outputs, but TensorFlow fuses Conv2D + bias + ReLU
     # into one oneDNN kernel, which its Conv1D (a Conv2D between reshapes) misses: training
@@ -115,15 +133,7 @@ def build_model(mean, std, dropout: float = PAPER_DROPOUT, input_scaling: str = 
         if i % 2 == 0:
             x = keras.layers.MaxPooling2D((1, 2), name=f"pool{i // 2}", **body)(x)
     x = keras.layers.Flatten(name="flatten", **body)(x)
-    for i in (1, 2):
-        x = keras.layers.Dense(DENSE_UNITS, kernel_initializer=initializer, name=f"fc{i}",
-                               **body)(x)
-        x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout", **body)(x)
-        x = keras.layers.ReLU(name=f"fc{i}_relu", **body)(x)
-    # bfloat16 keeps 8 significant bits: it would resolve a Teff near 5,000 K to 32 K only.
-    z = keras.layers.Dense(3, name="fc3", dtype="float32")(x)
-    out = Destandardize(mean, std, name="labels", dtype="float32")(z)
-    return keras.Model(flux, out, name=name)
+    return x
 
 
 def model_precision(model: keras.Model) -> str:

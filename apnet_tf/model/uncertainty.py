@@ -8,6 +8,13 @@ the same function, and the TFLite path runs it eagerly around the interpreter. I
 chunks of at most ``MC_ROWS_PER_CHUNK`` rows (a ``tf.while_loop``, one chunk at a time), so memory
 does not grow with the batch, and draws each star's noise from a stateless generator seeded by the
 call's seed and the star's row, so every path gives the same draws for the same seed.
+
+``style`` selects whose Monte Carlo it is (``MC_STYLES``): "apnet", the package's own (above);
+"anet1" and "anet2", the published networks' own pipelines: sigma = err, except err == 1e10
+pixels get the flux value itself, clipped at 5x the median err over all pixels (1e10 ones
+included, taken before the replacement), no pixel mask. anet1 (astra): draw 0 unperturbed, value
+and sigma = mean and std (ddof 0) of the draws. anet2 (ApogeeNet2): value = the lower median of
+the draws, sigma = their std (ddof 1); Teff is 10**log Teff per draw (inside the model).
 """
 
 from __future__ import annotations
@@ -23,11 +30,15 @@ from apnet_tf.errors import ApnetError
 __all__ = [
     "SUMMARIES", "clean_errors", "mask_into_errors", "typical_error", "noise_scale",
     "star_seed", "realizations", "stateless_seed", "summarize", "monte_carlo",
-    "MonteCarloPredictor", "check_realizations"
+    "MonteCarloPredictor", "check_realizations", "MC_STYLES", "published_noise_scale"
 ]
 
-#: The summaries ``monte_carlo`` returns, each (B, 3).
-SUMMARIES = ("mean", "std", "p16", "p50", "p84")
+#: The summaries ``monte_carlo`` returns, each (B, 3). "value" is the style's reported value
+#: (the mean, or Net II's median); "std" its sigma.
+SUMMARIES = ("value", "mean", "std", "p16", "p50", "p84")
+#: Whose Monte Carlo: the package's (paper 3.5), APOGEE Net I's (astra), APOGEE Net II's.
+MC_STYLES = ("apnet", "anet1", "anet2")
+_BAD_ERROR = 1e10
 
 
 def clean_errors(err, bad=None) -> tuple[tf.Tensor, tf.Tensor]:
@@ -70,18 +81,30 @@ def noise_scale(err: tf.Tensor, bad: tf.Tensor, cap: float = MC_ERROR_CAP) -> tf
     return tf.where(bad, tf.zeros_like(capped), capped)
 
 
+def published_noise_scale(flux: tf.Tensor, err: tf.Tensor, cap: float = MC_ERROR_CAP,
+                          ) -> tf.Tensor:
+    """The published networks' per-pixel sigma: the median err over all pixels first (the lower
+    middle one, as torch.median), then err == 1e10 -> the flux value, then min(., cap * median).
+    (B, N) -> (B, N)."""
+    n = tf.shape(err)[-1]
+    med = tf.gather(tf.sort(err, axis=-1), (n - 1) // 2, axis=-1)[:, None]
+    sigma = tf.where(tf.equal(err, _BAD_ERROR), flux, err)
+    return tf.minimum(sigma, cap * med)
+
+
 def star_seed(seed: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
     """The stateless seed of star ``index`` (its row in the call) under the call's ``seed``."""
     return tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64),
                                                     tf.cast(index, tf.int64))
 
 
-def realizations(flux: tf.Tensor, scale: tf.Tensor, r, seed, first=0) -> tf.Tensor:
+def realizations(flux: tf.Tensor, scale: tf.Tensor, r, seed, first=0,
+                 keep_first: bool = False) -> tf.Tensor:
     """R noisy copies of each spectrum as one batch: (B, N) -> (B * R, N), star-major.
 
     The noise of row ``first + i`` of a call comes from a stateless generator seeded by
     ``star_seed(seed, first + i)``, so it does not depend on how the call is cut into chunks,
-    nor on any global random state.
+    nor on any global random state. ``keep_first``: draw 0 of each star is the flux itself.
     """
     flux = tf.convert_to_tensor(flux, tf.float32)
     b, n = tf.shape(flux)[0], tf.shape(flux)[1]
@@ -92,6 +115,8 @@ def realizations(flux: tf.Tensor, scale: tf.Tensor, r, seed, first=0) -> tf.Tens
 
     eps = tf.map_fn(one, tf.range(b), fn_output_signature=tf.TensorSpec([None, None],
                                                                           tf.float32))
+    if keep_first:
+        eps = eps * tf.cast(tf.range(r) > 0, tf.float32)[None, :, None]
     return tf.reshape(flux[:, None, :] + eps * scale[:, None, :], tf.stack([b * r, n]))
 
 
@@ -102,16 +127,28 @@ def stateless_seed(seed) -> np.ndarray:
     return (np.random.SeedSequence(ints).generate_state(2, np.uint64) >> 1).astype(np.int64)
 
 
-def summarize(samples: tf.Tensor) -> dict[str, tf.Tensor]:
-    """TFP summaries of (B, R, 3) samples: mean, std, p16, p50, p84, each (B, 3)."""
+def summarize(samples: tf.Tensor, style: str = "apnet") -> dict[str, tf.Tensor]:
+    """TFP summaries of (B, R, 3) samples: value, mean, std, p16, p50, p84, each (B, 3).
+
+    value and std: the mean and std (ddof 0) of the draws; for "anet2" the lower median (the
+    ((R - 1) // 2)th smallest draw, as torch.median) and the std with ddof 1.
+    """
     pct = tfp.stats.percentile(samples, [16.0, 50.0, 84.0], axis=1, interpolation="linear")
-    return {"mean": tf.reduce_mean(samples, axis=1),
-            "std": tfp.stats.stddev(samples, sample_axis=1),
-            "p16": pct[0], "p50": pct[1], "p84": pct[2]}
+    out = {"mean": tf.reduce_mean(samples, axis=1),
+           "std": tfp.stats.stddev(samples, sample_axis=1),
+           "p16": pct[0], "p50": pct[1], "p84": pct[2]}
+    out["value"] = out["mean"]
+    if style == "anet2":
+        r = tf.shape(samples)[1]
+        out["value"] = tf.gather(tf.sort(samples, axis=1), (r - 1) // 2, axis=1)
+        rf = tf.cast(r, samples.dtype)
+        out["std"] = out["std"] * tf.sqrt(rf / tf.maximum(rf - 1.0, 1.0))
+    return out
 
 
 def monte_carlo(predict, flux, err, bad, r, seed, rows_per_chunk=MC_ROWS_PER_CHUNK,
-                error_cap: float = MC_ERROR_CAP, dropout_predict=None) -> dict[str, tf.Tensor]:
+                error_cap: float = MC_ERROR_CAP, dropout_predict=None, style: str = "apnet",
+                photometry=None) -> dict[str, tf.Tensor]:
     """The one Monte Carlo of this package (paper 3.5), used by the Keras, SavedModel and TFLite
     paths alike.
 
@@ -123,13 +160,17 @@ def monte_carlo(predict, flux, err, bad, r, seed, rows_per_chunk=MC_ROWS_PER_CHU
             stays bounded whatever B: the stars are cut into chunks of rows_per_chunk // r.
         dropout_predict: optional rows -> (M, 3) with dropout on; its spread over r passes of
             the clean flux is added in quadrature (``std_dropout``).
+        style: one of ``MC_STYLES`` (module docstring); the published ones ignore ``bad``.
+        photometry: (B, 7) for a two-input model: ``predict(rows, photometry rows)``; each
+            star's photometry goes unperturbed with each of its draws.
 
     Returns:
-        mean, std, p16, p50, p84 (and std_dropout), each (B, 3).
+        value, mean, std, p16, p50, p84 (and std_dropout), each (B, 3).
     """
     flux = tf.convert_to_tensor(flux, tf.float32)
-    scale = noise_scale(tf.convert_to_tensor(err, tf.float32), tf.convert_to_tensor(bad),
-                        error_cap)
+    err = tf.convert_to_tensor(err, tf.float32)
+    scale = (noise_scale(err, tf.convert_to_tensor(bad), error_cap) if style == "apnet"
+             else published_noise_scale(flux, err, error_cap))
     r = tf.convert_to_tensor(r, tf.int32)
     b = tf.shape(flux)[0]
     per_chunk = tf.maximum(1, tf.convert_to_tensor(rows_per_chunk, tf.int32) // r)
@@ -139,8 +180,10 @@ def monte_carlo(predict, flux, err, bad, r, seed, rows_per_chunk=MC_ROWS_PER_CHU
     def body(i, arrays):
         lo = i * per_chunk
         hi = tf.minimum(lo + per_chunk, b)
-        x = realizations(flux[lo:hi], scale[lo:hi], r, seed, first=lo)
-        out = summarize(tf.reshape(predict(x), tf.stack([hi - lo, r, 3])))
+        x = realizations(flux[lo:hi], scale[lo:hi], r, seed, lo, keep_first=style == "anet1")
+        y = predict(x) if photometry is None else predict(
+            x, tf.repeat(tf.cast(photometry[lo:hi], tf.float32), r, axis=0))
+        out = summarize(tf.reshape(y, tf.stack([hi - lo, r, 3])), style)
         if dropout_predict is not None:
             drop = dropout_predict(tf.repeat(flux[lo:hi], r, axis=0))
             out["std_dropout"] = tfp.stats.stddev(tf.reshape(drop, tf.stack([hi - lo, r, 3])),
@@ -155,6 +198,12 @@ def monte_carlo(predict, flux, err, bad, r, seed, rows_per_chunk=MC_ROWS_PER_CHU
     if dropout_predict is not None:
         out["std"] = tf.sqrt(tf.square(out["std"]) + tf.square(out["std_dropout"]))
     return out
+
+
+def _check_style(style: str) -> str:
+    if style not in MC_STYLES:
+        raise ApnetError(f"Monte Carlo style {style!r} is not one of {', '.join(MC_STYLES)}")
+    return style
 
 
 class MonteCarloPredictor:
@@ -172,33 +221,47 @@ class MonteCarloPredictor:
 
     def __init__(self, model: keras.Model, realizations: int = MC_REALIZATIONS,
                  error_cap: float = MC_ERROR_CAP, mc_dropout: bool = False,
-                 rows_per_chunk: int = MC_ROWS_PER_CHUNK):
+                 rows_per_chunk: int = MC_ROWS_PER_CHUNK, style: str = "apnet"):
         self.model, self.r = model, check_realizations(realizations)
         self.cap, self.mc_dropout, self.rows = float(error_cap), mc_dropout, int(rows_per_chunk)
-        n = model.input_shape[-1]
+        self.style = _check_style(style)
+        self.two_inputs = isinstance(model.input_shape, list)
+        n = (model.input_shape[0] if self.two_inputs else model.input_shape)[-1]
         spec = tf.TensorSpec([None, n], tf.float32)
+        specs = [spec, spec, tf.TensorSpec([None, n], tf.bool), tf.TensorSpec([2], tf.int64)]
+        if self.two_inputs:
+            specs.append(tf.TensorSpec([None, model.input_shape[1][-1]], tf.float32))
         # One signature for every batch size: no retracing when the last batch is smaller.
-        self._fn = tf.function(self._graph, input_signature=[
-            spec, spec, tf.TensorSpec([None, n], tf.bool), tf.TensorSpec([2], tf.int64)])
+        self._fn = tf.function(self._graph, input_signature=specs)
 
-    def _graph(self, flux, err, bad, seed):
-        drop = (lambda x: self.model(x, training=True)) if self.mc_dropout else None
-        return monte_carlo(lambda x: self.model(x, training=False), flux, err, bad, self.r,
-                           seed, self.rows, self.cap, dropout_predict=drop)
+    def _graph(self, flux, err, bad, seed, photometry=None):
+        def run(training):
+            if photometry is None:
+                return lambda x: self.model(x, training=training)
+            return lambda x, m: self.model([x, m], training=training)
 
-    def __call__(self, flux, err, bad=None, seed=0) -> dict[str, np.ndarray]:
+        drop = run(True) if self.mc_dropout and photometry is None else None
+        return monte_carlo(run(False), flux, err, bad, self.r, seed, self.rows, self.cap,
+                           dropout_predict=drop, style=self.style, photometry=photometry)
+
+    def __call__(self, flux, err, bad=None, seed=0, photometry=None) -> dict[str, np.ndarray]:
         """flux, err: (B, 8575); bad: a bool (B, 8575) pixel mask or None (see ``clean_errors``);
         seed: an int or a tuple of ints (``stateless_seed``; the same seed gives the same draws,
-        whatever the global random state), or None for fresh draws.
+        whatever the global random state), or None for fresh draws; photometry: (B, 7) raw,
+        for a two-input model.
 
-        Returns mean, std, p16, p50, p84 (and std_dropout with MC dropout), each (B, 3), in
-        physical units.
+        Returns value, mean, std, p16, p50, p84 (and std_dropout with MC dropout), each (B, 3),
+        in physical units.
         """
         err, bad = clean_errors(err, bad)
         key = stateless_seed(seed) if seed is not None else \
             np.random.default_rng().integers(0, 2**62, 2)
-        out = self._fn(tf.convert_to_tensor(flux, tf.float32), err, bad,
-                       tf.constant(key, tf.int64))
+        args = [tf.convert_to_tensor(flux, tf.float32), err, bad, tf.constant(key, tf.int64)]
+        if self.two_inputs:
+            if photometry is None:
+                raise ApnetError("this model takes photometry as well as flux")
+            args.append(tf.convert_to_tensor(np.asarray(photometry, np.float32)))
+        out = self._fn(*args)
         return {k: v.numpy() for k, v in out.items()}
 
 
