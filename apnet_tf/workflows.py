@@ -20,7 +20,7 @@ from collections.abc import Callable
 from astropy.table import Table
 
 from apnet_tf.calibration.fit import calibrate, calibrate_fitted_run
-from apnet_tf.constants import HISTORY
+from apnet_tf.constants import HISTORY, ROUNDS
 from apnet_tf.data.records import make_records
 from apnet_tf.data.synth import make_survey
 from apnet_tf.errors import ApnetError, require_at_least
@@ -70,8 +70,10 @@ def write_run_report(model, records_dir: str, run_dir: str, std) -> tuple:
     table2, table3 = evaluation_tables(res["pred"], res["labels"], res["category"],
                                        res["split"], std)
     write_tables(run_dir, table2, table3)
-    if os.path.exists(os.path.join(run_dir, HISTORY)):
-        training_curve(os.path.join(run_dir, HISTORY), os.path.join(run_dir, "training.png"))
+    if os.path.exists(os.path.join(run_dir, HISTORY)):  # the kept model marked (finetune rounds)
+        rounds = os.path.join(run_dir, ROUNDS)
+        training_curve(os.path.join(run_dir, HISTORY), os.path.join(run_dir, "training.png"),
+                       rounds_csv=rounds if os.path.exists(rounds) else None)
     return table2, table3
 
 
