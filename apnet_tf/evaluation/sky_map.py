@@ -151,6 +151,7 @@ def _group_panel(ax, lon: np.ndarray, lat: np.ndarray, ages: np.ndarray, number:
     ax.set_ylim(lat.min() - margin, lat.max() + margin)
     ax.set_aspect(1 / max(np.cos(np.radians(b0)), 0.1), adjustable="datalim")
     ax.xaxis.set_major_locator(mticker.MaxNLocator(5))
+    ax.yaxis.set_major_locator(mticker.MaxNLocator(6))
     _sky_axes(ax)
     ax.set_title(f"{number}: {len(lon)} star{'s' if len(lon) > 1 else ''} around "
                  f"l = {l0:.1f}°, b = {b0:+.1f}°", fontsize=10)
