@@ -26,9 +26,14 @@ from apnet_tf.model.network import predictor, standardized_mse
 
 __all__ = [
     "GROUPS", "scatter", "bias", "rms", "evaluation_tables", "format_table", "predict_records",
-    "write_table", "write_tables", "table_std", "coverage_table", "evaluate"
+    "write_table", "write_tables", "table_std", "coverage_table", "evaluate", "EVALUATION_FILES",
+    "read_evaluation"
 ]
 
+#: The files ``evaluate`` writes in its folder.
+EVALUATION_FILES = ("table2.csv", "table2.md", "table3.csv", "table3.md", "coverage.csv",
+                    "coverage.md", "catalog.csv", "kiel.png", "label_vs_prediction.png",
+                    "sigma_vs_snr.png", "yso_sky.png")
 #: Groups of the paper's tables and the categories each holds.
 GROUPS = {"Full": ("payne", "mstar", "yso"), "MStar": ("mstar",), "YSO": ("yso",)}
 
@@ -279,3 +284,17 @@ def _write_figures(out_dir: str, raw, sigmas: dict[str, np.ndarray], splits) -> 
                                      os.path.join(out_dir, "yso_sky.png"),
                                      plots.describe(splits)))
     return files
+
+
+def read_evaluation(out_dir: str) -> dict:
+    """An evaluation folder's tables read back from its CSVs, with the rows as ``evaluate``
+    returns them: table2 (rows group), table3 (rows group, target) and coverage (rows sigma,
+    split, group); "files": the paths of ``EVALUATION_FILES`` present. The values are those
+    written (table2 and table3 to 6 significant digits, coverage to 4 decimals)."""
+    def read(name: str, levels: int) -> pd.DataFrame:
+        return pd.read_csv(os.path.join(out_dir, f"{name}.csv"), index_col=list(range(levels)))
+
+    files = [os.path.join(out_dir, name) for name in EVALUATION_FILES
+             if os.path.exists(os.path.join(out_dir, name))]
+    return {"table2": read("table2", 1), "table3": read("table3", 2),
+            "coverage": read("coverage", 3), "files": files}
