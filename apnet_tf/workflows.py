@@ -8,32 +8,50 @@ folder: what ``apnet-tf fit`` does. Training itself knows nothing of evaluation 
 synth -> make-records -> fit (pretrain + rolling Payne fine-tuning) -> calibrate -> infer
 (catalog with uncertainties) -> evaluate (Tables 2 and 3, coverage, PNG plots), all in one folder.
 A re-run reuses what an earlier run finished: the spectra, the records' complete shards, a finished
-run folder and its calibration; the catalog and the evaluation are made again.
+run folder and its calibration, and the catalog and the evaluation when their inputs are unchanged
+(``demo_fingerprint``, recorded in ``DEMO_STATE`` once each is complete).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 from collections.abc import Callable
 
 from astropy.table import Table
 
+from apnet_tf import __version__
 from apnet_tf.calibration.fit import calibrate, calibrate_fitted_run
-from apnet_tf.constants import HISTORY
+from apnet_tf.constants import HISTORY, ROUNDS
+from apnet_tf.data.manifest import MANIFEST
 from apnet_tf.data.records import make_records
 from apnet_tf.data.synth import make_survey
 from apnet_tf.errors import ApnetError, require_at_least
 from apnet_tf.evaluation.plots import training_curve
-from apnet_tf.evaluation.tables import evaluate, evaluation_tables, predict_records, write_tables
+from apnet_tf.evaluation.tables import (
+    EVALUATION_FILES,
+    evaluate,
+    evaluation_tables,
+    predict_records,
+    read_evaluation,
+    write_tables,
+)
 from apnet_tf.inference.predict import predict_catalog
 from apnet_tf.io.catalog import write_catalog
+from apnet_tf.io.files import content_hash, read_json, write_json
 from apnet_tf.model.calibration import CALIBRATION, Calibration
 from apnet_tf.model.loading import load_model
 from apnet_tf.training import fitting
 from apnet_tf.training.recipes import get_recipe
 
-__all__ = ["fit", "write_run_report", "DemoResult", "run_demo"]
+__all__ = ["fit", "write_run_report", "DemoResult", "run_demo", "DEMO_STATE", "demo_fingerprint"]
+
+#: The demo's record, in its out_dir, of the inputs of each finished product: product ->
+#: ``demo_fingerprint``. An entry is written once its product is complete and dropped before
+#: the product is made again, so a killed run never has a half-made product reused.
+DEMO_STATE = "demo_inputs.json"
 
 
 def fit(records_dir: str, run_dir: str, stage: str = "all", recipe=None, resume: bool = False,
@@ -70,8 +88,10 @@ def write_run_report(model, records_dir: str, run_dir: str, std) -> tuple:
     table2, table3 = evaluation_tables(res["pred"], res["labels"], res["category"],
                                        res["split"], std)
     write_tables(run_dir, table2, table3)
-    if os.path.exists(os.path.join(run_dir, HISTORY)):
-        training_curve(os.path.join(run_dir, HISTORY), os.path.join(run_dir, "training.png"))
+    if os.path.exists(os.path.join(run_dir, HISTORY)):  # the kept model marked (finetune rounds)
+        rounds = os.path.join(run_dir, ROUNDS)
+        training_curve(os.path.join(run_dir, HISTORY), os.path.join(run_dir, "training.png"),
+                       rounds_csv=rounds if os.path.exists(rounds) else None)
     return table2, table3
 
 
@@ -83,7 +103,10 @@ class DemoResult:
     catalog_path: str  # catalog.fits, calibrated sigmas
     catalog: Table  # the catalog as written: one row per star of the records
     evaluation_dir: str  # tables, coverage and PNG plots
-    evaluation: dict  # ``evaluation.evaluate``'s result: table2, table3, coverage, files
+    evaluation: dict  # table2, table3, coverage as written (``read_evaluation``), files
+    #: what was reused from an earlier run, in order, from "spectra", "records", "run",
+    #: "catalog", "evaluation"; empty when everything was made
+    reused: list[str] = dataclasses.field(default_factory=list)
 
 
 def run_demo(out_dir: str = "demo_out", n: int = 1500, epochs: int = 30, mc: int = 30,
@@ -103,7 +126,10 @@ def run_demo(out_dir: str = "demo_out", n: int = 1500, epochs: int = 30, mc: int
             round's row).
 
     Every option is checked before any work starts. An unfinished run folder of the demo's own
-    (no table3.csv) is trained again from the start.
+    (no table3.csv) is trained again from the start. The catalog and the evaluation of an
+    earlier run are reused (read back) when their files are there and ``demo_fingerprint`` of
+    their inputs (run folder, records, mc, seed) is the one recorded in ``DEMO_STATE``;
+    ``DemoResult.reused`` says what was.
 
     Raises:
         ApnetError: a bad option, or what a step raises.
@@ -114,13 +140,62 @@ def run_demo(out_dir: str = "demo_out", n: int = 1500, epochs: int = 30, mc: int
     step = _stepper(on_progress)
     spectra_dir, records_dir, run_dir, evaluation_dir = (
         os.path.join(out_dir, name) for name in ("spectra", "records", "run", "evaluation"))
-    _make_data(spectra_dir, records_dir, n, seed, step)
-    _train(records_dir, run_dir, recipe, mc, seed, on_epoch, on_round, step("calibrate"))
-    catalog_path, catalog = _predict(run_dir, records_dir, os.path.join(out_dir, "catalog.fits"),
-                                     mc, seed, step("infer"))
-    evaluation = evaluate(run_dir, records_dir, evaluation_dir, realizations=mc, seed=seed,
-                          on_progress=step("evaluate"))
-    return DemoResult(run_dir, catalog_path, catalog, evaluation_dir, evaluation)
+    reused = _make_data(spectra_dir, records_dir, n, seed, step)
+    if _train(records_dir, run_dir, recipe, mc, seed, on_epoch, on_round, step("calibrate")):
+        reused.append("run")
+    fingerprint = demo_fingerprint(run_dir, records_dir, mc, seed)
+    catalog_path = os.path.join(out_dir, "catalog.fits")
+    catalog = _product(out_dir, "catalog", fingerprint, [catalog_path], reused,
+                       lambda: _predict(run_dir, records_dir, catalog_path, mc, seed,
+                                        step("infer"))[1],
+                       lambda: Table.read(catalog_path))
+    _product(out_dir, "evaluation", fingerprint,
+             [os.path.join(evaluation_dir, name) for name in EVALUATION_FILES], reused,
+             lambda: evaluate(run_dir, records_dir, evaluation_dir, realizations=mc, seed=seed,
+                              on_progress=step("evaluate")), lambda: None)
+    # read back as written, so that a re-run that reuses it shows the very same numbers
+    evaluation = read_evaluation(evaluation_dir)
+    return DemoResult(run_dir, catalog_path, catalog, evaluation_dir, evaluation, reused)
+
+
+def demo_fingerprint(run_dir: str, records_dir: str, mc: int, seed: int) -> str:
+    """sha256 (hex) of what the demo's catalog and evaluation are made from: the run folder's
+    content (``content_hash``: the model, calibration.json, ...), the records' manifest (less
+    its creation time) with each shard's input fingerprint, ``mc``, ``seed`` and the apnet-tf
+    version."""
+    manifest = dict(read_json(os.path.join(records_dir, MANIFEST)) or {})
+    manifest.pop("created", None)
+    shards = sorted(name for names in manifest.get("shards", {}).values() for name in names)
+    sidecars = {name: (read_json(os.path.join(records_dir, name + ".json")) or {})
+                .get("fingerprint") for name in shards}
+    inputs = {"run": content_hash(run_dir), "manifest": manifest, "shards": sidecars,
+              "mc": int(mc), "seed": int(seed), "apnet_tf": __version__}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _set_state(out_dir: str, product: str, fingerprint: str | None) -> None:
+    """Record ``product``'s input fingerprint in ``DEMO_STATE``, or drop it (None)."""
+    path = os.path.join(out_dir, DEMO_STATE)
+    state = read_json(path) or {}
+    state.pop(product, None)
+    if fingerprint is not None:
+        state[product] = fingerprint
+    write_json(path, state)
+
+
+def _product(out_dir: str, product: str, fingerprint: str, files: list[str],
+             reused: list[str], make: Callable[[], object], load: Callable[[], object]):
+    """``load()`` a product whose recorded fingerprint is ``fingerprint`` and whose ``files``
+    all exist (and append its name to ``reused``); else drop its record, ``make()`` it and
+    record ``fingerprint`` once it is complete. Returns what load or make returned."""
+    state = read_json(os.path.join(out_dir, DEMO_STATE)) or {}
+    if state.get(product) == fingerprint and all(os.path.exists(f) for f in files):
+        reused.append(product)
+        return load()
+    _set_state(out_dir, product, None)
+    made = make()
+    _set_state(out_dir, product, fingerprint)
+    return made
 
 
 def _stepper(on_progress) -> Callable[[str], Callable[[int, int], None] | None]:
@@ -132,26 +207,34 @@ def _stepper(on_progress) -> Callable[[str], Callable[[int, int], None] | None]:
     return step
 
 
-def _make_data(spectra_dir: str, records_dir: str, n: int, seed: int, step) -> None:
-    """The survey (only if it has no labels.csv yet) and its records (complete shards kept)."""
+def _make_data(spectra_dir: str, records_dir: str, n: int, seed: int, step) -> list[str]:
+    """The survey (only if it has no labels.csv yet) and its records (complete shards kept).
+    Returns what was reused: "spectra" (the survey), "records" (no shard written)."""
     labels = os.path.join(spectra_dir, "labels.csv")
-    if not os.path.exists(labels):
+    reused = ["spectra"] if os.path.exists(labels) else []
+    if not reused:
         make_survey(spectra_dir, n, seed, on_progress=step("synth"))
-    make_records([spectra_dir], records_dir, labels=labels, on_progress=step("make-records"))
+    records = make_records([spectra_dir], records_dir, labels=labels,
+                           on_progress=step("make-records"))
+    return reused + ([] if records.written_shards else ["records"])
 
 
 def _train(records_dir: str, run_dir: str, recipe, mc: int, seed: int, on_epoch,
-           on_round, on_calibrate=None) -> None:
+           on_round, on_calibrate=None) -> bool:
     """Train unless the run folder holds table3.csv (fit writes it once training is over; an
     unfinished run of the demo's own is started again), then calibrate unless fit did (or an
-    older apnet-tf wrote its calibration.json in another format)."""
-    if not os.path.exists(os.path.join(run_dir, "table3.csv")):
+    older apnet-tf wrote its calibration.json in another format). True: the run was reused
+    as it was (neither trained nor calibrated)."""
+    reused = os.path.exists(os.path.join(run_dir, "table3.csv"))
+    if not reused:
         fit(records_dir, run_dir, stage="all", recipe=recipe, resume=False, strategy="default",
             overwrite=True, on_epoch=on_epoch, on_round=on_round, on_progress=on_calibrate)
     try:
         Calibration.load(os.path.join(run_dir, CALIBRATION))
     except ApnetError:  # missing, or not this version's: the demo's own run, so calibrate it
         calibrate(run_dir, records_dir, realizations=mc, seed=seed, on_progress=on_calibrate)
+        return False
+    return reused
 
 
 def _predict(run_dir: str, records_dir: str, out: str, mc: int, seed: int,

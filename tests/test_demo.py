@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from cli_helpers import snapshot
+from cli_helpers import cli, snapshot
 
 
 def test_demo_rerun_reuses_the_survey_and_a_finished_run(survey, trained_run, tmp_path):
@@ -45,3 +45,75 @@ def test_demo_recalibrates_a_calibration_of_an_older_version(survey, trained_run
     assert epochs == [] and "calibrate" in steps  # calibrated again, not trained again
     assert Calibration.load(str(out / "run" / "calibration.json")).format == FORMAT
     assert res.catalog.meta["SIGMA"] == "calibrated"
+
+
+def test_demo_rerun_reuses_an_unchanged_catalog_and_evaluation(survey, trained_run, tmp_path):
+    import json
+
+    import pandas as pd
+
+    from apnet_tf.workflows import DEMO_STATE, run_demo
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    os.symlink(survey, out / "spectra")
+    shutil.copytree(trained_run, out / "run")
+    first = run_demo(str(out), n=150, epochs=1, mc=2, seed=0)
+    assert first.reused == ["spectra", "run"]  # the records were made, as were the products
+    assert set(json.loads((out / DEMO_STATE).read_text())) == {"catalog", "evaluation"}
+    made = snapshot(out / "evaluation")
+    made["catalog.fits"] = snapshot(out)["catalog.fits"]
+
+    steps = set()
+    again = run_demo(str(out), n=150, epochs=1, mc=2, seed=0,
+                     on_progress=lambda step, done, total: steps.add(step))
+    assert again.reused == ["spectra", "records", "run", "catalog", "evaluation"]
+    assert steps == {"make-records"}  # neither "infer" nor "evaluate" ran again
+    assert snapshot(out / "evaluation") == {k: v for k, v in made.items() if k != "catalog.fits"}
+    assert snapshot(out)["catalog.fits"] == made["catalog.fits"]
+    assert len(again.catalog) == 150 and again.catalog.meta["SIGMA"] == "calibrated"
+    for name in ("table2", "table3", "coverage"):
+        pd.testing.assert_frame_equal(again.evaluation[name], first.evaluation[name])
+    assert again.evaluation["coverage"].xs("test", level="split").shape[0] > 0
+    res = cli("demo", "--out", out, "--n", 150, "--epochs", 1, "--mc", 2, "--seed", 0)
+    assert res.exit_code == 0, res.output
+    assert "reused: spectra, records, run, catalog, evaluation (inputs unchanged)" in res.stdout
+    assert "Table 3" in res.stdout and "1-sigma coverage on the test split" in res.stdout
+
+    # another seed (or mc) makes both again
+    steps.clear()
+    other = run_demo(str(out), n=150, epochs=1, mc=3, seed=0,
+                     on_progress=lambda step, done, total: steps.add(step))
+    assert other.reused == ["spectra", "records", "run"]
+    assert {"infer", "evaluate"} <= steps
+    steps.clear()
+    assert run_demo(str(out), n=150, epochs=1, mc=3, seed=1,
+                    on_progress=lambda step, done, total: steps.add(step)).reused[-1] == "run"
+    assert {"infer", "evaluate"} <= steps
+
+
+def test_demo_never_reuses_a_product_whose_remaking_was_cut_short(survey, trained_run,
+                                                                  tmp_path, monkeypatch):
+    import json
+
+    import pytest
+
+    from apnet_tf import workflows
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    os.symlink(survey, out / "spectra")
+    shutil.copytree(trained_run, out / "run")
+    workflows.run_demo(str(out), n=150, epochs=1, mc=2, seed=0)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(workflows, "evaluate", killed)  # killed while remaking the evaluation
+    with pytest.raises(KeyboardInterrupt):
+        workflows.run_demo(str(out), n=150, epochs=1, mc=2, seed=5)
+    state = json.loads((out / workflows.DEMO_STATE).read_text())
+    assert set(state) == {"catalog"}  # the seed-5 catalog; no evaluation to reuse
+    monkeypatch.undo()
+    res = workflows.run_demo(str(out), n=150, epochs=1, mc=2, seed=0)
+    assert "evaluation" not in res.reused and "catalog" not in res.reused

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from apnet_tf.evaluation import plots
+from apnet_tf.evaluation import plots, sky_map
 from apnet_tf.io.catalog_flags import AGE_BIN_LABELS
 
 
@@ -52,5 +52,75 @@ def test_evaluation_figures(tmp_path, data):
     _check_png(plots.sigma_vs_snr(snr, sigma, str(tmp_path / "s.png"), note), min_w=1200)
     ra, dec = rng.uniform(0, 360, 50), rng.uniform(-40, 60, 50)
     ages = rng.choice(AGE_BIN_LABELS, 50)
-    _check_png(plots.yso_sky_map(ra, dec, ages, str(tmp_path / "y.png"), note), min_w=900)
-    _check_png(plots.yso_sky_map(ra[:0], dec[:0], ages[:0], str(tmp_path / "y0.png")))
+    _check_png(sky_map.yso_sky_map(ra, dec, ages, str(tmp_path / "y.png"), note), min_w=900)
+    _check_png(sky_map.yso_sky_map(ra[:0], dec[:0], ages[:0], str(tmp_path / "y0.png")))
+
+
+def _history_and_rounds(improved):
+    """A pretraining of 10 epochs (best at 8), three fine-tuning rounds of 4, 5 and 3 epochs
+    whose dev losses fall round by round (each round's best: its 2nd epoch)."""
+    rows = [{"stage": "pretrain", "epoch": e, "loss": 1 / e, "val_loss": abs(e - 8) + 1.0}
+            for e in range(1, 11)]
+    epoch = 0
+    for r, n in enumerate((4, 5, 3)):
+        for k in range(n):
+            epoch += 1
+            rows.append({"stage": "finetune", "epoch": epoch, "loss": 0.1,
+                         "val_loss": 0.5 - 0.1 * r + (0 if k == 1 else 0.05)})
+    rounds = pd.DataFrame({"round": [1, 2, 3], "epochs": [4, 5, 3], "improved": improved})
+    return pd.DataFrame(rows), rounds
+
+
+def test_kept_epoch_is_the_kept_model_not_the_lowest_dev_loss():
+    hist, rounds = _history_and_rounds([True, True, False])
+    # round 3 has the lowest dev loss but was not kept: the kept model is round 2's best epoch
+    assert plots.kept_epoch(hist, rounds) == ("finetune", 6)
+    hist, rounds = _history_and_rounds([False, False, False])
+    assert plots.kept_epoch(hist, rounds) == ("pretrain", 8)  # no round kept: pretraining's
+    hist, rounds = _history_and_rounds([True, False, True])
+    assert plots.kept_epoch(hist, rounds) == ("finetune", 11)
+    assert plots.kept_epoch(hist[hist["stage"] == "pretrain"], None) == ("pretrain", 8)
+
+
+def test_training_curve_reads_the_rounds_it_is_given(tmp_path):
+    hist, rounds = _history_and_rounds([True, True, False])
+    hist.to_csv(tmp_path / "history.csv", index=False)
+    rounds.to_csv(tmp_path / "rounds.csv", index=False)
+    _check_png(plots.training_curve(str(tmp_path / "history.csv"), str(tmp_path / "t.png"),
+                                    rounds_csv=str(tmp_path / "rounds.csv")), min_w=1000)
+
+
+def test_sigma_vs_snr_shows_the_calibrated_sigma_first(tmp_path, data):
+    labels, pred, cats, snr, sigma, rng = data
+    series = plots.sigma_series(sigma, 2 * sigma)
+    assert [s[0] for s in series] == ["calibrated sigma (as in the catalog)",
+                                      "raw Monte Carlo sigma (input noise only)"]
+    assert np.array_equal(series[0][1], 2 * sigma)
+    assert [s[0] for s in plots.sigma_series(sigma, None)] == [
+        "raw Monte Carlo sigma (input noise only)"]
+    _check_png(plots.sigma_vs_snr(snr, sigma, str(tmp_path / "s2.png"), "dev split",
+                                  calibrated=2 * sigma), min_w=1200)
+
+
+def test_sky_groups_finds_two_separated_clumps():
+    rng = np.random.default_rng(1)
+    big = np.stack([rng.normal(0, 1, 30) % 360, rng.normal(-15, 1, 30)], axis=1)  # across l=0
+    small = np.stack([rng.normal(205, 0.5, 12), rng.normal(-19, 0.5, 12)], axis=1)
+    lone = np.array([[90.0, 60.0]])
+    lb = np.concatenate([small, big, lone])
+    groups = sky_map.sky_groups(lb[:, 0], lb[:, 1], link_deg=3.0)
+    assert [len(g) for g in groups] == [30, 12, 1]
+    assert sorted(groups[0]) == list(range(12, 42)) and sorted(groups[1]) == list(range(12))
+    l0, b0 = sky_map.group_centre(lb[groups[0], 0], lb[groups[0], 1])
+    assert min(l0, 360 - l0) < 1 and abs(b0 + 15) < 1
+    assert sky_map.sky_groups(np.array([]), np.array([])) == []
+
+
+def test_yso_sky_map_with_groups_and_one_star(tmp_path):
+    rng = np.random.default_rng(2)
+    ra = np.concatenate([rng.normal(84, 1, 40), rng.normal(246, 1, 20), [10.0]])
+    dec = np.concatenate([rng.normal(-5, 1, 40), rng.normal(-24, 1, 20), [40.0]])
+    ages = rng.choice(AGE_BIN_LABELS, ra.size)
+    _check_png(sky_map.yso_sky_map(ra, dec, ages, str(tmp_path / "g.png"), "all splits"),
+               min_w=900, min_h=700)
+    _check_png(sky_map.yso_sky_map(ra[:1], dec[:1], ages[:1], str(tmp_path / "g1.png")))

@@ -96,7 +96,8 @@ def demo(out_dir: Annotated[str, typer.Option("--out", help="Folder for everythi
 
     synth -> make-records -> fit (pretrain + rolling Payne fine-tuning) -> calibrate ->
     infer (catalog with uncertainties) -> evaluate (Tables 2 and 3, coverage, PNG plots).
-    Re-running it reuses the spectra, records and a finished run.
+    Re-running it reuses the spectra, records and a finished run, and the catalog and the
+    evaluation when their inputs (run, records, --mc, --seed) are unchanged.
     """
     from apnet_tf.workflows import run_demo
 
@@ -104,6 +105,9 @@ def demo(out_dir: Annotated[str, typer.Option("--out", help="Folder for everythi
         on_epoch, on_round = fit_printers(lambda done, total: bars("fit", done, total))
         res = run_demo(out_dir, n=n, epochs=epochs, mc=mc, seed=seed, on_progress=bars,
                        on_epoch=on_epoch, on_round=on_round)
+    if res.reused:
+        unchanged = {"catalog", "evaluation"} & set(res.reused)
+        out.print(f"reused: {', '.join(res.reused)}" + (" (inputs unchanged)" if unchanged else ""))
     out.print(f"run folder:  {res.run_dir}")
     out.print(f"catalog:     {res.catalog_path} ({len(res.catalog)} stars, calibrated sigmas)")
     out.print(f"evaluation:  {res.evaluation_dir} (tables, coverage, PNG plots)")

@@ -1,6 +1,7 @@
-"""PNG figures: the training curve, and (for evaluate) Kiel diagrams, label against prediction,
-sigma against S/N and the YSO sky map. Axis labels say the quantity in words and its unit; the
-evaluation figures' titles say which split(s) and which kind of sigma they show (``note``)."""
+"""PNG figures: the training curve, and (for evaluate) Kiel diagrams, label against prediction
+and sigma against S/N; the YSO sky map is in ``sky_map``. Axis labels say the quantity in words
+and its unit; the evaluation figures' titles say which split(s) and which kind of sigma they
+show (``note``)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from apnet_tf.io.catalog_flags import AGE_BIN_LABELS
 from apnet_tf.io.files import atomic_path  # noqa: E402
 
 __all__ = [
     "QUANTITIES", "SHORT", "CATEGORY_COLOURS", "describe", "training_curve",
-    "label_vs_prediction", "kiel_diagram", "sigma_vs_snr", "yso_sky_map"
+    "label_vs_prediction", "kiel_diagram", "CALIBRATED_LABEL", "RAW_LABEL",
+    "sigma_series", "sigma_vs_snr", "kept_epoch", "save_figure"
 ]
 
 #: Axis names of teff, logg, fe_h, in words with their units.
@@ -27,11 +28,13 @@ QUANTITIES = ("effective temperature Teff (K)", "surface gravity log g (dex)",
               "metallicity [Fe/H] (dex)")
 SHORT = ("Teff (K)", "log g (dex)", "[Fe/H] (dex)")
 CATEGORY_COLOURS = (("payne", "tab:blue"), ("mstar", "tab:orange"), ("yso", "tab:red"))
+_KEPT_LABEL = "kept model (best.keras)"
 #: Tick labels 1, 2, 5 x 10^n written as plain numbers (10, 20, 50, 100, ...).
 _PLAIN = mticker.FuncFormatter(lambda v, _: f"{v:g}")
 
 
-def _save(fig, path: str) -> str:
+def save_figure(fig, path: str) -> str:
+    """Write ``fig`` to ``path`` as a PNG (atomically), close it and return ``path``."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -54,19 +57,64 @@ def describe(splits, sigma: str | None = None) -> str:
     return text + (f"; sigma: {sigma}" if sigma else "")
 
 
-def _round_ends(history_csv: str) -> list[int]:
-    """Cumulative fine-tuning epoch at which each round ended (from finetune_rounds.csv)."""
-    path = os.path.join(os.path.dirname(history_csv), "finetune_rounds.csv")
-    if not os.path.exists(path):
+def _read_rounds(history_csv: str, rounds_csv: str | None) -> pd.DataFrame | None:
+    """The fine-tuning rounds table: ``rounds_csv``, else finetune_rounds.csv beside
+    ``history_csv``; None when there is none."""
+    path = rounds_csv or os.path.join(os.path.dirname(history_csv), "finetune_rounds.csv")
+    return pd.read_csv(path) if os.path.exists(path) else None
+
+
+def _round_ends(rounds: pd.DataFrame | None) -> list[int]:
+    """Cumulative fine-tuning epoch at which each round ended."""
+    if rounds is None or "epochs" not in rounds:
         return []
-    rounds = pd.read_csv(path)
-    return list(np.cumsum(rounds["epochs"])) if "epochs" in rounds else []
+    return [int(e) for e in np.cumsum(rounds["epochs"])]
 
 
-def training_curve(history_csv: str, path: str) -> str:
+def _improved(rounds: pd.DataFrame) -> np.ndarray:
+    """(R,) bool: whether each round's model was kept (column ``improved``, as bool or text)."""
+    return rounds["improved"].astype(str).str.strip().str.lower().isin(("true", "1")).to_numpy()
+
+
+def kept_epoch(history: pd.DataFrame, rounds: pd.DataFrame | None
+               ) -> tuple[str, int] | None:
+    """(stage, epoch) of the model a run kept (best.keras), or None without dev losses.
+
+    Args:
+        history: history.csv's rows: stage ("pretrain" or "finetune"), epoch (fine-tuning
+            epochs counted across rounds, the rounds' epochs in order), val_loss.
+        rounds: finetune_rounds.csv's rows (columns ``epochs`` and ``improved``), or None.
+
+    The kept model is the best epoch (lowest val_loss) of the last round that improved; when
+    no round did (or there were none), the pretraining's best epoch. A later round with a
+    lower dev loss that was not kept is not it.
+    """
+    if "val_loss" not in history:
+        return None
+    tune = history[(history["stage"] == "finetune") & history["val_loss"].notna()]
+    if rounds is not None and {"epochs", "improved"} <= set(rounds) and len(tune):
+        kept = np.flatnonzero(_improved(rounds))
+        if kept.size:
+            last = int(kept[-1])
+            first = int(np.sum(rounds["epochs"].iloc[:last]))
+            tune = tune.sort_values("epoch", kind="stable")
+            rows = tune[(tune["epoch"] > first)
+                        & (tune["epoch"] <= first + int(rounds["epochs"].iloc[last]))]
+            if len(rows):
+                return "finetune", int(rows.loc[rows["val_loss"].idxmin(), "epoch"])
+    pre = history[(history["stage"] == "pretrain") & history["val_loss"].notna()]
+    if not len(pre):
+        return None
+    return "pretrain", int(pre.loc[pre["val_loss"].idxmin(), "epoch"])
+
+
+def training_curve(history_csv: str, path: str, rounds_csv: str | None = None) -> str:
     """Train and dev loss against epoch, one panel per stage; fine-tuning rounds are shaded in
-    turn and numbered, and the epoch whose weights were kept is marked."""
+    turn and numbered, and the epoch whose weights were kept (best.keras, ``kept_epoch``) is
+    marked. ``rounds_csv``: finetune_rounds.csv (default: the one beside ``history_csv``)."""
     hist = pd.read_csv(history_csv)
+    rounds = _read_rounds(history_csv, rounds_csv)
+    kept = kept_epoch(hist, rounds)
     stages = list(dict.fromkeys(hist["stage"]))
     titles = {"pretrain": "pretraining (all training stars)",
               "finetune": "fine-tuning (rolling 5% Payne resample)"}
@@ -74,13 +122,13 @@ def training_curve(history_csv: str, path: str) -> str:
                              layout="constrained")
     for ax, stage in zip(axes[0], stages):
         h = hist[hist["stage"] == stage]
-        ends = _round_ends(history_csv) if stage == "finetune" else []
+        ends = _round_ends(rounds) if stage == "finetune" else []
         lines = _break_at(h, [h["epoch"].min() - 1 + e for e in ends[:-1]])
         ax.plot(lines["epoch"], lines["loss"], label="training loss", color="tab:blue")
         if "val_loss" in h and h["val_loss"].notna().any():
             ax.plot(lines["epoch"], lines["val_loss"], label="dev loss", color="tab:orange")
-            best = h["val_loss"].idxmin()
-            ax.axvline(h.loc[best, "epoch"], color="grey", ls=":", label="lowest dev loss")
+        if kept is not None and kept[0] == stage:
+            ax.axvline(kept[1], color="k", ls=":", label=_KEPT_LABEL)
         if ends:
             _mark_rounds(ax, ends, h["epoch"].min())
         ax.set_yscale("log")
@@ -97,7 +145,7 @@ def training_curve(history_csv: str, path: str) -> str:
                 handles.append(hnd)
                 labels.append(lab)
     fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), frameon=False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _break_at(h: pd.DataFrame, epochs: list[int]) -> pd.DataFrame:
@@ -140,7 +188,7 @@ def label_vs_prediction(labels: np.ndarray, pred: np.ndarray, categories, path: 
         ax.xaxis.set_major_locator(mticker.MaxNLocator(5))
     fig.suptitle("Predicted against label" + (f" ({note})" if note else ""))
     fig.legend(loc="outside lower center", ncol=4, markerscale=3, frameon=False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def kiel_diagram(teff: np.ndarray, logg: np.ndarray, fe_h: np.ndarray, path: str,
@@ -158,58 +206,50 @@ def kiel_diagram(teff: np.ndarray, logg: np.ndarray, fe_h: np.ndarray, path: str
     ax.set_ylabel(QUANTITIES[1])
     ax.set_title(title)
     fig.colorbar(sc, ax=ax, label=QUANTITIES[2])
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def sigma_vs_snr(snr: np.ndarray, sigma: np.ndarray, path: str, note: str = "") -> str:
-    """Monte Carlo sigma of each parameter against S/N (paper Figure 4, right)."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), layout="constrained")
+#: Legend labels of the two kinds of sigma.
+CALIBRATED_LABEL = "calibrated sigma (as in the catalog)"
+RAW_LABEL = "raw Monte Carlo sigma (input noise only)"
+
+
+def sigma_series(raw: np.ndarray, calibrated: np.ndarray | None = None
+                 ) -> list[tuple[str, np.ndarray, dict]]:
+    """The series sigma_vs_snr draws, main series first: (legend label, (N, 3) sigma, scatter
+    style). With a calibration the calibrated sigma (what the catalog holds) leads and the raw
+    Monte Carlo sigma follows in grey; without one, only the raw sigma, labelled as such."""
+    main = {"s": 5, "alpha": 0.7, "color": "tab:blue", "zorder": 2}
+    if calibrated is None:
+        return [(RAW_LABEL, raw, main)]
+    return [(CALIBRATED_LABEL, calibrated, main),
+            (RAW_LABEL, raw, {"s": 3, "alpha": 0.4, "color": "0.6", "zorder": 1})]
+
+
+def sigma_vs_snr(snr: np.ndarray, sigma: np.ndarray, path: str, note: str = "",
+                 calibrated: np.ndarray | None = None) -> str:
+    """Sigma of each parameter against S/N (paper Figure 4, right), one panel per parameter.
+
+    Args:
+        snr: (N,). sigma: (N, 3) the raw Monte Carlo sigma. calibrated: (N, 3) the calibrated
+            sigma when the model has a calibration: then it is the main series and the raw
+            one a second, grey series (legend below the panels, ``sigma_series``).
+    """
+    series = sigma_series(sigma, calibrated)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8), layout="constrained")
     for k, ax in enumerate(axes):
-        ok = np.isfinite(snr) & np.isfinite(sigma[:, k]) & (snr > 0) & (sigma[:, k] > 0)
-        ax.scatter(snr[ok], sigma[ok, k], s=4, alpha=0.6)
+        for label, values, style in series:
+            ok = (np.isfinite(snr) & np.isfinite(values[:, k]) & (snr > 0)
+                  & (values[:, k] > 0))
+            ax.scatter(snr[ok], values[ok, k], label=label if k == 0 else None, **style)
         ax.set_xscale("log")
         ax.set_yscale("log")
         _log_ticks(ax.xaxis)
         _log_ticks(ax.yaxis)
         ax.set_xlabel("signal-to-noise ratio S/N of the spectrum")
         ax.set_ylabel(f"1-sigma uncertainty of {SHORT[k]}")
-    fig.suptitle("Uncertainty against S/N" + (f" ({note})" if note else ""))
-    return _save(fig, path)
-
-
-def yso_sky_map(ra: np.ndarray, dec: np.ndarray, age_bins, path: str, note: str = "") -> str:
-    """YSO candidates in galactic coordinates, coloured by age bin (paper Figures 7 and 8).
-
-    A rectangular l-b map (l increasing to the left, equal degrees on both axes) keeps every
-    tick label on the frame, clear of the points; the legend sits outside, on the right."""
-    import astropy.units as u
-    from astropy.coordinates import SkyCoord
-
-
-    age_bins = np.asarray(age_bins).astype(str)
-    fig, ax = plt.subplots(figsize=(11, 5), layout="constrained")
-    ok = np.isfinite(ra) & np.isfinite(dec)
-    if ok.any():
-        gal = SkyCoord(ra=ra[ok] * u.deg, dec=dec[ok] * u.deg, frame="icrs").galactic
-        lon, lat = gal.l.wrap_at(180 * u.deg).deg, gal.b.deg
-        colours = plt.cm.plasma(np.linspace(0, 0.9, len(AGE_BIN_LABELS)))
-        for label, colour in zip(AGE_BIN_LABELS, colours):
-            sel = age_bins[ok] == label
-            ax.scatter(lon[sel], lat[sel], s=8, color=colour, label=f"{label} ({sel.sum()})")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
-                  title="age from log g\n(paper 4.2)", frameon=False)
-    else:
-        ax.text(0, 0, "no YSO candidates", ha="center", va="center", color="0.4")
-    ax.set_xlim(180, -180)
-    ax.set_ylim(-90, 90)
-    ax.set_aspect("equal")
-    ax.set_xticks(np.arange(-180, 181, 60))
-    ax.set_yticks(np.arange(-90, 91, 30))
-    ax.xaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}°"))
-    ax.yaxis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}°"))
-    ax.set_xlabel("galactic longitude l")
-    ax.set_ylabel("galactic latitude b")
-    ax.grid(True, color="0.85", lw=0.6)
-    ax.set_title(f"YSO candidates in galactic coordinates ({int(ok.sum())} stars"
-                 + (f"; {note})" if note else ")"))
-    return _save(fig, path)
+    kinds = ("calibrated sigma (the catalog's), raw Monte Carlo sigma in grey"
+             if calibrated is not None else "raw Monte Carlo sigma, input noise only")
+    fig.suptitle(f"Uncertainty against S/N: {kinds}" + (f" ({note})" if note else ""))
+    fig.legend(loc="outside lower center", ncol=len(series), markerscale=3, frameon=False)
+    return save_figure(fig, path)

@@ -15,7 +15,7 @@ import pandas as pd
 from apnet_tf.constants import CATEGORIES, SPLITS, TARGET_UNITS, TARGETS
 from apnet_tf.data.dataset import make_dataset
 from apnet_tf.errors import ApnetError, require_at_least
-from apnet_tf.evaluation import plots
+from apnet_tf.evaluation import plots, sky_map
 from apnet_tf.inference.predict import predict_catalog
 from apnet_tf.io import folders
 from apnet_tf.io.catalog import catalog_arrays, write_catalog
@@ -26,9 +26,14 @@ from apnet_tf.model.network import predictor, standardized_mse
 
 __all__ = [
     "GROUPS", "scatter", "bias", "rms", "evaluation_tables", "format_table", "predict_records",
-    "write_table", "write_tables", "table_std", "coverage_table", "evaluate"
+    "write_table", "write_tables", "table_std", "coverage_table", "evaluate", "EVALUATION_FILES",
+    "read_evaluation"
 ]
 
+#: The files ``evaluate`` writes in its folder.
+EVALUATION_FILES = ("table2.csv", "table2.md", "table3.csv", "table3.md", "coverage.csv",
+                    "coverage.md", "catalog.csv", "kiel.png", "label_vs_prediction.png",
+                    "sigma_vs_snr.png", "yso_sky.png")
 #: Groups of the paper's tables and the categories each holds.
 GROUPS = {"Full": ("payne", "mstar", "yso"), "MStar": ("mstar",), "YSO": ("yso",)}
 
@@ -220,9 +225,10 @@ def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int 
 
     Writes to ``out_dir``: table2/table3/coverage (.csv, .md), catalog.csv (raw Monte Carlo
     sigmas; ``infer`` writes calibrated ones by default), kiel.png, label_vs_prediction.png,
-    sigma_vs_snr.png and yso_sky.png. Coverage (``coverage_table``) is reported for the raw
-    Monte Carlo sigmas (input noise only, as in the paper) and, when the model has a calibration,
-    for the calibrated sigmas, per split, category and S/N tercile. ``splits`` limits the work to
+    sigma_vs_snr.png (the calibrated sigma when there is one, beside the raw one) and
+    yso_sky.png. Coverage (``coverage_table``) is reported for the raw Monte Carlo sigmas (input
+    noise only, as in the paper) and, when the model has a calibration, for the calibrated
+    sigmas, per split, category and S/N tercile. ``splits`` limits the work to
     some of train, dev and test.
 
     Returns:
@@ -249,22 +255,46 @@ def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int 
     files = write_tables(out_dir, table2, table3)
     files += write_table(out_dir, "coverage", cov, 3, float_format="%.4f")
     files.append(write_catalog(raw, os.path.join(out_dir, "catalog.csv")))
+    files += _write_figures(out_dir, raw, sigmas, splits)
+    return {"table2": table2, "table3": table3, "coverage": cov, "files": files}
+
+
+def _write_figures(out_dir: str, raw, sigmas: dict[str, np.ndarray], splits) -> list[str]:
+    """kiel.png, label_vs_prediction.png, sigma_vs_snr.png (the calibrated sigma, what
+    ``infer``'s catalog holds, as the main series when ``sigmas`` has one, beside the raw
+    Monte Carlo sigma) and yso_sky.png in ``out_dir`` for the raw-sigma catalog ``raw``
+    (N rows); ``sigmas``: name -> (N, 3). Returns the paths."""
+    labels, pred, sigma = catalog_arrays(raw)
+    snr = np.asarray(raw["SNR"], float)
     fe_h = np.concatenate([labels[:, 2], pred[:, 2]])
     fe_h = fe_h[np.isfinite(fe_h)]  # the colour scale covers labels and predictions
-    files.append(plots.kiel_diagram(pred[:, 0], pred[:, 1], pred[:, 2],
-                                    os.path.join(out_dir, "kiel.png"),
-                                    f"Kiel diagram of the predictions ({plots.describe(splits)})",
-                                    (fe_h.min(), fe_h.max()) if fe_h.size else None))
-    files.append(plots.label_vs_prediction(labels, pred, cats,
+    files = [plots.kiel_diagram(pred[:, 0], pred[:, 1], pred[:, 2],
+                                os.path.join(out_dir, "kiel.png"),
+                                f"Kiel diagram of the predictions ({plots.describe(splits)})",
+                                (fe_h.min(), fe_h.max()) if fe_h.size else None)]
+    files.append(plots.label_vs_prediction(labels, pred, np.asarray(raw["CATEGORY"]).astype(str),
                                            os.path.join(out_dir, "label_vs_prediction.png"),
                                            plots.describe(splits)))
-    files.append(plots.sigma_vs_snr(snr, sigmas["raw (MC input noise)"],
-                                    os.path.join(out_dir, "sigma_vs_snr.png"),
-                                    plots.describe(splits, "raw Monte Carlo, input noise only")))
+    files.append(plots.sigma_vs_snr(snr, sigma, os.path.join(out_dir, "sigma_vs_snr.png"),
+                                    plots.describe(splits), calibrated=sigmas.get("calibrated")))
     yso = np.asarray(raw["YSO_CANDIDATE"], bool)
-    files.append(plots.yso_sky_map(np.asarray(raw["RA"], float)[yso],
-                                   np.asarray(raw["DEC"], float)[yso],
-                                   np.asarray(raw["AGE_BIN"])[yso],
-                                   os.path.join(out_dir, "yso_sky.png"),
-                                   plots.describe(splits)))
-    return {"table2": table2, "table3": table3, "coverage": cov, "files": files}
+    files.append(sky_map.yso_sky_map(np.asarray(raw["RA"], float)[yso],
+                                     np.asarray(raw["DEC"], float)[yso],
+                                     np.asarray(raw["AGE_BIN"])[yso],
+                                     os.path.join(out_dir, "yso_sky.png"),
+                                     plots.describe(splits)))
+    return files
+
+
+def read_evaluation(out_dir: str) -> dict:
+    """An evaluation folder's tables read back from its CSVs, with the rows as ``evaluate``
+    returns them: table2 (rows group), table3 (rows group, target) and coverage (rows sigma,
+    split, group); "files": the paths of ``EVALUATION_FILES`` present. The values are those
+    written (table2 and table3 to 6 significant digits, coverage to 4 decimals)."""
+    def read(name: str, levels: int) -> pd.DataFrame:
+        return pd.read_csv(os.path.join(out_dir, f"{name}.csv"), index_col=list(range(levels)))
+
+    files = [os.path.join(out_dir, name) for name in EVALUATION_FILES
+             if os.path.exists(os.path.join(out_dir, name))]
+    return {"table2": read("table2", 1), "table3": read("table3", 2),
+            "coverage": read("coverage", 3), "files": files}
