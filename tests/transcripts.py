@@ -91,7 +91,8 @@ def mismatch(expected: list[str], actual: list[str]) -> str | None:
             return f"expected line {k + 1} {line!r}, the output ended"
         if not loose(line).fullmatch(actual[k].strip()):
             return f"line {k + 1}: expected {line!r}, got {actual[k]!r}"
-    return f"{len(actual) - len(expected)} more lines than expected, first: {actual[len(expected)]!r}"
+    extra = actual[len(expected)]
+    return f"{len(actual) - len(expected)} more lines than expected, first: {extra!r}"
 
 
 def environment(tmp_path, repo) -> dict:

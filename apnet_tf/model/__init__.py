@@ -7,4 +7,5 @@ and II networks and their conventions (``published``).
 May import: ``data``, ``io`` and the base modules.
 """
 
-__all__ = ["calibration", "loading", "network", "published", "torch_reference", "torch_weights", "uncertainty"]
+__all__ = ["calibration", "loading", "network", "published", "torch_reference", "torch_weights",
+           "uncertainty"]

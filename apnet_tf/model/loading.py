@@ -14,9 +14,9 @@ import numpy as np
 from apnet_tf.constants import N_PIXELS, TARGETS
 from apnet_tf.errors import ApnetError, first_line
 from apnet_tf.io.files import read_json
+from apnet_tf.io.photometry import PHOT_COLUMNS
 from apnet_tf.model.calibration import CALIBRATION, Calibration
 from apnet_tf.model.network import predictor
-from apnet_tf.io.photometry import PHOT_COLUMNS
 from apnet_tf.model.published import (
     conventions_of,
     mc_style,

@@ -26,8 +26,8 @@ from apnet_tf.constants import (
 from apnet_tf.io.files import atomic_path
 
 __all__ = [
-    "FluxScaling", "Destandardize", "build_model", "conv_trunk", "model_precision", "with_precision",
-    "flatten_length", "MaskedStandardizedMSE", "paper_torch_parameter_count", "target_stats",
+    "FluxScaling", "Destandardize", "build_model", "conv_trunk", "model_precision",
+    "with_precision", "flatten_length", "MaskedStandardizedMSE", "paper_torch_parameter_count", "target_stats",
     "predictor", "save_model_atomic", "standardized_mse"
 ]
 

@@ -33,8 +33,8 @@ from apnet_tf.model.network import conv_trunk
 __all__ = [
     "ARCHS", "PUBLISHED", "NET1_ORDER", "NET1_MEAN", "NET1_STD", "NET2_ORDER", "NET2_MEAN",
     "NET2_STD", "PHOT_FILL", "PHOT_MEAN", "PHOT_STD", "METADATA_SIZES", "PhotometryScaling",
-    "PublishedLabels", "build_published", "conventions", "read_conventions", "conventions_of", "mc_style",
-    "needs_photometry", "linear_stats",
+    "PublishedLabels", "build_published", "conventions", "read_conventions", "conventions_of",
+    "mc_style", "needs_photometry", "linear_stats",
 ]
 
 #: ``import-torch --arch`` choices. "appendix-b" is the package's own layout (the paper's

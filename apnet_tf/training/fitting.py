@@ -91,7 +91,8 @@ def resolve_precision(precision: str) -> str:
 
     Mixed precision computes the convolutions and fc1, fc2 in bfloat16 and keeps float32 weights,
     loss and outputs; its speed and accuracy are measured by bench/train.py and bench/accuracy.py
-    (BENCHMARKS.md). It is opt-in, so that a run gives the same kind of numbers on every machine. Saved models always compute in float32.
+    (BENCHMARKS.md). It is opt-in, so that a run gives the same kind of numbers on every machine.
+    Saved models always compute in float32.
     """
     if precision == "auto":
         return "mixed_bfloat16" if bfloat16_is_native() else "float32"
