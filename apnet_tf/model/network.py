@@ -27,8 +27,8 @@ from apnet_tf.io.files import atomic_path
 
 __all__ = [
     "FluxScaling", "Destandardize", "build_model", "conv_trunk", "model_precision",
-    "with_precision", "flatten_length", "MaskedStandardizedMSE", "paper_torch_parameter_count", "target_stats",
-    "predictor", "save_model_atomic", "standardized_mse"
+    "with_precision", "flatten_length", "MaskedStandardizedMSE", "paper_torch_parameter_count",
+    "target_stats", "predictor", "save_model_atomic", "standardized_mse",
 ]
 
 
