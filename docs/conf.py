@@ -14,7 +14,8 @@ import apnet_tf  # noqa: E402
 project = "apnet-tf"
 author = "the apnet-tf developers"
 release = apnet_tf.__version__
-extensions = ["myst_parser", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "command_help"]
+extensions = ["myst_parser", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "command_help",
+              "catalog_columns"]
 source_suffix = {".md": "markdown"}
 exclude_patterns = ["_build"]
 html_theme = "furo"
