@@ -27,7 +27,7 @@ import numpy as np
 
 from apnet_tf.constants import TARGETS
 from apnet_tf.data.manifest import count_records
-from apnet_tf.errors import ApnetError, require_at_least
+from apnet_tf.errors import ApnetError, check_seed, require_at_least
 from apnet_tf.inference.predict import predict_catalog
 from apnet_tf.io.catalog import catalog_arrays
 from apnet_tf.model.calibration import (
@@ -179,6 +179,7 @@ def calibrate(model_path: str, records_dir: str, realizations: int = 100,
         The ``Calibration`` written.
     """
     require_at_least(realizations, 2, "--mc")  # a spread needs two realizations
+    check_seed(seed)
     if not os.path.isfile(os.path.join(model_path, "best.keras")):
         # an export carries its run's calibration; calibrating it here would change nothing
         raise ApnetError(f"{model_path}: calibrate needs a run folder with best.keras (it writes "

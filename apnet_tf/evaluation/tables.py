@@ -14,7 +14,7 @@ import pandas as pd
 
 from apnet_tf.constants import CATEGORIES, SPLITS, TARGET_UNITS, TARGETS
 from apnet_tf.data.dataset import make_dataset
-from apnet_tf.errors import ApnetError, require_at_least
+from apnet_tf.errors import ApnetError, check_seed, require_at_least
 from apnet_tf.evaluation import plots
 from apnet_tf.inference.predict import predict_catalog
 from apnet_tf.io import folders
@@ -228,6 +228,7 @@ def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int 
         {"table2", "table3", "coverage"} DataFrames and the list of files written.
     """
     require_at_least(realizations, 2, "--mc")  # coverage needs a spread
+    check_seed(seed)
     # a re-run replaces its own tables and plots; another folder's files are never touched
     folders.check(out_dir, "evaluation", legacy=_is_old_evaluation)
     loaded = load_model(model_path)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from apnet_tf.errors import ApnetError
+from apnet_tf.errors import ApnetError, check_seed
 from apnet_tf.io import folders
 from apnet_tf.io.files import atomic_path, write_json
 from apnet_tf.labels.isochrones import (
@@ -235,6 +235,7 @@ def yso_train(isochrones, out_dir: str, overwrite: bool = False, **kwargs) -> Tr
         ApnetError: before any training, when ``out_dir`` is a non-empty folder that apnet-tf did
             not make, or already holds a network and ``overwrite`` is False, or a table is bad.
     """
+    check_seed(kwargs.get("seed", 0))
     if folders.check(out_dir, "yso_net") and not overwrite:
         raise ApnetError(f"{out_dir}: already holds a YSO network; choose another folder or pass "
                          "--overwrite")
