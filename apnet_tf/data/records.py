@@ -110,7 +110,7 @@ def make_records(spectra: Sequence[str], out_dir: str, labels: str | None = None
             on_progress(done, total)
 
     for name, members in plan:
-        fingerprint = _fingerprint(members, compress)
+        fingerprint = _fingerprint(members, compress, mask_bits)
         final = os.path.join(out_dir, name)
         side = read_json(final + ".json")
         if os.path.exists(final) and side and side.get("fingerprint") == fingerprint:
@@ -226,8 +226,9 @@ def _record_order(it: _Item) -> tuple[bytes, str]:
     return hashlib.sha256(f"order:{it.apogee_id}".encode()).digest(), it.path
 
 
-def _fingerprint(members: list[_Item], compress: bool) -> str:
-    h = hashlib.sha256(f"v{SCHEMA_VERSION} gz={compress}".encode())
+def _fingerprint(members: list[_Item], compress: bool, mask_bits: Sequence[int]) -> str:
+    """Everything that changes a shard's content: its files, labels, compression, mask bits."""
+    h = hashlib.sha256(f"v{SCHEMA_VERSION} gz={compress} mask={sorted(mask_bits)}".encode())
     for it in members:
         st = os.stat(it.path)
         h.update(f"{it.path}|{st.st_size}|{st.st_mtime_ns}|{it.apogee_id}|{it.category}|"
