@@ -146,3 +146,25 @@ def test_make_records_keys_shards_on_the_mask_bits(small_survey, tmp_path):
     res = cli("make-records", "--spectra", small_survey, "--out", out, "--mask-bits", "0")
     assert res.exit_code == 0, res.output
     assert "0 already complete" in res.output, res.output
+
+
+@pytest.mark.parametrize("command", ["infer", "evaluate"])
+def test_a_shard_with_flipped_bytes_is_one_line_naming_it(small_survey, untrained_run, tmp_path,
+                                                         command):
+    from cli_helpers import assert_one_line_error
+
+    records = tmp_path / "records"
+    assert cli("make-records", "--spectra", small_survey, "--labels",
+               small_survey / "labels.csv", "--out", records, "--shards", "1").exit_code == 0
+    shard = next(records.glob("test-*.tfrecord"))
+    data = bytearray(shard.read_bytes())
+    for i in range(200, 264):
+        data[i] ^= 0xFF
+    shard.write_bytes(bytes(data))  # the same size: only a checksum sees it
+    if command == "infer":
+        res = cli("infer", "--model", untrained_run, "--spectra", records, "--out",
+                  tmp_path / "cat.csv", "--mc", "0")
+    else:
+        res = cli("evaluate", "--model", untrained_run, "--records", records, "--out",
+                  tmp_path / "eval", "--mc", "2")
+    assert_one_line_error(res, shard.name, "checksum")

@@ -31,7 +31,7 @@ from apnet_tf.data.manifest import (
 from apnet_tf.data.reading import read_many
 from apnet_tf.data.record_schema import encode_example
 from apnet_tf.errors import ApnetError, first_line
-from apnet_tf.io.files import atomic_path, read_json, write_json
+from apnet_tf.io.files import atomic_path, content_hash, read_json, write_json
 from apnet_tf.io.folders import claim, remove_made
 from apnet_tf.io.spectra import DEFAULT_MASK_BITS, expand_paths, read_apogee_id
 
@@ -200,6 +200,7 @@ def _write_shard(final: str, members: list[_Item], fingerprint: str,
                                                 "category": it.category, "labels": known})
                     tick()
             side["bytes"] = os.path.getsize(tmp)
+            side["sha256"] = content_hash(tmp)  # readers verify it (manifest.shard_paths)
             # the sidecar before the rename: a shard that exists is whole and described
             write_json(final + ".json", side, allow_nan=False)
     except tf.errors.OpError as exc:  # TensorFlow's own I/O errors (ENOSPC: ResourceExhausted)
