@@ -30,6 +30,7 @@ from apnet_tf.data.manifest import count_records
 from apnet_tf.errors import ApnetError, check_seed, require_at_least
 from apnet_tf.inference.predict import predict_catalog
 from apnet_tf.io.catalog import catalog_arrays
+from apnet_tf.io.files import locks_output
 from apnet_tf.model.calibration import (
     CALIBRATION,
     KEYS,
@@ -167,6 +168,7 @@ def _by_key(values: np.ndarray) -> dict:
     return {k: np.asarray(v, float).tolist() for k, v in zip(KEYS, values)}
 
 
+@locks_output("model_path")
 def calibrate(model_path: str, records_dir: str, realizations: int = 100,
               seed: int = 0, on_progress=None) -> Calibration:
     """Fit a calibration on ``records_dir`` (its shape on the train split, its level on dev; see

@@ -31,7 +31,7 @@ from apnet_tf.data.manifest import (
 from apnet_tf.data.reading import read_many
 from apnet_tf.data.record_schema import encode_example
 from apnet_tf.errors import ApnetError, first_line
-from apnet_tf.io.files import atomic_path, content_hash, read_json, write_json
+from apnet_tf.io.files import atomic_path, content_hash, locks_output, read_json, write_json
 from apnet_tf.io.folders import claim, remove_made
 from apnet_tf.io.spectra import DEFAULT_MASK_BITS, expand_paths, read_apogee_id
 
@@ -66,6 +66,7 @@ class RecordsResult:
     report_lines: list[str]  # label/spectrum cross-match findings
 
 
+@locks_output("out_dir")
 def make_records(spectra: Sequence[str], out_dir: str, labels: str | None = None,
                  shards: int | None = None, compress: bool = False,
                  mask_bits: Sequence[int] = DEFAULT_MASK_BITS,

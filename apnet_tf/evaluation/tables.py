@@ -19,7 +19,7 @@ from apnet_tf.evaluation import plots
 from apnet_tf.inference.predict import predict_catalog
 from apnet_tf.io import folders
 from apnet_tf.io.catalog import catalog_arrays, write_catalog
-from apnet_tf.io.files import write_file
+from apnet_tf.io.files import locks_output, write_file
 from apnet_tf.model.calibration import coverage, snr_bin
 from apnet_tf.model.loading import load_model
 from apnet_tf.model.network import predictor, standardized_mse
@@ -213,6 +213,7 @@ def coverage_table(pred: np.ndarray, labels: np.ndarray, sigmas: dict[str, np.nd
     return table
 
 
+@locks_output("out_dir")
 def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int = 100,
              seed: int = 0, splits=SPLITS, on_progress=None) -> dict:
     """Tables 2 and 3, 1-sigma coverage, and the PNG figures for any model and record set.

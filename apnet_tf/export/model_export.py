@@ -32,7 +32,7 @@ import tensorflow as tf
 from apnet_tf.constants import MC_ERROR_CAP, MC_REALIZATIONS, N_PIXELS, TARGET_UNITS, TARGETS
 from apnet_tf.errors import ApnetError, require_at_least
 from apnet_tf.io import folders
-from apnet_tf.io.files import write_file, write_json
+from apnet_tf.io.files import locks_output, write_file, write_json
 from apnet_tf.model.calibration import CALIBRATION
 from apnet_tf.model.loading import load_model
 from apnet_tf.model.uncertainty import clean_errors, monte_carlo
@@ -154,6 +154,7 @@ def _is_old_export(folder: str) -> bool:
     return os.path.exists(os.path.join(folder, METADATA))
 
 
+@locks_output("out")
 def export_model(model_path: str, out: str, version: int | None = None,
                  tflite: Sequence[str] = (), mc_realizations: int = MC_REALIZATIONS) -> dict:
     """Export a run folder or .keras file to ``out/<version>/`` (+ TFLite files and metadata).

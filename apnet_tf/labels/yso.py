@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from apnet_tf.errors import ApnetError, check_seed
 from apnet_tf.io import folders
-from apnet_tf.io.files import atomic_path, write_json
+from apnet_tf.io.files import atomic_path, locks_output, write_json
 from apnet_tf.labels.isochrones import (
     BANDS,
     DETECTION_LIMITS,
@@ -227,6 +227,7 @@ def load_network(path: str) -> tuple[keras.Model, dict]:
     return model, info
 
 
+@locks_output("out_dir")
 def yso_train(isochrones, out_dir: str, overwrite: bool = False, **kwargs) -> TrainResult:
     """Read isochrone tables, train the network (``train_network``'s keyword arguments) and save
     it into ``out_dir`` (``save_network``).

@@ -31,6 +31,7 @@ from apnet_tf.constants import (
 from apnet_tf.data.dataset import make_dataset
 from apnet_tf.data.manifest import count_records, read_manifest, shard_paths
 from apnet_tf.errors import ApnetError
+from apnet_tf.io.files import output_lock
 from apnet_tf.model.loading import load_keras
 from apnet_tf.model.network import (
     MaskedStandardizedMSE,
@@ -211,10 +212,11 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
                          "again without --resume")
     work_dir = worker_folder(strategy, run_dir, stage)
     try:
-        prepare_run_folder(work_dir, stage, resume, overwrite)
-        dist = get_strategy(strategy)
-        result = _fit_in(work_dir, records_dir, manifest, stage, recipe, precision, resume,
-                         dist, on_epoch, on_round)
+        with output_lock(work_dir):  # one writer per run folder
+            prepare_run_folder(work_dir, stage, resume, overwrite)
+            dist = get_strategy(strategy)
+            result = _fit_in(work_dir, records_dir, manifest, stage, recipe, precision, resume,
+                             dist, on_epoch, on_round)
         return dataclasses.replace(result, run_dir=run_dir, chief=work_dir == run_dir)
     finally:
         if work_dir != run_dir:
