@@ -53,3 +53,34 @@ def test_export_disk_full_is_one_line(untrained_run, tmp_path, monkeypatch):
               "--tflite", "float32")
     assert_one_line_error(res, "No space left on device", "net")
     assert not (tmp_path / "net" / "1").exists()
+
+
+def _payne(tmp_path):
+    path = tmp_path / "payne.csv"
+    path.write_text("APOGEE_ID,TEFF,LOGG,FE_H\n2M00000001+0000001,4800,2.4,-0.1\n"
+                    "2M00000002+0000002,5200,3.1,0.05\n")
+    return path
+
+
+def test_make_labels_writes_the_format_its_out_names(tmp_path):
+    from astropy.table import Table
+
+    out = tmp_path / "labels.fits"
+    res = cli("make-labels", "--payne", _payne(tmp_path), "--out", out)
+    assert res.exit_code == 0, res.output
+    table = Table.read(out)  # FITS, not CSV text under a .fits name
+    assert len(table) == 2 and "TEFF" in table.colnames
+    from apnet_tf.data.labels import load_labels
+
+    assert len(load_labels(str(out))) == 2
+
+
+@pytest.mark.parametrize("name", ["labels.txt", "folder"])
+def test_make_labels_refuses_an_out_it_cannot_write(tmp_path, name):
+    out = tmp_path / name
+    if name == "folder":
+        out = tmp_path / "folder.csv"
+        out.mkdir()
+    res = cli("make-labels", "--payne", _payne(tmp_path), "--out", out)
+    assert_one_line_error(res, "--out")
+    assert not out.exists() or out.is_dir()
