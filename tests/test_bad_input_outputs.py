@@ -84,3 +84,14 @@ def test_make_labels_refuses_an_out_it_cannot_write(tmp_path, name):
     res = cli("make-labels", "--payne", _payne(tmp_path), "--out", out)
     assert_one_line_error(res, "--out")
     assert not out.exists() or out.is_dir()
+
+
+def test_a_fit_that_diverges_fails_and_keeps_no_best_model(small_records, tmp_path):
+    run = tmp_path / "run"
+    res = cli("fit", "--records", small_records, "--out", run, "--epochs", "2",
+              "--learning-rate", "1e9", "--stage", "pretrain")
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    last = res.stderr.strip().splitlines()[-1]  # after the epoch lines
+    assert last.startswith("error:") and "--learning-rate" in last and "not finite" in last
+    assert "best model:" not in res.output
+    assert not (run / "best.keras").exists() and not (run / "pretrained.keras").exists()

@@ -41,7 +41,12 @@ from apnet_tf.model.network import (
     with_precision,
 )
 from apnet_tf.model.uncertainty import noise_scale
-from apnet_tf.training.callbacks import EarlyStoppingWithReload, HistoryCSV, schedule_callbacks
+from apnet_tf.training.callbacks import (
+    EarlyStoppingWithReload,
+    HistoryCSV,
+    check_finite,
+    schedule_callbacks,
+)
 from apnet_tf.training.distribute import (
     STRATEGIES,
     build_for_multiworker,
@@ -336,7 +341,8 @@ def pretrain(run: _Run, mean, std, resume: bool) -> tuple[keras.Model, int]:
                  *schedule_callbacks(recipe), stopper,
                  HistoryCSV(run.path(HISTORY), "pretrain"), run.reporter("pretrain")]
     hist = model.fit(train, validation_data=run.dev, epochs=recipe.epochs, verbose=0,
-                     shuffle=False, callbacks=callbacks)
+                     shuffle=False, callbacks=[*callbacks, keras.callbacks.TerminateOnNaN()])
+    check_finite(model, stopper, "pretraining", [pretrained, run.path(BEST_MODEL)])
     if not os.path.exists(pretrained):
         save_model_atomic(model, pretrained)
     open(run.path(PRETRAIN_DONE), "w").close()
