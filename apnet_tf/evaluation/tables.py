@@ -14,6 +14,7 @@ import pandas as pd
 
 from apnet_tf.constants import CATEGORIES, SPLITS, TARGET_UNITS, TARGETS
 from apnet_tf.data.dataset import make_dataset
+from apnet_tf.data.manifest import count_records
 from apnet_tf.errors import ApnetError, check_seed, require_at_least
 from apnet_tf.evaluation import plots
 from apnet_tf.inference.predict import predict_catalog
@@ -232,10 +233,14 @@ def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int 
     check_seed(seed)
     # a re-run replaces its own tables and plots; another folder's files are never touched
     folders.check(out_dir, "evaluation", legacy=_is_old_evaluation)
+    splits = tuple(splits)
+    if count_records(records_dir, splits) == 0:
+        raise ApnetError(f"{records_dir}: no labelled records in the {', '.join(splits)} "
+                         "split(s): evaluate compares predictions with labels; make the records "
+                         "with make-records --labels")
     loaded = load_model(model_path)
     std = table_std(loaded)
     folders.claim(out_dir, "evaluation", legacy=_is_old_evaluation)
-    splits = tuple(splits)
     # one Monte Carlo pass: the calibrated sigma is a function of the raw one
     raw = predict_catalog(loaded, [records_dir], mc=realizations, on_progress=on_progress,
                           seed=seed, split_filter=splits, calibrated=False).catalog

@@ -97,6 +97,8 @@ def check_catalog_name(path: str) -> None:
     """Raise ApnetError unless ``path`` ends in .csv, .fits or .fit (checked before a job)."""
     if not path.lower().endswith((".fits", ".fit", ".csv")):
         raise ApnetError(f"{path}: catalog must end in .csv or .fits")
+    if os.path.isdir(path):
+        raise ApnetError(f"{path}: a folder; --out names the catalog file to write")
 
 
 def write_catalog(table: Table, path: str) -> str:

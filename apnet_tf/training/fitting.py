@@ -56,6 +56,7 @@ from apnet_tf.training.distribute import (
 from apnet_tf.training.finetuning import dataset_loss, rolling_resample
 from apnet_tf.training.recipes import RECIPES, Recipe
 from apnet_tf.training.run_folder import (
+    check_resume,
     model_stats,
     prepare_run_folder,
     read_csv_rows,
@@ -202,6 +203,7 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
     """
     if stage not in STAGES:
         raise ApnetError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+    check_resume(resume, overwrite)
     recipe = check_initializer((recipe or RECIPES["default"]).validate())
     if strategy not in STRATEGIES:
         raise ApnetError(f"--strategy: choose one of {', '.join(STRATEGIES)}, got {strategy!r}")
