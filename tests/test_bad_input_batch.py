@@ -168,3 +168,54 @@ def test_a_shard_with_flipped_bytes_is_one_line_naming_it(small_survey, untraine
         res = cli("evaluate", "--model", untrained_run, "--records", records, "--out",
                   tmp_path / "eval", "--mc", "2")
     assert_one_line_error(res, shard.name, "checksum")
+
+
+def _children(pid):
+    out = []
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                with open(f"/proc/{stat}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(stat))
+    return out
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs Linux /proc")
+def test_reader_processes_die_with_a_killed_parent(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import time\nfrom apnet_tf.data.reading import ordered_map\n"
+        "if __name__ == '__main__':\n"
+        "    it = ordered_map(time.sleep, [0.0, 120, 120, 120], 2)\n"
+        "    next(it)\n    print('ready', flush=True)\n    time.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                            cwd=str(tmp_path), env={**os.environ})
+    assert proc.stdout.readline().strip() == "ready"
+    children = _children(proc.pid)
+    assert children
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 15
+    while time.time() < deadline and any(_alive(c) for c in children):
+        time.sleep(0.2)
+    left = [c for c in children if _alive(c)]
+    for c in left:  # clean up what the test started
+        os.kill(c, signal.SIGKILL)
+    assert not left
