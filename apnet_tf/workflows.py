@@ -14,6 +14,7 @@ run folder and its calibration, and the catalog and the evaluation when their in
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -40,7 +41,7 @@ from apnet_tf.evaluation.tables import (
 )
 from apnet_tf.inference.predict import predict_catalog
 from apnet_tf.io.catalog import write_catalog
-from apnet_tf.io.files import content_hash, read_json, write_json
+from apnet_tf.io.files import content_hash, output_lock, read_json, write_json
 from apnet_tf.model.calibration import CALIBRATION, Calibration
 from apnet_tf.model.loading import load_model
 from apnet_tf.training import fitting
@@ -69,14 +70,17 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe=None, resume:
         The ``FitResult`` with ``table2``, ``table3`` and ``calibration`` filled (on the
         non-chief workers of a multi-worker run, which write nothing, they stay None).
     """
-    result = fitting.fit(records_dir, run_dir, stage=stage, recipe=recipe, resume=resume,
-                         strategy=strategy, on_epoch=on_epoch, on_round=on_round,
-                         overwrite=overwrite)
-    if not result.chief:
-        return result
-    table2, table3 = write_run_report(result.model, records_dir, run_dir, result.std)
-    cal = calibrate_fitted_run(run_dir, records_dir, seed=result.recipe.seed,
-                               on_progress=on_progress)
+    # one writer per run folder, training to calibration (multi-worker runs: each worker's
+    # own folder, locked by training.fitting.fit)
+    with (output_lock(run_dir) if strategy != "multiworker" else contextlib.nullcontext()):
+        result = fitting.fit(records_dir, run_dir, stage=stage, recipe=recipe, resume=resume,
+                             strategy=strategy, on_epoch=on_epoch, on_round=on_round,
+                             overwrite=overwrite)
+        if not result.chief:
+            return result
+        table2, table3 = write_run_report(result.model, records_dir, run_dir, result.std)
+        cal = calibrate_fitted_run(run_dir, records_dir, seed=result.recipe.seed,
+                                   on_progress=on_progress)
     return dataclasses.replace(result, table2=table2, table3=table3, calibration=cal)
 
 

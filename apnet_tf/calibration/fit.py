@@ -27,9 +27,10 @@ import numpy as np
 
 from apnet_tf.constants import TARGETS
 from apnet_tf.data.manifest import count_records
-from apnet_tf.errors import ApnetError, require_at_least
+from apnet_tf.errors import ApnetError, check_seed, require_at_least
 from apnet_tf.inference.predict import predict_catalog
 from apnet_tf.io.catalog import catalog_arrays
+from apnet_tf.io.files import locks_output
 from apnet_tf.model.calibration import (
     CALIBRATION,
     KEYS,
@@ -167,6 +168,7 @@ def _by_key(values: np.ndarray) -> dict:
     return {k: np.asarray(v, float).tolist() for k, v in zip(KEYS, values)}
 
 
+@locks_output("model_path")
 def calibrate(model_path: str, records_dir: str, realizations: int = 100,
               seed: int = 0, on_progress=None) -> Calibration:
     """Fit a calibration on ``records_dir`` (its shape on the train split, its level on dev; see
@@ -179,6 +181,7 @@ def calibrate(model_path: str, records_dir: str, realizations: int = 100,
         The ``Calibration`` written.
     """
     require_at_least(realizations, 2, "--mc")  # a spread needs two realizations
+    check_seed(seed)
     if not os.path.isfile(os.path.join(model_path, "best.keras")):
         # an export carries its run's calibration; calibrating it here would change nothing
         raise ApnetError(f"{model_path}: calibrate needs a run folder with best.keras (it writes "

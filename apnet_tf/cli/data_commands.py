@@ -89,7 +89,7 @@ def make_records_cmd(
 @friendly
 def make_labels_cmd(
         out_path: Annotated[str, typer.Option(
-            "--out", help="Label table to write (CSV; an existing file is replaced, whole)")],
+            "--out", help="Label table to write: .csv or .fits (an existing file is replaced, whole)")],
         payne: Annotated[Optional[str], typer.Option(help="Payne table: APOGEE_ID, TEFF, LOGG, FE_H")] = None,
         photometry: Annotated[Optional[str], typer.Option(
             help="Photometry: APOGEE_ID, J, H, K, G_PS1, R_PS1, PARALLAX, PARALLAX_ERROR [, FIELD]")] = None,

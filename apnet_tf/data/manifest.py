@@ -15,7 +15,7 @@ import numpy as np
 
 from apnet_tf.constants import CATEGORIES, CDELT1, CRVAL1, N_PIXELS, TARGETS
 from apnet_tf.errors import ApnetError
-from apnet_tf.io.files import read_json
+from apnet_tf.io.files import content_hash, read_json
 from apnet_tf.io.folders import marker
 
 __all__ = [
@@ -63,6 +63,7 @@ def build_manifest(sidecars: dict[str, dict], sources: list[str], compress: bool
                          "n": [int(v) for v in n]},
         "shards": shard_files,
         "shard_bytes": {name: side.get("bytes") for name, side in sorted(sidecars.items())},
+        "shard_sha256": {name: side.get("sha256") for name, side in sorted(sidecars.items())},
         "compression": "GZIP" if compress else "",
         "mask_bits": [int(b) for b in mask_bits],
         "source_files": sources,
@@ -108,10 +109,12 @@ def shard_paths(records_dir: str, splits: Sequence[str] | None = None) -> list[s
     """Shard files of the given splits (all if None), as listed by the manifest.
 
     Raises:
-        ApnetError: a listed shard is missing or not the size make-records wrote (truncated).
+        ApnetError: a listed shard is missing, not the size make-records wrote (truncated), or
+            not the content (its sha256 checksum differs: flipped bytes).
     """
     manifest = read_manifest(records_dir)
     sizes = manifest.get("shard_bytes") or {}
+    sums = manifest.get("shard_sha256") or {}
     out = []
     for split, names in sorted(manifest["shards"].items()):
         if splits is None or split in splits:
@@ -124,8 +127,23 @@ def shard_paths(records_dir: str, splits: Sequence[str] | None = None) -> list[s
                     raise ApnetError(f"{path}: {os.path.getsize(path)} bytes, make-records "
                                      f"wrote {sizes[name]}: truncated or changed; re-run "
                                      "make-records")
+                if sums.get(name) is not None and _checksum(path) != sums[name]:
+                    raise ApnetError(f"{path}: checksum differs from the one make-records "
+                                     "wrote: the shard is damaged; re-run make-records")
                 out.append(path)
     return out
+
+
+#: Checksums already computed in this process, by (path, size, modification time).
+_CHECKED: dict[tuple[str, int, int], str] = {}
+
+
+def _checksum(path: str) -> str:
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key not in _CHECKED:
+        _CHECKED[key] = content_hash(path)
+    return _CHECKED[key]
 
 
 def count_records(records_dir: str, splits: Sequence[str] | None = None,

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import ctypes
 import dataclasses
 import hashlib
 import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -31,13 +34,15 @@ from apnet_tf.io.spectra import DEFAULT_MASK_BITS, Spectrum, expand_paths, read_
 from apnet_tf.io.survey_table import Listing
 
 __all__ = [
-    "READ_CHUNK", "Batch", "Unit", "Plan", "is_records", "plan_units", "read_fits_unit",
-    "read_record_unit", "read_unit", "default_workers", "ordered_map", "iter_units",
-    "read_many"
+    "READ_CHUNK", "PR_SET_PDEATHSIG", "Batch", "Unit", "Plan", "is_records", "plan_units",
+    "read_fits_unit", "read_record_unit", "read_unit", "default_workers", "ordered_map",
+    "iter_units", "read_many", "die_with_parent",
 ]
 
 #: Files per task sent to a worker by ``read_many`` (make-records).
 READ_CHUNK = 32
+#: Linux prctl option: the signal a process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
 
 
 @dataclasses.dataclass
@@ -205,7 +210,8 @@ def ordered_map(fn: Callable, items: Iterable, workers: int, processes: bool = T
         yield from map(fn, items)
         return
     workers = min(workers, len(items))
-    pool = (cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    pool = (cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=die_with_parent, initargs=(os.getpid(),))
             if processes else cf.ThreadPoolExecutor(workers))
     window = window or 2 * workers
     todo = iter(items)
@@ -223,6 +229,19 @@ def ordered_map(fn: Callable, items: Iterable, workers: int, processes: bool = T
             yield result
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def die_with_parent(parent: int) -> None:
+    """In a reader process: be killed when the job that started it dies, even by kill -9
+    (Linux ``prctl(PR_SET_PDEATHSIG, SIGKILL)``; elsewhere nothing), so no reader outlives it."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the line above
+        os._exit(1)
 
 
 def iter_units(units: Sequence[Unit], workers: int | None = None,

@@ -31,7 +31,7 @@ from apnet_tf.data.manifest import (
 from apnet_tf.data.reading import read_many
 from apnet_tf.data.record_schema import encode_example
 from apnet_tf.errors import ApnetError, first_line
-from apnet_tf.io.files import atomic_path, read_json, write_json
+from apnet_tf.io.files import atomic_path, content_hash, locks_output, read_json, write_json
 from apnet_tf.io.folders import claim, remove_made
 from apnet_tf.io.spectra import DEFAULT_MASK_BITS, expand_paths, read_apogee_id
 
@@ -66,6 +66,7 @@ class RecordsResult:
     report_lines: list[str]  # label/spectrum cross-match findings
 
 
+@locks_output("out_dir")
 def make_records(spectra: Sequence[str], out_dir: str, labels: str | None = None,
                  shards: int | None = None, compress: bool = False,
                  mask_bits: Sequence[int] = DEFAULT_MASK_BITS,
@@ -110,7 +111,7 @@ def make_records(spectra: Sequence[str], out_dir: str, labels: str | None = None
             on_progress(done, total)
 
     for name, members in plan:
-        fingerprint = _fingerprint(members, compress)
+        fingerprint = _fingerprint(members, compress, mask_bits)
         final = os.path.join(out_dir, name)
         side = read_json(final + ".json")
         if os.path.exists(final) and side and side.get("fingerprint") == fingerprint:
@@ -200,6 +201,7 @@ def _write_shard(final: str, members: list[_Item], fingerprint: str,
                                                 "category": it.category, "labels": known})
                     tick()
             side["bytes"] = os.path.getsize(tmp)
+            side["sha256"] = content_hash(tmp)  # readers verify it (manifest.shard_paths)
             # the sidecar before the rename: a shard that exists is whole and described
             write_json(final + ".json", side, allow_nan=False)
     except tf.errors.OpError as exc:  # TensorFlow's own I/O errors (ENOSPC: ResourceExhausted)
@@ -226,8 +228,9 @@ def _record_order(it: _Item) -> tuple[bytes, str]:
     return hashlib.sha256(f"order:{it.apogee_id}".encode()).digest(), it.path
 
 
-def _fingerprint(members: list[_Item], compress: bool) -> str:
-    h = hashlib.sha256(f"v{SCHEMA_VERSION} gz={compress}".encode())
+def _fingerprint(members: list[_Item], compress: bool, mask_bits: Sequence[int]) -> str:
+    """Everything that changes a shard's content: its files, labels, compression, mask bits."""
+    h = hashlib.sha256(f"v{SCHEMA_VERSION} gz={compress} mask={sorted(mask_bits)}".encode())
     for it in members:
         st = os.stat(it.path)
         h.update(f"{it.path}|{st.st_size}|{st.st_mtime_ns}|{it.apogee_id}|{it.category}|"

@@ -28,8 +28,8 @@ import pandas as pd
 from astropy.io import fits
 
 from apnet_tf.constants import CDELT1, CRVAL1, MISSING_VALUE, N_PIXELS, wavelength_grid
-from apnet_tf.errors import ApnetError
-from apnet_tf.io.files import atomic_path
+from apnet_tf.errors import ApnetError, check_seed
+from apnet_tf.io.files import atomic_path, locks_output
 from apnet_tf.io.folders import check, claim, marker, remove_made, write_marker
 
 __all__ = [
@@ -239,6 +239,7 @@ def prepare_survey_folder(out_dir: str, n: int, seed: int, overwrite: bool = Fal
     """
     if n < 1:
         raise ApnetError(f"--n: the survey needs at least 1 star, got {n}")
+    check_seed(seed)
     params = {"n": int(n), "seed": int(seed)}
     held = check(out_dir, "survey", legacy=_is_old_survey)
     old = (marker(out_dir) or {}).get("survey") if held else params
@@ -253,6 +254,7 @@ def prepare_survey_folder(out_dir: str, n: int, seed: int, overwrite: bool = Fal
     write_marker(out_dir, "survey", survey=params)
 
 
+@locks_output("out_dir")
 def make_survey(out_dir: str, n: int, seed: int = 0,
                 on_progress: Callable[[int, int], None] | None = None,
                 overwrite: bool = False) -> pd.DataFrame:

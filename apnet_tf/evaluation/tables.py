@@ -14,12 +14,13 @@ import pandas as pd
 
 from apnet_tf.constants import CATEGORIES, SPLITS, TARGET_UNITS, TARGETS
 from apnet_tf.data.dataset import make_dataset
-from apnet_tf.errors import ApnetError, require_at_least
+from apnet_tf.data.manifest import count_records
+from apnet_tf.errors import ApnetError, check_seed, require_at_least
 from apnet_tf.evaluation import plots, sky_map
 from apnet_tf.inference.predict import predict_catalog
 from apnet_tf.io import folders
 from apnet_tf.io.catalog import catalog_arrays, write_catalog
-from apnet_tf.io.files import write_file
+from apnet_tf.io.files import locks_output, write_file
 from apnet_tf.model.calibration import coverage, snr_bin
 from apnet_tf.model.loading import load_model
 from apnet_tf.model.network import predictor, standardized_mse
@@ -219,6 +220,7 @@ def coverage_table(pred: np.ndarray, labels: np.ndarray, sigmas: dict[str, np.nd
     return table
 
 
+@locks_output("out_dir")
 def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int = 100,
              seed: int = 0, splits=SPLITS, on_progress=None) -> dict:
     """Tables 2 and 3, 1-sigma coverage, and the PNG figures for any model and record set.
@@ -235,12 +237,17 @@ def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int 
         {"table2", "table3", "coverage"} DataFrames and the list of files written.
     """
     require_at_least(realizations, 2, "--mc")  # coverage needs a spread
+    check_seed(seed)
     # a re-run replaces its own tables and plots; another folder's files are never touched
     folders.check(out_dir, "evaluation", legacy=_is_old_evaluation)
+    splits = tuple(splits)
+    if count_records(records_dir, splits) == 0:
+        raise ApnetError(f"{records_dir}: no labelled records in the {', '.join(splits)} "
+                         "split(s): evaluate compares predictions with labels; make the records "
+                         "with make-records --labels")
     loaded = load_model(model_path)
     std = table_std(loaded)
     folders.claim(out_dir, "evaluation", legacy=_is_old_evaluation)
-    splits = tuple(splits)
     # one Monte Carlo pass: the calibrated sigma is a function of the raw one
     raw = predict_catalog(loaded, [records_dir], mc=realizations, on_progress=on_progress,
                           seed=seed, split_filter=splits, calibrated=False).catalog

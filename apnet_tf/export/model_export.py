@@ -30,9 +30,9 @@ import keras
 import tensorflow as tf
 
 from apnet_tf.constants import MC_ERROR_CAP, MC_REALIZATIONS, N_PIXELS, TARGET_UNITS, TARGETS
-from apnet_tf.errors import ApnetError, require_at_least
+from apnet_tf.errors import ApnetError, first_line, require_at_least
 from apnet_tf.io import folders
-from apnet_tf.io.files import write_file, write_json
+from apnet_tf.io.files import locks_output, write_file, write_json
 from apnet_tf.model.calibration import CALIBRATION
 from apnet_tf.model.loading import load_model
 from apnet_tf.model.uncertainty import clean_errors, monte_carlo
@@ -170,12 +170,22 @@ def _is_old_export(folder: str) -> bool:
     return os.path.exists(os.path.join(folder, METADATA))
 
 
+@locks_output("out")
 def export_model(model_path: str, out: str, version: int | None = None,
                  tflite: Sequence[str] = (), mc_realizations: int = MC_REALIZATIONS) -> dict:
     """Export a run folder or .keras file to ``out/<version>/`` (+ TFLite files and metadata).
 
+    The version folder is built whole (SavedModel, assets.extra with metadata and calibration)
+    under ``out/.tmp-<version>``, and the TFLite files are converted, before one rename makes it
+    ``out/<version>``: a killed export leaves no version that looks complete. What follows the
+    rename (the TFLite files and metadata beside it) is written file by file, atomically.
+
     Returns:
         The metadata written to ``out/export_metadata.json``.
+
+    Raises:
+        ApnetError: a bad option, a model that is not a Keras model (a SavedModel or TFLite
+            file), a version that exists, or a write that fails (a full disk), naming the path.
     """
     require_at_least(mc_realizations, 2, "--mc")
     unknown = [v for v in tflite if v not in TFLITE_VARIANTS]
@@ -186,25 +196,31 @@ def export_model(model_path: str, out: str, version: int | None = None,
         require_at_least(int(version), 1, "--version")
     folders.check(out, "export", legacy=_is_old_export)
     loaded = load_model(model_path)
-    model = loaded.model
+    if loaded.kind != "keras":
+        raise ApnetError(f"--model {model_path}: a {loaded.kind} model; export needs a run "
+                         "folder or a .keras file (export the run it came from)")
     version = next_version(out) if version is None else int(version)
     final = os.path.join(out, str(version))
     if os.path.exists(final):
         raise ApnetError(f"{final}: version {version} exists; pick another --version")
     folders.claim(out, "export", legacy=_is_old_export)
     tmp = os.path.join(out, f".tmp-{version}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    build_archive(model, mc_realizations, style=loaded.mc_style).write_out(tmp, verbose=False)
-    os.replace(tmp, final)
-
     name = os.path.basename(os.path.normpath(out))
-    files = {}
-    for variant, data in tflite_variants(model, tflite).items():
-        path = os.path.join(out, f"{name}_{variant}.tflite")
-        write_file(path, data)
-        files[variant] = {"file": os.path.basename(path), "bytes": len(data)}
-    meta = _export_metadata(name, version, model_path, loaded, mc_realizations, files)
-    _write_metadata(meta, loaded.calibration, [os.path.join(final, "assets.extra"), out])
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        build_archive(loaded.model, mc_realizations, style=loaded.mc_style).write_out(tmp,
+                                                                             verbose=False)
+        blobs = tflite_variants(loaded.model, tflite)
+        files = {v: {"file": f"{name}_{v}.tflite", "bytes": len(b)} for v, b in blobs.items()}
+        meta = _export_metadata(name, version, model_path, loaded, mc_realizations, files)
+        _write_metadata(meta, loaded.calibration, [os.path.join(tmp, "assets.extra")])
+        os.replace(tmp, final)
+        for variant, data in blobs.items():
+            write_file(os.path.join(out, files[variant]["file"]), data)
+        _write_metadata(meta, loaded.calibration, [out])
+    except (OSError, tf.errors.OpError) as exc:  # a full disk: one line naming the folder
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ApnetError(f"{out}: cannot write the export ({first_line(exc)})") from None
     return meta
 
 

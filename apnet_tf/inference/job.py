@@ -7,7 +7,8 @@ import glob
 import os
 from collections.abc import Callable, Sequence
 
-from apnet_tf.errors import ApnetError, require_at_least
+from apnet_tf.data.records import check_mask_bits
+from apnet_tf.errors import ApnetError, check_seed, require_at_least
 from apnet_tf.inference.predict import InferenceResult, predict_catalog
 from apnet_tf.inference.ray_engine import predict_catalog_ray
 from apnet_tf.io.catalog import check_catalog_name, write_catalog
@@ -51,6 +52,8 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | No
             readable spectrum; checked before any prediction where it can be.
     """
     _check_options(out, spectra, table, root, mc, batch_size, engine, workers, mask_bits)
+    if seed is not None:
+        check_seed(seed)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     work_dir = out + ".parts"
     with exclusive_lock(out + ".lock", out):
@@ -108,6 +111,8 @@ def _check_options(out: str, spectra: Sequence[str], table: str | None, root: st
                          "its TELESCOPE/FIELD/FILE layout")
     if mask_bits is not None and engine == "ray":
         raise ApnetError("--mask-bits works with --engine local only")
+    if mask_bits is not None:
+        check_mask_bits(mask_bits)
     if not spectra and table is None:
         raise ApnetError("no input: give --spectra and/or --table with --root")
     require_at_least(batch_size, 1, "--batch-size")

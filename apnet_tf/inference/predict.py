@@ -22,7 +22,9 @@ from apnet_tf.errors import ApnetError, require_at_least
 from apnet_tf.inference import workdir as wd
 from apnet_tf.io.catalog import model_identity
 from apnet_tf.io.catalog_flags import (
+    INPUT_GARBAGE,
     flags,
+    input_flags,
 )
 from apnet_tf.io.catalog_schema import schema_column
 from apnet_tf.io.photometry import PHOT_COLUMNS, filled_bits, fingerprint, lookup
@@ -184,14 +186,18 @@ def _predict_part(model: LoadedModel, batch, mc: int, calibrated: bool,
                   mc_dropout: bool, seed=None) -> dict[str, np.ndarray]:
     """The catalog columns of one batch; ``seed`` (a pair of ints) keys its noise draws.
 
-    A spectrum with no usable pixel (no finite flux or no finite error) gets NaN values and
-    sigmas and the BAD flag: the network would otherwise give it a confident number.
+    A spectrum that ``catalog_flags.input_flags`` finds garbage (no usable pixel, all-zero or
+    mostly non-positive flux, no usable error, an implausible flux scale) gets NaN values and
+    sigmas, the reason in APNET_FLAG and BAD: the network would otherwise give it a confident
+    number. The same checks run for every kind of model, with or without Monte Carlo.
     """
+    raw = None
     phot = {} if batch.photometry is None or not model.needs_photometry else \
         {"photometry": batch.photometry}
     if mc > 0:
         res = model.monte_carlo(batch.flux, batch.err, batch.bad, mc, mc_dropout, seed=seed,
                                 **phot)
+        raw = res["std"]
         if calibrated is None:  # a caller that did not ask sigma_settings (the Ray engine)
             calibrated = model.calibration is not None and not mc_dropout
         if calibrated:
@@ -203,7 +209,8 @@ def _predict_part(model: LoadedModel, batch, mc: int, calibrated: bool,
         value = model.predict(batch.flux, **phot)
         sigma = np.full_like(value, np.nan)
         pct = {}
-    dead = np.asarray(batch.bad).all(axis=1)
+    input_bits = input_flags(batch.flux, batch.err, batch.bad)
+    dead = (input_bits & INPUT_GARBAGE) != 0
     if dead.any():
         value, sigma = _nan_rows(value, dead), _nan_rows(sigma, dead)
         pct = {p: _nan_rows(v, dead) for p, v in pct.items()}
@@ -216,7 +223,7 @@ def _predict_part(model: LoadedModel, batch, mc: int, calibrated: bool,
         for k, col in enumerate(LABEL_COLUMNS):
             part[f"{col}_{p.upper()}"] = arr[:, k]
     part.update(flags(value[:, 0], value[:, 1], value[:, 2], sigma, batch.snr,
-                      model.label_range()))
+                      model.label_range(), input_bits, raw))
     if batch.labels is not None:
         for k, col in enumerate(LABEL_COLUMNS):
             part[f"{col}_LABEL"] = batch.labels[:, k]

@@ -70,13 +70,27 @@ def _part(work_dir: str, key: int) -> str:
 
 
 def has_part(work_dir: str, key: int) -> bool:
-    return os.path.exists(_part(work_dir, key))
+    """Whether batch ``key`` is finished and loads whole; a part that fails to load (damaged on
+    disk, cut by a full disk) is removed, so that the batch is computed again."""
+    path = _part(work_dir, key)
+    if not os.path.exists(path):
+        return False
+    try:
+        _read(path)
+    except Exception:  # noqa: BLE001 - whatever is wrong with it, it is made again
+        os.remove(path)
+        return False
+    return True
 
 
 def load_part(work_dir: str, key: int) -> dict[str, np.ndarray] | None:
     if not has_part(work_dir, key):
         return None
-    with np.load(_part(work_dir, key), allow_pickle=True) as saved:
+    return _read(_part(work_dir, key))
+
+
+def _read(path: str) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=True) as saved:
         return {k: saved[k] for k in saved.files}
 
 

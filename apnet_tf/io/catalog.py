@@ -102,6 +102,8 @@ def check_catalog_name(path: str) -> None:
     job)."""
     if not path.lower().endswith(CATALOG_SUFFIXES):
         raise ApnetError(f"{path}: catalog must end in .csv, .ecsv or .fits")
+    if os.path.isdir(path):
+        raise ApnetError(f"{path}: a folder; --out names the catalog file to write")
 
 
 def write_catalog(table: Table, path: str) -> str:

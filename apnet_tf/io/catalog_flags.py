@@ -1,13 +1,19 @@
 """The catalog's flags (paper 3.5, 3.6, 4.1, 4.2): YSO candidates, age bins, grid edge, low S/N,
-BAD. Plain numpy on arrays of N stars."""
+BAD, and APNET_FLAG, a quality bitmask in the manner of APOGEE's ASPCAPFLAG whose bits are named
+once in ``FLAG_BITS``. Plain numpy on arrays of N stars."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
 __all__ = [
     "YSO_TRIANGLE", "AGE_BIN_EDGES", "AGE_BIN_LABELS", "TEFF_EDGE_K", "LOW_SNR",
-    "BAD_RANGE_MARGIN", "in_triangle", "age_bin", "flags"
+    "BAD_RANGE_MARGIN", "NONPOSITIVE_FRACTION", "BAD_ERROR_FRACTION", "FLUX_SCALE_RANGE",
+    "WILD_FACTOR", "WILD_FRACTION", "MANY_BAD_FRACTION", "LARGE_SPREAD_FRACTION", "FlagBit",
+    "FLAG_BITS", "INPUT_GARBAGE", "BAD_BITS", "flag_value", "flag_names", "input_flags",
+    "in_triangle", "age_bin", "flags",
 ]
 
 #: Paper 4.1: the (Teff, log g) triangle that selects YSO candidates.
@@ -21,6 +27,107 @@ TEFF_EDGE_K = 6700.0
 LOW_SNR = 20.0
 #: How far outside the training label range (as a fraction of its width) counts as "far".
 BAD_RANGE_MARGIN = 0.2
+#: FLUX_NOT_POSITIVE: more than this fraction of the usable pixels hold flux <= 0.
+NONPOSITIVE_FRACTION = 0.5
+#: BAD_ERRORS: more than this fraction of the usable pixels have an error <= 0.
+BAD_ERROR_FRACTION = 0.5
+#: FLUX_SCALE: the median |flux| of the usable pixels must lie in this range (apStar units,
+#: 1e-17 erg/s/cm^2/A; real DR13 stars: 14 to 15,000), and at most ``WILD_FRACTION`` of them may
+#: lie more than ``WILD_FACTOR`` times above or below it (real DR13 stars: at most 0.01%;
+#: byte-swapped float32: 92%, scattered from 1e-36 to 1e33).
+FLUX_SCALE_RANGE = (1e-3, 1e7)
+WILD_FACTOR = 1e3
+WILD_FRACTION = 0.1
+#: MANY_BAD_PIXELS: more than this fraction of the pixels masked (chip gaps alone: about 12%).
+MANY_BAD_FRACTION = 0.5
+#: LARGE_SPREAD: a raw Monte Carlo sigma above this fraction of the training label range.
+LARGE_SPREAD_FRACTION = 0.15
+
+
+@dataclasses.dataclass(frozen=True)
+class FlagBit:
+    """One bit of APNET_FLAG: its number, name, whether it makes the star BAD, and meaning."""
+
+    bit: int
+    name: str
+    bad: bool
+    meaning: str
+
+
+#: The bits of APNET_FLAG. Bits 0-4 look at the input spectrum, 5-10 at the predictions. A BAD
+#: bit makes the values unusable (BAD = any BAD bit set); the input bits 0-3 also set the values
+#: and sigmas to NaN, since the network's answer to such a spectrum means nothing. Bits 11 and up
+#: are free (the next one is meant for filled-in photometry inputs).
+FLAG_BITS = (
+    FlagBit(0, "NO_USABLE_PIXEL", True, "no pixel with finite flux and a finite error below "
+            "1e9 that the mask keeps"),
+    FlagBit(1, "FLUX_NOT_POSITIVE", True, "all-zero or mostly non-positive flux: over "
+            f"{NONPOSITIVE_FRACTION:.0%} of the usable pixels <= 0 (e.g. sign-flipped)"),
+    FlagBit(2, "BAD_ERRORS", True, f"over {BAD_ERROR_FRACTION:.0%} of the usable pixels have an "
+            "error <= 0 (e.g. an all-zero error array): no usable uncertainty"),
+    FlagBit(3, "FLUX_SCALE", True, "implausible flux scale: median absolute flux outside "
+            f"{FLUX_SCALE_RANGE[0]:g} to {FLUX_SCALE_RANGE[1]:g}, or over {WILD_FRACTION:.0%} of "
+            f"the pixels {WILD_FACTOR:g} times off the median (e.g. byte-swapped data)"),
+    FlagBit(4, "MANY_BAD_PIXELS", False, f"over {MANY_BAD_FRACTION:.0%} of the pixels masked"),
+    FlagBit(5, "LOW_SNR", False, f"SNR below {LOW_SNR:g} (paper 3.6); uncertainties less "
+            "reliable"),
+    FlagBit(6, "TEFF_EDGE", False, f"Teff above {TEFF_EDGE_K:.0f} K, the training grid's edge "
+            "(paper 3.5)"),
+    FlagBit(7, "OUTSIDE_LABEL_RANGE", True, f"a prediction over {BAD_RANGE_MARGIN:.0%} of the "
+            "training label range outside it"),
+    FlagBit(8, "NOT_FINITE", True, "a prediction or uncertainty is not finite"),
+    FlagBit(9, "ZERO_SPREAD", True, "Monte Carlo spread exactly 0 in a parameter: the noise "
+            "draws changed nothing, so the uncertainty means nothing"),
+    FlagBit(10, "LARGE_SPREAD", False, "raw Monte Carlo sigma above "
+            f"{LARGE_SPREAD_FRACTION:.0%} of the training label range in a parameter"),
+)
+_BY_NAME = {b.name: b for b in FLAG_BITS}
+
+
+def flag_value(*names: str) -> int:
+    """The APNET_FLAG value with the named bits set."""
+    return sum(1 << _BY_NAME[n].bit for n in names)
+
+
+#: The input bits that make the spectrum garbage (values and sigmas set to NaN).
+INPUT_GARBAGE = flag_value("NO_USABLE_PIXEL", "FLUX_NOT_POSITIVE", "BAD_ERRORS", "FLUX_SCALE")
+#: Every bit that makes a star BAD.
+BAD_BITS = flag_value(*(b.name for b in FLAG_BITS if b.bad))
+
+
+def flag_names(value: int) -> list[str]:
+    """The names of the bits set in one APNET_FLAG value."""
+    return [b.name for b in FLAG_BITS if int(value) >> b.bit & 1]
+
+
+def input_flags(flux, err, bad) -> np.ndarray:
+    """APNET_FLAG bits 0-4 of (N, P) spectra: int64 (N,). ``bad``: the reader's pixel mask."""
+    flux, err = np.asarray(flux, float), np.asarray(err, float)
+    usable = ~np.asarray(bad, bool) & np.isfinite(flux) & np.isfinite(err)
+    n = np.maximum(usable.sum(axis=1), 1)
+    none = ~usable.any(axis=1)
+    with np.errstate(invalid="ignore"):
+        nonpositive = (usable & (flux <= 0)).sum(axis=1) / n
+        zero_err = (usable & (err <= 0)).sum(axis=1) / n
+        size = np.where(usable, np.abs(flux), np.nan)
+        scale = np.nanmedian(np.where(none[:, None], 0.0, size), axis=1) if flux.size else (
+            np.zeros(len(flux)))
+        wild = (usable & ((size > scale[:, None] * WILD_FACTOR)
+                          | (size < scale[:, None] / WILD_FACTOR))).sum(axis=1) / n
+    lo, hi = FLUX_SCALE_RANGE
+    bits = {"NO_USABLE_PIXEL": none,
+            "FLUX_NOT_POSITIVE": ~none & (nonpositive > NONPOSITIVE_FRACTION),
+            "BAD_ERRORS": ~none & (zero_err > BAD_ERROR_FRACTION),
+            "FLUX_SCALE": ~none & (~((scale >= lo) & (scale <= hi)) | (wild > WILD_FRACTION)),
+            "MANY_BAD_PIXELS": np.asarray(bad, bool).mean(axis=1) > MANY_BAD_FRACTION}
+    return _pack(bits, len(flux))
+
+
+def _pack(bits: dict[str, np.ndarray], n: int) -> np.ndarray:
+    value = np.zeros(n, np.int64)
+    for name, set_ in bits.items():
+        value |= np.where(set_, np.int64(1) << _BY_NAME[name].bit, 0)
+    return value
 
 
 def in_triangle(teff, logg, triangle=YSO_TRIANGLE) -> np.ndarray:
@@ -44,18 +151,31 @@ def age_bin(logg, candidate) -> np.ndarray:
     return np.where(np.asarray(candidate, bool), labels, "")
 
 
-def flags(teff, logg, fe_h, sigma, snr, label_range) -> dict[str, np.ndarray]:
-    """YSO_CANDIDATE, AGE_BIN, TEFF_EDGE, LOW_SNR and BAD for a catalog. sigma: (N, 3)."""
+def flags(teff, logg, fe_h, sigma, snr, label_range, input_bits=None,
+          raw_sigma=None) -> dict[str, np.ndarray]:
+    """YSO_CANDIDATE, AGE_BIN, TEFF_EDGE, LOW_SNR, APNET_FLAG and BAD for a catalog.
+
+    sigma: (N, 3), the catalog's sigma (all NaN without Monte Carlo); raw_sigma: (N, 3), the raw
+    Monte Carlo spread (None without Monte Carlo); input_bits: ``input_flags`` of the spectra.
+    """
     values = np.stack([teff, logg, fe_h], axis=1)
+    sigma = np.asarray(sigma, float)
     finite = np.isfinite(values).all(axis=1) & (np.isfinite(sigma).all(axis=1) | np.isnan(
         sigma).all(axis=1))
-    far = np.zeros(len(values), dtype=bool)
-    for k, (lo, hi) in enumerate(label_range):
-        margin = BAD_RANGE_MARGIN * (hi - lo)
-        with np.errstate(invalid="ignore"):
-            far |= (values[:, k] < lo - margin) | (values[:, k] > hi + margin)
-    yso = in_triangle(teff, logg)
+    far, wide = np.zeros(len(values), dtype=bool), np.zeros(len(values), dtype=bool)
+    raw = np.full_like(values, np.nan) if raw_sigma is None else np.asarray(raw_sigma, float)
     with np.errstate(invalid="ignore"):
-        return {"YSO_CANDIDATE": yso, "AGE_BIN": age_bin(logg, yso),
+        for k, (lo, hi) in enumerate(label_range):
+            margin = BAD_RANGE_MARGIN * (hi - lo)
+            far |= (values[:, k] < lo - margin) | (values[:, k] > hi + margin)
+            wide |= raw[:, k] > LARGE_SPREAD_FRACTION * (hi - lo)
+        yso = in_triangle(teff, logg)
+        garbage = np.zeros(len(values), np.int64) if input_bits is None else np.asarray(
+            input_bits, np.int64)
+        bits = {"LOW_SNR": np.asarray(snr, float) < LOW_SNR,
                 "TEFF_EDGE": np.asarray(teff) > TEFF_EDGE_K,
-                "LOW_SNR": np.asarray(snr, float) < LOW_SNR, "BAD": ~finite | far}
+                "OUTSIDE_LABEL_RANGE": far, "NOT_FINITE": ~finite & (garbage == 0),
+                "ZERO_SPREAD": (raw == 0).any(axis=1), "LARGE_SPREAD": wide}
+    value = garbage | _pack(bits, len(values))
+    return {"YSO_CANDIDATE": yso, "AGE_BIN": age_bin(logg, yso), "TEFF_EDGE": bits["TEFF_EDGE"],
+            "LOW_SNR": bits["LOW_SNR"], "APNET_FLAG": value, "BAD": (value & BAD_BITS) != 0}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from apnet_tf.constants import LABEL_COLUMNS, TARGET_UNITS
-from apnet_tf.io.catalog_flags import BAD_RANGE_MARGIN, LOW_SNR, TEFF_EDGE_K
+from apnet_tf.io.catalog_flags import FLAG_BITS, LOW_SNR, TEFF_EDGE_K
 from apnet_tf.io.photometry import describe_bits
 
 __all__ = ["Column", "SCHEMA", "SOURCES", "column_info", "schema_column"]
@@ -21,7 +21,7 @@ __all__ = ["Column", "SCHEMA", "SOURCES", "column_info", "schema_column"]
 SOURCES = {
     "header": "the apStar file's primary header",
     "model": "the network (Monte Carlo summary when MC > 0)",
-    "flags": "a rule on the predictions (io.catalog_flags)",
+    "flags": "a rule on the spectrum or the predictions (io.catalog_flags)",
     "records": "the record folder (make-records)",
     "input": "the input table's row (infer --table) or the reader",
 }
@@ -66,8 +66,11 @@ def _schema() -> tuple[Column, ...]:
         Column("TEFF_EDGE", "", f"1: Teff above {TEFF_EDGE_K:.0f} K, the training grid's edge",
                "flags"),
         Column("LOW_SNR", "", f"1: SNR below {LOW_SNR:g}; uncertainties less reliable", "flags"),
-        Column("BAD", "", f"1: not finite, or over {BAD_RANGE_MARGIN:.0%} of the label range "
-                          "outside it", "flags"),
+        Column("APNET_FLAG", "", "quality bitmask: " + ", ".join(
+            f"{b.bit} {b.name}" for b in FLAG_BITS) + " (README, io.catalog_flags.FLAG_BITS)",
+               "flags"),
+        Column("BAD", "", "1: values unusable, some APNET_FLAG bit marked BAD is set: " + ", ".join(
+            b.name for b in FLAG_BITS if b.bad), "flags"),
     ]
     cols += [Column(f"{name}_LABEL", unit, f"training label of {name}; NaN where none",
                     "records") for name, unit, _ in params]

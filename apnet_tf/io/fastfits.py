@@ -134,8 +134,8 @@ def read_rows(path: str, n_hdus: int, primary_keys: tuple[str, ...],
 
 def _row0(f, h: dict, start: int) -> np.ndarray | None:
     naxis = int(h.get("NAXIS", 0))
-    if naxis == 0:
-        return None
+    if naxis == 0 or any(int(h[f"NAXIS{k}"]) == 0 for k in range(1, naxis + 1)):
+        return None  # no data: what follows the header is the next HDU's
     dtype = np.dtype(_DTYPES[int(h["BITPIX"])])
     n = int(h["NAXIS1"])
     if naxis == 1:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -12,7 +14,8 @@ from collections.abc import Iterator
 from apnet_tf.errors import ApnetError
 
 __all__ = [
-    "read_json", "atomic_path", "write_file", "write_json", "content_hash", "exclusive_lock"
+    "read_json", "atomic_path", "write_file", "write_json", "content_hash", "exclusive_lock",
+    "output_lock", "locks_output"
 ]
 
 
@@ -114,3 +117,47 @@ def exclusive_lock(path: str, what: str) -> Iterator[None]:
     finally:
         os.remove(path)
         os.close(fd)
+
+
+#: Outputs whose lock this process holds, with how many times it took each (re-entrant).
+_HELD: dict[str, int] = {}
+
+
+@contextlib.contextmanager
+def output_lock(out: str | os.PathLike) -> Iterator[None]:
+    """Hold the lock of one output (a folder or file): ``OUT.lock`` beside it, as ``infer``
+    takes, for the block (``exclusive_lock``). Re-entrant in one process, so that a command that
+    calls another on the same output (fit, then calibrate) does not refuse itself.
+
+    Raises:
+        ApnetError: another process holds it; the message names ``out``.
+    """
+    key = os.path.abspath(os.path.normpath(os.fspath(out)))
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
+    os.makedirs(os.path.dirname(key), exist_ok=True)
+    with exclusive_lock(key + ".lock", os.fspath(out)):
+        _HELD[key] = 1
+        try:
+            yield
+        finally:
+            del _HELD[key]
+
+
+def locks_output(arg: str):
+    """Decorator: a call holds ``output_lock`` of its argument named ``arg`` throughout, so two
+    runs of a command never write one folder at once."""
+    def wrap(fn):
+        sig = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def locked(*args, **kwargs):
+            with output_lock(sig.bind(*args, **kwargs).arguments[arg]):
+                return fn(*args, **kwargs)
+        return locked
+    return wrap

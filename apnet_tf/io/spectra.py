@@ -105,17 +105,22 @@ def read_apstar(path: str | os.PathLike, mask_bits: Sequence[int] = DEFAULT_MASK
 
     Raises:
         ApnetError: the file is missing, not FITS, truncated, has a missing HDU, the wrong length
-            or a different wavelength grid. The message names the file.
+            or a different wavelength grid; or anything else goes wrong with it. The message
+            names the file, so that a batch reports it and goes on with the others.
     """
     path = os.fspath(path)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            header, rows = _read_rows(path)
+        return _read_apstar(path, mask_bits)
     except ApnetError:
         raise
-    except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever one file does, the batch goes on
         raise _unreadable(path, exc) from None
+
+
+def _read_apstar(path: str, mask_bits: Sequence[int]) -> Spectrum:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        header, rows = _read_rows(path)
     for w in caught:  # other warnings (a non-standard card, ...) do not make a file unreadable
         if "truncat" in str(w.message).lower():
             raise ApnetError(f"{path}: not a readable apStar FITS file ({first_line(w.message)})")
@@ -144,17 +149,22 @@ def _read_rows(path: str) -> tuple[dict, list[np.ndarray | None]]:
     # imported here: reader processes start faster without astropy.io.fits (a second or more)
     from astropy.io import fits
 
-    with fits.open(path, memmap=True, lazy_load_hdus=True) as hdul:
+    # memmap=False: scaled images (BSCALE/BZERO) cannot be memory-mapped; files that come here
+    # are few, and an apStar HDU is small
+    with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
         try:
             hdus = [hdul[k] for k in (1, 2, 3)]
         except IndexError:
             raise ApnetError(f"{path}: has {len(hdul)} HDUs, an apStar file needs flux, "
                              "error and mask in HDUs 1-3") from None
+        for h, name in zip(hdus, _HDU_NAMES):
+            if not h.is_image:
+                raise ApnetError(f"{path}: HDU {name} is a {type(h).__name__}, not an image; "
+                                 "not an apStar file")
         header = {k: hdul[0].header.get(k) for k in PRIMARY_KEYS}
         header.update({k: hdus[0].header.get(k) for k in GRID_KEYS})
-        rows = [None if h.header.get("NAXIS", 0) == 0 else
-                np.array(h.section[0] if h.header["NAXIS"] == 2 else h.section[:])
-                for h in hdus]
+        rows = [None if h.data is None or h.data.size == 0 else
+                np.array(h.data[0] if h.data.ndim == 2 else h.data) for h in hdus]
     return header, rows
 
 
@@ -174,7 +184,7 @@ def read_apogee_id(path: str) -> str:
         from astropy.io import fits
 
         header = fits.getheader(path, 0)
-    except (OSError, ValueError, TypeError, IndexError) as exc:
+    except Exception as exc:  # noqa: BLE001 - one file's problem, reported by the caller
         raise _unreadable(path, exc) from None
     return str(header.get("OBJID", "")).strip() or _id_from_name(path)
 
@@ -206,6 +216,10 @@ def expand_paths(paths: Iterable[str | os.PathLike], missing: list[str] | None =
             if missing is None:
                 raise ApnetError(f"{p}: matches no file")
             missing.append(f"{p}: matches no file")
+        if missing is not None:  # a link to nothing is a skipped file, not a stopped job
+            dangling = [f for f in hits if not os.path.exists(f)]
+            missing.extend(f"{os.path.normpath(f)}: a link to a missing file" for f in dangling)
+            hits = [f for f in hits if os.path.exists(f)]
         found.extend(hits)
     return sorted(dict.fromkeys(os.path.normpath(f) for f in found))
 

@@ -49,6 +49,9 @@ def _columns(table: str) -> dict[str, list[str]]:
 
     try:
         with fits.open(table, memmap=True) as hdul:
+            if len(hdul) < 2 or not isinstance(hdul[1], fits.BinTableHDU):
+                raise ApnetError(f"{table}: HDU 1 is not a binary table; --table needs an "
+                                 "allStar or allField FITS table")
             data = hdul[1].data
             names = [] if data is None else [n.upper() for n in data.columns.names]
             absent = [c for c in COLUMNS if c not in names]
@@ -62,7 +65,7 @@ def _columns(table: str) -> dict[str, list[str]]:
             return out
     except ApnetError:
         raise
-    except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any problem of the table is one line naming it
         if isinstance(exc, FileNotFoundError):
             raise ApnetError(f"{table}: no such file") from None
         raise ApnetError(f"{table}: not a readable FITS table ({first_line(exc)})") from None

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import os
 
 import numpy as np
 import pandas as pd
+from astropy.table import Table
 
 from apnet_tf.constants import (
     LABEL_COLUMNS,
@@ -305,7 +307,9 @@ def assemble_labels(payne: pd.DataFrame | None = None, photometry: pd.DataFrame 
 def make_labels(out: str, payne: str | None = None, photometry: str | None = None,
                 yso: str | None = None, gk_margin: float = DEFAULT_GK_MARGIN,
                 yso_fields=DEFAULT_YSO_FIELDS) -> LabelAssembly:
-    """Read the source tables, assemble the labels and write ``out`` (CSV, atomically).
+    """Read the source tables, assemble the labels and write ``out`` atomically: CSV for a
+    ``.csv`` name, a FITS table for ``.fits``/``.fit``; any other name is refused before any
+    table is read.
 
     Missing labels are written as -9999, the APOGEE convention that ``make-records`` reads.
     Placeholders and out-of-range values read as missing are counted in ``counts`` as
@@ -316,6 +320,7 @@ def make_labels(out: str, payne: str | None = None, photometry: str | None = Non
     """
     if not (np.isfinite(gk_margin) and abs(gk_margin) < 1.0):
         raise ApnetError(f"--gk-margin: a few hundredths of a magnitude, not {gk_margin!r}")
+    kind = _out_format(out)
     frames = {"payne": _label_frame(payne) if payne else None,
               "photometry": standard_photometry(read_table(photometry), photometry)
               if photometry else None,
@@ -324,7 +329,23 @@ def make_labels(out: str, payne: str | None = None, photometry: str | None = Non
                              yso_fields)
     for source, frame in frames.items():
         result.counts.update(_rejected_counts(source, frame))
+    table = result.table.fillna({c: MISSING_VALUE for c in LABEL_COLUMNS})
     with atomic_path(out) as tmp:
-        result.table.fillna({c: MISSING_VALUE for c in LABEL_COLUMNS}).to_csv(
-            tmp, index=False, float_format="%.6g")
+        if kind == "csv":
+            table.to_csv(tmp, index=False, float_format="%.6g")
+        else:
+            Table.from_pandas(table.astype({c: str for c in table.columns
+                                            if table[c].dtype == object})).write(
+                tmp, format="fits")
     return result
+
+
+def _out_format(out: str) -> str:
+    """"csv" or "fits", from the name of ``out``; ApnetError for a folder or another name."""
+    if os.path.isdir(out):
+        raise ApnetError(f"--out {out}: a folder; give a file name ending .csv or .fits")
+    ext = os.path.splitext(out)[1].lower()
+    if ext not in (".csv", ".fits", ".fit"):
+        shown = ext or "a name without an extension"
+        raise ApnetError(f"--out {out}: write a .csv or a .fits label table, not {shown}")
+    return "csv" if ext == ".csv" else "fits"

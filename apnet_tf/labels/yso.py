@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from apnet_tf.errors import ApnetError
+from apnet_tf.errors import ApnetError, check_seed, first_line
 from apnet_tf.io import folders
-from apnet_tf.io.files import atomic_path, write_json
+from apnet_tf.io.files import atomic_path, locks_output, write_json
 from apnet_tf.labels.isochrones import (
     BANDS,
     DETECTION_LIMITS,
@@ -212,6 +212,7 @@ def load_network(path: str) -> tuple[keras.Model, dict]:
     keras_path = os.path.join(path, NETWORK_FILE) if os.path.isdir(path) else path
     if not os.path.exists(keras_path):
         raise ApnetError(f"{path}: no {NETWORK_FILE} (train one with apnet-tf yso-train)")
+    info = _read_info(os.path.join(folder, INFO_FILE))
     try:
         model = keras.models.load_model(keras_path, compile=False)
     except Exception as exc:  # Keras raises many types for one meaning
@@ -219,14 +220,26 @@ def load_network(path: str) -> tuple[keras.Model, dict]:
     if model.input_shape[-1] != len(FEATURES) or model.output_shape[-1] != len(OUTPUTS):
         raise ApnetError(f"{keras_path}: not a YSO photometric network (input "
                          f"{model.input_shape}, output {model.output_shape})")
-    info_path = os.path.join(folder, INFO_FILE)
-    info = {}
-    if os.path.exists(info_path):
-        with open(info_path) as f:
-            info = json.load(f)
     return model, info
 
 
+def _read_info(info_path: str) -> dict:
+    """yso.json beside the network ({} when absent); ApnetError naming it when unreadable."""
+    if not os.path.exists(info_path):
+        return {}
+    try:
+        with open(info_path) as f:
+            info = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ApnetError(f"{info_path}: not readable JSON ({first_line(exc)}); train the "
+                         "network again with apnet-tf yso-train") from None
+    if not isinstance(info, dict):
+        raise ApnetError(f"{info_path}: not a JSON object; train the network again with "
+                         "apnet-tf yso-train")
+    return info
+
+
+@locks_output("out_dir")
 def yso_train(isochrones, out_dir: str, overwrite: bool = False, **kwargs) -> TrainResult:
     """Read isochrone tables, train the network (``train_network``'s keyword arguments) and save
     it into ``out_dir`` (``save_network``).
@@ -235,6 +248,7 @@ def yso_train(isochrones, out_dir: str, overwrite: bool = False, **kwargs) -> Tr
         ApnetError: before any training, when ``out_dir`` is a non-empty folder that apnet-tf did
             not make, or already holds a network and ``overwrite`` is False, or a table is bad.
     """
+    check_seed(kwargs.get("seed", 0))
     if folders.check(out_dir, "yso_net") and not overwrite:
         raise ApnetError(f"{out_dir}: already holds a YSO network; choose another folder or pass "
                          "--overwrite")

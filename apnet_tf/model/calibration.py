@@ -259,6 +259,10 @@ def sigma_settings(model, mc: int, calibrated: bool | None, mc_dropout: bool,
     MCSEED, and for calibrated sigmas SIGCAL (how) and CALMC (the calibration's realizations).
     ``model`` is an ``inference.LoadedModel``."""
     if calibrated and model.calibration is None:
+        if getattr(model, "kind", "keras") != "keras":  # an export carries its run's calibration
+            raise ApnetError(f"{model.path}: this export has no calibration (its run had none "
+                             "when exported); calibrate the run (apnet-tf calibrate --model RUN) "
+                             "and export it again, or use --raw-sigma")
         raise ApnetError(f"{model.path}: no calibration.json; run 'apnet-tf calibrate' first, "
                          "or ask for the raw Monte Carlo sigma")
     if calibrated and mc_dropout:

@@ -14,7 +14,7 @@ from apnet_tf.io.files import read_json, write_json
 from apnet_tf.model.network import save_model_atomic
 from apnet_tf.training.run_folder import read_csv_rows, write_csv_rows
 
-__all__ = ["EarlyStoppingWithReload", "HistoryCSV", "schedule_callbacks"]
+__all__ = ["EarlyStoppingWithReload", "HistoryCSV", "schedule_callbacks", "check_finite"]
 
 
 class EarlyStoppingWithReload(keras.callbacks.Callback):
@@ -111,3 +111,20 @@ def schedule_callbacks(recipe) -> list[keras.callbacks.Callback]:
     return [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                               patience=recipe.lr_plateau_patience,
                                               min_lr=recipe.learning_rate / 64, verbose=0)]
+
+
+def check_finite(model: keras.Model, stopper: EarlyStoppingWithReload, stage: str,
+                 made: list[str]) -> None:
+    """Raise ApnetError when a training stage ended without a finite dev loss or with
+    non-finite weights (it diverged: e.g. a learning rate far too large), after removing the
+    model files ``made`` so that no "best" model of a diverged run is left.
+    """
+    finite = np.isfinite(stopper.best) and all(
+        np.isfinite(w).all() for w in model.get_weights())
+    if finite:
+        return
+    for path in made:
+        if os.path.exists(path):
+            os.remove(path)
+    raise ApnetError(f"{stage} diverged: the dev loss or the weights are not finite (NaN); no "
+                     "model was kept; lower --learning-rate or check the records")

@@ -31,6 +31,7 @@ from apnet_tf.constants import (
 from apnet_tf.data.dataset import make_dataset
 from apnet_tf.data.manifest import count_records, read_manifest, shard_paths
 from apnet_tf.errors import ApnetError
+from apnet_tf.io.files import output_lock
 from apnet_tf.model.loading import load_keras
 from apnet_tf.model.network import (
     MaskedStandardizedMSE,
@@ -40,7 +41,12 @@ from apnet_tf.model.network import (
     with_precision,
 )
 from apnet_tf.model.uncertainty import noise_scale
-from apnet_tf.training.callbacks import EarlyStoppingWithReload, HistoryCSV, schedule_callbacks
+from apnet_tf.training.callbacks import (
+    EarlyStoppingWithReload,
+    HistoryCSV,
+    check_finite,
+    schedule_callbacks,
+)
 from apnet_tf.training.distribute import (
     STRATEGIES,
     build_for_multiworker,
@@ -50,6 +56,7 @@ from apnet_tf.training.distribute import (
 from apnet_tf.training.finetuning import dataset_loss, rolling_resample
 from apnet_tf.training.recipes import RECIPES, Recipe
 from apnet_tf.training.run_folder import (
+    check_resume,
     model_stats,
     prepare_run_folder,
     read_csv_rows,
@@ -196,6 +203,7 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
     """
     if stage not in STAGES:
         raise ApnetError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+    check_resume(resume, overwrite)
     recipe = check_initializer((recipe or RECIPES["default"]).validate())
     if strategy not in STRATEGIES:
         raise ApnetError(f"--strategy: choose one of {', '.join(STRATEGIES)}, got {strategy!r}")
@@ -211,10 +219,11 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
                          "again without --resume")
     work_dir = worker_folder(strategy, run_dir, stage)
     try:
-        prepare_run_folder(work_dir, stage, resume, overwrite)
-        dist = get_strategy(strategy)
-        result = _fit_in(work_dir, records_dir, manifest, stage, recipe, precision, resume,
-                         dist, on_epoch, on_round)
+        with output_lock(work_dir):  # one writer per run folder
+            prepare_run_folder(work_dir, stage, resume, overwrite)
+            dist = get_strategy(strategy)
+            result = _fit_in(work_dir, records_dir, manifest, stage, recipe, precision, resume,
+                             dist, on_epoch, on_round)
         return dataclasses.replace(result, run_dir=run_dir, chief=work_dir == run_dir)
     finally:
         if work_dir != run_dir:
@@ -334,7 +343,8 @@ def pretrain(run: _Run, mean, std, resume: bool) -> tuple[keras.Model, int]:
                  *schedule_callbacks(recipe), stopper,
                  HistoryCSV(run.path(HISTORY), "pretrain"), run.reporter("pretrain")]
     hist = model.fit(train, validation_data=run.dev, epochs=recipe.epochs, verbose=0,
-                     shuffle=False, callbacks=callbacks)
+                     shuffle=False, callbacks=[*callbacks, keras.callbacks.TerminateOnNaN()])
+    check_finite(model, stopper, "pretraining", [pretrained, run.path(BEST_MODEL)])
     if not os.path.exists(pretrained):
         save_model_atomic(model, pretrained)
     open(run.path(PRETRAIN_DONE), "w").close()

@@ -16,7 +16,7 @@ from apnet_tf.constants import (
     PAYNE_RESAMPLE_FRACTION,
     PRECISIONS,
 )
-from apnet_tf.errors import ApnetError
+from apnet_tf.errors import ApnetError, check_seed
 
 __all__ = ["Recipe", "RECIPES", "get_recipe"]
 
@@ -64,9 +64,9 @@ class Recipe:
                       "finetune_max_rounds"):
             if not getattr(self, field) >= 1:
                 raise bad(field, "must be at least 1")
-        for field in ("lr_plateau_patience", "seed"):
-            if not getattr(self, field) >= 0:
-                raise bad(field, "must be 0 or more")
+        if not self.lr_plateau_patience >= 0:
+            raise bad("lr_plateau_patience", "must be 0 or more")
+        check_seed(self.seed)
         for field in ("learning_rate", "finetune_learning_rate"):
             if not (np.isfinite(getattr(self, field)) and getattr(self, field) > 0):
                 raise bad(field, "must be a positive number")

@@ -35,8 +35,9 @@ from apnet_tf.io.folders import check, claim, remove_made
 from apnet_tf.training.distribute import is_chief
 
 __all__ = [
-    "read_csv_rows", "write_csv_rows", "prepare_run_folder", "worker_folder", "model_stats",
-    "write_normalization", "RUN_RECORD_FORMAT", "write_run_record", "read_run_record",
+    "read_csv_rows", "write_csv_rows", "check_resume", "prepare_run_folder", "worker_folder",
+    "model_stats", "write_normalization", "RUN_RECORD_FORMAT", "write_run_record",
+    "read_run_record",
 ]
 
 #: The format of run.json.
@@ -58,6 +59,13 @@ def write_csv_rows(path: str, rows: list[dict]) -> None:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
+
+
+def check_resume(resume: bool, overwrite: bool) -> None:
+    """ApnetError when both are asked for: one continues the run, the other deletes it."""
+    if resume and overwrite:
+        raise ApnetError("--resume and --overwrite: choose one (--resume continues the run in "
+                         "--out, --overwrite deletes it and starts again)")
 
 
 def prepare_run_folder(run_dir: str, stage: str, resume: bool, overwrite: bool) -> None:

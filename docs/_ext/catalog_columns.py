@@ -1,5 +1,6 @@
-"""A Sphinx directive that tabulates the catalog's columns from ``io.catalog_schema.SCHEMA``, the
-one place they are defined, so the guide always lists what a catalog holds."""
+"""Sphinx directives that tabulate the catalog's columns (``io.catalog_schema.SCHEMA``) and the
+bits of APNET_FLAG (``io.catalog_flags.FLAG_BITS``) from the one place each is defined, so the
+guide always lists what a catalog holds."""
 
 from __future__ import annotations
 
@@ -39,6 +40,18 @@ class CatalogColumns(SphinxDirective):
         return [_table(["column", "unit", "description", "source"], rows, [14, 6, 50, 30])]
 
 
+class FlagBits(SphinxDirective):
+    """``.. apnet-tf-flag-bits::``: bit, value, name, BAD and meaning of every APNET_FLAG bit."""
+
+    def run(self) -> list[nodes.Node]:
+        from apnet_tf.io.catalog_flags import FLAG_BITS
+
+        rows = [[str(b.bit), str(1 << b.bit), b.name, "yes" if b.bad else "no", b.meaning]
+                for b in FLAG_BITS]
+        return [_table(["bit", "value", "name", "BAD", "meaning"], rows, [4, 6, 20, 4, 66])]
+
+
 def setup(app):
     app.add_directive("apnet-tf-columns", CatalogColumns)
+    app.add_directive("apnet-tf-flag-bits", FlagBits)
     return {"parallel_read_safe": True}

@@ -1,0 +1,127 @@
+"""Issue 21, item 4: APNET_FLAG, a quality bitmask with named bits (io.catalog_flags.FLAG_BITS),
+set from the input spectrum and the predictions on every model path (Keras run, SavedModel,
+TFLite; with and without Monte Carlo). Garbage spectra are BAD with a reason, never a star."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+from cli_helpers import cli
+
+from apnet_tf.io.catalog_flags import BAD_BITS, FLAG_BITS, flag_value
+
+GARBAGE = {  # file stem -> (how the flux/err HDUs are changed, the bit that must be set)
+    "zero": "FLUX_NOT_POSITIVE", "swapped": "FLUX_SCALE", "negative": "FLUX_NOT_POSITIVE",
+    "zeroerr": "BAD_ERRORS", "nanflux": "NO_USABLE_PIXEL",
+}
+
+
+def _spoil(src, dst, how):
+    with fits.open(src) as hdul:
+        hdul = fits.HDUList([h.copy() for h in hdul])
+    flux = np.array(hdul[1].data, dtype=">f4")
+    if how == "zero":
+        hdul[1].data = np.zeros_like(flux)
+    elif how == "swapped":
+        hdul[1].data = flux.view(flux.dtype.newbyteorder())  # the same bytes, read the other way
+    elif how == "negative":
+        hdul[1].data = -flux
+    elif how == "zeroerr":
+        hdul[2].data = np.zeros_like(np.asarray(hdul[2].data, ">f4"))
+    elif how == "nanflux":
+        hdul[1].data = np.full_like(flux, np.nan)
+    hdul.writeto(dst)
+
+
+@pytest.fixture(scope="module")
+def garbage(small_survey, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("garbage")
+    good = sorted(small_survey.glob("apStar-*.fits"))[0]
+    shutil.copy(good, folder / "apStar-good.fits")
+    for how in GARBAGE:
+        _spoil(good, folder / f"apStar-{how}.fits", how)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def models(untrained_run, tmp_path_factory):
+    from apnet_tf.export.model_export import export_model
+
+    out = tmp_path_factory.mktemp("flag_export") / "net"
+    export_model(str(untrained_run), str(out), tflite=["float32"], mc_realizations=4)
+    return {"run": untrained_run, "saved_model": out / "1",
+            "tflite": out / "net_float32.tflite"}
+
+
+def test_the_bits_are_named_once_and_documented():
+    names = [b.name for b in FLAG_BITS]
+    assert len(set(names)) == len(names) and len({b.bit for b in FLAG_BITS}) == len(names)
+    assert all(b.meaning for b in FLAG_BITS)
+    assert {"FLUX_NOT_POSITIVE", "FLUX_SCALE", "BAD_ERRORS", "NO_USABLE_PIXEL",
+            "OUTSIDE_LABEL_RANGE", "LOW_SNR", "TEFF_EDGE", "ZERO_SPREAD"} <= set(names)
+
+
+@pytest.mark.parametrize("kind", ["run", "saved_model", "tflite"])
+@pytest.mark.parametrize("mc", ["0", "3"])
+def test_garbage_spectra_are_bad_with_a_reason_on_every_path(garbage, models, tmp_path, kind,
+                                                             mc):
+    out = tmp_path / "cat.csv"
+    res = cli("infer", "--model", models[kind], "--spectra", garbage, "--out", out, "--mc", mc,
+              "--raw-sigma", "--seed", "1")
+    assert res.exit_code == 0, res.output
+    cat = Table.read(out, format="ascii.ecsv")
+    rows = {f.split("apStar-")[-1][:-5]: row for f, row in zip(cat["FILE"], cat)}
+    for how, bit in GARBAGE.items():
+        row = rows[how]
+        assert row["BAD"], (how, kind, mc)
+        assert int(row["APNET_FLAG"]) & flag_value(bit), (how, int(row["APNET_FLAG"]))
+        assert int(row["APNET_FLAG"]) & BAD_BITS
+        # garbage in: no number that looks like a star
+        assert not np.isfinite(row["TEFF"]), (how, row["TEFF"])
+    good = rows["good"]
+    assert not int(good["APNET_FLAG"]) & (flag_value("FLUX_NOT_POSITIVE") | flag_value(
+        "FLUX_SCALE") | flag_value("BAD_ERRORS") | flag_value("NO_USABLE_PIXEL"))
+    assert bool(good["BAD"]) == bool(int(good["APNET_FLAG"]) & BAD_BITS)
+
+
+def test_input_flags_on_arrays():
+    from apnet_tf.io.catalog_flags import flag_names, input_flags
+
+    rng = np.random.default_rng(0)
+    good = rng.uniform(80, 120, 200)
+    flux = np.stack([good, np.zeros(200), -good, good, good, good])
+    err = np.stack([np.full(200, 2.0)] * 6)
+    err[3] = 0.0
+    flux[4] = good.astype("<f4").view(">f4").astype(float)
+    bad = np.zeros_like(flux, bool)
+    bad[5] = True
+    got = [flag_names(v) for v in input_flags(flux, err, bad)]
+    assert got[0] == []
+    assert "FLUX_NOT_POSITIVE" in got[1] and "FLUX_NOT_POSITIVE" in got[2]
+    assert got[3] == ["BAD_ERRORS"] and "FLUX_SCALE" in got[4]
+    assert got[5] == ["NO_USABLE_PIXEL", "MANY_BAD_PIXELS"]
+
+
+def test_fits_catalog_describes_the_bitmask(garbage, models, tmp_path):
+    out = tmp_path / "cat.fits"
+    res = cli("infer", "--model", models["run"], "--spectra", garbage, "--out", out, "--mc", "0")
+    assert res.exit_code == 0, res.output
+    with fits.open(out) as hdul:
+        header = hdul["CATALOG"].header
+        i = hdul["CATALOG"].columns.names.index("APNET_FLAG") + 1
+        assert "FLUX_NOT_POSITIVE" in str(header.get(f"TCOMM{i}", "")) or "bitmask" in str(
+            header.get(f"TCOMM{i}", ""))
+        assert hdul["CATALOG"].data["APNET_FLAG"].dtype.kind == "i"
+
+
+def test_readme_lists_every_bit():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for b in FLAG_BITS:
+        assert f"| {b.bit} | {1 << b.bit} | `{b.name}` | {'yes' if b.bad else 'no'} | " \
+               f"{b.meaning} |" in readme, b.name

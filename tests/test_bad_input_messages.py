@@ -1,0 +1,68 @@
+"""Issue 21, items 6 and the tracebacks: messages a user can act on, one line each."""
+
+from __future__ import annotations
+
+import numpy as np
+from astropy.io import fits
+from cli_helpers import assert_one_line_error, cli, snapshot
+
+
+def test_fit_resume_and_overwrite_together_are_refused(small_records, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.keras").write_text("model")
+    before = snapshot(run)
+    res = cli("fit", "--records", small_records, "--out", run, "--resume", "--overwrite",
+              "--epochs", "1")
+    assert_one_line_error(res, "--resume", "--overwrite")
+    assert snapshot(run) == before
+
+
+def test_infer_out_that_is_a_folder_is_refused_first(small_survey, untrained_run, tmp_path):
+    out = tmp_path / "x.fits"
+    out.mkdir()
+    res = cli("infer", "--model", untrained_run, "--spectra", small_survey, "--out", out,
+              "--mc", "0")
+    line = assert_one_line_error(res, "x.fits", "folder")
+    assert ".tmp-" not in line
+
+
+def test_infer_calibrated_on_an_export_says_what_to_do(untrained_run, small_survey, tmp_path):
+    from apnet_tf.export.model_export import export_model
+
+    out = tmp_path / "net"
+    export_model(str(untrained_run), str(out), mc_realizations=2)
+    res = cli("infer", "--model", out / "1", "--spectra", small_survey, "--out",
+              tmp_path / "c.csv", "--calibrated", "--mc", "2")
+    line = assert_one_line_error(res, "calibration")
+    assert "export" in line and "run 'apnet-tf calibrate' first" not in line
+
+
+def test_table_that_is_an_image_fits_is_one_line(small_survey, untrained_run, tmp_path):
+    table = tmp_path / "allStar.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.zeros((3, 3)))]).writeto(table)
+    res = cli("infer", "--model", untrained_run, "--table", table, "--root", tmp_path,
+              "--out", tmp_path / "c.csv", "--mc", "0")
+    assert_one_line_error(res, "allStar.fits", "table")
+
+
+def test_evaluate_on_unlabelled_records_says_so(small_survey, untrained_run, tmp_path):
+    records = tmp_path / "rec"
+    assert cli("make-records", "--spectra", small_survey, "--out", records).exit_code == 0
+    res = cli("evaluate", "--model", untrained_run, "--records", records, "--out",
+              tmp_path / "eval", "--mc", "2")
+    line = assert_one_line_error(res, "rec", "label")
+    assert "hold no spectrum" not in line
+
+
+def test_a_broken_yso_json_is_one_line(tmp_path):
+    net = tmp_path / "yso_net"
+    net.mkdir()
+    (net / ".apnet-tf.json").write_text('{"kind": "yso_net"}')
+    (net / "network.keras").write_text("x")
+    (net / "yso.json").write_text("{not json")
+    phot = tmp_path / "m.csv"
+    phot.write_text("APOGEE_ID,G,PARALLAX\n2M1,15,2.5\n")
+    res = cli("yso-labels", "--model", net, "--photometry", phot, "--out", tmp_path / "y.csv")
+    assert_one_line_error(res, "yso.json")
+    assert not (tmp_path / "y.csv").exists()
