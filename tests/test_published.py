@@ -250,3 +250,36 @@ def test_net2_photometry_table_joined_on_apogee_id(net2, net2_export, spectra, a
 
 PHOT = ("GAIAEDR3_PARALLAX", "GAIAEDR3_PHOT_G_MEAN_MAG", "GAIAEDR3_PHOT_BP_MEAN_MAG",
         "GAIAEDR3_PHOT_RP_MEAN_MAG", "J", "H", "K")
+
+
+def test_net2_masked_pixels_give_the_same_sigmas_on_every_path(net2, net2_export, spectra,
+                                                                tmp_path):
+    """The published Monte Carlo takes no pixel mask: a mask must not change the SavedModel's
+    draws (it once turned masked errors into 1e10, which then took the flux as sigma)."""
+    from apnet_tf.model.loading import load_model
+
+    _, phot, _ = net2
+    run, exp = net2_export
+    flux, err, _ = spectra
+    bad = np.zeros(flux[:3].shape, bool)
+    bad[:, 1000:5000] = True
+    mcs = {k: load_model(str(p)).monte_carlo(flux[:3], err[:3], bad, 8, seed=3,
+                                              photometry=phot[:3])
+           for k, p in (("keras", run), ("saved_model", exp))}
+    np.testing.assert_allclose(mcs["saved_model"]["std"], mcs["keras"]["std"], rtol=1e-4)
+    # a .tflite file alone (no export_metadata.json beside it) is still known as Net II
+    alone = tmp_path / "alone.tflite"
+    alone.write_bytes((exp / "exp_float32.tflite").read_bytes())
+    model = load_model(str(alone))
+    assert model.needs_photometry and model.mc_style == "anet2"
+
+
+def test_net2_evaluate_and_calibrate_refuse_records_without_photometry(net2_export, records,
+                                                                        tmp_path):
+    run, _ = net2_export
+    for args in (("evaluate", "--model", run, "--records", records, "--out", tmp_path / "ev",
+                  "--mc", 2),
+                 ("calibrate", "--model", run, "--records", records, "--mc", 2)):
+        res = cli(*args)
+        assert res.exit_code == 1 and "needs photometry" in res.output, res.output
+        assert "Traceback" not in res.output

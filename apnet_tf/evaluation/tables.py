@@ -246,6 +246,7 @@ def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int 
                          "split(s): evaluate compares predictions with labels; make the records "
                          "with make-records --labels")
     loaded = load_model(model_path)
+    loaded.refuse_without_photometry("evaluate")
     std = table_std(loaded)
     folders.claim(out_dir, "evaluation", legacy=_is_old_evaluation)
     # one Monte Carlo pass: the calibrated sigma is a function of the raw one

@@ -17,6 +17,7 @@ from apnet_tf.io.files import read_json
 from apnet_tf.io.photometry import PHOT_COLUMNS
 from apnet_tf.model.calibration import CALIBRATION, Calibration
 from apnet_tf.model.network import predictor
+from apnet_tf.model.published import conventions as published_conventions
 from apnet_tf.model.published import (
     conventions_of,
     mc_style,
@@ -55,6 +56,14 @@ class LoadedModel:
     calibration: object | None = None  # calibration.Calibration
     metadata: dict | None = None  # export_metadata.json of a SavedModel or TFLite export
     conventions: dict | None = None  # a published network's (``published.conventions``)
+
+    def refuse_without_photometry(self, what: str) -> None:
+        """ApnetError for a two-input model (APOGEE Net II) in a job on record folders, which
+        carry no photometry: its fill values would stand in for every star's, silently."""
+        if self.needs_photometry:
+            raise ApnetError(f"{self.path}: {what} needs photometry for this two-input model "
+                             "(APOGEE Net II), and record folders carry none; run infer with "
+                             "--photometry or --table instead")
 
     @property
     def needs_photometry(self) -> bool:
@@ -122,13 +131,14 @@ class LoadedModel:
         seed = tf.constant(stateless_seed(seed) if seed is not None else
                            np.random.default_rng().integers(0, 2**62, 2), tf.int64)
         if self.kind == "saved_model":
-
             sig = self.model.signatures.get("monte_carlo")
             if sig is None:
                 raise ApnetError(f"{self.path}: exported by an older apnet-tf (no monte_carlo "
                                  "signature); export it again")
             extra = {} if phot is None else {"photometry": tf.constant(phot)}
-            out = sig(flux=flux, err=tf.constant(mask_into_errors(err, bad)), seed=seed,
+            # the published networks' Monte Carlo takes no pixel mask (as on the other paths)
+            mask = bad if self.mc_style == "apnet" else None
+            out = sig(flux=flux, err=tf.constant(mask_into_errors(err, mask)), seed=seed,
                       realizations=tf.constant(realizations, tf.int32), **extra)
             return {k: np.stack([out[f"{t}_{k}"].numpy() for t in TARGETS], axis=1)
                     for k in SUMMARIES if f"teff_{k}" in out}
@@ -192,8 +202,11 @@ def load_model(path: str, calibration: bool = True) -> LoadedModel:
             raise ApnetError(f"{path}: not a usable TFLite model ({first_line(exc)})") from None
         meta = read_json(os.path.join(os.path.dirname(path), "export_metadata.json"))
         cal = _read_calibration(os.path.join(os.path.dirname(path), CALIBRATION), calibration)
+        conv = (meta or {}).get("conventions")
+        if conv is None and "photometry" in feed:  # the file alone: only Net II has that input
+            conv = published_conventions("anet2")
         return LoadedModel(runner, path, "tflite", calibration=cal, metadata=meta,
-                           conventions=(meta or {}).get("conventions"))
+                           conventions=conv)
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, "best.keras")):
         version_dir = path
         if not os.path.exists(os.path.join(path, "saved_model.pb")):
