@@ -5,7 +5,7 @@ label row). Each is written under a temporary name with a JSON sidecar and renam
 a re-run skips complete shards and an interrupted run never leaves a shard that looks whole.
 
 The record schema is in ``record_schema``, the manifest in ``manifest`` and the ``tf.data`` reader
-in ``dataset``; their public names are importable from here too, as they always were.
+in ``dataset``.
 """
 
 from __future__ import annotations

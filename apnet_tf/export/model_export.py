@@ -15,8 +15,7 @@ TFLite files (float32; float16 dense weights; the converter's dynamic-range int8
 weights), ``export_metadata.json`` and the run's ``calibration.json`` sit beside the version
 folders; the last two also travel in ``<version>/assets.extra/``.
 
-The PyTorch weight exchange is in ``torch_weights``; its public names are importable from here
-too, as they always were.
+The PyTorch weight exchange is in ``model.torch_weights``.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Everything that knows a catalog column derives from ``SCHEMA``: the catalog builder
 (``inference.predict``) checks the columns it makes against it and takes their units from it,
 and the writer (``io.catalog``) puts the units and descriptions into FITS TUNITn/TCOMMn cards and
-the ECSV header. A column that is not here is one copied through from a user's input table
-(``infer --table``), and keeps whatever unit and description it came with.
+the ECSV header. Every column a catalog holds is here, the input table's (``infer --table``)
+included.
 """
 
 from __future__ import annotations

@@ -124,8 +124,8 @@ def conv_trunk(x, initializer: str = "he_normal", precision: str = "float32"):
     n_pixels = x.shape[-1]
     # Each Conv1D of Appendix B is written as a Conv2D with a (1, 3) kernel over a (1, n_pixels,
     # channels) image: the same weights and outputs, but TensorFlow fuses Conv2D + bias + ReLU
-    # into one oneDNN kernel, which its Conv1D (a Conv2D between reshapes) misses: training
-    # runs about 8% faster in float32 and 45% faster in mixed bfloat16 (BENCHMARKS.md).
+    # into one oneDNN kernel, which its Conv1D (a Conv2D between reshapes) misses (training is
+    # faster, most in mixed bfloat16; bench/train.py measures the network as it is).
     x = keras.layers.Reshape((1, n_pixels, 1), name="channels", **body)(x)
     for i, filters in enumerate(CONV_FILTERS, start=1):
         x = keras.layers.Conv2D(filters, (1, CONV_KERNEL), padding="same", activation="relu",
