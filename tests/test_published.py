@@ -224,7 +224,9 @@ def test_net2_infer_reads_photometry_from_an_allfield_table(net2, net2_export, s
     assert_parity(got, expect, "infer --table")
     assert_done_tolerance(got, expect)
     assert list(table["PHOT_FILLED"][:4]) == [0, 2, 1, 0]  # 99.999 G; no parallax
-    assert table.meta["NETWORK"] == "anet2"
+    filled = 1 << 11  # APNET_FLAG's PHOT_FILLED bit, not a BAD one
+    assert [bool(v & filled) for v in table["APNET_FLAG"][:4]] == [False, True, True, False]
+    assert table.meta["NETWORK"] == "anet2" and table.meta["MCVALUE"] == "single pass"
 
 
 def test_net2_photometry_table_joined_on_apogee_id(net2, net2_export, spectra, apstar_files,

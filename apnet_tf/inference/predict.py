@@ -23,6 +23,7 @@ from apnet_tf.inference import workdir as wd
 from apnet_tf.io.catalog import model_identity
 from apnet_tf.io.catalog_flags import (
     INPUT_GARBAGE,
+    flag_value,
     flags,
     input_flags,
 )
@@ -176,7 +177,8 @@ def catalog_from_parts(parts: list[dict], failures: list[str], model: LoadedMode
     table.meta["MC"] = mc
     if model.conventions:  # a published network: whose conventions, and what TEFF.. hold
         table.meta["NETWORK"] = model.conventions["arch"]
-        table.meta["MCVALUE"] = "median" if model.mc_style == "anet2" else "mean"
+        table.meta["MCVALUE"] = ("single pass" if mc == 0 else
+                                 "median" if model.mc_style == "anet2" else "mean")
     table.meta.update(sigma_meta or {})
     table.meta.update(model_identity(model.path))
     return table
@@ -231,6 +233,8 @@ def _predict_part(model: LoadedModel, batch, mc: int, calibrated: bool,
     part.update(batch.extra or {})
     if phot:
         part["PHOT_FILLED"] = filled_bits(batch.photometry)
+        part["APNET_FLAG"] = part["APNET_FLAG"] | np.where(
+            part["PHOT_FILLED"] != 0, flag_value("PHOT_FILLED"), 0).astype(part["APNET_FLAG"].dtype)
     part["FILE"] = batch.source
     return part
 

@@ -54,10 +54,10 @@ class FlagBit:
     meaning: str
 
 
-#: The bits of APNET_FLAG. Bits 0-4 look at the input spectrum, 5-10 at the predictions. A BAD
-#: bit makes the values unusable (BAD = any BAD bit set); the input bits 0-3 also set the values
-#: and sigmas to NaN, since the network's answer to such a spectrum means nothing. Bits 11 and up
-#: are free (the next one is meant for filled-in photometry inputs).
+#: The bits of APNET_FLAG. Bits 0-4 look at the input spectrum, 5-10 at the predictions, 11 at
+#: the photometry inputs. A BAD bit makes the values unusable (BAD = any BAD bit set); the input
+#: bits 0-3 also set the values and sigmas to NaN, since the network's answer to such a spectrum
+#: means nothing. Bits 12 and up are free.
 FLAG_BITS = (
     FlagBit(0, "NO_USABLE_PIXEL", True, "no pixel with finite flux and a finite error below "
             "1e9 that the mask keeps"),
@@ -80,6 +80,8 @@ FLAG_BITS = (
             "draws changed nothing, so the uncertainty means nothing"),
     FlagBit(10, "LARGE_SPREAD", False, "raw Monte Carlo sigma above "
             f"{LARGE_SPREAD_FRACTION:.0%} of the training label range in a parameter"),
+    FlagBit(11, "PHOT_FILLED", False, "a two-input network (APOGEE Net II) got a fill value for "
+            "a missing photometry band (which ones: the PHOT_FILLED column)"),
 )
 _BY_NAME = {b.name: b for b in FLAG_BITS}
 
