@@ -45,6 +45,9 @@ def test_docs_build_without_warnings(tmp_path):
     assert all(f"apnet-tf {c.name}" in cli for c in app.registered_commands if c.name)
     catalog = (tmp_path / "html" / "catalog.html").read_text()
     assert [c.name for c in SCHEMA if not re.search(rf">{c.name}<", catalog)] == []
+    from apnet_tf.io.catalog_flags import FLAG_BITS
+
+    assert [b.name for b in FLAG_BITS if f">{b.name}<" not in catalog] == []
 
 
 @pytest.mark.slow

@@ -178,7 +178,7 @@ def test_a_bad_output_name_is_rejected_before_any_prediction(models, stars, tmp_
     monkeypatch.setattr(LoadedModel, "predict", predict)
     res = CliRunner().invoke(app, ["infer", "--model", str(models[0]), "--spectra", str(stars),
                                    "--out", str(tmp_path / "cat.txt"), "--mc", "0"])
-    assert res.exit_code == 1 and ".csv or .fits" in res.output
+    assert res.exit_code == 1 and ".csv, .ecsv or .fits" in res.output
     assert not calls
 
 
