@@ -77,6 +77,7 @@ def fit_cmd(
         result = fit(records, out_dir, stage=stage, recipe=rec, resume=resume,
                      strategy=strategy, overwrite=overwrite, on_epoch=on_epoch,
                      on_round=on_round, on_progress=functools.partial(bars, "calibrate"))
+    notice("note", result.notes)
     out.print(f"best model: {os.path.join(out_dir, 'best.keras')}")
     _print_table3(result.table3, "")
     if result.calibration is not None:
