@@ -201,3 +201,36 @@ def test_import_torch_bad_sidecar(good_state, tmp_path):
     res = cli("import-torch", path, "--out", tmp_path / "run")
     assert_one_line_error(res, "net.pt.json", "std")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("field, text", [
+    ("min", '"min": ["x", 0, -2], "max": [7000, 5, 0.5]'),
+    ("max", '"min": [3000, 0, -2], "max": [7000, "five", 0.5]'),
+    ("mean", '"min": [3000, 0, -2], "max": [7000, 5, 0.5], "mean": ["4700", 2.9, -0.2]'),
+])
+def test_text_in_a_normalization_number_field(untrained_run, small_survey, tmp_path, field,
+                                              text):
+    run = _copy(untrained_run, tmp_path, "run")
+    norm = json.loads((run / "normalization.json").read_text())
+    extra = json.loads("{" + text + "}")
+    (run / "normalization.json").write_text(json.dumps({**norm, **extra}))
+    res = cli("infer", "--model", run, "--spectra", small_survey, "--out", tmp_path / "c.csv",
+              "--mc", 0)
+    assert_one_line_error(res, "normalization.json", field)
+    assert not (tmp_path / "c.csv").exists()
+
+
+def test_a_savedmodel_of_another_package(small_survey, tmp_path):
+    import tensorflow as tf
+
+    class Other(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32)])
+        def serve(self, x):
+            return {"y": tf.reduce_sum(x, axis=1)}
+
+    other = Other()
+    tf.saved_model.save(other, str(tmp_path / "other"), signatures={"serving_default": other.serve})
+    res = cli("infer", "--model", tmp_path / "other", "--spectra", small_survey, "--out",
+              tmp_path / "c.csv", "--mc", 0)
+    assert_one_line_error(res, "other", "serving_default")
+    assert not (tmp_path / "c.csv").exists()

@@ -18,7 +18,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from apnet_tf.data.labels import read_table
+from apnet_tf.data.labels import numeric_column, read_table
 from apnet_tf.errors import ApnetError
 
 __all__ = [
@@ -88,11 +88,7 @@ def _parse_text(path: str) -> pd.DataFrame:
             rows.append(tokens)
     if header is None:
         raise ApnetError(f"{path}: no header line with Mini and logAge (not a PARSEC table)")
-    try:
-        data = np.array(rows, dtype=float).reshape(len(rows), len(header))
-    except ValueError:
-        raise ApnetError(f"{path}: non-numeric value in the isochrone rows") from None
-    return pd.DataFrame(data, columns=header)
+    return pd.DataFrame(rows, columns=header)  # text: _standard_columns reads the numbers
 
 
 def _numeric(token: str) -> bool:
@@ -108,11 +104,11 @@ def _standard_columns(raw: pd.DataFrame, path: str, need_bands: bool) -> pd.Data
     if missing:
         raise ApnetError(f"{path}: missing required column {missing[0]}"
                          + (f" (and {', '.join(missing[1:])})" if len(missing) > 1 else ""))
-    out = raw[list(PHYSICAL_COLUMNS)].astype(float).copy()
+    out = pd.DataFrame({c: numeric_column(raw, c, path) for c in PHYSICAL_COLUMNS})
     for band, aliases in BAND_COLUMNS.items():
         found = next((a for a in aliases if a in raw.columns), None)
         if found is not None:
-            out[band] = raw[found].astype(float).to_numpy()
+            out[band] = numeric_column(raw, found, path)
     if need_bands:
         absent = [b for b in BANDS if b not in out.columns]
         if absent:
@@ -270,6 +266,10 @@ def apply_detection_limits(mags: dict, limits=None) -> tuple[dict, np.ndarray]:
         non-finite magnitude (a missing band) is set to the limit too.
     """
     limits = DETECTION_LIMITS if limits is None else limits
+    absent = [b for b in mags if b not in limits]
+    if absent:
+        raise ApnetError(f"detection limits: no limit for band {absent[0]}; give all of "
+                         f"{', '.join(BANDS)} (DETECTION_LIMITS has the paper's)")
     out = {}
     for band, m in mags.items():
         m = np.asarray(m, float)
