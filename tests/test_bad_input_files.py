@@ -143,3 +143,94 @@ def test_import_apnet_tf_is_enough_to_load_a_model(untrained_run):
                          timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.strip() == "FluxScaling"
+
+
+@pytest.fixture(scope="module")
+def short_run(small_records, tmp_path_factory):
+    """A run trained for one epoch with the default input scaling ("mean")."""
+    from apnet_tf.training.recipes import get_recipe
+    from apnet_tf.workflows import fit
+
+    run = tmp_path_factory.mktemp("short_run")
+    fit(str(small_records), str(run), stage="pretrain", recipe=get_recipe("default", epochs=1))
+    return run
+
+
+def _catalog_labels(path):
+    from astropy.table import Table
+
+    cat = Table.read(path, format="ascii.ecsv")
+    return np.stack([np.asarray(cat[c], float) for c in ("TEFF", "LOGG", "FE_H")], axis=1)
+
+
+def test_import_torch_of_an_exported_run_gives_the_runs_numbers(short_run, small_survey,
+                                                                 tmp_path):
+    import keras
+
+    from apnet_tf.model.torch_weights import keras_to_torch_state_dict, save_torch, torch_shapes
+
+    model = keras.models.load_model(short_run / "best.keras")
+    # a plain state_dict: exactly the paper's keys, which its PyTorch code loads strictly
+    assert list(keras_to_torch_state_dict(model)) == list(torch_shapes("anet1"))
+    pt = tmp_path / "apogee_net.pt"
+    save_torch(str(short_run), str(pt))
+    sidecar = json.loads((tmp_path / "apogee_net.pt.json").read_text())
+    assert sidecar["arch"] == "appendix-b" and sidecar["input_scaling"] == "mean"
+    res = cli("import-torch", pt, "--out", tmp_path / "imported")
+    assert res.exit_code == 0, res.output
+    assert "appendix-b" in res.stdout
+    for run, name in ((short_run, "a.csv"), (tmp_path / "imported", "b.csv")):
+        res = cli("infer", "--model", run, "--spectra", small_survey, "--out", tmp_path / name,
+                  "--mc", 0, "--raw-sigma")
+        assert res.exit_code == 0, res.output
+    a, b = _catalog_labels(tmp_path / "a.csv"), _catalog_labels(tmp_path / "b.csv")
+    std = np.asarray(json.loads((short_run / "normalization.json").read_text())["std"])
+    ok = np.isfinite(a).all(axis=1)
+    assert ok.any()
+    np.testing.assert_allclose(a[ok], b[ok], rtol=0, atol=1e-4 * std.min())
+    # a conflicting --arch is refused in one line; nothing written
+    res = cli("import-torch", pt, "--out", tmp_path / "other", "--arch", "anet1")
+    assert_one_line_error(res, "apogee_net.pt.json", "--arch anet1")
+    assert not (tmp_path / "other").exists()
+
+
+def test_import_torch_bad_sidecar(good_state, tmp_path):
+    path = _save(tmp_path, _tensors(good_state))
+    (tmp_path / "net.pt.json").write_text('{"arch": "appendix-b", "input_scaling": "mean", '
+                                          '"mean": [1, 2, 3], "std": ["x", 1, 1]}')
+    res = cli("import-torch", path, "--out", tmp_path / "run")
+    assert_one_line_error(res, "net.pt.json", "std")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("field, text", [
+    ("min", '"min": ["x", 0, -2], "max": [7000, 5, 0.5]'),
+    ("max", '"min": [3000, 0, -2], "max": [7000, "five", 0.5]'),
+    ("mean", '"min": [3000, 0, -2], "max": [7000, 5, 0.5], "mean": ["4700", 2.9, -0.2]'),
+])
+def test_text_in_a_normalization_number_field(untrained_run, small_survey, tmp_path, field,
+                                              text):
+    run = _copy(untrained_run, tmp_path, "run")
+    norm = json.loads((run / "normalization.json").read_text())
+    extra = json.loads("{" + text + "}")
+    (run / "normalization.json").write_text(json.dumps({**norm, **extra}))
+    res = cli("infer", "--model", run, "--spectra", small_survey, "--out", tmp_path / "c.csv",
+              "--mc", 0)
+    assert_one_line_error(res, "normalization.json", field)
+    assert not (tmp_path / "c.csv").exists()
+
+
+def test_a_savedmodel_of_another_package(small_survey, tmp_path):
+    import tensorflow as tf
+
+    class Other(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32)])
+        def serve(self, x):
+            return {"y": tf.reduce_sum(x, axis=1)}
+
+    other = Other()
+    tf.saved_model.save(other, str(tmp_path / "other"), signatures={"serving_default": other.serve})
+    res = cli("infer", "--model", tmp_path / "other", "--spectra", small_survey, "--out",
+              tmp_path / "c.csv", "--mc", 0)
+    assert_one_line_error(res, "other", "serving_default")
+    assert not (tmp_path / "c.csv").exists()

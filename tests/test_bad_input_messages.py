@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from astropy.io import fits
 from cli_helpers import assert_one_line_error, cli, snapshot
 
@@ -66,3 +67,64 @@ def test_a_broken_yso_json_is_one_line(tmp_path):
     res = cli("yso-labels", "--model", net, "--photometry", phot, "--out", tmp_path / "y.csv")
     assert_one_line_error(res, "yso.json")
     assert not (tmp_path / "y.csv").exists()
+
+
+def _isochrones(tmp_path, case):
+    from apnet_tf.labels.toy_isochrones import toy_isochrones, write_parsec
+
+    ages = [6.5] if case == "one_age" else [6.0, 6.5, 7.0, 7.5, 8.0]
+    table = toy_isochrones(log_ages=ages, masses=np.geomspace(0.08, 3.0, 20))
+    if case == "negative_mass":
+        table["Mini"] = -table["Mini"]
+    if case == "linear_ages":  # ages in years under the logAge name (a CSV of the same columns)
+        table["logAge"] = 10.0 ** table["logAge"]
+        table.to_csv(tmp_path / "iso.csv", index=False)
+        return tmp_path / "iso.csv"
+    return write_parsec(table, str(tmp_path / "iso.dat"))
+
+
+@pytest.mark.parametrize("case, words", [
+    ("one_age", ("iso.dat", "one age")),
+    ("negative_mass", ("iso.dat", "Mini", "negative")),
+    ("linear_ages", ("iso.csv", "logAge", "log10")),
+    ("g_inf", ("--extinction", "finite")),
+])
+def test_each_isochrone_problem_has_its_own_message(tmp_path, case, words):
+    iso = _isochrones(tmp_path, case)
+    extra = ["--extinction", "G=inf"] if case == "g_inf" else []
+    res = cli("yso-train", "--isochrones", iso, "--out", tmp_path / "net", "--n-train", 50,
+              "--n-val", 20, "--epochs", 1, *extra)
+    line = assert_one_line_error(res, *words)
+    assert "no G-detected" not in line
+    assert not (tmp_path / "net").exists()
+
+
+@pytest.mark.parametrize("suffix", ["csv", "dat"])
+def test_text_in_an_isochrone_column(tmp_path, suffix):
+    from apnet_tf.labels.toy_isochrones import toy_isochrones, write_parsec
+
+    table = toy_isochrones(log_ages=[6.0, 7.0], masses=np.geomspace(0.08, 3.0, 5))
+    table["logL"] = table["logL"].astype(object)
+    table.loc[3, "logL"] = "bright"
+    path = tmp_path / f"iso.{suffix}"
+    if suffix == "csv":
+        table.to_csv(path, index=False)
+    else:
+        write_parsec(table, str(path))
+    res = cli("yso-train", "--isochrones", path, "--out", tmp_path / "net", "--n-train", 50,
+              "--n-val", 20, "--epochs", 1)
+    assert_one_line_error(res, path.name, "LOGL", "bright")
+
+
+def test_detection_limits_without_a_band():
+    from apnet_tf.errors import ApnetError
+    from apnet_tf.labels.isochrones import DETECTION_LIMITS, IsochroneGrid, draw_stars
+    from apnet_tf.labels.toy_isochrones import toy_isochrones
+
+    table = toy_isochrones(log_ages=[6.0, 7.0, 8.0], masses=np.geomspace(0.08, 3.0, 20))
+    grid = IsochroneGrid(table.rename(columns=str.upper).rename(columns={
+        "GMAG": "G", "G_BPMAG": "BP", "G_RPMAG": "RP", "JMAG": "J", "HMAG": "H", "KSMAG": "K",
+        "W1MAG": "W1", "W2MAG": "W2", "W3MAG": "W3"}))
+    limits = {b: v for b, v in DETECTION_LIMITS.items() if b != "W3"}
+    with pytest.raises(ApnetError, match="detection limits: no limit for band W3"):
+        draw_stars(grid, 10, limits=limits)

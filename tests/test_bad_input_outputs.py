@@ -95,3 +95,45 @@ def test_a_fit_that_diverges_fails_and_keeps_no_best_model(small_records, tmp_pa
     assert last.startswith("error:") and "--learning-rate" in last and "not finite" in last
     assert "best model:" not in res.output
     assert not (run / "best.keras").exists() and not (run / "pretrained.keras").exists()
+
+
+def test_fit_disk_full_is_one_line_and_resume_after_it_works(small_records, tmp_path,
+                                                              monkeypatch):
+    import errno
+
+    import keras
+
+    run = tmp_path / "run"
+    real_save_weights = keras.Model.save_weights
+
+    def full(self, filepath, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(keras.Model, "save_weights", full)
+    res = cli("fit", "--records", small_records, "--out", run, "--stage", "pretrain",
+              "--epochs", 2)
+    assert_one_line_error(res, "No space left on device",
+                          str(run / "backup" / "pretrain" / "latest.weights.h5"))
+    monkeypatch.setattr(keras.Model, "save_weights", real_save_weights)
+    # what a full disk leaves behind (h5py's write cut short): a truncated backup
+    backup = run / "backup" / "pretrain"
+    backup.mkdir(parents=True, exist_ok=True)
+    keras.models.load_model(_any_model(tmp_path)).save_weights(str(backup / "latest.weights.h5"))
+    data = (backup / "latest.weights.h5").read_bytes()
+    (backup / "latest.weights.h5").write_bytes(data[: len(data) // 3])
+    (backup / "training_metadata.json").write_text('{"epoch": 1, "batch": 0}')
+    res = cli("fit", "--records", small_records, "--out", run, "--stage", "pretrain",
+              "--epochs", 1, "--resume")
+    assert res.exit_code == 0, res.output
+    assert "Traceback" not in res.output
+    notes = [line for line in res.stderr.splitlines() if "latest.weights.h5" in line]
+    assert len(notes) == 1 and notes[0].startswith("note:"), res.stderr
+    assert (run / "best.keras").exists()
+
+
+def _any_model(tmp_path):
+    from apnet_tf.model.network import build_model, save_model_atomic
+
+    path = tmp_path / "any.keras"
+    save_model_atomic(build_model([4700.0, 2.9, -0.2], [730.0, 1.2, 0.3]), str(path))
+    return path

@@ -77,6 +77,7 @@ def fit_cmd(
         result = fit(records, out_dir, stage=stage, recipe=rec, resume=resume,
                      strategy=strategy, overwrite=overwrite, on_epoch=on_epoch,
                      on_round=on_round, on_progress=functools.partial(bars, "calibrate"))
+    notice("note", result.notes)
     out.print(f"best model: {os.path.join(out_dir, 'best.keras')}")
     _print_table3(result.table3, "")
     if result.calibration is not None:
@@ -251,7 +252,7 @@ def export(
 def import_torch_cmd(
         state_dict: Annotated[str, typer.Argument(metavar="STATE_DICT", help="PyTorch state_dict (.pt): APOGEE Net I (astra), Net II (ApogeeNet2's model.pt), or --arch appendix-b")],
         out_dir: Annotated[str, typer.Option("--out", help="Run folder to write")],
-        arch: Annotated[str, typer.Option("--arch", help="anet1 (APOGEE Net I), anet2 (APOGEE Net II, flux + photometry) or appendix-b (this package's own layout: the paper's rounded Table 1 statistics in Teff, log g, [Fe/H] order; wrong for the published Net I weights)")] = "anet1",
+        arch: Annotated[Optional[str], typer.Option("--arch", help="anet1 (APOGEE Net I), anet2 (APOGEE Net II, flux + photometry) or appendix-b (this package's own layout: the paper's rounded Table 1 statistics in Teff, log g, [Fe/H] order; wrong for the published Net I weights)  [default: the sidecar STATE_DICT.json's arch if there is one (save_torch writes it), else anet1]")] = None,
         mean: Annotated[Optional[str], typer.Option(
             help="appendix-b only: target means teff,logg,fe_h (K, dex, dex)  [default: paper Table 1]")] = None,
         std: Annotated[Optional[str], typer.Option(
@@ -260,10 +261,16 @@ def import_torch_cmd(
 ) -> None:
     """Load published PyTorch weights into a Keras run folder; run.json records the network's
     conventions (input, output order, constants, Monte Carlo), which infer, export, evaluate
-    and calibrate apply."""
-    from apnet_tf.model.torch_weights import import_torch
+    and calibrate apply. A file written by save_torch has a sidecar STATE_DICT.json (arch,
+    input scaling, target statistics), which is read, so the import gives the run's numbers."""
+    from apnet_tf.model.torch_weights import import_torch, read_sidecar, sidecar_path
 
     m = None if mean is None else float_triple(mean, "--mean")
     s = None if std is None else float_triple(std, "--std")
     path = import_torch(state_dict, out_dir, m, s, overwrite=overwrite, arch=arch)
-    out.print(f"wrote {path} (--arch {arch})")
+    side = read_sidecar(state_dict)
+    if side is None:
+        out.print(f"wrote {path} (--arch {arch or 'anet1'})")
+    else:
+        out.print(f"wrote {path} (--arch {side['arch']}, input scaling "
+                  f"{side['input_scaling']}, from {sidecar_path(state_dict)})")

@@ -18,7 +18,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from apnet_tf.data.labels import read_table
+from apnet_tf.data.labels import numeric_column, read_table
 from apnet_tf.errors import ApnetError
 
 __all__ = [
@@ -26,7 +26,7 @@ __all__ = [
     "RSTAR_LIMIT", "LOGL_LIMIT", "MG_LIMIT", "WANG_CHEN_2019", "PAPER_RANGES", "SOLAR_TEFF",
     "read_isochrones", "IsochroneGrid", "stellar_radius", "distance_modulus", "redden",
     "apply_detection_limits", "gaia_flame_rule", "draw_stars", "extinction_coefficients",
-    "coverage_note"
+    "coverage_note", "LOG_AGE_RANGE", "grid_problem"
 ]
 
 #: The nine bands of the paper, in the order the network sees them.
@@ -34,14 +34,9 @@ BANDS = ("G", "BP", "RP", "J", "H", "K", "W1", "W2", "W3")
 #: Accepted (upper-cased) column names per band: PARSEC CMD names first (Gaia EDR3/DR3 "G_BPmag",
 #: Gaia DR2 "G_BPftmag" for the faint-star BP passband, 2MASS "Ksmag", WISE "W1mag").
 BAND_COLUMNS = {
-    "G": ("GMAG", "G"),
-    "BP": ("G_BPMAG", "G_BPFTMAG", "G_BPBRMAG", "BPMAG", "BP"),
-    "RP": ("G_RPMAG", "RPMAG", "RP"),
-    "J": ("JMAG", "J"),
-    "H": ("HMAG", "H"),
-    "K": ("KSMAG", "KMAG", "KS", "K"),
-    "W1": ("W1MAG", "W1"),
-    "W2": ("W2MAG", "W2"),
+    "G": ("GMAG", "G"), "BP": ("G_BPMAG", "G_BPFTMAG", "G_BPBRMAG", "BPMAG", "BP"),
+    "RP": ("G_RPMAG", "RPMAG", "RP"), "J": ("JMAG", "J"), "H": ("HMAG", "H"),
+    "K": ("KSMAG", "KMAG", "KS", "K"), "W1": ("W1MAG", "W1"), "W2": ("W2MAG", "W2"),
     "W3": ("W3MAG", "W3"),
 }
 #: PARSEC CMD's own spelling of the nine bands (Gaia EDR3 + 2MASS + WISE requests).
@@ -69,6 +64,7 @@ WANG_CHEN_2019 = {"G": 0.789, "BP": 1.002, "RP": 0.589, "J": 0.243, "H": 0.131, 
 PAPER_RANGES = {"mass": (0.08, 3.0), "age_myr": (1.0, 100.0), "av": (0.0, 20.0),
                 "distance_pc": (50.0, 1000.0)}
 SOLAR_TEFF = 5772.0  # K, IAU 2015 nominal
+LOG_AGE_RANGE = (4.0, 10.5)  # log10(age / yr) of any star: outside it logAge holds linear ages
 
 
 def _parse_text(path: str) -> pd.DataFrame:
@@ -92,11 +88,7 @@ def _parse_text(path: str) -> pd.DataFrame:
             rows.append(tokens)
     if header is None:
         raise ApnetError(f"{path}: no header line with Mini and logAge (not a PARSEC table)")
-    try:
-        data = np.array(rows, dtype=float).reshape(len(rows), len(header))
-    except ValueError:
-        raise ApnetError(f"{path}: non-numeric value in the isochrone rows") from None
-    return pd.DataFrame(data, columns=header)
+    return pd.DataFrame(rows, columns=header)  # text: _standard_columns reads the numbers
 
 
 def _numeric(token: str) -> bool:
@@ -112,11 +104,11 @@ def _standard_columns(raw: pd.DataFrame, path: str, need_bands: bool) -> pd.Data
     if missing:
         raise ApnetError(f"{path}: missing required column {missing[0]}"
                          + (f" (and {', '.join(missing[1:])})" if len(missing) > 1 else ""))
-    out = raw[list(PHYSICAL_COLUMNS)].astype(float).copy()
+    out = pd.DataFrame({c: numeric_column(raw, c, path) for c in PHYSICAL_COLUMNS})
     for band, aliases in BAND_COLUMNS.items():
         found = next((a for a in aliases if a in raw.columns), None)
         if found is not None:
-            out[band] = raw[found].astype(float).to_numpy()
+            out[band] = numeric_column(raw, found, path)
     if need_bands:
         absent = [b for b in BANDS if b not in out.columns]
         if absent:
@@ -158,7 +150,39 @@ def read_isochrones(paths) -> pd.DataFrame:
     table = table[np.isfinite(table[list(PHYSICAL_COLUMNS) + list(BANDS)]).all(axis=1)]
     if table.empty:
         raise ApnetError(f"{', '.join(paths)}: no isochrone rows")
+    _check_values(table, ", ".join(paths))
     return table.sort_values(["LOGAGE", "MINI"], kind="stable").reset_index(drop=True)
+
+
+def _check_values(table: pd.DataFrame, where: str) -> None:
+    """Initial masses positive and log ages those of stars, or an ApnetError naming the files."""
+    bad_mass = table["MINI"] <= 0
+    if bad_mass.any():
+        first = table["MINI"][bad_mass].iloc[0]
+        raise ApnetError(f"{where}: Mini holds {int(bad_mass.sum())} negative or zero masses "
+                         f"(e.g. {first:g}); initial masses are positive, in Msun")
+    lo, hi = float(table["LOGAGE"].min()), float(table["LOGAGE"].max())
+    if lo < LOG_AGE_RANGE[0] or hi > LOG_AGE_RANGE[1]:
+        raise ApnetError(f"{where}: logAge holds {lo:g} to {hi:g}, not log10(age / yr) "
+                         f"({LOG_AGE_RANGE[0]:g} to {LOG_AGE_RANGE[1]:g} for stars; 6 to 8 for "
+                         "1-100 Myr); give log10 of the age in years, not the age itself")
+
+
+def grid_problem(grid: IsochroneGrid, ranges=None) -> str | None:
+    """Why ``draw_stars`` cannot draw stars from ``grid`` in ``ranges``, or None."""
+    ranges = {**PAPER_RANGES, **(ranges or {})}
+    (y_lo, y_hi), (a_lo, a_hi) = ranges["age_myr"], np.log10(np.asarray(ranges["age_myr"]) * 1e6)
+    if len(grid.ages) < 2:
+        return (f"holds one age only (logAge {grid.ages[0]:g}); drawing ages of {y_lo:g}-"
+                f"{y_hi:g} Myr needs isochrones of several ages across them")
+    if grid.ages[-1] < a_lo or grid.ages[0] > a_hi:
+        return (f"ages logAge {grid.ages[0]:g} to {grid.ages[-1]:g} lie outside the drawing "
+                f"range {y_lo:g}-{y_hi:g} Myr (logAge {a_lo:.3g} to {a_hi:.3g})")
+    (m_lo, m_hi), (r_lo, r_hi) = grid.mass_range, ranges["mass"]
+    if m_hi < r_lo or m_lo > r_hi or m_lo > m_hi:
+        return (f"no initial masses common to every age within the drawing range "
+                f"{r_lo:g}-{r_hi:g} Msun (the ages share {m_lo:g}-{m_hi:g} Msun)")
+    return None
 
 
 def _join(left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
@@ -242,6 +266,10 @@ def apply_detection_limits(mags: dict, limits=None) -> tuple[dict, np.ndarray]:
         non-finite magnitude (a missing band) is set to the limit too.
     """
     limits = DETECTION_LIMITS if limits is None else limits
+    absent = [b for b in mags if b not in limits]
+    if absent:
+        raise ApnetError(f"detection limits: no limit for band {absent[0]}; give all of "
+                         f"{', '.join(BANDS)} (DETECTION_LIMITS has the paper's)")
     out = {}
     for band, m in mags.items():
         m = np.asarray(m, float)
@@ -299,6 +327,9 @@ def draw_stars(grid: IsochroneGrid, n: int, seed: int = 0, coefficients=None, li
     if age_spacing not in ("linear", "log"):
         raise ValueError(f"age_spacing {age_spacing!r} is not 'linear' or 'log'")
     ranges = {**PAPER_RANGES, **(ranges or {})}
+    problem = grid_problem(grid, ranges)
+    if problem:
+        raise ApnetError(f"the isochrone grid {problem}")
     rng = np.random.default_rng(seed)
     parts, kept = [], 0
     for _ in range(1000):
@@ -320,7 +351,8 @@ def draw_stars(grid: IsochroneGrid, n: int, seed: int = 0, coefficients=None, li
         if kept >= n:
             break
     else:
-        raise ApnetError("the isochrone grid yields no G-detected stars in the drawing ranges")
+        raise ApnetError("the isochrone grid yields no G-detected stars in the drawing ranges "
+                         f"(G brighter than {(limits or DETECTION_LIMITS)['G']:g} mag)")
     return pd.concat(parts, ignore_index=True).iloc[:n].reset_index(drop=True)
 
 
@@ -346,8 +378,8 @@ def extinction_coefficients(overrides=None) -> dict[str, float]:
             out[band] = float(value)
         except ValueError:
             out[band] = float("nan")
-        if not out[band] >= 0:
-            raise ApnetError(f"--extinction: A_{band}/A_V must be a non-negative number, "
+        if not 0 <= out[band] < np.inf:
+            raise ApnetError(f"--extinction: A_{band}/A_V must be a finite, non-negative number, "
                              f"got {value!r}")
     return out
 

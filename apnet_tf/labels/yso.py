@@ -29,6 +29,7 @@ from apnet_tf.labels.isochrones import (
     IsochroneGrid,
     coverage_note,
     draw_stars,
+    grid_problem,
     read_isochrones,
 )
 from apnet_tf.model.network import Destandardize, MaskedStandardizedMSE
@@ -254,6 +255,9 @@ def yso_train(isochrones, out_dir: str, overwrite: bool = False, **kwargs) -> Tr
                          "--overwrite")
     paths = [isochrones] if isinstance(isochrones, (str, os.PathLike)) else list(isochrones)
     grid = IsochroneGrid(read_isochrones(paths))
+    problem = grid_problem(grid)
+    if problem:
+        raise ApnetError(f"{', '.join(map(os.fspath, paths))}: {problem}")
     result = train_network(grid, **kwargs)
     result.info["coverage_note"] = coverage_note(grid)
     folders.claim(out_dir, "yso_net")

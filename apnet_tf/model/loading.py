@@ -217,11 +217,11 @@ def load_model(path: str, calibration: bool = True) -> LoadedModel:
             version_dir = os.path.join(path, str(versions[-1]))
         import tensorflow as tf
 
-        meta = read_json(os.path.join(version_dir, "assets.extra", "export_metadata.json"))
-        cal = _read_calibration(os.path.join(version_dir, "assets.extra", CALIBRATION),
-                                calibration)
-        return LoadedModel(tf.saved_model.load(version_dir), version_dir, "saved_model",
-                           calibration=cal, metadata=meta,
+        extra = os.path.join(version_dir, "assets.extra")
+        meta = read_json(os.path.join(extra, "export_metadata.json"))
+        cal = _read_calibration(os.path.join(extra, CALIBRATION), calibration)
+        return LoadedModel(_check_signature(tf.saved_model.load(version_dir), version_dir),
+                           version_dir, "saved_model", calibration=cal, metadata=meta,
                            conventions=(meta or {}).get("conventions"))
 
     if os.path.isdir(path):
@@ -267,6 +267,18 @@ def load_keras(path: str):
         raise ApnetError(f"{path}: cannot load model ({first_line(exc)})") from None
 
 
+def _check_signature(saved, path: str):
+    """A SavedModel that apnet-tf exported: serving_default takes flux, returns the targets."""
+    sig = getattr(saved, "signatures", {}).get("serving_default")
+    inputs = set(sig.structured_input_signature[1]) if sig is not None else set()
+    outputs = set(sig.structured_outputs) if sig is not None else set()
+    if "flux" not in inputs or not set(TARGETS) <= outputs:
+        raise ApnetError(f"{path}: a SavedModel whose serving_default signature does not take "
+                         f"flux and return {', '.join(TARGETS)} (inputs {sorted(inputs)}): not "
+                         "exported by apnet-tf; export a run with apnet-tf export")
+    return saved
+
+
 def read_normalization(path: str) -> dict | None:
     """A run's normalization.json, checked: three finite means and positive stds.
 
@@ -281,11 +293,16 @@ def read_normalization(path: str) -> dict | None:
     if not isinstance(norm, dict):
         raise ApnetError(f"{path}: not readable JSON; re-run fit, or import-torch, to rewrite "
                          "it")
-    try:
-        mean = np.asarray(norm["mean"], dtype=float)
-        std = np.asarray(norm["std"], dtype=float)
-    except (KeyError, TypeError, ValueError):
-        raise ApnetError(f"{path}: needs 'mean' and 'std', three numbers each") from None
+    for key in ("mean", "std", "min", "max"):
+        values = norm.get(key)
+        if key in ("mean", "std") or values is not None:
+            if not isinstance(values, list) or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool)
+                    or (v is None and key in ("min", "max")) for v in values):
+                raise ApnetError(f"{path}: '{key}' must be three numbers (teff, logg, fe_h), got "
+                                 f"{values!r}; re-run fit, or import-torch, to rewrite it")
+    mean = np.asarray(norm["mean"], dtype=float)
+    std = np.asarray(norm["std"], dtype=float)
     if mean.shape != (3,) or std.shape != (3,) or not (np.isfinite(mean).all()
                                                        and np.isfinite(std).all()
                                                        and (std > 0).all()):

@@ -23,6 +23,7 @@ from apnet_tf.constants import (
     PAPER_DROPOUT,
     PRECISIONS,
 )
+from apnet_tf.errors import ApnetError, first_line
 from apnet_tf.io.files import atomic_path
 
 __all__ = [
@@ -238,8 +239,12 @@ def save_model_atomic(model: keras.Model, path: str) -> None:
     A model that trains in mixed precision is saved as its float32 twin, so every saved model
     gives float32 results wherever it is loaded.
     """
-    with atomic_path(path) as tmp:
-        with_precision(model, "float32").save(tmp)
+    try:
+        with atomic_path(path) as tmp:
+            with_precision(model, "float32").save(tmp)
+    except OSError as exc:  # a full disk: h5py's and zipfile's errors name only the temporary
+        raise ApnetError(f"{path}: cannot write the model "
+                         f"({exc.strerror or first_line(exc)})") from None
 
 
 def standardized_mse(pred: np.ndarray, labels: np.ndarray, std) -> float:

@@ -15,6 +15,7 @@ to Keras' row-major one. Importing this module does not import PyTorch; ``import
 
 from __future__ import annotations
 
+import json
 import os
 
 import keras
@@ -24,14 +25,16 @@ from apnet_tf.constants import (
     CONV_FILTERS,
     CONV_KERNEL,
     DENSE_UNITS,
+    INPUT_SCALINGS,
     NORMALIZATION,
     RUN_FILES,
     RUN_RECORD,
     TARGETS,
 )
 from apnet_tf.errors import ApnetError, first_line
-from apnet_tf.io.files import write_json
+from apnet_tf.io.files import atomic_path, write_json
 from apnet_tf.io.folders import check, claim, remove_made
+from apnet_tf.model.loading import load_keras
 from apnet_tf.model.network import build_model, flatten_length, save_model_atomic
 from apnet_tf.model.published import (
     ARCHS,
@@ -44,7 +47,8 @@ from apnet_tf.model.published import (
 
 __all__ = [
     "PAPER_MEAN", "PAPER_STD", "torch_shapes", "check_state_dict", "check_target_stats",
-    "import_torch_state_dict", "keras_to_torch_state_dict", "import_torch"
+    "import_torch_state_dict", "keras_to_torch_state_dict", "import_torch", "sidecar_path",
+    "read_sidecar", "save_torch",
 ]
 
 #: Paper Table 1, rounded, in the package's order: the statistics of ``--arch appendix-b``.
@@ -152,13 +156,15 @@ def check_target_stats(mean, std) -> tuple[tuple[float, ...], tuple[float, ...]]
 
 
 def import_torch_state_dict(state: dict, mean=PAPER_MEAN, std=PAPER_STD,
-                            source: str = "state_dict", arch: str = "appendix-b") -> keras.Model:
+                            source: str = "state_dict", arch: str = "appendix-b",
+                            input_scaling: str = "none") -> keras.Model:
     """A Keras model holding the weights of a PyTorch state_dict in the layout ``arch``.
 
     A published layout ("anet1", "anet2") gives ``published.build_published``'s model, with its
     own constants and output order; ``mean`` and ``std`` are not used. "appendix-b" builds the
-    package's network with ``input_scaling="none"`` and de-standardises with ``mean`` and ``std``
-    (default: paper Table 1, rounded) in (Teff, log g, [Fe/H]) order.
+    package's network with ``input_scaling`` (default "none": the state_dict sees the flux as
+    given) and de-standardises with ``mean`` and ``std`` (default: paper Table 1, rounded) in
+    (Teff, log g, [Fe/H]) order.
 
     Raises:
         ApnetError: a key is missing, extra, of the wrong shape or not finite
@@ -171,7 +177,7 @@ def import_torch_state_dict(state: dict, mean=PAPER_MEAN, std=PAPER_STD,
         model = build_published(arch)
     else:
         mean, std = check_target_stats(mean, std)
-        model = build_model(mean, std, input_scaling="none", initializer="glorot_uniform")
+        model = build_model(mean, std, input_scaling=input_scaling, initializer="glorot_uniform")
     for name, weights in layers.items():
         model.get_layer(name).set_weights([w.astype(np.float32) for w in weights])
     return model
@@ -208,30 +214,26 @@ def keras_to_torch_state_dict(model: keras.Model) -> dict[str, np.ndarray]:
 
 
 def import_torch(path: str, out_dir: str, mean=None, std=None, overwrite: bool = False,
-                 arch: str = "anet1") -> str:
+                 arch: str | None = None) -> str:
     """Load a PyTorch state_dict file into a run folder: best.keras, normalization.json and
     run.json, which records the architecture and its conventions (``published.conventions``)
     so that infer, export, evaluate and calibrate apply them.
 
-    ``mean`` and ``std`` belong to ``arch="appendix-b"`` only (default: paper Table 1).
+    A sidecar ``PATH.json`` (``save_torch`` writes one) gives the layout, the input scaling and
+    the target statistics; without one, ``arch`` defaults to "anet1". ``mean`` and ``std``
+    belong to ``arch="appendix-b"`` without a sidecar only (default: paper Table 1).
     Everything is checked before the folder is touched. A folder that holds a run needs
     ``overwrite`` (its run files, calibration.json included, are deleted first).
 
     Raises:
         ApnetError: PyTorch is missing, the file is not a usable state_dict of ``arch``,
-            mean/std are unusable or given for a published layout, or ``out_dir`` holds a run
-            and ``overwrite`` is not set.
+            mean/std are unusable or given for a published layout, the sidecar is unusable or
+            says another ``arch``, or ``out_dir`` holds a run and ``overwrite`` is not set.
     """
-    if arch not in ARCHS:
-        raise ApnetError(f"--arch {arch}: choose one of {', '.join(ARCHS)}")
-    if arch in PUBLISHED and (mean is not None or std is not None):
-        raise ApnetError(f"--mean/--std: --arch {arch} carries its authors' constants; they go "
-                         "with --arch appendix-b only")
-    if arch not in PUBLISHED:
-        mean, std = check_target_stats(PAPER_MEAN if mean is None else mean,
-                                       PAPER_STD if std is None else std)
+    arch, mean, std, scaling, side = _import_settings(path, arch, mean, std)
     state = _load_state(path)
-    model = import_torch_state_dict(state, mean, std, source=path, arch=arch)
+    model = import_torch_state_dict(state, mean, std, source=path, arch=arch,
+                                    input_scaling=scaling)
     _take_run_folder(out_dir, overwrite)
     save_model_atomic(model, os.path.join(out_dir, "best.keras"))
     if arch in PUBLISHED:
@@ -244,15 +246,119 @@ def import_torch(path: str, out_dir: str, mean=None, std=None, overwrite: bool =
               "source": os.path.abspath(path)}
     if arch in PUBLISHED:
         record["conventions"] = conventions(arch)
+    else:
+        record["input_scaling"] = scaling
+    if side is not None:
+        record["sidecar"] = os.path.abspath(sidecar_path(path))
     write_json(os.path.join(out_dir, RUN_RECORD), record)
     return os.path.join(out_dir, "best.keras")
 
 
-def _load_state(path: str):
+def _import_settings(path, arch, mean, std):
+    """(arch, mean, std, input scaling, sidecar or None) of an import, every one checked."""
+    side = read_sidecar(path)
+    if side is not None:
+        where = sidecar_path(path)
+        if arch is not None and arch != side["arch"]:
+            raise ApnetError(f"--arch {arch}: {where} says {path} holds --arch {side['arch']} "
+                             "weights (written by save_torch); leave --arch out")
+        if mean is not None or std is not None:
+            raise ApnetError(f"--mean/--std: {where} holds the run's target statistics; "
+                             "leave --mean and --std out")
+        return side["arch"], side["mean"], side["std"], side["input_scaling"], side
+    arch = "anet1" if arch is None else arch
+    if arch not in ARCHS:
+        raise ApnetError(f"--arch {arch}: choose one of {', '.join(ARCHS)}")
+    if arch in PUBLISHED and (mean is not None or std is not None):
+        raise ApnetError(f"--mean/--std: --arch {arch} carries its authors' constants; they go "
+                         "with --arch appendix-b only")
+    if arch not in PUBLISHED:
+        mean, std = check_target_stats(PAPER_MEAN if mean is None else mean,
+                                       PAPER_STD if std is None else std)
+    return arch, mean, std, "none", None
+
+
+def sidecar_path(path: str) -> str:
+    """The sidecar of a state_dict file: the same name with ``.json`` added."""
+    return str(path) + ".json"
+
+
+def read_sidecar(path: str) -> dict | None:
+    """The checked sidecar of the state_dict file ``path`` (``save_torch``), or None if absent.
+
+    Raises:
+        ApnetError: naming the sidecar and the field, if it is not JSON or a field is unusable.
+    """
+    where = sidecar_path(path)
+    if not os.path.exists(where):
+        return None
+    try:
+        with open(where) as f:
+            side = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ApnetError(f"{where}: not a readable JSON sidecar ({first_line(exc)}); remove it "
+                         "or write it again with save_torch") from None
+    if not isinstance(side, dict):
+        raise ApnetError(f"{where}: holds a {type(side).__name__}, not a JSON object")
+    if side.get("arch") != "appendix-b":
+        raise ApnetError(f"{where}: arch is {side.get('arch')!r}; a sidecar goes with "
+                         "appendix-b weights only")
+    if side.get("input_scaling") not in INPUT_SCALINGS:
+        raise ApnetError(f"{where}: input_scaling is {side.get('input_scaling')!r}, not one of "
+                         f"{', '.join(INPUT_SCALINGS)}")
+    for key in ("mean", "std"):
+        values = side.get(key)
+        if (not isinstance(values, list) or len(values) != 3
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                           and np.isfinite(v) for v in values)
+                or (key == "std" and not all(v > 0 for v in values))):
+            raise ApnetError(f"{where}: {key} must be three finite numbers (teff, logg, fe_h)"
+                             f"{', all positive' if key == 'std' else ''}, got {values!r}")
+    return side
+
+
+def save_torch(model, path: str) -> str:
+    """Save a model of this package's network (a run folder, a .keras file or a keras.Model) as
+    a plain PyTorch state_dict at ``path`` (``keras_to_torch_state_dict``: the paper's keys
+    only, so its code loads it strictly) and its sidecar ``path + ".json"``: arch
+    "appendix-b", input_scaling and the target mean and std. ``import_torch`` of ``path`` then
+    rebuilds the same model. Returns the sidecar's path.
+
+    Raises:
+        ApnetError: PyTorch is missing, the model cannot be read, or it is not the package's
+            Appendix B network (an imported published network: share its original file).
+    """
+    torch = _torch()
+    source = "model"
+    if isinstance(model, (str, os.PathLike)):
+        source = str(model)
+        model = load_keras(os.path.join(source, "best.keras") if os.path.isdir(source)
+                           else source)
+    if "flux_scaling" not in {layer.name for layer in model.layers}:
+        raise ApnetError(f"{source}: not this package's Appendix B network (a published "
+                         "network imported from PyTorch?); share its original .pt file instead")
+    labels = model.get_layer("labels")
+    side = {"format": 1, "arch": "appendix-b",
+            "input_scaling": model.get_layer("flux_scaling").mode, "targets": list(TARGETS),
+            "mean": [float(v) for v in labels.mean], "std": [float(v) for v in labels.std],
+            "state_dict": os.path.basename(str(path))}
+    state = {k: torch.from_numpy(v) for k, v in keras_to_torch_state_dict(model).items()}
+    with atomic_path(str(path)) as tmp:
+        torch.save(state, tmp)
+        write_json(sidecar_path(path), side)  # before the rename: never a .pt without it
+    return sidecar_path(path)
+
+
+def _torch():
     try:
         import torch
     except ImportError:
         raise ApnetError("import-torch needs PyTorch: pip install 'apnet-tf[torch]'") from None
+    return torch
+
+
+def _load_state(path: str):
+    torch = _torch()
     if not os.path.isfile(path):
         raise ApnetError(f"{path}: no such file")
     try:

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import os
 
+import h5py
 import keras
 import numpy as np
 
 from apnet_tf.constants import EARLY_STOPPING_PATIENCE
-from apnet_tf.errors import ApnetError
-from apnet_tf.io.files import read_json, write_json
+from apnet_tf.errors import ApnetError, first_line
+from apnet_tf.io.files import atomic_path, read_json, write_json
 from apnet_tf.model.network import save_model_atomic
 from apnet_tf.training.run_folder import read_csv_rows, write_csv_rows
 
-__all__ = ["EarlyStoppingWithReload", "HistoryCSV", "schedule_callbacks", "check_finite"]
+__all__ = ["EarlyStoppingWithReload", "HistoryCSV", "schedule_callbacks", "check_finite",
+           "SafeBackupAndRestore"]
 
 
 class EarlyStoppingWithReload(keras.callbacks.Callback):
@@ -128,3 +130,57 @@ def check_finite(model: keras.Model, stopper: EarlyStoppingWithReload, stage: st
             os.remove(path)
     raise ApnetError(f"{stage} diverged: the dev loss or the weights are not finite (NaN); no "
                      "model was kept; lower --learning-rate or check the records")
+
+
+class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore (``--resume``) whose backup survives a full disk.
+
+    Each epoch's weights are written under a temporary name and renamed, so a write cut short
+    never replaces the last good backup; a failed write is one ApnetError naming the file. On
+    resume, a backup that cannot be read whole (truncated by a crash or an older version) is
+    discarded and the stage starts again; ``on_notice`` gets one line saying so.
+    """
+
+    def __init__(self, backup_dir: str, on_notice=None):
+        super().__init__(backup_dir, double_checkpoint=False)
+        self.on_notice = on_notice
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        try:
+            with atomic_path(self._weights_path) as tmp:
+                self.model.save_weights(tmp, overwrite=True)
+            write_json(self._training_metadata_path,
+                       {"epoch": self._current_epoch, "batch": self._last_batch_seen})
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise ApnetError(f"{self._weights_path}: cannot write the training backup "
+                             f"({_reason(exc)}); free some space, then run fit --resume") from None
+
+    def on_train_begin(self, logs=None):
+        if os.path.exists(self._weights_path) or os.path.exists(self._training_metadata_path):
+            problem = _unreadable_backup(self._weights_path, self._training_metadata_path)
+            if problem:
+                for path in (self._weights_path, self._training_metadata_path):
+                    if os.path.exists(path):
+                        os.remove(path)
+                if self.on_notice:
+                    self.on_notice(f"{self._weights_path}: {problem}; discarded it, the stage "
+                                   "starts again")
+        super().on_train_begin(logs)
+
+
+def _reason(exc: BaseException) -> str:
+    return str(getattr(exc, "strerror", None) or first_line(exc))
+
+
+def _unreadable_backup(weights_path: str, metadata_path: str) -> str | None:
+    """Why a BackupAndRestore backup cannot be resumed from, or None if it can."""
+    meta = read_json(metadata_path)
+    if not isinstance(meta, dict) or not isinstance(meta.get("epoch"), int):
+        return f"no usable {os.path.basename(metadata_path)} beside it"
+    try:
+        with h5py.File(weights_path, "r") as f:
+            f.visititems(lambda name, obj: obj[()] if isinstance(obj, h5py.Dataset) else None)
+    except Exception as exc:  # h5py raises OSError, KeyError, RuntimeError ... for a cut file
+        return f"not a complete weights file (truncated or damaged: {first_line(exc)})"
+    return None

@@ -19,15 +19,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from apnet_tf.constants import (
-    BEST_MODEL,
-    HISTORY,
-    PRECISIONS,
-    PRETRAIN_DONE,
-    PRETRAIN_STATE,
-    PRETRAINED_MODEL,
-    ROUNDS,
-)
+from apnet_tf.constants import BEST_MODEL, HISTORY, PRECISIONS, PRETRAIN_DONE, PRETRAIN_STATE
+from apnet_tf.constants import PRETRAINED_MODEL, ROUNDS
 from apnet_tf.data.dataset import make_dataset
 from apnet_tf.data.manifest import count_records, read_manifest, shard_paths
 from apnet_tf.errors import ApnetError
@@ -44,15 +37,12 @@ from apnet_tf.model.uncertainty import noise_scale
 from apnet_tf.training.callbacks import (
     EarlyStoppingWithReload,
     HistoryCSV,
+    SafeBackupAndRestore,
     check_finite,
     schedule_callbacks,
 )
-from apnet_tf.training.distribute import (
-    STRATEGIES,
-    build_for_multiworker,
-    get_strategy,
-    shard_policy,
-)
+from apnet_tf.training.distribute import STRATEGIES, build_for_multiworker, get_strategy
+from apnet_tf.training.distribute import shard_policy
 from apnet_tf.training.finetuning import dataset_loss, rolling_resample
 from apnet_tf.training.recipes import RECIPES, Recipe
 from apnet_tf.training.run_folder import (
@@ -180,6 +170,7 @@ class FitResult:
     table3: object = None  # pandas DataFrame, paper Table 3 (``workflows.fit``)
     calibration: object = None  # model.calibration.Calibration (``workflows.fit``; None: too few
     # labelled dev stars)
+    notes: list[str] = dataclasses.field(default_factory=list)  # note lines (a discarded backup)
 
 
 def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | None = None,
@@ -258,7 +249,8 @@ def _fit_in(run_dir, records_dir, manifest, stage, recipe, precision, resume, di
             epochs_run["finetune"] = sum(r["epochs"] for r in rounds)
     shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
     model = with_precision(model, "float32")  # what was saved
-    return FitResult(run_dir, model, epochs_run, rounds, np.asarray(std, float), recipe)
+    return FitResult(run_dir, model, epochs_run, rounds, np.asarray(std, float), recipe,
+                     notes=run.notes)
 
 
 def check_records(records_dir: str, stage: str = "all") -> dict:
@@ -288,6 +280,7 @@ class _Run:
     def __init__(self, records_dir, run_dir, recipe, precision, dist, on_epoch):
         self.records_dir, self.run_dir, self.recipe = records_dir, run_dir, recipe
         self.precision, self.dist, self.on_epoch = precision, dist, on_epoch
+        self.notes: list[str] = []  # one-line notes for the user (a discarded backup)
         # Keras 3 under several replicas fails on a ragged last batch (AddN shape mismatch, even
         # in evaluate), so those runs drop it: at most batch_size - 1 stars, the same ones every
         # epoch for dev. One replica keeps every star.
@@ -339,7 +332,8 @@ def pretrain(run: _Run, mean, std, resume: bool) -> tuple[keras.Model, int]:
                                       drop_remainder=run.drop_remainder))
     stopper = EarlyStoppingWithReload(pretrained, patience=recipe.patience,
                                       state_path=run.path(PRETRAIN_STATE))
-    callbacks = [keras.callbacks.BackupAndRestore(run.path(os.path.join("backup", "pretrain"))),
+    callbacks = [SafeBackupAndRestore(run.path(os.path.join("backup", "pretrain")),
+                                      on_notice=run.notes.append),
                  *schedule_callbacks(recipe), stopper,
                  HistoryCSV(run.path(HISTORY), "pretrain"), run.reporter("pretrain")]
     hist = model.fit(train, validation_data=run.dev, epochs=recipe.epochs, verbose=0,
