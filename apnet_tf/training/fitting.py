@@ -19,8 +19,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from apnet_tf.constants import BEST_MODEL, HISTORY, PRECISIONS, PRETRAIN_DONE, PRETRAIN_STATE
-from apnet_tf.constants import PRETRAINED_MODEL, ROUNDS
+from apnet_tf.constants import (
+    BEST_MODEL,
+    HISTORY,
+    PRECISIONS,
+    PRETRAIN_DONE,
+    PRETRAIN_STATE,
+    PRETRAINED_MODEL,
+    ROUNDS,
+)
 from apnet_tf.data.dataset import make_dataset
 from apnet_tf.data.manifest import count_records, read_manifest, shard_paths
 from apnet_tf.errors import ApnetError
@@ -41,8 +48,12 @@ from apnet_tf.training.callbacks import (
     check_finite,
     schedule_callbacks,
 )
-from apnet_tf.training.distribute import STRATEGIES, build_for_multiworker, get_strategy
-from apnet_tf.training.distribute import shard_policy
+from apnet_tf.training.distribute import (
+    STRATEGIES,
+    build_for_multiworker,
+    get_strategy,
+    shard_policy,
+)
 from apnet_tf.training.finetuning import dataset_loss, rolling_resample
 from apnet_tf.training.recipes import RECIPES, Recipe
 from apnet_tf.training.run_folder import (
