@@ -244,7 +244,8 @@ def first_per_id(frame: pd.DataFrame, source: str, counts: dict[str, int],
         shown = ", ".join(ids.iloc[:5]) + (", ..." if len(ids) > 5 else "")
         name = frame.attrs.get("path", f"the {source} table")
         notes.append(f"{name}: {len(ids)} APOGEE_ID(s) listed in more than one row "
-                     f"({n_conflict} with different values): {shown}; the first row of each is used, the others are ignored")
+                     f"({n_conflict} with different values): {shown}; the first row of each "
+                     "is used, the others are ignored")
     return frame[~dup]
 
 
