@@ -7,9 +7,9 @@
 * YSO labels come from a user table (the paper's photometric CNN is separate work).
 
 A star claimed by several sources follows the precedence yso > mstar > payne. A star listed
-twice in one source's table keeps that table's first row; the others are counted
-(``{source}_duplicates``, the number of such APOGEE_IDs) and named in a note, never counted as
-overridden by precedence.
+twice in one source's table keeps that table's first row; such stars are counted
+(``{source}_duplicates``, shown when not 0) and named in a note, never counted as overridden
+by precedence.
 """
 
 from __future__ import annotations
@@ -232,13 +232,14 @@ def _label_frame(path: str) -> pd.DataFrame:
 
 def first_per_id(frame: pd.DataFrame, source: str, counts: dict[str, int],
                  notes: list[str]) -> pd.DataFrame:
-    """``frame`` with the first row of each APOGEE_ID only. The number of IDs listed more than
-    once goes to ``counts[f"{source}_duplicates"]``, and a note naming the table (its
-    ``attrs["path"]``), how many of them disagree and which row was kept to ``notes``."""
+    """``frame`` with the first row of each APOGEE_ID only. Where some ID is listed more than
+    once, their number goes to ``counts[f"{source}_duplicates"]`` (absent when none), and a
+    note naming the table (its ``attrs["path"]``), how many of them disagree and which row was
+    kept to ``notes``."""
     dup = frame["APOGEE_ID"].duplicated(keep="first")
     ids = frame.loc[dup, "APOGEE_ID"].drop_duplicates()
-    counts[f"{source}_duplicates"] = len(ids)
     if len(ids):
+        counts[f"{source}_duplicates"] = len(ids)
         distinct = frame.drop_duplicates()["APOGEE_ID"]
         n_conflict = distinct[distinct.duplicated()].nunique()
         shown = ", ".join(ids.iloc[:5]) + (", ..." if len(ids) > 5 else "")
