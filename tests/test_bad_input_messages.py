@@ -159,3 +159,16 @@ def test_duplicate_table_rows_give_one_catalog_row_per_file(small_survey, untrai
     assert len(notes) == 1, res.stderr
     for word in ("allStar.fits", "3 row(s)", "row 4", "row 1", rows[0][0] + "-again", "first"):
         assert word in notes[0], notes[0]
+
+
+def test_yso_json_with_broken_training_ranges_is_one_line(tmp_path):
+    net = tmp_path / "yso_net"
+    net.mkdir()
+    (net / ".apnet-tf.json").write_text('{"kind": "yso_net"}')
+    (net / "network.keras").write_text("x")
+    (net / "yso.json").write_text('{"training_ranges": {"RSTAR": ["small", 3]}}')
+    phot = tmp_path / "m.csv"
+    phot.write_text("APOGEE_ID,G,PARALLAX\n2M1,15,2.5\n")
+    res = cli("yso-labels", "--model", net, "--photometry", phot, "--out", tmp_path / "y.csv")
+    assert_one_line_error(res, "yso.json", "training_ranges")
+    assert not (tmp_path / "y.csv").exists()
