@@ -95,3 +95,42 @@ def test_text_in_photometry_is_named(tmp_path):
     path = _photometry(tmp_path, K=["9.15", "n/a mag"])
     res = cli("make-labels", "--photometry", path, "--out", tmp_path / "labels.csv")
     assert_one_line_error(res, "phot.csv", "column K", "data row 2")
+
+
+def _payne(tmp_path, rows) -> str:
+    path = tmp_path / "payne.csv"
+    pd.DataFrame(rows, columns=["APOGEE_ID", "TEFF", "LOGG", "FE_H"]).to_csv(path, index=False)
+    return str(path)
+
+
+def test_conflicting_payne_duplicates_are_duplicates_not_precedence(tmp_path):
+    # 2M1 twice with different labels, 2M2 twice with the same: two duplicated IDs; the first
+    # row of each is kept. Nothing here is overridden by a higher-precedence source.
+    payne = _payne(tmp_path, [("2M1", 5000.0, 2.5, 0.0), ("2M2", 4800.0, 2.0, -0.1),
+                              ("2M1", 6000.0, 4.0, -1.0), ("2M3", 4500.0, 2.2, 0.1),
+                              ("2M2", 4800.0, 2.0, -0.1)])
+    out = tmp_path / "labels.csv"
+    res = cli("make-labels", "--payne", payne, "--out", out)
+    assert res.exit_code == 0, res.output
+    counts = dict(line.split() for line in res.stdout.splitlines()[1:])
+    assert counts["overridden_by_precedence"] == "0", res.stdout
+    assert counts["payne_duplicates"] == "2", res.stdout
+    notes = [ln for ln in res.stderr.splitlines() if ln.startswith("note:")]
+    assert len(notes) == 1, res.stderr
+    assert "payne.csv" in notes[0] and "2 APOGEE_ID" in notes[0] and "first" in notes[0]
+    assert "2M1" in notes[0]
+    table = pd.read_csv(out).set_index("APOGEE_ID")
+    assert sorted(table.index) == ["2M1", "2M2", "2M3"]
+    assert table.loc["2M1", "TEFF"] == 5000.0 and table.loc["2M1", "LOGG"] == 2.5
+
+
+def test_precedence_still_counts_what_its_name_says(tmp_path):
+    payne = _payne(tmp_path, [("2M1", 5000.0, 2.5, 0.0), ("2M1", 5100.0, 2.6, 0.0)])
+    yso = tmp_path / "yso.csv"
+    pd.DataFrame({"APOGEE_ID": ["2M1"], "TEFF": [3500.0], "LOGG": [3.9], "FE_H": [0.0]}).to_csv(
+        yso, index=False)
+    res = cli("make-labels", "--payne", payne, "--yso", yso, "--out", tmp_path / "labels.csv")
+    assert res.exit_code == 0, res.output
+    counts = dict(line.split() for line in res.stdout.splitlines()[1:])
+    assert counts["overridden_by_precedence"] == "1" and counts["payne_duplicates"] == "1"
+    assert pd.read_csv(tmp_path / "labels.csv").CATEGORY.tolist() == ["yso"]

@@ -128,3 +128,47 @@ def test_detection_limits_without_a_band():
     limits = {b: v for b, v in DETECTION_LIMITS.items() if b != "W3"}
     with pytest.raises(ApnetError, match="detection limits: no limit for band W3"):
         draw_stars(grid, 10, limits=limits)
+
+
+def test_duplicate_table_rows_give_one_catalog_row_per_file(small_survey, untrained_run,
+                                                            tmp_path):
+    import shutil
+
+    from astropy.table import Table
+
+    files = sorted(small_survey.glob("*.fits"))[:3]
+    rows = []
+    for f in files:
+        (tmp_path / "sas" / "apo25m" / "M67").mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, tmp_path / "sas" / "apo25m" / "M67" / f.name)
+        rows.append((f"2M-{f.stem[-6:]}", "apo25m", "M67", f.name))
+    # an allStar that lists the first file three times (rows 4 and 5 repeat row 1) and the
+    # second twice (row 6 repeats row 2)
+    rows += [rows[0], (rows[0][0] + "-again", *rows[0][1:]), rows[1]]
+    cols = [fits.Column(name=n, format="64A", array=[r[k] for r in rows])
+            for k, n in enumerate(("APOGEE_ID", "TELESCOPE", "FIELD", "FILE"))]
+    fits.BinTableHDU.from_columns(cols).writeto(tmp_path / "allStar.fits")
+    out = tmp_path / "cat.fits"
+    res = cli("infer", "--model", untrained_run, "--table", tmp_path / "allStar.fits", "--root",
+              tmp_path / "sas", "--out", out, "--mc", "0")
+    assert res.exit_code == 0, res.output
+    cat = Table.read(out)
+    assert len(cat) == 3 and len(set(cat["FILE"])) == 3  # one row per file
+    assert list(cat["APOGEE_ID"]) == [r[0] for r in rows[:3]]  # the first row of each file
+    notes = [ln for ln in res.stderr.splitlines() if ln.startswith("note:")]
+    assert len(notes) == 1, res.stderr
+    for word in ("allStar.fits", "3 row(s)", "row 4", "row 1", rows[0][0] + "-again", "first"):
+        assert word in notes[0], notes[0]
+
+
+def test_yso_json_with_broken_training_ranges_is_one_line(tmp_path):
+    net = tmp_path / "yso_net"
+    net.mkdir()
+    (net / ".apnet-tf.json").write_text('{"kind": "yso_net"}')
+    (net / "network.keras").write_text("x")
+    (net / "yso.json").write_text('{"training_ranges": {"RSTAR": ["small", 3]}}')
+    phot = tmp_path / "m.csv"
+    phot.write_text("APOGEE_ID,G,PARALLAX\n2M1,15,2.5\n")
+    res = cli("yso-labels", "--model", net, "--photometry", phot, "--out", tmp_path / "y.csv")
+    assert_one_line_error(res, "yso.json", "training_ranges")
+    assert not (tmp_path / "y.csv").exists()

@@ -267,3 +267,69 @@ def test_isochrones_to_labels_that_make_labels_accepts(tmp_path):
     with pytest.raises(ApnetError, match="no star has both a G magnitude and a positive"):
         yso_labels(str(tmp_path / "net"), str(useless), str(tmp_path / "none.csv"))
     assert not (tmp_path / "none.csv").exists()
+
+
+def _as_members(stars: pd.DataFrame, ids) -> pd.DataFrame:
+    """Drawn training stars as a member table (Gaia DR2 radius and luminosity columns)."""
+    out = pd.DataFrame({"APOGEE_ID": list(ids), **{b: stars[b].to_numpy() for b in BANDS}})
+    out["PARALLAX"] = 1000.0 / stars["DIST"].to_numpy()
+    out["RADIUS_VAL"] = stars["RSTAR"].to_numpy()
+    out["LUM_VAL"] = 10.0 ** stars["LOGL_OBS"].to_numpy()
+    return out
+
+
+def test_members_beyond_the_training_sample_are_flagged(toy_grid):
+    """Issue 21 item 6: r* or L of 1e30 and M_G = -9.9 lie far outside anything trained on."""
+    from apnet_tf.labels.yso import training_ranges
+    from apnet_tf.labels.yso_labels import member_inputs
+
+    stars = draw_stars(toy_grid, 2000, seed=3)
+    ranges = training_ranges(stars)
+    assert {"RSTAR", "LOGL_OBS", "M_G", "M_W3", "LOGTE", "LOGG"} <= set(ranges)
+    members = _as_members(stars.iloc[:4], ["OK1", "OK2", "BIGR", "BRIGHT"])
+    members.loc[2, ["RADIUS_VAL", "LUM_VAL"]] = 1e30
+    members.loc[3, ["G", "PARALLAX"]] = 0.1, 1.0  # 1000 pc, M_G = 0.1 - 10 = -9.9
+    flags = member_inputs(members, "m.csv", ranges=ranges).extrapolated
+    assert flags.tolist() == [False, False, True, True]
+    # every drawn star lies inside the ranges it gave
+    assert not member_inputs(_as_members(stars, range(len(stars))), "m.csv",
+                             ranges=ranges).extrapolated.any()
+
+
+def test_outputs_beyond_the_training_ranges_are_flagged():
+    from apnet_tf.labels.yso_labels import outputs_beyond_training
+
+    # LOG_AGE, LOG_MASS, AV, LOGTE, LOGG: a good star; A_V -23.6 and age 0.08 Myr (the 1e30
+    # member of the issue); mass 5 Msun; A_V 21; age 150 Myr; Teff and log g off the training
+    outputs = np.array([[7.0, 0.0, 2.0, 3.6, 4.0], [np.log10(0.08e6), 0.0, -23.6, 3.6, 4.0],
+                        [7.0, np.log10(5.0), 2.0, 3.6, 4.0], [7.0, 0.0, 21.0, 3.6, 4.0],
+                        [np.log10(150e6), 0.0, 2.0, 3.6, 4.0], [7.0, 0.0, 2.0, 4.5, 4.0],
+                        [7.0, 0.0, 2.0, 3.6, 7.0], [7.0, np.nan, 2.0, 3.6, 4.0]])
+    ranges = {"LOGTE": (3.4, 4.0), "LOGG": (3.0, 5.0)}
+    assert outputs_beyond_training(outputs, ranges).tolist() == [False] + [True] * 7
+    # without the training sample's ranges (an older yso.json) the drawing ranges still count
+    assert outputs_beyond_training(outputs, None).tolist() == [False] + [True] * 4 + [False,
+                                                                                      False, True]
+
+
+def test_yso_labels_flag_radius_luminosity_and_absolute_g_beyond_training(tmp_path):
+    import json
+
+    from cli_helpers import cli
+
+    from apnet_tf.labels.yso import yso_train
+
+    iso = write_parsec(toy_isochrones(log_ages=np.round(np.arange(6.0, 8.01, 0.25), 2)),
+                       str(tmp_path / "toy.dat"))
+    yso_train(iso, str(tmp_path / "net"), n_train=400, n_val=100, epochs=1, seed=1)
+    assert "training_ranges" in json.loads((tmp_path / "net" / "yso.json").read_text())
+    members = _members().iloc[:3].copy()
+    members["APOGEE_ID"] = ["2M1", "BIGR", "BRIGHT"]
+    members.loc[1, ["radius_val", "lum_val"]] = 1e30
+    members.loc[2, ["phot_g_mean_mag", "parallax"]] = 0.1, 1.0  # M_G = -9.9 at 1000 pc
+    members.to_csv(tmp_path / "m.csv", index=False)
+    res = cli("yso-labels", "--model", tmp_path / "net", "--photometry", tmp_path / "m.csv",
+              "--out", tmp_path / "yso.csv")
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(tmp_path / "yso.csv").set_index("APOGEE_ID")
+    assert table.loc["BIGR", "FLAG_EXTRAPOLATED"] and table.loc["BRIGHT", "FLAG_EXTRAPOLATED"]

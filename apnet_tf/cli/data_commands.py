@@ -104,6 +104,7 @@ def make_labels_cmd(
     fields = DEFAULT_YSO_FIELDS if yso_fields is None else word_list(yso_fields)
     result = make_labels(out_path, payne=payne, photometry=photometry, yso=yso,
                          gk_margin=gk_margin, yso_fields=fields)
+    notice("note", result.notes)
     out.print(f"wrote {len(result.table)} labels to {out_path}")
     for key, value in result.counts.items():
         out.print(f"  {key:28s} {value}")

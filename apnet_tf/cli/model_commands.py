@@ -166,6 +166,7 @@ def infer(
                            batch_size=batch_size, calibrated=calibrated, mc_dropout=mc_dropout,
                            seed=seed, engine=engine, ray_address=ray_address, workers=workers,
                            on_progress=update, mask_bits=bits, photometry=photometry)
+    notice("note", result.notes)
     notice("skipped", result.failures)
     cat = result.catalog
     out.print(f"wrote {len(cat)} stars to {out_path} ({int(cat['YSO_CANDIDATE'].sum())} YSO "

@@ -77,11 +77,11 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | No
                                      workers=workers, listing=listing, photometry=phot,
                                      **({} if mask_bits is None else {"mask_bits": mask_bits}))
         if "SIGMA" not in result.catalog.meta:  # the Ray engine: say what the sigmas are
-
             result.catalog.meta.update(sigma_settings(loaded, mc, calibrated, mc_dropout,
                                                       seed)[1])
         write_catalog(result.catalog, out)
         remove_work_dir(work_dir)
+    result.notes.extend(listing.notes if listing is not None else [])
     return result
 
 

@@ -42,7 +42,8 @@ __all__ = [
 @dataclasses.dataclass
 class InferenceResult:
     catalog: Table
-    failures: list[str]
+    failures: list[str]  # skipped inputs: one line each
+    notes: list[str] = dataclasses.field(default_factory=list)  # e.g. an input table's repeats
 
 
 def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,

@@ -3,8 +3,10 @@
 Each row names one apStar file: ``{root}/{TELESCOPE}/{FIELD}/{FILE}``, the layout of
 ``apogee/spectro/redux/<release>/stars/`` that APOGEE Net II's users already mirror. APOGEE_ID,
 TELESCOPE and FIELD go into the catalog. Rows whose file is missing are counted and reported;
-the rest go through. A table with APOGEE Net II's photometry columns (``photometry.
-PHOT_COLUMNS``, as allStar and allField have) gives them too, for a two-input model.
+the rest go through. A file that several rows name is read once, with its first row's columns;
+the later rows are named in a note (``Listing.notes``), so the catalog has one row per file.
+A table with APOGEE Net II's photometry columns (``photometry.PHOT_COLUMNS``, as allStar and
+allField have) gives them too, for a two-input model.
 """
 
 from __future__ import annotations
@@ -33,15 +35,31 @@ def read_listing(table: str, root: str) -> Listing:
         raise ApnetError(f"{root}: no such folder (--root, the folder holding TELESCOPE/FIELD/)")
     cols = _columns(table)
     paths, keep, missing = [], [], []
+    first: dict[str, int] = {}  # normalised path -> its first row
+    repeats: list[str] = []
     for i, (tel, field, name) in enumerate(zip(cols["TELESCOPE"], cols["FIELD"], cols["FILE"])):
         path = os.path.join(root, tel, field, name)
-        if name and tel and field and os.path.isfile(path):
+        if not (name and tel and field and os.path.isfile(path)):
+            missing.append(f"{table} row {i + 1} ({cols['APOGEE_ID'][i]}): no file {path}")
+        elif os.path.normpath(path) in first:
+            repeats.append(f"row {i + 1} ({cols['APOGEE_ID'][i]}) repeats row "
+                           f"{first[os.path.normpath(path)] + 1}")
+        else:
+            first[os.path.normpath(path)] = i
             paths.append(path)
             keep.append(i)
-        else:
-            missing.append(f"{table} row {i + 1} ({cols['APOGEE_ID'][i]}): no file {path}")
     names = COLUMNS[:3] + (PHOT_COLUMNS if PHOT_COLUMNS[0] in cols else ())
-    return Listing(paths, {k: [cols[k][i] for i in keep] for k in names}, missing)
+    return Listing(paths, {k: [cols[k][i] for i in keep] for k in names}, missing,
+                   _repeat_notes(table, repeats))
+
+
+def _repeat_notes(table: str, repeats: list[str]) -> list[str]:
+    """One note line for the rows that name a file an earlier row names, or none."""
+    if not repeats:
+        return []
+    shown = "; ".join(repeats[:5]) + ("; ..." if len(repeats) > 5 else "")
+    return [f"{table}: {len(repeats)} row(s) name a file that an earlier row names ({shown}); "
+            "each file is read once, with its first row's APOGEE_ID, TELESCOPE and FIELD"]
 
 
 def _columns(table: str) -> dict[str, list[str]]:
@@ -79,8 +97,10 @@ def _text(value) -> str:
 
 @dataclasses.dataclass
 class Listing:
-    """Files named by an input table, the table's columns for them, and its rows with no file."""
+    """Files named by an input table, the table's columns for them, its rows with no file, and
+    notes (rows that repeat an earlier row's file, dropped)."""
 
     paths: list[str]
     columns: dict[str, list[str]]
     missing: list[str]
+    notes: list[str] = dataclasses.field(default_factory=list)

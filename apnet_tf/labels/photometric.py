@@ -6,7 +6,10 @@
   Veyette et al. (2017). Stars outside a relation's stated validity range are flagged, not dropped.
 * YSO labels come from a user table (the paper's photometric CNN is separate work).
 
-A star claimed by several sources follows the precedence yso > mstar > payne.
+A star claimed by several sources follows the precedence yso > mstar > payne. A star listed
+twice in one source's table keeps that table's first row; such stars are counted
+(``{source}_duplicates``, shown when not 0) and named in a note, never counted as overridden
+by precedence.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ __all__ = [
     "DEFAULT_YSO_FIELDS", "PAYNE_TEFF_MIN", "PAYNE_LOGG_MAX", "PHOTOMETRY_COLUMNS",
     "PHOTOMETRY_VALID", "LABEL_SOURCES", "PRECEDENCE", "hejazi_feh", "mann_teff",
     "veyette_logg", "absolute_k", "standard_photometry", "in_yso_field", "mdwarf_labels",
-    "payne_labels", "drop_unphysical", "LabelAssembly", "assemble_labels", "make_labels"
+    "payne_labels", "first_per_id", "drop_unphysical", "LabelAssembly", "assemble_labels",
+    "make_labels"
 ]
 
 #: Hejazi et al. (2015) eq. 1 coefficients A1..A6 (paper eq. 1).
@@ -144,7 +148,7 @@ def standard_photometry(df: pd.DataFrame, path: str) -> pd.DataFrame:
                              f"(also accepted: {', '.join(aliases[1:])})")
         out[name] = numeric_column(df, found, path, PHOTOMETRY_VALID[name], rejected)
     out["FIELD"] = df["FIELD"].fillna("").astype(str).str.strip() if "FIELD" in df.columns else ""
-    out.attrs["rejected"] = rejected
+    out.attrs.update(rejected=rejected, path=path)
     return out
 
 
@@ -222,8 +226,28 @@ def _label_frame(path: str) -> pd.DataFrame:
     rejected: dict[str, dict[str, int]] = {}
     for col in LABEL_COLUMNS:
         out[col] = numeric_column(raw, col, path, LABEL_RANGES[col], rejected)
-    out.attrs["rejected"] = rejected
+    out.attrs.update(rejected=rejected, path=path)
     return out
+
+
+def first_per_id(frame: pd.DataFrame, source: str, counts: dict[str, int],
+                 notes: list[str]) -> pd.DataFrame:
+    """``frame`` with the first row of each APOGEE_ID only. Where some ID is listed more than
+    once, their number goes to ``counts[f"{source}_duplicates"]`` (absent when none), and a
+    note naming the table (its ``attrs["path"]``), how many of them disagree and which row was
+    kept to ``notes``."""
+    dup = frame["APOGEE_ID"].duplicated(keep="first")
+    ids = frame.loc[dup, "APOGEE_ID"].drop_duplicates()
+    if len(ids):
+        counts[f"{source}_duplicates"] = len(ids)
+        distinct = frame.drop_duplicates()["APOGEE_ID"]
+        n_conflict = distinct[distinct.duplicated()].nunique()
+        shown = ", ".join(ids.iloc[:5]) + (", ..." if len(ids) > 5 else "")
+        name = frame.attrs.get("path", f"the {source} table")
+        notes.append(f"{name}: {len(ids)} APOGEE_ID(s) listed in more than one row "
+                     f"({n_conflict} with different values): {shown}; the first row of each "
+                     "is used, the others are ignored")
+    return frame[~dup]
 
 
 def _rejected_counts(source: str, frame: pd.DataFrame | None) -> dict[str, int]:
@@ -254,6 +278,7 @@ class LabelAssembly:
     table: pd.DataFrame  # APOGEE_ID, TEFF, LOGG, FE_H, CATEGORY, LABEL_SOURCE, flags
     counts: dict[str, int]
     mdwarfs: pd.DataFrame | None  # the full M-dwarf selection, for inspection
+    notes: list[str] = dataclasses.field(default_factory=list)  # e.g. duplicate rows
 
 
 def assemble_labels(payne: pd.DataFrame | None = None, photometry: pd.DataFrame | None = None,
@@ -265,11 +290,13 @@ def assemble_labels(payne: pd.DataFrame | None = None, photometry: pd.DataFrame 
         payne, yso: DataFrames with APOGEE_ID, TEFF, LOGG, FE_H (NaN for missing).
         photometry: canonical photometry (``standard_photometry``).
     """
-    parts, counts, mdw = [], {}, None
+    parts, counts, mdw, notes = [], {}, None, []
     if yso is not None:
+        yso = first_per_id(yso, "yso", counts, notes)
         parts.append(yso.assign(CATEGORY="yso", LABEL_SOURCE="yso_table"))
         counts["yso"] = len(yso)
     if photometry is not None:
+        photometry = first_per_id(photometry, "photometry", counts, notes)
         mdw = mdwarf_labels(photometry, gk_margin, yso_fields)
         chosen = mdw[mdw.SELECTED & ~mdw.YSO_FIELD]
         parts.append(chosen[["APOGEE_ID", "TEFF", "LOGG", "FE_H", "FLAG_HEJAZI", "FLAG_MANN",
@@ -281,6 +308,7 @@ def assemble_labels(payne: pd.DataFrame | None = None, photometry: pd.DataFrame 
         counts["mstar_outside_validity"] = int((chosen.FLAG_HEJAZI | chosen.FLAG_MANN
                                                 | chosen.FLAG_VEYETTE).sum())
     if payne is not None:
+        payne = first_per_id(payne, "payne", counts, notes)
         adopted = payne_labels(payne)
         parts.append(adopted.assign(CATEGORY="payne", LABEL_SOURCE="payne"))
         counts["payne"] = len(adopted)
@@ -301,7 +329,7 @@ def assemble_labels(payne: pd.DataFrame | None = None, photometry: pd.DataFrame 
     counts["total"] = len(table)
     for cat in PRECEDENCE:
         counts[f"final_{cat}"] = int((table.CATEGORY == cat).sum())
-    return LabelAssembly(table, counts, mdw)
+    return LabelAssembly(table, counts, mdw, notes)
 
 
 def make_labels(out: str, payne: str | None = None, photometry: str | None = None,

@@ -28,6 +28,7 @@ from apnet_tf.labels.isochrones import (
     WANG_CHEN_2019,
     IsochroneGrid,
     coverage_note,
+    distance_modulus,
     draw_stars,
     grid_problem,
     read_isochrones,
@@ -37,7 +38,8 @@ from apnet_tf.model.network import Destandardize, MaskedStandardizedMSE
 __all__ = [
     "FEATURES", "LOG_FEATURES", "OUTPUTS", "NETWORK_FILE", "INFO_FILE", "PAPER_N_TRAIN",
     "PhotometryScaling", "feature_matrix", "target_matrix", "build_network", "TrainResult",
-    "train_network", "predict", "held_out_metrics", "save_network", "load_network", "yso_train"
+    "train_network", "training_ranges", "scaling_ranges", "predict", "held_out_metrics",
+    "save_network", "load_network", "yso_train"
 ]
 
 #: Network inputs, in order: the nine bands, r* (Rsun), log L (Lsun) and distance (pc).
@@ -167,8 +169,39 @@ def train_network(grid: IsochroneGrid, n_train: int = PAPER_N_TRAIN, n_val: int 
             len(history.history["loss"]), "best_val_loss": float(min(history.history["val_loss"])),
             "train_seconds": round(seconds, 1), "extinction_coefficients": coefficients,
             "detection_limits": DETECTION_LIMITS, "noise_mag": noise,
-            "age_spacing": age_spacing, "features": list(FEATURES), "outputs": list(OUTPUTS)}
+            "age_spacing": age_spacing, "features": list(FEATURES), "outputs": list(OUTPUTS),
+            "training_ranges": training_ranges(train)}
     return TrainResult(model, held_out_metrics(model, val), info)
+
+
+def training_ranges(stars: pd.DataFrame, limits=None) -> dict[str, list[float]]:
+    """[min, max] of what the network was trained on, per quantity of the drawn stars: RSTAR
+    and LOGL_OBS as the network took them, ``M_<band>`` (apparent magnitude minus distance
+    modulus, extinction included) over the stars detected in that band (brighter than its
+    limit), and the LOGTE and LOGG it was taught. yso-labels flags members outside them."""
+    limits = DETECTION_LIMITS if limits is None else limits
+    values = {c: stars[c].to_numpy(np.float64) for c in ("RSTAR", "LOGL_OBS", "LOGTE", "LOGG")}
+    mu = distance_modulus(stars["DIST"].to_numpy(np.float64))
+    for band in BANDS:
+        m = stars[band].to_numpy(np.float64)
+        values[f"M_{band}"] = (m - mu)[m < limits[band]]
+    return {k: [float(v.min()), float(v.max())] for k, v in values.items() if len(v)}
+
+
+def scaling_ranges(model: keras.Model, width: float = 5.0) -> dict[str, list[float]]:
+    """For a network whose yso.json predates ``training_ranges``: RSTAR and LOGL_OBS within
+    ``width`` standard deviations of the training mean, from its scaling layer ({} when it
+    has none)."""
+    try:
+        layer = model.get_layer("scaling")
+    except ValueError:
+        return {}
+    out = {}
+    for name in ("RSTAR", "LOGL_OBS"):
+        i = FEATURES.index(name)
+        lo, hi = (layer.mean[i] - width * layer.std[i], layer.mean[i] + width * layer.std[i])
+        out[name] = [10.0 ** lo, 10.0 ** hi] if i in layer.log_columns else [lo, hi]
+    return out
 
 
 def predict(model: keras.Model, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
@@ -237,6 +270,12 @@ def _read_info(info_path: str) -> dict:
     if not isinstance(info, dict):
         raise ApnetError(f"{info_path}: not a JSON object; train the network again with "
                          "apnet-tf yso-train")
+    ranges = info.get("training_ranges", {})
+    if not (isinstance(ranges, dict) and all(
+            isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v)
+            for v in ranges.values())):
+        raise ApnetError(f"{info_path}: training_ranges must map names to [min, max] numbers; "
+                         "train the network again with apnet-tf yso-train")
     return info
 
 

@@ -9,6 +9,14 @@ band is set to its detection limit, as in training (the network then reads a mis
 reporting limits are set to those limits. A star without G or a positive parallax is skipped
 and reported. The written table is what ``make-labels --yso`` reads: APOGEE_ID, TEFF, LOGG,
 FE_H = 0 (the network's isochrones are solar), plus AGE (Myr), MASS (Msun), AV (mag).
+
+FLAG_EXTRAPOLATED marks a star whose labels the network extrapolated, so never a good label:
+an input outside what it was trained on (distance outside 50-1000 pc; G fainter than its limit;
+r*, log L or the absolute magnitude of a measured band outside the training sample's range,
+``yso.json``'s ``training_ranges``) or an output outside it (age outside 1-100 Myr, mass
+outside 0.08-3 Msun, A_V outside 0-20 mag, the training draws' ranges; Teff or log g outside
+the training sample's; anything not finite). A network saved before ``training_ranges``
+existed checks r* and log L within 5 standard deviations of its training mean instead.
 """
 
 from __future__ import annotations
@@ -28,12 +36,14 @@ from apnet_tf.labels.isochrones import (
     LOGL_LIMIT,
     PAPER_RANGES,
     RSTAR_LIMIT,
+    distance_modulus,
 )
-from apnet_tf.labels.yso import FEATURES, OUTPUTS, load_network, predict
+from apnet_tf.labels.yso import FEATURES, OUTPUTS, load_network, predict, scaling_ranges
 
 __all__ = [
-    "MEMBER_COLUMNS", "VALID_RANGES", "LABEL_TABLE_COLUMNS", "MemberInputs", "member_inputs",
-    "YsoLabelResult", "label_table", "yso_labels"
+    "MEMBER_COLUMNS", "VALID_RANGES", "LABEL_TABLE_COLUMNS", "RANGE_TOLERANCE", "MemberInputs",
+    "member_inputs", "inputs_beyond_training", "outputs_beyond_training", "YsoLabelResult",
+    "label_table", "yso_labels"
 ]
 
 #: Accepted (upper-cased) column names; Gaia archive, 2MASS PSC and AllWISE names included.
@@ -55,6 +65,8 @@ MEMBER_COLUMNS = {
 #: Values outside these ranges are placeholders (99.999, -9999) or junk, so missing.
 VALID_RANGES = {**{b: MAGNITUDE_RANGE for b in BANDS},
                 "PARALLAX": (-PARALLAX_LIMIT, PARALLAX_LIMIT)}
+#: Slack on each training range's ends (mag, dex, Rsun, Myr in log10), for rounding only.
+RANGE_TOLERANCE = 1e-4
 #: Columns of the written label table, in order.
 LABEL_TABLE_COLUMNS = ("APOGEE_ID", "TEFF", "LOGG", "FE_H", "AGE", "MASS", "AV", "CATEGORY",
                        "FLAG_EXTRAPOLATED", "MISSING_BANDS")
@@ -66,7 +78,7 @@ class MemberInputs:
 
     ids: list[str]
     x: np.ndarray                 # (N, 12) in FEATURES order
-    extrapolated: np.ndarray      # (N,) bool: outside the training ranges
+    extrapolated: np.ndarray      # (N,) bool: an input outside what the network was trained on
     missing_bands: list[str]      # per star: bands not measured, set to their limits ("W3 J")
     skipped: list[tuple[str, str]]  # (APOGEE_ID, reason)
     absent_columns: list[str]     # bands with no column at all (set to their limits)
@@ -104,8 +116,11 @@ def _radius_luminosity(df: pd.DataFrame, path: str) -> tuple[np.ndarray, np.ndar
     return np.where(ok, r, RSTAR_LIMIT), np.where(ok, logl, LOGL_LIMIT)
 
 
-def member_inputs(df: pd.DataFrame, path: str, limits=None) -> MemberInputs:
+def member_inputs(df: pd.DataFrame, path: str, limits=None, ranges=None) -> MemberInputs:
     """Check a member table and turn it into network inputs.
+
+    ``extrapolated`` is set outside 50-1000 pc, for G fainter than its limit and, with
+    ``ranges`` (``yso.training_ranges``), outside them (``inputs_beyond_training``).
 
     Raises:
         ApnetError: APOGEE_ID, G or PARALLAX has no column (the message names it).
@@ -133,12 +148,53 @@ def member_inputs(df: pd.DataFrame, path: str, limits=None) -> MemberInputs:
         columns = {b: np.where(np.isfinite(m) & (m < limits[b]), m, limits[b])
                    for b, m in mags.items()}
         outside = g_faint | (dist < lo) | (dist > hi)
+    outside |= inputs_beyond_training(mags, dist, rstar, logl, ranges, limits)
     columns.update(RSTAR=rstar, LOGL_OBS=logl, DIST=dist)
     x = np.stack([columns[f] for f in FEATURES], axis=1)[keep].astype(np.float32)
     skipped = [(i, r) for i, r in zip(ids, reason) if r]
     missing = [" ".join(b for b in BANDS if not np.isfinite(mags[b][k]))
                for k in np.flatnonzero(keep)]
     return MemberInputs(list(ids[keep]), x, outside[keep], missing, skipped, absent)
+
+
+def _beyond(values: dict[str, np.ndarray], ranges: dict) -> np.ndarray:
+    """Bool per star: some value lies outside its [min, max] (NaN: no check)."""
+    out = np.zeros(len(next(iter(values.values()))), dtype=bool)
+    for name, v in values.items():
+        if name in ranges:
+            lo, hi = ranges[name]
+            with np.errstate(invalid="ignore"):
+                out |= (v < lo - RANGE_TOLERANCE) | (v > hi + RANGE_TOLERANCE)
+    return out
+
+
+def inputs_beyond_training(mags: dict, dist, rstar, logl, ranges, limits=None) -> np.ndarray:
+    """Bool per star: r* or log L as the network takes them, or the absolute magnitude (minus
+    the distance modulus) of a band measured brighter than its limit, outside the training
+    sample's ``ranges`` (``yso.training_ranges``; None: no check)."""
+    limits = DETECTION_LIMITS if limits is None else limits
+    values = {"RSTAR": np.asarray(rstar, float), "LOGL_OBS": np.asarray(logl, float)}
+    if not ranges:
+        return np.zeros(len(values["RSTAR"]), dtype=bool)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mu = distance_modulus(np.asarray(dist, float))
+        for band in BANDS:
+            m = np.asarray(mags[band], float)
+            values[f"M_{band}"] = np.where(m < limits[band], m - mu, np.nan)
+    return _beyond(values, ranges)
+
+
+def outputs_beyond_training(outputs: np.ndarray, ranges=None) -> np.ndarray:
+    """Bool per star: a network output (N, 5) in ``OUTPUTS`` order outside what it was trained
+    on: age outside 1-100 Myr, mass outside 0.08-3 Msun, A_V outside 0-20 mag (the training
+    draws, ``PAPER_RANGES``), LOGTE or LOGG outside ``ranges`` (the training sample's, when
+    known), or any output not finite."""
+    outputs = np.asarray(outputs, np.float64)
+    col = {name: outputs[:, j] for j, name in enumerate(OUTPUTS)}
+    limits = {"LOG_AGE": np.log10(np.asarray(PAPER_RANGES["age_myr"]) * 1e6),
+              "LOG_MASS": np.log10(PAPER_RANGES["mass"]), "AV": PAPER_RANGES["av"],
+              **{k: v for k, v in (ranges or {}).items() if k in ("LOGTE", "LOGG")}}
+    return _beyond(col, limits) | ~np.isfinite(outputs).all(axis=1)
 
 
 @dataclasses.dataclass
@@ -168,11 +224,15 @@ def yso_labels(model_path: str, photometry: str, out: str) -> YsoLabelResult:
             no star is usable.
     """
     model, info = load_network(model_path)
-    inputs = member_inputs(read_table(photometry), photometry, info.get("detection_limits"))
+    ranges = info.get("training_ranges") or scaling_ranges(model)
+    inputs = member_inputs(read_table(photometry), photometry, info.get("detection_limits"),
+                           ranges)
     if not inputs.ids:
         raise ApnetError(f"{photometry}: no star has both a G magnitude and a positive "
                          f"parallax ({len(inputs.skipped)} skipped)")
-    table = label_table(inputs.ids, predict(model, inputs.x), inputs.extrapolated,
+    outputs = predict(model, inputs.x)
+    table = label_table(inputs.ids, outputs,
+                        inputs.extrapolated | outputs_beyond_training(outputs, ranges),
                         inputs.missing_bands)
     with atomic_path(out) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
