@@ -157,7 +157,7 @@ def test_fit_in_mixed_bfloat16_saves_a_float32_model(records, tmp_path):
 
 
 def test_auto_precision_follows_the_hardware(monkeypatch):
-    from apnet_tf.training import fitting as training
+    from apnet_tf.training import precision as training
 
     monkeypatch.setattr(training, "bfloat16_is_native", lambda: True)
     assert training.resolve_precision("auto") == "mixed_bfloat16"

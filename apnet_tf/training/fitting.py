@@ -22,7 +22,6 @@ import tensorflow as tf
 from apnet_tf.constants import (
     BEST_MODEL,
     HISTORY,
-    PRECISIONS,
     PRETRAIN_DONE,
     PRETRAIN_STATE,
     PRETRAINED_MODEL,
@@ -55,6 +54,7 @@ from apnet_tf.training.distribute import (
     shard_policy,
 )
 from apnet_tf.training.finetuning import dataset_loss, rolling_resample
+from apnet_tf.training.precision import resolve_precision
 from apnet_tf.training.recipes import RECIPES, Recipe
 from apnet_tf.training.run_folder import (
     check_resume,
@@ -68,46 +68,12 @@ from apnet_tf.training.run_folder import (
 )
 
 __all__ = [
-    "STAGES", "bfloat16_is_native", "resolve_precision", "training_data", "add_noise",
+    "STAGES", "training_data", "add_noise",
     "make_optimizer", "check_initializer", "compile_model", "FitResult", "fit", "check_records",
     "pretrain", "finetune_recipe", "finetune",
 ]
 
 STAGES = ("pretrain", "finetune", "all")
-
-
-def bfloat16_is_native() -> bool:
-    """Whether this machine computes bfloat16 in hardware.
-
-    True for GPUs of compute capability 8.0 or newer (A100, H100) and for CPUs with AVX512_BF16 or
-    AMX (Linux /proc/cpuinfo flags). Elsewhere bfloat16 is emulated and slower than float32.
-    """
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        return all(tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0))
-                   >= (8, 0) for g in gpus)
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision: str) -> str:
-    """``auto`` -> mixed_bfloat16 where the hardware has it (``bfloat16_is_native``), else float32.
-
-    Mixed precision computes the convolutions and fc1, fc2 in bfloat16 and keeps float32 weights,
-    loss and outputs; its speed and accuracy are measured by bench/train.py and bench/accuracy.py
-    (BENCHMARKS.md). It is opt-in, so that a run gives the same kind of numbers on every machine.
-    Saved models always compute in float32.
-    """
-    if precision == "auto":
-        return "mixed_bfloat16" if bfloat16_is_native() else "float32"
-    if precision not in PRECISIONS:
-        raise ApnetError(f"unknown precision {precision!r}; choose auto or one of "
-                         f"{', '.join(PRECISIONS)}")
-    return precision
 
 
 def training_data(records_dir: str, recipe: Recipe, drop_remainder: bool,
