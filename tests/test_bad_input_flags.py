@@ -127,3 +127,15 @@ def test_the_guide_lists_every_bit():
     assert ".. apnet-tf-flag-bits::" in page
     assert len({b.bit for b in FLAG_BITS}) == len({b.name for b in FLAG_BITS}) == len(FLAG_BITS)
     assert all(b.meaning for b in FLAG_BITS)
+
+
+def test_a_non_finite_prediction_is_bad_whatever_the_pixel_mask_says():
+    """MANY_BAD_PIXELS is an input bit but not a BAD one: it must not hide NOT_FINITE (a NaN
+    prediction of a heavily masked spectrum was once BAD false)."""
+    from apnet_tf.io.catalog_flags import flags
+
+    nan = np.array([np.nan])
+    out = flags(nan, nan, nan, np.full((1, 3), np.nan), np.array([50.0]),
+                [(3000.0, 7000.0), (0.0, 5.0), (-2.0, 0.5)],
+                np.array([flag_value("MANY_BAD_PIXELS")]), np.full((1, 3), np.nan))
+    assert out["APNET_FLAG"][0] & flag_value("NOT_FINITE") and out["BAD"][0]

@@ -71,3 +71,23 @@ def test_the_lock_is_reentrant_and_removed(tmp_path):
         with output_lock(str(out) + "/"):  # the same output, taken again by the same process
             assert (tmp_path / "x.lock").exists()
     assert not (tmp_path / "x.lock").exists()
+
+
+@pytest.mark.parametrize("code", ["ENOSYS", "ENOLCK", "EOPNOTSUPP"])
+def test_a_file_system_without_locks_runs_unlocked_with_a_warning(tmp_path, monkeypatch,
+                                                                  capsys, code):
+    """Some Lustre and NFS mounts have no flock: a command warns and runs instead of failing
+    with "[Errno 38] Function not implemented" naming no file."""
+    import errno
+
+    from apnet_tf.io.files import exclusive_lock
+
+    def no_flock(fd, op):
+        raise OSError(getattr(errno, code), "not supported")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    ran = []
+    with exclusive_lock(str(tmp_path / "out.lock"), "out"):
+        ran.append(True)
+    assert ran and not (tmp_path / "out.lock").exists()
+    assert "cannot lock" in capsys.readouterr().err

@@ -3,6 +3,7 @@ format make-labels writes, a fit that ends in NaN), and disk-full is one line.""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -122,6 +123,10 @@ def test_fit_disk_full_is_one_line_and_resume_after_it_works(small_records, tmp_
     data = (backup / "latest.weights.h5").read_bytes()
     (backup / "latest.weights.h5").write_bytes(data[: len(data) // 3])
     (backup / "training_metadata.json").write_text('{"epoch": 1, "batch": 0}')
+    # the killed run's early stopping state: a restarted stage must not inherit it (with it,
+    # the fresh weights would never beat the old best and the old best would be kept)
+    (run / "early_stopping_pretrain.json").write_text(
+        '{"best": 1e-09, "wait": 0, "best_epoch": 7}')
     res = cli("fit", "--records", small_records, "--out", run, "--stage", "pretrain",
               "--epochs", 1, "--resume")
     assert res.exit_code == 0, res.output
@@ -129,6 +134,8 @@ def test_fit_disk_full_is_one_line_and_resume_after_it_works(small_records, tmp_
     notes = [line for line in res.stderr.splitlines() if "latest.weights.h5" in line]
     assert len(notes) == 1 and notes[0].startswith("note:"), res.stderr
     assert (run / "best.keras").exists()
+    state = json.loads((run / "early_stopping_pretrain.json").read_text())
+    assert state["best"] > 1e-9 and state["best_epoch"] != 7
 
 
 def _any_model(tmp_path):

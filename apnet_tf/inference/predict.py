@@ -241,10 +241,12 @@ def _predict_part(model: LoadedModel, batch, mc: int, calibrated: bool,
 
 
 def _blank(parts: list[dict], name: str, n: int) -> np.ndarray:
-    """n empty values (NaN, False or "") for a column that other parts have."""
+    """n empty values (NaN, False, 0 or "") for a column that other parts have."""
     like = next(p[name] for p in parts if name in p)
     if like.dtype.kind in "fc":
         return np.full(n, np.nan, like.dtype)
+    if like.dtype.kind in "iu":
+        return np.zeros(n, like.dtype)
     return np.zeros(n, bool) if like.dtype.kind == "b" else np.full(n, "", dtype=object)
 
 

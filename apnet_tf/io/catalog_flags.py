@@ -35,7 +35,7 @@ BAD_ERROR_FRACTION = 0.5
 #: 1e-17 erg/s/cm^2/A; real DR13 stars: 14 to 15,000), and at most ``WILD_FRACTION`` of them may
 #: lie more than ``WILD_FACTOR`` times above or below it (real DR13 stars: at most 0.01%;
 #: byte-swapped float32: 92%, scattered from 1e-36 to 1e33).
-FLUX_SCALE_RANGE = (1e-3, 1e7)
+FLUX_SCALE_RANGE = (1e-3, 1e10)
 WILD_FACTOR = 1e3
 WILD_FRACTION = 0.1
 #: MANY_BAD_PIXELS: more than this fraction of the pixels masked (chip gaps alone: about 12%).
@@ -176,7 +176,8 @@ def flags(teff, logg, fe_h, sigma, snr, label_range, input_bits=None,
             input_bits, np.int64)
         bits = {"LOW_SNR": np.asarray(snr, float) < LOW_SNR,
                 "TEFF_EDGE": np.asarray(teff) > TEFF_EDGE_K,
-                "OUTSIDE_LABEL_RANGE": far, "NOT_FINITE": ~finite & (garbage == 0),
+                "OUTSIDE_LABEL_RANGE": far,
+                "NOT_FINITE": ~finite & ((garbage & INPUT_GARBAGE) == 0),
                 "ZERO_SPREAD": (raw == 0).any(axis=1), "LARGE_SPREAD": wide}
     value = garbage | _pack(bits, len(values))
     return {"YSO_CANDIDATE": yso, "AGE_BIN": age_bin(logg, yso), "TEFF_EDGE": bits["TEFF_EDGE"],

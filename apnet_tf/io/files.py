@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import inspect
 import json
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 
 from apnet_tf.errors import ApnetError
@@ -96,13 +98,27 @@ def exclusive_lock(path: str, what: str) -> Iterator[None]:
 
 
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            if exc.errno not in _NO_LOCK_ERRNOS:
+                raise
+            yield from _unlocked(path, exc)
+            return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             raise ApnetError(f"{what}: another process is writing it (lock {path}); wait for "
                              "it to finish or stop it") from None
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in _NO_LOCK_ERRNOS:
+                raise
+            with contextlib.suppress(OSError):
+                os.remove(path)
+            yield from _unlocked(path, exc)
+            return
         try:  # the previous holder may have removed the file between our open and lock
             same = os.stat(path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
@@ -115,8 +131,22 @@ def exclusive_lock(path: str, what: str) -> Iterator[None]:
         os.write(fd, f"{os.getpid()}\n".encode())
         yield
     finally:
-        os.remove(path)
+        with contextlib.suppress(FileNotFoundError):  # someone removed it: the job still ran
+            os.remove(path)
         os.close(fd)
+
+
+#: Where a lock cannot be taken at all (a file system without flock, as some Lustre and NFS
+#: mounts; a parent folder the user cannot write): the job runs unlocked, with a warning.
+_NO_LOCK_ERRNOS = (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK, errno.EACCES, errno.EROFS,
+                   errno.EPERM)
+
+
+def _unlocked(path: str, exc: OSError):
+    """The body of a lock that cannot be taken: a one-line warning, then the job."""
+    print(f"warning: {path}: cannot lock ({exc.strerror}); running without a lock, so do not "
+          "start a second job on the same output", file=sys.stderr)
+    yield
 
 
 #: Outputs whose lock this process holds, with how many times it took each (re-entrant).

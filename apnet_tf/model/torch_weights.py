@@ -32,7 +32,7 @@ from apnet_tf.constants import (
     TARGETS,
 )
 from apnet_tf.errors import ApnetError, first_line
-from apnet_tf.io.files import atomic_path, write_json
+from apnet_tf.io.files import atomic_path, locks_output, write_json
 from apnet_tf.io.folders import check, claim, remove_made
 from apnet_tf.model.loading import load_keras
 from apnet_tf.model.network import build_model, flatten_length, save_model_atomic
@@ -213,6 +213,7 @@ def keras_to_torch_state_dict(model: keras.Model) -> dict[str, np.ndarray]:
     return state
 
 
+@locks_output("out_dir")
 def import_torch(path: str, out_dir: str, mean=None, std=None, overwrite: bool = False,
                  arch: str | None = None) -> str:
     """Load a PyTorch state_dict file into a run folder: best.keras, normalization.json and

@@ -156,16 +156,25 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
             raise ApnetError(f"{self._weights_path}: cannot write the training backup "
                              f"({_reason(exc)}); free some space, then run fit --resume") from None
 
+    def discard_unreadable(self) -> bool:
+        """Remove a backup that cannot be resumed from (and say so through ``on_notice``);
+        True when one was removed, so the caller can reset what else the stage kept."""
+        if not (os.path.exists(self._weights_path)
+                or os.path.exists(self._training_metadata_path)):
+            return False
+        problem = _unreadable_backup(self._weights_path, self._training_metadata_path)
+        if not problem:
+            return False
+        for path in (self._weights_path, self._training_metadata_path):
+            if os.path.exists(path):
+                os.remove(path)
+        if self.on_notice:
+            self.on_notice(f"{self._weights_path}: {problem}; discarded it, the stage starts "
+                           "again")
+        return True
+
     def on_train_begin(self, logs=None):
-        if os.path.exists(self._weights_path) or os.path.exists(self._training_metadata_path):
-            problem = _unreadable_backup(self._weights_path, self._training_metadata_path)
-            if problem:
-                for path in (self._weights_path, self._training_metadata_path):
-                    if os.path.exists(path):
-                        os.remove(path)
-                if self.on_notice:
-                    self.on_notice(f"{self._weights_path}: {problem}; discarded it, the stage "
-                                   "starts again")
+        self.discard_unreadable()
         super().on_train_begin(logs)
 
 

@@ -307,11 +307,14 @@ def pretrain(run: _Run, mean, std, resume: bool) -> tuple[keras.Model, int]:
     compile_model(model, recipe, std, run.dist)
     train = run.sharded(training_data(run.records_dir, recipe,
                                       drop_remainder=run.drop_remainder))
+    backup = SafeBackupAndRestore(run.path(os.path.join("backup", "pretrain")),
+                                  on_notice=run.notes.append)
+    if backup.discard_unreadable() and os.path.exists(run.path(PRETRAIN_STATE)):
+        # a clean restart: the early stopping's count belongs to the discarded epochs
+        os.remove(run.path(PRETRAIN_STATE))
     stopper = EarlyStoppingWithReload(pretrained, patience=recipe.patience,
                                       state_path=run.path(PRETRAIN_STATE))
-    callbacks = [SafeBackupAndRestore(run.path(os.path.join("backup", "pretrain")),
-                                      on_notice=run.notes.append),
-                 *schedule_callbacks(recipe), stopper,
+    callbacks = [backup, *schedule_callbacks(recipe), stopper,
                  HistoryCSV(run.path(HISTORY), "pretrain"), run.reporter("pretrain")]
     hist = model.fit(train, validation_data=run.dev, epochs=recipe.epochs, verbose=0,
                      shuffle=False, callbacks=[*callbacks, keras.callbacks.TerminateOnNaN()])
