@@ -149,7 +149,7 @@ def _group_panel(ax, lon: np.ndarray, lat: np.ndarray, ages: np.ndarray, number:
     _scatter_by_age(ax, x, lat, ages, 14, legend=False)
     ax.set_xlim(x.max() + margin, x.min() - margin)
     ax.set_ylim(lat.min() - margin, lat.max() + margin)
-    ax.set_aspect(1 / max(np.cos(np.radians(b0)), 0.1), adjustable="datalim")
+    ax.set_aspect(1 / max(np.cos(np.radians(b0)), 0.1), adjustable="box")
     ax.xaxis.set_major_locator(mticker.MaxNLocator(5))
     ax.yaxis.set_major_locator(mticker.MaxNLocator(6))
     _sky_axes(ax)

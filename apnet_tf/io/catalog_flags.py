@@ -31,7 +31,7 @@ BAD_RANGE_MARGIN = 0.2
 NONPOSITIVE_FRACTION = 0.5
 #: BAD_ERRORS: more than this fraction of the usable pixels have an error <= 0.
 BAD_ERROR_FRACTION = 0.5
-#: FLUX_SCALE: the median |flux| of the usable pixels must lie in this range (apStar units,
+#: FLUX_SCALE: the median ``|flux|`` of the usable pixels must lie in this range (apStar units,
 #: 1e-17 erg/s/cm^2/A; real DR13 stars: 14 to 15,000), and at most ``WILD_FRACTION`` of them may
 #: lie more than ``WILD_FACTOR`` times above or below it (real DR13 stars: at most 0.01%;
 #: byte-swapped float32: 92%, scattered from 1e-36 to 1e33).
