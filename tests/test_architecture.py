@@ -162,3 +162,27 @@ def test_help_imports_no_tensorflow():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_every_keras_class_has_a_registered_name_of_its_own():
+    """Two classes registered under one name ("apnet_tf>PhotometryScaling" was both the YSO
+    network's and Net II's) make whichever module was imported last load both kinds of file."""
+    import inspect
+
+    import keras
+
+    import apnet_tf.labels.yso
+    import apnet_tf.model.network
+    import apnet_tf.model.published
+
+    seen = {}
+    for module in (apnet_tf.model.network, apnet_tf.model.published, apnet_tf.labels.yso):
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ != module.__name__ or not issubclass(
+                    cls, (keras.layers.Layer, keras.losses.Loss)):
+                continue
+            name = keras.saving.get_registered_name(cls)
+            assert name not in seen, f"{name}: {seen.get(name)} and {cls}"
+            seen[name] = cls
+            assert keras.saving.get_registered_object(name) is cls, name
+    assert len(seen) >= 6

@@ -32,7 +32,7 @@ from apnet_tf.model.network import conv_trunk
 
 __all__ = [
     "ARCHS", "PUBLISHED", "NET1_ORDER", "NET1_MEAN", "NET1_STD", "NET2_ORDER", "NET2_MEAN",
-    "NET2_STD", "PHOT_FILL", "PHOT_MEAN", "PHOT_STD", "METADATA_SIZES", "PhotometryScaling",
+    "NET2_STD", "PHOT_FILL", "PHOT_MEAN", "PHOT_STD", "METADATA_SIZES", "Net2PhotometryScaling",
     "PublishedLabels", "build_published", "conventions", "read_conventions", "conventions_of",
     "mc_style", "needs_photometry", "linear_stats",
 ]
@@ -63,7 +63,7 @@ METADATA_SIZES = (7, 8, 16, 32, 32, 64)
 
 
 @keras.saving.register_keras_serializable(package="apnet_tf")
-class PhotometryScaling(keras.layers.Layer):
+class Net2PhotometryScaling(keras.layers.Layer):
     """Net II's photometry preparation: (B, 7) raw [parallax mas, G, BP, RP, J, H, K] -> (B, 7)
     z-scores; values >= 98 or not finite take the fill value first."""
 
@@ -132,7 +132,7 @@ def build_published(arch: str) -> keras.Model:
     inputs = [flux]
     if arch == "anet2":
         phot = keras.Input(shape=(METADATA_SIZES[0],), name="photometry", dtype="float32")
-        m = PhotometryScaling(name="photometry_scaling")(phot)
+        m = Net2PhotometryScaling(name="photometry_scaling")(phot)
         for i, units in enumerate(METADATA_SIZES[1:], start=1):
             m = keras.layers.Dense(units, activation="relu", name=f"metadata_l{i}")(m)
         x = keras.layers.Concatenate(name="trunk_and_photometry")([x, m])
