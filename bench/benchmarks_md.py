@@ -135,7 +135,28 @@ def accuracy_section() -> str:
             f"({'met' if f['accept_3x_plain_predictions'] else 'NOT met'}). The `fit` took "
             f"{fmt(run['seconds'])} s ({run['epochs']} epochs per stage, {run['rounds']} "
             "fine-tuning rounds).\n\n")
-    return out + source(rec, "accuracy") + "\n"
+    out += source(rec, "accuracy") + "\n"
+    return out + accuracy_variants()
+
+
+def accuracy_variants() -> str:
+    """The same command with recipe overrides (``--set ... --tag NAME``), one row each."""
+    names = sorted(os.path.basename(p)[:-5] for p in os.listdir(RESULTS)
+                   if p.startswith("accuracy-") and p.endswith(".json"))
+    if not names:
+        return ""
+    rows = []
+    for name in names:
+        rec = load(name)
+        f, s = rec["figures"], rec["figures"]["test_scatter"]
+        rows.append([f"`python {rec['command']}`"]
+                    + [f"{fmt(s[t]['network'], 4)} ({s[t]['ridge_over_network']}x)"
+                       for t in TARGETS]
+                    + [f"{fmt(f['network_run']['seconds'])} s", f"`bench/results/{name}.json`"])
+    return ("\nThe same with other recipe fields (plain predictions, test split; ridge / network "
+            "in brackets); without `--deterministic` no two runs are bit-identical:\n\n"
+            + table(["command", "Teff (K)", "log g (dex)", "[Fe/H] (dex)", "fit time",
+                     "source"], rows))
 
 
 def infer_section() -> str:
@@ -198,8 +219,10 @@ def survey_section() -> str:
     out += table(["figure", "value", "reference (same run)", "ratio"], rows)
     if f.get("rss"):
         out += "\nPeak resident memory of `apnet-tf infer --mc 0` as the survey grows:\n\n"
-        out += table(["files", "peak RSS"], [[fmt(r.get("files")), json.dumps(
-            {k: v for k, v in r.items() if k != "files"})] for r in f["rss"]])
+        out += table(["files", "main process", "one reader process", "wall time"],
+                     [[fmt(r.get("files")), f"{r['main_mib']:,.0f} MiB",
+                       f"{r['reader_mib']:,.0f} MiB", f"{r['seconds']:.0f} s"]
+                      for r in f["rss"]])
     return out + "\n" + source(rec, "survey") + "\n"
 
 
