@@ -13,11 +13,11 @@ import shutil
 import sys
 from collections.abc import Iterator
 
-from apnet_tf.errors import ApnetError
+from apnet_tf.errors import ApnetError, first_line
 
 __all__ = [
-    "read_json", "atomic_path", "write_file", "write_json", "content_hash", "exclusive_lock",
-    "output_lock", "locks_output"
+    "read_json", "read_json_object", "atomic_path", "write_file", "write_json", "content_hash",
+    "exclusive_lock", "output_lock", "locks_output",
 ]
 
 
@@ -30,6 +30,21 @@ def read_json(path: str | None) -> dict | None:
             return json.load(f)
     except (OSError, ValueError):
         return None
+
+
+def read_json_object(path: str, remedy: str) -> dict | None:
+    """The JSON object in ``path`` (None when the file is absent); ApnetError naming the file and
+    ``remedy`` (what to do) when it is not readable JSON or not an object."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ApnetError(f"{path}: not readable JSON ({first_line(exc)}); {remedy}") from None
+    if not isinstance(value, dict):
+        raise ApnetError(f"{path}: holds a {type(value).__name__}, not a JSON object; {remedy}")
+    return value
 
 
 @contextlib.contextmanager

@@ -10,7 +10,6 @@ log Lsun and pc and returns physical units. ``yso_labels`` applies it to cluster
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 
@@ -19,9 +18,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from apnet_tf.errors import ApnetError, check_seed, first_line
+from apnet_tf.errors import ApnetError, check_seed
 from apnet_tf.io import folders
-from apnet_tf.io.files import atomic_path, locks_output, write_json
+from apnet_tf.io.files import atomic_path, locks_output, read_json_object, write_json
 from apnet_tf.labels.isochrones import (
     BANDS,
     DETECTION_LIMITS,
@@ -259,17 +258,9 @@ def load_network(path: str) -> tuple[keras.Model, dict]:
 
 def _read_info(info_path: str) -> dict:
     """yso.json beside the network ({} when absent); ApnetError naming it when unreadable."""
-    if not os.path.exists(info_path):
+    info = read_json_object(info_path, "train the network again with apnet-tf yso-train")
+    if info is None:
         return {}
-    try:
-        with open(info_path) as f:
-            info = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise ApnetError(f"{info_path}: not readable JSON ({first_line(exc)}); train the "
-                         "network again with apnet-tf yso-train") from None
-    if not isinstance(info, dict):
-        raise ApnetError(f"{info_path}: not a JSON object; train the network again with "
-                         "apnet-tf yso-train")
     ranges = info.get("training_ranges", {})
     if not (isinstance(ranges, dict) and all(
             isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v)

@@ -15,7 +15,6 @@ to Keras' row-major one. Importing this module does not import PyTorch; ``import
 
 from __future__ import annotations
 
-import json
 import os
 
 import keras
@@ -32,7 +31,7 @@ from apnet_tf.constants import (
     TARGETS,
 )
 from apnet_tf.errors import ApnetError, first_line
-from apnet_tf.io.files import atomic_path, locks_output, write_json
+from apnet_tf.io.files import atomic_path, locks_output, read_json_object, write_json
 from apnet_tf.io.folders import check, claim, remove_made
 from apnet_tf.model.loading import load_keras
 from apnet_tf.model.network import build_model, flatten_length, save_model_atomic
@@ -291,16 +290,9 @@ def read_sidecar(path: str) -> dict | None:
         ApnetError: naming the sidecar and the field, if it is not JSON or a field is unusable.
     """
     where = sidecar_path(path)
-    if not os.path.exists(where):
+    side = read_json_object(where, "remove it or write it again with save_torch")
+    if side is None:
         return None
-    try:
-        with open(where) as f:
-            side = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise ApnetError(f"{where}: not a readable JSON sidecar ({first_line(exc)}); remove it "
-                         "or write it again with save_torch") from None
-    if not isinstance(side, dict):
-        raise ApnetError(f"{where}: holds a {type(side).__name__}, not a JSON object")
     if side.get("arch") != "appendix-b":
         raise ApnetError(f"{where}: arch is {side.get('arch')!r}; a sidecar goes with "
                          "appendix-b weights only")
