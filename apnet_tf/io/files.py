@@ -111,7 +111,6 @@ def exclusive_lock(path: str, what: str) -> Iterator[None]:
     """
     import fcntl
 
-
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

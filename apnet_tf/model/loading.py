@@ -189,7 +189,6 @@ def load_model(path: str, calibration: bool = True) -> LoadedModel:
             raise ApnetError(f"{path}: no such file")
         from ai_edge_litert.interpreter import Interpreter
 
-
         try:
             interp = Interpreter(model_path=path, num_threads=os.cpu_count())
             runner = interp.get_signature_runner("serving_default")
@@ -248,7 +247,6 @@ def load_keras(path: str):
     import zipfile
 
     import keras
-
 
     if not os.path.isfile(path):
         raise ApnetError(f"{path}: no such model file")
