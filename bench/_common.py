@@ -63,6 +63,16 @@ def add_tag(parser) -> None:
     parser.add_argument("--tag", default="", help="suffix of the results file's name")
 
 
+def parse_overrides(recipe, items: list[str]) -> dict:
+    """``field=value`` strings -> {field: value} typed as the field of ``recipe`` (a Recipe)."""
+    overrides = {}
+    for item in items:
+        key, value = item.split("=", 1)
+        kind = type(getattr(recipe, key))
+        overrides[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
+    return overrides
+
+
 def report(name: str, figures: dict, tag: str = "") -> str:
     """Print ``figures`` as JSON and write them to ``bench/results/<name>[-<tag>].json`` with the
     commit, the machine, the date and the command that made them; returns the file's path."""

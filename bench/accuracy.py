@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from _common import CACHE, add_tag, machine, report, survey_records  # noqa: E402
+from _common import CACHE, add_tag, machine, parse_overrides, report, survey_records  # noqa: E402
 from _ridge import fit_ridge, log_flux_features  # noqa: E402
 
 TARGET_NAMES = ("teff (K)", "logg (dex)", "fe_h (dex)")
@@ -85,11 +85,7 @@ def main() -> None:
 
     from apnet_tf.training.recipes import Recipe, get_recipe
 
-    overrides = {}
-    for item in args.set:
-        key, value = item.split("=", 1)
-        kind = type(getattr(Recipe(), key))
-        overrides[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
+    overrides = parse_overrides(Recipe(), args.set)
     _, records = survey_records(args.n)
     ridge, alphas = ridge_scatter(records)
     tag = "_".join(f"{k}-{v}" for k, v in overrides.items()) or "default"

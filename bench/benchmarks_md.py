@@ -158,6 +158,60 @@ def accuracy_variants() -> str:
             + table(["command", "Teff (K)", "log g (dex)", "[Fe/H] (dex)", "fit time",
                      "source"], rows))
 
+STAGE_NAMES = ("pretrain", "finetune", "tables", "calibration", "total")
+
+
+def _tta_row(label: str, run: dict) -> list:
+    secs = run["seconds"]
+    return ([label] + [fmt(secs.get(k), 3) for k in STAGE_NAMES]
+            + [", ".join(f"{k} {v}" for k, v in run["epochs"].items())
+               + f"; {run['rounds']} rounds"])
+
+
+def time_to_accuracy_section() -> str:
+    out = "## Time to a trained, calibrated model (`bench/time_to_accuracy.py`)\n\n"
+    rec = load("time_to_accuracy")
+    if rec is None:
+        return out + missing("time_to_accuracy", "bench/time_to_accuracy.py")
+    f, j = rec["figures"], rec["figures"]["judged"]
+    cur, base, refs = f["current"], f["baseline"], f["references"]
+    out += (f"`fit` (`apnet_tf.workflows.fit`, what `apnet-tf fit` runs) on a fresh "
+            f"{f['n_stars']:,}-star synthetic survey (seed {f['survey_seed']}, used by no test), "
+            "with this commit's defaults and with the defaults of the commit that issue 23 "
+            "measured, each in a process of its own, one after the other in the same run; "
+            "seconds of wall time per stage.\n\n")
+    rows = [_tta_row(f"defaults of `{base['commit']}` (reference)", base)] if base else []
+    rows.append(_tta_row("**defaults of this commit**", cur))
+    out += table(["`fit`", *STAGE_NAMES, "epochs"], rows)
+    out += ("\nThe same test split (Full group, scatter = standard deviation of prediction - "
+            "label), and two references fitted on the same train split in the same run, their "
+            "wall time including reading the spectra:\n\n")
+    rows = []
+    if base:
+        rows.append([f"`fit`, defaults of `{base['commit']}`"]
+                    + [fmt(base["table3_test"][f"Full {t}"], 4) for t in TARGETS]
+                    + [fmt(base["seconds"]["total"])])
+    rows.append(["**`fit`, defaults of this commit**"]
+                + [fmt(cur["table3_test"][f"Full {t}"], 4) for t in TARGETS]
+                + [fmt(cur["seconds"]["total"])])
+    for key, label in (("cannon", "The Cannon (`bench/_cannon.py`)"),
+                       ("ridge", "ridge regression on log flux")):
+        rows.append([label] + [fmt(v, 4) for v in refs[key]["test_scatter"]]
+                    + [fmt(refs[key]["seconds"])])
+    out += table(["", "Teff (K)", "log g (dex)", "[Fe/H] (dex)", "wall time (s)"], rows)
+    lines = [f"calibration / `fit`: **{j['calibration_share']}** (target <= 0.10)",
+             f"`fit` / The Cannon: **{j['fit_over_cannon']}x** (target <= 5x)"]
+    if base:
+        lines += [f"`fit` / reference `fit`: **{j['fit_over_baseline']}** (target <= 1/3)",
+                  "Table 3 / reference Table 3 (Teff, log g, [Fe/H]): **"
+                  + " / ".join(str(r) for r in j["table3_over_baseline"])
+                  + "** (target <= 1.05 each)"]
+    out += "\n" + "".join(f"* {line}\n" for line in lines)
+    missed = [k for k, ok in j["accept"].items() if not ok]
+    out += ("\nAll targets met.\n" if not missed else
+            "\nNOT met: " + "; ".join(f"`{k}`" for k in missed) + ".\n")
+    return out + "\n" + source(rec, "time_to_accuracy") + "\n"
+
 
 def infer_section() -> str:
     out = "## Inference (`bench/infer.py`)\n\n"
@@ -343,6 +397,7 @@ results files existed, are in the git history of this page (commit 46a1f2b and b
 
 def page() -> str:
     sections = [records_section, train_section, determinism_section, accuracy_section,
+                time_to_accuracy_section,
                 infer_section, survey_section, memory_section, calibration_section,
                 export_section, yso_section]
     return HEADER + "\n".join(s() for s in sections)
