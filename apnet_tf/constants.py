@@ -12,7 +12,8 @@ __all__ = [
     "TARGET_UNITS", "CATEGORIES", "SPLITS", "SPLIT_FRACTIONS", "MISSING_VALUE", "SENTINELS",
     "LABEL_RANGES", "MAGNITUDE_RANGE", "PARALLAX_LIMIT", "BAD_ERROR_THRESHOLD",
     "PAPER_LEARNING_RATE", "PAPER_BATCH_SIZE", "PAPER_DROPOUT", "EARLY_STOPPING_PATIENCE",
-    "PAYNE_RESAMPLE_FRACTION", "CONV_FILTERS", "CONV_KERNEL", "DENSE_UNITS", "MC_REALIZATIONS",
+    "PAYNE_RESAMPLE_FRACTION", "CONV_FILTERS", "CONV_KERNEL", "DENSE_UNITS", "PHOTOMETRY_UNITS",
+    "FIT_ARCHS", "MC_REALIZATIONS",
     "MC_ERROR_CAP", "MC_ROWS_PER_CHUNK", "INPUT_SCALINGS", "PRECISIONS", "BEST_MODEL",
     "PRETRAINED_MODEL", "NORMALIZATION", "RUN_RECORD", "HISTORY", "ROUNDS", "PRETRAIN_DONE",
     "PRETRAIN_STATE", "RUN_FILES"
@@ -78,6 +79,11 @@ PAYNE_RESAMPLE_FRACTION = 0.05
 CONV_FILTERS = (8, 8, 16, 16, 16, 16, 32, 32, 32, 32, 64, 64)
 CONV_KERNEL = 3
 DENSE_UNITS = 512
+#: APOGEE Net II's photometry branch: Dense layers over the seven values, each with a ReLU.
+PHOTOMETRY_UNITS = (8, 16, 32, 32, 64)
+#: ``fit --arch``: "apnet", the Appendix B network over flux; "anet2", APOGEE Net II's two-input
+#: layout (flux and photometry) with this package's in-model scaling and target order.
+FIT_ARCHS = ("apnet", "anet2")
 
 #: Paper section 3.5: Monte Carlo realizations and the error cap (multiples of the typical error).
 MC_REALIZATIONS = 100

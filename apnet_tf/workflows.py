@@ -58,7 +58,8 @@ DEMO_STATE = "demo_inputs.json"
 def fit(records_dir: str, run_dir: str, stage: str = "all", recipe=None, resume: bool = False,
         strategy: str = "default", on_epoch: Callable[[str, int, dict], None] | None = None,
         on_round: Callable[[dict], None] | None = None, overwrite: bool = False,
-        on_progress: Callable[[int, int], None] | None = None) -> fitting.FitResult:
+        on_progress: Callable[[int, int], None] | None = None,
+        arch: str | None = None) -> fitting.FitResult:
     """Train (``training.fitting.fit``, same arguments), then write Tables 2 and 3 and
     training.png, and fit the sigma calibration, into ``run_dir``: ``apnet-tf fit``.
 
@@ -75,7 +76,7 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe=None, resume:
     with (output_lock(run_dir) if strategy != "multiworker" else contextlib.nullcontext()):
         result = fitting.fit(records_dir, run_dir, stage=stage, recipe=recipe, resume=resume,
                              strategy=strategy, on_epoch=on_epoch, on_round=on_round,
-                             overwrite=overwrite)
+                             overwrite=overwrite, arch=arch)
         if not result.chief:
             return result
         table2, table3 = write_run_report(result.model, records_dir, run_dir, result.std)

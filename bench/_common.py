@@ -18,17 +18,23 @@ CACHE = os.environ.get("APNET_BENCH_CACHE", os.path.join(os.path.dirname(__file_
                                                          ".bench"))
 
 
-def survey_records(n: int, seed: int = 0) -> tuple[str, str]:
-    """(spectra_dir, records_dir) of an n-star synthetic survey, made once and cached."""
+def survey_records(n: int, seed: int = 0, photometry: bool = False) -> tuple[str, str]:
+    """(spectra_dir, records_dir) of an n-star synthetic survey, made once and cached. With
+    ``photometry`` the records are made with ``make-records --photometry`` from the survey's
+    photometry.csv (a survey cached before synth wrote one is written again: the same spectra
+    and labels, plus photometry.csv)."""
     from apnet_tf.data.records import make_records
     from apnet_tf.data.synth import make_survey
+    from apnet_tf.data.synth_photometry import PHOTOMETRY_FILE
 
     spectra = os.path.join(CACHE, f"survey{n}_s{seed}")
-    records = os.path.join(CACHE, f"records{n}_s{seed}")
-    if not os.path.exists(os.path.join(spectra, "labels.csv")):
+    records = os.path.join(CACHE, f"records{n}_s{seed}" + ("_phot" if photometry else ""))
+    wanted = ["labels.csv"] + ([PHOTOMETRY_FILE] if photometry else [])
+    if not all(os.path.exists(os.path.join(spectra, name)) for name in wanted):
         make_survey(spectra, n, seed)
     if not os.path.exists(os.path.join(records, "manifest.json")):
-        make_records([spectra], records, labels=os.path.join(spectra, "labels.csv"))
+        make_records([spectra], records, labels=os.path.join(spectra, "labels.csv"),
+                     photometry=os.path.join(spectra, PHOTOMETRY_FILE) if photometry else None)
     return spectra, records
 
 

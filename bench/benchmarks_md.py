@@ -213,6 +213,56 @@ def time_to_accuracy_section() -> str:
     return out + "\n" + source(rec, "time_to_accuracy") + "\n"
 
 
+def photometry_section() -> str:
+    out = "## Does photometry help? (`bench/photometry.py`)\n\n"
+    rec = load("photometry")
+    if rec is None:
+        return out + missing("photometry", "bench/photometry.py") + photometry_variants()
+    f = rec["figures"]
+    runs, ratio = f["runs"], f["scatter_ratio_anet2_over_apnet"]
+    out += (f"A {f['n_stars']:,}-star synthetic survey (`synth --seed {f['survey_seed']}`, "
+            "with the Gaia EDR3 and 2MASS photometry and parallax synth draws for each star; "
+            "records made with `make-records --photometry`), `fit` with its defaults twice on "
+            "the same records: the spectrum-only network (`--arch apnet`, the reference) and "
+            "APOGEE Net II's two-input layout (`--arch anet2`). Table 3 on the test split: "
+            "scatter = standard deviation of prediction - label; ratio below 1: photometry "
+            "helps.\n\n")
+    rows = []
+    for key in ratio:
+        rows.append([key, fmt(runs["apnet"]["table3_test"][key], 4),
+                     fmt(runs["anet2"]["table3_test"][key], 4), f"**{ratio[key]}**"])
+    out += table(["group, target", "apnet (reference)", "anet2", "anet2 / apnet"], rows)
+    def effort(r: dict) -> str:
+        e = r["epochs"]
+        return (f"{fmt(r['seconds'])} s: {e.get('pretrain', 0)} pretraining epochs, "
+                f"{e.get('finetune', 0)} fine-tuning epochs in {r['rounds']} rounds")
+
+    out += (f"\n`fit` time (training, tables, calibration): apnet {effort(runs['apnet'])}; "
+            f"anet2 {effort(runs['anet2'])}; anet2 / apnet "
+            f"{f['fit_seconds_ratio_anet2_over_apnet']}. Missing photometry in "
+            f"the records, by band: "
+            + ", ".join(f"{k} {v}" for k, v in f["photometry"]["missing"].items())
+            + f" of {f['photometry']['records']:,} records.\n\n")
+    return out + source(rec, "photometry") + "\n" + photometry_variants()
+
+
+def photometry_variants() -> str:
+    """``bench/photometry.py --tag NAME`` runs, one row each: the Full group's ratios."""
+    names = sorted(os.path.basename(p)[:-5] for p in os.listdir(RESULTS)
+                   if p.startswith("photometry-") and p.endswith(".json"))
+    rows = []
+    for name in names:
+        rec = load(name)
+        ratio = rec["figures"]["scatter_ratio_anet2_over_apnet"]
+        rows.append([f"`python {rec['command']}`"]
+                    + [ratio.get(f"Full {t}", "n/a") for t in TARGETS]
+                    + [f"`bench/results/{name}.json`"])
+    if not rows:
+        return ""
+    return ("\nThe same with other settings (Full group, test split, anet2 / apnet scatter):\n\n"
+            + table(["command", "Teff (K)", "log g (dex)", "[Fe/H] (dex)", "source"], rows))
+
+
 def infer_section() -> str:
     out = "## Inference (`bench/infer.py`)\n\n"
     rec = load("infer")
@@ -397,9 +447,8 @@ results files existed, are in the git history of this page (commit 46a1f2b and b
 
 def page() -> str:
     sections = [records_section, train_section, determinism_section, accuracy_section,
-                time_to_accuracy_section,
-                infer_section, survey_section, memory_section, calibration_section,
-                export_section, yso_section]
+                time_to_accuracy_section, photometry_section, infer_section, survey_section,
+                memory_section, calibration_section, export_section, yso_section]
     return HEADER + "\n".join(s() for s in sections)
 
 

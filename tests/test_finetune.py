@@ -120,7 +120,7 @@ def test_finetune_stage_keeps_the_pretraining_record_and_the_model_normalisation
 
 
 def test_noise_augmentation_has_the_papers_scale_and_spares_bad_pixels():
-    from apnet_tf.training.fitting import add_noise
+    from apnet_tf.training.inputs import add_noise
 
     rng = np.random.default_rng(3)
     flux = rng.uniform(0.5, 1.5, (32, 8575)).astype("float32")

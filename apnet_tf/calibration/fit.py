@@ -204,7 +204,7 @@ def _monte_carlo(model_path: str, records_dir: str, realizations: int, seed: int
     """The raw Monte Carlo over the dev and the train stars (one pass): for each, pred, sigma,
     labels (N, 3) and snr (N,)."""
     loaded = load_model(model_path, calibration=False)
-    loaded.refuse_without_photometry("calibrate")
+    loaded.refuse_without_photometry("calibrate", records_dir)
     cat = predict_catalog(loaded, [records_dir], mc=realizations, calibrated=False, seed=seed,
                           split_filter=("train", "dev"), on_progress=on_progress).catalog
     labels, pred, sigma = catalog_arrays(cat)

@@ -24,12 +24,13 @@ __all__ = ["synth", "make_records_cmd", "make_labels_cmd", "yso_train_cmd", "yso
 
 
 @friendly
-def synth(out_dir: Annotated[str, typer.Option("--out", help="Folder for the FITS files and labels.csv")],
+def synth(out_dir: Annotated[str, typer.Option("--out", help="Folder for the FITS files, labels.csv and photometry.csv")],
           n: Annotated[int, typer.Option("--n", help="Number of stars")] = 3000,
           seed: Seed = 0,
           overwrite: Annotated[bool, typer.Option(
               "--overwrite", help="Replace another survey in --out")] = False) -> None:
-    """Write a synthetic survey of apStar-format FITS files plus labels.csv.
+    """Write a synthetic survey of apStar-format FITS files plus labels.csv and photometry.csv
+    (Gaia EDR3 and 2MASS photometry and parallax of each star, for make-records --photometry).
 
     Re-running the same command resumes it; a different survey in the same folder needs
     --overwrite, so old spectra are never mixed with new ones.
@@ -57,6 +58,10 @@ def make_records_cmd(
         mask_bits: Annotated[Optional[str], typer.Option(
             help="Comma-separated apStar PIXMASK bits that mark a pixel bad"
             "  [default: 0-6]")] = None,
+        photometry: Annotated[Optional[str], typer.Option(
+            help="Photometry table (CSV or FITS) joined on APOGEE_ID: GAIAEDR3_PARALLAX, "
+                 "GAIAEDR3_PHOT_G_MEAN_MAG, _BP_, _RP_, J, H, K; stored raw per record "
+                 "(for fit --arch anet2)")] = None,
 ) -> None:
     """Write sharded TFRecords and manifest.json from apStar files and a label table."""
     from apnet_tf.data.records import make_records
@@ -66,7 +71,7 @@ def make_records_cmd(
     spectra = with_extra_paths(spectra, ctx)
     with progress_bar("make-records") as update:
         result = make_records(spectra, out_dir, labels=labels, shards=shards, compress=compress,
-                              mask_bits=bits, on_progress=update)
+                              mask_bits=bits, on_progress=update, photometry=photometry)
     notice("skipped", result.failures)
     notice("note", result.report_lines)
     counts = result.manifest["counts"]
@@ -80,6 +85,11 @@ def make_records_cmd(
         out.print("  train mean/std: " + "  ".join(
             f"{name} {m:.4g}/{s:.4g}" if s is not None else f"{name} {m:.4g}/-"
             for name, m, s in zip(result.manifest["targets"], stats["mean"], stats["std"])))
+    phot = result.manifest.get("photometry")
+    if phot:
+        out.print(f"  photometry: {phot['records'] - phot['absent']} records from {photometry}, "
+                  f"{phot['absent']} absent from it (stored missing); missing values: "
+                  + "  ".join(f"{band} {n}" for band, n in phot["missing"].items()))
     if result.failures:
         console.print(f"[yellow]{len(result.failures)} file(s) skipped[/yellow]; the rest were "
                       "written")

@@ -34,6 +34,7 @@ def fit_cmd(
         records: opt.Records,
         out_dir: opt.RunOut,
         stage: opt.Stage = "all",
+        arch: opt.Arch = None,
         recipe: opt.RecipeName = "default",
         epochs: opt.Epochs = None,
         resume: opt.Resume = False,
@@ -58,7 +59,9 @@ def fit_cmd(
         deterministic: opt.Deterministic = None,
         seed: opt.RecipeSeed = None,
 ) -> None:
-    """Train APOGEE Net: pretrain on all stars, then the paper's rolling 5% Payne fine-tuning."""
+    """Train APOGEE Net: pretrain on all stars, then the paper's rolling 5% Payne fine-tuning.
+
+    --arch anet2 trains APOGEE Net II's two-input layout on flux and photometry."""
     from apnet_tf.training.recipes import get_recipe
     from apnet_tf.workflows import fit
 
@@ -76,7 +79,8 @@ def fit_cmd(
         on_epoch, on_round = fit_printers(functools.partial(bars, "fit"))
         result = fit(records, out_dir, stage=stage, recipe=rec, resume=resume,
                      strategy=strategy, overwrite=overwrite, on_epoch=on_epoch,
-                     on_round=on_round, on_progress=functools.partial(bars, "calibrate"))
+                     on_round=on_round, on_progress=functools.partial(bars, "calibrate"),
+                     arch=arch)
     notice("note", result.notes)
     out.print(f"best model: {os.path.join(out_dir, 'best.keras')}")
     _print_table3(result.table3, "")

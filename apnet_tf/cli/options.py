@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 __all__ = [
-    "Seed", "Mc", "ModelFile", "OverwriteRun", "Spectra", "Records", "RunOut", "Stage",
+    "Seed", "Mc", "ModelFile", "OverwriteRun", "Spectra", "Records", "RunOut", "Stage", "Arch",
     "RecipeName", "Epochs", "Resume", "Strategy", "Optimizer", "LearningRate", "Momentum",
     "TrainBatchSize", "Dropout", "InputScaling", "Initializer", "Patience", "FinetunePatience",
     "FinetuneFraction", "FinetuneMaxRounds", "Precision", "LrPlateauPatience", "NoiseAugment",
@@ -37,6 +37,10 @@ RunOut = Annotated[str, typer.Option(
     "--out", help="Run folder to write: new or empty, or see --overwrite, --resume")]
 Stage = Annotated[str, typer.Option(help="pretrain, finetune or all")]
 RecipeName = Annotated[str, typer.Option(help="default, or paper (SGD lr 0.001 on raw flux)")]
+Arch = Annotated[Optional[str], typer.Option(
+    help="apnet (flux only) or anet2 (APOGEE Net II's layout: flux and the records' photometry, "
+         "from make-records --photometry)  [default: apnet; the run's with --stage finetune or "
+         "--resume]")]
 Epochs = Annotated[Optional[int], typer.Option(
     help="Most epochs per stage or round; early stopping usually ends sooner  [default: 100]")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue a killed run")]

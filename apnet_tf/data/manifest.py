@@ -1,8 +1,9 @@
 """A record folder's ``manifest.json``: built from the shards' sidecars, read back and checked.
 
 The manifest lists the shards of each split (with their sizes, so a truncated shard is caught),
-the counts per split x category and the train-split target statistics (paper Table 1). Importing
-this module does not import TensorFlow.
+the counts per split x category and the train-split target statistics (paper Table 1); for
+records made with ``--photometry``, ``photometry`` says where the values came from and counts the
+missing ones. Importing this module does not import TensorFlow.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from apnet_tf.constants import CATEGORIES, CDELT1, CRVAL1, N_PIXELS, TARGETS
 from apnet_tf.errors import ApnetError
 from apnet_tf.io.files import content_hash, read_json
 from apnet_tf.io.folders import marker
+from apnet_tf.io.photometry import PHOT_BANDS, PHOT_COLUMNS
 
 __all__ = [
-    "SCHEMA_VERSION", "UNLABELED", "MANIFEST", "build_manifest", "read_manifest",
-    "shard_paths", "count_records"
+    "SCHEMA_VERSION", "UNLABELED", "MANIFEST", "build_manifest", "photometry_summary",
+    "has_photometry", "read_manifest", "shard_paths", "count_records"
 ]
 
 #: The schema version and the split name of unlabelled spectra, as the records hold them.
@@ -30,8 +32,10 @@ MANIFEST = "manifest.json"
 
 
 def build_manifest(sidecars: dict[str, dict], sources: list[str], compress: bool,
-                   mask_bits: Sequence[int], report_lines: list[str]) -> dict:
-    """The manifest: counts per split x category and train-split target statistics (Table 1)."""
+                   mask_bits: Sequence[int], report_lines: list[str],
+                   photometry: str | None = None) -> dict:
+    """The manifest: counts per split x category and train-split target statistics (Table 1);
+    with ``photometry`` (the table's path) its ``photometry_summary``."""
     counts: dict[str, dict[str, int]] = {}
     train_labels = []
     shard_files: dict[str, list[str]] = {}
@@ -51,7 +55,7 @@ def build_manifest(sidecars: dict[str, dict], sources: list[str], compress: bool
         std = [float(np.nanstd(arr[:, k])) if n[k] > 1 else None for k in range(3)]
         lo = [float(np.nanmin(arr[:, k])) if n[k] else None for k in range(3)]
         hi = [float(np.nanmax(arr[:, k])) if n[k] else None for k in range(3)]
-    return {
+    manifest = {
         "schema_version": SCHEMA_VERSION,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "grid": {"crval1": CRVAL1, "cdelt1": CDELT1, "n_pixels": N_PIXELS,
@@ -69,6 +73,25 @@ def build_manifest(sidecars: dict[str, dict], sources: list[str], compress: bool
         "source_files": sources,
         "report": report_lines,
     }
+    if photometry is not None:
+        manifest["photometry"] = photometry_summary(sidecars, photometry)
+    return manifest
+
+
+def photometry_summary(sidecars: dict[str, dict], source: str) -> dict:
+    """What the records hold of photometry: the table, its columns, the records, those whose
+    star it lacks (stored all NaN: ``absent``) and, per band, the records whose value is
+    missing (>= 98 or not finite, absent stars included: ``missing``)."""
+    recs = [rec for side in sidecars.values() for rec in side["records"]]
+    bits = np.array([rec.get("phot_missing", 0) for rec in recs], dtype=np.int64)
+    return {"source": source, "columns": list(PHOT_COLUMNS), "records": len(recs),
+            "absent": sum(bool(rec.get("phot_absent")) for rec in recs),
+            "missing": {band: int(((bits >> i) & 1).sum()) for i, band in enumerate(PHOT_BANDS)}}
+
+
+def has_photometry(manifest: dict) -> bool:
+    """True when the records were made with ``make-records --photometry``."""
+    return isinstance(manifest.get("photometry"), dict)
 
 
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from apnet_tf.data.manifest import count_records, read_manifest, shard_paths
+from apnet_tf.data.manifest import count_records, has_photometry, read_manifest, shard_paths
 from apnet_tf.errors import ApnetError
 from apnet_tf.io.folders import marker
 from apnet_tf.io.photometry import PHOT_COLUMNS
@@ -61,7 +61,7 @@ class Batch:
     split: np.ndarray | None = None
     category: np.ndarray | None = None
     extra: dict[str, np.ndarray] | None = None  # columns from an input table (TELESCOPE, ...)
-    photometry: np.ndarray | None = None  # (B, 7) raw Net II photometry from an input table
+    photometry: np.ndarray | None = None  # (B, 7) raw photometry: an input table's, records'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +74,7 @@ class Unit:
     extra: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (column, one value per path)
     labeled_only: bool = False
     compression: str = ""
+    photometry: bool = False  # a record shard that stores photometry (make-records --photometry)
 
 
 @dataclasses.dataclass
@@ -113,10 +114,11 @@ def plan_units(inputs: Sequence[str], batch_size: int = 256,
     total = 0
     for rec in (p for p in inputs if is_records(p)):
 
-        compression = read_manifest(rec).get("compression", "")
+        manifest = read_manifest(rec)
         for shard in shard_paths(rec, split_filter):
-            units.append(Unit(len(units), "records", (shard,),
-                              labeled_only=bool(split_filter), compression=compression))
+            units.append(Unit(len(units), "records", (shard,), labeled_only=bool(split_filter),
+                              compression=manifest.get("compression", ""),
+                              photometry=has_photometry(manifest)))
         total += count_records(rec, split_filter)
     fits_inputs = [p for p in inputs if not is_records(p)]
     paths = expand_paths(fits_inputs, missing=failures) if fits_inputs else []
@@ -166,7 +168,8 @@ def _table_photometry(extra: dict, n: int) -> np.ndarray | None:
 
 
 def read_record_unit(unit: Unit) -> tuple[Batch | None, list[str]]:
-    """Read a record shard (TensorFlow) as one batch; with ``labeled_only``, labelled stars."""
+    """Read a record shard (TensorFlow) as one batch; with ``labeled_only``, labelled stars;
+    with the unit's ``photometry``, the stored photometry too."""
     import tensorflow as tf
 
     from apnet_tf.data.record_counts import keep_mask
@@ -187,7 +190,8 @@ def read_record_unit(unit: Unit) -> tuple[Batch | None, list[str]]:
     text = {k: ex[k].astype(str).astype(object) for k in ("apogee_id", "split", "category")}
     return Batch(text["apogee_id"], ex["flux"], ex["err"], ex["bad"], ex["snr"], ex["ra"],
                  ex["dec"], np.full(n, unit.paths[0], dtype=object), ex["labels"], text["split"],
-                 text["category"]), []
+                 text["category"],
+                 photometry=ex["photometry"].astype(np.float64) if unit.photometry else None), []
 
 
 def read_unit(unit: Unit, mask_bits: Sequence[int] = DEFAULT_MASK_BITS,

@@ -1,7 +1,9 @@
 """The TFRecord schema: one ``tf.train.Example`` per spectrum, its encoding and its batch parse.
 
 Each record holds the features of ``FEATURE_SPEC``. Flux and error are stored as the
-little-endian float32 bytes that astropy read, so they decode bit for bit.
+little-endian float32 bytes that astropy read, so they decode bit for bit. ``photometry`` (the
+seven raw values of ``io.photometry.PHOT_COLUMNS``) is written only by ``make-records
+--photometry``; a record without it parses as seven NaN.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from apnet_tf.constants import N_PIXELS
+from apnet_tf.io.photometry import PHOT_COLUMNS
 from apnet_tf.io.spectra import Spectrum
 
 __all__ = ["PIXEL_FEATURES", "FEATURE_SPEC", "encode_example", "parse_examples"]
@@ -30,6 +33,9 @@ FEATURE_SPEC = {
     "snr": tf.io.FixedLenFeature([], tf.float32),
     "ra": tf.io.FixedLenFeature([], tf.float32),
     "dec": tf.io.FixedLenFeature([], tf.float32),
+    # raw parallax (mas), G, BP, RP, J, H, K as the table gave them (99.999, NaN: missing)
+    "photometry": tf.io.FixedLenFeature([len(PHOT_COLUMNS)], tf.float32,
+                                        default_value=[np.nan] * len(PHOT_COLUMNS)),
 }
 
 
@@ -45,8 +51,10 @@ def _ints(v) -> tf.train.Feature:
     return tf.train.Feature(int64_list=tf.train.Int64List(value=list(np.atleast_1d(v))))
 
 
-def encode_example(spec: Spectrum, labels: np.ndarray, category: str, split: str) -> bytes:
-    """Serialise one spectrum and its labels (shape (3,), NaN where missing)."""
+def encode_example(spec: Spectrum, labels: np.ndarray, category: str, split: str,
+                   photometry: np.ndarray | None = None) -> bytes:
+    """Serialise one spectrum and its labels (shape (3,), NaN where missing), with its raw
+    photometry (shape (7,)) when given."""
     labels = np.asarray(labels, dtype=np.float32)
     mask = np.isfinite(labels)
     feats = {
@@ -62,6 +70,8 @@ def encode_example(spec: Spectrum, labels: np.ndarray, category: str, split: str
         "ra": _floats(np.float32(spec.ra)),
         "dec": _floats(np.float32(spec.dec)),
     }
+    if photometry is not None:
+        feats["photometry"] = _floats(np.asarray(photometry, np.float32))
     return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
 
 
@@ -71,7 +81,8 @@ def parse_examples(serialized: tf.Tensor,
 
     flux, err: float32 (B, 8575); bad: bool (B, 8575); labels: float32 (B, 3) with NaN where the
     label mask is 0; label_mask: bool (B, 3); apogee_id, category, split: string (B,);
-    snr, ra, dec: float32 (B,). Of the per-pixel features only ``pixel_features`` are decoded:
+    snr, ra, dec: float32 (B,); photometry: float32 (B, 7), NaN where the record has none. Of
+    the per-pixel features only ``pixel_features`` are decoded:
     they are 97% of the bytes, so a flux-only read skips most of the decoding.
     """
     spec = {k: v for k, v in FEATURE_SPEC.items()

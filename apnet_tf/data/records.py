@@ -33,6 +33,7 @@ from apnet_tf.data.record_schema import encode_example
 from apnet_tf.errors import ApnetError, first_line
 from apnet_tf.io.files import atomic_path, content_hash, locks_output, read_json, write_json
 from apnet_tf.io.folders import claim, remove_made
+from apnet_tf.io.photometry import PHOT_COLUMNS, filled_bits, read_photometry
 from apnet_tf.io.spectra import DEFAULT_MASK_BITS, expand_paths, read_apogee_id
 
 __all__ = ["DEFAULT_RECORDS_PER_SHARD", "RecordsResult", "make_records", "check_mask_bits"]
@@ -48,6 +49,7 @@ class _Item:
     split: str
     category: str
     labels: np.ndarray  # (3,)
+    photometry: np.ndarray | None = None  # (7,) raw, all NaN for a star the table lacks
 
 
 def _shard_name(split: str, i: int, n: int) -> str:
@@ -70,7 +72,8 @@ class RecordsResult:
 def make_records(spectra: Sequence[str], out_dir: str, labels: str | None = None,
                  shards: int | None = None, compress: bool = False,
                  mask_bits: Sequence[int] = DEFAULT_MASK_BITS,
-                 on_progress: Callable[[int, int], None] | None = None) -> RecordsResult:
+                 on_progress: Callable[[int, int], None] | None = None,
+                 photometry: str | None = None) -> RecordsResult:
     """Write spectra and labels as sharded TFRecords plus ``manifest.json``.
 
     Args:
@@ -79,6 +82,9 @@ def make_records(spectra: Sequence[str], out_dir: str, labels: str | None = None
         labels: an optional label table (CSV or FITS); without it every record is unlabelled.
         shards: shards per split; default one per ``DEFAULT_RECORDS_PER_SHARD`` records.
         compress: write GZIP-compressed records. on_progress: ``on_progress(done, total)``.
+        photometry: an optional table (CSV or FITS) of APOGEE_ID and ``PHOT_COLUMNS``: each
+            record stores its star's seven raw values as given (99.999 or NaN where missing;
+            all NaN for a star the table lacks), and the manifest's ``photometry`` counts them.
 
     Unreadable files are listed in ``failures`` and skipped; the others go through. Complete
     shards from an earlier run with the same inputs are kept, not rewritten. ``out_dir`` must be
@@ -86,23 +92,40 @@ def make_records(spectra: Sequence[str], out_dir: str, labels: str | None = None
     manifest first, so an interrupted run leaves a folder that readers refuse.
 
     Raises:
-        ApnetError: a bad argument or label table (before anything is written), a folder that
-            is not a record folder, or a shard that cannot be written.
+        ApnetError: a bad argument, label table or photometry table (a column missing, text
+            that is not a number; before anything is written), a folder that is not a record
+            folder, or a shard that cannot be written.
     """
     if shards is not None and shards < 1:
         raise ApnetError(f"--shards: must be at least 1, got {shards}")
     mask_bits = check_mask_bits(mask_bits)
     paths = expand_paths(spectra)
     table = load_labels(labels) if labels else None
-    items, failures = _items(paths, table)
+    phot = read_photometry(photometry, strict=True) if photometry else None
+    items, failures = _items(paths, table, phot)
     report = match_report(table, [it.apogee_id for it in items])
 
     claim(out_dir, "records", legacy=lambda d: read_json(os.path.join(d, MANIFEST)) is not None)
     # The old manifest goes first: until the new one is written the folder reads as incomplete.
     remove_made(out_dir, [MANIFEST])
     plan = _plan(items, shards)
+    written, skipped, sidecars = _write_plan(out_dir, plan, compress, mask_bits, on_progress)
+    failures += [f for side in sidecars.values() for f in side.get("failures", [])]
+    _remove_stale_shards(out_dir, {name for name, _ in plan})
+    manifest = build_manifest(sidecars, paths, compress, mask_bits, report.lines(),
+                              photometry=os.path.abspath(photometry) if photometry else None)
+    write_json(os.path.join(out_dir, MANIFEST), manifest, allow_nan=False)
+    return RecordsResult(out_dir, manifest, written, skipped, failures, report.lines())
+
+
+def _write_plan(out_dir: str, plan: list[tuple[str, list[_Item]]], compress: bool,
+                mask_bits: Sequence[int], on_progress: Callable[[int, int], None] | None,
+                ) -> tuple[list[str], list[str], dict[str, dict]]:
+    """Write the shards of ``plan`` whose complete copy (same fingerprint) is not there yet;
+    returns the names written, the names kept, and every shard's sidecar."""
     options = tf.io.TFRecordOptions(compression_type="GZIP" if compress else "")
-    written, skipped, sidecars, done, total = [], [], {}, 0, len(items)
+    written, skipped, sidecars, done = [], [], {}, 0
+    total = sum(len(members) for _, members in plan)
 
     def tick(n: int = 1):
         nonlocal done
@@ -121,12 +144,7 @@ def make_records(spectra: Sequence[str], out_dir: str, labels: str | None = None
             side = _write_shard(final, members, fingerprint, options, mask_bits, tick)
             written.append(name)
         sidecars[name] = side
-        failures.extend(side.get("failures", []))
-
-    _remove_stale_shards(out_dir, {name for name, _ in plan})
-    manifest = build_manifest(sidecars, paths, compress, mask_bits, report.lines())
-    write_json(os.path.join(out_dir, MANIFEST), manifest, allow_nan=False)
-    return RecordsResult(out_dir, manifest, written, skipped, failures, report.lines())
+    return written, skipped, sidecars
 
 
 def _remove_stale_shards(out_dir: str, wanted: set[str]) -> None:
@@ -137,9 +155,10 @@ def _remove_stale_shards(out_dir: str, wanted: set[str]) -> None:
     remove_made(out_dir, [n for name in stale for n in (name, name + ".json")])
 
 
-def _items(paths: list[str], table) -> tuple[list[_Item], list[str]]:
-    """One ``_Item`` per readable file (its labels from ``table`` by APOGEE ID, or unlabelled),
-    and one failure line per file whose ID cannot be read."""
+def _items(paths: list[str], table, phot: dict | None = None) -> tuple[list[_Item], list[str]]:
+    """One ``_Item`` per readable file (its labels from ``table`` by APOGEE ID, or unlabelled;
+    its photometry from ``phot``, all NaN for a star it lacks), and one failure line per file
+    whose ID cannot be read."""
     by_id = {}
     if table is not None:
         for row in table.drop_duplicates("APOGEE_ID").itertuples(index=False):
@@ -158,7 +177,13 @@ def _items(paths: list[str], table) -> tuple[list[_Item], list[str]]:
         else:
             labs = np.array([getattr(row, c) for c in LABEL_COLUMNS], dtype=np.float32)
             items.append(_Item(path, apogee_id, row.SPLIT, row.CATEGORY, labs))
+        if phot is not None:
+            items[-1].photometry = np.asarray(phot.get(apogee_id, _NO_PHOTOMETRY), np.float32)
     return items, failures
+
+
+#: The stored photometry of a star the table lacks: every value missing.
+_NO_PHOTOMETRY = np.full(len(PHOT_COLUMNS), np.nan, np.float32)
 
 
 def _plan(items: list[_Item], shards: int | None) -> list[tuple[str, list[_Item]]]:
@@ -195,10 +220,9 @@ def _write_shard(final: str, members: list[_Item], fingerprint: str,
                     if spec is None:
                         side["failures"].append(error)
                     else:
-                        writer.write(encode_example(spec, it.labels, it.category or "", it.split))
-                        known = [float(v) if np.isfinite(v) else None for v in it.labels]
-                        side["records"].append({"apogee_id": it.apogee_id,
-                                                "category": it.category, "labels": known})
+                        writer.write(encode_example(spec, it.labels, it.category or "", it.split,
+                                                    it.photometry))
+                        side["records"].append(_sidecar_record(it))
                     tick()
             side["bytes"] = os.path.getsize(tmp)
             side["sha256"] = content_hash(tmp)  # readers verify it (manifest.shard_paths)
@@ -207,6 +231,18 @@ def _write_shard(final: str, members: list[_Item], fingerprint: str,
     except tf.errors.OpError as exc:  # TensorFlow's own I/O errors (ENOSPC: ResourceExhausted)
         raise ApnetError(f"{final}: cannot write the shard ({first_line(exc)})") from None
     return side
+
+
+def _sidecar_record(it: _Item) -> dict:
+    """What a shard's sidecar says of one record: its ID, category and labels (None where
+    missing), and with photometry which values are missing (``filled_bits``) and whether the
+    star was absent from the table (all NaN)."""
+    known = [float(v) if np.isfinite(v) else None for v in it.labels]
+    rec = {"apogee_id": it.apogee_id, "category": it.category, "labels": known}
+    if it.photometry is not None:
+        rec["phot_missing"] = int(filled_bits(it.photometry[None])[0])
+        rec["phot_absent"] = bool(np.isnan(it.photometry).all())
+    return rec
 
 
 def check_mask_bits(bits: Sequence[int]) -> tuple[int, ...]:
@@ -229,10 +265,13 @@ def _record_order(it: _Item) -> tuple[bytes, str]:
 
 
 def _fingerprint(members: list[_Item], compress: bool, mask_bits: Sequence[int]) -> str:
-    """Everything that changes a shard's content: its files, labels, compression, mask bits."""
+    """Everything that changes a shard's content: its files, labels, photometry, compression,
+    mask bits."""
     h = hashlib.sha256(f"v{SCHEMA_VERSION} gz={compress} mask={sorted(mask_bits)}".encode())
     for it in members:
         st = os.stat(it.path)
         h.update(f"{it.path}|{st.st_size}|{st.st_mtime_ns}|{it.apogee_id}|{it.category}|"
                  f"{it.split}|{it.labels.tobytes().hex()}".encode())
+        if it.photometry is not None:  # records without photometry keep their fingerprints
+            h.update(b"phot" + it.photometry.tobytes())
     return h.hexdigest()

@@ -14,7 +14,9 @@ normalised) flux on the apStar grid and depends on all three labels through simp
 * noise follows the star's S/N, and the chip gaps carry flux 0 and error 1e10 as in real files.
 
 The line list is fixed (its own seed), so every survey shares the same "physics"; the survey seed
-only draws the stars, their extinction and their noise.
+only draws the stars, their extinction and their noise. Each survey also has ``photometry.csv``:
+Gaia EDR3 and 2MASS photometry and parallax consistent with each star (``synth_photometry``),
+drawn from a random stream of its own, so the spectra and labels.csv do not depend on it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pandas as pd
 from astropy.io import fits
 
 from apnet_tf.constants import CDELT1, CRVAL1, MISSING_VALUE, N_PIXELS, wavelength_grid
+from apnet_tf.data.synth_photometry import PHOTOMETRY_FILE, write_photometry
 from apnet_tf.errors import ApnetError, check_seed
 from apnet_tf.io.files import atomic_path, locks_output
 from apnet_tf.io.folders import check, claim, marker, remove_made, write_marker
@@ -231,7 +234,7 @@ def prepare_survey_folder(out_dir: str, n: int, seed: int, overwrite: bool = Fal
 
     The same survey again is a resume (its files are rewritten identically). Another survey in
     the folder would leave its spectra beside the new ones: that needs ``overwrite``, which first
-    deletes the old labels.csv and the ``apStar-synth-*.fits`` files.
+    deletes the old labels.csv, photometry.csv and the ``apStar-synth-*.fits`` files.
 
     Raises:
         ApnetError: n < 1; the folder is not a survey folder; or it holds another survey and
@@ -249,7 +252,7 @@ def prepare_survey_folder(out_dir: str, n: int, seed: int, overwrite: bool = Fal
                          "--overwrite to replace it, or choose another folder")
     claim(out_dir, "survey", legacy=_is_old_survey)
     if old != params:
-        remove_made(out_dir, ["labels.csv"] + sorted(
+        remove_made(out_dir, ["labels.csv", PHOTOMETRY_FILE] + sorted(
                 name for name in os.listdir(out_dir) if fnmatch.fnmatch(name, SURVEY_PATTERN)))
     write_marker(out_dir, "survey", survey=params)
 
@@ -258,10 +261,11 @@ def prepare_survey_folder(out_dir: str, n: int, seed: int, overwrite: bool = Fal
 def make_survey(out_dir: str, n: int, seed: int = 0,
                 on_progress: Callable[[int, int], None] | None = None,
                 overwrite: bool = False) -> pd.DataFrame:
-    """Write n synthetic apStar files and ``labels.csv`` to out_dir.
+    """Write n synthetic apStar files, ``labels.csv`` and ``photometry.csv`` to out_dir.
 
     Returns the label table (APOGEE_ID, TEFF, LOGG, FE_H, CATEGORY, SNR, RA, DEC, FILE, A_H),
-    with -9999 for the 2% of stars given one missing label, as in APOGEE tables. Files already
+    with -9999 for the 2% of stars given one missing label, as in APOGEE tables. photometry.csv
+    (``synth_photometry``) is drawn from the true labels and A_H. Files already
     present are rewritten identically, so an interrupted run can simply be repeated; a different
     survey in ``out_dir`` needs ``overwrite`` (``prepare_survey_folder``).
     """
@@ -284,6 +288,7 @@ def make_survey(out_dir: str, n: int, seed: int = 0,
         if on_progress:
             on_progress(i + 1, n)
     out = pd.concat([pd.DataFrame(rows), table], axis=1)
+    write_photometry(out_dir, out, seed)  # from the true labels, before the holes below
     # A few missing labels, in the APOGEE -9999 convention, so masks are exercised.
     holes = rng.random(n) < 0.02
     cols = rng.choice(["TEFF", "LOGG", "FE_H"], size=n)

@@ -23,7 +23,7 @@ from apnet_tf.io.catalog import catalog_arrays, write_catalog
 from apnet_tf.io.files import locks_output, write_file
 from apnet_tf.model.calibration import coverage, snr_bin
 from apnet_tf.model.loading import load_model
-from apnet_tf.model.network import predictor, standardized_mse
+from apnet_tf.model.network import predictor, standardized_mse, takes_photometry
 
 __all__ = [
     "GROUPS", "scatter", "bias", "rms", "evaluation_tables", "format_table", "predict_records",
@@ -118,19 +118,22 @@ def format_table(df: pd.DataFrame, digits: int = 4) -> str:
 
 def predict_records(model, records_dir: str, splits=None, batch_size: int = 256,
                     labeled_only: bool = True) -> dict[str, np.ndarray]:
-    """Run a model over a record folder.
+    """Run a Keras model over a record folder (a two-input model gets the records' stored
+    photometry as its second input).
 
     Returns:
         apogee_id, category, split: (N,) str; pred, labels: (N, 3) physical units;
         snr, ra, dec: (N,) float.
     """
     predict = predictor(model)
+    two_inputs = takes_photometry(model)
     ds = make_dataset(records_dir, splits=splits, batch_size=batch_size, features=None,
                       labeled_only=labeled_only)
     parts: dict[str, list] = {k: [] for k in ("apogee_id", "category", "split", "pred",
                                               "labels", "snr", "ra", "dec")}
     for ex, labels in ds:
-        parts["pred"].append(predict(ex["flux"]))
+        parts["pred"].append(predict(ex["flux"], ex["photometry"]) if two_inputs
+                             else predict(ex["flux"]))
         parts["labels"].append(labels.numpy())
         for key in ("apogee_id", "category", "split"):
             parts[key].append(ex[key].numpy().astype(str))
@@ -246,7 +249,7 @@ def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int 
                          "split(s): evaluate compares predictions with labels; make the records "
                          "with make-records --labels")
     loaded = load_model(model_path)
-    loaded.refuse_without_photometry("evaluate")
+    loaded.refuse_without_photometry("evaluate", records_dir)
     std = table_std(loaded)
     folders.claim(out_dir, "evaluation", legacy=_is_old_evaluation)
     # one Monte Carlo pass: the calibrated sigma is a function of the raw one

@@ -32,8 +32,10 @@ from apnet_tf.constants import MC_ERROR_CAP, MC_REALIZATIONS, N_PIXELS, TARGET_U
 from apnet_tf.errors import ApnetError, first_line, require_at_least
 from apnet_tf.io import folders
 from apnet_tf.io.files import locks_output, write_file, write_json
+from apnet_tf.io.photometry import PHOT_COLUMNS
 from apnet_tf.model.calibration import CALIBRATION
 from apnet_tf.model.loading import load_model
+from apnet_tf.model.network import model_photometry
 from apnet_tf.model.uncertainty import clean_errors, monte_carlo
 
 __all__ = [
@@ -228,6 +230,7 @@ def _export_metadata(name: str, version: int, model_path: str, loaded, mc_realiz
     """What ``export_metadata.json`` says of an export: source, versions, inputs and their
     shapes, signatures, Monte Carlo settings, target statistics, calibration, TFLite files."""
     norm = loaded.normalization or {}
+    phot = model_photometry(loaded.model)
     return {
         "name": name, "version": version, "source": os.path.abspath(model_path),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -235,6 +238,9 @@ def _export_metadata(name: str, version: int, model_path: str, loaded, mc_realiz
         "inputs": {"flux": [None, N_PIXELS], "err": [None, N_PIXELS],
                    **({"photometry": [None, 7]} if loaded.needs_photometry else {})},
         "conventions": loaded.conventions,
+        # the two-input model's photometry scaling (inside the model; here to be read)
+        "photometry_scaling": None if phot is None else dict(
+            zip(("columns", "fill", "mean", "std"), (list(PHOT_COLUMNS), *phot))),
         "targets": list(TARGETS), "units": list(TARGET_UNITS),
         "signatures": {"serving_default": "flux -> teff, logg, fe_h",
                        "monte_carlo": "flux, err, seed, realizations -> {target}_{mean,std,"

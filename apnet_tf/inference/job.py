@@ -7,6 +7,8 @@ import glob
 import os
 from collections.abc import Callable, Sequence
 
+from apnet_tf.data.manifest import has_photometry, read_manifest
+from apnet_tf.data.reading import is_records
 from apnet_tf.data.records import check_mask_bits
 from apnet_tf.errors import ApnetError, check_seed, require_at_least
 from apnet_tf.inference.predict import InferenceResult, predict_catalog
@@ -41,8 +43,8 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | No
             on the cluster at ``ray_address``, or a local Ray instance when None).
         mask_bits: apStar PIXMASK bits that mark a pixel bad in FITS inputs; None: the default
             bits 0-6 (``spectra.DEFAULT_MASK_BITS``). Local engine only.
-        photometry: a FITS or CSV table of APOGEE_ID and ``PHOT_COLUMNS``, joined on
-            APOGEE_ID, for a two-input model (APOGEE Net II); ``table`` may carry them instead.
+        photometry: a table (FITS, CSV) of APOGEE_ID and ``PHOT_COLUMNS`` for a two-input
+            model; ``table``, or record folders made with photometry, may carry them instead.
 
     Finished batches wait in ``out + ".parts"`` until the catalog is written, so the same call
     after a kill resumes (``workdir``); ``out + ".lock"`` keeps a second job off ``out``.
@@ -61,7 +63,7 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | No
         phot = None if photometry is None else read_photometry(photometry)
         # a raw-sigma job never reads calibration.json, so an old or broken one cannot stop it
         loaded = load_model(model, calibration=calibrated is not False)
-        _check_photometry(loaded, model, listing, phot, table)
+        _check_photometry(loaded, model, listing, phot, table, spectra)
         if mc is None:
             mc = 0 if loaded.kind == "tflite" else 100
         if engine == "ray":
@@ -85,15 +87,19 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | No
     return result
 
 
-def _check_photometry(loaded, model: str, listing, phot: dict | None, table: str | None) -> None:
-    """A two-input model needs photometry from --photometry or the --table; refused before
-    any work otherwise. A one-input model is given none."""
+def _check_photometry(loaded, model: str, listing, phot: dict | None, table: str | None,
+                      spectra: Sequence[str] = ()) -> None:
+    """A two-input model needs photometry from --photometry, the --table or record folders
+    made with photometry; refused before any work otherwise. A one-input model is given
+    none."""
     has_table_phot = listing is not None and PHOT_COLUMNS[0] in listing.columns
-    if loaded.needs_photometry and phot is None and not has_table_phot:
+    has_records_phot = any(is_records(p) and has_photometry(read_manifest(p)) for p in spectra)
+    if loaded.needs_photometry and phot is None and not (has_table_phot or has_records_phot):
         where = (f"{table} has no {PHOT_COLUMNS[0]} column; " if table else "")
         raise ApnetError(f"{model}: APOGEE Net II takes photometry as well as flux; {where}give "
-                         f"--photometry TABLE (APOGEE_ID, {', '.join(PHOT_COLUMNS)}) or --table "
-                         "allField.fits with those columns")
+                         f"--photometry TABLE (APOGEE_ID, {', '.join(PHOT_COLUMNS)}), --table "
+                         "allField.fits with those columns, or records made with "
+                         "make-records --photometry")
     if phot is not None and not loaded.needs_photometry:
         raise ApnetError(f"--photometry: {model} takes flux only (photometry goes to APOGEE "
                          "Net II models, import-torch --arch anet2)")

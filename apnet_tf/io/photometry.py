@@ -40,13 +40,17 @@ def describe_bits() -> str:
     return ", ".join(f"{1 << i}={b}" for i, b in enumerate(PHOT_BANDS))
 
 
-def read_photometry(path: str) -> dict[str, np.ndarray]:
+def read_photometry(path: str, strict: bool = False) -> dict[str, np.ndarray]:
     """APOGEE_ID -> (7,) float64 photometry from a FITS (HDU 1) or CSV table; a star listed
     twice keeps its first row.
 
+    Text that is not a number becomes NaN (filled by the network), or with ``strict``
+    (make-records, which stores the values) an error; an empty cell is missing either way.
+
     Raises:
         ApnetError: the file is missing or unreadable, or lacks APOGEE_ID or a column of
-            ``PHOT_COLUMNS`` (the message names them).
+            ``PHOT_COLUMNS``, or (``strict``) a column holds text that is not a number (the
+            message names the file and the column).
     """
     if not os.path.isfile(path):
         raise ApnetError(f"{path}: no such file (--photometry)")
@@ -66,7 +70,7 @@ def read_photometry(path: str) -> dict[str, np.ndarray]:
     for j, col in enumerate(PHOT_COLUMNS):
         column = table[names[col]]
         data = np.ma.filled(np.ma.asarray(column, dtype=np.float64), np.nan) \
-            if column.dtype.kind in "biuf" else _floats(column)
+            if column.dtype.kind in "biuf" else _floats(column, path, col, strict)
         values[:, j] = data
     out: dict[str, np.ndarray] = {}
     for star, row in zip(table[names["APOGEE_ID"]], values):
@@ -76,13 +80,19 @@ def read_photometry(path: str) -> dict[str, np.ndarray]:
     return out
 
 
-def _floats(column) -> np.ndarray:
+def _floats(column, path: str, name: str, strict: bool) -> np.ndarray:
+    """A text column as floats: NaN for an empty or masked cell; text that is no number is
+    NaN too, or with ``strict`` an ApnetError naming the file, the column and the row."""
     out = np.full(len(column), np.nan)
-    for i, v in enumerate(column):
+    for i, v in enumerate(np.ma.filled(np.ma.asarray(column), "")):
+        text = _text(v)
         try:
-            out[i] = float(_text(v))
+            out[i] = float(text)
         except ValueError:
-            pass
+            if strict and text:
+                raise ApnetError(f"{path}: column {name} holds {text!r} (row {i + 1}), not a "
+                                 "number; give magnitudes and parallaxes as numbers (99.999, "
+                                 "NaN or an empty cell for a missing one)") from None
     return out
 
 

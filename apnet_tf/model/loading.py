@@ -12,11 +12,12 @@ import os
 import numpy as np
 
 from apnet_tf.constants import N_PIXELS, TARGETS
+from apnet_tf.data.manifest import has_photometry, read_manifest
 from apnet_tf.errors import ApnetError, first_line
 from apnet_tf.io.files import read_json
 from apnet_tf.io.photometry import PHOT_COLUMNS
 from apnet_tf.model.calibration import CALIBRATION, Calibration
-from apnet_tf.model.network import predictor
+from apnet_tf.model.network import predictor, takes_photometry
 from apnet_tf.model.published import conventions as published_conventions
 from apnet_tf.model.published import (
     conventions_of,
@@ -56,19 +57,22 @@ class LoadedModel:
     calibration: object | None = None  # calibration.Calibration
     metadata: dict | None = None  # export_metadata.json of a SavedModel or TFLite export
     conventions: dict | None = None  # a published network's (``published.conventions``)
+    photometry_input: bool = False  # the model takes photometry (a two-input model)
 
-    def refuse_without_photometry(self, what: str) -> None:
-        """ApnetError for a two-input model (APOGEE Net II) in a job on record folders, which
-        carry no photometry: its fill values would stand in for every star's, silently."""
-        if self.needs_photometry:
+    def refuse_without_photometry(self, what: str, records_dir: str) -> None:
+        """ApnetError for a two-input model (APOGEE Net II, fit --arch anet2) in a job on a
+        record folder made without photometry: its fill values would stand in for every
+        star's, silently."""
+        if self.needs_photometry and not has_photometry(read_manifest(records_dir)):
             raise ApnetError(f"{self.path}: {what} needs photometry for this two-input model "
-                             "(APOGEE Net II), and record folders carry none; run infer with "
-                             "--photometry or --table instead")
+                             f"(APOGEE Net II layout), and {records_dir} holds none; make the "
+                             "records with make-records --photometry, or run infer with "
+                             "--photometry or --table")
 
     @property
     def needs_photometry(self) -> bool:
-        """Net II: the model takes (B, 7) raw photometry as well as flux."""
-        return needs_photometry(self.conventions)
+        """Net II layouts: the model takes (B, 7) raw photometry as well as flux."""
+        return self.photometry_input or needs_photometry(self.conventions)
 
     @property
     def mc_style(self) -> str:
@@ -92,8 +96,7 @@ class LoadedModel:
             inputs["photometry"] = np.asarray(photometry, np.float32)
         if self.kind == "keras":
             if not hasattr(self, "_plain"):
-                self._plain = (predictor(self.model) if len(inputs) == 1
-                               else _two_input_predictor(self.model))
+                self._plain = predictor(self.model)
             return self._plain(*inputs.values())
         if self.kind == "saved_model":
             import tensorflow as tf
@@ -161,16 +164,6 @@ def _tflite_rows(runner, flux: np.ndarray, photometry: np.ndarray | None = None,
     return np.concatenate(outs) if outs else np.empty((0, 3), np.float32)
 
 
-def _two_input_predictor(model):
-    """A compiled (flux, photometry) -> (B, 3) for a two-input Keras model."""
-    import tensorflow as tf
-
-    fn = tf.function(lambda f, m: model([f, m], training=False), input_signature=[
-        tf.TensorSpec([None, model.input_shape[0][-1]], tf.float32),
-        tf.TensorSpec([None, model.input_shape[1][-1]], tf.float32)])
-    return lambda f, m: fn(tf.constant(f, tf.float32), tf.constant(m, tf.float32)).numpy()
-
-
 def _read_calibration(path: str, wanted: bool):
     """The calibration.json at ``path`` (checked), or None when absent or not wanted."""
     return Calibration.load(path) if wanted and os.path.exists(path) else None
@@ -202,10 +195,10 @@ def load_model(path: str, calibration: bool = True) -> LoadedModel:
         meta = read_json(os.path.join(os.path.dirname(path), "export_metadata.json"))
         cal = _read_calibration(os.path.join(os.path.dirname(path), CALIBRATION), calibration)
         conv = (meta or {}).get("conventions")
-        if conv is None and "photometry" in feed:  # the file alone: only Net II has that input
-            conv = published_conventions("anet2")
+        if meta is None and "photometry" in feed:  # the file alone: taken for the published
+            conv = published_conventions("anet2")  # Net II (a fitted one's MC is the package's)
         return LoadedModel(runner, path, "tflite", calibration=cal, metadata=meta,
-                           conventions=conv)
+                           conventions=conv, photometry_input="photometry" in feed)
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, "best.keras")):
         version_dir = path
         if not os.path.exists(os.path.join(path, "saved_model.pb")):
@@ -219,10 +212,10 @@ def load_model(path: str, calibration: bool = True) -> LoadedModel:
         extra = os.path.join(version_dir, "assets.extra")
         meta = read_json(os.path.join(extra, "export_metadata.json"))
         cal = _read_calibration(os.path.join(extra, CALIBRATION), calibration)
-        return LoadedModel(_check_signature(tf.saved_model.load(version_dir), version_dir),
-                           version_dir, "saved_model", calibration=cal, metadata=meta,
-                           conventions=(meta or {}).get("conventions"))
-
+        saved, inputs = _check_signature(tf.saved_model.load(version_dir), version_dir)
+        return LoadedModel(saved, version_dir, "saved_model", calibration=cal, metadata=meta,
+                           conventions=(meta or {}).get("conventions"),
+                           photometry_input="photometry" in inputs)
     if os.path.isdir(path):
         keras_path = os.path.join(path, "best.keras")
         norm = read_normalization(os.path.join(path, "normalization.json"))
@@ -234,7 +227,8 @@ def load_model(path: str, calibration: bool = True) -> LoadedModel:
     model = load_keras(keras_path)
     conv = read_conventions(path) if os.path.isdir(path) else None
     return LoadedModel(model, path, "keras", norm, cal,
-                       conventions=conv or conventions_of(model))
+                       conventions=conv or conventions_of(model),
+                       photometry_input=takes_photometry(model))
 
 
 def load_keras(path: str):
@@ -266,7 +260,8 @@ def load_keras(path: str):
 
 
 def _check_signature(saved, path: str):
-    """A SavedModel that apnet-tf exported: serving_default takes flux, returns the targets."""
+    """(saved, the names of serving_default's inputs) for a SavedModel that apnet-tf exported:
+    serving_default takes flux (and photometry), returns the targets."""
     sig = getattr(saved, "signatures", {}).get("serving_default")
     inputs = set(sig.structured_input_signature[1]) if sig is not None else set()
     outputs = set(sig.structured_outputs) if sig is not None else set()
@@ -274,7 +269,7 @@ def _check_signature(saved, path: str):
         raise ApnetError(f"{path}: a SavedModel whose serving_default signature does not take "
                          f"flux and return {', '.join(TARGETS)} (inputs {sorted(inputs)}): not "
                          "exported by apnet-tf; export a run with apnet-tf export")
-    return saved
+    return saved, inputs
 
 
 def read_normalization(path: str) -> dict | None:

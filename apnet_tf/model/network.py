@@ -4,6 +4,10 @@ The model takes raw apStar flux, shape (B, 8575), and returns Teff (K), log g (d
 [Fe/H] (dex), shape (B, 3) in the order teff, logg, fe_h. Input scaling and the inverse target
 standardisation (paper eq. 4) are layers inside the model, so a model loaded anywhere (Keras,
 SavedModel, TFLite) needs nothing but raw flux.
+
+``build_model(..., photometry=...)`` is the two-input network (``fit --arch anet2``): APOGEE Net
+II's photometry branch (``photometry_branch``) over seven raw values, filled and z-scored inside
+the model (``PhotometryStandardize``), its 64 features joined to the trunk's before fc1.
 """
 
 from __future__ import annotations
@@ -21,13 +25,16 @@ from apnet_tf.constants import (
     INPUT_SCALINGS,
     N_PIXELS,
     PAPER_DROPOUT,
+    PHOTOMETRY_UNITS,
     PRECISIONS,
 )
 from apnet_tf.errors import ApnetError, first_line
 from apnet_tf.io.files import atomic_path
+from apnet_tf.io.photometry import FILL_LIMIT
 
 __all__ = [
-    "FluxScaling", "Destandardize", "build_model", "conv_trunk", "model_precision",
+    "FluxScaling", "Destandardize", "PhotometryStandardize", "build_model", "conv_trunk",
+    "photometry_branch", "model_photometry", "takes_photometry", "model_precision",
     "with_precision", "flatten_length", "MaskedStandardizedMSE", "paper_torch_parameter_count",
     "target_stats", "predictor", "save_model_atomic", "standardized_mse",
 ]
@@ -78,9 +85,32 @@ class Destandardize(keras.layers.Layer):
         return {**super().get_config(), "mean": self.mean, "std": self.std}
 
 
+@keras.saving.register_keras_serializable(package="apnet_tf")
+class PhotometryStandardize(keras.layers.Layer):
+    """Raw photometry (B, K) -> z-scores (B, K): a value >= 98 or not finite takes its band's
+    ``fill`` value first (APOGEE Net II's rule), then (x - mean) / std. ``fill``, ``mean``,
+    ``std``: K values each, in the order of ``io.photometry.PHOT_COLUMNS``."""
+
+    def __init__(self, fill, mean, std, **kwargs):
+        super().__init__(**kwargs)
+        self.fill = [float(v) for v in fill]
+        self.mean = [float(v) for v in mean]
+        self.std = [float(v) for v in std]
+
+    def call(self, x):
+        fill = tf.constant(self.fill, x.dtype)
+        x = tf.where(x < FILL_LIMIT, x, fill)  # NaN fails x < 98 too
+        x = tf.where(tf.math.is_finite(x), x, fill)
+        return (x - tf.constant(self.mean, x.dtype)) / tf.constant(self.std, x.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "fill": self.fill, "mean": self.mean, "std": self.std}
+
+
 def build_model(mean, std, dropout: float = PAPER_DROPOUT, input_scaling: str = "mean",
                 initializer: str = "he_normal", n_pixels: int = N_PIXELS,
-                precision: str = "float32", name: str = "apogee_net") -> keras.Model:
+                precision: str = "float32", name: str = "apogee_net",
+                photometry=None) -> keras.Model:
     """The Appendix B network with in-model input scaling and target de-standardisation.
 
     Args:
@@ -94,9 +124,12 @@ def build_model(mean, std, dropout: float = PAPER_DROPOUT, input_scaling: str = 
         precision: one of ``PRECISIONS``: the compute dtype of the convolutions and fc1, fc2.
             Input scaling, fc3 and the de-standardisation always compute in float32, and the
             weights are float32 either way.
+        photometry: None, or (fill, mean, std) of ``PhotometryStandardize`` (7 values each):
+            the two-input network, whose second input is raw photometry (B, 7).
 
     Returns:
-        A keras.Model: flux (B, n_pixels) -> (B, 3) in physical units, teff, logg, fe_h.
+        A keras.Model: flux (B, n_pixels) [and photometry (B, 7)] -> (B, 3) in physical units,
+        teff, logg, fe_h.
     """
     if len(mean) != 3 or len(std) != 3 or any(s is None or not s > 0 for s in std):
         raise ValueError(f"target mean/std need 3 values each with std > 0; got {mean}, {std}")
@@ -106,6 +139,15 @@ def build_model(mean, std, dropout: float = PAPER_DROPOUT, input_scaling: str = 
     flux = keras.Input(shape=(n_pixels,), name="flux", dtype="float32")
     x = FluxScaling(input_scaling, name="flux_scaling", dtype="float32")(flux)
     x = conv_trunk(x, initializer, precision)
+    inputs = flux
+    if photometry is not None:
+        fill, phot_mean, phot_std = photometry
+        phot = keras.Input(shape=(len(fill),), name="photometry", dtype="float32")
+        m = PhotometryStandardize(fill, phot_mean, phot_std, name="photometry_scaling",
+                                  dtype="float32")(phot)
+        m = photometry_branch(m, initializer, precision)
+        x = keras.layers.Concatenate(name="trunk_and_photometry", **body)([x, m])
+        inputs = [flux, phot]
     for i in (1, 2):
         x = keras.layers.Dense(DENSE_UNITS, kernel_initializer=initializer, name=f"fc{i}",
                                **body)(x)
@@ -114,7 +156,7 @@ def build_model(mean, std, dropout: float = PAPER_DROPOUT, input_scaling: str = 
     # bfloat16 keeps 8 significant bits: it would resolve a Teff near 5,000 K to 32 K only.
     z = keras.layers.Dense(3, name="fc3", dtype="float32")(x)
     out = Destandardize(mean, std, name="labels", dtype="float32")(z)
-    return keras.Model(flux, out, name=name)
+    return keras.Model(inputs, out, name=name)
 
 
 def conv_trunk(x, initializer: str = "he_normal", precision: str = "float32"):
@@ -137,6 +179,29 @@ def conv_trunk(x, initializer: str = "he_normal", precision: str = "float32"):
     return x
 
 
+def photometry_branch(x, initializer: str = "glorot_uniform", precision: str = "float32"):
+    """APOGEE Net II's ReLU network over the scaled photometry: (B, 7) -> (B, 64) through
+    ``PHOTOMETRY_UNITS`` (ReLU on the last layer too), layers named metadata_l1 ... l5."""
+    for i, units in enumerate(PHOTOMETRY_UNITS, start=1):
+        x = keras.layers.Dense(units, activation="relu", kernel_initializer=initializer,
+                               name=f"metadata_l{i}", dtype=precision)(x)
+    return x
+
+
+def takes_photometry(model: keras.Model) -> bool:
+    """True for a two-input model: flux and photometry."""
+    return isinstance(model.input_shape, list)
+
+
+def model_photometry(model: keras.Model) -> tuple[list, list, list] | None:
+    """(fill, mean, std) of a two-input model's photometry scaling (``build_model``'s
+    ``photometry``), or None for a flux-only model."""
+    if not takes_photometry(model):
+        return None
+    layer = model.get_layer("photometry_scaling")
+    return list(layer.fill), list(layer.mean), list(layer.std)
+
+
 def model_precision(model: keras.Model) -> str:
     """The compute precision of a model from ``build_model``: "float32" or "mixed_bfloat16"."""
     names = {layer.dtype_policy.name for layer in model.layers}
@@ -151,9 +216,11 @@ def with_precision(model: keras.Model, precision: str) -> keras.Model:
     if model_precision(model) == precision:
         return model
     labels = model.get_layer("labels")
+    flux_shape = model.input_shape[0] if takes_photometry(model) else model.input_shape
     twin = build_model(labels.mean, labels.std, dropout=model.get_layer("fc1_dropout").rate,
                        input_scaling=model.get_layer("flux_scaling").mode,
-                       n_pixels=model.input_shape[-1], precision=precision, name=model.name)
+                       n_pixels=flux_shape[-1], precision=precision, name=model.name,
+                       photometry=model_photometry(model))
     twin.set_weights(model.get_weights())
     return twin
 
@@ -215,18 +282,20 @@ def target_stats(manifest: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def predictor(model: keras.Model):
-    """A compiled function flux (B, 8575) -> (B, 3) for inference outside ``fit``.
+    """A compiled function flux (B, 8575) -> (B, 3) for inference outside ``fit``; for a
+    two-input model (flux (B, 8575), photometry (B, 7)) -> (B, 3).
 
     It calls the model directly (training=False) inside one ``tf.function``, which works for any
     batch size under any distribution strategy, unlike ``predict_on_batch`` under several replicas.
     """
     fn = _PREDICTORS.get(model)
     if fn is None:  # one traced function per model: a new one per call would retrace each time
-        fn = tf.function(lambda flux: model(flux, training=False),
-                         input_signature=[tf.TensorSpec([None, model.input_shape[-1]],
-                                                        tf.float32)])
+        shapes = model.input_shape if takes_photometry(model) else [model.input_shape]
+        fn = tf.function(lambda *x: model(list(x) if len(x) > 1 else x[0], training=False),
+                         input_signature=[tf.TensorSpec([None, s[-1]], tf.float32)
+                                          for s in shapes])
         _PREDICTORS[model] = fn
-    return lambda flux: fn(tf.convert_to_tensor(flux, tf.float32)).numpy()
+    return lambda *inputs: fn(*[tf.convert_to_tensor(v, tf.float32) for v in inputs]).numpy()
 
 
 #: ``predictor``'s compiled function of each live model.

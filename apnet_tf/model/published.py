@@ -24,11 +24,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from apnet_tf.constants import DENSE_UNITS, N_PIXELS, RUN_RECORD, TARGETS
+from apnet_tf.constants import DENSE_UNITS, N_PIXELS, PHOTOMETRY_UNITS, RUN_RECORD, TARGETS
 from apnet_tf.errors import ApnetError
 from apnet_tf.io.files import read_json
-from apnet_tf.io.photometry import FILL_LIMIT, PHOT_COLUMNS
-from apnet_tf.model.network import conv_trunk
+from apnet_tf.io.photometry import PHOT_COLUMNS
+from apnet_tf.model.network import PhotometryStandardize, conv_trunk, photometry_branch
 
 __all__ = [
     "ARCHS", "PUBLISHED", "NET1_ORDER", "NET1_MEAN", "NET1_STD", "NET2_ORDER", "NET2_MEAN",
@@ -59,19 +59,26 @@ PHOT_MEAN = (-0.6959113178296891, 13.630030428758845, 14.5224418320574, 12.83244
              11.537019017423619, 10.858717523536697, 10.702106344460235)
 PHOT_STD = (14.572430555504504, 2.2762944923233883, 2.8342029214199704, 2.136884367623457,
             1.6793628207779732, 1.4888102872755238, 1.5848713221149886)
-METADATA_SIZES = (7, 8, 16, 32, 32, 64)
+#: The layer sizes of Net II's photometry branch, its input first (state_dict metadata.l1..l5).
+METADATA_SIZES = (len(PHOT_COLUMNS), *PHOTOMETRY_UNITS)
 
 
 @keras.saving.register_keras_serializable(package="apnet_tf")
-class Net2PhotometryScaling(keras.layers.Layer):
+class Net2PhotometryScaling(PhotometryStandardize):
     """Net II's photometry preparation: (B, 7) raw [parallax mas, G, BP, RP, J, H, K] -> (B, 7)
-    z-scores; values >= 98 or not finite take the fill value first."""
+    z-scores with its own fill values, means and stds (``PHOT_FILL``, ``PHOT_MEAN``,
+    ``PHOT_STD``); values >= 98 or not finite take the fill value first."""
 
-    def call(self, x):
-        fill = tf.constant(PHOT_FILL, x.dtype)
-        x = tf.where(x < FILL_LIMIT, x, fill)  # NaN fails x < 98 too
-        x = tf.where(tf.math.is_finite(x), x, fill)
-        return (x - tf.constant(PHOT_MEAN, x.dtype)) / tf.constant(PHOT_STD, x.dtype)
+    def __init__(self, **kwargs):
+        for key in ("fill", "mean", "std"):
+            kwargs.pop(key, None)
+        super().__init__(PHOT_FILL, PHOT_MEAN, PHOT_STD, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        for key in ("fill", "mean", "std"):  # Net II's constants, not a saved model's choice
+            config.pop(key)
+        return config
 
 
 @keras.saving.register_keras_serializable(package="apnet_tf")
@@ -132,9 +139,7 @@ def build_published(arch: str) -> keras.Model:
     inputs = [flux]
     if arch == "anet2":
         phot = keras.Input(shape=(METADATA_SIZES[0],), name="photometry", dtype="float32")
-        m = Net2PhotometryScaling(name="photometry_scaling")(phot)
-        for i, units in enumerate(METADATA_SIZES[1:], start=1):
-            m = keras.layers.Dense(units, activation="relu", name=f"metadata_l{i}")(m)
+        m = photometry_branch(Net2PhotometryScaling(name="photometry_scaling")(phot))
         x = keras.layers.Concatenate(name="trunk_and_photometry")([x, m])
         inputs.append(phot)
     for i in (1, 2):

@@ -212,11 +212,12 @@ def monte_carlo(predict, flux, err, bad, r, seed, rows_per_chunk=MC_ROWS_PER_CHU
         lo = i * per_chunk
         hi = tf.minimum(lo + per_chunk, b)
         x = realizations(flux[lo:hi], scale[lo:hi], r, seed, lo, keep_first=style == "anet1")
-        y = predict(x) if photometry is None else predict(
-            x, tf.repeat(tf.cast(photometry[lo:hi], tf.float32), r, axis=0))
+        extra = [] if photometry is None else [
+            tf.repeat(tf.cast(photometry[lo:hi], tf.float32), r, axis=0)]
+        y = predict(x, *extra)
         out = summarize(tf.reshape(y, tf.stack([hi - lo, r, 3])), style)
         if dropout_predict is not None:
-            drop = dropout_predict(tf.repeat(flux[lo:hi], r, axis=0))
+            drop = dropout_predict(tf.repeat(flux[lo:hi], r, axis=0), *extra)
             out["std_dropout"] = tfp.stats.stddev(tf.reshape(drop, tf.stack([hi - lo, r, 3])),
                                                   sample_axis=1)
         return i + 1, [a.write(i, out[k]) for a, k in zip(arrays, keys)]
@@ -271,7 +272,7 @@ class MonteCarloPredictor:
                 return lambda x: self.model(x, training=training)
             return lambda x, m: self.model([x, m], training=training)
 
-        drop = run(True) if self.mc_dropout and photometry is None else None
+        drop = run(True) if self.mc_dropout else None
         return monte_carlo(run(False), flux, err, bad, self.r, seed, self.rows, self.cap,
                            dropout_predict=drop, style=self.style, photometry=photometry)
 

@@ -17,15 +17,16 @@ __all__ = ["dataset_loss", "rolling_resample"]
 
 
 def dataset_loss(model: keras.Model, ds: tf.data.Dataset, std) -> float:
-    """Combined standardised MSE (paper Table 2) of a model over a (flux, labels) dataset.
+    """Combined standardised MSE (paper Table 2) of a model over a (flux, labels) dataset, or
+    ((flux, photometry), labels) for a two-input model.
 
     It calls the model directly rather than through ``evaluate``, so any batch size works under
     any distribution strategy.
     """
     predict = predictor(model)
     preds, labels = [], []
-    for flux, y in ds:
-        preds.append(predict(flux))
+    for x, y in ds:
+        preds.append(predict(*x) if isinstance(x, tuple) else predict(x))
         labels.append(y.numpy())
     if not preds:
         return float("nan")

@@ -1,9 +1,10 @@
-"""Training: the training data and ``fit`` with its two stages (pretraining, paper 3.3;
+"""Training: ``fit`` with its two stages (pretraining, paper 3.3;
 fine-tuning, paper 3.4).
 
-The pieces live in modules of their own: ``recipes`` (how it trains), ``callbacks`` (early
-stopping with reload, history, schedule), ``finetuning`` (the rolling Payne resample),
-``distribute`` (strategies, sharding, multi-worker) and ``run_folder`` (what a run folder holds).
+The pieces live in modules of their own: ``recipes`` (how it trains), ``inputs`` (the batches,
+the architecture, the photometry statistics), ``callbacks`` (early stopping with reload, history,
+schedule), ``finetuning`` (the rolling Payne resample), ``distribute`` (strategies, sharding,
+multi-worker) and ``run_folder`` (what a run folder holds).
 ``fit`` trains and saves the model; ``apnet_tf.workflows.fit`` adds the tables and the sigma
 calibration that a user's ``apnet-tf fit`` ends with.
 """
@@ -27,7 +28,6 @@ from apnet_tf.constants import (
     PRETRAINED_MODEL,
     ROUNDS,
 )
-from apnet_tf.data.dataset import make_dataset
 from apnet_tf.data.manifest import count_records, read_manifest, shard_paths
 from apnet_tf.errors import ApnetError
 from apnet_tf.io.files import output_lock
@@ -35,11 +35,11 @@ from apnet_tf.model.loading import load_keras
 from apnet_tf.model.network import (
     MaskedStandardizedMSE,
     build_model,
+    model_photometry,
     save_model_atomic,
     target_stats,
     with_precision,
 )
-from apnet_tf.model.uncertainty import noise_scale
 from apnet_tf.training.callbacks import (
     EarlyStoppingWithReload,
     HistoryCSV,
@@ -54,6 +54,13 @@ from apnet_tf.training.distribute import (
     shard_policy,
 )
 from apnet_tf.training.finetuning import dataset_loss, rolling_resample
+from apnet_tf.training.inputs import (
+    check_arch_records,
+    labelled_data,
+    photometry_stats,
+    resolve_arch,
+    training_data,
+)
 from apnet_tf.training.precision import resolve_precision
 from apnet_tf.training.recipes import RECIPES, Recipe
 from apnet_tf.training.run_folder import (
@@ -68,41 +75,11 @@ from apnet_tf.training.run_folder import (
 )
 
 __all__ = [
-    "STAGES", "training_data", "add_noise",
-    "make_optimizer", "check_initializer", "compile_model", "FitResult", "fit", "check_records",
-    "pretrain", "finetune_recipe", "finetune",
+    "STAGES", "make_optimizer", "check_initializer", "compile_model", "FitResult", "fit",
+    "check_records", "pretrain", "finetune_recipe", "finetune",
 ]
 
 STAGES = ("pretrain", "finetune", "all")
-
-
-def training_data(records_dir: str, recipe: Recipe, drop_remainder: bool,
-                  sample: dict[str, float] | None = None, seed: int | None = None
-                  ) -> tf.data.Dataset:
-    """Shuffled, labelled training batches of (flux, labels).
-
-    With ``recipe.noise_augment`` each epoch sees each spectrum with fresh noise drawn as in the
-    paper's Monte Carlo (N(0, 1) times the error capped at 5x the typical error; none at bad
-    pixels), so a small training set is not memorised noise and all.
-    """
-    seed = recipe.seed if seed is None else seed
-    features = ("flux", "err", "bad") if recipe.noise_augment else ("flux",)
-    ds = make_dataset(records_dir, splits=["train"], batch_size=recipe.batch_size, shuffle=True,
-                      seed=seed, sample=sample, labeled_only=True, features=features,
-                      drop_remainder=drop_remainder)
-    if not recipe.noise_augment:
-        return ds
-    return ds.map(add_noise, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
-def add_noise(features: dict, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """({"flux", "err", "bad"}, labels) -> (flux + N(0, 1) * ``uncertainty.noise_scale``, labels).
-
-    The scale is the Monte Carlo's (paper 3.5): each pixel's error, capped at 5x the spectrum's
-    typical error, and 0 at bad pixels, which keep their flux. Shapes (B, 8575); labels pass.
-    """
-    scale = noise_scale(features["err"], features["bad"])
-    return features["flux"] + tf.random.normal(tf.shape(scale)) * scale, labels
 
 
 def make_optimizer(recipe: Recipe) -> keras.optimizers.Optimizer:
@@ -145,6 +122,7 @@ class FitResult:
     chief: bool = True  # False on the non-chief workers of a multi-worker run: they write nothing
     table2: object = None  # pandas DataFrame, paper Table 2 (``workflows.fit``)
     table3: object = None  # pandas DataFrame, paper Table 3 (``workflows.fit``)
+    arch: str = "apnet"  # the network trained (``constants.FIT_ARCHS``)
     calibration: object = None  # model.calibration.Calibration (``workflows.fit``; None: too few
     # labelled dev stars)
     notes: list[str] = dataclasses.field(default_factory=list)  # note lines (a discarded backup)
@@ -153,7 +131,8 @@ class FitResult:
 def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | None = None,
         resume: bool = False, strategy: str = "default",
         on_epoch: Callable[[str, int, dict], None] | None = None,
-        on_round: Callable[[dict], None] | None = None, overwrite: bool = False) -> FitResult:
+        on_round: Callable[[dict], None] | None = None, overwrite: bool = False,
+        arch: str | None = None) -> FitResult:
     """Train APOGEE Net on a record folder and leave the best model in ``run_dir``.
 
     Args:
@@ -168,6 +147,10 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
         on_round: called with each fine-tuning round's dict.
         overwrite: replace a finished or partial run in ``run_dir`` (its files are deleted
             first); without it such a folder is refused (``prepare_run_folder``).
+        arch: ``constants.FIT_ARCHS``: "apnet" (default), the Appendix B network over flux;
+            "anet2", APOGEE Net II's two-input layout over flux and the records' photometry
+            (fill values and z-scores inside the model; the z-scores' means and stds are the
+            train split's, recorded in run.json). Fine-tuning and ``resume`` continue the run's.
     """
     if stage not in STAGES:
         raise ApnetError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
@@ -178,7 +161,9 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
     if strategy == "multiworker" and "TF_CONFIG" not in os.environ:
         get_strategy(strategy)  # its one-line error, before the run folder is touched
     precision = resolve_precision(recipe.precision)
+    arch = resolve_arch(arch, stage, run_dir, resume)
     manifest = check_records(records_dir, stage)
+    check_arch_records(records_dir, manifest, arch)
     if stage == "finetune" and not os.path.exists(os.path.join(run_dir, PRETRAINED_MODEL)):
         raise ApnetError(f"{os.path.join(run_dir, PRETRAINED_MODEL)}: no pretrained model; "
                          "run --stage pretrain first")
@@ -191,7 +176,7 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
             prepare_run_folder(work_dir, stage, resume, overwrite)
             dist = get_strategy(strategy)
             result = _fit_in(work_dir, records_dir, manifest, stage, recipe, precision, resume,
-                             dist, on_epoch, on_round)
+                             dist, on_epoch, on_round, arch)
         return dataclasses.replace(result, run_dir=run_dir, chief=work_dir == run_dir)
     finally:
         if work_dir != run_dir:
@@ -199,7 +184,7 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
 
 
 def _fit_in(run_dir, records_dir, manifest, stage, recipe, precision, resume, dist, on_epoch,
-            on_round) -> FitResult:
+            on_round, arch) -> FitResult:
     """``fit`` once the strategy is made and the folder to write is prepared."""
     pretrained = os.path.join(run_dir, PRETRAINED_MODEL)
     keras.utils.set_random_seed(recipe.seed)
@@ -207,27 +192,29 @@ def _fit_in(run_dir, records_dir, manifest, stage, recipe, precision, resume, di
         # Process-wide and permanent: every op, tf.data pipeline included, then runs in a fixed
         # order, so two runs with the same seed give bit-identical weights.
         tf.config.experimental.enable_op_determinism()
-    run = _Run(records_dir, run_dir, recipe, precision, dist, on_epoch)
+    run = _Run(records_dir, run_dir, recipe, precision, dist, on_epoch, arch == "anet2")
     with dist.scope():
         if stage == "finetune":
             model = load_keras(pretrained)
             mean, std = model_stats(model)
+            phot = model_photometry(model)
         else:
             mean, std = target_stats(manifest)
+            phot = photometry_stats(records_dir) if run.photometry else None
         write_normalization(run_dir, records_dir, manifest, mean, std,
                             keep_existing=stage == "finetune")
-        write_run_record(run_dir, recipe, precision, stage)
+        write_run_record(run_dir, recipe, precision, stage, arch, phot)
         epochs_run: dict[str, int] = {}
         rounds: list[dict] = []
         if stage in ("pretrain", "all"):
-            model, epochs_run["pretrain"] = pretrain(run, mean, std, resume)
+            model, epochs_run["pretrain"] = pretrain(run, mean, std, resume, phot)
         if stage in ("finetune", "all"):
             model, rounds = finetune(run, model, std, on_round)
             epochs_run["finetune"] = sum(r["epochs"] for r in rounds)
     shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
     model = with_precision(model, "float32")  # what was saved
     return FitResult(run_dir, model, epochs_run, rounds, np.asarray(std, float), recipe,
-                     notes=run.notes)
+                     notes=run.notes, arch=arch)
 
 
 def check_records(records_dir: str, stage: str = "all") -> dict:
@@ -254,9 +241,10 @@ def check_records(records_dir: str, stage: str = "all") -> dict:
 class _Run:
     """What the stages of one ``fit`` share: folders, recipe, strategy, dev data, reporting."""
 
-    def __init__(self, records_dir, run_dir, recipe, precision, dist, on_epoch):
+    def __init__(self, records_dir, run_dir, recipe, precision, dist, on_epoch, photometry):
         self.records_dir, self.run_dir, self.recipe = records_dir, run_dir, recipe
         self.precision, self.dist, self.on_epoch = precision, dist, on_epoch
+        self.photometry = photometry  # the two-input network: batches carry photometry
         self.notes: list[str] = []  # one-line notes for the user (a discarded backup)
         # Keras 3 under several replicas fails on a ragged last batch (AddN shape mismatch, even
         # in evaluate), so those runs drop it: at most batch_size - 1 stars, the same ones every
@@ -267,9 +255,8 @@ class _Run:
             if self.drop_remainder and count_records(records_dir, [split]) < bs:
                 raise ApnetError(f"{records_dir}: fewer {split} records than one batch ({bs}); "
                                  "use a smaller --batch-size with several replicas")
-        self.dev = self.sharded(make_dataset(records_dir, splits=["dev"], batch_size=bs,
-                                             labeled_only=True,
-                                             drop_remainder=self.drop_remainder))
+        self.dev = self.sharded(labelled_data(records_dir, "dev", bs, photometry,
+                                              drop_remainder=self.drop_remainder))
 
     def sharded(self, ds: tf.data.Dataset) -> tf.data.Dataset:
         """``ds`` with the sharding policy of ``shard_policy``."""
@@ -291,8 +278,9 @@ class _Run:
         return keras.callbacks.LambdaCallback(on_epoch_end=report)
 
 
-def pretrain(run: _Run, mean, std, resume: bool) -> tuple[keras.Model, int]:
+def pretrain(run: _Run, mean, std, resume: bool, photometry=None) -> tuple[keras.Model, int]:
     """Paper 3.3: train on every training star with early stopping; returns (model, epochs).
+    ``photometry``: (fill, mean, std) of the two-input network's scaling, or None.
 
     The best model is saved as pretrained.keras and best.keras. A resumed run whose pretraining
     had finished loads pretrained.keras instead (0 epochs).
@@ -303,10 +291,12 @@ def pretrain(run: _Run, mean, std, resume: bool) -> tuple[keras.Model, int]:
         save_model_atomic(model, run.path(BEST_MODEL))
         return model, 0
     model = build_model(mean, std, dropout=recipe.dropout, input_scaling=recipe.input_scaling,
-                        initializer=recipe.initializer, precision=run.precision)
+                        initializer=recipe.initializer, precision=run.precision,
+                        photometry=photometry)
     compile_model(model, recipe, std, run.dist)
     train = run.sharded(training_data(run.records_dir, recipe,
-                                      drop_remainder=run.drop_remainder))
+                                      drop_remainder=run.drop_remainder,
+                                      photometry=run.photometry))
     backup = SafeBackupAndRestore(run.path(os.path.join("backup", "pretrain")),
                                   on_notice=run.notes.append)
     if backup.discard_unreadable() and os.path.exists(run.path(PRETRAIN_STATE)):
@@ -344,12 +334,12 @@ def finetune(run: _Run, model: keras.Model, std,
     focus_cats = ["mstar", "yso"]
     tuning = finetune_recipe(recipe)
     model = compile_model(with_precision(model, run.precision), tuning, std, run.dist)
-    focus_dev = make_dataset(records_dir, splits=["dev"], categories=focus_cats,
-                             batch_size=bs, labeled_only=True)
+    focus_dev = labelled_data(records_dir, "dev", bs, run.photometry, categories=focus_cats)
 
     def train_for_seed(seed: int) -> tf.data.Dataset:
         return run.sharded(training_data(records_dir, recipe, run.drop_remainder,
-                                         sample={"payne": recipe.finetune_fraction}, seed=seed))
+                                         sample={"payne": recipe.finetune_fraction}, seed=seed,
+                                         photometry=run.photometry))
 
     rounds_path = run.path(ROUNDS)
 

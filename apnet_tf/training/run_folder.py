@@ -3,7 +3,8 @@ a worker writes in, normalization.json and run.json.
 
 A run folder holds ``best.keras`` (always the best model by dev loss, never the last one),
 ``pretrained.keras``, ``normalization.json`` (the target statistics the model de-standardises
-with, and the records it trained on), ``run.json`` (how it trained: the recipe and precision),
+with, and the records it trained on), ``run.json`` (how it trained: the recipe, precision and
+architecture, and the two-input network's photometry scaling),
 ``history.csv``, ``training.png``,
 ``finetune_rounds.csv`` and the paper's Tables 2 and 3 as CSV and Markdown.
 """
@@ -32,6 +33,7 @@ from apnet_tf.constants import (
 from apnet_tf.errors import ApnetError
 from apnet_tf.io.files import atomic_path, read_json, write_json
 from apnet_tf.io.folders import check, claim, remove_made
+from apnet_tf.io.photometry import PHOT_COLUMNS
 from apnet_tf.training.distribute import is_chief
 
 __all__ = [
@@ -144,14 +146,23 @@ def write_normalization(run_dir: str, records_dir: str, manifest: dict, mean, st
     write_json(path, norm)
 
 
-def write_run_record(run_dir: str, recipe, precision: str, stage: str) -> None:
+def write_run_record(run_dir: str, recipe, precision: str, stage: str, arch: str = "apnet",
+                     photometry=None) -> None:
     """Write run.json: how the run's model trained (the recipe of the last stage run, the
-    precision it computed in, and the stages run so far)."""
+    precision it computed in, the stages run so far, the architecture (``fit --arch``) and,
+    for the two-input network, its photometry scaling: (fill, mean, std) per column)."""
     path = os.path.join(run_dir, RUN_RECORD)
     old = read_json(path) or {}
     stages = [s for s in old.get("stages", []) if s != stage] + [stage]
-    write_json(path, {"format": RUN_RECORD_FORMAT, "recipe": dataclasses.asdict(recipe),
-                      "precision": precision, "stages": stages})
+    record = {"format": RUN_RECORD_FORMAT, "recipe": dataclasses.asdict(recipe),
+              "precision": precision, "stages": stages, "arch": arch}
+    if photometry is not None:
+        fill, mean, std = photometry
+        record["photometry"] = {"columns": list(PHOT_COLUMNS), "fill": list(fill),
+                                "mean": list(mean), "std": list(std),
+                                "scaling": "values >= 98 or not finite take the fill value; "
+                                           "then (x - mean) / std, inside the model"}
+    write_json(path, record)
 
 
 def read_run_record(run_dir: str) -> dict:
