@@ -9,6 +9,7 @@ from apnet_tf.model.loading import load_model
 from apnet_tf.model.uncertainty import (
     MonteCarloPredictor,
     clean_errors,
+    kth_smallest,
     mask_into_errors,
     noise_scale,
     realizations,
@@ -26,6 +27,23 @@ def test_typical_error_is_the_median_over_good_pixels():
     np.testing.assert_array_equal(scale, [1.0, 2.0, 3.0, 0.0, 0.0, 10.0])  # capped at 5 x 2
     none_good = typical_error(tf.constant(err), tf.constant(np.ones_like(bad)))
     assert none_good.numpy()[0, 0] == 0.0
+
+
+def test_kth_smallest_is_exactly_the_sorted_element():
+    """The bisection that replaced tf.sort gives the very element a sort gives: ties, -0.0, inf,
+    negative values, magnitudes from 1e-30 to 1e30, rows of one."""
+    rng = np.random.default_rng(1)
+    for trial in range(120):
+        n, b = int(rng.integers(1, 40)), int(rng.integers(1, 4))
+        x = (rng.normal(0, 10, (b, n)) * 10.0 ** rng.integers(-30, 30, (b, n))).astype(np.float32)
+        x[rng.random((b, n)) < 0.2] = np.inf
+        x[rng.random((b, n)) < 0.1] = -np.inf
+        x[rng.random((b, n)) < 0.1] = -0.0
+        if trial % 2:
+            x = np.round(x)  # ties
+        k = rng.integers(0, n, b)
+        got = kth_smallest(tf.constant(x), tf.constant(k, tf.int32)).numpy()
+        np.testing.assert_array_equal(got, np.sort(x, axis=1)[np.arange(b), k])
 
 
 def test_realizations_are_one_vectorised_batch():

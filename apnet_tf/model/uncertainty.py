@@ -80,7 +80,9 @@ def kth_smallest(x: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
         count = tf.reduce_sum(tf.cast(x <= _key_to_float(mid), tf.int32), axis=-1, keepdims=True)
         enough = count >= need
         lo, hi = tf.where(enough, lo, mid + 1), tf.where(enough, mid, hi)
-    return _key_to_float(lo)[:, 0]
+    # an element of the row, also where the CPU flushes denormals (they compare as 0)
+    found = _key_to_float(lo)
+    return tf.reduce_min(tf.where(x >= found, x, tf.constant(np.inf, tf.float32)), axis=-1)
 
 
 def _key_to_float(key: tf.Tensor) -> tf.Tensor:
