@@ -76,7 +76,7 @@ def trained_run(records, tmp_path_factory) -> Path:
     from apnet_tf.workflows import fit
 
     run = tmp_path_factory.mktemp("run")
-    fit(str(records), str(run), stage="pretrain", recipe=get_recipe("default", epochs=6))
+    fit(str(records), str(run), stage="pretrain", recipe=get_recipe("default", epochs=12))
     return run
 
 

@@ -164,7 +164,10 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
     monkeypatch.setattr(training, "bfloat16_is_native", lambda: False)
     assert training.resolve_precision("auto") == "float32"
     assert training.resolve_precision("float32") == "float32"
-    assert get_recipe("paper").precision == get_recipe("default").precision == "float32"
+    # the default trains in bfloat16 where the hardware computes it (bench/time_to_accuracy.py);
+    # the paper's recipe stays as published
+    assert get_recipe("paper").precision == "float32"
+    assert get_recipe("default").precision == "auto"
     with pytest.raises(ApnetError, match="unknown precision 'float16'"):
         training.resolve_precision("float16")
 
@@ -302,7 +305,7 @@ def _dev_losses(run, records) -> tuple[float, float, float]:
 
 
 def test_training_learns(trained_run, records):
-    """Six epochs on 150 stars: the dev loss falls well below the untrained network's and beats
+    """Twelve epochs of batch 32 on 150 stars: the dev loss falls well below the untrained network's and beats
     predicting the label means by a margin (a zero learning rate or a broken loss fails here)."""
     untrained, trained, means = _dev_losses(trained_run, records)
     assert np.isfinite([untrained, trained, means]).all()
@@ -315,7 +318,7 @@ def test_run_json_holds_the_recipe_and_old_runs_still_load(trained_run, tmp_path
     from apnet_tf.training.run_folder import read_run_record
 
     record = json.loads((trained_run / "run.json").read_text())
-    assert record["recipe"]["epochs"] == 6 and record["stages"] == ["pretrain"]
+    assert record["recipe"]["epochs"] == 12 and record["stages"] == ["pretrain"]
     assert record["precision"] in ("float32", "mixed_bfloat16")
     assert "recipe" not in json.loads((trained_run / "normalization.json").read_text())
     # a run written before run.json: the recipe sat in normalization.json

@@ -51,7 +51,7 @@ LearningRate = Annotated[Optional[float], typer.Option(
     help="Learning rate of the first stage  [default: 0.001]")]
 Momentum = Annotated[Optional[float], typer.Option(help="SGD momentum  [default: 0]")]
 TrainBatchSize = Annotated[Optional[int], typer.Option(
-    help="Spectra per training batch  [default: 16; 128 with --recipe paper]")]
+    help="Spectra per training batch  [default: 32; 128 with --recipe paper]")]
 Dropout = Annotated[Optional[float], typer.Option(help="Dropout rate, 0 to 1  [default: 0.1]")]
 InputScaling = Annotated[Optional[str], typer.Option(
     help="none or mean  [default: mean; none with --recipe paper]")]
@@ -67,7 +67,7 @@ FinetuneMaxRounds = Annotated[Optional[int], typer.Option(
     help="Most fine-tuning rounds  [default: 20]")]
 Precision = Annotated[Optional[str], typer.Option(
     help="auto (bfloat16 where the hardware has it), float32 or mixed_bfloat16"
-         "  [default: float32]")]
+         "  [default: auto; float32 with --recipe paper]")]
 LrPlateauPatience = Annotated[Optional[int], typer.Option(
     help="Halve the learning rate after this many epochs without dev improvement; "
          "0 = off  [default: 3; 0 with --recipe paper]")]

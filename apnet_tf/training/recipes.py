@@ -28,7 +28,7 @@ class Recipe:
     optimizer: str = "adam"  # "adam" or "sgd"
     learning_rate: float = PAPER_LEARNING_RATE
     momentum: float = 0.0  # SGD only
-    batch_size: int = 16
+    batch_size: int = 32
     dropout: float = PAPER_DROPOUT
     input_scaling: str = "mean"  # see model.INPUT_SCALINGS
     initializer: str = "he_normal"
@@ -41,7 +41,7 @@ class Recipe:
     finetune_patience: int = 3  # rounds without mstar+yso dev improvement
     finetune_max_rounds: int = 20
     finetune_dev_tolerance: float = 0.05  # a round may not worsen the whole-dev loss by more
-    precision: str = "float32"  # or "auto" or "mixed_bfloat16"; see resolve_precision
+    precision: str = "auto"  # or "float32" or "mixed_bfloat16"; see resolve_precision
     seed: int = 0
     deterministic: bool = False  # TensorFlow op determinism: bit-identical reruns, slower
 
@@ -86,7 +86,7 @@ class Recipe:
 RECIPES = {
     "paper": Recipe(optimizer="sgd", batch_size=PAPER_BATCH_SIZE, input_scaling="none",
                     initializer="glorot_uniform", lr_plateau_patience=0, noise_augment=False,
-                    finetune_learning_rate=PAPER_LEARNING_RATE),
+                    finetune_learning_rate=PAPER_LEARNING_RATE, precision="float32"),
     "default": Recipe(),
 }
 
