@@ -13,8 +13,9 @@ __all__ = [
     "LABEL_RANGES", "MAGNITUDE_RANGE", "PARALLAX_LIMIT", "BAD_ERROR_THRESHOLD",
     "PAPER_LEARNING_RATE", "PAPER_BATCH_SIZE", "PAPER_DROPOUT", "EARLY_STOPPING_PATIENCE",
     "PAYNE_RESAMPLE_FRACTION", "CONV_FILTERS", "CONV_KERNEL", "DENSE_UNITS", "PHOTOMETRY_UNITS",
-    "FIT_ARCHS", "MC_REALIZATIONS",
-    "MC_ERROR_CAP", "MC_ROWS_PER_CHUNK", "INPUT_SCALINGS", "PRECISIONS", "BEST_MODEL",
+    "FIT_ARCHS", "MC_REALIZATIONS", "MC_ERROR_CAP", "MC_ROWS_PER_CHUNK",
+    "CALIBRATION_REALIZATIONS", "CALIBRATION_STARS_PER_STRATUM", "INPUT_SCALINGS", "PRECISIONS",
+    "BEST_MODEL",
     "PRETRAINED_MODEL", "NORMALIZATION", "RUN_RECORD", "HISTORY", "ROUNDS", "PRETRAIN_DONE",
     "PRETRAIN_STATE", "RUN_FILES"
 ]
@@ -92,6 +93,11 @@ MC_ERROR_CAP = 5.0
 #: rows the first convolution's output is 270 MB); its cost in speed is measured by
 #: bench/infer.py (BENCHMARKS.md, "Inference").
 MC_ROWS_PER_CHUNK = 1000
+#: The sigma calibration's Monte Carlo (``calibration.subset``): realizations per star, and the
+#: training stars per stratum (Kiel region of the labels x S/N tercile) of the subset it runs
+#: over; chosen by ``bench/calibration.py --subsets`` (BENCHMARKS.md, "Uncertainty calibration").
+CALIBRATION_REALIZATIONS = 20
+CALIBRATION_STARS_PER_STRATUM = 150
 
 #: Input scalings: "none" feeds raw flux (the paper); "mean" divides each spectrum by its mean
 #: absolute flux over non-zero pixels and subtracts 1, keeping the continuum shape.

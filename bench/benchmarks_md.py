@@ -363,28 +363,93 @@ def calibration_section() -> str:
     out = "## Uncertainty calibration (`bench/calibration.py`)\n\n"
     rec = load("calibration")
     if rec is None:
-        return out + missing("calibration", "bench/calibration.py --indep 3000 --infer")
+        return out + missing("calibration",
+                             "bench/calibration.py --indep 3000 --subsets --infer --calibrate")
     f = rec["figures"]
     out += ("Which calibration holds for every kind of star? The `bench/accuracy.py` default "
             "run's raw Monte Carlo (R = 100) once over train, dev and test; each candidate "
             "fitted on dev (the package's shape on train, level on dev), then judged on the test "
             "split and, with `--indep`, on every star of a second survey the network never saw. "
             "1-sigma coverage, Teff log g [Fe/H] (target 0.683; 0.60-0.76 in every cell), stars "
-            "in brackets.\n\n")
+            "in brackets.")
+    if "package" in f:
+        p = f["package"]
+        out += (f" `package` is the fit `calibrate` runs: on its subset (at most "
+                f"{p['stars_per_stratum']} training stars per Kiel region x S/N tercile, dev "
+                f"stars in proportion; {p['monte_carlo_stars']:,} stars here), R = "
+                f"{p['realizations']}; `package_every_star_r100` the same fit on every train and "
+                f"dev star at R = 100, as before the subset.")
+    out += "\n\n"
     for where, judged in f.items():
-        if not isinstance(judged, dict) or where == "infer_defaults" or not judged or \
+        if not isinstance(judged, dict) or where in ("infer_defaults", "package",
+                                                     "subset_sweep") or not judged or \
                 not all(isinstance(v, dict) and "coverage" in v for v in judged.values()):
             continue
         groups = list(next(iter(judged.values()))["coverage"])
         out += f"**{where}**\n\n"
         out += table(["candidate"] + groups + ["all cells in 0.60-0.76", "worst |cov - 0.683|"],
                      _coverage_rows(judged)) + "\n"
+    if "subset_sweep" in f:
+        out += _subset_sweep(f["subset_sweep"])
     if "infer_defaults" in f:
         d = f["infer_defaults"]
-        out += (f"`infer` with its defaults (sigma: {d['sigma']}) on the test split: all cells in "
-                f"0.60-0.76: {d['all_cells_in_0.60-0.76']}, worst |cov - 0.683| "
+        how = ""
+        if "calibrate_seconds" in d:
+            sub = d["calibrate_subset"]
+            how = (f" (calibration.json fitted again by `calibrate` with its defaults: "
+                   f"{d['calibrate_seconds']} s, {sub['train_stars']:,} of "
+                   f"{sub['train_stars_read']:,} training and {sub['dev_stars']:,} dev stars)")
+        out += (f"`infer` with its defaults (sigma: {d['sigma']}{how}) on the test split: all "
+                f"cells in 0.60-0.76: {d['all_cells_in_0.60-0.76']}, worst |cov - 0.683| "
                 f"{d['worst_abs_dev_from_0.683']}.\n\n")
     return out + source(rec, "calibration") + "\n"
+
+
+def _subset_sweep(sweep: dict) -> str:
+    """How the calibration's subset size and R were chosen (``--subsets``)."""
+    where = [k for k in next(iter(sweep.values())) if k != "monte_carlo_stars"]
+    out = ("**How the subset and R were chosen** (`--subsets`): the package's fit with other "
+           "subset sizes (training stars per stratum; dev at most 5x that) and realizations, "
+           "each drawn with ten seeds (the subset, and which of each star's 100 draws it keeps), "
+           f"judged on {', '.join(where)}: the worst |cov - 0.683| over its cells, mean and "
+           "largest over the seeds, and the seeds whose every cell is in 0.60-0.76.\n\n")
+    rows = []
+    for name, row in sweep.items():
+        for w in where:
+            r = row[w]
+            rows.append([name, f"{row['monte_carlo_stars']:,}", r["worst_mean"], r["worst_max"],
+                         f"{r['seeds_all_cells_in_band']} of {r['seeds']}"])
+    return out + table(["setting", "stars in the Monte Carlo", "worst, mean", "worst, largest",
+                        "seeds in 0.60-0.76"], rows) + "\n"
+
+
+def calibration_cost_section() -> str:
+    out = "## The calibration's cost as the survey grows (`bench/calibration_cost.py`)\n\n"
+    rec = load("calibration_cost")
+    if rec is None:
+        return out + missing("calibration_cost", "bench/calibration_cost.py --all-stars")
+    f = rec["figures"]
+    out += (f"`calibrate` with its defaults (at most {f['stars_per_stratum']} training stars "
+            f"per stratum, R = {f['realizations']}) on the 6,000-star survey of "
+            "`bench/time_to_accuracy.py` and on the same survey repeated ten times (its train and "
+            "dev shards listed ten times in one manifest), alternating, best of the repeats; "
+            "from the call to the written calibration.json, TensorFlow already imported.\n\n")
+    rows = []
+    for name in ("6k", "60k"):
+        v = f[name]
+        rows.append([name, f"{v['train_stars_in_split']:,}", f"{v['dev_stars_in_split']:,}",
+                     f"{v['train_stars_read']:,} / {v['dev_stars_read']:,}",
+                     f"{v['monte_carlo_stars']:,}", fmt(v["best_seconds"]),
+                     ", ".join(fmt(x) for x in v["seconds"])])
+    out += table(["survey", "training stars", "dev stars", "stars read (train / dev)",
+                  "stars in the Monte Carlo", "seconds (best)", "seconds (each)"], rows)
+    out += f"\n60,000 / 6,000 stars: **{f['ratio_60k_over_6k']}x** the time (target: flat).\n"
+    if "all_stars_r100_6k" in f:
+        a = f["all_stars_r100_6k"]
+        out += (f"Before the subset (every train and dev star, R = 100) the 6,000-star survey "
+                f"took {fmt(a['seconds'])} s over {a['monte_carlo_stars']:,} stars: the subset "
+                f"takes **{f['subset_over_all_stars_6k']}x** that.\n")
+    return out + "\n" + source(rec, "calibration_cost") + "\n"
 
 
 def export_section() -> str:
@@ -448,7 +513,8 @@ results files existed, are in the git history of this page (commit 46a1f2b and b
 def page() -> str:
     sections = [records_section, train_section, determinism_section, accuracy_section,
                 time_to_accuracy_section, photometry_section, infer_section, survey_section,
-                memory_section, calibration_section, export_section, yso_section]
+                memory_section, calibration_section, calibration_cost_section, export_section,
+                yso_section]
     return HEADER + "\n".join(s() for s in sections)
 
 

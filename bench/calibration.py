@@ -3,13 +3,12 @@ judged on test and on an independent survey.
 
 Needs a trained run on the 3,000-star survey of ``bench/accuracy.py`` (``.bench/run_default``).
 It runs the raw Monte Carlo (R = 100, seed 0) once over the train, dev and test splits (cached in
-the run folder as ``bench_mc_{split}.npz``), fits each candidate, and reports the 1-sigma coverage
+the run folder as ``bench_mc_{split}.npz``, and every draw of the train and dev stars as
+``bench_draws_{split}.npz``), fits each candidate, and reports the 1-sigma coverage
 per parameter for all stars, each category (payne, mstar, yso) and each S/N tercile, of the test
 split and (``--indep N``) of every star of a second synthetic survey made with another seed, which
 the network never saw (``bench_mc_indep{N}.npz``): its larger categories tell a calibration's own
-error from the test split's sampling noise. A run without calibration.json gets the fit
-``calibrate`` would write (the same fit; other Monte Carlo draws). Candidates, all on the raw
-Monte Carlo sigma:
+error from the test split's sampling noise. Candidates, all on the raw Monte Carlo sigma:
 
 * ``raw``: no calibration (the paper);
 * ``global``: one factor per parameter (what ``calibrate`` fitted first, there on MC-dropout
@@ -22,14 +21,20 @@ Monte Carlo sigma:
   likelihood on dev (all stars for a region with < 30);
 * ``dev_only``: ``calibration_fit.fit_calibration`` given only the dev stars (they give its
   shape and its level);
-* ``package``: ``calibration_fit.fit_calibration`` as ``calibrate`` runs it: shape (noise and
-  floor per region, a factor per region and S/N tercile) on the train split, level on dev.
+* ``package_every_star_r100``: ``calibration_fit.fit_calibration`` as ``calibrate`` ran it
+  before its subset: shape (noise and floor per region, a factor per region and S/N tercile) on
+  every training star, level on every dev star, R = 100;
+* ``package``: the same as ``calibrate`` runs it now: on its seeded, stratified subset
+  (``calibration.subset``, seed 0) with its R (the first R of the cached draws).
 
-Finally it writes the catalog ``infer`` writes with its defaults for the test split (the run's own
-calibration.json, fitted at the end of ``fit``) and reports its coverage (``--infer``).
+``--subsets`` judges the package's fit with other subset sizes and R, over ten seeds each, on
+the independent survey (``SWEEP``): what the defaults were chosen by. Finally it writes the
+catalog ``infer`` writes with its defaults for the test split (the run's own calibration.json;
+``--calibrate`` fits it again first with ``calibrate``'s defaults, timed) and reports its coverage
+(``--infer``).
 
     python bench/calibration.py [--run .bench/run_default] [--records .bench/records3000_s0]
-                                [--indep 3000] [--infer]
+                                [--indep 3000] [--subsets] [--infer [--calibrate]]
 """
 
 from __future__ import annotations
@@ -68,6 +73,49 @@ def mc_arrays(run: str, records: str, split: str | None, name: str | None = None
     out = {"pred": pred, "sigma": sigma, "labels": labels, "snr": np.asarray(cat["SNR"], float),
            "category": np.asarray(cat["CATEGORY"]).astype(str),
            "split": np.asarray(cat["SPLIT"]).astype(str)}
+    np.savez(cache, **out)
+    return out
+
+
+def mc_draws(run: str, records: str, split: str, r: int = 100) -> dict[str, np.ndarray]:
+    """Every one of the ``r`` Monte Carlo predictions of each labelled star of one split,
+    ``draws`` (N, r, 3) float32, with labels (N, 3), snr and category (N,): any R' <= r is then
+    the first R' draws. The noise is ``uncertainty.monte_carlo``'s (seed 0, the star's row);
+    cached per run as bench_draws_{split}.npz."""
+    cache = os.path.join(run, f"bench_draws_{split}.npz")
+    if os.path.exists(cache):
+        with np.load(cache) as f:
+            return {k: f[k] for k in f.files}
+    import tensorflow as tf
+
+    from apnet_tf.constants import MC_ERROR_CAP, MC_ROWS_PER_CHUNK
+    from apnet_tf.data.reading import iter_units, plan_units
+    from apnet_tf.model.loading import load_model
+    from apnet_tf.model.uncertainty import (
+        clean_errors,
+        noise_scale,
+        realizations,
+        stateless_seed,
+    )
+
+    model = load_model(run, calibration=False).model
+    net = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    seed = tf.constant(stateless_seed(0), tf.int64)
+    per = max(1, MC_ROWS_PER_CHUNK // r)
+    out = {"draws": [], "labels": [], "snr": [], "category": []}
+    first = 0
+    for _, batch, _ in iter_units(plan_units([records], 256, (split,)).units, 0):
+        err, bad = clean_errors(batch.err, batch.bad)
+        scale = noise_scale(err, bad, MC_ERROR_CAP)
+        for lo in range(0, len(batch.flux), per):
+            hi = min(lo + per, len(batch.flux))
+            x = realizations(batch.flux[lo:hi], scale[lo:hi], r, seed, first + lo)
+            out["draws"].append(net(x).numpy().reshape(hi - lo, r, 3).astype(np.float32))
+        first += len(batch.flux)
+        out["labels"].append(batch.labels)
+        out["snr"].append(batch.snr)
+        out["category"].append(np.asarray(batch.category).astype(str))
+    out = {k: np.concatenate(v) for k, v in out.items()}
     np.savez(cache, **out)
     return out
 
@@ -131,6 +179,94 @@ def judge(pred, sigma, labels, category, snr, split=None) -> dict:
                          for g, r in cov.iterrows()}}
 
 
+#: The subset sizes and Monte Carlo realizations ``--subsets`` tries (each with the package's
+#: default of the other; 0: every star), and the seeds each is drawn with (the subset and which
+#: of the R = 100 draws it keeps).
+SWEEP = {"per_stratum": (50, 100, 150, 200, 0), "realizations": (10, 20, 30, 100),
+         "seeds": tuple(range(10))}
+
+
+def subset_fit(train: dict, dev: dict, per_stratum: int, r: int, seed: int):
+    """(calibration, stars in its Monte Carlo) as ``calibrate`` fits it with this subset size,
+    R and seed, from the cached R = 100 draws (``mc_draws``) of every train and dev star: its
+    subset drawn by ``calibration.subset`` (from every star, as ``calibrate`` reads on a survey
+    this small), the first R of a seeded shuffle of each star's draws."""
+    from apnet_tf.calibration.fit import fit_calibration
+    from apnet_tf.calibration.subset import (
+        ALL_STARS,
+        DEV_STRATA,
+        strata,
+        take_per_stratum,
+        take_proportional,
+        tercile_edges,
+    )
+
+    rng = np.random.default_rng([seed, 2])
+    edges = tercile_edges(train["snr"])
+    picks = (take_per_stratum(strata(train["labels"], train["snr"], edges), per_stratum, rng),
+             take_proportional(strata(dev["labels"], dev["snr"], edges),
+                               None if per_stratum == ALL_STARS else DEV_STRATA * per_stratum,
+                               rng))
+    keep = np.random.default_rng([seed, 3]).permutation(train["draws"].shape[1])[:r]
+    arrays = []
+    for d, idx in zip((train, dev), picks):
+        draws = d["draws"][idx][:, keep].astype(float)
+        arrays.append((draws.mean(1), draws.std(1), d["labels"][idx], d["snr"][idx]))
+    return fit_calibration(*arrays[1][:3], r, seed, snr=arrays[1][3], shape=arrays[0],
+                           snr_edges=edges), len(picks[0]) + len(picks[1])
+
+
+def subset_sweep(train: dict, dev: dict, judged: dict) -> dict:
+    """Coverage on the judged stars (R = 100 sigmas, as ``infer`` gives them) of calibrations
+    fitted on subsets of each size with each R (``SWEEP``): per setting, the stars in its Monte
+    Carlo, and over the seeds the mean and the largest worst |coverage - 0.683| and how many
+    seeds keep every cell in 0.60-0.76."""
+    from apnet_tf.constants import CALIBRATION_REALIZATIONS, CALIBRATION_STARS_PER_STRATUM
+
+    settings = [(k, CALIBRATION_REALIZATIONS) for k in SWEEP["per_stratum"]]
+    settings += [(CALIBRATION_STARS_PER_STRATUM, r) for r in SWEEP["realizations"]
+                 if r != CALIBRATION_REALIZATIONS] + [(0, 100)]
+    out = {}
+    for per_stratum, r in settings:
+        row: dict = {"monte_carlo_stars": 0}
+        for where, x in judged.items():
+            worst, inside = [], 0
+            for seed in SWEEP["seeds"]:
+                cal, row["monte_carlo_stars"] = subset_fit(train, dev, per_stratum, r, seed)
+                j = judge(x["pred"], cal.sigma(x["pred"], x["sigma"], x["snr"]), x["labels"],
+                          x["category"], x["snr"])
+                worst.append(j["worst_abs_dev_from_0.683"])
+                inside += j["all_cells_in_0.60-0.76"]
+            row[where] = {"worst_mean": round(float(np.mean(worst)), 3),
+                          "worst_max": round(float(np.max(worst)), 3),
+                          "seeds_all_cells_in_band": inside, "seeds": len(SWEEP["seeds"])}
+        out[f"{per_stratum or 'all'} per stratum, R = {r}"] = row
+    return out
+
+
+def calibrated_infer(run: str, records: str, recalibrate: bool) -> dict:
+    """Coverage of the test split's catalog that ``infer`` writes with its defaults (the run's
+    calibration.json); with ``recalibrate``, ``calibrate`` with its defaults first, timed."""
+    import time
+
+    from apnet_tf.calibration.fit import calibrate
+    from apnet_tf.inference.predict import predict_catalog
+    from apnet_tf.io.catalog import catalog_arrays
+    from apnet_tf.model.loading import load_model
+
+    out = {}
+    if recalibrate:
+        t = time.perf_counter()
+        cal = calibrate(run, records)
+        out["calibrate_seconds"] = round(time.perf_counter() - t, 1)
+        out["calibrate_subset"] = cal.subset
+    cat = predict_catalog(load_model(run), [records], mc=100, split_filter=("test",)).catalog
+    labels, pred, sigma = catalog_arrays(cat)
+    return {"sigma": cat.meta["SIGMA"], **out, **judge(
+        pred, sigma, labels, np.asarray(cat["CATEGORY"]).astype(str),
+        np.asarray(cat["SNR"], float))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", default=os.path.join(CACHE, "run_default"))
@@ -138,32 +274,40 @@ def main() -> None:
     ap.add_argument("--indep", type=int, default=0,
                     help="also judge on every star of an N-star survey made with seed 1")
     ap.add_argument("--infer", action="store_true", help="also check infer's default catalog")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="with --infer: run calibrate with its defaults first (timed)")
+    ap.add_argument("--subsets", action="store_true",
+                    help="also judge calibrations of other subset sizes and R (SWEEP)")
     add_tag(ap)
     args = ap.parse_args()
 
     from apnet_tf.calibration.fit import fit_calibration
-    from apnet_tf.model.calibration import CALIBRATION
+    from apnet_tf.constants import CALIBRATION_REALIZATIONS, CALIBRATION_STARS_PER_STRATUM
 
     parts = {s: mc_arrays(args.run, args.records, s) for s in ("train", "dev", "test")}
     d = {k: np.concatenate([parts["dev"][k], parts["test"][k]]) for k in parts["dev"]}
     dev, test = d["split"] == "dev", d["split"] == "test"
     tr = parts["train"]
-    # the fit ``calibrate`` (and so the end of ``fit``) runs; its Monte Carlo draws differ,
-    # because ``calibrate`` runs train and dev in one pass
-    cal = fit_calibration(d["pred"][dev], d["sigma"][dev], d["labels"][dev], 100, 0,
-                          snr=d["snr"][dev], shape=(tr["pred"], tr["sigma"], tr["labels"],
-                                                    tr["snr"]))
+    draws = {s: mc_draws(args.run, args.records, s) for s in ("train", "dev")}
+    # what ``calibrate`` fits (and so the end of ``fit``), seed 0: on its subset, with its R
+    cal, mc_stars = subset_fit(draws["train"], draws["dev"], CALIBRATION_STARS_PER_STRATUM,
+                               CALIBRATION_REALIZATIONS, 0)
+    # before the subset: every train and dev star, R = 100
+    every = fit_calibration(d["pred"][dev], d["sigma"][dev], d["labels"][dev], 100, 0,
+                            snr=d["snr"][dev], shape=(tr["pred"], tr["sigma"], tr["labels"],
+                                                      tr["snr"]))
     dev_only = fit_calibration(d["pred"][dev], d["sigma"][dev], d["labels"][dev], 100, 0,
                                snr=d["snr"][dev])
-    if not os.path.exists(os.path.join(args.run, CALIBRATION)):
-        cal.save(os.path.join(args.run, CALIBRATION))
     judged = {"test": {k: v[test] for k, v in d.items()}}
     if args.indep:
         _, indep_records = survey_records(args.indep, seed=1)
         judged[f"independent survey ({args.indep} stars, seed 1)"] = mc_arrays(
             args.run, indep_records, None, name=f"indep{args.indep}")
     result = {"machine": machine(), "train_stars": int(len(tr["pred"])),
-              "dev_stars": int(dev.sum()), "columns": "teff, logg, fe_h, stars"}
+              "dev_stars": int(dev.sum()), "columns": "teff, logg, fe_h, stars",
+              "package": {"stars_per_stratum": CALIBRATION_STARS_PER_STRATUM,
+                          "realizations": CALIBRATION_REALIZATIONS,
+                          "monte_carlo_stars": mc_stars}}
     for where, x in judged.items():
         # candidates fitted on dev, applied to the judged stars
         both = {k: np.concatenate([d[k][dev], x[k]]) for k in d}
@@ -178,21 +322,16 @@ def main() -> None:
             "region_snr": sig * cell_factors(both, bdev, btest, True, True),
             "floor": floor_sigma(both, bdev, btest),
             "dev_only": dev_only.sigma(x["pred"], sig, x["snr"]),
+            "package_every_star_r100": every.sigma(x["pred"], sig, x["snr"]),
             "package": cal.sigma(x["pred"], sig, x["snr"]),
         }
         result[where] = {name: judge(x["pred"], s, x["labels"], x["category"], x["snr"])
                          for name, s in candidates.items()}
+    if args.subsets:
+        result["subset_sweep"] = subset_sweep(draws["train"], draws["dev"], {
+            where: x for where, x in judged.items() if where != "test"} or judged)
     if args.infer:
-        from apnet_tf.inference.predict import predict_catalog
-        from apnet_tf.io.catalog import catalog_arrays
-        from apnet_tf.model.loading import load_model
-
-        cat = predict_catalog(load_model(args.run), [args.records], mc=100,
-                              split_filter=("test",)).catalog
-        labels, pred, sigma = catalog_arrays(cat)
-        result["infer_defaults"] = {"sigma": cat.meta["SIGMA"], **judge(
-            pred, sigma, labels, np.asarray(cat["CATEGORY"]).astype(str),
-            np.asarray(cat["SNR"], float))}
+        result["infer_defaults"] = calibrated_infer(args.run, args.records, args.calibrate)
     report("calibration", result, args.tag)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from apnet_tf.calibration.fit import fit_calibration
+from apnet_tf.calibration.subset import Subset
 from apnet_tf.errors import ApnetError
 from apnet_tf.evaluation.tables import bias, coverage_table, evaluation_tables, rms, scatter
 from apnet_tf.model.calibration import (
@@ -171,6 +172,8 @@ def test_calibrate_never_writes_what_infer_would_refuse(tmp_path, monkeypatch):
     pred[:200, 2] = labels[:200, 2]
     monkeypatch.setattr(fit_module, "_monte_carlo", lambda *a: ((pred, sigma, labels, snr),) * 2)
     monkeypatch.setattr(fit_module, "count_records", lambda *a: len(pred))
+    monkeypatch.setattr(fit_module, "choose_subset",
+                        lambda *a: Subset({}, np.full(2, np.nan), {"seed": 0}))
     (tmp_path / "best.keras").write_bytes(b"")
     with pytest.raises(ApnetError, match="records: cannot calibrate on these stars: noise"):
         fit_module.calibrate(str(tmp_path), "records")

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
+from apnet_tf.constants import CALIBRATION_REALIZATIONS, CALIBRATION_STARS_PER_STRATUM
 from apnet_tf.inference.predict import predict_catalog
 from apnet_tf.io.catalog import write_catalog
 from apnet_tf.io.catalog_flags import age_bin, flags, in_triangle
@@ -65,7 +66,9 @@ def test_infer_labelled_records_adds_labels(records, trained_run):
 def test_fit_calibrates_and_infer_uses_it_by_default(trained_run, apstar_files, tmp_path):
     loaded = load_model(str(trained_run))
     assert loaded.calibration is not None  # fit ended by calibrating on dev
-    assert loaded.calibration.realizations == 100
+    # with calibrate's realizations, over its subset (the 150-star survey: every star)
+    assert loaded.calibration.realizations == CALIBRATION_REALIZATIONS
+    assert loaded.calibration.subset["stars_per_stratum"] == CALIBRATION_STARS_PER_STRATUM
     folder = str(apstar_files[0].parent)
     cal = predict_catalog(loaded, [folder], mc=6, seed=1).catalog
     raw = predict_catalog(loaded, [folder], mc=6, seed=1, calibrated=False).catalog

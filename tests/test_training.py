@@ -305,8 +305,9 @@ def _dev_losses(run, records) -> tuple[float, float, float]:
 
 
 def test_training_learns(trained_run, records):
-    """Twelve epochs of batch 32 on 150 stars: the dev loss falls well below the untrained network's and beats
-    predicting the label means by a margin (a zero learning rate or a broken loss fails here)."""
+    """Twelve epochs of batch 32 on 150 stars: the dev loss falls well below the untrained
+    network's and beats predicting the label means by a margin (a zero learning rate or a broken
+    loss fails here)."""
     untrained, trained, means = _dev_losses(trained_run, records)
     assert np.isfinite([untrained, trained, means]).all()
     assert trained < 0.5 * untrained, (untrained, trained)

@@ -1,8 +1,8 @@
 """Fitting the sigma calibration from Monte Carlo residuals, floor 5: shape on the train split,
-level on dev (``fit``). Applying a calibration is ``model.calibration``'s, since every model path
-needs it.
+level on dev (``fit``), each from a seeded, stratified subset of its stars (``subset``). Applying
+a calibration is ``model.calibration``'s, since every model path needs it.
 
 May import: ``inference``, ``model``, ``data``, ``io`` and the base modules.
 """
 
-__all__ = ["fit"]
+__all__ = ["fit", "subset"]

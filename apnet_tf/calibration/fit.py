@@ -17,15 +17,25 @@ training stars better than new ones:
 A region with fewer than MIN_REGION_STARS training stars takes the values of all stars (``all``).
 When the training split has fewer than MIN_SHAPE_STARS labelled stars (a record folder of dev
 stars only), dev gives the shape too.
+
+``calibrate`` runs the Monte Carlo over a seeded, stratified subset of the train and dev stars
+(``subset``), not over every star: a few hundred residuals fix each of these numbers, and the
+Monte Carlo's cost then stays the same whatever the survey's size.
 """
 
 from __future__ import annotations
 
+import operator
 import os
 
 import numpy as np
 
-from apnet_tf.constants import TARGETS
+from apnet_tf.calibration.subset import ALL_STARS, choose_subset, tercile_edges
+from apnet_tf.constants import (
+    CALIBRATION_REALIZATIONS,
+    CALIBRATION_STARS_PER_STRATUM,
+    TARGETS,
+)
 from apnet_tf.data.manifest import count_records
 from apnet_tf.errors import ApnetError, check_seed, require_at_least
 from apnet_tf.inference.predict import predict_catalog
@@ -48,7 +58,7 @@ from apnet_tf.model.loading import load_model
 
 __all__ = [
     "MIN_REGION_STARS", "MIN_SHAPE_STARS", "TooFewStars", "NOISE_GRID", "FLOOR_GRID",
-    "max_likelihood", "fit_calibration", "calibrate", "calibrate_fitted_run"
+    "max_likelihood", "fit_calibration", "calibrate", "check_per_stratum", "calibrate_fitted_run"
 ]
 
 #: A region, and a region's S/N tercile, needs this many stars for values of its own.
@@ -108,7 +118,8 @@ def _shape(res: np.ndarray, sig: np.ndarray, region: np.ndarray, tercile: np.nda
 
 
 def fit_calibration(pred: np.ndarray, sigma: np.ndarray, labels: np.ndarray,
-                    realizations: int, seed: int, snr=None, shape=None) -> Calibration:
+                    realizations: int, seed: int, snr=None, shape=None, snr_edges=None,
+                    subset: dict | None = None) -> Calibration:
     """Fit a Calibration (module doc): its level on the dev stars, its shape on ``shape``.
 
     Args:
@@ -116,6 +127,9 @@ def fit_calibration(pred: np.ndarray, sigma: np.ndarray, labels: np.ndarray,
             (N, 3) each; snr: their S/N, (N,) (None: unknown).
         shape: (pred, sigma, labels, snr) of the training stars, (M, 3) x 3 and (M,); None, or
             fewer than MIN_SHAPE_STARS stars with some label: the dev stars give the shape too.
+        snr_edges: the S/N tercile edges (2,) of the training split, when ``shape`` is a subset
+            of it drawn with its own mix of S/N (``subset.Subset``); None: from the shape stars.
+        subset: how the stars were drawn (``Subset.record``), kept in the calibration.
     """
     snr = np.full(len(pred), np.nan) if snr is None else np.asarray(snr, float)
     dev = (pred, sigma, labels, snr)
@@ -129,8 +143,8 @@ def fit_calibration(pred: np.ndarray, sigma: np.ndarray, labels: np.ndarray,
     sp, ss, sl, sn = shape if use_train else dev
     sp, ss, sl = (np.asarray(x, float) for x in (sp, ss, sl))
     sn = np.full(len(sp), np.nan) if sn is None else np.asarray(sn, float)
-    finite = sn[np.isfinite(sn) & (sn > 0)]
-    edges = np.quantile(finite, [1 / 3, 2 / 3]) if finite.size >= 3 else np.full(2, np.nan)
+    edges = (np.asarray(snr_edges, float) if use_train and snr_edges is not None
+             else tercile_edges(sn))
     region = kiel_region(sp[:, 0], sp[:, 1])
     region = np.where(region < 0, len(REGIONS), region)  # no region: only in ``all``
     tercile = snr_bin(sn, edges) if np.isfinite(edges).all() else np.full(len(sn), -1)
@@ -147,7 +161,7 @@ def fit_calibration(pred: np.ndarray, sigma: np.ndarray, labels: np.ndarray,
                       shape_split="train" if use_train else "dev",
                       realizations=int(realizations), seed=int(seed), dev_stars=int(len(pred)),
                       coverage_dev_raw=finite_or_none(coverage(pred, sigma, labels)),
-                      coverage_dev_calibrated=[])
+                      coverage_dev_calibrated=[], subset=subset)
     # the level: one factor per parameter on dev (1 when dev gave the shape)
     level = fit_scale(pred, cal.sigma(pred, sigma, snr), labels)
     for key in KEYS:
@@ -169,19 +183,23 @@ def _by_key(values: np.ndarray) -> dict:
 
 
 @locks_output("model_path")
-def calibrate(model_path: str, records_dir: str, realizations: int = 100,
-              seed: int = 0, on_progress=None) -> Calibration:
+def calibrate(model_path: str, records_dir: str, realizations: int = CALIBRATION_REALIZATIONS,
+              seed: int = 0, on_progress=None,
+              per_stratum: int = CALIBRATION_STARS_PER_STRATUM) -> Calibration:
     """Fit a calibration on ``records_dir`` (its shape on the train split, its level on dev; see
     the module doc) and save ``calibration.json`` in the run folder ``model_path``.
 
-    The Monte Carlo runs over the train and dev stars, so this costs about as much as ``infer``
-    over them; ``on_progress(done, total)`` follows it in stars.
+    The Monte Carlo runs over a seeded, stratified subset of the train and dev stars
+    (``subset.choose_subset``: at most ``per_stratum`` training stars per stratum, 0 for every
+    star), so its cost does not grow with the survey; ``on_progress(done, total)`` follows it in
+    stars.
 
     Returns:
         The ``Calibration`` written.
     """
     require_at_least(realizations, 2, "--mc")  # a spread needs two realizations
     check_seed(seed)
+    check_per_stratum(per_stratum)
     if not os.path.isfile(os.path.join(model_path, "best.keras")):
         # an export carries its run's calibration; calibrating it here would change nothing
         raise ApnetError(f"{model_path}: calibrate needs a run folder with best.keras (it writes "
@@ -189,8 +207,11 @@ def calibrate(model_path: str, records_dir: str, realizations: int = 100,
                          "its run and export again")
     if count_records(records_dir, ["dev"]) == 0:
         raise ApnetError(f"{records_dir}: no dev records to calibrate on")
-    dev, train = _monte_carlo(model_path, records_dir, realizations, seed, on_progress)
-    cal = fit_calibration(*dev[:3], realizations, seed, snr=dev[3], shape=train)
+    subset = choose_subset(records_dir, seed, per_stratum)
+    dev, train = _monte_carlo(model_path, records_dir, realizations, seed, subset.rows,
+                              on_progress)
+    cal = fit_calibration(*dev[:3], realizations, seed, snr=dev[3], shape=train,
+                          snr_edges=subset.snr_edges, subset=subset.record)
     try:  # what infer will refuse is never written (e.g. labels the network matches exactly)
         Calibration.from_dict(cal.to_dict())
     except (ValueError, TypeError) as exc:
@@ -199,14 +220,30 @@ def calibrate(model_path: str, records_dir: str, realizations: int = 100,
     return cal
 
 
+def check_per_stratum(per_stratum, flag: str = "--stars-per-stratum") -> int:
+    """``per_stratum`` when it is 0 (every star) or a whole number of at least MIN_REGION_STARS
+    (fewer could give no region values of its own); else ApnetError naming the flag."""
+    try:
+        whole = operator.index(per_stratum)
+    except TypeError:
+        whole = None
+    if whole is None or not (whole == ALL_STARS or whole >= MIN_REGION_STARS):
+        raise ApnetError(f"{flag}: must be {ALL_STARS} (every star) or at least "
+                         f"{MIN_REGION_STARS} (the stars a region needs for values of its own), "
+                         f"got {per_stratum!r}")
+    return whole
+
+
 def _monte_carlo(model_path: str, records_dir: str, realizations: int, seed: int,
-                 on_progress=None):
-    """The raw Monte Carlo over the dev and the train stars (one pass): for each, pred, sigma,
-    labels (N, 3) and snr (N,)."""
+                 rows=None, on_progress=None):
+    """The raw Monte Carlo over the dev and the train stars (one pass; only the records of
+    ``rows``, shard path -> positions, when given): for each, pred, sigma, labels (N, 3) and
+    snr (N,)."""
     loaded = load_model(model_path, calibration=False)
     loaded.refuse_without_photometry("calibrate", records_dir)
     cat = predict_catalog(loaded, [records_dir], mc=realizations, calibrated=False, seed=seed,
-                          split_filter=("train", "dev"), on_progress=on_progress).catalog
+                          split_filter=("train", "dev"), on_progress=on_progress,
+                          rows=rows).catalog
     labels, pred, sigma = catalog_arrays(cat)
     snr, split = np.asarray(cat["SNR"], float), np.asarray(cat["SPLIT"]).astype(str)
     return tuple((pred[split == s], sigma[split == s], labels[split == s], snr[split == s])

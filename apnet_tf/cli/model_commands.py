@@ -24,6 +24,7 @@ from apnet_tf.cli.support import (
     with_extra_paths,
     word_list,
 )
+from apnet_tf.constants import CALIBRATION_REALIZATIONS, CALIBRATION_STARS_PER_STRATUM
 from apnet_tf.errors import ApnetError
 
 __all__ = ["fit_cmd", "demo", "infer", "calibrate", "evaluate", "export", "import_torch_cmd"]
@@ -184,19 +185,21 @@ def infer(
 def calibrate(
         model: Annotated[str, typer.Option(help="Run folder (calibration.json is written there)")],
         records: Annotated[str, typer.Option(help="Record folder with a dev split")],
-        mc: opt.Mc = 100,
+        mc: opt.Mc = CALIBRATION_REALIZATIONS,
         seed: opt.Seed = 0,
+        stars_per_stratum: opt.StarsPerStratum = CALIBRATION_STARS_PER_STRATUM,
 ) -> None:
     """Fit the sigma calibration again (fit already does this once).
 
     Noise factor and floor on the raw Monte Carlo sigma per Kiel-diagram region of the
     prediction, a factor per S/N tercile: their shape fitted on the train split, their level on
-    dev.
+    dev, each on a seeded, stratified subset of its stars (--seed, --stars-per-stratum).
     """
     from apnet_tf.calibration.fit import calibrate as run_calibrate
 
     with progress_bar("calibrate") as update:
-        cal = run_calibrate(model, records, realizations=mc, seed=seed, on_progress=update)
+        cal = run_calibrate(model, records, realizations=mc, seed=seed, on_progress=update,
+                            per_stratum=stars_per_stratum)
     out.print(f"wrote {os.path.join(model, 'calibration.json')} ({cal.dev_stars} dev stars)")
     for name, raw, c in zip(("teff", "logg", "fe_h"), cal.coverage_dev_raw,
                             cal.coverage_dev_calibrated):

@@ -2,7 +2,7 @@
 take has one flag name and one help text everywhere.
 
 Each alias is ``Annotated[type, typer.Option(...)]``; the command gives the default, e.g.
-``seed: Seed = 0`` (``--mc`` is 30 in the quick demo, 100 elsewhere). Options of ``fit`` with no
+``seed: Seed = 0`` (``--mc`` is 30 in the quick demo, 20 in calibrate, 100 elsewhere). Options of ``fit`` with no
 default of their own take the recipe's (their help says which), hence ``Optional`` and None.
 """
 
@@ -13,7 +13,8 @@ from typing import Annotated, Optional
 import typer
 
 __all__ = [
-    "Seed", "Mc", "ModelFile", "OverwriteRun", "Spectra", "Records", "RunOut", "Stage", "Arch",
+    "Seed", "Mc", "StarsPerStratum", "ModelFile", "OverwriteRun", "Spectra", "Records", "RunOut",
+    "Stage", "Arch",
     "RecipeName", "Epochs", "Resume", "Strategy", "Optimizer", "LearningRate", "Momentum",
     "TrainBatchSize", "Dropout", "InputScaling", "Initializer", "Patience", "FinetunePatience",
     "FinetuneFraction", "FinetuneMaxRounds", "Precision", "LrPlateauPatience", "NoiseAugment",
@@ -26,6 +27,10 @@ __all__ = [
 # ---------------------------------------------------------------- shared by several commands
 Seed = Annotated[int, typer.Option(help="Random seed")]
 Mc = Annotated[int, typer.Option(help="Monte Carlo realizations per star")]
+StarsPerStratum = Annotated[int, typer.Option(
+    help="Training stars per stratum (Kiel region of the labels x S/N tercile) in the subset "
+         "the calibration's Monte Carlo runs over; dev stars at most 5x that; 0: every star "
+         "(the cost then grows with the survey)")]
 ModelFile = Annotated[str, typer.Option(help="Run folder or .keras file")]
 OverwriteRun = Annotated[bool, typer.Option(
     "--overwrite", help="Replace the run already in --out (its files are deleted)")]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
@@ -128,8 +128,10 @@ def read_manifest(records_dir: str) -> dict:
     return manifest
 
 
-def shard_paths(records_dir: str, splits: Sequence[str] | None = None) -> list[str]:
-    """Shard files of the given splits (all if None), as listed by the manifest.
+def shard_paths(records_dir: str, splits: Sequence[str] | None = None,
+                names: Collection[str] | None = None) -> list[str]:
+    """Shard files of the given splits (all if None), as listed by the manifest; with ``names``
+    (shard file names), only those, so that only they are checked.
 
     Raises:
         ApnetError: a listed shard is missing, not the size make-records wrote (truncated), or
@@ -139,9 +141,11 @@ def shard_paths(records_dir: str, splits: Sequence[str] | None = None) -> list[s
     sizes = manifest.get("shard_bytes") or {}
     sums = manifest.get("shard_sha256") or {}
     out = []
-    for split, names in sorted(manifest["shards"].items()):
+    for split, shards in sorted(manifest["shards"].items()):
         if splits is None or split in splits:
-            for name in names:
+            for name in shards:
+                if names is not None and name not in names:
+                    continue
                 path = os.path.join(records_dir, name)
                 if not os.path.exists(path):
                     raise ApnetError(f"{path}: missing shard listed in the manifest; re-run "

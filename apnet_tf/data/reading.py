@@ -22,7 +22,7 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -35,8 +35,8 @@ from apnet_tf.io.survey_table import Listing
 
 __all__ = [
     "READ_CHUNK", "PR_SET_PDEATHSIG", "Batch", "Unit", "Plan", "is_records", "plan_units",
-    "read_fits_unit", "read_record_unit", "read_unit", "default_workers", "ordered_map",
-    "iter_units", "read_many", "die_with_parent",
+    "read_fits_unit", "read_record_unit", "read_record_labels", "read_unit", "default_workers",
+    "ordered_map", "iter_units", "read_many", "die_with_parent",
 ]
 
 #: Files per task sent to a worker by ``read_many`` (make-records).
@@ -75,6 +75,7 @@ class Unit:
     labeled_only: bool = False
     compression: str = ""
     photometry: bool = False  # a record shard that stores photometry (make-records --photometry)
+    rows: tuple[int, ...] | None = None  # a shard's records to read, by position (None: all)
 
 
 @dataclasses.dataclass
@@ -87,7 +88,7 @@ class Plan:
         """sha256 over every input's path, size and modification time, in plan order."""
         h = hashlib.sha256()
         for u in self.units:
-            h.update(f"{u.key}|{u.kind}|{u.labeled_only}|{u.extra}".encode())
+            h.update(f"{u.key}|{u.kind}|{u.labeled_only}|{u.extra}|{u.rows}".encode())
             for p in u.paths:
                 st = os.stat(p)
                 h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode("utf-8", "surrogateescape"))
@@ -103,23 +104,34 @@ def is_records(path: str) -> bool:
 
 def plan_units(inputs: Sequence[str], batch_size: int = 256,
                split_filter: Sequence[str] | None = None,
-               listing: Listing | None = None) -> Plan:
+               listing: Listing | None = None,
+               rows: Mapping[str, Sequence[int]] | None = None) -> Plan:
     """Number the work: record shards first (one unit each), then the files of ``listing`` in
     its order, then the other FITS files in sorted order.
+
+    ``rows``: read only the record shards it names (paths as ``manifest.shard_paths`` gives
+    them), and of each only the records at these positions (0-based, in the shard's order; with
+    a ``split_filter``, labelled ones); None reads every shard whole.
 
     A path that matches nothing, and a listing's row with no file, become failure lines.
     """
     failures: list[str] = []
     units: list[Unit] = []
     total = 0
+    wanted = None if rows is None else {os.path.abspath(p): sorted(set(map(int, r)))
+                                        for p, r in rows.items()}
     for rec in (p for p in inputs if is_records(p)):
-
         manifest = read_manifest(rec)
-        for shard in shard_paths(rec, split_filter):
+        compression = manifest.get("compression", "")
+        names = None if wanted is None else {
+            os.path.basename(p) for p in wanted if os.path.dirname(p) == os.path.abspath(rec)}
+        for shard in shard_paths(rec, split_filter, names):
+            picked = None if wanted is None else tuple(wanted[os.path.abspath(shard)])
             units.append(Unit(len(units), "records", (shard,), labeled_only=bool(split_filter),
-                              compression=manifest.get("compression", ""),
+                              compression=compression, rows=picked,
                               photometry=has_photometry(manifest)))
-        total += count_records(rec, split_filter)
+            total += 0 if picked is None else len(picked)
+        total += count_records(rec, split_filter) if wanted is None else 0
     fits_inputs = [p for p in inputs if not is_records(p)]
     paths = expand_paths(fits_inputs, missing=failures) if fits_inputs else []
     extra: dict[str, list[str]] = {}
@@ -176,8 +188,15 @@ def read_record_unit(unit: Unit) -> tuple[Batch | None, list[str]]:
     from apnet_tf.data.record_schema import parse_examples
 
     ds = tf.data.TFRecordDataset(list(unit.paths), compression_type=unit.compression)
-    parts = []
+    parts, start = [], 0
+    rows = None if unit.rows is None else np.asarray(unit.rows, np.int64)
     for serialized in ds.batch(1024):
+        if rows is not None:  # only the rows asked for have their pixels decoded
+            n = int(serialized.shape[0])
+            picked, start = rows[(rows >= start) & (rows < start + n)] - start, start + n
+            if not picked.size:
+                continue
+            serialized = tf.gather(serialized, picked)
         ex = parse_examples(serialized, ("flux", "err", "bad"))
         if unit.labeled_only:
             keep = keep_mask(ex, None, None, 0, True)
@@ -192,6 +211,22 @@ def read_record_unit(unit: Unit) -> tuple[Batch | None, list[str]]:
                  ex["dec"], np.full(n, unit.paths[0], dtype=object), ex["labels"], text["split"],
                  text["category"],
                  photometry=ex["photometry"].astype(np.float64) if unit.photometry else None), []
+
+
+def read_record_labels(path: str, compression: str = "") -> dict[str, np.ndarray]:
+    """What a record shard holds besides its pixels, which are skipped (TensorFlow): labels
+    (N, 3) (NaN where missing), snr (N,) and labelled (N,) bool (some label), in the shard's
+    order."""
+    import tensorflow as tf
+
+    from apnet_tf.data.record_schema import parse_examples
+
+    parts = [parse_examples(s, ()) for s in
+             tf.data.TFRecordDataset([path], compression_type=compression).batch(1024)]
+    labels = np.concatenate([p["labels"].numpy() for p in parts] or [np.zeros((0, 3))])
+    snr = np.concatenate([p["snr"].numpy() for p in parts] or [np.zeros(0)])
+    mask = np.concatenate([p["label_mask"].numpy() for p in parts] or [np.zeros((0, 3), bool)])
+    return {"labels": labels.astype(float), "snr": snr.astype(float), "labelled": mask.any(1)}
 
 
 def read_unit(unit: Unit, mask_bits: Sequence[int] = DEFAULT_MASK_BITS,

@@ -11,7 +11,7 @@ here is one of ``io.catalog_schema.SCHEMA``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from astropy.table import Table
@@ -53,7 +53,8 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
                     work_dir: str | None = None, on_progress: Callable[[int, int], None] | None
                     = None, workers: int = 0, listing=None,
                     mask_bits: Sequence[int] = DEFAULT_MASK_BITS,
-                    photometry: dict | None = None) -> InferenceResult:
+                    photometry: dict | None = None,
+                    rows: Mapping[str, Sequence[int]] | None = None) -> InferenceResult:
     """Predict Teff, log g, [Fe/H] (with Monte Carlo sigmas when mc > 0) for every input spectrum.
 
     Args:
@@ -74,6 +75,8 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
             use the bits the training records were made with).
         photometry: APOGEE_ID -> (7,) raw photometry (``io.photometry.read_photometry``) for
             a two-input model (Net II); it wins over an input table's photometry.
+        rows: for record folders, only these shards and of each only the records at these
+            positions (``reading.plan_units``; the calibration's subset).
 
     Returns:
         The catalog (paper Table 4 columns, percentiles, flags; labels, split and category when
@@ -83,7 +86,7 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
     require_at_least(batch_size, 1, "--batch-size")
 
     calibrated, sigma_meta = sigma_settings(model, mc, calibrated, mc_dropout, seed)
-    plan = plan_units(inputs, batch_size, split_filter, listing)
+    plan = plan_units(inputs, batch_size, split_filter, listing, rows)
     settings = {"mc": mc, "batch_size": batch_size, "calibrated": calibrated,
                 "mc_dropout": mc_dropout, "seed": seed, "splits": list(split_filter or [])}
     if tuple(mask_bits) != tuple(DEFAULT_MASK_BITS):

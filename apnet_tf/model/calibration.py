@@ -112,7 +112,9 @@ class Calibration:
     (parameter, S/N tercile) and ``snr_edges`` the two inner S/N edges of the terciles;
     ``stars[key]`` counts the shape stars behind a region's values (0 where it takes those of
     ``all``), ``shape_split`` names the split that gave the shape and ``dev_stars`` the dev stars
-    that gave the level.
+    that gave the level. ``subset`` says how those stars were drawn from the splits (seed,
+    stars per stratum, stars drawn and read per split; ``calibration.subset``), None in a file
+    fitted on every star.
     """
 
     noise: dict[str, list[float]]
@@ -127,6 +129,7 @@ class Calibration:
     coverage_dev_raw: list[float]
     coverage_dev_calibrated: list[float]
     method: str = METHOD
+    subset: dict[str, int] | None = None
     targets: list[str] = dataclasses.field(default_factory=lambda: list(TARGETS))
     format: str = FORMAT
 
@@ -175,8 +178,9 @@ class Calibration:
         names = {f.name for f in dataclasses.fields(cls)}
         if set(d) - names:
             raise ValueError(f"unknown key(s) {', '.join(sorted(set(d) - names))}")
-        if names - set(d) - {"method"}:
-            raise ValueError(f"missing key(s) {', '.join(sorted(names - set(d) - {'method'}))}")
+        missing = names - set(d) - {"method", "subset"}  # a file of an older version has these
+        if missing:
+            raise ValueError(f"missing key(s) {', '.join(sorted(missing))}")
         if not isinstance(d["targets"], list) or d["targets"] != list(TARGETS):
             raise ValueError(f"targets {d['targets']!r}, expected {list(TARGETS)!r}")
         for key, shape in (("noise", (3,)), ("floor", (3,)), ("snr_factor", (3, 3)),
@@ -200,6 +204,11 @@ class Calibration:
             _count(d[key], key, least)
         for key in ("coverage_dev_raw", "coverage_dev_calibrated"):
             _numbers(d[key], key, (3,), positive=False, allow_nan=True)
+        if d.get("subset") is not None:
+            if not isinstance(d["subset"], dict):
+                raise ValueError(f"subset must be an object or null, got {d['subset']!r}")
+            for key, value in d["subset"].items():
+                _count(value, f"subset.{key}", 0)
         return cls(**d)
 
 
