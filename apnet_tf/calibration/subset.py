@@ -34,7 +34,7 @@ from collections.abc import Callable
 import numpy as np
 
 from apnet_tf.constants import CALIBRATION_STARS_PER_STRATUM
-from apnet_tf.data.manifest import read_manifest, shard_paths
+from apnet_tf.data.manifest import checked_shard, read_manifest
 from apnet_tf.data.reading import read_record_labels
 from apnet_tf.model.calibration import kiel_region, snr_bin
 
@@ -174,14 +174,14 @@ def _train_done(got: _Read, per_stratum: int) -> bool:
 def _read_split(records_dir: str, split: str, seed: int,
                 done: Callable[[_Read], bool]) -> _Read:
     """The labelled stars of the shards of ``split``, read in a seeded order until
-    ``done(stars read so far)``; each shard is checked (``manifest.shard_paths``) first."""
+    ``done(stars read so far)``; each shard is checked (``manifest.checked_shard``) first."""
     manifest = read_manifest(records_dir)
     names = sorted(manifest["shards"].get(split, []))
     order = np.random.default_rng([seed, _SPLIT_STREAM[split]]).permutation(len(names))
     parts: list[_Read] = []
     got = _Read(np.zeros((0, 3)), np.zeros(0), np.zeros(0, object), np.zeros(0, int))
     for i in order:
-        path = shard_paths(records_dir, [split], [names[i]])[0]
+        path = checked_shard(records_dir, manifest, names[i])
         shard = read_record_labels(path, manifest.get("compression", ""))
         pos = np.flatnonzero(shard["labelled"])
         parts.append(_Read(shard["labels"][pos], shard["snr"][pos],
