@@ -6,8 +6,8 @@ hundred residuals fix each of them, while the Monte Carlo that gives the residua
 passes per star. So ``calibrate`` runs it over a subset:
 
 * **train** (the shape): at most ``per_stratum`` stars of each stratum (default
-  ``constants.CALIBRATION_STARS_PER_STRATUM``), drawn at random. A stratum
-  is a Kiel region of the star's *labels* (the predictions are not known before the Monte Carlo;
+  ``constants.CALIBRATION_STARS_PER_STRATUM``), drawn at random. A stratum is a Kiel region of
+  the star's *labels* (the predictions are not known before the Monte Carlo;
   ``calibration.kiel_region``, with stars lacking a Teff or log g label as a stratum of their
   own) times an S/N tercile (edges from the training stars read; stars without S/N as one more).
   Equal numbers per stratum give each region and tercile of the shape enough stars for values of
@@ -22,8 +22,8 @@ The record folder's shards hold their split's stars in a fixed pseudo-random ord
 in a seeded order, only as many as the subset needs (train: until every stratum with a region
 and an S/N has ``per_stratum`` stars, or ``SCAN_STRATA * per_stratum`` stars were read; dev:
 until ``DEV_STRATA * per_stratum`` were read), so reading costs no more on a large survey than
-on a small one. The same seed and
-records give the same subset; ``calibration.json`` records both (``subset``).
+on a small one. The same seed and records give the same subset; ``calibration.json`` records
+both (``subset``).
 """
 
 from __future__ import annotations
