@@ -6,8 +6,8 @@ hundred residuals fix each of them, while the Monte Carlo that gives the residua
 passes per star. So ``calibrate`` runs it over a subset:
 
 * **train** (the shape): at most ``per_stratum`` stars of each stratum (default
-  ``constants.CALIBRATION_STARS_PER_STRATUM``), drawn at random. A stratum
-  is a Kiel region of the star's *labels* (the predictions are not known before the Monte Carlo;
+  ``constants.CALIBRATION_STARS_PER_STRATUM``), drawn at random. A stratum is a Kiel region of
+  the star's *labels* (the predictions are not known before the Monte Carlo;
   ``calibration.kiel_region``, with stars lacking a Teff or log g label as a stratum of their
   own) times an S/N tercile (edges from the training stars read; stars without S/N as one more).
   Equal numbers per stratum give each region and tercile of the shape enough stars for values of
@@ -22,8 +22,8 @@ The record folder's shards hold their split's stars in a fixed pseudo-random ord
 in a seeded order, only as many as the subset needs (train: until every stratum with a region
 and an S/N has ``per_stratum`` stars, or ``SCAN_STRATA * per_stratum`` stars were read; dev:
 until ``DEV_STRATA * per_stratum`` were read), so reading costs no more on a large survey than
-on a small one. The same seed and
-records give the same subset; ``calibration.json`` records both (``subset``).
+on a small one. The same seed and records give the same subset; ``calibration.json`` records
+both (``subset``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from collections.abc import Callable
 import numpy as np
 
 from apnet_tf.constants import CALIBRATION_STARS_PER_STRATUM
-from apnet_tf.data.manifest import read_manifest, shard_paths
+from apnet_tf.data.manifest import checked_shard, read_manifest
 from apnet_tf.data.reading import read_record_labels
 from apnet_tf.model.calibration import kiel_region, snr_bin
 
@@ -174,14 +174,14 @@ def _train_done(got: _Read, per_stratum: int) -> bool:
 def _read_split(records_dir: str, split: str, seed: int,
                 done: Callable[[_Read], bool]) -> _Read:
     """The labelled stars of the shards of ``split``, read in a seeded order until
-    ``done(stars read so far)``; each shard is checked (``manifest.shard_paths``) first."""
+    ``done(stars read so far)``; each shard is checked (``manifest.checked_shard``) first."""
     manifest = read_manifest(records_dir)
     names = sorted(manifest["shards"].get(split, []))
     order = np.random.default_rng([seed, _SPLIT_STREAM[split]]).permutation(len(names))
     parts: list[_Read] = []
     got = _Read(np.zeros((0, 3)), np.zeros(0), np.zeros(0, object), np.zeros(0, int))
     for i in order:
-        path = shard_paths(records_dir, [split], [names[i]])[0]
+        path = checked_shard(records_dir, manifest, names[i])
         shard = read_record_labels(path, manifest.get("compression", ""))
         pos = np.flatnonzero(shard["labelled"])
         parts.append(_Read(shard["labels"][pos], shard["snr"][pos],

@@ -22,7 +22,7 @@ from apnet_tf.io.photometry import PHOT_BANDS, PHOT_COLUMNS
 
 __all__ = [
     "SCHEMA_VERSION", "UNLABELED", "MANIFEST", "build_manifest", "photometry_summary",
-    "has_photometry", "read_manifest", "shard_paths", "count_records"
+    "has_photometry", "read_manifest", "shard_paths", "checked_shard", "count_records"
 ]
 
 #: The schema version and the split name of unlabelled spectra, as the records hold them.
@@ -130,35 +130,37 @@ def read_manifest(records_dir: str) -> dict:
 
 def shard_paths(records_dir: str, splits: Sequence[str] | None = None,
                 names: Collection[str] | None = None) -> list[str]:
-    """Shard files of the given splits (all if None), as listed by the manifest; with ``names``
-    (shard file names), only those, so that only they are checked.
-
-    Raises:
-        ApnetError: a listed shard is missing, not the size make-records wrote (truncated), or
-            not the content (its sha256 checksum differs: flipped bytes).
+    """Shard files of the given splits (all if None), as listed by the manifest, each checked
+    (``checked_shard``); with ``names`` (shard file names), only those, so that only they are
+    read to be checked.
     """
     manifest = read_manifest(records_dir)
+    return [checked_shard(records_dir, manifest, name)
+            for split, shards in sorted(manifest["shards"].items())
+            if splits is None or split in splits
+            for name in shards if names is None or name in names]
+
+
+def checked_shard(records_dir: str, manifest: dict, name: str) -> str:
+    """The path of shard ``name`` of ``records_dir`` (whose ``manifest`` is given), once it is
+    checked.
+
+    Raises:
+        ApnetError: the shard is missing, not the size make-records wrote (truncated), or not
+            the content (its sha256 checksum differs: flipped bytes).
+    """
     sizes = manifest.get("shard_bytes") or {}
     sums = manifest.get("shard_sha256") or {}
-    out = []
-    for split, shards in sorted(manifest["shards"].items()):
-        if splits is None or split in splits:
-            for name in shards:
-                if names is not None and name not in names:
-                    continue
-                path = os.path.join(records_dir, name)
-                if not os.path.exists(path):
-                    raise ApnetError(f"{path}: missing shard listed in the manifest; re-run "
-                                     "make-records")
-                if sizes.get(name) is not None and os.path.getsize(path) != sizes[name]:
-                    raise ApnetError(f"{path}: {os.path.getsize(path)} bytes, make-records "
-                                     f"wrote {sizes[name]}: truncated or changed; re-run "
-                                     "make-records")
-                if sums.get(name) is not None and _checksum(path) != sums[name]:
-                    raise ApnetError(f"{path}: checksum differs from the one make-records "
-                                     "wrote: the shard is damaged; re-run make-records")
-                out.append(path)
-    return out
+    path = os.path.join(records_dir, name)
+    if not os.path.exists(path):
+        raise ApnetError(f"{path}: missing shard listed in the manifest; re-run make-records")
+    if sizes.get(name) is not None and os.path.getsize(path) != sizes[name]:
+        raise ApnetError(f"{path}: {os.path.getsize(path)} bytes, make-records wrote "
+                         f"{sizes[name]}: truncated or changed; re-run make-records")
+    if sums.get(name) is not None and _checksum(path) != sums[name]:
+        raise ApnetError(f"{path}: checksum differs from the one make-records wrote: the shard "
+                         "is damaged; re-run make-records")
+    return path
 
 
 #: Checksums already computed in this process, by (path, size, modification time).
