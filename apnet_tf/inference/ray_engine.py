@@ -20,13 +20,13 @@ import os
 import pickle
 from collections.abc import Callable, Sequence
 
-from apnet_tf.data.reading import Unit, plan_units, read_unit
+from apnet_tf.data.reading import Unit, plan_units, read_pickled_unit
 from apnet_tf.errors import ApnetError
 from apnet_tf.inference import workdir as wd
 from apnet_tf.inference.predict import InferenceResult, catalog_from_parts, unit_part
 from apnet_tf.io.photometry import fingerprint
 from apnet_tf.io.survey_table import Listing
-from apnet_tf.model.loading import load_model
+from apnet_tf.model.loading import LoadedModel, load_model
 
 __all__ = ["Predictor", "predict_catalog_ray"]
 
@@ -37,12 +37,6 @@ def _ray():
     except ImportError:
         raise ApnetError("--engine ray needs Ray Data: pip install 'apnet-tf[ray]'") from None
     return ray
-
-
-def _read(row: dict) -> dict:
-    """Ray read task: a unit (pickled) -> its batch and unreadable files (pickled)."""
-    unit = pickle.loads(row["unit"])
-    return {"key": row["key"], "batch": pickle.dumps(read_unit(unit), protocol=5)}
 
 
 class Predictor:
@@ -72,7 +66,8 @@ def predict_catalog_ray(model: str, inputs: Sequence[str], mc: int = 100, batch_
                         actors: int | None = None, work_dir: str | None = None,
                         on_progress: Callable[[int, int], None] | None = None,
                         predictor: type = Predictor,
-                        photometry: dict | None = None) -> InferenceResult:
+                        photometry: dict | None = None,
+                        loaded: LoadedModel | None = None) -> InferenceResult:
     """``inference.predict_catalog`` on Ray Data: same arguments, same catalog.
 
     Args:
@@ -82,9 +77,12 @@ def predict_catalog_ray(model: str, inputs: Sequence[str], mc: int = 100, batch_
         actors: model actors; default one per GPU of the cluster, else one per 4 CPUs.
         predictor: the actor class (tests pass one that dies once).
         photometry: APOGEE_ID -> (7,) raw photometry for a two-input model (Net II).
+        loaded: ``model`` as the caller loaded it (``run_infer`` has), so that this process
+            does not load it a second time; None loads it.
     """
     ray = _ray()
-    loaded = load_model(model, calibration=calibrated is not False)
+    if loaded is None:
+        loaded = load_model(model, calibration=calibrated is not False)
     plan = plan_units(inputs, batch_size, split_filter, listing)
     settings = {"mc": mc, "batch_size": batch_size, "calibrated": calibrated,
                 "mc_dropout": mc_dropout, "seed": seed, "splits": list(split_filter or [])}
@@ -135,7 +133,7 @@ def _run(ray, units: list[Unit], model: str, args: tuple, actors: int | None, pr
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     # Reading is light next to the model: a fraction of a CPU per read task lets them run
     # beside actors that hold every CPU of a small cluster.
-    ds = ds.map(_read, num_cpus=0.25)
+    ds = ds.map(read_pickled_unit, num_cpus=0.25)
     # Ray Data restarts a dead actor and retries its batch by default (max_restarts=-1,
     # max_task_retries=-1); the parts are keyed by unit, so a retry cannot duplicate rows.
     ds = ds.map_batches(predictor, batch_size=1,
