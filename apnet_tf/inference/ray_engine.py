@@ -2,9 +2,12 @@
 spread over a Ray cluster.
 
 The plan is the local one (``reading.plan_units``): each unit (up to ``batch_size`` FITS files,
-or one record shard) is one row of a Ray dataset. Read tasks turn a unit into its batch; actors
-that load the model once predict it (Monte Carlo inside the actor, seeded by (seed, unit), so
-the sigmas equal the local engine's for the same seed) and return its catalog part. An actor
+or one record shard) is one row of a Ray dataset. Read tasks turn a unit into its batch (their
+function, ``reading.read_pickled_unit``, imports no TensorFlow, so a reader process starts at
+once); actors that load the model once predict it, two batches at a time (Monte Carlo inside the
+actor, seeded by (seed, unit), so the sigmas equal the local engine's for the same seed), and
+return its catalog part. The spectra go from readers to actors through the object store; the
+driver receives only catalog parts. An actor
 that dies is restarted and its unit retried; parts are keyed by unit, so no row is lost or
 written twice. The driver gathers the parts in unit order and, with a work folder, keeps each
 finished part, so a killed job resumes as the local one does.
@@ -136,8 +139,11 @@ def _run(ray, units: list[Unit], model: str, args: tuple, actors: int | None, pr
     ds = ds.map(read_pickled_unit, num_cpus=0.25)
     # Ray Data restarts a dead actor and retries its batch by default (max_restarts=-1,
     # max_task_retries=-1); the parts are keyed by unit, so a retry cannot duplicate rows.
-    ds = ds.map_batches(predictor, batch_size=1,
-                        compute=ray.data.ActorPoolStrategy(size=min(n, len(units))),
+    # Two batches per actor at once: while one is in the model (TensorFlow releases the GIL),
+    # the other is unpickled, flagged and pickled, so the actor's cores do not wait on Python.
+    pool = ray.data.ActorPoolStrategy(size=min(n, len(units)), max_concurrent_calls_per_actor=2,
+                                      enable_true_multi_threading=True)
+    ds = ds.map_batches(predictor, batch_size=1, compute=pool,
                         num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1,
                         fn_constructor_args=(os.path.abspath(model), *args))
     for row in ds.iter_rows():
