@@ -256,7 +256,9 @@ def ray_table(r: dict) -> str:
 
 
 def _duration(hours: float) -> str:
-    return f"{hours:,.1f} h" if hours >= 1 else f"{hours * 60:,.1f} min"
+    if hours >= 1:
+        return f"{hours:,.1f} h"
+    return f"{hours * 60:,.1f} min" if hours >= 1 / 60 else f"{hours * 3600:,.0f} s"
 
 
 def projection_section() -> str:

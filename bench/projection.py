@@ -87,9 +87,11 @@ def measured_rows(ray: dict, src: str) -> list[dict]:
              "ray.ray_init_s", ray["ray_init_s"])]
 
 
-def gpu_rows(cpu: dict, cores: int, efficiency: float, nodes: list[int]) -> list[dict]:
+def gpu_rows(cpu: dict, fixed_s: float, cores: int, efficiency: float,
+             nodes: list[int]) -> list[dict]:
     """One node (one GPU, one model actor, ``cores`` CPU cores) and N of them: estimates from
-    the CPU time per file measured here (survey.json ``cpu_ms_per_file``)."""
+    the CPU time per file measured here (survey.json ``cpu_ms_per_file``), plus ``fixed_s``,
+    the fixed cost of a Ray job measured here (Ray's start-up and a one-batch job)."""
     flops, moved = network_cost()
     gpu = efficiency * min(H100_FLOPS / flops, H100_BYTES_PER_S / moved)
     read = (cores - 1) * 1e3 / cpu["read"]
@@ -99,21 +101,23 @@ def gpu_rows(cpu: dict, cores: int, efficiency: float, nodes: list[int]) -> list
            f"(assumed, not measured) = {gpu:,.0f} spectra/s; reading: {cores - 1} cores / "
            f"{cpu['read']:.2f} ms = {read:,.0f} files/s; the actor's own CPU work (flags, "
            f"catalog columns, one core): 1 / ({cpu['unit_part']:.2f} - {cpu['model']:.2f}) ms "
-           f"= {actor:,.0f} files/s (survey.json cpu_ms_per_file)")
+           f"= {actor:,.0f} files/s (cpu_ms_per_file); plus {fixed_s:.0f} s of fixed cost "
+           "(Ray's start-up and a one-batch job, measured here)")
     r = MC_REALIZATIONS
     plain, mc = min(gpu, read, actor), min(gpu / r, read, actor)
     node = f"one GPU node (1 H100, {cores} cores)"
-    rows = [_row(node, "plain", plain, "estimate", f"min(GPU, reading, actor); {how}"),
+    rows = [_row(node, "plain", plain, "estimate", f"min(GPU, reading, actor); {how}", fixed_s),
             _row(node, "`--mc 100`", mc, "estimate", f"min(GPU / {r}, reading, actor) = "
-                 f"min({gpu / r:,.0f}, {read:,.0f}, {actor:,.0f})")]
+                 f"min({gpu / r:,.0f}, {read:,.0f}, {actor:,.0f}), plus the fixed cost",
+                 fixed_s)]
     size = FLOAT * 3 * N_PIXELS  # row 0 of HDUs 1-3: flux, error, mask, at least
     for n in nodes:
         for mode, rate in (("plain", plain), ("`--mc 100`", mc)):
             rows.append(_row(f"{n} GPU nodes", mode, n * rate, "estimate",
-                             f"{n} x the one-node rate (linear); the shared file system must "
-                             f"serve {n * rate * size / 1e9:.2f} GB/s (at least "
+                             f"{n} x the one-node rate (linear), plus the fixed cost; the shared "
+                             f"file system must serve {n * rate * size / 1e9:.2f} GB/s (at least "
                              f"{size / 1e3:.0f} kB read per file) and {n * rate:,.0f} file "
-                             "opens/s"))
+                             "opens/s", fixed_s))
     return rows
 
 
@@ -134,7 +138,8 @@ def main() -> None:
         raise SystemExit(f"bench/results/{args.survey}.json has no ray figures: run "
                          "python bench/survey.py --ray first")
     rows = (measured_rows(ray, f"{args.survey}.json")
-            + gpu_rows(survey["figures"]["cpu_ms_per_file"], args.node_cores,
+            + gpu_rows(survey["figures"]["cpu_ms_per_file"],
+                       ray["ray_init_s"] + ray["ray_one_batch_job_s"], args.node_cores,
                        args.gpu_efficiency, args.nodes))
     report("projection", {"dr17_files": DR17_FILES, "survey": f"{args.survey}.json",
                           "survey_commit": survey["commit"],
