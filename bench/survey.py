@@ -6,14 +6,18 @@ the real architecture, which costs the same as a trained one):
 * model: the Keras predictor on in-memory arrays, batch 256 (the reference of the plain rows);
 * MC alone: ``MonteCarloPredictor`` at R=100 on in-memory arrays (the reference of --mc 100);
 * ``predict_catalog`` on the record folder, on the FITS files read in this process (workers 0,
-  the old way) and read ahead by worker processes, plain and with --mc 100;
-* with ``--ray``, the same through ``--engine ray`` on a local Ray instance.
+  the old way) and read ahead by worker processes, plain and with --mc 100.
 
 Also files/s of ``read_apstar`` on the 24 real DR13 files against the old full astropy read.
 Then peak RSS of ``apnet-tf infer --mc 0`` (a fresh process each) on ``--rss`` file counts;
 the files beyond the survey are symbolic links to it, which read the same as distinct files.
 
-    python bench/survey.py [--n 600] [--mc-n 64] [--rss 3000 30000] [--ray]
+With ``--ray``, last: ``--engine ray`` on a local Ray instance against the local engine, whole
+jobs on the same ``--ray-files`` files (links cycling through the survey), plain, and with
+--mc 100 on ``--ray-mc-n`` of them; Ray's own start-up and a one-batch job of each engine (the
+fixed cost of a job) are measured on their own.
+
+    python bench/survey.py [--n 600] [--mc-n 64] [--rss 3000 30000] [--ray] [--ray-files 30000]
 """
 
 from __future__ import annotations
@@ -37,6 +41,32 @@ def _rate(fn, n: int) -> float:
     return n / (time.perf_counter() - t)
 
 
+def cpu_per_file(files: list[str], batch: int = 256) -> dict:
+    """CPU milliseconds per file, in this process, of each step of a job: reading a batch
+    (``read_fits_unit``), the model alone on it, and ``unit_part`` (the model, the flags and
+    the catalog columns). CPU time, unlike wall time, hardly changes with what else runs on
+    the cores; the projection (``bench/projection.py``) scales from these."""
+    from apnet_tf.data.reading import plan_units, read_fits_unit
+    from apnet_tf.inference.predict import unit_part
+    from apnet_tf.model.loading import load_model
+
+    model = load_model(_model_dir())
+    units = plan_units(files, batch).units
+    out = {"read": 0.0, "model": 0.0, "unit_part": 0.0}
+    model.predict(read_fits_unit(units[0])[0].flux)  # warm-up (trace)
+    for i, unit in enumerate(units):
+        c = time.process_time()
+        batch_, failures = read_fits_unit(unit)
+        out["read"] += time.process_time() - c
+        c = time.process_time()
+        model.predict(batch_.flux)
+        out["model"] += time.process_time() - c
+        c = time.process_time()
+        unit_part(model, batch_, failures, 0, False, False, (0, i))
+        out["unit_part"] += time.process_time() - c
+    return {k: 1e3 * v / len(files) for k, v in out.items()}
+
+
 def _model_dir() -> str:
     path = os.path.join(CACHE, "survey_model")
     if not os.path.exists(os.path.join(path, "best.keras")):
@@ -57,7 +87,7 @@ def _arrays(files: list[str]):
     return tuple(np.stack([getattr(s, k) for s in specs]) for k in ("flux", "err", "bad"))
 
 
-def throughput(spectra: str, records: str, n: int, mc_n: int, ray: bool) -> dict:
+def throughput(spectra: str, records: str, n: int, mc_n: int) -> dict:
     """spectra/s of each way, and each as a ratio to its reference."""
     from apnet_tf.inference.predict import predict_catalog
     from apnet_tf.io.spectra import expand_paths
@@ -84,21 +114,57 @@ def throughput(spectra: str, records: str, n: int, mc_n: int, ray: bool) -> dict
     out["fits_parallel"] = _rate(lambda: predict_catalog(model, files, mc=0, workers=2), n)
     sub = files[:mc_n]
     out["fits_mc100"] = _rate(lambda: predict_catalog(model, sub, mc=100, workers=2), mc_n)
-    if ray:
-        out.update(_ray_rates(files, sub))
     return out
 
 
-def _ray_rates(files: list[str], sub: list[str]) -> dict:
+def _ray_init() -> float:
+    """Start a local Ray instance (its workers import this checkout); seconds it took."""
     import ray
 
-    from apnet_tf.inference.ray_engine import predict_catalog_ray
+    t = time.perf_counter()
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2",
+                                       "PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
+    return time.perf_counter() - t
 
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+
+def ray_against_local(spectra: str, n_files: int, sub: list[str], rounds: int) -> dict:
+    """``--engine ray`` against the local engine on the same ``n_files`` files, each a whole
+    job from the model's path to the catalog in memory (model loading, reader processes or
+    actors, every batch), alternating ``rounds`` times, each keeping its best. The Ray
+    instance starts once, before, and is reported on its own (``ray_init_s``); so is a job of
+    one batch on each engine, the fixed cost every job pays."""
+    import ray
+
+    from apnet_tf.inference.predict import predict_catalog
+    from apnet_tf.inference.ray_engine import predict_catalog_ray
+    from apnet_tf.io.spectra import expand_paths
+    from apnet_tf.model.loading import load_model
+
     model = _model_dir()
-    predict_catalog_ray(model, files[:8], mc=0, batch_size=8)  # cluster and actor start-up
-    out = {"ray_fits": _rate(lambda: predict_catalog_ray(model, files, mc=0), len(files)),
-           "ray_fits_mc100": _rate(lambda: predict_catalog_ray(model, sub, mc=100), len(sub))}
+    files = expand_paths([_linked(spectra, n_files)])
+    out = {"ray_init_s": _ray_init()}
+
+    def local(paths, mc=0):
+        predict_catalog(load_model(model), paths, mc=mc, workers=None)
+
+    def far(paths, mc=0):
+        predict_catalog_ray(model, paths, mc=mc)
+
+    for name, fn in (("local", local), ("ray", far)):
+        t = time.perf_counter()
+        fn(files[:256])
+        out[f"{name}_one_batch_job_s"] = time.perf_counter() - t
+    best = {"local": 0.0, "ray": 0.0}
+    for _ in range(rounds):
+        best["local"] = max(best["local"], _rate(lambda: local(files), len(files)))
+        best["ray"] = max(best["ray"], _rate(lambda: far(files), len(files)))
+    out.update({"files": len(files), "distinct_files": len(set(map(os.path.realpath, files))),
+                "local_files_per_s": best["local"], "ray_files_per_s": best["ray"],
+                "ray_over_local": best["ray"] / best["local"],
+                "local_mc100_stars_per_s": _rate(lambda: local(sub, 100), len(sub)),
+                "ray_mc100_stars_per_s": _rate(lambda: far(sub, 100), len(sub))})
+    out["ray_mc100_over_local"] = out["ray_mc100_stars_per_s"] / out["local_mc100_stars_per_s"]
     ray.shutdown()
     return out
 
@@ -182,18 +248,28 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=600, help="stars for the throughput runs")
     ap.add_argument("--mc-n", type=int, default=64, help="stars for the --mc 100 runs")
     ap.add_argument("--rss", type=int, nargs="*", default=[3000, 30000])
-    ap.add_argument("--ray", action="store_true", help="also measure --engine ray")
+    ap.add_argument("--ray", action="store_true", help="also measure --engine ray, at the end")
+    ap.add_argument("--ray-files", type=int, default=30000,
+                    help="files of the Ray and local jobs (links cycling through the survey)")
+    ap.add_argument("--ray-mc-n", type=int, default=256, help="stars of their --mc 100 jobs")
+    ap.add_argument("--ray-rounds", type=int, default=1, help="alternations, best kept")
     add_tag(ap)
     args = ap.parse_args()
+    from apnet_tf.io.spectra import expand_paths
+
     spectra, records = survey_records(args.n)
     reads = read_rates()
-    rates = throughput(spectra, records, args.n, args.mc_n, args.ray)
+    rates = throughput(spectra, records, args.n, args.mc_n)
     result = {"machine": machine(), "real_dr13_files_per_s": reads, "spectra_per_s": rates,
               "ratio_to_model": {k: v / rates["model"] for k, v in rates.items()
                                  if "mc" not in k},
               "ratio_to_mc_alone": {k: v / rates["mc_alone"] for k, v in rates.items()
                                     if "mc" in k},
-              "rss": [peak_rss(spectra, n) for n in args.rss]}
+              "rss": [peak_rss(spectra, n) for n in args.rss],
+              "cpu_ms_per_file": cpu_per_file(expand_paths([spectra])[:args.n])}
+    if args.ray:
+        sub = expand_paths([spectra])[:args.ray_mc_n]
+        result["ray"] = ray_against_local(spectra, args.ray_files, sub, args.ray_rounds)
     report("survey", result, args.tag)
 
 

@@ -72,3 +72,27 @@ def test_a_killed_actor_is_retried_without_losing_or_repeating_rows(local_ray, i
     # and the plain predictions are the local engine's
     local = predict_catalog(load_model(str(inputs / "run")), [str(inputs / "fits")], mc=0)
     np.testing.assert_allclose(res.catalog["TEFF"], local.catalog["TEFF"], rtol=1e-5)
+
+
+def test_read_tasks_start_without_importing_tensorflow(local_ray, inputs, monkeypatch):
+    # A read task runs in a Ray worker process, which imports the module of the function it
+    # unpickles; TensorFlow there cost each reader seconds of the CPUs the model needs.
+    import subprocess
+    import sys
+
+    import cloudpickle
+
+    shipped = []
+
+    def capture(self, fn, *args, **kwargs):
+        shipped.append(fn)
+        raise KeyboardInterrupt  # stop before any work: only the function is wanted
+
+    monkeypatch.setattr(ray.data.Dataset, "map", capture)
+    with pytest.raises(KeyboardInterrupt):
+        predict_catalog_ray(str(inputs / "run"), [str(inputs / "fits")], mc=0, actors=1)
+    code = ("import pickle, sys; pickle.loads(sys.stdin.buffer.read()); "
+            "print('tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], input=cloudpickle.dumps(shipped[0]),
+                         capture_output=True, check=True, env=os.environ).stdout
+    assert out.strip() == b"False"

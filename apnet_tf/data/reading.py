@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -36,7 +37,7 @@ from apnet_tf.io.survey_table import Listing
 __all__ = [
     "READ_CHUNK", "PR_SET_PDEATHSIG", "Batch", "Unit", "Plan", "is_records", "plan_units",
     "read_fits_unit", "read_record_unit", "read_record_labels", "read_unit", "default_workers",
-    "ordered_map", "iter_units", "read_many", "die_with_parent",
+    "ordered_map", "iter_units", "read_many", "die_with_parent", "read_pickled_unit",
 ]
 
 #: Files per task sent to a worker by ``read_many`` (make-records).
@@ -232,6 +233,18 @@ def read_record_labels(path: str, compression: str = "") -> dict[str, np.ndarray
 def read_unit(unit: Unit, mask_bits: Sequence[int] = DEFAULT_MASK_BITS,
               ) -> tuple[Batch | None, list[str]]:
     return read_record_unit(unit) if unit.kind == "records" else read_fits_unit(unit, mask_bits)
+
+
+def read_pickled_unit(row: dict) -> dict:
+    """A read task of the Ray engine (``inference.ray_engine``): {"key", "unit": a pickled
+    ``Unit``} -> {"key", "batch": the pickled ``read_unit`` result, (batch, failures)}.
+
+    It lives here because this module does not import TensorFlow: a Ray worker process that
+    unpickles the task imports only this, and starts reading at once instead of spending
+    seconds of a CPU that the model needs on importing TensorFlow first.
+    """
+    unit = pickle.loads(row["unit"])
+    return {"key": row["key"], "batch": pickle.dumps(read_unit(unit), protocol=5)}
 
 
 def default_workers() -> int:

@@ -71,7 +71,7 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | No
                                          calibrated=calibrated, mc_dropout=mc_dropout,
                                          seed=seed, listing=listing, address=ray_address,
                                          work_dir=work_dir, on_progress=on_progress,
-                                         photometry=phot)
+                                         photometry=phot, loaded=loaded)
         else:
             result = predict_catalog(loaded, spectra, mc=mc, batch_size=batch_size,
                                      calibrated=calibrated, mc_dropout=mc_dropout, seed=seed,

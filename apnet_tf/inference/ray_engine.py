@@ -2,9 +2,12 @@
 spread over a Ray cluster.
 
 The plan is the local one (``reading.plan_units``): each unit (up to ``batch_size`` FITS files,
-or one record shard) is one row of a Ray dataset. Read tasks turn a unit into its batch; actors
-that load the model once predict it (Monte Carlo inside the actor, seeded by (seed, unit), so
-the sigmas equal the local engine's for the same seed) and return its catalog part. An actor
+or one record shard) is one row of a Ray dataset. Read tasks turn a unit into its batch (their
+function, ``reading.read_pickled_unit``, imports no TensorFlow, so a reader process starts at
+once); actors that load the model once predict it, two batches at a time (Monte Carlo inside the
+actor, seeded by (seed, unit), so the sigmas equal the local engine's for the same seed), and
+return its catalog part. The spectra go from readers to actors through the object store; the
+driver receives only catalog parts. An actor
 that dies is restarted and its unit retried; parts are keyed by unit, so no row is lost or
 written twice. The driver gathers the parts in unit order and, with a work folder, keeps each
 finished part, so a killed job resumes as the local one does.
@@ -20,13 +23,13 @@ import os
 import pickle
 from collections.abc import Callable, Sequence
 
-from apnet_tf.data.reading import Unit, plan_units, read_unit
+from apnet_tf.data.reading import Unit, plan_units, read_pickled_unit
 from apnet_tf.errors import ApnetError
 from apnet_tf.inference import workdir as wd
 from apnet_tf.inference.predict import InferenceResult, catalog_from_parts, unit_part
 from apnet_tf.io.photometry import fingerprint
 from apnet_tf.io.survey_table import Listing
-from apnet_tf.model.loading import load_model
+from apnet_tf.model.loading import LoadedModel, load_model
 
 __all__ = ["Predictor", "predict_catalog_ray"]
 
@@ -37,12 +40,6 @@ def _ray():
     except ImportError:
         raise ApnetError("--engine ray needs Ray Data: pip install 'apnet-tf[ray]'") from None
     return ray
-
-
-def _read(row: dict) -> dict:
-    """Ray read task: a unit (pickled) -> its batch and unreadable files (pickled)."""
-    unit = pickle.loads(row["unit"])
-    return {"key": row["key"], "batch": pickle.dumps(read_unit(unit), protocol=5)}
 
 
 class Predictor:
@@ -72,7 +69,8 @@ def predict_catalog_ray(model: str, inputs: Sequence[str], mc: int = 100, batch_
                         actors: int | None = None, work_dir: str | None = None,
                         on_progress: Callable[[int, int], None] | None = None,
                         predictor: type = Predictor,
-                        photometry: dict | None = None) -> InferenceResult:
+                        photometry: dict | None = None,
+                        loaded: LoadedModel | None = None) -> InferenceResult:
     """``inference.predict_catalog`` on Ray Data: same arguments, same catalog.
 
     Args:
@@ -82,9 +80,12 @@ def predict_catalog_ray(model: str, inputs: Sequence[str], mc: int = 100, batch_
         actors: model actors; default one per GPU of the cluster, else one per 4 CPUs.
         predictor: the actor class (tests pass one that dies once).
         photometry: APOGEE_ID -> (7,) raw photometry for a two-input model (Net II).
+        loaded: ``model`` as the caller loaded it (``run_infer`` has), so that this process
+            does not load it a second time; None loads it.
     """
     ray = _ray()
-    loaded = load_model(model, calibration=calibrated is not False)
+    if loaded is None:
+        loaded = load_model(model, calibration=calibrated is not False)
     plan = plan_units(inputs, batch_size, split_filter, listing)
     settings = {"mc": mc, "batch_size": batch_size, "calibrated": calibrated,
                 "mc_dropout": mc_dropout, "seed": seed, "splits": list(split_filter or [])}
@@ -135,11 +136,14 @@ def _run(ray, units: list[Unit], model: str, args: tuple, actors: int | None, pr
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     # Reading is light next to the model: a fraction of a CPU per read task lets them run
     # beside actors that hold every CPU of a small cluster.
-    ds = ds.map(_read, num_cpus=0.25)
+    ds = ds.map(read_pickled_unit, num_cpus=0.25)
     # Ray Data restarts a dead actor and retries its batch by default (max_restarts=-1,
     # max_task_retries=-1); the parts are keyed by unit, so a retry cannot duplicate rows.
-    ds = ds.map_batches(predictor, batch_size=1,
-                        compute=ray.data.ActorPoolStrategy(size=min(n, len(units))),
+    # Two batches per actor at once: while one is in the model (TensorFlow releases the GIL),
+    # the other is unpickled, flagged and pickled, so the actor's cores do not wait on Python.
+    pool = ray.data.ActorPoolStrategy(size=min(n, len(units)), max_concurrent_calls_per_actor=2,
+                                      enable_true_multi_threading=True)
+    ds = ds.map_batches(predictor, batch_size=1, compute=pool,
                         num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1,
                         fn_constructor_args=(os.path.abspath(model), *args))
     for row in ds.iter_rows():

@@ -1,0 +1,150 @@
+"""DR17 at the measured speeds: the projected time for its 733,901 apStar files, plain and
+``--mc 100``, on this machine, on one GPU node and on N nodes.
+
+Nothing here is timed: the figures come from ``bench/results/survey.json`` (``survey.py --ray``:
+the local and the Ray engine on 30,000 files, their Monte Carlo jobs, the CPU time per file of
+reading, of the model and of the rest of a batch's work) and are written to
+``bench/results/projection.json``. Each row says
+whether it is measured (the results file and key) or an estimate, with its arithmetic. No GPU
+was at hand: the GPU rate is a roofline estimate of the network on an H100 (its floating-point
+operations and memory traffic per spectrum, counted here from the architecture, against a stated
+fraction of the card's peak), not a measurement.
+
+    python bench/projection.py [--nodes 4 16 64] [--node-cores 16] [--gpu-efficiency 0.25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from _common import RESULTS, add_tag, report  # noqa: E402
+
+from apnet_tf.constants import (  # noqa: E402
+    CONV_FILTERS,
+    CONV_KERNEL,
+    DENSE_UNITS,
+    MC_REALIZATIONS,
+    N_PIXELS,
+)
+
+#: apStar files of SDSS DR17 (allStar-dr17-synspec_rev1: one row per file).
+DR17_FILES = 733_901
+#: H100 SXM: FP32 peak (no tensor cores) and memory bandwidth, from NVIDIA's data sheet.
+H100_FLOPS = 67e12
+H100_BYTES_PER_S = 3.35e12
+FLOAT = 4  # bytes
+
+
+def network_cost() -> tuple[float, float]:
+    """(floating-point operations, bytes of activations read and written) per spectrum of the
+    Appendix B network (Net I and II cost the same within 1%): each convolution reads its input
+    and writes its output (bias and ReLU fused), each pooling reads and writes, then the dense
+    layers."""
+    length, c_in, flops, moved = N_PIXELS, 1, 0.0, 0.0
+    for i, c_out in enumerate(CONV_FILTERS, start=1):
+        flops += 2 * length * c_out * c_in * CONV_KERNEL
+        moved += FLOAT * length * (c_in + c_out)
+        c_in = c_out
+        if i % 2 == 0:
+            moved += FLOAT * (length * c_out + (length // 2) * c_out)
+            length //= 2
+    dense = [(length * c_in, DENSE_UNITS), (DENSE_UNITS, DENSE_UNITS), (DENSE_UNITS, 3)]
+    flops += sum(2 * a * b for a, b in dense)
+    moved += FLOAT * sum(a + b for a, b in dense)
+    return flops, moved
+
+
+def _hours(files_per_s: float, extra_s: float = 0.0) -> float:
+    return (DR17_FILES / files_per_s + extra_s) / 3600
+
+
+def _row(where, mode, rate, basis, how, extra_s=0.0) -> dict:
+    return {"where": where, "mode": mode, "files_per_s": rate, "hours": _hours(rate, extra_s),
+            "basis": basis, "how": how}
+
+
+def measured_rows(ray: dict, src: str) -> list[dict]:
+    """This machine, from the survey results' ``ray`` figures."""
+    n = f"{ray['files']:,} files ({ray['distinct_files']:,} distinct)"
+    return [
+        _row("this machine (2 cores), local engine", "plain", ray["local_files_per_s"],
+             "measured", f"{src} ray.local_files_per_s, a job on {n}"),
+        _row("this machine (2 cores), `--engine ray`", "plain", ray["ray_files_per_s"],
+             "measured", f"{src} ray.ray_files_per_s on {n}, plus Ray's start-up "
+             f"(ray.ray_init_s = {ray['ray_init_s']:.1f} s)", ray["ray_init_s"]),
+        _row("this machine (2 cores), local engine", "`--mc 100`",
+             ray["local_mc100_stars_per_s"], "measured",
+             f"{src} ray.local_mc100_stars_per_s"),
+        _row("this machine (2 cores), `--engine ray`", "`--mc 100`",
+             ray["ray_mc100_stars_per_s"], "measured",
+             f"{src} ray.ray_mc100_stars_per_s, a 256-star job whose fixed cost (actor start, "
+             "model loading) a survey-long job would spread thin: an upper bound; plus "
+             "ray.ray_init_s", ray["ray_init_s"])]
+
+
+def gpu_rows(cpu: dict, fixed_s: float, cores: int, efficiency: float,
+             nodes: list[int]) -> list[dict]:
+    """One node (one GPU, one model actor, ``cores`` CPU cores) and N of them: estimates from
+    the CPU time per file measured here (survey.json ``cpu_ms_per_file``), plus ``fixed_s``,
+    the fixed cost of a Ray job measured here (Ray's start-up and a one-batch job)."""
+    flops, moved = network_cost()
+    gpu = efficiency * min(H100_FLOPS / flops, H100_BYTES_PER_S / moved)
+    read = (cores - 1) * 1e3 / cpu["read"]
+    actor = 1e3 / (cpu["unit_part"] - cpu["model"])
+    how = (f"GPU: H100 roofline, min({H100_FLOPS / 1e12:.0f} TFLOP/s / {flops / 1e6:.1f} "
+           f"MFLOP, {H100_BYTES_PER_S / 1e12:.2f} TB/s / {moved / 1e6:.2f} MB) x {efficiency} "
+           f"(assumed, not measured) = {gpu:,.0f} spectra/s; reading: {cores - 1} cores / "
+           f"{cpu['read']:.2f} ms = {read:,.0f} files/s; the actor's own CPU work (flags, "
+           f"catalog columns, one core): 1 / ({cpu['unit_part']:.2f} - {cpu['model']:.2f}) ms "
+           f"= {actor:,.0f} files/s (cpu_ms_per_file); plus {fixed_s:.0f} s of fixed cost "
+           "(Ray's start-up and a one-batch job, measured here)")
+    r = MC_REALIZATIONS
+    plain, mc = min(gpu, read, actor), min(gpu / r, read, actor)
+    node = f"one GPU node (1 H100, {cores} cores)"
+    rows = [_row(node, "plain", plain, "estimate", f"min(GPU, reading, actor); {how}", fixed_s),
+            _row(node, "`--mc 100`", mc, "estimate", f"min(GPU / {r}, reading, actor) = "
+                 f"min({gpu / r:,.0f}, {read:,.0f}, {actor:,.0f}), plus the fixed cost",
+                 fixed_s)]
+    size = FLOAT * 3 * N_PIXELS  # row 0 of HDUs 1-3: flux, error, mask, at least
+    for n in nodes:
+        for mode, rate in (("plain", plain), ("`--mc 100`", mc)):
+            rows.append(_row(f"{n} GPU nodes", mode, n * rate, "estimate",
+                             f"{n} x the one-node rate (linear), plus the fixed cost; the shared "
+                             f"file system must serve {n * rate * size / 1e9:.2f} GB/s (at least "
+                             f"{size / 1e3:.0f} kB read per file) and {n * rate:,.0f} file "
+                             "opens/s", fixed_s))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nodes", type=int, nargs="*", default=[4, 16, 64])
+    ap.add_argument("--node-cores", type=int, default=16)
+    ap.add_argument("--gpu-efficiency", type=float, default=0.25,
+                    help="assumed fraction of the H100 roofline the network reaches")
+    ap.add_argument("--survey", default="survey", help="the results file to read, "
+                    "bench/results/NAME.json")
+    add_tag(ap)
+    args = ap.parse_args()
+    with open(os.path.join(RESULTS, f"{args.survey}.json")) as f:
+        survey = json.load(f)
+    ray = survey["figures"].get("ray")
+    if ray is None:
+        raise SystemExit(f"bench/results/{args.survey}.json has no ray figures: run "
+                         "python bench/survey.py --ray first")
+    rows = (measured_rows(ray, f"{args.survey}.json")
+            + gpu_rows(survey["figures"]["cpu_ms_per_file"],
+                       ray["ray_init_s"] + ray["ray_one_batch_job_s"], args.node_cores,
+                       args.gpu_efficiency, args.nodes))
+    report("projection", {"dr17_files": DR17_FILES, "survey": f"{args.survey}.json",
+                          "survey_commit": survey["commit"],
+                          "survey_date": survey["date"], "rows": rows}, args.tag)
+
+
+if __name__ == "__main__":
+    main()
