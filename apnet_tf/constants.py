@@ -13,7 +13,8 @@ __all__ = [
     "LABEL_RANGES", "MAGNITUDE_RANGE", "PARALLAX_LIMIT", "BAD_ERROR_THRESHOLD",
     "PAPER_LEARNING_RATE", "PAPER_BATCH_SIZE", "PAPER_DROPOUT", "EARLY_STOPPING_PATIENCE",
     "PAYNE_RESAMPLE_FRACTION", "CONV_FILTERS", "CONV_KERNEL", "DENSE_UNITS", "MC_REALIZATIONS",
-    "MC_ERROR_CAP", "MC_ROWS_PER_CHUNK", "INPUT_SCALINGS", "PRECISIONS", "BEST_MODEL",
+    "MC_ERROR_CAP", "MC_ROWS_PER_CHUNK", "INPUT_SCALINGS", "PRECISIONS", "INFERENCE_PRECISIONS",
+    "AUTO_PRECISION_PROBE", "AUTO_MEDIAN_SHIFT", "AUTO_MAX_SHIFT", "BEST_MODEL",
     "PRETRAINED_MODEL", "NORMALIZATION", "RUN_RECORD", "HISTORY", "ROUNDS", "PRETRAIN_DONE",
     "PRETRAIN_STATE", "RUN_FILES"
 ]
@@ -92,6 +93,15 @@ MC_ROWS_PER_CHUNK = 1000
 INPUT_SCALINGS = ("none", "mean")
 #: Compute precisions of ``build_model``: Keras dtype policies.
 PRECISIONS = ("float32", "mixed_bfloat16")
+#: ``infer --precision``: the network's forward pass in float32, in bfloat16 (float32 weights,
+#: inputs scaled and outputs de-standardised in float32), or "auto" (``model.precision``).
+INFERENCE_PRECISIONS = PRECISIONS + ("auto",)
+#: "auto" runs the first spectra of a job (at most this many) both ways and keeps bfloat16 only
+#: if, for every label, the median |bfloat16 - float32| is at most AUTO_MEDIAN_SHIFT and the
+#: largest at most AUTO_MAX_SHIFT of the label's spread (the std the model de-standardises with).
+AUTO_PRECISION_PROBE = 256
+AUTO_MEDIAN_SHIFT = 0.001
+AUTO_MAX_SHIFT = 0.01
 
 #: The files of a run folder.
 BEST_MODEL = "best.keras"
