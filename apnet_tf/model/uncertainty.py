@@ -213,10 +213,19 @@ def monte_carlo(predict, flux, err, bad, r, seed, rows_per_chunk=MC_ROWS_PER_CHU
     n_chunks = (b + per_chunk - 1) // per_chunk
     keys = SUMMARIES + (("std_dropout",) if dropout_predict is not None else ())
 
-    def body(i, arrays):
+    def noisy(i):  # the R noisy copies of chunk i's stars; none after the last chunk
         lo = i * per_chunk
         hi = tf.minimum(lo + per_chunk, b)
-        x = realizations(flux[lo:hi], scale[lo:hi], r, seed, lo, keep_first=style == "anet1")
+        return tf.cond(i < n_chunks, lambda: realizations(
+            flux[lo:hi], scale[lo:hi], r, seed, lo, keep_first=style == "anet1"),
+            lambda: tf.zeros(tf.stack([0, tf.shape(flux)[1]])))
+
+    def body(i, x, arrays):
+        lo = i * per_chunk
+        hi = tf.minimum(lo + per_chunk, b)
+        # The next chunk's noise does not depend on this chunk's network pass, so the graph
+        # runs the two side by side, on cores the network leaves idle.
+        following = noisy(i + 1)
         y = predict(x) if photometry is None else predict(
             x, tf.repeat(tf.cast(photometry[lo:hi], tf.float32), r, axis=0))
         out = summarize(tf.reshape(y, tf.stack([hi - lo, r, 3])), style)
@@ -224,12 +233,15 @@ def monte_carlo(predict, flux, err, bad, r, seed, rows_per_chunk=MC_ROWS_PER_CHU
             drop = dropout_predict(tf.repeat(flux[lo:hi], r, axis=0))
             out["std_dropout"] = tfp.stats.stddev(tf.reshape(drop, tf.stack([hi - lo, r, 3])),
                                                   sample_axis=1)
-        return i + 1, [a.write(i, out[k]) for a, k in zip(arrays, keys)]
+        return i + 1, following, [a.write(i, out[k]) for a, k in zip(arrays, keys)]
 
     arrays = [tf.TensorArray(tf.float32, size=n_chunks, infer_shape=False) for _ in keys]
-    # parallel_iterations=1: one chunk at a time, which is what bounds the memory
-    _, arrays = tf.while_loop(lambda i, _: i < n_chunks, body, (0, arrays),
-                              parallel_iterations=1)
+    # parallel_iterations=1: one chunk at a time (and the next one's noise), which is what
+    # bounds the memory
+    _, _, arrays = tf.while_loop(
+        lambda i, *_: i < n_chunks, body, (0, noisy(0), arrays), parallel_iterations=1,
+        shape_invariants=(tf.TensorShape([]), tf.TensorShape([None, None]),
+                          [tf.TensorShape(None)] * len(keys)))
     out = {k: tf.reshape(a.concat(), [-1, 3]) for k, a in zip(keys, arrays)}
     if dropout_predict is not None:
         out["std"] = tf.sqrt(tf.square(out["std"]) + tf.square(out["std_dropout"]))
