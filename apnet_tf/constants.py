@@ -15,6 +15,7 @@ __all__ = [
     "PAYNE_RESAMPLE_FRACTION", "CONV_FILTERS", "CONV_KERNEL", "DENSE_UNITS", "PHOTOMETRY_UNITS",
     "FIT_ARCHS", "MC_REALIZATIONS", "MC_ERROR_CAP", "MC_ROWS_PER_CHUNK",
     "CALIBRATION_REALIZATIONS", "CALIBRATION_STARS_PER_STRATUM", "INPUT_SCALINGS", "PRECISIONS",
+    "INFERENCE_PRECISIONS", "AUTO_PRECISION_PROBE", "AUTO_MEDIAN_SHIFT", "AUTO_MAX_SHIFT",
     "BEST_MODEL",
     "PRETRAINED_MODEL", "NORMALIZATION", "RUN_RECORD", "HISTORY", "ROUNDS", "PRETRAIN_DONE",
     "PRETRAIN_STATE", "RUN_FILES"
@@ -104,6 +105,15 @@ CALIBRATION_STARS_PER_STRATUM = 150
 INPUT_SCALINGS = ("none", "mean")
 #: Compute precisions of ``build_model``: Keras dtype policies.
 PRECISIONS = ("float32", "mixed_bfloat16")
+#: ``infer --precision``: the network's forward pass in float32, in bfloat16 (float32 weights,
+#: inputs scaled and outputs de-standardised in float32), or "auto" (``model.precision``).
+INFERENCE_PRECISIONS = PRECISIONS + ("auto",)
+#: "auto" runs the first spectra of a job (at most this many) both ways and keeps bfloat16 only
+#: if, for every label, the median |bfloat16 - float32| is at most AUTO_MEDIAN_SHIFT and the
+#: largest at most AUTO_MAX_SHIFT of the label's spread (the std the model de-standardises with).
+AUTO_PRECISION_PROBE = 256
+AUTO_MEDIAN_SHIFT = 0.001
+AUTO_MAX_SHIFT = 0.01
 
 #: The files of a run folder.
 BEST_MODEL = "best.keras"

@@ -288,6 +288,51 @@ def infer_section() -> str:
     return out + "\n" + source(rec, "infer") + "\n"
 
 
+def precision_section() -> str:
+    out = "## Inference precision (`bench/precision.py`)\n\n"
+    rec = load("precision")
+    if rec is None:
+        return out + missing("precision", "bench/precision.py")
+    f = rec["figures"]
+    out += (f"`infer --precision`: the `bench/accuracy.py` run (`{f['run']}`) in float32 (the "
+            "reference) and through its bfloat16 twin (same weights; convolutions and fc1, fc2 "
+            "in bfloat16, outputs float32), in one process, alternating. Throughput on the "
+            f"synthetic test split ({f['test_stars']} stars); bfloat16 computed in hardware on "
+            f"this machine: {f['bfloat16_native']}.\n\n")
+    t = f["throughput"]
+    out += table(["figure", "float32 (reference)", "mixed_bfloat16", "bfloat16 / float32"], [
+        ["plain, batch 256", f"{fmt(t['float32']['plain_spectra_per_s'])} spectra/s",
+         f"{fmt(t['mixed_bfloat16']['plain_spectra_per_s'])} spectra/s",
+         f"**{t['plain_spectra_per_s_bf16_over_f32']}x**"],
+        ["Monte Carlo, R = 100, 32 stars per call",
+         f"{fmt(t['float32']['mc_r100_stars_per_s'])} stars/s",
+         f"{fmt(t['mixed_bfloat16']['mc_r100_stars_per_s'])} stars/s",
+         f"**{t['mc_r100_stars_per_s_bf16_over_f32']}x**"]])
+    out += ("\nThe accuracy cost: |bfloat16 - float32| of the plain predictions per label, in "
+            "percent of the label's spread (the run's normalization.json std: "
+            + ", ".join(f"{k} {fmt(v, 4)}" for k, v in f["spread"].items())
+            + "); `auto` keeps bfloat16 only where every median is at most 0.1% and every "
+            "maximum at most 1%.\n\n")
+    rows = []
+    for key, label in (("shift_test_split", "synthetic test split"),
+                       ("shift_real_dr13", "real DR13 apStar files")):
+        s = f[key]
+        for stat, name in (("median", "median"), ("max", "maximum")):
+            rows.append([f"{label} ({s['stars']} stars), {name}"]
+                        + [f"{s[f'{stat}_pct_of_spread'][k]}% ({fmt(s[f'{stat}_abs'][k], 3)})"
+                           for k in ("teff", "logg", "fe_h")])
+    sc = f["test_scatter"]
+    for key in ("float32", "mixed_bfloat16"):
+        rows.append([f"test-split scatter against the labels, {key}"]
+                    + [fmt(sc[key][k], 4) for k in ("teff", "logg", "fe_h")])
+    out += table(["|shift|, % of spread (in the label's units)", "Teff (K)", "log g (dex)",
+                  "[Fe/H] (dex)"], rows)
+    out += ("\nWhat `--precision auto` decides on this machine, from the job's first 256 "
+            "spectra:\n\n")
+    out += "".join(f"- {where.replace('_', ' ')}: `{line}`\n" for where, line in f["auto"].items())
+    return out + "\n" + source(rec, "precision") + "\n"
+
+
 def survey_section() -> str:
     out = "## Survey-scale inference (`bench/survey.py`)\n\n"
     rec = load("survey")
@@ -592,9 +637,9 @@ results files existed, are in the git history of this page (commit 46a1f2b and b
 
 def page() -> str:
     sections = [records_section, train_section, determinism_section, accuracy_section,
-                time_to_accuracy_section, photometry_section, infer_section, published_section,
-                survey_section, projection_section, memory_section, calibration_section,
-                calibration_cost_section, export_section, yso_section]
+                time_to_accuracy_section, photometry_section, infer_section, precision_section,
+                published_section, survey_section, projection_section, memory_section,
+                calibration_section, calibration_cost_section, export_section, yso_section]
     return HEADER + "\n".join(s() for s in sections)
 
 

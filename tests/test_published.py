@@ -188,10 +188,13 @@ def test_net2_keras_savedmodel_and_tflite_match_the_reference(net2, net2_export,
            for k in ("keras", "saved_model", "tflite")}
     for kind in ("saved_model", "tflite"):
         for key in ("value", "std"):
-            # the same draws; LiteRT's float32 sums move sigmas of ~1 K by < 0.01 K
-            np.testing.assert_allclose(mcs[kind][key], mcs["keras"][key],
-                                       rtol=1e-4 if kind == "saved_model" else 1e-2,
-                                       atol=1e-6, err_msg=f"{kind} {key}")
+            # the same draws; LiteRT's float32 sums move each draw's Teff by up to ~0.04 K, so
+            # sigmas of ~1 K by < 0.01 K: within 1% of each label's largest sigma over the stars
+            # (1% of a star's own 0.5 K sigma is a coin flip of the draws)
+            atol = 1e-6 if kind == "saved_model" else 1e-2 * mcs["keras"]["std"].max(axis=0)
+            rtol = 1e-4 if kind == "saved_model" else 1e-2
+            off = np.abs(mcs[kind][key] - mcs["keras"][key])
+            assert (off <= rtol * np.abs(mcs["keras"][key]) + atol).all(), (kind, key, off)
     assert (mcs["keras"]["std"] > 0).all()
 
 

@@ -141,3 +141,17 @@ def test_coverage_and_scale():
     np.testing.assert_allclose(coverage(pred, sigma * s, labels), 0.683, atol=0.01)
     labels[:10, 1] = np.nan
     assert np.isfinite(coverage(pred, sigma, labels)).all()
+
+
+def test_the_noise_is_tensorflows_stateless_normal():
+    """``standard_normal`` is ``tf.random.stateless_normal`` to within float32 rounding: the same
+    Philox words, with the Box-Muller transform as vectorised ops (odd lengths too)."""
+    from apnet_tf.model.uncertainty import standard_normal
+
+    seed = tf.constant([11, 22], tf.int64)
+    for m in (857_500, 63, 1):
+        got = tf.function(standard_normal)(seed, m).numpy()
+        expect = tf.random.stateless_normal([m], seed=seed).numpy()
+        assert got.shape == (m,)
+        np.testing.assert_allclose(got, expect, rtol=1e-5, atol=1e-5)
+    assert (standard_normal(seed + 1, 63).numpy() != expect).all()

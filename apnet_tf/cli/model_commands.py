@@ -149,6 +149,7 @@ def infer(
         workers: opt.Workers = None,
         mask_bits: opt.InferMaskBits = None,
         photometry: opt.Photometry = None,
+        precision: opt.InferPrecision = "float32",
 ) -> None:
     """Predict Teff, log g and [Fe/H] with uncertainties and write a catalog.
 
@@ -170,7 +171,9 @@ def infer(
         result = run_infer(model, out_path, spectra, table=table, root=root, mc=mc,
                            batch_size=batch_size, calibrated=calibrated, mc_dropout=mc_dropout,
                            seed=seed, engine=engine, ray_address=ray_address, workers=workers,
-                           on_progress=update, mask_bits=bits, photometry=photometry)
+                           on_progress=update, mask_bits=bits, photometry=photometry,
+                           precision=precision)
+    notice("precision", [result.precision] if result.precision else [])
     notice("note", result.notes)
     notice("skipped", result.failures)
     cat = result.catalog

@@ -12,6 +12,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from apnet_tf.constants import AUTO_MAX_SHIFT, AUTO_MEDIAN_SHIFT, AUTO_PRECISION_PROBE
+
 __all__ = [
     "Seed", "Mc", "StarsPerStratum", "ModelFile", "OverwriteRun", "Spectra", "Records", "RunOut",
     "Stage", "Arch",
@@ -21,7 +23,7 @@ __all__ = [
     "FinetuneLearningRate", "FinetuneDevTolerance", "Deterministic", "RecipeSeed",
     "InferModel", "CatalogOut", "InferSpectra", "Table", "Root", "InferMc", "InferBatchSize",
     "Calibrated", "RawSigma", "McDropout", "InferSeed", "Engine", "RayAddress", "Workers",
-    "InferMaskBits", "Photometry"
+    "InferMaskBits", "Photometry", "InferPrecision"
 ]
 
 # ---------------------------------------------------------------- shared by several commands
@@ -127,3 +129,9 @@ Photometry = Annotated[Optional[str], typer.Option(
     "--photometry", help="APOGEE Net II: FITS or CSV table of APOGEE_ID and GAIAEDR3_PARALLAX, "
     "GAIAEDR3_PHOT_G_MEAN_MAG, GAIAEDR3_PHOT_BP_MEAN_MAG, GAIAEDR3_PHOT_RP_MEAN_MAG, J, H, K, "
     "joined on APOGEE_ID (an allStar/allField --table carries them already)")]
+InferPrecision = Annotated[str, typer.Option(
+    "--precision", help="The network's compute precision: float32; mixed_bfloat16 (bfloat16 "
+    "compute, float32 weights and outputs; Keras models); auto (bfloat16 only where the hardware "
+    f"computes it and, on the job's first {AUTO_PRECISION_PROBE} spectra, it moves no label by "
+    f"more than {100 * AUTO_MEDIAN_SHIFT:g}% of its spread at the median and "
+    f"{100 * AUTO_MAX_SHIFT:g}% at most). The catalog's PRECISN keyword says which ran")]

@@ -19,6 +19,7 @@ from apnet_tf.io.photometry import PHOT_COLUMNS, read_photometry
 from apnet_tf.io.survey_table import read_listing
 from apnet_tf.model.calibration import sigma_settings
 from apnet_tf.model.loading import load_model
+from apnet_tf.model.precision import check_inference_precision
 
 __all__ = ["ENGINES", "run_infer", "remove_work_dir"]
 
@@ -33,7 +34,7 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | No
               workers: int | None = None,
               on_progress: Callable[[int, int], None] | None = None,
               mask_bits: Sequence[int] | None = None,
-              photometry: str | None = None) -> InferenceResult:
+              photometry: str | None = None, precision: str = "float32") -> InferenceResult:
     """Predict a catalog for apStar files, folders, globs and record folders (``spectra``)
     and/or the files an allStar/allField ``table`` lists under ``root``; write it to ``out``.
 
@@ -45,6 +46,7 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | No
             bits 0-6 (``spectra.DEFAULT_MASK_BITS``). Local engine only.
         photometry: a table (FITS, CSV) of APOGEE_ID and ``PHOT_COLUMNS`` for a two-input
             model; ``table``, or record folders made with photometry, may carry them instead.
+        precision: float32, mixed_bfloat16 or auto (``predict.job_precision``).
 
     Finished batches wait in ``out + ".parts"`` until the catalog is written, so the same call
     after a kill resumes (``workdir``); ``out + ".lock"`` keeps a second job off ``out``.
@@ -53,9 +55,8 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | No
         ApnetError: a bad output name, option or input, another job writing ``out``, or no
             readable spectrum; checked before any prediction where it can be.
     """
-    _check_options(out, spectra, table, root, mc, batch_size, engine, workers, mask_bits)
-    if seed is not None:
-        check_seed(seed)
+    _check_options(out, spectra, table, root, mc, batch_size, engine, workers, mask_bits,
+                   precision, seed)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     work_dir = out + ".parts"
     with exclusive_lock(out + ".lock", out):
@@ -64,20 +65,20 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | No
         # a raw-sigma job never reads calibration.json, so an old or broken one cannot stop it
         loaded = load_model(model, calibration=calibrated is not False)
         _check_photometry(loaded, model, listing, phot, table, spectra)
-        if mc is None:
-            mc = 0 if loaded.kind == "tflite" else 100
+        mc = (0 if loaded.kind == "tflite" else 100) if mc is None else mc
         if engine == "ray":
             result = predict_catalog_ray(model, spectra, mc=mc, batch_size=batch_size,
                                          calibrated=calibrated, mc_dropout=mc_dropout,
                                          seed=seed, listing=listing, address=ray_address,
                                          work_dir=work_dir, on_progress=on_progress,
-                                         photometry=phot, loaded=loaded)
+                                         photometry=phot, loaded=loaded, precision=precision)
         else:
             result = predict_catalog(loaded, spectra, mc=mc, batch_size=batch_size,
                                      calibrated=calibrated, mc_dropout=mc_dropout, seed=seed,
                                      work_dir=work_dir, on_progress=on_progress,
                                      workers=workers, listing=listing, photometry=phot,
-                                     **({} if mask_bits is None else {"mask_bits": mask_bits}))
+                                     precision=precision, **({} if mask_bits is None else
+                                                               {"mask_bits": mask_bits}))
         if "SIGMA" not in result.catalog.meta:  # the Ray engine: say what the sigmas are
             result.catalog.meta.update(sigma_settings(loaded, mc, calibrated, mc_dropout,
                                                       seed)[1])
@@ -107,9 +108,11 @@ def _check_photometry(loaded, model: str, listing, phot: dict | None, table: str
 
 def _check_options(out: str, spectra: Sequence[str], table: str | None, root: str | None,
                    mc: int | None, batch_size: int, engine: str, workers: int | None,
-                   mask_bits: Sequence[int] | None) -> None:
+                   mask_bits: Sequence[int] | None, precision: str = "float32",
+                   seed: int | None = None) -> None:
     """Raise ApnetError for a bad output name or option, before the job takes the lock."""
     check_catalog_name(out)
+    check_inference_precision(precision)
     if engine not in ENGINES:
         raise ApnetError(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
     if (table is None) != (root is None):
@@ -126,6 +129,8 @@ def _check_options(out: str, spectra: Sequence[str], table: str | None, root: st
         require_at_least(mc, 0, "--mc")
     if workers is not None:
         require_at_least(workers, 0, "--workers")
+    if seed is not None:
+        check_seed(seed)
 
 
 def remove_work_dir(work_dir: str) -> None:

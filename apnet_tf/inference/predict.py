@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 from astropy.table import Table
 
-from apnet_tf.constants import LABEL_COLUMNS, TARGETS
-from apnet_tf.data.reading import iter_units, plan_units
+from apnet_tf.constants import AUTO_PRECISION_PROBE, LABEL_COLUMNS, TARGETS
+from apnet_tf.data.reading import iter_units, plan_units, read_unit
 from apnet_tf.errors import ApnetError, require_at_least
 from apnet_tf.inference import workdir as wd
 from apnet_tf.io.catalog import model_identity
@@ -34,9 +34,18 @@ from apnet_tf.model.calibration import calibrated_summaries, sigma_settings
 from apnet_tf.model.loading import (
     LoadedModel,
 )
+from apnet_tf.model.precision import (
+    auto_choice,
+    auto_line,
+    bfloat16_is_native,
+    check_inference_precision,
+    label_spread,
+    precision_shift,
+)
 
 __all__ = [
-    "InferenceResult", "predict_catalog", "unit_part", "catalog_from_parts", "batch_photometry"
+    "InferenceResult", "predict_catalog", "job_precision", "unit_part", "catalog_from_parts",
+    "batch_photometry"
 ]
 
 @dataclasses.dataclass
@@ -44,6 +53,7 @@ class InferenceResult:
     catalog: Table
     failures: list[str]  # skipped inputs: one line each
     notes: list[str] = dataclasses.field(default_factory=list)  # e.g. an input table's repeats
+    precision: str = ""  # what --precision auto chose, and why, in one line ("" otherwise)
 
 
 def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
@@ -54,7 +64,8 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
                     = None, workers: int = 0, listing=None,
                     mask_bits: Sequence[int] = DEFAULT_MASK_BITS,
                     photometry: dict | None = None,
-                    rows: Mapping[str, Sequence[int]] | None = None) -> InferenceResult:
+                    rows: Mapping[str, Sequence[int]] | None = None,
+                    precision: str = "float32") -> InferenceResult:
     """Predict Teff, log g, [Fe/H] (with Monte Carlo sigmas when mc > 0) for every input spectrum.
 
     Args:
@@ -77,6 +88,8 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
             a two-input model (Net II); it wins over an input table's photometry.
         rows: for record folders, only these shards and of each only the records at these
             positions (``reading.plan_units``; the calibration's subset).
+        precision: the network's compute precision, plain and Monte Carlo alike: float32,
+            mixed_bfloat16 or auto (``job_precision``); the catalog's PRECISN says which ran.
 
     Returns:
         The catalog (paper Table 4 columns, percentiles, flags; labels, split and category when
@@ -84,11 +97,14 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
     """
     require_at_least(mc, 0, "--mc")
     require_at_least(batch_size, 1, "--batch-size")
-
+    check_inference_precision(precision)
     calibrated, sigma_meta = sigma_settings(model, mc, calibrated, mc_dropout, seed)
     plan = plan_units(inputs, batch_size, split_filter, listing, rows)
+    model, line = job_precision(model, plan, precision, mask_bits, photometry)
+    # a float32 job's settings are those of before --precision, so its old parts stay reusable
     settings = {"mc": mc, "batch_size": batch_size, "calibrated": calibrated,
-                "mc_dropout": mc_dropout, "seed": seed, "splits": list(split_filter or [])}
+                "mc_dropout": mc_dropout, "seed": seed, "splits": list(split_filter or []),
+                **({} if model.precision == "float32" else {"precision": model.precision})}
     if tuple(mask_bits) != tuple(DEFAULT_MASK_BITS):
         settings["mask_bits"] = sorted(int(b) for b in mask_bits)
     if photometry is not None:
@@ -101,7 +117,63 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
         keras.utils.set_random_seed(seed)  # dropout draws are not keyed by batch
     parts, failures = _predict_units(model, plan, mc, calibrated, mc_dropout, seed, work_dir,
                                      on_progress, workers, mask_bits, photometry)
-    return InferenceResult(catalog_from_parts(parts, failures, model, mc, sigma_meta), failures)
+    return InferenceResult(catalog_from_parts(parts, failures, model, mc, sigma_meta), failures,
+                           precision=line)
+
+
+def job_precision(model: LoadedModel, plan, precision: str,
+                  mask_bits: Sequence[int] = DEFAULT_MASK_BITS, photometry: dict | None = None,
+                  ) -> tuple[LoadedModel, str]:
+    """The model a job predicts with, in ``precision``, and for "auto" the line that says
+    what it chose and why ("" otherwise).
+
+    "auto" keeps float32 unless the machine computes bfloat16 in hardware and the model is a
+    Keras one; then the job's first spectra (at most ``AUTO_PRECISION_PROBE`` usable ones, from
+    the first units of ``plan``) run both ways, and bfloat16 is kept only if its shift is within
+    the bound of ``precision.auto_choice`` for every label, in units of the label's spread
+    (``precision.label_spread``). The probe is measured on this model and these spectra, so the
+    choice holds for any model, published ones included.
+    """
+    check_inference_precision(precision)
+    if precision != "auto":
+        return model.in_precision(precision), ""
+    spread = label_spread(model.normalization, model.model if model.kind == "keras" else None)
+    why = ("only a Keras model (run folder or .keras) computes in bfloat16"
+           if model.kind != "keras" else "this machine has no bfloat16 hardware"
+           if not bfloat16_is_native() else "the model says nothing of its label spread"
+           if spread is None else "")
+    probe = None if why else _probe(plan, mask_bits, photometry, model.needs_photometry)
+    if probe is None:
+        return model, auto_line("float32", why=why or "no usable spectrum to measure on")
+    twin = model.in_precision("mixed_bfloat16")
+    median, largest = precision_shift(model.predict(*probe), twin.predict(*probe), spread)
+    choice = auto_choice(median, largest)
+    return (twin if choice == "mixed_bfloat16" else model), auto_line(choice, median, largest)
+
+
+def _probe(plan, mask_bits: Sequence[int], photometry: dict | None, two_inputs: bool,
+           ) -> tuple | None:
+    """Up to ``AUTO_PRECISION_PROBE`` usable spectra from the first units of ``plan``, as
+    ``LoadedModel.predict`` arguments (flux, and photometry for a two-input model); None if the
+    plan has none."""
+    flux, phot, n = [], [], 0
+    for unit in plan.units:
+        paths = unit.paths[:AUTO_PRECISION_PROBE - n]
+        batch, _ = read_unit(dataclasses.replace(
+            unit, paths=paths, extra=tuple((k, v[:len(paths)]) for k, v in unit.extra)),
+            mask_bits)
+        if batch is None:
+            continue
+        good = (input_flags(batch.flux, batch.err, batch.bad) & INPUT_GARBAGE) == 0
+        flux.append(batch.flux[good][:AUTO_PRECISION_PROBE - n])
+        if two_inputs:
+            phot.append(batch_photometry(batch, photometry)[good][:len(flux[-1])])
+        n += len(flux[-1])
+        if n >= AUTO_PRECISION_PROBE:
+            break
+    if not n:
+        return None
+    return (np.concatenate(flux),) + ((np.concatenate(phot),) if two_inputs else ())
 
 
 def _predict_units(model: LoadedModel, plan, mc: int, calibrated: bool, mc_dropout: bool,
@@ -179,6 +251,7 @@ def catalog_from_parts(parts: list[dict], failures: list[str], model: LoadedMode
             table[name].description = col.unit
     table.meta["TARGETS"] = ",".join(TARGETS)
     table.meta["MC"] = mc
+    table.meta["PRECISN"] = model.precision
     if model.conventions:  # a published network: whose conventions, and what TEFF.. hold
         table.meta["NETWORK"] = model.conventions["arch"]
         table.meta["MCVALUE"] = ("single pass" if mc == 0 else

@@ -26,7 +26,12 @@ from collections.abc import Callable, Sequence
 from apnet_tf.data.reading import Unit, plan_units, read_pickled_unit
 from apnet_tf.errors import ApnetError
 from apnet_tf.inference import workdir as wd
-from apnet_tf.inference.predict import InferenceResult, catalog_from_parts, unit_part
+from apnet_tf.inference.predict import (
+    InferenceResult,
+    catalog_from_parts,
+    job_precision,
+    unit_part,
+)
 from apnet_tf.io.photometry import fingerprint
 from apnet_tf.io.survey_table import Listing
 from apnet_tf.model.loading import LoadedModel, load_model
@@ -46,8 +51,9 @@ class Predictor:
     """A Ray actor: loads the model once, then turns batches into catalog parts."""
 
     def __init__(self, model: str, mc: int, calibrated: bool, mc_dropout: bool, seed: int,
-                 photometry: dict | None = None):
-        self.model = load_model(model, calibration=calibrated is not False)
+                 photometry: dict | None = None, precision: str = "float32"):
+        self.model = load_model(model, calibration=calibrated is not False).in_precision(
+            precision)
         self.args = (mc, calibrated, mc_dropout)
         self.seed = seed
         self.photometry = photometry
@@ -70,7 +76,8 @@ def predict_catalog_ray(model: str, inputs: Sequence[str], mc: int = 100, batch_
                         on_progress: Callable[[int, int], None] | None = None,
                         predictor: type = Predictor,
                         photometry: dict | None = None,
-                        loaded: LoadedModel | None = None) -> InferenceResult:
+                        loaded: LoadedModel | None = None,
+                        precision: str = "float32") -> InferenceResult:
     """``inference.predict_catalog`` on Ray Data: same arguments, same catalog.
 
     Args:
@@ -82,15 +89,20 @@ def predict_catalog_ray(model: str, inputs: Sequence[str], mc: int = 100, batch_
         photometry: APOGEE_ID -> (7,) raw photometry for a two-input model (Net II).
         loaded: ``model`` as the caller loaded it (``run_infer`` has), so that this process
             does not load it a second time; None loads it.
+        precision: as the local engine's; "auto" is decided once, here, on the job's first
+            spectra (``predict.job_precision``), and every actor computes in what it chose.
     """
     ray = _ray()
     if loaded is None:
         loaded = load_model(model, calibration=calibrated is not False)
     plan = plan_units(inputs, batch_size, split_filter, listing)
+    loaded, line = job_precision(loaded, plan, precision, photometry=photometry)
     settings = {"mc": mc, "batch_size": batch_size, "calibrated": calibrated,
                 "mc_dropout": mc_dropout, "seed": seed, "splits": list(split_filter or [])}
     if photometry is not None:
         settings["photometry"] = fingerprint(photometry)
+    if loaded.precision != "float32":
+        settings["precision"] = loaded.precision
     seed = wd.prepare(work_dir, loaded, plan, settings) if work_dir else wd.new_seed(seed)
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
@@ -100,8 +112,8 @@ def predict_catalog_ray(model: str, inputs: Sequence[str], mc: int = 100, batch_
              and wd.has_part(work_dir, u.key)}
     todo = [u for u in plan.units if u.key not in parts]
     done = sum(_size(parts[k]) for k in parts)
-    for key, part in _run(ray, todo, model, (mc, calibrated, mc_dropout, seed, photometry),
-                          actors, predictor):
+    for key, part in _run(ray, todo, model, (mc, calibrated, mc_dropout, seed, photometry,
+                                             loaded.precision), actors, predictor):
         if work_dir:
             wd.save_part(work_dir, key, part)
         parts[key] = part
@@ -115,7 +127,8 @@ def predict_catalog_ray(model: str, inputs: Sequence[str], mc: int = 100, batch_
         failures.extend(str(f) for f in part.pop("_failures"))
         if part:
             ordered.append(part)
-    return InferenceResult(catalog_from_parts(ordered, failures, loaded, mc), failures)
+    return InferenceResult(catalog_from_parts(ordered, failures, loaded, mc), failures,
+                           precision=line)
 
 
 def _size(part: dict) -> int:

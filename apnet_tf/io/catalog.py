@@ -45,6 +45,7 @@ _KEY_COMMENTS = {
     "TARGETS": "predicted parameters, in order", "MC": "Monte Carlo realizations per star",
     "SIGMA": "what the *_ERR columns are", "SIGCAL": "how the sigmas were calibrated",
     "CALMC": "realizations the calibration was fitted with", "MCSEED": "Monte Carlo seed",
+    "PRECISN": "compute precision of the network's forward pass",
 }
 
 

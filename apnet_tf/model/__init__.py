@@ -2,10 +2,11 @@
 Monte Carlo (``uncertainty``), calibration.json and how it turns a Monte Carlo sigma into a
 calibrated one (``calibration``), loading any model kind with its calibration (``loading``) and
 PyTorch weight exchange (``torch_weights``, ``torch_reference``), the published APOGEE Net I
-and II networks and their conventions (``published``).
+and II networks and their conventions (``published``), bfloat16 hardware and a model's bfloat16
+twin for inference (``precision``).
 
 May import: ``data``, ``io`` and the base modules.
 """
 
-__all__ = ["calibration", "loading", "network", "published", "torch_reference", "torch_weights",
-           "uncertainty"]
+__all__ = ["calibration", "loading", "network", "precision", "published",
+           "torch_reference", "torch_weights", "uncertainty"]

@@ -18,6 +18,7 @@ from apnet_tf.io.files import read_json
 from apnet_tf.io.photometry import PHOT_COLUMNS
 from apnet_tf.model.calibration import CALIBRATION, Calibration
 from apnet_tf.model.network import predictor, takes_photometry
+from apnet_tf.model.precision import computing_in
 from apnet_tf.model.published import conventions as published_conventions
 from apnet_tf.model.published import (
     conventions_of,
@@ -58,6 +59,24 @@ class LoadedModel:
     metadata: dict | None = None  # export_metadata.json of a SavedModel or TFLite export
     conventions: dict | None = None  # a published network's (``published.conventions``)
     photometry_input: bool = False  # the model takes photometry (a two-input model)
+    precision: str = "float32"  # the forward pass's compute precision (``in_precision``)
+
+    def in_precision(self, precision: str) -> LoadedModel:
+        """This model with its forward pass (plain and Monte Carlo alike) in ``precision``, one
+        of ``PRECISIONS``: itself for float32, else a Keras model's bfloat16 twin
+        (``precision.computing_in``; same weights, float32 outputs).
+
+        Raises:
+            ApnetError: bfloat16 asked of a SavedModel or TFLite file, whose graph is fixed.
+        """
+        if precision == self.precision:
+            return self
+        if self.kind != "keras":
+            raise ApnetError(f"{self.path}: --precision {precision} needs a Keras model (a run "
+                             f"folder or .keras file); a {self.kind.replace('_', ' ')} computes "
+                             f"in the precision it was exported with")
+        return dataclasses.replace(self, model=computing_in(self.model, precision),
+                                   precision=precision)
 
     def refuse_without_photometry(self, what: str, records_dir: str) -> None:
         """ApnetError for a two-input model (APOGEE Net II, fit --arch anet2) in a job on a

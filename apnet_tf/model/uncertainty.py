@@ -28,8 +28,9 @@ from apnet_tf.constants import BAD_ERROR_THRESHOLD, MC_ERROR_CAP, MC_REALIZATION
 from apnet_tf.errors import ApnetError
 
 __all__ = [
-    "SUMMARIES", "clean_errors", "mask_into_errors", "kth_smallest", "typical_error", "noise_scale",
-    "star_seed", "realizations", "stateless_seed", "summarize", "monte_carlo",
+    "SUMMARIES", "clean_errors", "mask_into_errors", "kth_smallest", "typical_error",
+    "noise_scale", "star_seed", "realizations", "standard_normal", "stateless_seed", "summarize",
+    "monte_carlo",
     "MonteCarloPredictor", "check_realizations", "MC_STYLES", "published_noise_scale"
 ]
 
@@ -136,21 +137,57 @@ def realizations(flux: tf.Tensor, scale: tf.Tensor, r, seed, first=0,
     """R noisy copies of each spectrum as one batch: (B, N) -> (B * R, N), star-major.
 
     The noise of row ``first + i`` of a call comes from a stateless generator seeded by
-    ``star_seed(seed, first + i)``, so it does not depend on how the call is cut into chunks,
-    nor on any global random state. ``keep_first``: draw 0 of each star is the flux itself.
+    ``star_seed(seed, first + i)`` (``standard_normal``), so it does not depend on how the call is
+    cut into chunks, nor on any global random state. ``keep_first``: draw 0 of each star is the
+    flux itself. Each star's copies are made in one step of a loop over the stars, so that the
+    steps of the noise run on a few megabytes that stay in the CPU's cache.
     """
     flux = tf.convert_to_tensor(flux, tf.float32)
+    scale = tf.convert_to_tensor(scale, tf.float32)
     b, n = tf.shape(flux)[0], tf.shape(flux)[1]
     seed = tf.convert_to_tensor(seed, tf.int64)
+    keep = tf.cast(tf.range(r) > 0, tf.float32)[:, None] if keep_first else None
 
     def one(i):
-        return tf.random.stateless_normal(tf.stack([r, n]), seed=star_seed(seed, first + i))
+        eps = tf.reshape(standard_normal(star_seed(seed, first + i), r * n), tf.stack([r, n]))
+        if keep is not None:
+            eps = eps * keep
+        return flux[i] + eps * scale[i]
 
-    eps = tf.map_fn(one, tf.range(b), fn_output_signature=tf.TensorSpec([None, None],
-                                                                          tf.float32))
-    if keep_first:
-        eps = eps * tf.cast(tf.range(r) > 0, tf.float32)[None, :, None]
-    return tf.reshape(flux[:, None, :] + eps * scale[:, None, :], tf.stack([b * r, n]))
+    x = tf.map_fn(one, tf.range(b), fn_output_signature=tf.TensorSpec([None, None], tf.float32))
+    return tf.reshape(x, tf.stack([b * r, n]))
+
+
+def standard_normal(seed, m) -> tf.Tensor:
+    """m N(0, 1) draws under one stateless seed: (2,) int64 -> (m,) float32.
+
+    They are ``tf.random.stateless_normal([m], seed)`` (Philox, then the Box-Muller transform of
+    each pair of 32-bit words) to within a few float32 ulps: the words come from TensorFlow's own
+    generator, but the transform runs as vectorised tensor ops, where the kernel's scalar sin,
+    cos and log made the noise the largest cost of a Monte Carlo after the network itself.
+    """
+    pairs = (m + 1) // 2
+    words = tf.random.stateless_uniform(tf.reshape(2 * pairs, [1]), seed, minval=None,
+                                        maxval=None, dtype=tf.uint32)
+    # The two words of a pair as one 64-bit integer (the first in the low half): the transform
+    # then runs on whole tensors, with no strided slices or interleaving copies.
+    pair = tf.bitcast(tf.reshape(words, [pairs, 2]), tf.uint64)
+    radius = tf.sqrt(-2.0 * tf.math.log(tf.maximum(_unit(pair), 1e-7)))
+    angle = np.float32(2.0 * np.pi) * _unit(tf.bitwise.right_shift(pair, _U64_32))
+    lo = tf.cast(tf.bitcast(tf.sin(angle) * radius, tf.uint32), tf.uint64)
+    hi = tf.cast(tf.bitcast(tf.cos(angle) * radius, tf.uint32), tf.uint64)
+    eps = tf.bitcast(tf.bitwise.bitwise_or(lo, tf.bitwise.left_shift(hi, _U64_32)), tf.float32)
+    return tf.reshape(eps, [2 * pairs])[:m]
+
+
+_U64_32 = np.uint64(32)
+
+
+def _unit(word: tf.Tensor) -> tf.Tensor:
+    """The low 23 bits of each (uint64) word as a float32 uniform in [0, 1), as TensorFlow's
+    generator makes one: the mantissa of a float in [1, 2), minus 1."""
+    low = tf.cast(tf.bitwise.bitwise_and(word, np.uint64(0x7FFFFF)), tf.uint32)
+    return tf.bitcast(tf.bitwise.bitwise_or(low, np.uint32(0x3F800000)), tf.float32) - 1.0
 
 
 def stateless_seed(seed) -> np.ndarray:
@@ -210,10 +247,19 @@ def monte_carlo(predict, flux, err, bad, r, seed, rows_per_chunk=MC_ROWS_PER_CHU
     n_chunks = (b + per_chunk - 1) // per_chunk
     keys = SUMMARIES + (("std_dropout",) if dropout_predict is not None else ())
 
-    def body(i, arrays):
+    def noisy(i):  # the R noisy copies of chunk i's stars; none after the last chunk
         lo = i * per_chunk
         hi = tf.minimum(lo + per_chunk, b)
-        x = realizations(flux[lo:hi], scale[lo:hi], r, seed, lo, keep_first=style == "anet1")
+        return tf.cond(i < n_chunks, lambda: realizations(
+            flux[lo:hi], scale[lo:hi], r, seed, lo, keep_first=style == "anet1"),
+            lambda: tf.zeros(tf.stack([0, tf.shape(flux)[1]])))
+
+    def body(i, x, arrays):
+        lo = i * per_chunk
+        hi = tf.minimum(lo + per_chunk, b)
+        # The next chunk's noise does not depend on this chunk's network pass, so the graph
+        # runs the two side by side, on cores the network leaves idle.
+        following = noisy(i + 1)
         extra = [] if photometry is None else [
             tf.repeat(tf.cast(photometry[lo:hi], tf.float32), r, axis=0)]
         y = predict(x, *extra)
@@ -222,12 +268,15 @@ def monte_carlo(predict, flux, err, bad, r, seed, rows_per_chunk=MC_ROWS_PER_CHU
             drop = dropout_predict(tf.repeat(flux[lo:hi], r, axis=0), *extra)
             out["std_dropout"] = tfp.stats.stddev(tf.reshape(drop, tf.stack([hi - lo, r, 3])),
                                                   sample_axis=1)
-        return i + 1, [a.write(i, out[k]) for a, k in zip(arrays, keys)]
+        return i + 1, following, [a.write(i, out[k]) for a, k in zip(arrays, keys)]
 
     arrays = [tf.TensorArray(tf.float32, size=n_chunks, infer_shape=False) for _ in keys]
-    # parallel_iterations=1: one chunk at a time, which is what bounds the memory
-    _, arrays = tf.while_loop(lambda i, _: i < n_chunks, body, (0, arrays),
-                              parallel_iterations=1)
+    # parallel_iterations=1: one chunk at a time (and the next one's noise), which is what
+    # bounds the memory
+    _, _, arrays = tf.while_loop(
+        lambda i, *_: i < n_chunks, body, (0, noisy(0), arrays), parallel_iterations=1,
+        shape_invariants=(tf.TensorShape([]), tf.TensorShape([None, None]),
+                          [tf.TensorShape(None)] * len(keys)))
     out = {k: tf.reshape(a.concat(), [-1, 3]) for k, a in zip(keys, arrays)}
     if dropout_predict is not None:
         out["std"] = tf.sqrt(tf.square(out["std"]) + tf.square(out["std_dropout"]))

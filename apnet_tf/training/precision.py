@@ -2,30 +2,11 @@
 
 from __future__ import annotations
 
-import tensorflow as tf
-
 from apnet_tf.constants import PRECISIONS
 from apnet_tf.errors import ApnetError
+from apnet_tf.model.precision import bfloat16_is_native
 
-__all__ = ["bfloat16_is_native", "resolve_precision"]
-
-
-def bfloat16_is_native() -> bool:
-    """Whether this machine computes bfloat16 in hardware.
-
-    True for GPUs of compute capability 8.0 or newer (A100, H100) and for CPUs with AVX512_BF16 or
-    AMX (Linux /proc/cpuinfo flags). Elsewhere bfloat16 is emulated and slower than float32.
-    """
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        return all(tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0))
-                   >= (8, 0) for g in gpus)
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+__all__ = ["resolve_precision"]
 
 
 def resolve_precision(precision: str) -> str:
