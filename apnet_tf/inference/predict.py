@@ -44,8 +44,8 @@ from apnet_tf.model.precision import (
 )
 
 __all__ = [
-    "InferenceResult", "predict_catalog", "job_precision", "unit_part", "catalog_from_parts",
-    "batch_photometry"
+    "InferenceResult", "predict_catalog", "job_precision", "job_settings", "unit_part",
+    "catalog_from_parts", "batch_photometry"
 ]
 
 @dataclasses.dataclass
@@ -101,14 +101,8 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
     calibrated, sigma_meta = sigma_settings(model, mc, calibrated, mc_dropout, seed)
     plan = plan_units(inputs, batch_size, split_filter, listing, rows)
     model, line = job_precision(model, plan, precision, mask_bits, photometry)
-    # a float32 job's settings are those of before --precision, so its old parts stay reusable
-    settings = {"mc": mc, "batch_size": batch_size, "calibrated": calibrated,
-                "mc_dropout": mc_dropout, "seed": seed, "splits": list(split_filter or []),
-                **({} if model.precision == "float32" else {"precision": model.precision})}
-    if tuple(mask_bits) != tuple(DEFAULT_MASK_BITS):
-        settings["mask_bits"] = sorted(int(b) for b in mask_bits)
-    if photometry is not None:
-        settings["photometry"] = fingerprint(photometry)
+    settings = job_settings(mc, batch_size, calibrated, mc_dropout, seed, split_filter,
+                             model.precision, mask_bits, photometry)
     seed = wd.prepare(work_dir, model, plan, settings) if work_dir else wd.new_seed(seed)
     sigma_meta["MCSEED"] = seed
     if seed is not None and mc_dropout:
@@ -119,6 +113,21 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
                                      on_progress, workers, mask_bits, photometry)
     return InferenceResult(catalog_from_parts(parts, failures, model, mc, sigma_meta), failures,
                            precision=line)
+
+
+def job_settings(mc, batch_size, calibrated, mc_dropout, seed, split_filter, precision,
+                 mask_bits=DEFAULT_MASK_BITS, photometry=None) -> dict:
+    """What a job's finished parts depend on besides the model and the inputs (``workdir``),
+    for both engines."""
+    # a float32 job's settings are those of before --precision, so its old parts stay reusable
+    settings = {"mc": mc, "batch_size": batch_size, "calibrated": calibrated,
+                "mc_dropout": mc_dropout, "seed": seed, "splits": list(split_filter or []),
+                **({} if precision == "float32" else {"precision": precision})}
+    if tuple(mask_bits) != tuple(DEFAULT_MASK_BITS):
+        settings["mask_bits"] = sorted(int(b) for b in mask_bits)
+    if photometry is not None:
+        settings["photometry"] = fingerprint(photometry)
+    return settings
 
 
 def job_precision(model: LoadedModel, plan, precision: str,

@@ -30,9 +30,9 @@ from apnet_tf.inference.predict import (
     InferenceResult,
     catalog_from_parts,
     job_precision,
+    job_settings,
     unit_part,
 )
-from apnet_tf.io.photometry import fingerprint
 from apnet_tf.io.survey_table import Listing
 from apnet_tf.model.loading import LoadedModel, load_model
 
@@ -97,12 +97,8 @@ def predict_catalog_ray(model: str, inputs: Sequence[str], mc: int = 100, batch_
         loaded = load_model(model, calibration=calibrated is not False)
     plan = plan_units(inputs, batch_size, split_filter, listing)
     loaded, line = job_precision(loaded, plan, precision, photometry=photometry)
-    settings = {"mc": mc, "batch_size": batch_size, "calibrated": calibrated,
-                "mc_dropout": mc_dropout, "seed": seed, "splits": list(split_filter or [])}
-    if photometry is not None:
-        settings["photometry"] = fingerprint(photometry)
-    if loaded.precision != "float32":
-        settings["precision"] = loaded.precision
+    settings = job_settings(mc, batch_size, calibrated, mc_dropout, seed, split_filter,
+                            loaded.precision, photometry=photometry)
     seed = wd.prepare(work_dir, loaded, plan, settings) if work_dir else wd.new_seed(seed)
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False,

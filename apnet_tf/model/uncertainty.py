@@ -220,7 +220,7 @@ def monte_carlo(predict, flux, err, bad, r, seed, rows_per_chunk=MC_ROWS_PER_CHU
                 error_cap: float = MC_ERROR_CAP, dropout_predict=None, style: str = "apnet",
                 photometry=None) -> dict[str, tf.Tensor]:
     """The one Monte Carlo of this package (paper 3.5), used by the Keras, SavedModel and TFLite
-    paths alike.
+    paths alike: value, mean, std, p16, p50, p84 (and std_dropout), each (B, 3).
 
     Args:
         predict: rows (M, 8575) -> (M, 3) physical units; a graph function, or an eager one.
@@ -233,9 +233,6 @@ def monte_carlo(predict, flux, err, bad, r, seed, rows_per_chunk=MC_ROWS_PER_CHU
         style: one of ``MC_STYLES`` (module docstring); the published ones ignore ``bad``.
         photometry: (B, 7) for a two-input model: ``predict(rows, photometry rows)``; each
             star's photometry goes unperturbed with each of its draws.
-
-    Returns:
-        value, mean, std, p16, p50, p84 (and std_dropout), each (B, 3).
     """
     flux = tf.convert_to_tensor(flux, tf.float32)
     err = tf.convert_to_tensor(err, tf.float32)
@@ -247,32 +244,30 @@ def monte_carlo(predict, flux, err, bad, r, seed, rows_per_chunk=MC_ROWS_PER_CHU
     n_chunks = (b + per_chunk - 1) // per_chunk
     keys = SUMMARIES + (("std_dropout",) if dropout_predict is not None else ())
 
+    def bounds(i):  # chunk i's first star and the one after its last
+        return i * per_chunk, tf.minimum(i * per_chunk + per_chunk, b)
+
     def noisy(i):  # the R noisy copies of chunk i's stars; none after the last chunk
-        lo = i * per_chunk
-        hi = tf.minimum(lo + per_chunk, b)
+        lo, hi = bounds(i)
         return tf.cond(i < n_chunks, lambda: realizations(
             flux[lo:hi], scale[lo:hi], r, seed, lo, keep_first=style == "anet1"),
             lambda: tf.zeros(tf.stack([0, tf.shape(flux)[1]])))
 
     def body(i, x, arrays):
-        lo = i * per_chunk
-        hi = tf.minimum(lo + per_chunk, b)
+        lo, hi = bounds(i)
         # The next chunk's noise does not depend on this chunk's network pass, so the graph
         # runs the two side by side, on cores the network leaves idle.
         following = noisy(i + 1)
         extra = [] if photometry is None else [
             tf.repeat(tf.cast(photometry[lo:hi], tf.float32), r, axis=0)]
-        y = predict(x, *extra)
-        out = summarize(tf.reshape(y, tf.stack([hi - lo, r, 3])), style)
+        out = summarize(tf.reshape(predict(x, *extra), tf.stack([hi - lo, r, 3])), style)
         if dropout_predict is not None:
             drop = dropout_predict(tf.repeat(flux[lo:hi], r, axis=0), *extra)
-            out["std_dropout"] = tfp.stats.stddev(tf.reshape(drop, tf.stack([hi - lo, r, 3])),
-                                                  sample_axis=1)
+            out["std_dropout"] = _spread(drop, hi - lo, r)
         return i + 1, following, [a.write(i, out[k]) for a, k in zip(arrays, keys)]
 
     arrays = [tf.TensorArray(tf.float32, size=n_chunks, infer_shape=False) for _ in keys]
-    # parallel_iterations=1: one chunk at a time (and the next one's noise), which is what
-    # bounds the memory
+    # parallel_iterations=1: one chunk (and the next one's noise) at a time bounds the memory
     _, _, arrays = tf.while_loop(
         lambda i, *_: i < n_chunks, body, (0, noisy(0), arrays), parallel_iterations=1,
         shape_invariants=(tf.TensorShape([]), tf.TensorShape([None, None]),
@@ -281,6 +276,11 @@ def monte_carlo(predict, flux, err, bad, r, seed, rows_per_chunk=MC_ROWS_PER_CHU
     if dropout_predict is not None:
         out["std"] = tf.sqrt(tf.square(out["std"]) + tf.square(out["std_dropout"]))
     return out
+
+
+def _spread(rows: tf.Tensor, n, r) -> tf.Tensor:
+    """(n * r, 3) rows, star-major -> (n, 3): the standard deviation of each star's r rows."""
+    return tfp.stats.stddev(tf.reshape(rows, tf.stack([n, r, 3])), sample_axis=1)
 
 
 def _check_style(style: str) -> str:
