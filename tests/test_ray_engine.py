@@ -96,3 +96,27 @@ def test_read_tasks_start_without_importing_tensorflow(local_ray, inputs, monkey
     out = subprocess.run([sys.executable, "-c", code], input=cloudpickle.dumps(shipped[0]),
                          capture_output=True, check=True, env=os.environ).stdout
     assert out.strip() == b"False"
+
+
+def test_an_actor_predicts_two_batches_at_once(local_ray, inputs, tmp_path):
+    # while one batch is in the model, the next is unpickled, flagged and pickled: the calls
+    # of one actor overlap, so its cores do not wait on Python between batches
+    import time
+
+    log = tmp_path / "calls"
+
+    class Slow(Predictor):
+        def __call__(self, rows):
+            start = time.time()
+            time.sleep(1.0)
+            out = super().__call__(rows)
+            with open(log, "a") as f:
+                f.write(f"{start} {time.time()}\n")
+            return out
+
+    res = predict_catalog_ray(str(inputs / "run"), [str(inputs / "fits")], mc=0, batch_size=6,
+                              actors=1, predictor=Slow)
+    assert len(res.catalog) == 18
+    spans = sorted(tuple(map(float, line.split())) for line in log.read_text().splitlines())
+    assert len(spans) == 3
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))
