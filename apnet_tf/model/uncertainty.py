@@ -213,12 +213,8 @@ def monte_carlo(predict, flux, err, bad, r, seed, rows_per_chunk=MC_ROWS_PER_CHU
     n_chunks = (b + per_chunk - 1) // per_chunk
     keys = SUMMARIES + (("std_dropout",) if dropout_predict is not None else ())
 
-    def noisy(i):  # the R noisy copies of chunk i's stars; none after the last chunk
-        lo = i * per_chunk
-        hi = tf.minimum(lo + per_chunk, b)
-        return tf.cond(i < n_chunks, lambda: realizations(
-            flux[lo:hi], scale[lo:hi], r, seed, lo, keep_first=style == "anet1"),
-            lambda: tf.zeros(tf.stack([0, tf.shape(flux)[1]])))
+    def noisy(i):
+        return _chunk_copies(flux, scale, r, seed, i, per_chunk, n_chunks, style == "anet1")
 
     def body(i, x, arrays):
         lo = i * per_chunk
@@ -246,6 +242,16 @@ def monte_carlo(predict, flux, err, bad, r, seed, rows_per_chunk=MC_ROWS_PER_CHU
     if dropout_predict is not None:
         out["std"] = tf.sqrt(tf.square(out["std"]) + tf.square(out["std_dropout"]))
     return out
+
+
+def _chunk_copies(flux, scale, r, seed, i, per_chunk, n_chunks, keep_first: bool) -> tf.Tensor:
+    """The R noisy copies (``realizations``) of the stars of chunk i, (rows, N); none (0, N)
+    after the last chunk."""
+    lo = i * per_chunk
+    hi = tf.minimum(lo + per_chunk, tf.shape(flux)[0])
+    return tf.cond(i < n_chunks, lambda: realizations(flux[lo:hi], scale[lo:hi], r, seed, lo,
+                                                      keep_first=keep_first),
+                   lambda: tf.zeros(tf.stack([0, tf.shape(flux)[1]])))
 
 
 def _check_style(style: str) -> str:
