@@ -285,6 +285,10 @@ def infer_section() -> str:
         ["the same Monte Carlo in one 3,200-row chunk",
          f"{fmt(f['mc_r100_stars_per_s_one_3200_row_chunk'])} stars/s", "the chunked one",
          f"chunked / one chunk: {f['chunked_over_one_chunk']}"]])
+    if "mc_rows_over_plain_batch3200_per_cpu_second" in f:
+        out += ("\nPer CPU second of the process (the work itself, which other jobs on the "
+                "machine move less than the wall clock), Monte Carlo rows / plain spectra: "
+                f"**{f['mc_rows_over_plain_batch3200_per_cpu_second']}**.\n")
     return out + "\n" + source(rec, "infer") + "\n"
 
 

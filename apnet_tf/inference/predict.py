@@ -162,12 +162,15 @@ def job_precision(model: LoadedModel, plan, precision: str,
 
 def _probe(plan, mask_bits: Sequence[int], photometry: dict | None, two_inputs: bool,
            ) -> tuple | None:
-    """Up to ``AUTO_PRECISION_PROBE`` usable spectra from the first units of ``plan``, as
-    ``LoadedModel.predict`` arguments (flux, and photometry for a two-input model); None if the
-    plan has none."""
-    flux, phot, n = [], [], 0
+    """Up to ``AUTO_PRECISION_PROBE`` usable spectra from the first units of ``plan`` (from at
+    most as many of its files or shards), as ``LoadedModel.predict`` arguments (flux, and
+    photometry for a two-input model); None if they hold none."""
+    flux, phot, n, tried = [], [], 0, 0
     for unit in plan.units:
-        paths = unit.paths[:AUTO_PRECISION_PROBE - n]
+        if tried >= AUTO_PRECISION_PROBE:
+            break
+        paths = unit.paths[:AUTO_PRECISION_PROBE - max(n, tried)]
+        tried += len(paths)
         batch, _ = read_unit(dataclasses.replace(
             unit, paths=paths, extra=tuple((k, v[:len(paths)]) for k, v in unit.extra)),
             mask_bits)

@@ -247,11 +247,8 @@ def monte_carlo(predict, flux, err, bad, r, seed, rows_per_chunk=MC_ROWS_PER_CHU
     def bounds(i):  # chunk i's first star and the one after its last
         return i * per_chunk, tf.minimum(i * per_chunk + per_chunk, b)
 
-    def noisy(i):  # the R noisy copies of chunk i's stars; none after the last chunk
-        lo, hi = bounds(i)
-        return tf.cond(i < n_chunks, lambda: realizations(
-            flux[lo:hi], scale[lo:hi], r, seed, lo, keep_first=style == "anet1"),
-            lambda: tf.zeros(tf.stack([0, tf.shape(flux)[1]])))
+    def noisy(i):
+        return _chunk_copies(flux, scale, r, seed, i, per_chunk, n_chunks, style == "anet1")
 
     def body(i, x, arrays):
         lo, hi = bounds(i)
@@ -281,6 +278,16 @@ def monte_carlo(predict, flux, err, bad, r, seed, rows_per_chunk=MC_ROWS_PER_CHU
 def _spread(rows: tf.Tensor, n, r) -> tf.Tensor:
     """(n * r, 3) rows, star-major -> (n, 3): the standard deviation of each star's r rows."""
     return tfp.stats.stddev(tf.reshape(rows, tf.stack([n, r, 3])), sample_axis=1)
+
+
+def _chunk_copies(flux, scale, r, seed, i, per_chunk, n_chunks, keep_first: bool) -> tf.Tensor:
+    """The R noisy copies (``realizations``) of the stars of chunk i, (rows, N); none (0, N)
+    after the last chunk."""
+    lo = i * per_chunk
+    hi = tf.minimum(lo + per_chunk, tf.shape(flux)[0])
+    return tf.cond(i < n_chunks, lambda: realizations(flux[lo:hi], scale[lo:hi], r, seed, lo,
+                                                      keep_first=keep_first),
+                   lambda: tf.zeros(tf.stack([0, tf.shape(flux)[1]])))
 
 
 def _check_style(style: str) -> str:
