@@ -109,7 +109,7 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 #: inputs scaled and outputs de-standardised in float32), or "auto" (``model.precision``).
 INFERENCE_PRECISIONS = PRECISIONS + ("auto",)
 #: "auto" runs the first spectra of a job (at most this many) both ways and keeps bfloat16 only
-#: if, for every label, the median |bfloat16 - float32| is at most AUTO_MEDIAN_SHIFT and the
+#: if, for every label, the median ``abs(bfloat16 - float32)`` is at most AUTO_MEDIAN_SHIFT and the
 #: largest at most AUTO_MAX_SHIFT of the label's spread (the std the model de-standardises with).
 AUTO_PRECISION_PROBE = 256
 AUTO_MEDIAN_SHIFT = 0.001

@@ -64,7 +64,7 @@ def _help_text(*command: str) -> str:
 
 def test_help_shows_defaults_and_brackets():
     fit = _help_text("fit")
-    for option, default in [("--epochs", "100"), ("--batch-size", "16; 128 with --recipe paper"),
+    for option, default in [("--epochs", "100"), ("--batch-size", "32; 128 with --recipe paper"),
                             ("--learning-rate", "0.001"), ("--dropout", "0.1"),
                             ("--patience", "5"), ("--seed", "0")]:
         assert f"{option} " in fit and f"[default: {default}]" in fit, option
@@ -90,6 +90,7 @@ def test_recipe_defaults_in_help_match_the_recipes():
     assert f"[default: {default.lr_plateau_patience}; {paper.lr_plateau_patience} with" in fit
     assert f"[default: {default.finetune_learning_rate:g}; {paper.finetune_learning_rate:g} " \
         "with --recipe paper]" in fit
+    assert f"[default: {default.precision}; {paper.precision} with --recipe paper]" in fit
     assert f"[default: {default.finetune_max_rounds}]" in fit
     assert f"[default: {default.finetune_dev_tolerance:g}]" in fit
     assert default.noise_augment and not paper.noise_augment and not default.deterministic

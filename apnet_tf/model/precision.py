@@ -91,7 +91,7 @@ def label_spread(normalization: dict | None, model=None) -> np.ndarray | None:
 
 def precision_shift(reference: np.ndarray, trial: np.ndarray,
                     spread: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The median and the largest |trial - reference| over the spectra, per label, as
+    """The median and the largest ``abs(trial - reference)`` over the spectra, per label, as
     fractions of each label's spread. reference, trial: (B, 3); spread: (3,) -> two (3,).
     Rows where either is not finite are left out."""
     shift = np.abs(np.asarray(trial, float) - np.asarray(reference, float)) / spread
