@@ -333,7 +333,8 @@ def precision_section() -> str:
                   "[Fe/H] (dex)"], rows)
     out += ("\nWhat `--precision auto` decides on this machine, from the job's first 256 "
             "spectra:\n\n")
-    out += "".join(f"- {where.replace('_', ' ')}: `{line}`\n" for where, line in f["auto"].items())
+    where = {"test_split": "synthetic test split", "real_dr13": "real DR13 apStar files"}
+    out += "".join(f"- {where.get(k, k)}: `{line}`\n" for k, line in f["auto"].items())
     return out + "\n" + source(rec, "precision") + "\n"
 
 
