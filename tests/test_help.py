@@ -88,6 +88,8 @@ def test_recipe_defaults_in_help_match_the_recipes():
     assert f"[default: {default.patience}]" in fit
     assert f"[default: {default.finetune_patience}]" in fit
     assert f"[default: {default.lr_plateau_patience}; {paper.lr_plateau_patience} with" in fit
+    assert default.ema_momentum == paper.ema_momentum == 0 and "momentum (Polyak" in fit
+    assert default.min_improvement == paper.min_improvement == 0
     assert f"[default: {default.finetune_learning_rate:g}; {paper.finetune_learning_rate:g} " \
         "with --recipe paper]" in fit
     assert f"[default: {default.precision}; {paper.precision} with --recipe paper]" in fit

@@ -60,6 +60,18 @@ def test_early_stopping_stops_after_exactly_the_patience_and_reloads_best(tmp_pa
         np.testing.assert_array_equal(a, b)
 
 
+def test_early_stopping_counts_only_improvements_of_min_improvement(random_batches):
+    """1% below the best counts, 0.5% does not: 1.0 -> 0.995 (not better) -> 0.989 (better) ->
+    0.985, 0.984 (neither is 1% below 0.989) -> stop after two flat epochs, best epoch index 2."""
+    model = _tiny_model()
+    script = _Script([1.0, 0.995, 0.989, 0.985, 0.984, 0.5])
+    stopper = EarlyStoppingWithReload(patience=2, min_improvement=0.01)
+    hist = model.fit(random_batches(), validation_data=random_batches(seed=1), epochs=6,
+                     verbose=0, callbacks=[script, stopper])
+    assert len(hist.history["loss"]) == 5
+    assert stopper.best_epoch == 2 and stopper.best == pytest.approx(0.989)
+
+
 def test_rolling_resample_draws_new_payne_stars_each_round(records):
     draws = []
 
@@ -333,3 +345,37 @@ def test_run_json_holds_the_recipe_and_old_runs_still_load(trained_run, tmp_path
     (old / "normalization.json").write_text(json.dumps(norm))
     assert read_run_record(str(old))["recipe"] == record["recipe"]
     assert load_model(str(old)).normalization["std"] == norm["std"]
+
+
+def test_the_weight_average_spans_at_most_one_epoch():
+    from apnet_tf.training.callbacks import average_momentum
+
+    assert average_momentum(0.99, 500) == 0.99
+    assert average_momentum(0.99, 4) == pytest.approx(0.8)  # a 4-step epoch: span 5 steps
+    assert average_momentum(0.0, 4) == 0.0  # off stays off
+    assert average_momentum(0.99, -2) == 0.99  # an epoch of unknown length
+    with pytest.raises(ApnetError, match="--ema-momentum"):
+        get_recipe("default", ema_momentum=1.0).validate()
+
+
+def test_pretraining_validates_saves_and_ends_on_the_weight_average(records, tmp_path):
+    """With the weight average on, the dev loss logged each epoch, the saved model and the model
+    the run ends on are all the averaged weights: the saved model's dev loss is the best logged
+    one, and it differs from a run of the raw weights with the same seed."""
+    from apnet_tf.training import fitting
+
+    losses = {}
+    for ema in (0.0, 0.99):
+        run = tmp_path / f"run{ema}"
+        res = fitting.fit(str(records), str(run), stage="pretrain", recipe=get_recipe(
+            "default", epochs=3, ema_momentum=ema, precision="float32"))
+        norm = json.loads((run / "normalization.json").read_text())
+        hist = pd.read_csv(run / "history.csv")
+        saved = keras.models.load_model(run / "pretrained.keras")
+        saved.compile(loss=MaskedStandardizedMSE(norm["std"]))
+        dev = make_dataset(str(records), splits=["dev"], labeled_only=True)
+        assert saved.evaluate(dev, verbose=0) == pytest.approx(hist.val_loss.min(), rel=1e-3)
+        for a, b in zip(saved.get_weights(), res.model.get_weights()):
+            np.testing.assert_array_equal(a, b)
+        losses[ema] = hist.val_loss.tolist()
+    assert losses[0.0] != losses[0.99]

@@ -20,6 +20,7 @@ __all__ = [
     "RecipeName", "Epochs", "Resume", "Strategy", "Optimizer", "LearningRate", "Momentum",
     "TrainBatchSize", "Dropout", "InputScaling", "Initializer", "Patience", "FinetunePatience",
     "FinetuneFraction", "FinetuneMaxRounds", "Precision", "LrPlateauPatience", "NoiseAugment",
+    "EmaMomentum", "MinImprovement",
     "FinetuneLearningRate", "FinetuneDevTolerance", "Deterministic", "RecipeSeed",
     "InferModel", "CatalogOut", "InferSpectra", "Table", "Root", "InferMc", "InferBatchSize",
     "Calibrated", "RawSigma", "McDropout", "InferSeed", "Engine", "RayAddress", "Workers",
@@ -82,6 +83,12 @@ NoiseAugment = Annotated[Optional[bool], typer.Option(
     "--noise-augment/--no-noise-augment",
     help="Add fresh per-pixel noise (paper 3.5 scale) to the training spectra each "
          "epoch  [default: on; off with --recipe paper]")]
+MinImprovement = Annotated[Optional[float], typer.Option(
+    help="Early stopping counts an epoch as better only when its dev loss is at least this "
+         "fraction below the best so far  [default: 0]")]
+EmaMomentum = Annotated[Optional[float], typer.Option(
+    help="Pretraining validates and keeps the moving average of the weights with this "
+         "momentum (Polyak averaging), e.g. 0.99; 0 = off  [default: 0]")]
 FinetuneLearningRate = Annotated[Optional[float], typer.Option(
     help="Learning rate at the start of each fine-tuning round"
          "  [default: 0.0001; 0.001 with --recipe paper]")]

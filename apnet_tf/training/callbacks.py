@@ -15,8 +15,8 @@ from apnet_tf.io.files import atomic_path, read_json, write_json
 from apnet_tf.model.network import save_model_atomic
 from apnet_tf.training.run_folder import read_csv_rows, write_csv_rows
 
-__all__ = ["EarlyStoppingWithReload", "HistoryCSV", "schedule_callbacks", "check_finite",
-           "SafeBackupAndRestore"]
+__all__ = ["EarlyStoppingWithReload", "HistoryCSV", "schedule_callbacks", "average_callbacks",
+           "average_momentum", "check_finite", "SafeBackupAndRestore"]
 
 
 class EarlyStoppingWithReload(keras.callbacks.Callback):
@@ -29,17 +29,19 @@ class EarlyStoppingWithReload(keras.callbacks.Callback):
         patience: epochs without improvement before stopping.
         state_path: optional JSON file holding (best, wait, best_epoch) so a resumed run goes on
             counting where it was killed.
+        min_improvement: an epoch improves only when its dev loss is at least this fraction
+            below the best so far (0: any decrease).
     """
 
     def __init__(self, best_path: str | None = None, monitor: str = "val_loss",
                  patience: int = EARLY_STOPPING_PATIENCE, state_path: str | None = None,
-                 min_delta: float = 0.0):
+                 min_improvement: float = 0.0):
         super().__init__()
         self.best_path = best_path
         self.monitor = monitor
         self.patience = patience
         self.state_path = state_path
-        self.min_delta = min_delta
+        self.min_improvement = min_improvement
         self.best = np.inf
         self.wait = 0
         self.best_epoch = -1
@@ -62,7 +64,7 @@ class EarlyStoppingWithReload(keras.callbacks.Callback):
         if current is None:
             raise ApnetError(f"early stopping: '{self.monitor}' is not in the epoch logs; "
                              "pass validation_data to fit")
-        if current < self.best - self.min_delta:
+        if current < self.best * (1.0 - self.min_improvement):
             self.best, self.wait, self.best_epoch = float(current), 0, epoch
             self.best_weights = self.model.get_weights()
             if self.best_path:
@@ -113,6 +115,31 @@ def schedule_callbacks(recipe) -> list[keras.callbacks.Callback]:
     return [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                               patience=recipe.lr_plateau_patience,
                                               min_lr=recipe.learning_rate / 64, verbose=0)]
+
+
+def average_callbacks(recipe) -> list[keras.callbacks.Callback]:
+    """With ``recipe.ema_momentum`` > 0, Keras' SwapEMAWeights: the optimizer's moving average of
+    the weights is in the model while it is validated and from each epoch's end to the next
+    epoch's start, so the callbacks after it judge, save and reload the averaged weights.
+
+    It must come after the backup callback (whose epoch-end save then holds the raw weights that
+    training continues from) and before the callbacks that read the dev loss or save the model.
+    """
+    if recipe.ema_momentum <= 0:
+        return []
+    return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)]
+
+
+def average_momentum(momentum: float, steps_per_epoch: int) -> float:
+    """The weight average's momentum for an epoch of ``steps_per_epoch`` steps: ``momentum``,
+    but at most 1 - 1 / (steps + 1), so that the average spans at most about one epoch. It is
+    validated once an epoch; a longer span would lag behind training, and on a small training
+    set (a few steps an epoch) would still hold the initial weights when early stopping judges.
+    An unknown epoch length (0 or less) keeps ``momentum``.
+    """
+    if momentum <= 0 or steps_per_epoch <= 0:
+        return momentum
+    return min(momentum, 1.0 - 1.0 / (steps_per_epoch + 1))
 
 
 def check_finite(model: keras.Model, stopper: EarlyStoppingWithReload, stage: str,

@@ -36,6 +36,7 @@ def dataset_loss(model: keras.Model, ds: tf.data.Dataset, std) -> float:
 def rolling_resample(model: keras.Model, train_for_seed: Callable[[int], tf.data.Dataset],
                      dev: tf.data.Dataset, focus_loss: Callable[[keras.Model], float], *,
                      patience_rounds: int = 3, epoch_patience: int = EARLY_STOPPING_PATIENCE,
+                     epoch_min_improvement: float = 0.0,
                      max_epochs: int = 100, max_rounds: int = 20, seed: int = 0,
                      best_path: str | None = None, dev_tolerance: float = 0.05,
                      dev_loss: Callable[[keras.Model], float] | None = None,
@@ -44,13 +45,14 @@ def rolling_resample(model: keras.Model, train_for_seed: Callable[[int], tf.data
     """Paper 3.4: fine-tune on mstar + yso plus a fresh random fraction of the Payne stars.
 
     Each round draws a new sample (``train_for_seed(seed + round)``) and trains with early stopping
-    on ``dev``; when it stops, the best weights of the round are reloaded. Every round starts from
-    "the last best performing model" (the paper's words): after a round that is not kept, the
-    weights of the best round so far are reloaded, and the optimizer's learning rate is set back
-    to the rate the model was compiled with, so that a schedule in ``callbacks`` (which Keras
-    resets at each ``fit``) halves from the same start every round. The loop ends when
-    ``focus_loss(model)`` (the loss on the mstar + yso dev stars) has not improved for
-    ``patience_rounds`` rounds, or after ``max_rounds``; the model ends with the best round's.
+    on ``dev`` (``epoch_patience``, ``epoch_min_improvement``: ``EarlyStoppingWithReload``'s); when
+    it stops, the best weights of the round are reloaded. Every round starts from "the last best
+    performing model" (the paper's words): after a round that is not kept, the weights of the best
+    round so far are reloaded, and the optimizer's learning rate is set back to the rate the model
+    was compiled with, so that a schedule in ``callbacks`` (which Keras resets at each ``fit``)
+    halves from the same start every round. The loop ends when ``focus_loss(model)`` (the loss on
+    the mstar + yso dev stars) has not improved for ``patience_rounds`` rounds, or after
+    ``max_rounds``; the model ends with the best round's.
 
     A round counts as an improvement only if it also keeps ``dev_loss(model)`` (the loss on the
     whole dev split; default the compiled loss) within ``dev_tolerance`` (a fraction) of the
@@ -71,7 +73,8 @@ def rolling_resample(model: keras.Model, train_for_seed: Callable[[int], tf.data
         draw_seed = seed + r + 1
         model.set_weights(best_weights)
         model.optimizer.learning_rate.assign(start_lr)
-        stopper = EarlyStoppingWithReload(monitor="val_loss", patience=epoch_patience)
+        stopper = EarlyStoppingWithReload(monitor="val_loss", patience=epoch_patience,
+                                          min_improvement=epoch_min_improvement)
         hist = model.fit(train_for_seed(draw_seed), validation_data=dev, epochs=max_epochs,
                          shuffle=False, callbacks=[stopper, *callbacks], verbose=0)
         focus, whole = float(focus_loss(model)), float(dev_loss(model))

@@ -44,6 +44,8 @@ from apnet_tf.training.callbacks import (
     EarlyStoppingWithReload,
     HistoryCSV,
     SafeBackupAndRestore,
+    average_callbacks,
+    average_momentum,
     check_finite,
     schedule_callbacks,
 )
@@ -83,11 +85,14 @@ STAGES = ("pretrain", "finetune", "all")
 
 
 def make_optimizer(recipe: Recipe) -> keras.optimizers.Optimizer:
-    """The recipe's Keras optimizer at its learning rate."""
+    """The recipe's Keras optimizer at its learning rate, keeping a moving average of the weights
+    when ``recipe.ema_momentum`` > 0 (``callbacks.average_callbacks`` puts it to use)."""
+    ema = ({"use_ema": True, "ema_momentum": recipe.ema_momentum}
+           if recipe.ema_momentum > 0 else {})
     if recipe.optimizer == "adam":
-        return keras.optimizers.Adam(recipe.learning_rate)
+        return keras.optimizers.Adam(recipe.learning_rate, **ema)
     if recipe.optimizer == "sgd":
-        return keras.optimizers.SGD(recipe.learning_rate, momentum=recipe.momentum)
+        return keras.optimizers.SGD(recipe.learning_rate, momentum=recipe.momentum, **ema)
     raise ApnetError(f"unknown optimizer {recipe.optimizer!r}; choose adam or sgd")
 
 
@@ -293,18 +298,21 @@ def pretrain(run: _Run, mean, std, resume: bool, photometry=None) -> tuple[keras
     model = build_model(mean, std, dropout=recipe.dropout, input_scaling=recipe.input_scaling,
                         initializer=recipe.initializer, precision=run.precision,
                         photometry=photometry)
-    compile_model(model, recipe, std, run.dist)
     train = run.sharded(training_data(run.records_dir, recipe,
                                       drop_remainder=run.drop_remainder,
                                       photometry=run.photometry))
+    steps = int(train.cardinality())
+    compile_model(model, dataclasses.replace(
+        recipe, ema_momentum=average_momentum(recipe.ema_momentum, steps)), std, run.dist)
     backup = SafeBackupAndRestore(run.path(os.path.join("backup", "pretrain")),
                                   on_notice=run.notes.append)
     if backup.discard_unreadable() and os.path.exists(run.path(PRETRAIN_STATE)):
         # a clean restart: the early stopping's count belongs to the discarded epochs
         os.remove(run.path(PRETRAIN_STATE))
     stopper = EarlyStoppingWithReload(pretrained, patience=recipe.patience,
-                                      state_path=run.path(PRETRAIN_STATE))
-    callbacks = [backup, *schedule_callbacks(recipe), stopper,
+                                      state_path=run.path(PRETRAIN_STATE),
+                                      min_improvement=recipe.min_improvement)
+    callbacks = [backup, *average_callbacks(recipe), *schedule_callbacks(recipe), stopper,
                  HistoryCSV(run.path(HISTORY), "pretrain"), run.reporter("pretrain")]
     hist = model.fit(train, validation_data=run.dev, epochs=recipe.epochs, verbose=0,
                      shuffle=False, callbacks=[*callbacks, keras.callbacks.TerminateOnNaN()])
@@ -318,8 +326,10 @@ def pretrain(run: _Run, mean, std, resume: bool, photometry=None) -> tuple[keras
 
 def finetune_recipe(recipe: Recipe) -> Recipe:
     """The recipe of the fine-tuning rounds: the fine-tuning learning rate, and with it the
-    schedule's floor (``schedule_callbacks``)."""
-    return dataclasses.replace(recipe, learning_rate=recipe.finetune_learning_rate)
+    schedule's floor (``schedule_callbacks``); no weight average, as every round restarts from
+    the best round's weights, which an average carried over from the last round would blur."""
+    return dataclasses.replace(recipe, learning_rate=recipe.finetune_learning_rate,
+                               ema_momentum=0.0)
 
 
 def finetune(run: _Run, model: keras.Model, std,
@@ -354,6 +364,7 @@ def finetune(run: _Run, model: keras.Model, std,
         model, train_for_seed, run.dev, lambda m: dataset_loss(m, focus_dev, std),
         dev_loss=lambda m: dataset_loss(m, run.dev, std),
         patience_rounds=recipe.finetune_patience, epoch_patience=recipe.patience,
+        epoch_min_improvement=recipe.min_improvement,
         max_epochs=recipe.epochs, max_rounds=recipe.finetune_max_rounds,
         seed=recipe.seed * 1000, dev_tolerance=recipe.finetune_dev_tolerance,
         best_path=run.path(BEST_MODEL), on_round=log_round,

@@ -34,8 +34,14 @@ class Recipe:
     initializer: str = "he_normal"
     epochs: int = 100  # upper bound; early stopping usually ends sooner
     patience: int = EARLY_STOPPING_PATIENCE
+    # an epoch counts as better only when its dev loss is this fraction below the best so far
+    min_improvement: float = 0.0
     lr_plateau_patience: int = 3  # halve the learning rate after this many flat epochs; 0 = off
     noise_augment: bool = True  # add a fresh draw of the paper's per-pixel noise each epoch
+    # Pretraining validates, keeps and saves the exponential moving average of the weights
+    # (Polyak averaging; Keras' optimizer EMA) with this momentum; 0 = off. Off by default: on the
+    # benchmark survey it smooths the dev loss but did not shorten training (BENCHMARKS.md).
+    ema_momentum: float = 0.0
     finetune_learning_rate: float = PAPER_LEARNING_RATE / 10  # rounds start from a trained model
     finetune_fraction: float = PAYNE_RESAMPLE_FRACTION
     finetune_patience: int = 3  # rounds without mstar+yso dev improvement
@@ -72,6 +78,8 @@ class Recipe:
                 raise bad(field, "must be a positive number")
         ranges = {"dropout": (0.0, 1.0, "must be at least 0 and below 1"),
                   "momentum": (0.0, 1.0, "must be at least 0 and below 1"),
+                  "ema_momentum": (0.0, 1.0, "must be at least 0 and below 1"),
+                  "min_improvement": (0.0, 1.0, "must be at least 0 and below 1"),
                   "finetune_dev_tolerance": (0.0, np.inf, "must be 0 or more")}
         for field, (lo, hi, why) in ranges.items():
             if not lo <= getattr(self, field) < hi:
