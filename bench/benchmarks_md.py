@@ -168,6 +168,37 @@ def _tta_row(label: str, run: dict) -> list:
                + f"; {run['rounds']} rounds"])
 
 
+def time_to_accuracy_variants(current: dict) -> str:
+    """How the training defaults were chosen: ``time_to_accuracy.py`` variants (``--set ...
+    --tag NAME``), one row each, under the defaults' row of the main run."""
+    names = sorted(os.path.basename(p)[:-5] for p in os.listdir(RESULTS)
+                   if p.startswith("time_to_accuracy-") and p.endswith(".json"))
+    if not names:
+        return ""
+    rows = [["**defaults** (the run above)"]
+            + [fmt(current["table3_test"][f"Full {t}"], 4) for t in TARGETS]
+            + [fmt(current["seconds"][k], 3) for k in ("pretrain", "finetune", "total")]
+            + [_epochs(current), "", ""]]
+    for name in names:
+        rec = load(name)
+        run = rec["figures"]["current"]
+        rows.append(["`" + " ".join(rec["figures"]["overrides"]) + "`"]
+                    + [fmt(run["table3_test"][f"Full {t}"], 4) for t in TARGETS]
+                    + [fmt(run["seconds"][k], 3) for k in ("pretrain", "finetune", "total")]
+                    + [_epochs(run), fmt(rec.get("load_average_1min_at_end")),
+                       f"`bench/results/{name}.json`"])
+    return ("\n**How the training defaults were chosen**: the same survey, `fit` with one choice "
+            "of the defaults undone (`python bench/time_to_accuracy.py --skip-baseline "
+            "--skip-references --set FIELD=VALUE --tag NAME`); test split, Full group, and wall "
+            "time in seconds. One run each: one recipe's Table 3 varies from run to run on this "
+            "survey by more than 5% (see above).\n\n"
+            + table(["recipe", "Teff (K)", "log g (dex)", "[Fe/H] (dex)", "pretrain", "fine-tune",
+                     "`fit` total", "epochs", "load", "source"], rows))
+
+
+def _epochs(run: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in run["epochs"].items()) + f"; {run['rounds']} rounds"
+
 def time_to_accuracy_section() -> str:
     out = "## Time to a trained, calibrated model (`bench/time_to_accuracy.py`)\n\n"
     rec = load("time_to_accuracy")
@@ -664,35 +695,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def time_to_accuracy_variants(current: dict) -> str:
-    """How the training defaults were chosen: ``time_to_accuracy.py`` variants (``--set ...
-    --tag NAME``), one row each, under the defaults' row of the main run."""
-    names = sorted(os.path.basename(p)[:-5] for p in os.listdir(RESULTS)
-                   if p.startswith("time_to_accuracy-") and p.endswith(".json"))
-    if not names:
-        return ""
-    rows = [["**defaults** (the run above)"]
-            + [fmt(current["table3_test"][f"Full {t}"], 4) for t in TARGETS]
-            + [fmt(current["seconds"][k], 3) for k in ("pretrain", "finetune", "total")]
-            + [_epochs(current), "", ""]]
-    for name in names:
-        rec = load(name)
-        run = rec["figures"]["current"]
-        rows.append(["`" + " ".join(rec["figures"]["overrides"]) + "`"]
-                    + [fmt(run["table3_test"][f"Full {t}"], 4) for t in TARGETS]
-                    + [fmt(run["seconds"][k], 3) for k in ("pretrain", "finetune", "total")]
-                    + [_epochs(run), fmt(rec.get("load_average_1min_at_end")),
-                       f"`bench/results/{name}.json`"])
-    return ("\n**How the training defaults were chosen**: the same survey, `fit` with one choice "
-            "of the defaults undone (`python bench/time_to_accuracy.py --skip-baseline "
-            "--skip-references --set FIELD=VALUE --tag NAME`); test split, Full group, and wall "
-            "time in seconds. One run each: one recipe's Table 3 varies from run to run on this "
-            "survey by more than 5% (see above).\n\n"
-            + table(["recipe", "Teff (K)", "log g (dex)", "[Fe/H] (dex)", "pretrain", "fine-tune",
-                     "`fit` total", "epochs", "load", "source"], rows))
-
-
-def _epochs(run: dict) -> str:
-    return ", ".join(f"{k} {v}" for k, v in run["epochs"].items()) + f"; {run['rounds']} rounds"
