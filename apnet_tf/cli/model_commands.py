@@ -4,6 +4,7 @@ and prints their results."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from typing import Annotated, Optional
@@ -65,19 +66,11 @@ def fit_cmd(
     """Train APOGEE Net: pretrain on all stars, then the paper's rolling 5% Payne fine-tuning.
 
     --arch anet2 trains APOGEE Net II's two-input layout on flux and photometry."""
-    from apnet_tf.training.recipes import get_recipe
+    flags = locals()  # each Recipe field is the flag of its name (test_every_recipe_field_...)
+    from apnet_tf.training.recipes import Recipe, get_recipe
     from apnet_tf.workflows import fit
 
-    rec = get_recipe(recipe, epochs=epochs, optimizer=optimizer, learning_rate=learning_rate,
-                     momentum=momentum, batch_size=batch_size, dropout=dropout,
-                     input_scaling=input_scaling, initializer=initializer, patience=patience,
-                     min_improvement=min_improvement,
-                     finetune_patience=finetune_patience, finetune_fraction=finetune_fraction,
-                     finetune_max_rounds=finetune_max_rounds, precision=precision,
-                     lr_plateau_patience=lr_plateau_patience, noise_augment=noise_augment,
-                     ema_momentum=ema_momentum, finetune_learning_rate=finetune_learning_rate,
-                     finetune_dev_tolerance=finetune_dev_tolerance, deterministic=deterministic,
-                     seed=seed)
+    rec = get_recipe(recipe, **{f.name: flags[f.name] for f in dataclasses.fields(Recipe)})
     with step_bars() as bars:
         bars("fit", 0, None)
         on_epoch, on_round = fit_printers(functools.partial(bars, "fit"))

@@ -36,8 +36,8 @@ def dataset_loss(model: keras.Model, ds: tf.data.Dataset, std) -> float:
 def rolling_resample(model: keras.Model, train_for_seed: Callable[[int], tf.data.Dataset],
                      dev: tf.data.Dataset, focus_loss: Callable[[keras.Model], float], *,
                      patience_rounds: int = 3, epoch_patience: int = EARLY_STOPPING_PATIENCE,
-                     epoch_min_improvement: float = 0.0,
-                     max_epochs: int = 100, max_rounds: int = 20, seed: int = 0,
+                     epoch_min_improvement: float = 0.0, max_epochs: int = 100,
+                     max_rounds: int = 20, seed: int = 0,
                      best_path: str | None = None, dev_tolerance: float = 0.05,
                      dev_loss: Callable[[keras.Model], float] | None = None,
                      on_round: Callable[[dict], None] | None = None,
@@ -45,19 +45,16 @@ def rolling_resample(model: keras.Model, train_for_seed: Callable[[int], tf.data
     """Paper 3.4: fine-tune on mstar + yso plus a fresh random fraction of the Payne stars.
 
     Each round draws a new sample (``train_for_seed(seed + round)``) and trains with early stopping
-    on ``dev`` (``epoch_patience``, ``epoch_min_improvement``: ``EarlyStoppingWithReload``'s); when
-    it stops, the best weights of the round are reloaded. Every round starts from "the last best
-    performing model" (the paper's words): after a round that is not kept, the weights of the best
-    round so far are reloaded, and the optimizer's learning rate is set back to the rate the model
-    was compiled with, so that a schedule in ``callbacks`` (which Keras resets at each ``fit``)
-    halves from the same start every round. The loop ends when ``focus_loss(model)`` (the loss on
-    the mstar + yso dev stars) has not improved for ``patience_rounds`` rounds, or after
-    ``max_rounds``; the model ends with the best round's.
+    on ``dev`` (``epoch_patience``, ``epoch_min_improvement``) and ends on its best weights. Every
+    round starts from "the last best performing model" (paper): after a round not kept, the best
+    round's weights are reloaded, and the optimizer's learning rate is set back to the model's
+    compiled rate, so that a schedule in ``callbacks`` (which Keras resets at each ``fit``)
+    halves from the same start every round. The loop ends when ``focus_loss(model)`` (mstar + yso
+    dev loss) has not improved for ``patience_rounds`` rounds, or after ``max_rounds``.
 
-    A round counts as an improvement only if it also keeps ``dev_loss(model)`` (the loss on the
-    whole dev split; default the compiled loss) within ``dev_tolerance`` (a fraction) of the
-    starting model's: the paper adapts to M dwarfs and YSOs "without losing performance on the
-    broader Payne data set". ``fit`` passes Table 2's loss for both.
+    A round improves only if ``dev_loss(model)`` (whole dev; default the compiled loss) also stays
+    within ``dev_tolerance`` (a fraction) of the starting model's: the paper adapts to M dwarfs and
+    YSOs "without losing performance on the broader Payne data set". ``fit`` passes Table 2's loss.
 
     Returns:
         One dict per round: round, seed, epochs, dev_loss, focus_dev_loss, improved,
