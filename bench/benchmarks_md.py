@@ -29,6 +29,12 @@ def load(name: str) -> dict | None:
         return json.load(f)
 
 
+def tagged(name: str) -> list[str]:
+    """The results names of ``<name>.py --tag TAG`` runs (``<name>-TAG``), sorted."""
+    return sorted(p[:-5] for p in os.listdir(RESULTS)
+                  if p.startswith(f"{name}-") and p.endswith(".json"))
+
+
 def source(rec: dict, name: str) -> str:
     """The line under each table: the results file, its command, commit, date and load."""
     return (f"Source: `bench/results/{name}.json` (`python {rec['command']}`, commit "
@@ -141,8 +147,7 @@ def accuracy_section() -> str:
 
 def accuracy_variants() -> str:
     """The same command with recipe overrides (``--set ... --tag NAME``), one row each."""
-    names = sorted(os.path.basename(p)[:-5] for p in os.listdir(RESULTS)
-                   if p.startswith("accuracy-") and p.endswith(".json"))
+    names = tagged("accuracy")
     if not names:
         return ""
     rows = []
@@ -163,16 +168,13 @@ STAGE_NAMES = ("pretrain", "finetune", "tables", "calibration", "total")
 
 def _tta_row(label: str, run: dict) -> list:
     secs = run["seconds"]
-    return ([label] + [fmt(secs.get(k), 3) for k in STAGE_NAMES]
-            + [", ".join(f"{k} {v}" for k, v in run["epochs"].items())
-               + f"; {run['rounds']} rounds"])
+    return [label] + [fmt(secs.get(k), 3) for k in STAGE_NAMES] + [_epochs(run)]
 
 
 def time_to_accuracy_variants(current: dict) -> str:
     """How the training defaults were chosen: ``time_to_accuracy.py`` variants (``--set ...
     --tag NAME``), one row each, under the defaults' row of the main run."""
-    names = sorted(os.path.basename(p)[:-5] for p in os.listdir(RESULTS)
-                   if p.startswith("time_to_accuracy-") and p.endswith(".json"))
+    names = tagged("time_to_accuracy")
     if not names:
         return ""
     rows = [["**defaults** (the run above)"]
@@ -198,6 +200,7 @@ def time_to_accuracy_variants(current: dict) -> str:
 
 def _epochs(run: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in run["epochs"].items()) + f"; {run['rounds']} rounds"
+
 
 def time_to_accuracy_section() -> str:
     out = "## Time to a trained, calibrated model (`bench/time_to_accuracy.py`)\n\n"
@@ -280,8 +283,7 @@ def photometry_section() -> str:
 
 def photometry_variants() -> str:
     """``bench/photometry.py --tag NAME`` runs, one row each: the Full group's ratios."""
-    names = sorted(os.path.basename(p)[:-5] for p in os.listdir(RESULTS)
-                   if p.startswith("photometry-") and p.endswith(".json"))
+    names = tagged("photometry")
     rows = []
     for name in names:
         rec = load(name)
