@@ -13,12 +13,12 @@ __all__ = [
     "LABEL_RANGES", "MAGNITUDE_RANGE", "PARALLAX_LIMIT", "BAD_ERROR_THRESHOLD",
     "PAPER_LEARNING_RATE", "PAPER_BATCH_SIZE", "PAPER_DROPOUT", "EARLY_STOPPING_PATIENCE",
     "PAYNE_RESAMPLE_FRACTION", "CONV_FILTERS", "CONV_KERNEL", "DENSE_UNITS", "PHOTOMETRY_UNITS",
-    "FIT_ARCHS", "MC_REALIZATIONS", "MC_ERROR_CAP", "MC_ROWS_PER_CHUNK",
-    "CALIBRATION_REALIZATIONS", "CALIBRATION_STARS_PER_STRATUM", "INPUT_SCALINGS", "PRECISIONS",
+    "FIT_ARCHS", "MC_DRAWS", "MC_ERROR_CAP", "MC_ROWS_PER_CHUNK",
+    "CALIBRATION_MC_DRAWS", "CALIBRATION_STARS_PER_STRATUM", "INPUT_SCALINGS", "PRECISIONS",
     "INFERENCE_PRECISIONS", "AUTO_PRECISION_PROBE", "AUTO_MEDIAN_SHIFT", "AUTO_MAX_SHIFT",
     "BEST_MODEL",
     "PRETRAINED_MODEL", "NORMALIZATION", "RUN_RECORD", "HISTORY", "ROUNDS", "PRETRAIN_DONE",
-    "PRETRAIN_STATE", "RUN_FILES"
+    "PRETRAIN_STATE", "RUN_FILES", "RENAMED", "renamed_keys"
 ]
 
 #: apStar log-linear wavelength grid: log10(lambda / Angstrom) = CRVAL1 + CDELT1 * i.
@@ -87,17 +87,17 @@ PHOTOMETRY_UNITS = (8, 16, 32, 32, 64)
 #: layout (flux and photometry) with this package's in-model scaling and target order.
 FIT_ARCHS = ("apnet", "anet2")
 
-#: Paper section 3.5: Monte Carlo realizations and the error cap (multiples of the typical error).
-MC_REALIZATIONS = 100
+#: Paper section 3.5: Monte Carlo draws per star and the error cap (multiples of the typical error).
+MC_DRAWS = 100
 MC_ERROR_CAP = 5.0
-#: The most Monte Carlo rows (stars x realizations) in one model call: it bounds memory (at 1,000
+#: The most Monte Carlo rows (stars x draws) in one model call: it bounds memory (at 1,000
 #: rows the first convolution's output is 270 MB); its cost in speed is measured by
 #: bench/infer.py (BENCHMARKS.md, "Inference").
 MC_ROWS_PER_CHUNK = 1000
-#: The sigma calibration's Monte Carlo (``calibration.subset``): realizations per star, and the
+#: The sigma calibration's Monte Carlo (``calibration.subset``): draws per star, and the
 #: training stars per stratum (Kiel region of the labels x S/N tercile) of the subset it runs
 #: over; chosen by ``bench/calibration.py --subsets`` (BENCHMARKS.md, "Uncertainty calibration").
-CALIBRATION_REALIZATIONS = 20
+CALIBRATION_MC_DRAWS = 20
 CALIBRATION_STARS_PER_STRATUM = 150
 
 #: Input scalings: "none" feeds raw flux (the paper); "mean" divides each spectrum by its mean
@@ -129,3 +129,14 @@ PRETRAIN_STATE = "early_stopping_pretrain.json"
 RUN_FILES = (BEST_MODEL, PRETRAINED_MODEL, NORMALIZATION, RUN_RECORD, HISTORY, ROUNDS,
              "training.png", PRETRAIN_STATE, PRETRAIN_DONE, "backup", "table2.csv", "table2.md",
              "table3.csv", "table3.md", "calibration.json")
+
+#: Names this version gave a new spelling (one name per idea), old -> new. Files written before
+#: (calibration.json, run.json, export metadata, weight sidecars) and the old spellings of
+#: options are read through this table, for one release.
+RENAMED = {"realizations": "mc", "appendix-b": "apnet"}
+
+
+def renamed_keys(record: dict) -> dict:
+    """``record`` with each key that ``RENAMED`` renamed under its new name (a new key wins)."""
+    return {RENAMED.get(k, k): v for k, v in record.items()
+            if k not in RENAMED or RENAMED[k] not in record}

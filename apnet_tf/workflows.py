@@ -123,7 +123,7 @@ def run_demo(out_dir: str = "demo_out", n: int = 1500, epochs: int = 30, mc: int
 
     Args:
         n: stars in the synthetic survey. epochs: most epochs per stage or round.
-        mc: Monte Carlo realizations per star (calibration, catalog, evaluation).
+        mc: Monte Carlo draws per star (calibration, catalog, evaluation).
         seed: the survey's, the training recipe's and the Monte Carlo draws' seed.
         on_progress: ``on_progress(step, done, total)`` for the steps "synth", "make-records",
             "calibrate" (the Monte Carlo of the sigma calibration), "infer" and "evaluate".
@@ -156,7 +156,7 @@ def run_demo(out_dir: str = "demo_out", n: int = 1500, epochs: int = 30, mc: int
                        lambda: Table.read(catalog_path))
     _product(out_dir, "evaluation", fingerprint,
              [os.path.join(evaluation_dir, name) for name in EVALUATION_FILES], reused,
-             lambda: evaluate(run_dir, records_dir, evaluation_dir, realizations=mc, seed=seed,
+             lambda: evaluate(run_dir, records_dir, evaluation_dir, mc=mc, seed=seed,
                               on_progress=step("evaluate")), lambda: None)
     # read back as written, so that a re-run that reuses it shows the very same numbers
     evaluation = read_evaluation(evaluation_dir)
@@ -237,7 +237,7 @@ def _train(records_dir: str, run_dir: str, recipe, mc: int, seed: int, on_epoch,
     try:
         Calibration.load(os.path.join(run_dir, CALIBRATION))
     except ApnetError:  # missing, or not this version's: the demo's own run, so calibrate it
-        calibrate(run_dir, records_dir, realizations=mc, seed=seed, on_progress=on_calibrate)
+        calibrate(run_dir, records_dir, mc=mc, seed=seed, on_progress=on_calibrate)
         return False
     return reused
 

@@ -4,7 +4,7 @@ On a 3,000-star synthetic survey (cached under .bench/), it runs what a user run
 the default recipe (pretrain + rolling Payne fine-tuning), fits a ridge regression on log flux on
 the same train split (alpha chosen on dev), and compares their test-split scatter, both for plain
 predictions (``fit``'s Table 3) and for the catalog values of ``apnet-tf infer`` (the mean of 100
-Monte Carlo realizations, paper 3.5). Acceptance: the network's scatter is at least 3x smaller than
+Monte Carlo draws, paper 3.5). Acceptance: the network's scatter is at least 3x smaller than
 ridge's in every parameter. With --paper it also runs
 the paper's recipe (SGD, lr 0.001, raw flux) for 30 epochs.
 
@@ -47,7 +47,7 @@ def ridge_scatter(records: str) -> tuple[np.ndarray, list]:
 
 
 def catalog_scatter(records: str, run_dir: str, mc: int = 100) -> np.ndarray:
-    """Test-split scatter of what ``apnet-tf infer`` writes: the mean of mc realizations."""
+    """Test-split scatter of what ``apnet-tf infer`` writes: the mean of mc draws."""
     import keras
 
     from apnet_tf.evaluation.tables import scatter

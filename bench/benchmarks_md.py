@@ -305,14 +305,14 @@ def infer_section() -> str:
     f = rec["figures"]
     out += ("The default model in one process: plain inference at batch 256 against the paper's "
             "PyTorch network (Appendix B, eval mode, `no_grad`, batch 256); the Monte Carlo "
-            "(R = 100, 32 stars per call, run in chunks of at most `MC_ROWS_PER_CHUNK` rows so "
+            "(mc = 100, 32 stars per call, run in chunks of at most `MC_ROWS_PER_CHUNK` rows so "
             "that memory stays bounded) against plain inference on a batch 100 times as large, "
             "and against the same Monte Carlo in one chunk.\n\n")
     out += table(["figure", "value", "reference (same run)", "ratio"], [
         ["plain inference, batch 256", f"{fmt(f['plain_spectra_per_s_batch256'])} spectra/s",
          f"PyTorch: {fmt(f['torch_spectra_per_s_batch256'])} spectra/s",
          f"**{f['plain_over_torch']}x** (target >= 4x)"],
-        ["Monte Carlo, R = 100, chunked (the package)",
+        ["Monte Carlo, mc = 100, chunked (the package)",
          f"{fmt(f['mc_r100_stars_per_s'])} stars/s = {fmt(f['mc_r100_rows_per_s'])} rows/s",
          f"plain, batch 3,200: {fmt(f['plain_spectra_per_s_batch3200'])} spectra/s",
          f"**{f['mc_rows_over_plain_batch3200']}** (target >= 0.85)"],
@@ -342,7 +342,7 @@ def precision_section() -> str:
         ["plain, batch 256", f"{fmt(t['float32']['plain_spectra_per_s'])} spectra/s",
          f"{fmt(t['mixed_bfloat16']['plain_spectra_per_s'])} spectra/s",
          f"**{t['plain_spectra_per_s_bf16_over_f32']}x**"],
-        ["Monte Carlo, R = 100, 32 stars per call",
+        ["Monte Carlo, mc = 100, 32 stars per call",
          f"{fmt(t['float32']['mc_r100_stars_per_s'])} stars/s",
          f"{fmt(t['mixed_bfloat16']['mc_r100_stars_per_s'])} stars/s",
          f"**{t['mc_r100_stars_per_s_bf16_over_f32']}x**"]])
@@ -478,9 +478,9 @@ def published_section() -> str:
             f"{f['batch']} (`LoadedModel.predict`) against the authors' forward pass at the same "
             "batch (`eval()`, `no_grad`, their `nan_to_num` of the flux, photometry fill values "
             "and z-scores, de-standardisation and 10**log Teff, as their code does per star); "
-            f"the Monte Carlo with R = {f['realizations']} (the package's, anet2 style, "
+            f"the Monte Carlo with mc = {f['mc']} (the package's, anet2 style, "
             f"{f['mc_stars_per_call']} stars per call) against their `pipeline.py` loop, one "
-            "star at a time: a deterministic pass, R noised copies through the network, median "
+            "star at a time: a deterministic pass, mc noised copies through the network, median "
             "and std. The runners alternate and each keeps its best rate; PyTorch uses "
             f"{f['torch_threads']} threads. Both give the same plain numbers (largest "
             f"difference {f['max_abs_diff_over_std_plain']:.1e} of a target's spread).\n\n")
@@ -488,7 +488,7 @@ def published_section() -> str:
         ["plain inference", f"{fmt(f['plain_spectra_per_s'])} spectra/s",
          f"PyTorch: {fmt(f['torch_plain_spectra_per_s'])} spectra/s",
          f"**{f['plain_over_torch']}x** (target >= 4x)"],
-        [f"Monte Carlo, R = {f['realizations']}", f"{fmt(f['mc_stars_per_s'])} stars/s",
+        [f"Monte Carlo, mc = {f['mc']}", f"{fmt(f['mc_stars_per_s'])} stars/s",
          f"PyTorch pipeline: {fmt(f['torch_mc_stars_per_s'])} stars/s",
          f"**{f['mc_over_torch']}x**"]])
     return out + "\n" + source(rec, "published") + "\n"
@@ -502,7 +502,7 @@ def memory_section() -> str:
     f = rec["figures"]
     out += (f"Peak resident memory of each command in its own process, as a user runs it, on a "
             f"{f['survey_stars']:,}-star synthetic survey (an untrained network; memory does not "
-            "depend on the weights), R = 100.\n\n")
+            "depend on the weights), mc = 100.\n\n")
     out += table(["command", "peak RSS", "reference (same run)"], [
         [f"`infer --model <SavedModel> --mc 100`, {f['stars_infer']} stars",
          f"**{f['infer_saved_model_mc100_gb']} GB** (target < 3 GB)",
@@ -531,7 +531,7 @@ def calibration_section() -> str:
                              "bench/calibration.py --indep 3000 --subsets --infer --calibrate")
     f = rec["figures"]
     out += ("Which calibration holds for every kind of star? The `bench/accuracy.py` default "
-            "run's raw Monte Carlo (R = 100) once over train, dev and test; each candidate "
+            "run's raw Monte Carlo (mc = 100) once over train, dev and test; each candidate "
             "fitted on dev (the package's shape on train, level on dev), then judged on the test "
             "split and, with `--indep`, on every star of a second survey the network never saw. "
             "1-sigma coverage, Teff log g [Fe/H] (target 0.683; 0.60-0.76 in every cell), stars "
@@ -540,9 +540,9 @@ def calibration_section() -> str:
         p = f["package"]
         out += (f" `package` is the fit `calibrate` runs: on its subset (at most "
                 f"{p['stars_per_stratum']} training stars per Kiel region x S/N tercile, dev "
-                f"stars in proportion; {p['monte_carlo_stars']:,} stars here), R = "
-                f"{p['realizations']}; `package_every_star_r100` the same fit on every train and "
-                f"dev star at R = 100, as before the subset.")
+                f"stars in proportion; {p['monte_carlo_stars']:,} stars here), mc = "
+                f"{p['mc']}; `package_every_star_r100` the same fit on every train and "
+                f"dev star at mc = 100, as before the subset.")
     out += "\n\n"
     for where, judged in f.items():
         if not isinstance(judged, dict) or where in ("infer_defaults", "package",
@@ -570,10 +570,10 @@ def calibration_section() -> str:
 
 
 def _subset_sweep(sweep: dict) -> str:
-    """How the calibration's subset size and R were chosen (``--subsets``)."""
+    """How the calibration's subset size and mc were chosen (``--subsets``)."""
     where = [k for k in next(iter(sweep.values())) if k != "monte_carlo_stars"]
-    out = ("**How the subset and R were chosen** (`--subsets`): the package's fit with other "
-           "subset sizes (training stars per stratum; dev at most 5x that) and realizations, "
+    out = ("**How the subset and mc were chosen** (`--subsets`): the package's fit with other "
+           "subset sizes (training stars per stratum; dev at most 5x that) and draws per star, "
            "each drawn with ten seeds (the subset, and which of each star's 100 draws it keeps), "
            f"judged on {', '.join(where)}: the worst |cov - 0.683| over its cells, mean and "
            "largest over the seeds, and the seeds whose every cell is in 0.60-0.76.\n\n")
@@ -594,7 +594,7 @@ def calibration_cost_section() -> str:
         return out + missing("calibration_cost", "bench/calibration_cost.py --all-stars")
     f = rec["figures"]
     out += (f"`calibrate` with its defaults (at most {f['stars_per_stratum']} training stars "
-            f"per stratum, R = {f['realizations']}) on the 6,000-star survey of "
+            f"per stratum, mc = {f['mc']}) on the 6,000-star survey of "
             "`bench/time_to_accuracy.py` and on the same survey repeated ten times (its train and "
             "dev shards listed ten times in one manifest), alternating, best of the repeats; "
             "from the call to the written calibration.json, TensorFlow already imported.\n\n")
@@ -610,7 +610,7 @@ def calibration_cost_section() -> str:
     out += f"\n60,000 / 6,000 stars: **{f['ratio_60k_over_6k']}x** the time (target: flat).\n"
     if "all_stars_r100_6k" in f:
         a = f["all_stars_r100_6k"]
-        out += (f"Before the subset (every train and dev star, R = 100) the 6,000-star survey "
+        out += (f"Before the subset (every train and dev star, mc = 100) the 6,000-star survey "
                 f"took {fmt(a['seconds'])} s over {a['monte_carlo_stars']:,} stars: the subset "
                 f"takes **{f['subset_over_all_stars_6k']}x** that.\n")
     return out + "\n" + source(rec, "calibration_cost") + "\n"

@@ -2,7 +2,7 @@
 judged on test and on an independent survey.
 
 Needs a trained run on the 3,000-star survey of ``bench/accuracy.py`` (``.bench/run_default``).
-It runs the raw Monte Carlo (R = 100, seed 0) once over the train, dev and test splits (cached in
+It runs the raw Monte Carlo (mc = 100, seed 0) once over the train, dev and test splits (cached in
 the run folder as ``bench_mc_{split}.npz``, and every draw of the train and dev stars as
 ``bench_draws_{split}.npz``), fits each candidate, and reports the 1-sigma coverage
 per parameter for all stars, each category (payne, mstar, yso) and each S/N tercile, of the test
@@ -23,7 +23,7 @@ error from the test split's sampling noise. Candidates, all on the raw Monte Car
   shape and its level);
 * ``package_every_star_r100``: ``calibration_fit.fit_calibration`` as ``calibrate`` ran it
   before its subset: shape (noise and floor per region, a factor per region and S/N tercile) on
-  every training star, level on every dev star, R = 100;
+  every training star, level on every dev star, mc = 100;
 * ``package``: the same as ``calibrate`` runs it now: on its seeded, stratified subset
   (``calibration.subset``, seed 0) with its R (the first R of the cached draws).
 
@@ -56,7 +56,7 @@ def mc_arrays(run: str, records: str, split: str | None, name: str | None = None
               ) -> dict[str, np.ndarray]:
     """pred, sigma (raw MC), labels, snr, category, split of one split's stars (every labelled
     star with split None): the Monte Carlo that ``calibrate`` (train, dev) and ``infer`` (test)
-    run, R = 100, seed 0. Cached per run as bench_mc_{name or split}.npz."""
+    run, mc = 100, seed 0. Cached per run as bench_mc_{name or split}.npz."""
     cache = os.path.join(run, f"bench_mc_{name or split}.npz")
     if os.path.exists(cache):
         with np.load(cache) as f:
@@ -94,7 +94,7 @@ def mc_draws(run: str, records: str, split: str, r: int = 100) -> dict[str, np.n
     from apnet_tf.model.uncertainty import (
         clean_errors,
         noise_scale,
-        realizations,
+        noisy_draws,
         stateless_seed,
     )
 
@@ -109,7 +109,7 @@ def mc_draws(run: str, records: str, split: str, r: int = 100) -> dict[str, np.n
         scale = noise_scale(err, bad, MC_ERROR_CAP)
         for lo in range(0, len(batch.flux), per):
             hi = min(lo + per, len(batch.flux))
-            x = realizations(batch.flux[lo:hi], scale[lo:hi], r, seed, first + lo)
+            x = noisy_draws(batch.flux[lo:hi], scale[lo:hi], r, seed, first + lo)
             out["draws"].append(net(x).numpy().reshape(hi - lo, r, 3).astype(np.float32))
         first += len(batch.flux)
         out["labels"].append(batch.labels)
@@ -179,16 +179,16 @@ def judge(pred, sigma, labels, category, snr, split=None) -> dict:
                          for g, r in cov.iterrows()}}
 
 
-#: The subset sizes and Monte Carlo realizations ``--subsets`` tries (each with the package's
+#: The subset sizes and Monte Carlo draws ``--subsets`` tries (each with the package's
 #: default of the other; 0: every star), and the seeds each is drawn with (the subset and which
-#: of the R = 100 draws it keeps).
-SWEEP = {"per_stratum": (50, 100, 150, 200, 0), "realizations": (10, 20, 30, 100),
+#: of the mc = 100 draws it keeps).
+SWEEP = {"per_stratum": (50, 100, 150, 200, 0), "mc": (10, 20, 30, 100),
          "seeds": tuple(range(10))}
 
 
 def subset_fit(train: dict, dev: dict, per_stratum: int, r: int, seed: int):
     """(calibration, stars in its Monte Carlo) as ``calibrate`` fits it with this subset size,
-    R and seed, from the cached R = 100 draws (``mc_draws``) of every train and dev star: its
+    R and seed, from the cached mc = 100 draws (``mc_draws``) of every train and dev star: its
     subset drawn by ``calibration.subset`` (from every star, as ``calibrate`` reads on a survey
     this small), the first R of a seeded shuffle of each star's draws."""
     from apnet_tf.calibration.fit import fit_calibration
@@ -217,15 +217,15 @@ def subset_fit(train: dict, dev: dict, per_stratum: int, r: int, seed: int):
 
 
 def subset_sweep(train: dict, dev: dict, judged: dict) -> dict:
-    """Coverage on the judged stars (R = 100 sigmas, as ``infer`` gives them) of calibrations
+    """Coverage on the judged stars (mc = 100 sigmas, as ``infer`` gives them) of calibrations
     fitted on subsets of each size with each R (``SWEEP``): per setting, the stars in its Monte
     Carlo, and over the seeds the mean and the largest worst |coverage - 0.683| and how many
     seeds keep every cell in 0.60-0.76."""
-    from apnet_tf.constants import CALIBRATION_REALIZATIONS, CALIBRATION_STARS_PER_STRATUM
+    from apnet_tf.constants import CALIBRATION_MC_DRAWS, CALIBRATION_STARS_PER_STRATUM
 
-    settings = [(k, CALIBRATION_REALIZATIONS) for k in SWEEP["per_stratum"]]
-    settings += [(CALIBRATION_STARS_PER_STRATUM, r) for r in SWEEP["realizations"]
-                 if r != CALIBRATION_REALIZATIONS] + [(0, 100)]
+    settings = [(k, CALIBRATION_MC_DRAWS) for k in SWEEP["per_stratum"]]
+    settings += [(CALIBRATION_STARS_PER_STRATUM, r) for r in SWEEP["mc"]
+                 if r != CALIBRATION_MC_DRAWS] + [(0, 100)]
     out = {}
     for per_stratum, r in settings:
         row: dict = {"monte_carlo_stars": 0}
@@ -240,7 +240,7 @@ def subset_sweep(train: dict, dev: dict, judged: dict) -> dict:
             row[where] = {"worst_mean": round(float(np.mean(worst)), 3),
                           "worst_max": round(float(np.max(worst)), 3),
                           "seeds_all_cells_in_band": inside, "seeds": len(SWEEP["seeds"])}
-        out[f"{per_stratum or 'all'} per stratum, R = {r}"] = row
+        out[f"{per_stratum or 'all'} per stratum, mc = {r}"] = row
     return out
 
 
@@ -282,7 +282,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from apnet_tf.calibration.fit import fit_calibration
-    from apnet_tf.constants import CALIBRATION_REALIZATIONS, CALIBRATION_STARS_PER_STRATUM
+    from apnet_tf.constants import CALIBRATION_MC_DRAWS, CALIBRATION_STARS_PER_STRATUM
 
     parts = {s: mc_arrays(args.run, args.records, s) for s in ("train", "dev", "test")}
     d = {k: np.concatenate([parts["dev"][k], parts["test"][k]]) for k in parts["dev"]}
@@ -291,8 +291,8 @@ def main() -> None:
     draws = {s: mc_draws(args.run, args.records, s) for s in ("train", "dev")}
     # what ``calibrate`` fits (and so the end of ``fit``), seed 0: on its subset, with its R
     cal, mc_stars = subset_fit(draws["train"], draws["dev"], CALIBRATION_STARS_PER_STRATUM,
-                               CALIBRATION_REALIZATIONS, 0)
-    # before the subset: every train and dev star, R = 100
+                               CALIBRATION_MC_DRAWS, 0)
+    # before the subset: every train and dev star, mc = 100
     every = fit_calibration(d["pred"][dev], d["sigma"][dev], d["labels"][dev], 100, 0,
                             snr=d["snr"][dev], shape=(tr["pred"], tr["sigma"], tr["labels"],
                                                       tr["snr"]))
@@ -306,7 +306,7 @@ def main() -> None:
     result = {"machine": machine(), "train_stars": int(len(tr["pred"])),
               "dev_stars": int(dev.sum()), "columns": "teff, logg, fe_h, stars",
               "package": {"stars_per_stratum": CALIBRATION_STARS_PER_STRATUM,
-                          "realizations": CALIBRATION_REALIZATIONS,
+                          "mc": CALIBRATION_MC_DRAWS,
                           "monte_carlo_stars": mc_stars}}
     for where, x in judged.items():
         # candidates fitted on dev, applied to the judged stars

@@ -10,7 +10,7 @@ cost), copied, so that its own calibration.json stays. Each size is timed ``--re
 alternating, from the call to the written calibration.json (shard checksums forgotten before
 each call, as a fresh ``apnet-tf calibrate`` starts; TensorFlow already imported, as in ``fit``),
 and the best time kept. ``--all-stars`` also times the calibration as it was before the subset
-(every train and dev star, R = 100) on the 6,000-star survey, once.
+(every train and dev star, mc = 100) on the 6,000-star survey, once.
 
     python bench/calibration_cost.py [--run .bench/run_default] [--repeat 2] [--all-stars]
 """
@@ -73,11 +73,11 @@ def main() -> None:
     ap.add_argument("--run", default=os.path.join(CACHE, "run_default"))
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--all-stars", action="store_true",
-                    help="also time the calibration over every star at R = 100 (6,000 stars)")
+                    help="also time the calibration over every star at mc = 100 (6,000 stars)")
     add_tag(ap)
     args = ap.parse_args()
 
-    from apnet_tf.constants import CALIBRATION_REALIZATIONS, CALIBRATION_STARS_PER_STRATUM
+    from apnet_tf.constants import CALIBRATION_MC_DRAWS, CALIBRATION_STARS_PER_STRATUM
     from apnet_tf.data.manifest import count_records
 
     run = os.path.join(CACHE, "calibration_cost_run")
@@ -94,7 +94,7 @@ def main() -> None:
         for name, records in sizes.items():
             dt, cals[name] = timed_calibrate(run, records)
             seconds[name].append(round(dt, 2))
-    out = {"machine": machine(), "realizations": CALIBRATION_REALIZATIONS,
+    out = {"machine": machine(), "mc": CALIBRATION_MC_DRAWS,
            "stars_per_stratum": CALIBRATION_STARS_PER_STRATUM, "model": args.run}
     for name, records in sizes.items():
         sub = cals[name].subset
@@ -106,7 +106,7 @@ def main() -> None:
                      "seconds": seconds[name], "best_seconds": min(seconds[name])}
     out["ratio_60k_over_6k"] = round(out["60k"]["best_seconds"] / out["6k"]["best_seconds"], 3)
     if args.all_stars:
-        dt, cal = timed_calibrate(run, base, realizations=100, per_stratum=0)
+        dt, cal = timed_calibrate(run, base, mc=100, per_stratum=0)
         out["all_stars_r100_6k"] = {"seconds": round(dt, 2), "monte_carlo_stars":
                                     cal.subset["train_stars"] + cal.subset["dev_stars"]}
         out["subset_over_all_stars_6k"] = round(out["6k"]["best_seconds"] / dt, 3)

@@ -69,7 +69,7 @@ def main() -> None:
     import torch
 
     from apnet_tf.model.network import build_model, predictor
-    from apnet_tf.model.torch_reference import appendix_b_network
+    from apnet_tf.model.torch_reference import apnet_network
     from apnet_tf.model.uncertainty import MonteCarloPredictor
 
     r, mc_stars = 100, 32
@@ -93,7 +93,7 @@ def main() -> None:
             args.seconds / 3))
 
     torch.set_num_threads(os.cpu_count())
-    net = appendix_b_network().eval()
+    net = apnet_network().eval()
     x = torch.from_numpy(flux[:256, None, :].copy())
 
     def torch_call():

@@ -2,7 +2,7 @@
 
 * ``infer --model <SavedModel> --mc 100`` over 256 apStar files (one default batch), against
   ``infer --mc 0`` (plain predictions) on the same files as the reference;
-* ``calibrate`` (R = 100 on the dev split) and ``evaluate`` (R = 100, all splits) on a 1,500-star
+* ``calibrate`` (mc = 100 on the dev split) and ``evaluate`` (mc = 100, all splits) on a 1,500-star
   synthetic survey.
 
 The model is an untrained APOGEE Net (memory does not depend on the weights), exported with

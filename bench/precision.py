@@ -5,7 +5,7 @@ synthetic survey) predicts the survey's test split and the 24 real DR13 apStar f
 (``../shared/data``) in float32 (the reference) and through its bfloat16 twin
 (``model.precision.computing_in``), in one process:
 
-* throughput: plain predictions at batch 256 and the Monte Carlo (R = 100, 32 stars per call) on
+* throughput: plain predictions at batch 256 and the Monte Carlo (mc = 100, 32 stars per call) on
   the test split, the two precisions alternating three times, each keeping its best rate;
 * accuracy cost: per label, the median and the largest |bfloat16 - float32| of the plain
   predictions in units of the label's spread (the std of normalization.json), and the
@@ -49,7 +49,7 @@ def shift_figures(ref: np.ndarray, trial: np.ndarray, spread: np.ndarray) -> dic
 
 def throughput(models: dict, flux: np.ndarray, err: np.ndarray, bad: np.ndarray,
                seconds: float) -> dict:
-    """Best plain (batch 256) and Monte Carlo (R = 100, 32 stars) rates of each model."""
+    """Best plain (batch 256) and Monte Carlo (mc = 100, 32 stars) rates of each model."""
     from apnet_tf.model.uncertainty import MonteCarloPredictor
 
     batch, stars = flux[:256], 32

@@ -28,7 +28,7 @@ from apnet_tf.constants import (  # noqa: E402
     CONV_FILTERS,
     CONV_KERNEL,
     DENSE_UNITS,
-    MC_REALIZATIONS,
+    MC_DRAWS,
     N_PIXELS,
 )
 
@@ -103,7 +103,7 @@ def gpu_rows(cpu: dict, fixed_s: float, cores: int, efficiency: float,
            f"catalog columns, one core): 1 / ({cpu['unit_part']:.2f} - {cpu['model']:.2f}) ms "
            f"= {actor:,.0f} files/s (cpu_ms_per_file); plus {fixed_s:.0f} s of fixed cost "
            "(Ray's start-up and a one-batch job, measured here)")
-    r = MC_REALIZATIONS
+    r = MC_DRAWS
     plain, mc = min(gpu, read, actor), min(gpu / r, read, actor)
     node = f"one GPU node (1 H100, {cores} cores)"
     rows = [_row(node, "plain", plain, "estimate", f"min(GPU, reading, actor); {how}", fixed_s),

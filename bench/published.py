@@ -9,9 +9,9 @@ from hutchresearch/ApogeeNet2's code) are saved as a .pt file and imported with
   authors' forward pass at batch 256: their pre-processing (``np.nan_to_num`` of the flux, fill
   values and z-scores of the photometry, done per star in their ``dataset.py``), ``eval()``,
   ``torch.no_grad``, then their de-standardisation and 10**log Teff;
-* Monte Carlo, R = 100: ``LoadedModel.monte_carlo`` (the anet2 style: the package's chunked
+* Monte Carlo, mc = 100: ``LoadedModel.monte_carlo`` (the anet2 style: the package's chunked
   Monte Carlo) against the authors' ``pipeline.py`` loop, one star at a time: a deterministic
-  pass, then R noised copies of the flux (sigma: err, 1e10 -> flux, clipped at 5x the median)
+  pass, then mc noised copies of the flux (sigma: err, 1e10 -> flux, clipped at 5x the median)
   through the network with the photometry repeated, then the median and std of the draws.
 
 The runners alternate ``--rounds`` times and each keeps its best rate.
@@ -36,7 +36,7 @@ from _common import CACHE, add_tag, machine, report  # noqa: E402
 from infer import spectra  # noqa: E402
 
 BATCH = 256
-R = 100
+MC = 100
 
 
 def photometry(n: int, seed: int = 0) -> np.ndarray:
@@ -92,7 +92,7 @@ def torch_plain(torch, ref, net):
     return run
 
 
-def torch_mc(torch, ref, net, r: int = R):
+def torch_mc(torch, ref, net, r: int = MC):
     """hutchresearch's pipeline.py per star: the deterministic pass, then r noised copies of
     the flux (photometry repeated, not noised), median and std (ddof 1) of the draws."""
     def run(flux, err, phot):
@@ -131,7 +131,7 @@ def measure(seconds: float, mc_stars: int, rounds: int) -> dict:
     best = dict.fromkeys(("plain", "torch_plain", "mc", "torch_mc"), 0.0)
     runners = {"plain": (lambda: model.predict(flux, phot), BATCH),
                "torch_plain": (lambda: plain_torch(flux, phot), BATCH),
-               "mc": (lambda: model.monte_carlo(fm, em, bm, R, seed=1, photometry=pm), mc_stars),
+               "mc": (lambda: model.monte_carlo(fm, em, bm, MC, seed=1, photometry=pm), mc_stars),
                "torch_mc": (lambda: mc_torch(fm, em, pm), mc_stars)}
     for fn, _ in runners.values():
         fn()  # warm-up: tracing, first allocations
@@ -139,7 +139,7 @@ def measure(seconds: float, mc_stars: int, rounds: int) -> dict:
         for name, (fn, n) in runners.items():
             best[name] = max(best[name], rate(fn, n, seconds / rounds))
     return {"machine": machine(), "torch_threads": torch.get_num_threads(),
-            "batch": BATCH, "realizations": R, "mc_stars_per_call": mc_stars,
+            "batch": BATCH, "mc": MC, "mc_stars_per_call": mc_stars,
             "max_abs_diff_over_std_plain": worst,
             "plain_spectra_per_s": round(best["plain"], 1),
             "torch_plain_spectra_per_s": round(best["torch_plain"], 1),

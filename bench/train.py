@@ -61,10 +61,10 @@ def keras_trainer(x, y, precision: str):
 def torch_trainer(x, y):
     import torch
 
-    from apnet_tf.model.torch_reference import appendix_b_network
+    from apnet_tf.model.torch_reference import apnet_network
 
     torch.set_num_threads(os.cpu_count())
-    net = appendix_b_network()
+    net = apnet_network()
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     xt = torch.from_numpy(x[:, None, :] / np.median(x)).float()
     yt = torch.from_numpy((y - y.mean(0)) / y.std(0)).float()

@@ -118,7 +118,7 @@ def test_import_torch_bad_state_dict(good_state, tmp_path, case):
 
 def test_import_torch_std_zero(good_state, tmp_path):
     path = _save(tmp_path, _tensors(good_state))
-    res = cli("import-torch", path, "--out", tmp_path / "run", "--arch", "appendix-b",
+    res = cli("import-torch", path, "--out", tmp_path / "run", "--arch", "apnet",
               "--std", "0,0,0")
     assert_one_line_error(res, "--std")
     assert not (tmp_path / "run").exists()
@@ -175,10 +175,10 @@ def test_import_torch_of_an_exported_run_gives_the_runs_numbers(short_run, small
     pt = tmp_path / "apogee_net.pt"
     save_torch(str(short_run), str(pt))
     sidecar = json.loads((tmp_path / "apogee_net.pt.json").read_text())
-    assert sidecar["arch"] == "appendix-b" and sidecar["input_scaling"] == "mean"
+    assert sidecar["arch"] == "apnet" and sidecar["input_scaling"] == "mean"
     res = cli("import-torch", pt, "--out", tmp_path / "imported")
     assert res.exit_code == 0, res.output
-    assert "appendix-b" in res.stdout
+    assert "apnet" in res.stdout
     for run, name in ((short_run, "a.csv"), (tmp_path / "imported", "b.csv")):
         res = cli("infer", "--model", run, "--spectra", small_survey, "--out", tmp_path / name,
                   "--mc", 0, "--raw-sigma")
@@ -196,7 +196,7 @@ def test_import_torch_of_an_exported_run_gives_the_runs_numbers(short_run, small
 
 def test_import_torch_bad_sidecar(good_state, tmp_path):
     path = _save(tmp_path, _tensors(good_state))
-    (tmp_path / "net.pt.json").write_text('{"arch": "appendix-b", "input_scaling": "mean", '
+    (tmp_path / "net.pt.json").write_text('{"arch": "apnet", "input_scaling": "mean", '
                                           '"mean": [1, 2, 3], "std": ["x", 1, 1]}')
     res = cli("import-torch", path, "--out", tmp_path / "run")
     assert_one_line_error(res, "net.pt.json", "std")

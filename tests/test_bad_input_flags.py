@@ -52,7 +52,7 @@ def models(untrained_run, tmp_path_factory):
     from apnet_tf.export.model_export import export_model
 
     out = tmp_path_factory.mktemp("flag_export") / "net"
-    export_model(str(untrained_run), str(out), tflite=["float32"], mc_realizations=4)
+    export_model(str(untrained_run), str(out), tflite=["float32"], mc=4)
     return {"run": untrained_run, "saved_model": out / "1",
             "tflite": out / "net_float32.tflite"}
 

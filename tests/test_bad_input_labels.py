@@ -70,7 +70,7 @@ def _photometry(tmp_path, **cols) -> str:
                                   {"R_PS1": [-999.0, 13.5]}, {"J": [-9999.99, 10.0]}])
 def test_magnitude_placeholders_never_become_labels(tmp_path, cols):
     out = tmp_path / "labels.csv"
-    res = cli("make-labels", "--photometry", _photometry(tmp_path, **cols), "--out", out)
+    res = cli("make-labels", "--label-photometry", _photometry(tmp_path, **cols), "--out", out)
     assert res.exit_code == 0, res.output
     table = pd.read_csv(out).replace(-9999.0, np.nan)
     for col, (lo, hi) in LABEL_RANGES.items():
@@ -86,14 +86,14 @@ def test_columns_differing_only_in_case_are_one_line(tmp_path):
     table = pd.read_csv(path)
     table["parallax"] = 12.0
     table.to_csv(path, index=False)
-    res = cli("make-labels", "--photometry", path, "--out", tmp_path / "labels.csv")
+    res = cli("make-labels", "--label-photometry", path, "--out", tmp_path / "labels.csv")
     assert_one_line_error(res, "phot.csv", "PARALLAX", "case")
     assert not (tmp_path / "labels.csv").exists()
 
 
 def test_text_in_photometry_is_named(tmp_path):
     path = _photometry(tmp_path, K=["9.15", "n/a mag"])
-    res = cli("make-labels", "--photometry", path, "--out", tmp_path / "labels.csv")
+    res = cli("make-labels", "--label-photometry", path, "--out", tmp_path / "labels.csv")
     assert_one_line_error(res, "phot.csv", "column K", "data row 2")
 
 

@@ -32,7 +32,7 @@ def test_infer_calibrated_on_an_export_says_what_to_do(untrained_run, small_surv
     from apnet_tf.export.model_export import export_model
 
     out = tmp_path / "net"
-    export_model(str(untrained_run), str(out), mc_realizations=2)
+    export_model(str(untrained_run), str(out), mc=2)
     res = cli("infer", "--model", out / "1", "--spectra", small_survey, "--out",
               tmp_path / "c.csv", "--calibrated", "--mc", "2")
     line = assert_one_line_error(res, "calibration")
@@ -64,7 +64,7 @@ def test_a_broken_yso_json_is_one_line(tmp_path):
     (net / "yso.json").write_text("{not json")
     phot = tmp_path / "m.csv"
     phot.write_text("APOGEE_ID,G,PARALLAX\n2M1,15,2.5\n")
-    res = cli("yso-labels", "--model", net, "--photometry", phot, "--out", tmp_path / "y.csv")
+    res = cli("yso-labels", "--model", net, "--members", phot, "--out", tmp_path / "y.csv")
     assert_one_line_error(res, "yso.json")
     assert not (tmp_path / "y.csv").exists()
 
@@ -169,6 +169,6 @@ def test_yso_json_with_broken_training_ranges_is_one_line(tmp_path):
     (net / "yso.json").write_text('{"training_ranges": {"RSTAR": ["small", 3]}}')
     phot = tmp_path / "m.csv"
     phot.write_text("APOGEE_ID,G,PARALLAX\n2M1,15,2.5\n")
-    res = cli("yso-labels", "--model", net, "--photometry", phot, "--out", tmp_path / "y.csv")
+    res = cli("yso-labels", "--model", net, "--members", phot, "--out", tmp_path / "y.csv")
     assert_one_line_error(res, "yso.json", "training_ranges")
     assert not (tmp_path / "y.csv").exists()

@@ -90,7 +90,7 @@ def test_make_labels_gk_margin(tmp_path):
     phot = tmp_path / "phot.csv"
     phot.write_text("APOGEE_ID,J,H,K,G_PS1,R_PS1,PARALLAX,PARALLAX_ERROR\n"
                     "2M1,10,9.4,9.15,14.15,13.5,40,1\n")
-    res = cli("make-labels", "--photometry", phot, "--out", tmp_path / "l.csv",
+    res = cli("make-labels", "--label-photometry", phot, "--out", tmp_path / "l.csv",
               "--gk-margin", "nan")
     assert_one_line_error(res, "--gk-margin")
     assert not (tmp_path / "l.csv").exists()

@@ -21,11 +21,11 @@ def test_an_export_killed_during_tflite_leaves_no_version(untrained_run, tmp_pat
     monkeypatch.setattr(model_export, "tflite_variants", killed)
     with pytest.raises(KeyboardInterrupt):
         model_export.export_model(str(untrained_run), str(out), tflite=["float32"],
-                                  mc_realizations=2)
+                                  mc=2)
     assert not (out / "1").exists()  # no version folder that looks complete
     monkeypatch.undo()
     meta = model_export.export_model(str(untrained_run), str(out), tflite=["float32"],
-                                     mc_realizations=2)
+                                     mc=2)
     assert meta["version"] == 1
     assert (out / "1" / "assets.extra" / "export_metadata.json").exists()
     assert not [p for p in os.listdir(out) if p.startswith(".tmp")]
@@ -35,7 +35,7 @@ def test_export_of_a_tflite_model_is_one_line(untrained_run, tmp_path):
     from apnet_tf.export.model_export import export_model
 
     out = tmp_path / "net"
-    export_model(str(untrained_run), str(out), tflite=["float32"], mc_realizations=2)
+    export_model(str(untrained_run), str(out), tflite=["float32"], mc=2)
     tfl = out / "net_float32.tflite"
     res = cli("export", "--model", tfl, "--out", tmp_path / "again", "--mc", "2")
     assert_one_line_error(res, "--model", "tflite")

@@ -79,7 +79,7 @@ def _pms_over_giant(cal) -> np.ndarray:
 
 def test_fit_recovers_noise_and_floor_and_covers_every_region_and_snr():
     pred, sigma, labels, snr = _dev_set()
-    cal = fit_calibration(pred, sigma, labels, realizations=100, seed=0, snr=snr)
+    cal = fit_calibration(pred, sigma, labels, mc=100, seed=0, snr=snr)
     assert cal.stars["all"] == 800 and cal.stars["pms"] == 200 and cal.shape_split == "dev"
     for t, floor in enumerate((30.0, 0.05, 0.02)):
         assert 0.5 * floor < cal.floor["giant"][t] < 2 * floor
@@ -103,22 +103,22 @@ def test_shape_comes_from_train_and_level_from_dev():
     # pms residuals are twice as wide
     train = _dev_set(n=600, seed=7, widen=0.8)
     dev = _dev_set(n=25, seed=8)
-    cal = fit_calibration(*dev[:3], realizations=100, seed=0, snr=dev[3], shape=tuple(train))
+    cal = fit_calibration(*dev[:3], mc=100, seed=0, snr=dev[3], shape=tuple(train))
     assert cal.shape_split == "train" and cal.stars["pms"] == 600 and cal.dev_stars == 100
     ratio = _pms_over_giant(cal)
     assert ((ratio > 1.6) & (ratio < 2.4)).all(), ratio
     # the level is dev's: the floors are about 1/0.8 of those fitted on train alone
-    alone = fit_calibration(*train[:3], realizations=100, seed=0, snr=train[3])
+    alone = fit_calibration(*train[:3], mc=100, seed=0, snr=train[3])
     assert 1.05 < cal.floor["giant"][0] / alone.floor["giant"][0] < 1.6
     # its shape holds in every region and S/N tercile (its level rests on only 100 dev stars)
     _covers(cal, _dev_set(seed=9), shape_only=True)
     # with dev alone the pms stars would take all stars' values
-    dev_only = fit_calibration(*dev[:3], realizations=100, seed=0, snr=dev[3])
+    dev_only = fit_calibration(*dev[:3], mc=100, seed=0, snr=dev[3])
     assert dev_only.shape_split == "dev" and dev_only.stars["pms"] == 0
     assert dev_only.floor["pms"] == dev_only.floor["all"]
     # too few training stars: dev gives the shape
     few = tuple(x[:40] for x in train)
-    assert fit_calibration(*dev[:3], realizations=100, seed=0, snr=dev[3],
+    assert fit_calibration(*dev[:3], mc=100, seed=0, snr=dev[3],
                            shape=few).shape_split == "dev"
 
 
@@ -127,7 +127,7 @@ def test_snr_factor_follows_errors_the_noise_model_misses():
     pred, sigma, labels, snr = _dev_set(n=600, seed=10)
     low = snr < np.quantile(snr, 1 / 3)
     pred = labels + (pred - labels) * np.where(low, 2.0, 1.0)[:, None]
-    cal = fit_calibration(pred, sigma, labels, realizations=100, seed=0, snr=snr)
+    cal = fit_calibration(pred, sigma, labels, mc=100, seed=0, snr=snr)
     s = cal.sigma(pred, sigma, snr)
     for sel in (low, ~low):
         cov = coverage(pred[sel], s[sel], labels[sel])
@@ -145,7 +145,7 @@ def test_snr_factor_follows_errors_the_noise_model_misses():
 def test_a_calibration_without_snr_round_trips(tmp_path):
     # a survey whose spectra carry no S/N: no terciles, f = 1, and calibration.json still valid
     pred, sigma, labels, _ = _dev_set(n=50)
-    cal = fit_calibration(pred, sigma, labels, realizations=100, seed=0)
+    cal = fit_calibration(pred, sigma, labels, mc=100, seed=0)
     assert cal.snr_edges == [None, None]
     # factors that are not 1 prove that the null edges, not the factors, give f = 1
     d = cal.to_dict()
@@ -183,11 +183,11 @@ def test_calibrate_never_writes_what_infer_would_refuse(tmp_path, monkeypatch):
 def test_too_few_dev_stars_is_a_clear_error():
     pred, sigma, labels, _ = (x[:4] for x in _dev_set())
     with pytest.raises(ApnetError, match="too few labelled dev stars"):
-        fit_calibration(pred, sigma, labels, realizations=100, seed=0)
+        fit_calibration(pred, sigma, labels, mc=100, seed=0)
 
 
 def test_calibrated_summaries_scale_sigma_and_percentiles():
-    cal = fit_calibration(*_dev_set()[:3], realizations=100, seed=0)
+    cal = fit_calibration(*_dev_set()[:3], mc=100, seed=0)
     res = {"mean": np.array([[3300.0, 4.9, 0.1]]), "std": np.array([[10.0, 0.1, 0.01]]),
            "p16": np.array([[3290.0, 4.8, 0.09]]), "p50": np.array([[3301.0, 4.9, 0.1]]),
            "p84": np.array([[3311.0, 5.0, 0.11]])}
@@ -208,7 +208,7 @@ def test_calibrated_summaries_scale_sigma_and_percentiles():
 @pytest.fixture(scope="module")
 def good_calibration():
     pred, sigma, labels, snr = _dev_set()
-    return fit_calibration(pred, sigma, labels, realizations=100, seed=0, snr=snr)
+    return fit_calibration(pred, sigma, labels, mc=100, seed=0, snr=snr)
 
 
 @pytest.mark.parametrize("change, words", [
@@ -217,7 +217,7 @@ def good_calibration():
     (lambda d: d["noise"].__setitem__("pms", [1.0, 0.0, 1.0]), "positive"),
     (lambda d: d["floor"]["all"].__setitem__(2, -0.1), "negative"),
     (lambda d: d["floor"]["pms"].__setitem__(2, "x"), "numbers"),
-    (lambda d: d.__setitem__("realizations", "x"), "whole number"),
+    (lambda d: d.__setitem__("mc", "x"), "whole number"),
     (lambda d: d.__setitem__("typo", 1), "unknown key(s) typo"),
     (lambda d: d.pop("noise"), "missing key(s) noise"),
     (lambda d: d["floor"].pop("pms"), "keys"),
@@ -232,7 +232,7 @@ def good_calibration():
     (lambda d: d.__setitem__("snr_edges", None), "shape"),
     (lambda d: d["stars"].__setitem__("pms", -3), "whole number of at least 0"),
     (lambda d: d["stars"].__setitem__("pms", 2.5), "whole number"),
-    (lambda d: d.__setitem__("realizations", 1), "at least 2"),
+    (lambda d: d.__setitem__("mc", 1), "at least 2"),
     (lambda d: d.__setitem__("seed", 1.5), "whole number"),
     (lambda d: d.__setitem__("targets", None), "targets"),
 ])

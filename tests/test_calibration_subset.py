@@ -126,7 +126,7 @@ def test_calibrate_caps_the_monte_carlo_and_records_its_subset(trained_run, reco
     shutil.copytree(trained_run, run)
     big_dir = _repeated(records, tmp_path / "x20", 20)
     progress = []
-    cal = calibrate(str(run), str(big_dir), realizations=2, seed=3,
+    cal = calibrate(str(run), str(big_dir), mc=2, seed=3,
                     on_progress=lambda done, total: progress.append(total))
     n_train = sum(read_manifest(str(big_dir))["counts"]["train"].values())
     # the Monte Carlo ran over the subset only (the default: at most 150 per stratum)
@@ -137,7 +137,7 @@ def test_calibrate_caps_the_monte_carlo_and_records_its_subset(trained_run, reco
     assert saved["seed"] == 3 and saved["stars_per_stratum"] == CALIBRATION_STARS_PER_STRATUM
     # the same seed: the same calibration
     first = (run / CALIBRATION).read_text()
-    calibrate(str(run), str(big_dir), realizations=2, seed=3)
+    calibrate(str(run), str(big_dir), mc=2, seed=3)
     assert (run / CALIBRATION).read_text() == first
 
 
@@ -171,7 +171,7 @@ def test_a_calibration_json_without_subset_still_loads(tmp_path):
     from apnet_tf.calibration.fit import fit_calibration
 
     pred, sigma, labels, snr = _dev_set(n=50)
-    d = fit_calibration(pred, sigma, labels, realizations=100, seed=0, snr=snr).to_dict()
+    d = fit_calibration(pred, sigma, labels, mc=100, seed=0, snr=snr).to_dict()
     del d["subset"]  # a file written before the subset
     assert Calibration.from_dict(d).subset is None
     with pytest.raises(ValueError, match="subset.seed must be a whole number"):

@@ -42,7 +42,7 @@ def test_calibrate_writes_the_runs_calibration(trained_run, records, tmp_path):
     for key in KEYS:  # a noise factor and a floor per Kiel region (and "all"), per parameter
         assert len(cal["noise"][key]) == 3 and all(s > 0 for s in cal["noise"][key])
         assert len(cal["floor"][key]) == 3 and all(f >= 0 for f in cal["floor"][key])
-    assert cal["realizations"] == 4
+    assert cal["mc"] == 4
     assert out.count("dev 1-sigma coverage raw") == 3
 
 
@@ -63,13 +63,13 @@ def test_evaluate_and_export_and_evaluate_refuses_an_export(trained_run, records
 def test_import_torch_writes_a_run_that_predicts_like_the_torch_network(tmp_path):
     torch = pytest.importorskip("torch")
     from apnet_tf.model.loading import load_model
-    from apnet_tf.model.torch_reference import appendix_b_network
+    from apnet_tf.model.torch_reference import apnet_network
 
     torch.manual_seed(0)
-    net = appendix_b_network().eval()
+    net = apnet_network().eval()
     torch.save(net.state_dict(), tmp_path / "net.pt")
     out = _ok(cli("import-torch", tmp_path / "net.pt", "--out", tmp_path / "run",
-                  "--arch", "appendix-b", "--mean", "4500,2.5,-0.1", "--std", "800,1.2,0.3"))
+                  "--arch", "apnet", "--mean", "4500,2.5,-0.1", "--std", "800,1.2,0.3"))
     assert "wrote" in out
     flux = np.random.default_rng(0).uniform(0.5, 1.5, (2, 8575)).astype("float32")
     loaded = load_model(str(tmp_path / "run"))
@@ -79,7 +79,7 @@ def test_import_torch_writes_a_run_that_predicts_like_the_torch_network(tmp_path
     expect = z * np.array([800, 1.2, 0.3]) + np.array([4500, 2.5, -0.1])
     np.testing.assert_allclose(loaded.predict(flux), expect, rtol=1e-3, atol=1e-3)
     assert_one_line_error(cli("import-torch", tmp_path / "net.pt", "--out", tmp_path / "r2",
-                              "--arch", "appendix-b", "--std", "1,2"), "--std")
+                              "--arch", "apnet", "--std", "1,2"), "--std")
 
 
 def test_make_labels_writes_the_payne_labels(tmp_path):
@@ -112,3 +112,39 @@ def test_infer_mask_bits_reach_the_reader(trained_run, apstar_files, tmp_path):
     assert not np.allclose(cats["1"].TEFF_ERR, cats[None].TEFF_ERR)
     assert_one_line_error(cli("infer", "--model", trained_run, "--spectra", *files, "--out",
                               tmp_path / "x.csv", "--mask-bits", "zero"), "--mask-bits")
+
+
+def test_old_spellings_are_read_for_one_release_with_a_note(tmp_path):
+    """One name per idea: ``--arch appendix-b`` is now ``apnet``, and a calibration.json or a
+    weight sidecar written under the old names still loads."""
+    torch = pytest.importorskip("torch")
+    from apnet_tf.model.torch_reference import apnet_network
+
+    torch.manual_seed(0)
+    torch.save(apnet_network().eval().state_dict(), tmp_path / "net.pt")
+    res = cli("import-torch", tmp_path / "net.pt", "--out", tmp_path / "run", "--arch",
+              "appendix-b")
+    assert res.exit_code == 0, res.output
+    assert "--arch appendix-b is now --arch apnet" in res.stderr
+    assert "(--arch apnet)" in res.stdout
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["arch"] == "apnet"
+    # an older sidecar names the layout appendix-b
+    (tmp_path / "net.pt.json").write_text(json.dumps(
+        {"format": 1, "arch": "appendix-b", "input_scaling": "none", "mean": [4500, 2.5, -0.1],
+         "std": [800, 1.2, 0.3]}))
+    res = cli("import-torch", tmp_path / "net.pt", "--out", tmp_path / "run2")
+    assert res.exit_code == 0, res.output
+    assert "(--arch apnet, input scaling none" in res.stdout
+
+
+def test_a_calibration_written_with_the_old_key_loads(tmp_path):
+    from apnet_tf.model.calibration import FORMAT, Calibration
+
+    keys = KEYS
+    d = {"noise": {k: [1.0, 1.0, 1.0] for k in keys}, "floor": {k: [0.0, 0.0, 0.0] for k in keys},
+         "snr_factor": {k: [[1.0] * 3] * 3 for k in keys}, "snr_edges": [50.0, 100.0],
+         "stars": {k: 10 for k in keys}, "shape_split": "train", "realizations": 20, "seed": 0,
+         "dev_stars": 10, "coverage_dev_raw": [0.5] * 3, "coverage_dev_calibrated": [0.68] * 3,
+         "targets": ["teff", "logg", "fe_h"], "format": FORMAT}
+    assert Calibration.from_dict(d).mc == 20

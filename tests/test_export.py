@@ -27,7 +27,7 @@ def real_flux(apstar_files):
 def exported(trained_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("saved_models") / "apogee_net"
     meta = export_model(str(trained_run), str(out),
-                        tflite=["float32", "float16", "int8", "int8-weights"], mc_realizations=32)
+                        tflite=["float32", "float16", "int8", "int8-weights"], mc=32)
     return out, meta
 
 
@@ -36,7 +36,7 @@ def test_layout_and_saved_model_cli(exported):
     assert meta["version"] == 1 and (out / "1" / "saved_model.pb").exists()
     assert (out / "export_metadata.json").exists()
     assert json.loads((out / "1" / "assets.extra" / "export_metadata.json").read_text())[
-        "mc_realizations"] == 32
+        "mc"] == 32
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     show = subprocess.run([cli, "show", "--dir", str(out / "1"), "--all"], capture_output=True,
                           text=True, timeout=300)
@@ -46,7 +46,7 @@ def test_layout_and_saved_model_cli(exported):
     assert "signature_def['monte_carlo']" in show.stdout
     for name in ("teff", "logg", "fe_h", "teff_mean", "fe_h_std", "logg_p84"):
         assert f"outputs['{name}']" in show.stdout
-    for name in ("flux", "err", "seed", "realizations"):
+    for name in ("flux", "err", "seed", "mc"):
         assert f"inputs['{name}']" in show.stdout
 
 
@@ -201,11 +201,11 @@ def test_pytorch_weights_round_trip(real_flux, tmp_path):
     torch = pytest.importorskip("torch")
     import keras
 
-    from apnet_tf.model.torch_reference import appendix_b_network
+    from apnet_tf.model.torch_reference import apnet_network
     from apnet_tf.model.torch_weights import import_torch, keras_to_torch_state_dict
 
     torch.manual_seed(0)
-    net = appendix_b_network().eval()
+    net = apnet_network().eval()
     torch.save(net.state_dict(), tmp_path / "net.pt")
     path = import_torch(str(tmp_path / "net.pt"), str(tmp_path / "run"))
     model = keras.models.load_model(path)
@@ -216,7 +216,7 @@ def test_pytorch_weights_round_trip(real_flux, tmp_path):
     np.testing.assert_allclose(z, expect, atol=1e-4)
     # and back: Keras weights under Appendix B keys load into the PyTorch code
     state = {k: torch.from_numpy(v) for k, v in keras_to_torch_state_dict(model).items()}
-    back = appendix_b_network().eval()
+    back = apnet_network().eval()
     back.load_state_dict(state)
     with torch.no_grad():
         np.testing.assert_allclose(back(torch.from_numpy(flux[:, None, :])).numpy(), expect,

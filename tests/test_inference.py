@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from apnet_tf.constants import CALIBRATION_REALIZATIONS, CALIBRATION_STARS_PER_STRATUM
+from apnet_tf.constants import CALIBRATION_MC_DRAWS, CALIBRATION_STARS_PER_STRATUM
 from apnet_tf.inference.predict import predict_catalog
 from apnet_tf.io.catalog import write_catalog
 from apnet_tf.io.catalog_flags import age_bin, flags, in_triangle
@@ -66,8 +66,8 @@ def test_infer_labelled_records_adds_labels(records, trained_run):
 def test_fit_calibrates_and_infer_uses_it_by_default(trained_run, apstar_files, tmp_path):
     loaded = load_model(str(trained_run))
     assert loaded.calibration is not None  # fit ended by calibrating on dev
-    # with calibrate's realizations, over its subset (the 150-star survey: every star)
-    assert loaded.calibration.realizations == CALIBRATION_REALIZATIONS
+    # with calibrate's draws, over its subset (the 150-star survey: every star)
+    assert loaded.calibration.mc == CALIBRATION_MC_DRAWS
     assert loaded.calibration.subset["stars_per_stratum"] == CALIBRATION_STARS_PER_STRATUM
     folder = str(apstar_files[0].parent)
     cal = predict_catalog(loaded, [folder], mc=6, seed=1).catalog
@@ -82,19 +82,19 @@ def test_fit_calibrates_and_infer_uses_it_by_default(trained_run, apstar_files, 
     assert header["SIGMA"] == "calibrated" and header["MC"] == 6
 
 
-def test_calibrated_sigma_uses_the_mc_realizations_asked_for(records, trained_run,
+def test_calibrated_sigma_uses_the_mc_draws_asked_for(records, trained_run,
                                                              apstar_files, tmp_path):
     """Review item 3: --mc is what runs, calibrated or not, and the header says so."""
     from apnet_tf.calibration.fit import calibrate
 
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
-    calibrate(str(run), str(records), realizations=5)
+    calibrate(str(run), str(records), mc=5)
     loaded = load_model(str(run))
     folder = str(apstar_files[0].parent)
     cal = predict_catalog(loaded, [folder], mc=12, calibrated=True, seed=2).catalog
     raw = predict_catalog(loaded, [folder], mc=12, calibrated=False, seed=2).catalog
-    # the same 12 realizations: the same Monte Carlo means, and the calibrated sigma is the
+    # the same 12 draws: the same Monte Carlo means, and the calibrated sigma is the
     # calibration's function of the raw one
     for col in ("TEFF", "LOGG", "FE_H", "TEFF_P50"):
         np.testing.assert_array_equal(np.asarray(cal[col]), np.asarray(raw[col]))
@@ -114,9 +114,9 @@ def test_calibrate_and_evaluate(records, trained_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
     progress = []
-    cal = calibrate(str(run), str(records), realizations=20,
+    cal = calibrate(str(run), str(records), mc=20,
                     on_progress=lambda done, total: progress.append((done, total)))
-    assert (run / "calibration.json").exists() and cal.realizations == 20
+    assert (run / "calibration.json").exists() and cal.mc == 20
     # the shape comes from every labelled training star, with their S/N terciles
     from apnet_tf.data.manifest import count_records
 
@@ -129,7 +129,7 @@ def test_calibrate_and_evaluate(records, trained_run, tmp_path):
     assert all((np.asarray(v) > 0).all() for v in cal.noise.values())
     # fitted on dev: calibrated dev coverage is close to 68%
     assert all(0.5 < c < 0.85 for c in cal.coverage_dev_calibrated)
-    res = evaluate(str(run), str(records), str(tmp_path / "eval"), realizations=20)
+    res = evaluate(str(run), str(records), str(tmp_path / "eval"), mc=20)
     for name in ("table2.csv", "table2.md", "table3.csv", "table3.md", "coverage.csv",
                  "catalog.csv", "kiel.png", "label_vs_prediction.png", "sigma_vs_snr.png",
                  "yso_sky.png"):

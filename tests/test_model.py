@@ -17,7 +17,7 @@ from apnet_tf.model.network import (
 MEAN, STD = [4716.92, 2.88, -0.22], [733.01, 1.16, 0.30]  # paper Table 1
 
 
-def test_parameter_count_matches_pytorch_appendix_b():
+def test_parameter_count_matches_pytorch_apnet():
     model = build_model(MEAN, STD)
     assert flatten_length() == 133
     assert model.get_layer("flatten").output.shape[-1] == 133 * 64

@@ -12,7 +12,7 @@ from astropy.table import Table
 from cli_helpers import assert_one_line_error, cli
 
 from apnet_tf.data.dataset import make_dataset
-from apnet_tf.data.manifest import has_photometry, read_manifest
+from apnet_tf.data.manifest import read_manifest, records_hold_photometry
 from apnet_tf.data.records import make_records
 from apnet_tf.io.photometry import PHOT_COLUMNS
 from apnet_tf.model.published import PHOT_FILL
@@ -70,7 +70,7 @@ def test_make_records_stores_the_photometry_as_given(phot_records, phot_table, s
                                           missing.sum(axis=0).tolist()))
     assert summary["missing"]["G"] >= 2 and summary["missing"]["PLX"] >= 2
     # records made without photometry say so, and read as NaN
-    assert not has_photometry(read_manifest(str(small_records)))
+    assert not records_hold_photometry(read_manifest(str(small_records)))
     assert all(np.isnan(v).all() for v in _stored(small_records).values())
 
 
@@ -181,7 +181,7 @@ def test_export_of_the_anet2_run_takes_photometry(anet2_run, phot_records, tmp_p
     assert meta["photometry_scaling"]["mean"] == run["mean"]
     batch, _ = read_unit(plan_units([str(phot_records)]).units[0])
     keras_model, saved = load_model(str(anet2_run)), load_model(str(tmp_path / "exp"))
-    assert saved.needs_photometry and saved.mc_style == "apnet"
+    assert saved.takes_photometry and saved.mc_style == "apnet"
     np.testing.assert_allclose(saved.predict(batch.flux, batch.photometry),
                                keras_model.predict(batch.flux, batch.photometry), rtol=1e-5)
     # MC dropout runs the two-input model too (dropout 0.1): its spread is there

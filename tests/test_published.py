@@ -149,7 +149,7 @@ def test_a_file_of_the_other_layout_is_refused(given, other, net1, net2, tmp_pat
 
 def test_published_arch_refuses_mean_and_std(net1, tmp_path):
     res = cli("import-torch", net1[0], "--out", tmp_path / "run", "--mean", "1,2,3")
-    assert_one_line_error(res, "--mean", "appendix-b")
+    assert_one_line_error(res, "--mean", "apnet")
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +174,7 @@ def test_net2_keras_savedmodel_and_tflite_match_the_reference(net2, net2_export,
               "tflite": load_model(str(exp / "exp_float32.tflite")),
               "tflite16": load_model(str(exp / "exp_float16.tflite"))}
     for kind, model in models.items():
-        assert model.needs_photometry and model.mc_style == "anet2", kind
+        assert model.takes_photometry and model.mc_style == "anet2", kind
         got = model.predict(flux, phot)
         if kind == "tflite16":  # dense weights rounded to float16: close, not exact
             worst = (np.abs(got - expect) / expect.std(axis=0)).max(axis=0)
@@ -276,7 +276,7 @@ def test_net2_masked_pixels_give_the_same_sigmas_on_every_path(net2, net2_export
     alone = tmp_path / "alone.tflite"
     alone.write_bytes((exp / "exp_float32.tflite").read_bytes())
     model = load_model(str(alone))
-    assert model.needs_photometry and model.mc_style == "anet2"
+    assert model.takes_photometry and model.mc_style == "anet2"
 
 
 def test_net2_evaluate_and_calibrate_refuse_records_without_photometry(net2_export, records,

@@ -13,10 +13,10 @@ def test_evaluate_uses_the_runs_normalisation_not_the_evaluated_sets(trained_run
                                                                      tmp_path):
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
-    with_norm = evaluate(str(run), str(records), str(tmp_path / "a"), realizations=2,
+    with_norm = evaluate(str(run), str(records), str(tmp_path / "a"), mc=2,
                          splits=("dev",))
     (run / "normalization.json").unlink()
-    without = evaluate(str(run), str(records), str(tmp_path / "b"), realizations=2,
+    without = evaluate(str(run), str(records), str(tmp_path / "b"), mc=2,
                        splits=("dev",))
     # best.keras carries the run's std in its de-standardisation layer: same Table 2
     np.testing.assert_allclose(without["table2"]["dev"], with_norm["table2"]["dev"], rtol=1e-6)

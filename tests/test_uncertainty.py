@@ -12,7 +12,7 @@ from apnet_tf.model.uncertainty import (
     kth_smallest,
     mask_into_errors,
     noise_scale,
-    realizations,
+    noisy_draws,
     typical_error,
 )
 
@@ -46,17 +46,17 @@ def test_kth_smallest_is_exactly_the_sorted_element():
         np.testing.assert_array_equal(got, np.sort(x, axis=1)[np.arange(b), k])
 
 
-def test_realizations_are_one_vectorised_batch():
+def test_noisy_draws_are_one_vectorised_batch():
     flux = tf.constant([[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]])
     scale = tf.constant([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
-    x = realizations(flux, scale, 50, seed=(1, 2)).numpy()
+    x = noisy_draws(flux, scale, 50, seed=(1, 2)).numpy()
     assert x.shape == (100, 3)
     np.testing.assert_array_equal(x[:50, [0, 2]], np.tile([1.0, 3.0], (50, 1)))  # no noise
     np.testing.assert_array_equal(x[50:], np.tile([10.0, 20.0, 30.0], (50, 1)))
     assert 0.6 < x[:50, 1].std() < 1.4
     # each star draws from (seed, its row): star 1 alone, as row 1 of a call, draws what it did
-    again = realizations(flux[1:], tf.constant([[0.0, 1.0, 0.0]]), 50, seed=(1, 2), first=1)
-    np.testing.assert_array_equal(again.numpy(), realizations(
+    again = noisy_draws(flux[1:], tf.constant([[0.0, 1.0, 0.0]]), 50, seed=(1, 2), first=1)
+    np.testing.assert_array_equal(again.numpy(), noisy_draws(
         flux, tf.constant([[0.0, 1.0, 0.0]] * 2), 50, seed=(1, 2)).numpy()[50:])
 
 

@@ -328,7 +328,7 @@ def test_yso_labels_flag_radius_luminosity_and_absolute_g_beyond_training(tmp_pa
     members.loc[1, ["radius_val", "lum_val"]] = 1e30
     members.loc[2, ["phot_g_mean_mag", "parallax"]] = 0.1, 1.0  # M_G = -9.9 at 1000 pc
     members.to_csv(tmp_path / "m.csv", index=False)
-    res = cli("yso-labels", "--model", tmp_path / "net", "--photometry", tmp_path / "m.csv",
+    res = cli("yso-labels", "--model", tmp_path / "net", "--members", tmp_path / "m.csv",
               "--out", tmp_path / "yso.csv")
     assert res.exit_code == 0, res.output
     table = pd.read_csv(tmp_path / "yso.csv").set_index("APOGEE_ID")

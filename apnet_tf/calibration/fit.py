@@ -32,7 +32,7 @@ import numpy as np
 
 from apnet_tf.calibration.subset import ALL_STARS, choose_subset, tercile_edges
 from apnet_tf.constants import (
-    CALIBRATION_REALIZATIONS,
+    CALIBRATION_MC_DRAWS,
     CALIBRATION_STARS_PER_STRATUM,
     TARGETS,
 )
@@ -118,7 +118,7 @@ def _shape(res: np.ndarray, sig: np.ndarray, region: np.ndarray, tercile: np.nda
 
 
 def fit_calibration(pred: np.ndarray, sigma: np.ndarray, labels: np.ndarray,
-                    realizations: int, seed: int, snr=None, shape=None, snr_edges=None,
+                    mc: int, seed: int, snr=None, shape=None, snr_edges=None,
                     subset: dict | None = None) -> Calibration:
     """Fit a Calibration (module doc): its level on the dev stars, its shape on ``shape``.
 
@@ -159,7 +159,7 @@ def fit_calibration(pred: np.ndarray, sigma: np.ndarray, labels: np.ndarray,
     cal = Calibration(noise=_by_key(noise), floor=_by_key(floor), snr_factor=_by_key(factor),
                       snr_edges=finite_or_none(edges), stars=dict(zip(KEYS, map(int, stars))),
                       shape_split="train" if use_train else "dev",
-                      realizations=int(realizations), seed=int(seed), dev_stars=int(len(pred)),
+                      mc=int(mc), seed=int(seed), dev_stars=int(len(pred)),
                       coverage_dev_raw=finite_or_none(coverage(pred, sigma, labels)),
                       coverage_dev_calibrated=[], subset=subset)
     # the level: one factor per parameter on dev (1 when dev gave the shape)
@@ -183,7 +183,7 @@ def _by_key(values: np.ndarray) -> dict:
 
 
 @locks_output("model_path")
-def calibrate(model_path: str, records_dir: str, realizations: int = CALIBRATION_REALIZATIONS,
+def calibrate(model_path: str, records_dir: str, mc: int = CALIBRATION_MC_DRAWS,
               seed: int = 0, on_progress=None,
               per_stratum: int = CALIBRATION_STARS_PER_STRATUM) -> Calibration:
     """Fit a calibration on ``records_dir`` (its shape on the train split, its level on dev; see
@@ -197,7 +197,7 @@ def calibrate(model_path: str, records_dir: str, realizations: int = CALIBRATION
     Returns:
         The ``Calibration`` written.
     """
-    require_at_least(realizations, 2, "--mc")  # a spread needs two realizations
+    require_at_least(mc, 2, "--mc")  # a spread needs two draws
     check_seed(seed)
     check_per_stratum(per_stratum)
     if not os.path.isfile(os.path.join(model_path, "best.keras")):
@@ -208,9 +208,9 @@ def calibrate(model_path: str, records_dir: str, realizations: int = CALIBRATION
     if count_records(records_dir, ["dev"]) == 0:
         raise ApnetError(f"{records_dir}: no dev records to calibrate on")
     subset = choose_subset(records_dir, seed, per_stratum)
-    dev, train = _monte_carlo(model_path, records_dir, realizations, seed, subset.rows,
+    dev, train = _monte_carlo(model_path, records_dir, mc, seed, subset.rows,
                               on_progress)
-    cal = fit_calibration(*dev[:3], realizations, seed, snr=dev[3], shape=train,
+    cal = fit_calibration(*dev[:3], mc, seed, snr=dev[3], shape=train,
                           snr_edges=subset.snr_edges, subset=subset.record)
     try:  # what infer will refuse is never written (e.g. labels the network matches exactly)
         Calibration.from_dict(cal.to_dict())
@@ -234,14 +234,14 @@ def check_per_stratum(per_stratum, flag: str = "--stars-per-stratum") -> int:
     return whole
 
 
-def _monte_carlo(model_path: str, records_dir: str, realizations: int, seed: int,
+def _monte_carlo(model_path: str, records_dir: str, mc: int, seed: int,
                  rows=None, on_progress=None):
     """The raw Monte Carlo over the dev and the train stars (one pass; only the records of
     ``rows``, shard path -> positions, when given): for each, pred, sigma, labels (N, 3) and
     snr (N,)."""
     loaded = load_model(model_path, calibration=False)
     loaded.refuse_without_photometry("calibrate", records_dir)
-    cat = predict_catalog(loaded, [records_dir], mc=realizations, calibrated=False, seed=seed,
+    cat = predict_catalog(loaded, [records_dir], mc=mc, calibrated=False, seed=seed,
                           split_filter=("train", "dev"), on_progress=on_progress,
                           rows=rows).catalog
     labels, pred, sigma = catalog_arrays(cat)

@@ -15,6 +15,7 @@ from apnet_tf.cli.support import (
     notice,
     out,
     progress_bar,
+    renamed_option,
     with_extra_paths,
     word_list,
 )
@@ -101,8 +102,9 @@ def make_labels_cmd(
         out_path: Annotated[str, typer.Option(
             "--out", help="Label table to write: .csv or .fits (an existing file is replaced, whole)")],
         payne: Annotated[Optional[str], typer.Option(help="Payne table: APOGEE_ID, TEFF, LOGG, FE_H")] = None,
-        photometry: Annotated[Optional[str], typer.Option(
-            help="Photometry: APOGEE_ID, J, H, K, G_PS1, R_PS1, PARALLAX, PARALLAX_ERROR [, FIELD]")] = None,
+        label_photometry: Annotated[Optional[str], typer.Option(
+            help="Photometry of the M-dwarf candidates: APOGEE_ID, J, H, K, G_PS1, R_PS1, PARALLAX, PARALLAX_ERROR [, FIELD]")] = None,
+        old_photometry: Annotated[Optional[str], typer.Option("--photometry", hidden=True)] = None,
         yso: Annotated[Optional[str], typer.Option(help="YSO labels: APOGEE_ID, TEFF, LOGG, FE_H")] = None,
         gk_margin: Annotated[float, typer.Option(help="Widening of the g-K cut (mag)")] = 0.03,
         yso_fields: Annotated[Optional[str], typer.Option(
@@ -111,8 +113,10 @@ def make_labels_cmd(
     """Build the training label table: Payne rule, M-dwarf photometric labels, YSO labels."""
     from apnet_tf.labels.photometric import DEFAULT_YSO_FIELDS, make_labels
 
+    label_photometry = renamed_option(label_photometry, old_photometry, "--photometry",
+                                      "--label-photometry")
     fields = DEFAULT_YSO_FIELDS if yso_fields is None else word_list(yso_fields)
-    result = make_labels(out_path, payne=payne, photometry=photometry, yso=yso,
+    result = make_labels(out_path, payne=payne, label_photometry=label_photometry, yso=yso,
                          gk_margin=gk_margin, yso_fields=fields)
     notice("note", result.notes)
     out.print(f"wrote {len(result.table)} labels to {out_path}")
@@ -165,14 +169,18 @@ def yso_train_cmd(
 @friendly
 def yso_labels_cmd(
         model: Annotated[str, typer.Option(help="Folder from yso-train (or its network.keras)")],
-        photometry: Annotated[str, typer.Option(
-            help="Members: APOGEE_ID, G, BP, RP, PARALLAX (mas), J, H, K, W1, W2, W3 [, RADIUS_VAL, LUM_VAL]")],
         out_path: Annotated[str, typer.Option("--out", help="YSO label table to write (CSV)")],
+        members: Annotated[Optional[str], typer.Option(
+            help="Photometry of the cluster members: APOGEE_ID, G, BP, RP, PARALLAX (mas), J, H, K, W1, W2, W3 [, RADIUS_VAL, LUM_VAL]")] = None,
+        old_photometry: Annotated[Optional[str], typer.Option("--photometry", hidden=True)] = None,
 ) -> None:
     """YSO labels (TEFF, LOGG, FE_H=0, AGE, MASS, AV) for make-labels --yso."""
     from apnet_tf.labels.yso_labels import yso_labels
 
-    result = yso_labels(model, photometry, out_path)
+    members = renamed_option(members, old_photometry, "--photometry", "--members")
+    if members is None:
+        raise ApnetError("yso-labels needs --members: the cluster members' photometry table")
+    result = yso_labels(model, members, out_path)
     for band in result.absent_columns:
         console.print(f"note: no {band} column: set to its detection limit for every star")
     for apogee_id, reason in result.skipped:

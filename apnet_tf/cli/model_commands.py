@@ -21,11 +21,12 @@ from apnet_tf.cli.support import (
     notice,
     out,
     progress_bar,
+    renamed_choice,
     step_bars,
     with_extra_paths,
     word_list,
 )
-from apnet_tf.constants import CALIBRATION_REALIZATIONS, CALIBRATION_STARS_PER_STRATUM
+from apnet_tf.constants import CALIBRATION_MC_DRAWS, CALIBRATION_STARS_PER_STRATUM
 from apnet_tf.errors import ApnetError
 
 __all__ = ["fit_cmd", "demo", "infer", "calibrate", "evaluate", "export", "import_torch_cmd"]
@@ -184,7 +185,7 @@ def infer(
 def calibrate(
         model: Annotated[str, typer.Option(help="Run folder (calibration.json is written there)")],
         records: Annotated[str, typer.Option(help="Record folder with a dev split")],
-        mc: opt.Mc = CALIBRATION_REALIZATIONS,
+        mc: opt.Mc = CALIBRATION_MC_DRAWS,
         seed: opt.Seed = 0,
         stars_per_stratum: opt.StarsPerStratum = CALIBRATION_STARS_PER_STRATUM,
 ) -> None:
@@ -197,7 +198,7 @@ def calibrate(
     from apnet_tf.calibration.fit import calibrate as run_calibrate
 
     with progress_bar("calibrate") as update:
-        cal = run_calibrate(model, records, realizations=mc, seed=seed, on_progress=update,
+        cal = run_calibrate(model, records, mc=mc, seed=seed, on_progress=update,
                             per_stratum=stars_per_stratum)
     out.print(f"wrote {os.path.join(model, 'calibration.json')} ({cal.dev_stars} dev stars)")
     for name, raw, c in zip(("teff", "logg", "fe_h"), cal.coverage_dev_raw,
@@ -222,7 +223,7 @@ def evaluate(
     if unknown or not chosen:
         raise ApnetError(f"--splits: expected some of train,dev,test, got {splits!r}")
     with progress_bar("evaluate") as update:
-        res = run_evaluate(model, records, out_dir, realizations=mc, seed=seed, splits=chosen,
+        res = run_evaluate(model, records, out_dir, mc=mc, seed=seed, splits=chosen,
                            on_progress=update)
     out.print("Table 2, combined standardised MSE:")
     out.print(res["table2"].to_string(float_format=lambda v: f"{v:.4g}"))
@@ -247,7 +248,7 @@ def export(
     from apnet_tf.export.model_export import export_model
 
     variants = list(word_list(tflite))
-    meta = export_model(model, out_dir, version=version, tflite=variants, mc_realizations=mc)
+    meta = export_model(model, out_dir, version=version, tflite=variants, mc=mc)
     out.print(f"SavedModel: {os.path.join(out_dir, str(meta['version']))} "
               "(signatures serving_default, monte_carlo, predict_with_uncertainty)")
     for variant, info in meta["tflite"].items():
@@ -257,13 +258,13 @@ def export(
 
 @friendly
 def import_torch_cmd(
-        state_dict: Annotated[str, typer.Argument(metavar="STATE_DICT", help="PyTorch state_dict (.pt): APOGEE Net I (astra), Net II (ApogeeNet2's model.pt), or --arch appendix-b")],
+        state_dict: Annotated[str, typer.Argument(metavar="STATE_DICT", help="PyTorch state_dict (.pt): APOGEE Net I (astra), Net II (ApogeeNet2's model.pt), or --arch apnet")],
         out_dir: Annotated[str, typer.Option("--out", help="Run folder to write")],
-        arch: Annotated[Optional[str], typer.Option("--arch", help="anet1 (APOGEE Net I), anet2 (APOGEE Net II, flux + photometry) or appendix-b (this package's own layout: the paper's rounded Table 1 statistics in Teff, log g, [Fe/H] order; wrong for the published Net I weights)  [default: the sidecar STATE_DICT.json's arch if there is one (save_torch writes it), else anet1]")] = None,
+        arch: Annotated[Optional[str], typer.Option("--arch", help="anet1 (APOGEE Net I), anet2 (APOGEE Net II, flux + photometry) or apnet (this package's own layout: the paper's rounded Table 1 statistics in Teff, log g, [Fe/H] order; wrong for the published Net I weights)  [default: the sidecar STATE_DICT.json's arch if there is one (save_torch writes it), else anet1]")] = None,
         mean: Annotated[Optional[str], typer.Option(
-            help="appendix-b only: target means teff,logg,fe_h (K, dex, dex)  [default: paper Table 1]")] = None,
+            help="apnet only: target means teff,logg,fe_h (K, dex, dex)  [default: paper Table 1]")] = None,
         std: Annotated[Optional[str], typer.Option(
-            help="appendix-b only: target stds teff,logg,fe_h (K, dex, dex)  [default: paper Table 1]")] = None,
+            help="apnet only: target stds teff,logg,fe_h (K, dex, dex)  [default: paper Table 1]")] = None,
         overwrite: opt.OverwriteRun = False,
 ) -> None:
     """Load published PyTorch weights into a Keras run folder; run.json records the network's
@@ -272,6 +273,7 @@ def import_torch_cmd(
     input scaling, target statistics), which is read, so the import gives the run's numbers."""
     from apnet_tf.model.torch_weights import import_torch, read_sidecar, sidecar_path
 
+    arch = renamed_choice(arch, "--arch")
     m = None if mean is None else float_triple(mean, "--mean")
     s = None if std is None else float_triple(std, "--std")
     path = import_torch(state_dict, out_dir, m, s, overwrite=overwrite, arch=arch)

@@ -29,7 +29,7 @@ __all__ = [
 
 # ---------------------------------------------------------------- shared by several commands
 Seed = Annotated[int, typer.Option(help="Random seed")]
-Mc = Annotated[int, typer.Option(help="Monte Carlo realizations per star")]
+Mc = Annotated[int, typer.Option(help="Monte Carlo draws per star")]
 StarsPerStratum = Annotated[int, typer.Option(
     help="Training stars per stratum (Kiel region of the labels x S/N tercile) in the subset "
          "the calibration's Monte Carlo runs over; dev stars at most 5x that; 0: every star "
@@ -74,7 +74,7 @@ FinetuneFraction = Annotated[Optional[float], typer.Option(
 FinetuneMaxRounds = Annotated[Optional[int], typer.Option(
     help="Most fine-tuning rounds  [default: 20]")]
 Precision = Annotated[Optional[str], typer.Option(
-    help="auto (bfloat16 where the hardware has it), float32 or mixed_bfloat16"
+    help="auto (bfloat16 where this machine computes it in hardware), float32 or mixed_bfloat16"
          "  [default: auto; float32 with --recipe paper]")]
 LrPlateauPatience = Annotated[Optional[int], typer.Option(
     help="Halve the learning rate after this many epochs without dev improvement; "
@@ -113,7 +113,7 @@ Table = Annotated[Optional[str], typer.Option(
 Root = Annotated[Optional[str], typer.Option(
     help="Folder with the SAS layout TELESCOPE/FIELD/FILE of --table's files")]
 InferMc = Annotated[Optional[int], typer.Option(
-    help="Monte Carlo realizations per star, 0 = none  [default: 100; 0 for .tflite]")]
+    help="Monte Carlo draws per star, 0 = none  [default: 100; 0 for .tflite]")]
 InferBatchSize = Annotated[int, typer.Option(help="Stars per batch")]
 Calibrated = Annotated[bool, typer.Option(
     "--calibrated", help="Require calibrated sigmas (an error if the model has no calibration)")]
@@ -138,7 +138,7 @@ Photometry = Annotated[Optional[str], typer.Option(
     "joined on APOGEE_ID (an allStar/allField --table carries them already)")]
 InferPrecision = Annotated[str, typer.Option(
     "--precision", help="The network's compute precision: float32; mixed_bfloat16 (bfloat16 "
-    "compute, float32 weights and outputs; Keras models); auto (bfloat16 only where the hardware "
-    f"computes it and, on the job's first {AUTO_PRECISION_PROBE} spectra, it moves no label by "
+    "compute, float32 weights and outputs; Keras models); auto (bfloat16 where this machine "
+    f"computes it in hardware, as in fit, kept only if, on the job's first {AUTO_PRECISION_PROBE} spectra, it moves no label by "
     f"more than {100 * AUTO_MEDIAN_SHIFT:g}% of its spread at the median and "
     f"{100 * AUTO_MAX_SHIFT:g}% at most). The catalog's PRECISN keyword says which ran")]

@@ -18,10 +18,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from apnet_tf.constants import RENAMED
 from apnet_tf.errors import ApnetError
 
 __all__ = [
     "console", "out", "MANY_PATHS", "import_tensorflow", "friendly", "error", "notice",
+    "renamed_choice", "renamed_option",
     "StepBars", "step_bars", "progress_bar", "fit_printers", "round_verdict", "with_extra_paths", "int_list",
     "float_triple", "word_list"
 ]
@@ -74,6 +76,31 @@ def friendly(fn):
 def error(text: str) -> None:
     """One red ``error:`` line on stderr, the text printed as written."""
     console.print(f"[red]error:[/red] {escape(text)}", highlight=False, soft_wrap=True)
+
+
+def renamed_choice(value: str | None, option: str) -> str | None:
+    """``value``, or its new name with a one-line note when it is a spelling this release
+    renamed (``constants.RENAMED``); the old one is accepted for one release."""
+    if value in RENAMED:
+        notice("note", [f"{option} {value} is now {option} {RENAMED[value]}; the old name is "
+                        "accepted until the next release"])
+        return RENAMED[value]
+    return value
+
+
+def renamed_option(value, old_value, old: str, new: str):
+    """The value of option ``new``, or of its old spelling ``old`` with a one-line note (the
+    old spelling is accepted for one release).
+
+    Raises:
+        ApnetError: both spellings were given.
+    """
+    if old_value is None:
+        return value
+    if value is not None:
+        raise ApnetError(f"{old} is the old name of {new}; give one of them")
+    notice("note", [f"{old} is now {new}; the old name is accepted until the next release"])
+    return old_value
 
 
 def notice(tag: str, lines) -> None:

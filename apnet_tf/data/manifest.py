@@ -22,7 +22,7 @@ from apnet_tf.io.photometry import PHOT_BANDS, PHOT_COLUMNS
 
 __all__ = [
     "SCHEMA_VERSION", "UNLABELED", "MANIFEST", "build_manifest", "photometry_summary",
-    "has_photometry", "read_manifest", "shard_paths", "checked_shard", "count_records"
+    "records_hold_photometry", "read_manifest", "shard_paths", "checked_shard", "count_records"
 ]
 
 #: The schema version and the split name of unlabelled spectra, as the records hold them.
@@ -89,7 +89,7 @@ def photometry_summary(sidecars: dict[str, dict], source: str) -> dict:
             "missing": {band: int(((bits >> i) & 1).sum()) for i, band in enumerate(PHOT_BANDS)}}
 
 
-def has_photometry(manifest: dict) -> bool:
+def records_hold_photometry(manifest: dict) -> bool:
     """True when the records were made with ``make-records --photometry``."""
     return isinstance(manifest.get("photometry"), dict)
 

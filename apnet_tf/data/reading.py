@@ -27,7 +27,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from apnet_tf.data.manifest import count_records, has_photometry, read_manifest, shard_paths
+from apnet_tf.data.manifest import (
+    count_records,
+    read_manifest,
+    records_hold_photometry,
+    shard_paths,
+)
 from apnet_tf.errors import ApnetError
 from apnet_tf.io.folders import marker
 from apnet_tf.io.photometry import PHOT_COLUMNS
@@ -130,7 +135,7 @@ def plan_units(inputs: Sequence[str], batch_size: int = 256,
             picked = None if wanted is None else tuple(wanted[os.path.abspath(shard)])
             units.append(Unit(len(units), "records", (shard,), labeled_only=bool(split_filter),
                               compression=compression, rows=picked,
-                              photometry=has_photometry(manifest)))
+                              photometry=records_hold_photometry(manifest)))
             total += 0 if picked is None else len(picked)
         total += count_records(rec, split_filter) if wanted is None else 0
     fits_inputs = [p for p in inputs if not is_records(p)]

@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from apnet_tf.constants import CATEGORIES, SPLITS, TARGET_UNITS, TARGETS
+from apnet_tf.constants import CATEGORIES, MC_DRAWS, SPLITS, TARGET_UNITS, TARGETS
 from apnet_tf.data.dataset import make_dataset
 from apnet_tf.data.manifest import count_records
 from apnet_tf.errors import ApnetError, check_seed, require_at_least
@@ -224,7 +224,7 @@ def coverage_table(pred: np.ndarray, labels: np.ndarray, sigmas: dict[str, np.nd
 
 
 @locks_output("out_dir")
-def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int = 100,
+def evaluate(model_path: str, records_dir: str, out_dir: str, mc: int = MC_DRAWS,
              seed: int = 0, splits=SPLITS, on_progress=None) -> dict:
     """Tables 2 and 3, 1-sigma coverage, and the PNG figures for any model and record set.
 
@@ -239,7 +239,7 @@ def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int 
     Returns:
         {"table2", "table3", "coverage"} DataFrames and the list of files written.
     """
-    require_at_least(realizations, 2, "--mc")  # coverage needs a spread
+    require_at_least(mc, 2, "--mc")  # coverage needs a spread
     check_seed(seed)
     # a re-run replaces its own tables and plots; another folder's files are never touched
     folders.check(out_dir, "evaluation", legacy=_is_old_evaluation)
@@ -253,7 +253,7 @@ def evaluate(model_path: str, records_dir: str, out_dir: str, realizations: int 
     std = table_std(loaded)
     folders.claim(out_dir, "evaluation", legacy=_is_old_evaluation)
     # one Monte Carlo pass: the calibrated sigma is a function of the raw one
-    raw = predict_catalog(loaded, [records_dir], mc=realizations, on_progress=on_progress,
+    raw = predict_catalog(loaded, [records_dir], mc=mc, on_progress=on_progress,
                           seed=seed, split_filter=splits, calibrated=False).catalog
     labels, pred, sigma = catalog_arrays(raw)
     snr = np.asarray(raw["SNR"], float)

@@ -5,11 +5,11 @@ signatures that need nothing from this package:
 
 * ``serving_default``: ``flux`` float32 [None, 8575] -> ``teff``, ``logg``, ``fe_h`` (K, dex, dex);
 * ``monte_carlo``: ``flux``, ``err`` float32 [None, 8575], ``seed`` int64 [2] and
-  ``realizations`` int32 [] -> ``{target}_mean``, ``_std``, ``_p16``, ``_p50``, ``_p84``: the
+  ``mc`` int32 [] (draws per star) -> ``{target}_mean``, ``_std``, ``_p16``, ``_p50``, ``_p84``: the
   package's one Monte Carlo (``uncertainty.monte_carlo``), in chunks of bounded size. Masked
   pixels are given as err = inf (or >= 1e9), which is what a mask means to the noise model;
-* ``predict_with_uncertainty``: ``flux`` and ``err`` -> the same outputs, with R fixed at export
-  time and seed (0, 0), for clients that send rows only (TF Serving's REST row format).
+* ``predict_with_uncertainty``: ``flux`` and ``err`` -> the same outputs, with ``mc`` fixed at
+  export time and seed (0, 0), for clients that send rows only (TF Serving's REST row format).
 
 TFLite files (float32; float16 dense weights; the converter's dynamic-range int8; int8 fc1
 weights), ``export_metadata.json`` and the run's ``calibration.json`` sit beside the version
@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from apnet_tf.constants import MC_ERROR_CAP, MC_REALIZATIONS, N_PIXELS, TARGET_UNITS, TARGETS
+from apnet_tf.constants import MC_DRAWS, MC_ERROR_CAP, N_PIXELS, TARGET_UNITS, TARGETS
 from apnet_tf.errors import ApnetError, first_line, require_at_least
 from apnet_tf.io import folders
 from apnet_tf.io.files import locks_output, write_file, write_json
@@ -51,7 +51,7 @@ def _outputs(y: tf.Tensor, suffix: str = "") -> dict[str, tf.Tensor]:
     return {f"{name}{suffix}": y[:, k] for k, name in enumerate(TARGETS)}
 
 
-def build_archive(model: keras.Model, mc_realizations: int = MC_REALIZATIONS,
+def build_archive(model: keras.Model, mc: int = MC_DRAWS,
                   error_cap: float = MC_ERROR_CAP, style: str = "apnet",
                   ) -> keras.export.ExportArchive:
     """An ExportArchive with the ``serving_default``, ``monte_carlo`` and
@@ -72,20 +72,20 @@ def build_archive(model: keras.Model, mc_realizations: int = MC_REALIZATIONS,
     def serve(flux, photometry=None):
         return _outputs(predict(flux, photometry))
 
-    def mc(flux, err, seed, realizations, photometry=None):
+    def draws(flux, err, seed, mc, photometry=None):
         err, bad = clean_errors(err)
-        out = monte_carlo(predict, flux, err, bad, realizations, seed, error_cap=error_cap,
+        out = monte_carlo(predict, flux, err, bad, mc, seed, error_cap=error_cap,
                           style=style, photometry=photometry)
         return {k: v for key, y in out.items() for k, v in _outputs(y, f"_{key}").items()}
 
     def with_uncertainty(flux, err, photometry=None):
-        return mc(flux, err, tf.zeros([2], tf.int64), tf.constant(mc_realizations, tf.int32),
-                  photometry)
+        return draws(flux, err, tf.zeros([2], tf.int64), tf.constant(mc, tf.int32),
+                     photometry)
 
     archive.add_endpoint("serving_default", serve, input_signature=[spec] + phot)
-    archive.add_endpoint("monte_carlo", mc, input_signature=[
+    archive.add_endpoint("monte_carlo", draws, input_signature=[
         spec, err_spec, tf.TensorSpec([2], tf.int64, name="seed"),
-        tf.TensorSpec([], tf.int32, name="realizations")] + phot)
+        tf.TensorSpec([], tf.int32, name="mc")] + phot)
     archive.add_endpoint("predict_with_uncertainty", with_uncertainty,
                          input_signature=[spec, err_spec] + phot)
     return archive
@@ -173,7 +173,7 @@ def _is_old_export(folder: str) -> bool:
 
 @locks_output("out")
 def export_model(model_path: str, out: str, version: int | None = None,
-                 tflite: Sequence[str] = (), mc_realizations: int = MC_REALIZATIONS) -> dict:
+                 tflite: Sequence[str] = (), mc: int = MC_DRAWS) -> dict:
     """Export a run folder or .keras file to ``out/<version>/`` (+ TFLite files and metadata).
 
     The version folder is built whole (SavedModel, assets.extra with metadata and calibration)
@@ -188,7 +188,7 @@ def export_model(model_path: str, out: str, version: int | None = None,
         ApnetError: a bad option, a model that is not a Keras model (a SavedModel or TFLite
             file), a version that exists, or a write that fails (a full disk), naming the path.
     """
-    require_at_least(mc_realizations, 2, "--mc")
+    require_at_least(mc, 2, "--mc")
     unknown = [v for v in tflite if v not in TFLITE_VARIANTS]
     if unknown:
         raise ApnetError(f"--tflite: unknown variant {unknown[0]!r}; choose from "
@@ -209,11 +209,11 @@ def export_model(model_path: str, out: str, version: int | None = None,
     name = os.path.basename(os.path.normpath(out))
     try:
         shutil.rmtree(tmp, ignore_errors=True)
-        build_archive(loaded.model, mc_realizations, style=loaded.mc_style).write_out(tmp,
+        build_archive(loaded.model, mc, style=loaded.mc_style).write_out(tmp,
                                                                              verbose=False)
         blobs = tflite_variants(loaded.model, tflite)
         files = {v: {"file": f"{name}_{v}.tflite", "bytes": len(b)} for v, b in blobs.items()}
-        meta = _export_metadata(name, version, model_path, loaded, mc_realizations, files)
+        meta = _export_metadata(name, version, model_path, loaded, mc, files)
         _write_metadata(meta, loaded.calibration, [os.path.join(tmp, "assets.extra")])
         os.replace(tmp, final)
         for variant, data in blobs.items():
@@ -225,7 +225,7 @@ def export_model(model_path: str, out: str, version: int | None = None,
     return meta
 
 
-def _export_metadata(name: str, version: int, model_path: str, loaded, mc_realizations: int,
+def _export_metadata(name: str, version: int, model_path: str, loaded, mc: int,
                      tflite_files: dict) -> dict:
     """What ``export_metadata.json`` says of an export: source, versions, inputs and their
     shapes, signatures, Monte Carlo settings, target statistics, calibration, TFLite files."""
@@ -236,18 +236,18 @@ def _export_metadata(name: str, version: int, model_path: str, loaded, mc_realiz
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tensorflow": tf.__version__, "keras": keras.__version__,
         "inputs": {"flux": [None, N_PIXELS], "err": [None, N_PIXELS],
-                   **({"photometry": [None, 7]} if loaded.needs_photometry else {})},
+                   **({"photometry": [None, 7]} if loaded.takes_photometry else {})},
         "conventions": loaded.conventions,
         # the two-input model's photometry scaling (inside the model; here to be read)
         "photometry_scaling": None if phot is None else dict(
             zip(("columns", "fill", "mean", "std"), (list(PHOT_COLUMNS), *phot))),
         "targets": list(TARGETS), "units": list(TARGET_UNITS),
         "signatures": {"serving_default": "flux -> teff, logg, fe_h",
-                       "monte_carlo": "flux, err, seed, realizations -> {target}_{mean,std,"
+                       "monte_carlo": "flux, err, seed, mc -> {target}_{mean,std,"
                                       "p16,p50,p84}; err = inf at masked pixels",
                        "predict_with_uncertainty": "flux, err -> {target}_{mean,std,p16,p50,"
-                                                   "p84}; R fixed, seed (0, 0)"},
-        "mc_realizations": mc_realizations, "mc_error_cap": MC_ERROR_CAP,
+                                                   "p84}; mc fixed, seed (0, 0)"},
+        "mc": mc, "mc_error_cap": MC_ERROR_CAP,
         "target_mean": norm.get("mean"), "target_std": norm.get("std"),
         "calibration": None if loaded.calibration is None else CALIBRATION,
         "tflite": tflite_files,

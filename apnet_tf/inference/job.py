@@ -7,7 +7,7 @@ import glob
 import os
 from collections.abc import Callable, Sequence
 
-from apnet_tf.data.manifest import has_photometry, read_manifest
+from apnet_tf.data.manifest import read_manifest, records_hold_photometry
 from apnet_tf.data.reading import is_records
 from apnet_tf.data.records import check_mask_bits
 from apnet_tf.errors import ApnetError, check_seed, require_at_least
@@ -39,7 +39,7 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | No
     and/or the files an allStar/allField ``table`` lists under ``root``; write it to ``out``.
 
     Args:
-        mc: Monte Carlo realizations per star; None: 100, or 0 for a TFLite model.
+        mc: Monte Carlo draws per star; None: 100, or 0 for a TFLite model.
         engine: "local" (this machine; FITS reads in ``workers`` processes) or "ray" (Ray Data
             on the cluster at ``ray_address``, or a local Ray instance when None).
         mask_bits: apStar PIXMASK bits that mark a pixel bad in FITS inputs; None: the default
@@ -94,14 +94,15 @@ def _check_photometry(loaded, model: str, listing, phot: dict | None, table: str
     made with photometry; refused before any work otherwise. A one-input model is given
     none."""
     has_table_phot = listing is not None and PHOT_COLUMNS[0] in listing.columns
-    has_records_phot = any(is_records(p) and has_photometry(read_manifest(p)) for p in spectra)
-    if loaded.needs_photometry and phot is None and not (has_table_phot or has_records_phot):
+    has_records_phot = any(is_records(p) and records_hold_photometry(read_manifest(p))
+                           for p in spectra)
+    if loaded.takes_photometry and phot is None and not (has_table_phot or has_records_phot):
         where = (f"{table} has no {PHOT_COLUMNS[0]} column; " if table else "")
         raise ApnetError(f"{model}: APOGEE Net II takes photometry as well as flux; {where}give "
                          f"--photometry TABLE (APOGEE_ID, {', '.join(PHOT_COLUMNS)}), --table "
                          "allField.fits with those columns, or records made with "
                          "make-records --photometry")
-    if phot is not None and not loaded.needs_photometry:
+    if phot is not None and not loaded.takes_photometry:
         raise ApnetError(f"--photometry: {model} takes flux only (photometry goes to APOGEE "
                          "Net II models, import-torch --arch anet2)")
 

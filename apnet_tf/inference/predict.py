@@ -35,8 +35,8 @@ from apnet_tf.model.loading import (
     LoadedModel,
 )
 from apnet_tf.model.precision import (
-    auto_choice,
     auto_line,
+    auto_precision,
     bfloat16_is_native,
     check_inference_precision,
     label_spread,
@@ -69,7 +69,7 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
     """Predict Teff, log g, [Fe/H] (with Monte Carlo sigmas when mc > 0) for every input spectrum.
 
     Args:
-        mc: realizations per star (paper: 100); 0 gives point predictions and NaN sigmas.
+        mc: Monte Carlo draws per star (paper: 100); 0 gives point predictions and NaN sigmas.
         calibrated: None (default): calibrated sigmas when the model has a calibration, else the
             raw Monte Carlo sigma; True: calibrated (an error without a calibration); False: the
             paper's raw Monte Carlo sigma.
@@ -136,10 +136,11 @@ def job_precision(model: LoadedModel, plan, precision: str,
     """The model a job predicts with, in ``precision``, and for "auto" the line that says
     what it chose and why ("" otherwise).
 
-    "auto" keeps float32 unless the machine computes bfloat16 in hardware and the model is a
-    Keras one; then the job's first spectra (at most ``AUTO_PRECISION_PROBE`` usable ones, from
-    the first units of ``plan``) run both ways, and bfloat16 is kept only if its shift is within
-    the bound of ``precision.auto_choice`` for every label, in units of the label's spread
+    "auto" is ``precision.auto_precision``'s rule, as in ``fit``: float32 unless the machine
+    computes bfloat16 in hardware (and the model is a Keras one); then the job's first spectra
+    (at most ``AUTO_PRECISION_PROBE`` usable ones, from the first units of ``plan``) run both
+    ways, and bfloat16 is kept only if its shift is within the bound of
+    ``precision.auto_choice`` for every label, in units of the label's spread
     (``precision.label_spread``). The probe is measured on this model and these spectra, so the
     choice holds for any model, published ones included.
     """
@@ -151,12 +152,12 @@ def job_precision(model: LoadedModel, plan, precision: str,
            if model.kind != "keras" else "this machine has no bfloat16 hardware"
            if not bfloat16_is_native() else "the model says nothing of its label spread"
            if spread is None else "")
-    probe = None if why else _probe(plan, mask_bits, photometry, model.needs_photometry)
+    probe = None if why else _probe(plan, mask_bits, photometry, model.takes_photometry)
     if probe is None:
         return model, auto_line("float32", why=why or "no usable spectrum to measure on")
     twin = model.in_precision("mixed_bfloat16")
     median, largest = precision_shift(model.predict(*probe), twin.predict(*probe), spread)
-    choice = auto_choice(median, largest)
+    choice = auto_precision(median, largest)
     return (twin if choice == "mixed_bfloat16" else model), auto_line(choice, median, largest)
 
 
@@ -224,7 +225,7 @@ def unit_part(model: LoadedModel, batch, failures: list[str], mc: int, calibrate
               mc_dropout: bool, seed, photometry: dict | None = None) -> dict[str, np.ndarray]:
     """The catalog columns of one unit's batch (none if no file was readable), and its
     unreadable files under "_failures". ``photometry``: as ``predict_catalog``'s."""
-    if batch is not None and model.needs_photometry:
+    if batch is not None and model.takes_photometry:
         batch.photometry = batch_photometry(batch, photometry)
     part = {} if batch is None else _predict_part(model, batch, mc, calibrated, mc_dropout, seed)
     part["_failures"] = np.array(failures, dtype=object)
@@ -283,7 +284,7 @@ def _predict_part(model: LoadedModel, batch, mc: int, calibrated: bool,
     number. The same checks run for every kind of model, with or without Monte Carlo.
     """
     raw = None
-    phot = {} if batch.photometry is None or not model.needs_photometry else \
+    phot = {} if batch.photometry is None or not model.takes_photometry else \
         {"photometry": batch.photometry}
     if mc > 0:
         res = model.monte_carlo(batch.flux, batch.err, batch.bad, mc, mc_dropout, seed=seed,

@@ -42,9 +42,9 @@ _KEY_COMMENTS = {
     "CREATOR": "software that wrote this catalog", "APNETVER": "apnet-tf version",
     "TFVER": "TensorFlow version", "DATE": "UTC creation time of this file",
     "MODEL": "model: run folder or file name", "MODELSHA": "sha256 of the model's file(s)",
-    "TARGETS": "predicted parameters, in order", "MC": "Monte Carlo realizations per star",
+    "TARGETS": "predicted parameters, in order", "MC": "Monte Carlo draws per star",
     "SIGMA": "what the *_ERR columns are", "SIGCAL": "how the sigmas were calibrated",
-    "CALMC": "realizations the calibration was fitted with", "MCSEED": "Monte Carlo seed",
+    "CALMC": "Monte Carlo draws the calibration was fitted with", "MCSEED": "Monte Carlo seed",
     "PRECISN": "compute precision of the network's forward pass",
 }
 

@@ -281,23 +281,25 @@ class LabelAssembly:
     notes: list[str] = dataclasses.field(default_factory=list)  # e.g. duplicate rows
 
 
-def assemble_labels(payne: pd.DataFrame | None = None, photometry: pd.DataFrame | None = None,
+def assemble_labels(payne: pd.DataFrame | None = None,
+                    label_photometry: pd.DataFrame | None = None,
                     yso: pd.DataFrame | None = None, gk_margin: float = DEFAULT_GK_MARGIN,
                     yso_fields=DEFAULT_YSO_FIELDS) -> LabelAssembly:
     """Combine Payne, photometric M-dwarf and YSO labels with precedence yso > mstar > payne.
 
     Args:
         payne, yso: DataFrames with APOGEE_ID, TEFF, LOGG, FE_H (NaN for missing).
-        photometry: canonical photometry (``standard_photometry``).
+        label_photometry: canonical photometry (``standard_photometry``) of the M-dwarf
+            candidates.
     """
     parts, counts, mdw, notes = [], {}, None, []
     if yso is not None:
         yso = first_per_id(yso, "yso", counts, notes)
         parts.append(yso.assign(CATEGORY="yso", LABEL_SOURCE="yso_table"))
         counts["yso"] = len(yso)
-    if photometry is not None:
-        photometry = first_per_id(photometry, "photometry", counts, notes)
-        mdw = mdwarf_labels(photometry, gk_margin, yso_fields)
+    if label_photometry is not None:
+        phot = first_per_id(label_photometry, "photometry", counts, notes)
+        mdw = mdwarf_labels(phot, gk_margin, yso_fields)
         chosen = mdw[mdw.SELECTED & ~mdw.YSO_FIELD]
         parts.append(chosen[["APOGEE_ID", "TEFF", "LOGG", "FE_H", "FLAG_HEJAZI", "FLAG_MANN",
                              "FLAG_VEYETTE"]].assign(CATEGORY="mstar",
@@ -314,7 +316,7 @@ def assemble_labels(payne: pd.DataFrame | None = None, photometry: pd.DataFrame 
         counts["payne"] = len(adopted)
         counts["payne_rejected_by_rule"] = len(payne) - len(adopted)
     if not parts:
-        raise ApnetError("make-labels needs at least one of --payne, --photometry, --yso")
+        raise ApnetError("make-labels needs at least one of --payne, --label-photometry, --yso")
     allrows = pd.concat(parts, ignore_index=True)
     rank = allrows["CATEGORY"].map({c: i for i, c in enumerate(PRECEDENCE)})
     allrows = allrows.assign(_rank=rank).sort_values(["_rank"], kind="stable")
@@ -332,7 +334,7 @@ def assemble_labels(payne: pd.DataFrame | None = None, photometry: pd.DataFrame 
     return LabelAssembly(table, counts, mdw, notes)
 
 
-def make_labels(out: str, payne: str | None = None, photometry: str | None = None,
+def make_labels(out: str, payne: str | None = None, label_photometry: str | None = None,
                 yso: str | None = None, gk_margin: float = DEFAULT_GK_MARGIN,
                 yso_fields=DEFAULT_YSO_FIELDS) -> LabelAssembly:
     """Read the source tables, assemble the labels and write ``out`` atomically: CSV for a
@@ -350,8 +352,8 @@ def make_labels(out: str, payne: str | None = None, photometry: str | None = Non
         raise ApnetError(f"--gk-margin: a few hundredths of a magnitude, not {gk_margin!r}")
     kind = _out_format(out)
     frames = {"payne": _label_frame(payne) if payne else None,
-              "photometry": standard_photometry(read_table(photometry), photometry)
-              if photometry else None,
+              "photometry": standard_photometry(read_table(label_photometry), label_photometry)
+              if label_photometry else None,
               "yso": _label_frame(yso) if yso else None}
     result = assemble_labels(frames["payne"], frames["photometry"], frames["yso"], gk_margin,
                              yso_fields)

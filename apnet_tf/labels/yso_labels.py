@@ -215,7 +215,7 @@ def label_table(ids, outputs: np.ndarray, extrapolated, missing_bands=None) -> p
         columns=list(LABEL_TABLE_COLUMNS))
 
 
-def yso_labels(model_path: str, photometry: str, out: str) -> YsoLabelResult:
+def yso_labels(model_path: str, members: str, out: str) -> YsoLabelResult:
     """Label a member photometry table with a trained network and write ``out`` (CSV,
     atomically).
 
@@ -225,10 +225,10 @@ def yso_labels(model_path: str, photometry: str, out: str) -> YsoLabelResult:
     """
     model, info = load_network(model_path)
     ranges = info.get("training_ranges") or scaling_ranges(model)
-    inputs = member_inputs(read_table(photometry), photometry, info.get("detection_limits"),
+    inputs = member_inputs(read_table(members), members, info.get("detection_limits"),
                            ranges)
     if not inputs.ids:
-        raise ApnetError(f"{photometry}: no star has both a G magnitude and a positive "
+        raise ApnetError(f"{members}: no star has both a G magnitude and a positive "
                          f"parallax ({len(inputs.skipped)} skipped)")
     outputs = predict(model, inputs.x)
     table = label_table(inputs.ids, outputs,

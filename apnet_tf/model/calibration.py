@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from apnet_tf.constants import TARGETS
+from apnet_tf.constants import TARGETS, renamed_keys
 from apnet_tf.errors import ApnetError
 from apnet_tf.io.catalog_flags import in_triangle
 from apnet_tf.io.files import write_json
@@ -123,7 +123,7 @@ class Calibration:
     snr_edges: list[float]
     stars: dict[str, int]
     shape_split: str
-    realizations: int
+    mc: int
     seed: int
     dev_stars: int
     coverage_dev_raw: list[float]
@@ -172,6 +172,7 @@ class Calibration:
         """Check every field (raises ValueError naming the field) and build the calibration."""
         if not isinstance(d, dict):
             raise ValueError("not a JSON object")
+        d = renamed_keys(d)
         if d.get("format") != FORMAT:
             raise ValueError(f"format is {d.get('format')!r}, expected {FORMAT!r} (a file from "
                              "an older apnet-tf: run 'apnet-tf calibrate' again)")
@@ -200,7 +201,7 @@ class Calibration:
                              f"nulls), got {d['snr_edges']!r}")
         if d["shape_split"] not in ("train", "dev"):
             raise ValueError(f"shape_split must be train or dev, got {d['shape_split']!r}")
-        for key, least in (("realizations", 2), ("seed", None), ("dev_stars", 0)):
+        for key, least in (("mc", 2), ("seed", None), ("dev_stars", 0)):
             _count(d[key], key, least)
         for key in ("coverage_dev_raw", "coverage_dev_calibrated"):
             _numbers(d[key], key, (3,), positive=False, allow_nan=True)
@@ -264,8 +265,8 @@ def calibrated_summaries(summaries: dict[str, np.ndarray], calibration: Calibrat
 def sigma_settings(model, mc: int, calibrated: bool | None, mc_dropout: bool,
                    seed: int) -> tuple[bool, dict]:
     """Whether a catalog gets calibrated sigmas, and the table.meta entries that say what its
-    sigmas are: SIGMA (calibrated, raw MC, raw MC + dropout, none), MC (the realizations used),
-    MCSEED, and for calibrated sigmas SIGCAL (how) and CALMC (the calibration's realizations).
+    sigmas are: SIGMA (calibrated, raw MC, raw MC + dropout, none), MC (the draws per star),
+    MCSEED, and for calibrated sigmas SIGCAL (how) and CALMC (the calibration's draws per star).
     ``model`` is an ``inference.LoadedModel``."""
     if calibrated and model.calibration is None:
         if getattr(model, "kind", "keras") != "keras":  # an export carries its run's calibration
@@ -278,7 +279,7 @@ def sigma_settings(model, mc: int, calibrated: bool | None, mc_dropout: bool,
         raise ApnetError("the calibration applies to the Monte Carlo sigma without MC dropout; "
                          "use one or the other")
     if calibrated and mc <= 0:
-        raise ApnetError("calibrated sigmas need Monte Carlo realizations (mc > 0)")
+        raise ApnetError("calibrated sigmas need Monte Carlo draws (mc > 0)")
     use = mc > 0 and not mc_dropout and model.calibration is not None and calibrated is not False
     meta = {"MC": int(mc), "MCSEED": seed,
             "SIGMA": "none" if mc <= 0 else "calibrated" if use else
@@ -288,5 +289,5 @@ def sigma_settings(model, mc: int, calibrated: bool | None, mc_dropout: bool,
         meta["SIGCAL"] = (f"f*sqrt((noise*sigma_MC)^2+floor^2) per Kiel region and S/N tercile; "
                           f"shape from {cal.shape_split}, level from {cal.dev_stars} dev stars "
                           "(calibration.json)")
-        meta["CALMC"] = cal.realizations
+        meta["CALMC"] = cal.mc
     return use, meta

@@ -11,8 +11,8 @@ import os
 
 import numpy as np
 
-from apnet_tf.constants import N_PIXELS, TARGETS
-from apnet_tf.data.manifest import has_photometry, read_manifest
+from apnet_tf.constants import N_PIXELS, RENAMED, TARGETS
+from apnet_tf.data.manifest import read_manifest, records_hold_photometry
 from apnet_tf.errors import ApnetError, first_line
 from apnet_tf.io.files import read_json
 from apnet_tf.io.photometry import PHOT_COLUMNS
@@ -23,13 +23,12 @@ from apnet_tf.model.published import conventions as published_conventions
 from apnet_tf.model.published import (
     conventions_of,
     mc_style,
-    needs_photometry,
     read_conventions,
 )
 from apnet_tf.model.uncertainty import (
     SUMMARIES,
     MonteCarloPredictor,
-    check_realizations,
+    check_mc,
     clean_errors,
     mask_into_errors,
     stateless_seed,
@@ -58,7 +57,7 @@ class LoadedModel:
     calibration: object | None = None  # calibration.Calibration
     metadata: dict | None = None  # export_metadata.json of a SavedModel or TFLite export
     conventions: dict | None = None  # a published network's (``published.conventions``)
-    photometry_input: bool = False  # the model takes photometry (a two-input model)
+    takes_photometry: bool = False  # a two-input model: flux and (B, 7) raw photometry
     precision: str = "float32"  # the forward pass's compute precision (``in_precision``)
 
     def in_precision(self, precision: str) -> LoadedModel:
@@ -82,16 +81,11 @@ class LoadedModel:
         """ApnetError for a two-input model (APOGEE Net II, fit --arch anet2) in a job on a
         record folder made without photometry: its fill values would stand in for every
         star's, silently."""
-        if self.needs_photometry and not has_photometry(read_manifest(records_dir)):
+        if self.takes_photometry and not records_hold_photometry(read_manifest(records_dir)):
             raise ApnetError(f"{self.path}: {what} needs photometry for this two-input model "
                              f"(APOGEE Net II layout), and {records_dir} holds none; make the "
                              "records with make-records --photometry, or run infer with "
                              "--photometry or --table")
-
-    @property
-    def needs_photometry(self) -> bool:
-        """Net II layouts: the model takes (B, 7) raw photometry as well as flux."""
-        return self.photometry_input or needs_photometry(self.conventions)
 
     @property
     def mc_style(self) -> str:
@@ -108,7 +102,7 @@ class LoadedModel:
         """(B, 3) physical units of flux (B, 8575) and, for Net II, raw photometry (B, 7)."""
         flux = np.asarray(flux, np.float32)
         inputs = {"flux": flux}
-        if self.needs_photometry:
+        if self.takes_photometry:
             if photometry is None:
                 raise ApnetError(f"{self.path}: this model (APOGEE Net II) takes photometry as "
                                  "well as flux")
@@ -125,7 +119,7 @@ class LoadedModel:
             return np.stack([out[t].numpy() for t in TARGETS], axis=1)
         return _tflite_rows(self.model, **inputs)
 
-    def monte_carlo(self, flux, err, bad, realizations: int, mc_dropout: bool = False,
+    def monte_carlo(self, flux, err, bad, mc: int, mc_dropout: bool = False,
                     seed=0, photometry=None) -> dict[str, np.ndarray]:
         """Raw Monte Carlo summaries (B, 3) of flux, err, bad (B, 8575). ``seed``: an int or a
         tuple of ints (e.g. the job's seed and the batch; ``uncertainty.stateless_seed``), or
@@ -134,15 +128,15 @@ class LoadedModel:
         Carlo is the model's own (``mc_style``)."""
         import tensorflow as tf
 
-        realizations = check_realizations(realizations)
-        if self.needs_photometry and photometry is None:
+        mc = check_mc(mc)
+        if self.takes_photometry and photometry is None:
             raise ApnetError(f"{self.path}: this model (APOGEE Net II) takes photometry as "
                              "well as flux")
-        phot = None if not self.needs_photometry else np.asarray(photometry, np.float32)
+        phot = None if not self.takes_photometry else np.asarray(photometry, np.float32)
         if self.kind == "keras":
-            key = (realizations, mc_dropout)
+            key = (mc, mc_dropout)
             if getattr(self, "_mc_key", None) != key:
-                self._mc = MonteCarloPredictor(self.model, realizations, mc_dropout=mc_dropout,
+                self._mc = MonteCarloPredictor(self.model, mc, mc_dropout=mc_dropout,
                                                style=self.mc_style)
                 self._mc_key = key
             return self._mc(flux, err, bad, seed, photometry=phot)
@@ -160,15 +154,18 @@ class LoadedModel:
             extra = {} if phot is None else {"photometry": tf.constant(phot)}
             # the published networks' Monte Carlo takes no pixel mask (as on the other paths)
             mask = bad if self.mc_style == "apnet" else None
+            # an export of the release before the draws' input was named "mc"
+            count = next(k for k in sig.structured_input_signature[1]
+                         if RENAMED.get(k, k) == "mc")
             out = sig(flux=flux, err=tf.constant(mask_into_errors(err, mask)), seed=seed,
-                      realizations=tf.constant(realizations, tf.int32), **extra)
+                      **{count: tf.constant(mc, tf.int32)}, **extra)
             return {k: np.stack([out[f"{t}_{k}"].numpy() for t in TARGETS], axis=1)
                     for k in SUMMARIES if f"teff_{k}" in out}
         # TFLite: the same function, run eagerly, with the interpreter as the model
         err, bad = clean_errors(err, bad)
         out = run_mc(lambda x, m=None: tf.constant(_tflite_rows(
             self.model, x.numpy(), None if m is None else m.numpy())), flux, err, bad,
-            realizations, seed, style=self.mc_style, photometry=phot)
+            mc, seed, style=self.mc_style, photometry=phot)
         return {k: v.numpy() for k, v in out.items()}
 
 
@@ -217,7 +214,7 @@ def load_model(path: str, calibration: bool = True) -> LoadedModel:
         if meta is None and "photometry" in feed:  # the file alone: taken for the published
             conv = published_conventions("anet2")  # Net II (a fitted one's MC is the package's)
         return LoadedModel(runner, path, "tflite", calibration=cal, metadata=meta,
-                           conventions=conv, photometry_input="photometry" in feed)
+                           conventions=conv, takes_photometry="photometry" in feed)
     if os.path.isdir(path) and not os.path.exists(os.path.join(path, "best.keras")):
         version_dir = path
         if not os.path.exists(os.path.join(path, "saved_model.pb")):
@@ -234,7 +231,7 @@ def load_model(path: str, calibration: bool = True) -> LoadedModel:
         saved, inputs = _check_signature(tf.saved_model.load(version_dir), version_dir)
         return LoadedModel(saved, version_dir, "saved_model", calibration=cal, metadata=meta,
                            conventions=(meta or {}).get("conventions"),
-                           photometry_input="photometry" in inputs)
+                           takes_photometry="photometry" in inputs)
     if os.path.isdir(path):
         keras_path = os.path.join(path, "best.keras")
         norm = read_normalization(os.path.join(path, "normalization.json"))
@@ -247,7 +244,7 @@ def load_model(path: str, calibration: bool = True) -> LoadedModel:
     conv = read_conventions(path) if os.path.isdir(path) else None
     return LoadedModel(model, path, "keras", norm, cal,
                        conventions=conv or conventions_of(model),
-                       photometry_input=takes_photometry(model))
+                       takes_photometry=takes_photometry(model))
 
 
 def load_keras(path: str):

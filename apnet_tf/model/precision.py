@@ -21,8 +21,8 @@ from apnet_tf.constants import (
 from apnet_tf.errors import ApnetError
 
 __all__ = [
-    "FLOAT32_LAYERS", "bfloat16_is_native", "check_inference_precision", "computing_in",
-    "label_spread", "precision_shift", "auto_choice", "auto_line",
+    "FLOAT32_LAYERS", "bfloat16_is_native", "auto_precision", "check_inference_precision",
+    "computing_in", "label_spread", "precision_shift", "auto_choice", "auto_line",
 ]
 
 #: Layers that compute in float32 in every precision: the input scalings, the last dense layer
@@ -46,6 +46,23 @@ def bfloat16_is_native() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def auto_precision(median_shift=None, max_shift=None) -> str:
+    """The one rule of ``--precision auto``, in ``fit`` and ``infer`` alike: "mixed_bfloat16"
+    where this machine computes bfloat16 in hardware (``bfloat16_is_native``) and, where its
+    shift on the results was measured, that shift is within the bounds of ``auto_choice``;
+    "float32" otherwise.
+
+    ``infer`` measures the shift on the job's first spectra (``inference.predict.job_precision``);
+    ``fit`` has no results to measure before it trains (it validates and saves float32 weights,
+    and early stopping judges the trained network), so it passes no shift.
+    """
+    if not bfloat16_is_native():
+        return "float32"
+    if median_shift is None:
+        return "mixed_bfloat16"
+    return auto_choice(median_shift, max_shift)
 
 
 def check_inference_precision(precision: str) -> str:

@@ -34,13 +34,13 @@ __all__ = [
     "ARCHS", "PUBLISHED", "NET1_ORDER", "NET1_MEAN", "NET1_STD", "NET2_ORDER", "NET2_MEAN",
     "NET2_STD", "PHOT_FILL", "PHOT_MEAN", "PHOT_STD", "METADATA_SIZES", "Net2PhotometryScaling",
     "PublishedLabels", "build_published", "conventions", "read_conventions", "conventions_of",
-    "mc_style", "needs_photometry", "linear_stats",
+    "mc_style", "linear_stats",
 ]
 
-#: ``import-torch --arch`` choices. "appendix-b" is the package's own layout (the paper's
+#: ``import-torch --arch`` choices. "apnet" is the package's own layout (the paper's
 #: Appendix B read with Table 1's rounded, Teff-first statistics and in-model flux scaling);
 #: it is wrong for the published Net I weights, whose outputs are log g first.
-ARCHS = ("anet1", "anet2", "appendix-b")
+ARCHS = ("anet1", "anet2", "apnet")
 PUBLISHED = ("anet1", "anet2")
 
 #: Net I (astra, 2020): output columns and their de-standardisation, physical = z * std + mean.
@@ -160,7 +160,7 @@ def conventions(arch: str) -> dict:
         "flux": "raw apStar flux: row 0 of HDU 1, NaN set to 0, no pixel mask, no scaling",
         "err": "row 0 of HDU 2 (Monte Carlo only)"}}
     mc = {"sigma": "err; err == 1e10 -> the flux value; clipped at 5 x the median err over all "
-                   "pixels (taken before the replacement)", "realizations": 100}
+                   "pixels (taken before the replacement)", "mc": 100}
     if arch == "anet1":
         return {**common, "source": "APOGEE Net I (Olney et al. 2020), SDSS astra",
                 "output_order": list(NET1_ORDER), "mean": list(NET1_MEAN),
@@ -217,6 +217,3 @@ def mc_style(conv: dict | None) -> str:
     package's own, paper 3.5)."""
     return ((conv or {}).get("mc") or {}).get("style", "apnet")
 
-
-def needs_photometry(conv: dict | None) -> bool:
-    return (conv or {}).get("arch") == "anet2"

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from apnet_tf.constants import CONV_FILTERS, CONV_KERNEL, DENSE_UNITS, PAPER_DROPOUT
 
-__all__ = ["appendix_b_network"]
+__all__ = ["apnet_network"]
 
 
-def appendix_b_network(num_layers: int = 1, num_targets: int = 3, drop_p: float = PAPER_DROPOUT):
+def apnet_network(num_layers: int = 1, num_targets: int = 3, drop_p: float = PAPER_DROPOUT):
     """Build Appendix B's ``APOGEE_Net``: input (B, 1, 8575), output (B, 3) standardised."""
     import torch
     from torch import nn

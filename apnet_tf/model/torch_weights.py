@@ -3,7 +3,7 @@ Keras weights back as a state_dict.
 
 Three layouts (``published.ARCHS``): the published APOGEE Net I ("anet1", the default) and
 APOGEE Net II ("anet2", fc1 of 8576 inputs and a ``metadata.l1``..``l5`` photometry network),
-whose conventions the Keras model and run.json carry; and "appendix-b", the package's own
+whose conventions the Keras model and run.json carry; and "apnet", the package's own
 reading of the paper: Net I's key layout with the paper's rounded Table 1 statistics taken as
 (Teff, log g, [Fe/H]). That reading is wrong for the published Net I weights, which return log g
 first with other constants; it stays only for the package's own exported weights.
@@ -26,6 +26,7 @@ from apnet_tf.constants import (
     DENSE_UNITS,
     INPUT_SCALINGS,
     NORMALIZATION,
+    RENAMED,
     RUN_FILES,
     RUN_RECORD,
     TARGETS,
@@ -50,7 +51,7 @@ __all__ = [
     "read_sidecar", "save_torch",
 ]
 
-#: Paper Table 1, rounded, in the package's order: the statistics of ``--arch appendix-b``.
+#: Paper Table 1, rounded, in the package's order: the statistics of ``--arch apnet``.
 PAPER_MEAN = (4716.92, 2.88, -0.22)
 PAPER_STD = (733.01, 1.16, 0.30)
 
@@ -155,12 +156,12 @@ def check_target_stats(mean, std) -> tuple[tuple[float, ...], tuple[float, ...]]
 
 
 def import_torch_state_dict(state: dict, mean=PAPER_MEAN, std=PAPER_STD,
-                            source: str = "state_dict", arch: str = "appendix-b",
+                            source: str = "state_dict", arch: str = "apnet",
                             input_scaling: str = "none") -> keras.Model:
     """A Keras model holding the weights of a PyTorch state_dict in the layout ``arch``.
 
     A published layout ("anet1", "anet2") gives ``published.build_published``'s model, with its
-    own constants and output order; ``mean`` and ``std`` are not used. "appendix-b" builds the
+    own constants and output order; ``mean`` and ``std`` are not used. "apnet" builds the
     package's network with ``input_scaling`` (default "none": the state_dict sees the flux as
     given) and de-standardises with ``mean`` and ``std`` (default: paper Table 1, rounded) in
     (Teff, log g, [Fe/H]) order.
@@ -221,7 +222,7 @@ def import_torch(path: str, out_dir: str, mean=None, std=None, overwrite: bool =
 
     A sidecar ``PATH.json`` (``save_torch`` writes one) gives the layout, the input scaling and
     the target statistics; without one, ``arch`` defaults to "anet1". ``mean`` and ``std``
-    belong to ``arch="appendix-b"`` without a sidecar only (default: paper Table 1).
+    belong to ``arch="apnet"`` without a sidecar only (default: paper Table 1).
     Everything is checked before the folder is touched. A folder that holds a run needs
     ``overwrite`` (its run files, calibration.json included, are deleted first).
 
@@ -271,7 +272,7 @@ def _import_settings(path, arch, mean, std):
         raise ApnetError(f"--arch {arch}: choose one of {', '.join(ARCHS)}")
     if arch in PUBLISHED and (mean is not None or std is not None):
         raise ApnetError(f"--mean/--std: --arch {arch} carries its authors' constants; they go "
-                         "with --arch appendix-b only")
+                         "with --arch apnet only")
     if arch not in PUBLISHED:
         mean, std = check_target_stats(PAPER_MEAN if mean is None else mean,
                                        PAPER_STD if std is None else std)
@@ -293,9 +294,10 @@ def read_sidecar(path: str) -> dict | None:
     side = read_json_object(where, "remove it or write it again with save_torch")
     if side is None:
         return None
-    if side.get("arch") != "appendix-b":
-        raise ApnetError(f"{where}: arch is {side.get('arch')!r}; a sidecar goes with "
-                         "appendix-b weights only")
+    side["arch"] = RENAMED.get(side.get("arch"), side.get("arch"))  # an older sidecar's name
+    if side["arch"] != "apnet":
+        raise ApnetError(f"{where}: arch is {side['arch']!r}; a sidecar goes with "
+                         "apnet weights only")
     if side.get("input_scaling") not in INPUT_SCALINGS:
         raise ApnetError(f"{where}: input_scaling is {side.get('input_scaling')!r}, not one of "
                          f"{', '.join(INPUT_SCALINGS)}")
@@ -314,7 +316,7 @@ def save_torch(model, path: str) -> str:
     """Save a model of this package's network (a run folder, a .keras file or a keras.Model) as
     a plain PyTorch state_dict at ``path`` (``keras_to_torch_state_dict``: the paper's keys
     only, so its code loads it strictly) and its sidecar ``path + ".json"``: arch
-    "appendix-b", input_scaling and the target mean and std. ``import_torch`` of ``path`` then
+    "apnet", input_scaling and the target mean and std. ``import_torch`` of ``path`` then
     rebuilds the same model. Returns the sidecar's path.
 
     Raises:
@@ -331,7 +333,7 @@ def save_torch(model, path: str) -> str:
         raise ApnetError(f"{source}: not this package's Appendix B network (a published "
                          "network imported from PyTorch?); share its original .pt file instead")
     labels = model.get_layer("labels")
-    side = {"format": 1, "arch": "appendix-b",
+    side = {"format": 1, "arch": "apnet",
             "input_scaling": model.get_layer("flux_scaling").mode, "targets": list(TARGETS),
             "mean": [float(v) for v in labels.mean], "std": [float(v) for v in labels.std],
             "state_dict": os.path.basename(str(path))}

@@ -1,20 +1,20 @@
 """Monte Carlo uncertainties (paper 3.5), summarised with TensorFlow Probability.
 
-Each star's flux is perturbed R times by N(0, 1) * min(err, 5 * typical error), where the typical
-error is the median over the star's good pixels (the paper says "mean", but apStar errors are 1e10
-at chip gaps, so a mean would explode). Bad pixels get no noise. ``monte_carlo`` is the one
-implementation: the Keras path runs it in a ``tf.function``, the exported SavedModel signature is
-the same function, and the TFLite path runs it eagerly around the interpreter. It cuts a batch into
-chunks of at most ``MC_ROWS_PER_CHUNK`` rows (a ``tf.while_loop``, one chunk at a time), so memory
-does not grow with the batch, and draws each star's noise from a stateless generator seeded by the
-call's seed and the star's row, so every path gives the same draws for the same seed.
+Each star's flux is perturbed ``mc`` times by N(0, 1) * min(err, 5 * typical error), where the
+typical error is the median over the star's good pixels (the paper says "mean", but apStar errors
+are 1e10 at chip gaps, so a mean would explode). Bad pixels get no noise. ``monte_carlo`` is the
+one implementation: the Keras path runs it in a ``tf.function``, the exported SavedModel signature
+is the same function, and the TFLite path runs it eagerly around the interpreter. It cuts a batch
+into chunks of at most ``MC_ROWS_PER_CHUNK`` rows (a ``tf.while_loop``, one chunk at a time), so
+memory does not grow with the batch, and draws each star's noise from a stateless generator seeded
+by the call's seed and the star's row, so every path gives the same draws for the same seed.
 
 ``style`` selects whose Monte Carlo it is (``MC_STYLES``): "apnet", the package's own (above);
-"anet1" and "anet2", the published networks' own pipelines: sigma = err, except err == 1e10
-pixels get the flux value itself, clipped at 5x the median err over all pixels (1e10 ones
-included, taken before the replacement), no pixel mask. anet1 (astra): draw 0 unperturbed, value
-and sigma = mean and std (ddof 0) of the draws. anet2 (ApogeeNet2): value = the lower median of
-the draws, sigma = their std (ddof 1); Teff is 10**log Teff per draw (inside the model).
+"anet1" and "anet2", the published networks' own pipelines: sigma = err, except err == 1e10 pixels
+get the flux value itself, clipped at 5x the median err over all pixels (1e10 ones included, taken
+before the replacement), no pixel mask. anet1 (astra): draw 0 unperturbed, value and sigma = mean
+and std (ddof 0) of the draws. anet2 (ApogeeNet2): value = the lower median of the draws, sigma =
+their std (ddof 1); Teff is 10**log Teff per draw (inside the model).
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from apnet_tf.constants import BAD_ERROR_THRESHOLD, MC_ERROR_CAP, MC_REALIZATIONS, MC_ROWS_PER_CHUNK
+from apnet_tf.constants import BAD_ERROR_THRESHOLD, MC_DRAWS, MC_ERROR_CAP, MC_ROWS_PER_CHUNK
 from apnet_tf.errors import ApnetError
 
 __all__ = [
     "SUMMARIES", "clean_errors", "mask_into_errors", "kth_smallest", "typical_error",
-    "noise_scale", "star_seed", "realizations", "standard_normal", "stateless_seed", "summarize",
+    "noise_scale", "star_seed", "noisy_draws", "standard_normal", "stateless_seed", "summarize",
     "monte_carlo",
-    "MonteCarloPredictor", "check_realizations", "MC_STYLES", "published_noise_scale"
+    "MonteCarloPredictor", "check_mc", "MC_STYLES", "published_noise_scale"
 ]
 
 #: The summaries ``monte_carlo`` returns, each (B, 3). "value" is the style's reported value
@@ -132,9 +132,9 @@ def star_seed(seed: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
                                                     tf.cast(index, tf.int64))
 
 
-def realizations(flux: tf.Tensor, scale: tf.Tensor, r, seed, first=0,
-                 keep_first: bool = False) -> tf.Tensor:
-    """R noisy copies of each spectrum as one batch: (B, N) -> (B * R, N), star-major.
+def noisy_draws(flux: tf.Tensor, scale: tf.Tensor, mc, seed, first=0,
+                keep_first: bool = False) -> tf.Tensor:
+    """``mc`` noisy draws of each spectrum as one batch: (B, N) -> (B * mc, N), star-major.
 
     The noise of row ``first + i`` of a call comes from a stateless generator seeded by
     ``star_seed(seed, first + i)`` (``standard_normal``), so it does not depend on how the call is
@@ -146,16 +146,17 @@ def realizations(flux: tf.Tensor, scale: tf.Tensor, r, seed, first=0,
     scale = tf.convert_to_tensor(scale, tf.float32)
     b, n = tf.shape(flux)[0], tf.shape(flux)[1]
     seed = tf.convert_to_tensor(seed, tf.int64)
-    keep = tf.cast(tf.range(r) > 0, tf.float32)[:, None] if keep_first else None
+    keep = tf.cast(tf.range(mc) > 0, tf.float32)[:, None] if keep_first else None
 
     def one(i):
-        eps = tf.reshape(standard_normal(star_seed(seed, first + i), r * n), tf.stack([r, n]))
+        eps = tf.reshape(standard_normal(star_seed(seed, first + i), mc * n),
+                         tf.stack([mc, n]))
         if keep is not None:
             eps = eps * keep
         return flux[i] + eps * scale[i]
 
     x = tf.map_fn(one, tf.range(b), fn_output_signature=tf.TensorSpec([None, None], tf.float32))
-    return tf.reshape(x, tf.stack([b * r, n]))
+    return tf.reshape(x, tf.stack([b * mc, n]))
 
 
 def standard_normal(seed, m) -> tf.Tensor:
@@ -198,10 +199,10 @@ def stateless_seed(seed) -> np.ndarray:
 
 
 def summarize(samples: tf.Tensor, style: str = "apnet") -> dict[str, tf.Tensor]:
-    """TFP summaries of (B, R, 3) samples: value, mean, std, p16, p50, p84, each (B, 3).
+    """TFP summaries of (B, mc, 3) samples: value, mean, std, p16, p50, p84, each (B, 3).
 
     value and std: the mean and std (ddof 0) of the draws; for "anet2" the lower median (the
-    ((R - 1) // 2)th smallest draw, as torch.median) and the std with ddof 1.
+    ((mc - 1) // 2)th smallest draw, as torch.median) and the std with ddof 1.
     """
     pct = tfp.stats.percentile(samples, [16.0, 50.0, 84.0], axis=1, interpolation="linear")
     out = {"mean": tf.reduce_mean(samples, axis=1),
@@ -209,14 +210,14 @@ def summarize(samples: tf.Tensor, style: str = "apnet") -> dict[str, tf.Tensor]:
            "p16": pct[0], "p50": pct[1], "p84": pct[2]}
     out["value"] = out["mean"]
     if style == "anet2":
-        r = tf.shape(samples)[1]
-        out["value"] = tf.gather(tf.sort(samples, axis=1), (r - 1) // 2, axis=1)
-        rf = tf.cast(r, samples.dtype)
+        mc = tf.shape(samples)[1]
+        out["value"] = tf.gather(tf.sort(samples, axis=1), (mc - 1) // 2, axis=1)
+        rf = tf.cast(mc, samples.dtype)
         out["std"] = out["std"] * tf.sqrt(rf / tf.maximum(rf - 1.0, 1.0))
     return out
 
 
-def monte_carlo(predict, flux, err, bad, r, seed, rows_per_chunk=MC_ROWS_PER_CHUNK,
+def monte_carlo(predict, flux, err, bad, mc, seed, rows_per_chunk=MC_ROWS_PER_CHUNK,
                 error_cap: float = MC_ERROR_CAP, dropout_predict=None, style: str = "apnet",
                 photometry=None) -> dict[str, tf.Tensor]:
     """The one Monte Carlo of this package (paper 3.5), used by the Keras, SavedModel and TFLite
@@ -225,10 +226,10 @@ def monte_carlo(predict, flux, err, bad, r, seed, rows_per_chunk=MC_ROWS_PER_CHU
     Args:
         predict: rows (M, 8575) -> (M, 3) physical units; a graph function, or an eager one.
         flux, err: (B, 8575); bad: bool (B, 8575) (pixels that get no noise).
-        r: realizations per star; seed: int64 (2,), the stateless seed of the whole call.
-        rows_per_chunk: at most max(r, this) rows go through ``predict`` at once, so memory
-            stays bounded whatever B: the stars are cut into chunks of rows_per_chunk // r.
-        dropout_predict: optional rows -> (M, 3) with dropout on; its spread over r passes of
+        mc: draws per star; seed: int64 (2,), the stateless seed of the whole call.
+        rows_per_chunk: at most max(mc, this) rows go through ``predict`` at once, so memory
+            stays bounded whatever B: the stars are cut into chunks of rows_per_chunk // mc.
+        dropout_predict: optional rows -> (M, 3) with dropout on; its spread over mc passes of
             the clean flux is added in quadrature (``std_dropout``).
         style: one of ``MC_STYLES`` (module docstring); the published ones ignore ``bad``.
         photometry: (B, 7) for a two-input model: ``predict(rows, photometry rows)``; each
@@ -238,9 +239,9 @@ def monte_carlo(predict, flux, err, bad, r, seed, rows_per_chunk=MC_ROWS_PER_CHU
     err = tf.convert_to_tensor(err, tf.float32)
     scale = (noise_scale(err, tf.convert_to_tensor(bad), error_cap) if style == "apnet"
              else published_noise_scale(flux, err, error_cap))
-    r = tf.convert_to_tensor(r, tf.int32)
+    mc = tf.convert_to_tensor(mc, tf.int32)
     b = tf.shape(flux)[0]
-    per_chunk = tf.maximum(1, tf.convert_to_tensor(rows_per_chunk, tf.int32) // r)
+    per_chunk = tf.maximum(1, tf.convert_to_tensor(rows_per_chunk, tf.int32) // mc)
     n_chunks = (b + per_chunk - 1) // per_chunk
     keys = SUMMARIES + (("std_dropout",) if dropout_predict is not None else ())
 
@@ -248,7 +249,7 @@ def monte_carlo(predict, flux, err, bad, r, seed, rows_per_chunk=MC_ROWS_PER_CHU
         return i * per_chunk, tf.minimum(i * per_chunk + per_chunk, b)
 
     def noisy(i):
-        return _chunk_copies(flux, scale, r, seed, i, per_chunk, n_chunks, style == "anet1")
+        return _chunk_copies(flux, scale, mc, seed, i, per_chunk, n_chunks, style == "anet1")
 
     def body(i, x, arrays):
         lo, hi = bounds(i)
@@ -256,11 +257,11 @@ def monte_carlo(predict, flux, err, bad, r, seed, rows_per_chunk=MC_ROWS_PER_CHU
         # runs the two side by side, on cores the network leaves idle.
         following = noisy(i + 1)
         extra = [] if photometry is None else [
-            tf.repeat(tf.cast(photometry[lo:hi], tf.float32), r, axis=0)]
-        out = summarize(tf.reshape(predict(x, *extra), tf.stack([hi - lo, r, 3])), style)
+            tf.repeat(tf.cast(photometry[lo:hi], tf.float32), mc, axis=0)]
+        out = summarize(tf.reshape(predict(x, *extra), tf.stack([hi - lo, mc, 3])), style)
         if dropout_predict is not None:
-            drop = dropout_predict(tf.repeat(flux[lo:hi], r, axis=0), *extra)
-            out["std_dropout"] = _spread(drop, hi - lo, r)
+            drop = dropout_predict(tf.repeat(flux[lo:hi], mc, axis=0), *extra)
+            out["std_dropout"] = _spread(drop, hi - lo, mc)
         return i + 1, following, [a.write(i, out[k]) for a, k in zip(arrays, keys)]
 
     arrays = [tf.TensorArray(tf.float32, size=n_chunks, infer_shape=False) for _ in keys]
@@ -275,18 +276,18 @@ def monte_carlo(predict, flux, err, bad, r, seed, rows_per_chunk=MC_ROWS_PER_CHU
     return out
 
 
-def _spread(rows: tf.Tensor, n, r) -> tf.Tensor:
-    """(n * r, 3) rows, star-major -> (n, 3): the standard deviation of each star's r rows."""
-    return tfp.stats.stddev(tf.reshape(rows, tf.stack([n, r, 3])), sample_axis=1)
+def _spread(rows: tf.Tensor, n, mc) -> tf.Tensor:
+    """(n * mc, 3) rows, star-major -> (n, 3): the standard deviation of each star's mc rows."""
+    return tfp.stats.stddev(tf.reshape(rows, tf.stack([n, mc, 3])), sample_axis=1)
 
 
-def _chunk_copies(flux, scale, r, seed, i, per_chunk, n_chunks, keep_first: bool) -> tf.Tensor:
-    """The R noisy copies (``realizations``) of the stars of chunk i, (rows, N); none (0, N)
+def _chunk_copies(flux, scale, mc, seed, i, per_chunk, n_chunks, keep_first: bool) -> tf.Tensor:
+    """The ``mc`` noisy draws (``noisy_draws``) of the stars of chunk i, (rows, N); none (0, N)
     after the last chunk."""
     lo = i * per_chunk
     hi = tf.minimum(lo + per_chunk, tf.shape(flux)[0])
-    return tf.cond(i < n_chunks, lambda: realizations(flux[lo:hi], scale[lo:hi], r, seed, lo,
-                                                      keep_first=keep_first),
+    return tf.cond(i < n_chunks, lambda: noisy_draws(flux[lo:hi], scale[lo:hi], mc, seed, lo,
+                                                     keep_first=keep_first),
                    lambda: tf.zeros(tf.stack([0, tf.shape(flux)[1]])))
 
 
@@ -302,17 +303,17 @@ class MonteCarloPredictor:
 
     Args:
         model: raw flux (B, 8575) -> (B, 3) in physical units.
-        realizations: R, the noisy copies per star (paper: 100).
+        mc: the noisy draws per star (paper: 100).
         error_cap: noise sigma is capped at this multiple of the typical error (paper: 5).
-        mc_dropout: also run R passes with dropout on and add their spread in quadrature (the
+        mc_dropout: also run mc passes with dropout on and add their spread in quadrature (the
             dropout masks come from Keras's own generator, seeded by keras.utils.set_random_seed).
-        rows_per_chunk: the most (stars x R) rows in one model call; bounds memory.
+        rows_per_chunk: the most (stars x mc) rows in one model call; bounds memory.
     """
 
-    def __init__(self, model: keras.Model, realizations: int = MC_REALIZATIONS,
+    def __init__(self, model: keras.Model, mc: int = MC_DRAWS,
                  error_cap: float = MC_ERROR_CAP, mc_dropout: bool = False,
                  rows_per_chunk: int = MC_ROWS_PER_CHUNK, style: str = "apnet"):
-        self.model, self.r = model, check_realizations(realizations)
+        self.model, self.mc = model, check_mc(mc)
         self.cap, self.mc_dropout, self.rows = float(error_cap), mc_dropout, int(rows_per_chunk)
         self.style = _check_style(style)
         self.two_inputs = isinstance(model.input_shape, list)
@@ -331,7 +332,7 @@ class MonteCarloPredictor:
             return lambda x, m: self.model([x, m], training=training)
 
         drop = run(True) if self.mc_dropout else None
-        return monte_carlo(run(False), flux, err, bad, self.r, seed, self.rows, self.cap,
+        return monte_carlo(run(False), flux, err, bad, self.mc, seed, self.rows, self.cap,
                            dropout_predict=drop, style=self.style, photometry=photometry)
 
     def __call__(self, flux, err, bad=None, seed=0, photometry=None) -> dict[str, np.ndarray]:
@@ -355,7 +356,8 @@ class MonteCarloPredictor:
         return {k: v.numpy() for k, v in out.items()}
 
 
-def check_realizations(r) -> int:
-    if int(r) < 2:
-        raise ApnetError(f"Monte Carlo needs at least 2 realizations, got {r}")
-    return int(r)
+def check_mc(mc) -> int:
+    """``mc`` as an int, or a one-line ApnetError: a spread needs at least two draws."""
+    if int(mc) < 2:
+        raise ApnetError(f"Monte Carlo needs at least 2 draws, got {mc}")
+    return int(mc)

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from apnet_tf.constants import FIT_ARCHS
 from apnet_tf.data.dataset import make_dataset
-from apnet_tf.data.manifest import has_photometry
+from apnet_tf.data.manifest import records_hold_photometry
 from apnet_tf.errors import ApnetError
 from apnet_tf.io.photometry import FILL_LIMIT
 from apnet_tf.model.published import PHOT_FILL
@@ -97,7 +97,7 @@ def resolve_arch(arch: str | None, stage: str, run_dir: str, resume: bool = Fals
 
 def check_arch_records(records_dir: str, manifest: dict, arch: str) -> None:
     """ApnetError when ``arch`` needs photometry and the records were made without it."""
-    if arch == "anet2" and not has_photometry(manifest):
+    if arch == "anet2" and not records_hold_photometry(manifest):
         raise ApnetError(f"{records_dir}: --arch anet2 trains on photometry as well as flux, "
                          "and these records hold none; make them with make-records "
                          "--photometry TABLE")
