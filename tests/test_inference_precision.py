@@ -9,9 +9,9 @@ from cli_helpers import assert_one_line_error, cli
 from apnet_tf.constants import AUTO_MAX_SHIFT, AUTO_MEDIAN_SHIFT
 from apnet_tf.data.reading import plan_units, read_unit
 from apnet_tf.errors import ApnetError
-from apnet_tf.inference import predict as predict_module
 from apnet_tf.inference.predict import job_precision, predict_catalog
 from apnet_tf.io.catalog import write_catalog
+from apnet_tf.model import precision as precision_module
 from apnet_tf.model.loading import LoadedModel, load_model
 from apnet_tf.model.network import predictor
 from apnet_tf.model.precision import auto_choice, auto_line, precision_shift
@@ -106,7 +106,7 @@ def test_mixed_bfloat16_stays_near_float32_plain_and_mc(small_survey, untrained_
 @pytest.mark.parametrize("native", [False, True])
 def test_auto_measures_on_the_jobs_first_spectra(small_survey, untrained_run, monkeypatch,
                                                  native):
-    monkeypatch.setattr(predict_module, "bfloat16_is_native", lambda: native)
+    monkeypatch.setattr(precision_module, "bfloat16_is_native", lambda: native)
     loaded = load_model(str(untrained_run))
     plan, batch = _first_batch(small_survey)
     model, line = job_precision(loaded, plan, "auto")
@@ -120,7 +120,7 @@ def test_auto_measures_on_the_jobs_first_spectra(small_survey, untrained_run, mo
     assert line == auto_line(auto_choice(median, largest), median, largest)
     assert model.precision == auto_choice(median, largest)
     # the bounds decide: a bound below the measured shift turns bfloat16 down
-    monkeypatch.setattr(predict_module, "auto_choice",
+    monkeypatch.setattr(precision_module, "auto_choice",
                         lambda m, x: auto_choice(m, x, median_bound=np.min(median) / 2))
     model, line = job_precision(loaded, plan, "auto")
     assert model is loaded and line.startswith("auto -> float32 (median shift")

@@ -134,7 +134,7 @@ def test_end_to_end_with_real_aspcap_labels(tmp_path):
                         "TEFF": [3100.0, 2900.0], "LOGG": [3.8, 3.9], "FE_H": [0.0, -9999.0]})
     yso.to_csv(tmp_path / "yso.csv", index=False)
     res = make_labels(str(tmp_path / "labels.csv"), payne=str(tmp_path / "payne.csv"),
-                      photometry=str(tmp_path / "phot.csv"), yso=str(tmp_path / "yso.csv"))
+                      label_photometry=str(tmp_path / "phot.csv"), yso=str(tmp_path / "yso.csv"))
     out = pd.read_csv(tmp_path / "labels.csv").set_index("APOGEE_ID")
     # Payne rule on the real values: only 2M05392474 (logg 3.45), 2M13564148 (logg 3.46) and
     # 2M17334253 (logg 1.08) pass; the other 22 have -9999 or Teff < 4000 with logg > 3.5

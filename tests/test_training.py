@@ -169,11 +169,12 @@ def test_fit_in_mixed_bfloat16_saves_a_float32_model(records, tmp_path):
 
 
 def test_auto_precision_follows_the_hardware(monkeypatch):
+    from apnet_tf.model import precision as model_precision
     from apnet_tf.training import precision as training
 
-    monkeypatch.setattr(training, "bfloat16_is_native", lambda: True)
+    monkeypatch.setattr(model_precision, "bfloat16_is_native", lambda: True)
     assert training.resolve_precision("auto") == "mixed_bfloat16"
-    monkeypatch.setattr(training, "bfloat16_is_native", lambda: False)
+    monkeypatch.setattr(model_precision, "bfloat16_is_native", lambda: False)
     assert training.resolve_precision("auto") == "float32"
     assert training.resolve_precision("float32") == "float32"
     # the default trains in bfloat16 where the hardware computes it (bench/time_to_accuracy.py);

@@ -37,7 +37,6 @@ from apnet_tf.model.loading import (
 from apnet_tf.model.precision import (
     auto_line,
     auto_precision,
-    bfloat16_is_native,
     check_inference_precision,
     label_spread,
     precision_shift,
@@ -150,7 +149,7 @@ def job_precision(model: LoadedModel, plan, precision: str,
     spread = label_spread(model.normalization, model.model if model.kind == "keras" else None)
     why = ("only a Keras model (run folder or .keras) computes in bfloat16"
            if model.kind != "keras" else "this machine has no bfloat16 hardware"
-           if not bfloat16_is_native() else "the model says nothing of its label spread"
+           if auto_precision() == "float32" else "the model says nothing of its label spread"
            if spread is None else "")
     probe = None if why else _probe(plan, mask_bits, photometry, model.takes_photometry)
     if probe is None:
