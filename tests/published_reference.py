@@ -14,6 +14,9 @@ Public functions return the package's target order (teff [K], logg [dex], fe_h [
 * ``net2_predict(flux, photometry7, model)``: one deterministic Net II pass.
 * ``net2_predict_mc(flux, error, photometry7, model)``: the hutchresearch pipeline's Monte
   Carlo (torch median and ddof-1 std of the draws, in log10 Teff, plus Teff-in-K statistics).
+
+Both Monte Carlo functions take ``draws``, (n, n_draws, 8575) standard normals, in place of their
+own torch.randn: fed the draws another implementation made, they must give its numbers.
 """
 
 from __future__ import annotations
@@ -218,27 +221,40 @@ def _net1_physical(raw: np.ndarray) -> np.ndarray:
     return phys[:, [1, 0, 2]]
 
 
-def net1_predict(flux, model=None) -> np.ndarray:
+def net1_predict(flux, model=None, error=None) -> np.ndarray:
     """(n, 8575) raw apStar flux (HDU 1) -> (n, 3) (teff K, logg, fe_h), one pass, no MC.
-    Equals astra's draw 0; astra itself reported the mean over its 100 draws (net1_predict_mc)."""
+    Equals astra's draw 0; astra itself reported the mean over its 100 draws (net1_predict_mc).
+    ``error`` (HDU 2): its non-finite pixels are cleaned too, as astra did."""
     net = load_net1(model)
-    f, _ = net1_clean(flux)
+    f, _ = net1_clean(flux, error)
     return _net1_physical(_run(net, torch.from_numpy(f)[:, None, :]))
 
 
-def net1_predict_mc(flux, error, model=None, n_draws: int = 100, ddof: int = 0, seed=None):
+def _normals(draws, i: int, n_draws: int, gen) -> torch.Tensor:
+    """Star i's (n_draws, 1, 8575) standard normals: ``draws[i]`` if given, else torch.randn."""
+    if draws is None:
+        return torch.randn((n_draws, 1, N_PIXELS), generator=gen)
+    eps = torch.from_numpy(np.asarray(draws[i], dtype=np.float32))
+    if eps.shape != (n_draws, N_PIXELS):
+        raise ValueError(f"draws[{i}] has shape {tuple(eps.shape)}, not ({n_draws}, {N_PIXELS})")
+    return eps[:, None, :]
+
+
+def net1_predict_mc(flux, error, model=None, n_draws: int = 100, ddof: int = 0, seed=None,
+                    draws=None):
     """astra's Net I Monte Carlo, per spectrum: cleaning, mc_sigma, n_draws Gaussian draws of
     which draw 0 is the unperturbed flux. Returns (mean, std), each (n, 3) in (teff, logg, fe_h),
-    over the draws. ddof=0 is astra from Dec 2020 (np.std); its first version used ddof=1."""
+    over the draws. ddof=0 is astra from Dec 2020 (np.std); its first version used ddof=1.
+    ``draws``: (n, n_draws, 8575) standard normals instead of torch.randn."""
     net = load_net1(model)
     f, e = net1_clean(flux, error)
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     means, stds = [], []
-    for fi, ei in zip(torch.from_numpy(f), torch.from_numpy(e)):
+    for i, (fi, ei) in enumerate(zip(torch.from_numpy(f), torch.from_numpy(e))):
         sigma = mc_sigma(fi, ei)
-        draws = torch.randn((n_draws, 1, N_PIXELS), generator=gen) * sigma + fi
-        draws[0, 0] = fi
-        phys = _net1_physical(_run(net, draws))
+        draws_i = _normals(draws, i, n_draws, gen) * sigma + fi
+        draws_i[0, 0] = fi
+        phys = _net1_physical(_run(net, draws_i))
         means.append(phys.mean(axis=0))
         stds.append(phys.std(axis=0, ddof=ddof))
     return np.array(means), np.array(stds)
@@ -275,7 +291,7 @@ def net2_predict(flux, photometry7, model=None, astra_negative_rule: bool = Fals
 
 
 def net2_predict_mc(flux, error, photometry7, model=None, n_draws: int = 100, seed=None,
-                    astra_negative_rule: bool = False) -> dict:
+                    astra_negative_rule: bool = False, draws=None) -> dict:
     """hutchresearch pipeline Monte Carlo, per spectrum: error is np.nan_to_num'ed, mc_sigma,
     n_draws Gaussian draws (none unperturbed), photometry not perturbed. Returns a dict of (n, 3)
     arrays in (teff, logg, fe_h) column order:
@@ -283,22 +299,29 @@ def net2_predict_mc(flux, error, photometry7, model=None, n_draws: int = 100, se
     * "value": the deterministic prediction (teff in K);
     * "median_log", "std_log": torch.median (lower middle for even counts) and ddof-1 std of the
       draws with Teff in log10 (column 0 is log10 Teff), as the hutch pipeline writes them;
-    * "median", "std": the later astra statistics, 10** on each draw then np.median / np.std
-      (ddof 0) of Teff in K."""
+    * "median_k", "std_k": the same statistics (torch.median, ddof-1 std) with Teff in K, 10**
+      on each draw first: what the hutch pipeline would give in K (it writes log10 Teff);
+    * "median", "std": np.median and np.std (ddof 0) with Teff in K, 10** on each draw first,
+      as astra's later apogeenet_v2 summarised its draws (its noise differs: there a 1e10
+      error takes the 5x median cap, not the flux value).
+
+    ``draws``: (n, n_draws, 8575) standard normals instead of torch.randn."""
     net = load_net2(model)
     f = torch.from_numpy(net2_clean(flux))
     e = torch.from_numpy(np.nan_to_num(_flux_2d(error)))
     m = torch.from_numpy(normalise_photometry(photometry7, astra_negative_rule))
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    out = {k: [] for k in ("median_log", "std_log", "median", "std")}
-    for fi, ei, mi in zip(f, e, m):
+    out = {k: [] for k in ("median_log", "std_log", "median_k", "std_k", "median", "std")}
+    for i, (fi, ei, mi) in enumerate(zip(f, e, m)):
         sigma = mc_sigma(fi, ei)
-        draws = torch.randn((n_draws, 1, N_PIXELS), generator=gen) * sigma + fi
-        logs = _net2_destandardise(torch.from_numpy(_run(net, draws, mi.repeat(n_draws, 1))))
+        draws_i = _normals(draws, i, n_draws, gen) * sigma + fi
+        logs = _net2_destandardise(torch.from_numpy(_run(net, draws_i, mi.repeat(n_draws, 1))))
         reorder = logs[:, [1, 0, 2]]
         out["median_log"].append(torch.median(reorder, dim=0).values.numpy())
         out["std_log"].append(torch.std(reorder, dim=0).numpy())
         phys = _net2_physical(logs.numpy())
+        out["median_k"].append(torch.median(torch.from_numpy(phys), dim=0).values.numpy())
+        out["std_k"].append(torch.std(torch.from_numpy(phys), dim=0).numpy())
         out["median"].append(np.median(phys, axis=0))
         out["std"].append(phys.std(axis=0))
     result = {k: np.array(v) for k, v in out.items()}

@@ -14,6 +14,7 @@ import json
 import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, cli
+from published_weights import photometry_for, scaled_fc3
 
 torch = pytest.importorskip("torch")
 ref = pytest.importorskip("published_reference")
@@ -35,32 +36,12 @@ def spectra(apstar_files):
     return np.stack(flux), np.stack(err), ids
 
 
-def photometry_for(n: int) -> np.ndarray:
-    """Plausible raw photometry for n stars; star 1 has a 99.999 G, star 2 no parallax."""
-    rng = np.random.default_rng(7)
-    base = np.array([1.0, 13.0, 13.6, 12.3, 11.2, 10.6, 10.4])
-    phot = base + rng.normal(0, [1.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0], (n, 7))
-    phot[1, 1] = 99.999
-    phot[2, 0] = np.nan
-    return phot
-
-
-def _scaled(net, *inputs):
-    """Rescale fc3 so the standardised outputs have mean 0 and std 0.5 over these inputs."""
-    with torch.no_grad():
-        z = net(*inputs).numpy().astype(np.float64)
-        a = 0.5 / z.std(axis=0)
-        net.fc3.weight.mul_(torch.from_numpy(a[:, None]).float())
-        net.fc3.bias.copy_(torch.from_numpy(a * net.fc3.bias.numpy() - (z * a).mean(axis=0)))
-    return net
-
-
 @pytest.fixture(scope="module")
 def net1(spectra, tmp_path_factory):
     """(path of a Net I state_dict, reference (teff, logg, fe_h) of the 24 stars)."""
     flux = torch.from_numpy(spectra[0])[:, None, :]
     torch.manual_seed(1)
-    net = _scaled(ref.ApogeeNetI().eval(), flux)
+    net = scaled_fc3(ref.ApogeeNetI().eval(), flux)
     path = tmp_path_factory.mktemp("net1") / "net1.pt"
     torch.save(net.state_dict(), path)
     with torch.no_grad():  # the authors' forward pass on raw flux, then their de-standardisation
@@ -75,7 +56,7 @@ def net2(spectra, tmp_path_factory):
     flux = torch.from_numpy(spectra[0])[:, None, :]
     m = torch.from_numpy(ref.normalise_photometry(phot))
     torch.manual_seed(2)
-    net = _scaled(ref.ApogeeNetII().eval(), flux, m)
+    net = scaled_fc3(ref.ApogeeNetII().eval(), flux, m)
     path = tmp_path_factory.mktemp("net2") / "net2.pt"
     torch.save(net.state_dict(), path)
     return path, phot, ref.net2_predict(spectra[0], phot, net)
