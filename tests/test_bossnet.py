@@ -351,7 +351,7 @@ def test_conventions_say_what_each_pipeline_does():
     astra = conventions("anet3")
     assert astra["convention"] == "astra" and astra["output_order"] == ["logg", "log_teff",
                                                                        "fe_h"]
-    assert astra["mc"]["realizations"] == 20 and astra["catalog"]["error_model"]["teff"] == [
+    assert astra["mc"]["mc"] == 20 and astra["catalog"]["error_model"]["teff"] == [
         1.25, 10.0]
     assert "suspicious_fe_h" not in astra["catalog"]["flags"]
     boss = conventions("bossnet", "hutchresearch")

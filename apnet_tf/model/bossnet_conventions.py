@@ -22,7 +22,7 @@ from apnet_tf.model.bossnet import (
 
 __all__ = ["ASTRA_MC", "ASTRA_ERROR_MODEL", "ASTRA_FLAGS", "conventions"]
 
-#: astra's Monte Carlo draws per spectrum (both tasks' default).
+#: astra's number of Monte Carlo draws per spectrum (both tasks' default).
 ASTRA_MC = 20
 #: astra's APOGEE Net III noise model (models/apogeenet.py apply_noise_model): sigma = a * raw
 #: sigma + b, per output. BOSS Net has none.
@@ -70,7 +70,7 @@ def _inputs(arch: str, convention: str) -> dict:
 
 def _mc(arch: str, convention: str) -> dict:
     where = ("each draw resampled onto the grid, then " if arch == "bossnet" else "")
-    common = {"style": convention, "realizations": ASTRA_MC, "value": "the un-noised pass",
+    common = {"style": convention, "mc": ASTRA_MC, "value": "the un-noised pass",
               "sigma_stat": "std (ddof 1) of the draws, Teff as log10 Teff"}
     if convention == "astra":
         return {**common, "noise": "err x N(0, 1) on every native pixel",
@@ -81,7 +81,7 @@ def _mc(arch: str, convention: str) -> dict:
             "clip": where + "each draw's own 95th percentile",
             "median": "the lower median of the draws (torch.median), reported",
             "teff_sigma": "reported as the std of log10 Teff",
-            "default_realizations": "none (their -u is 0 unless given)"}
+            "default_mc": "none (their -u is 0 unless given)"}
 
 
 def conventions(arch: str, convention: str = "astra") -> dict:
