@@ -17,7 +17,7 @@ import numpy as np
 
 from apnet_tf.errors import ApnetError
 
-__all__ = ["BLOCK", "CARD", "Unsupported", "read_rows"]
+__all__ = ["BLOCK", "CARD", "Unsupported", "card_value", "data_size", "read_rows"]
 
 BLOCK = 2880
 CARD = 80
@@ -44,13 +44,13 @@ def _header(f, path: str, keys: tuple[str, ...]) -> tuple[dict, int]:
         for i in range(0, BLOCK, CARD):
             key = block[i:i + 8].rstrip().decode("ascii", "replace")
             if key == "END":
-                values = {k: _value(c) for k, c in raw.items()}
+                values = {k: card_value(c) for k, c in raw.items()}
                 return values, size
             if (key in keys or key in _STRUCTURE) and key not in raw:
                 raw[key] = block[i:i + CARD]
 
 
-def _value(card: bytes):
+def card_value(card: bytes):
     """The value of a FITS card: str, bool, int or float (fixed or free format)."""
     if card[8:10] != b"= ":
         raise Unsupported
@@ -79,7 +79,8 @@ def _value(card: bytes):
         raise Unsupported from None
 
 
-def _data_size(h: dict, padded: bool = True) -> int:
+def data_size(h: dict, padded: bool = True) -> int:
+    """Bytes of an HDU's data unit from its header values (padded to whole 2880-byte blocks)."""
     naxis = int(h.get("NAXIS", 0))
     if naxis == 0:
         return 0
@@ -124,11 +125,11 @@ def read_rows(path: str, n_hdus: int, primary_keys: tuple[str, ...],
                 if k == 1:
                     header.update({key: h.get(key) for key in first_keys})
                 rows.append(_row0(f, h, pos + hsize))
-            end = pos + hsize + _data_size(h, padded=False)
+            end = pos + hsize + data_size(h, padded=False)
             if end > file_size:
                 raise ApnetError(f"{path}: not a readable apStar FITS file (truncated: "
                                  f"{file_size} bytes, HDU {k} ends at byte {end})")
-            pos += hsize + _data_size(h)
+            pos += hsize + data_size(h)
     return header, rows
 
 
