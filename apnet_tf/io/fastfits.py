@@ -12,12 +12,14 @@ falls back to astropy.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 
 from apnet_tf.errors import ApnetError
 
-__all__ = ["BLOCK", "CARD", "Unsupported", "card_value", "data_size", "read_rows"]
+__all__ = ["BLOCK", "CARD", "Unsupported", "Truncated", "scan_header", "card_value", "data_size",
+           "read_rows"]
 
 BLOCK = 2880
 CARD = 80
@@ -30,24 +32,44 @@ class Unsupported(Exception):
     """The file is valid FITS perhaps, but not the plain kind this reader handles."""
 
 
-def _header(f, path: str, keys: tuple[str, ...]) -> tuple[dict, int]:
-    """{keyword: value} of ``keys`` and the structural keywords; the header's length in bytes."""
+class Truncated(Unsupported):
+    """The file ends inside a header."""
+
+
+def scan_header(f, wanted: Callable[[str], bool]) -> tuple[dict, int] | None:
+    """{keyword: value} of the first card of each keyword ``wanted`` accepts, read from the
+    header at the file's position, and the header's length in bytes; None at the end of the file.
+
+    Raises:
+        Truncated: the file ends inside the header.
+        Unsupported: a wanted card's value cannot be parsed.
+    """
     raw: dict[str, bytes] = {}
     size = 0
     while True:
         block = f.read(BLOCK)
         if len(block) < BLOCK:
             if size == 0 and not block:
-                raise IndexError("no such HDU")
-            raise ApnetError(f"{path}: not a readable apStar FITS file (truncated header)")
+                return None
+            raise Truncated
         size += BLOCK
         for i in range(0, BLOCK, CARD):
             key = block[i:i + 8].rstrip().decode("ascii", "replace")
             if key == "END":
-                values = {k: card_value(c) for k, c in raw.items()}
-                return values, size
-            if (key in keys or key in _STRUCTURE) and key not in raw:
+                return {k: card_value(c) for k, c in raw.items()}, size
+            if key not in raw and wanted(key):
                 raw[key] = block[i:i + CARD]
+
+
+def _header(f, path: str, keys: tuple[str, ...]) -> tuple[dict, int]:
+    """{keyword: value} of ``keys`` and the structural keywords; the header's length in bytes."""
+    try:
+        found = scan_header(f, lambda key: key in keys or key in _STRUCTURE)
+    except Truncated:
+        raise ApnetError(f"{path}: not a readable apStar FITS file (truncated header)") from None
+    if found is None:
+        raise IndexError("no such HDU")
+    return found
 
 
 def card_value(card: bytes):

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from apnet_tf.io.fastfits import BLOCK, CARD, Unsupported, card_value, data_size
+from apnet_tf.io.fastfits import Unsupported, data_size, scan_header
 
 __all__ = ["read_tables"]
 
@@ -34,23 +34,10 @@ _COLUMN_KEYS = re.compile(r"(TTYPE|TFORM|TSCAL|TZERO)(\d+)")
 
 def _header(f, keys: tuple[str, ...]) -> tuple[dict, int] | None:
     """The values of ``keys``, the structure and the column cards of one header, and its size
-    in bytes; None at the end of the file."""
-    raw: dict[str, bytes] = {}
-    size = 0
-    while True:
-        block = f.read(BLOCK)
-        if len(block) < BLOCK:
-            if size == 0 and not block:
-                return None
-            raise Unsupported  # truncated: astropy says so
-        size += BLOCK
-        for i in range(0, BLOCK, CARD):
-            key = block[i:i + 8].rstrip().decode("ascii", "replace")
-            if key == "END":
-                return {k: card_value(c) for k, c in raw.items()}, size
-            if (key in keys or key in _STRUCTURE or _COLUMN_KEYS.fullmatch(key)) and \
-                    key not in raw:
-                raw[key] = block[i:i + CARD]
+    in bytes; None at the end of the file (a truncated header: ``fastfits.Truncated``, which
+    is Unsupported, so astropy says so)."""
+    return scan_header(f, lambda key: key in keys or key in _STRUCTURE or bool(
+        _COLUMN_KEYS.fullmatch(key)))
 
 
 def _layout(h: dict, wanted: set[str]) -> tuple[dict[str, int], dict[str, str]]:
