@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "CRVAL1", "CDELT1", "N_PIXELS", "wavelength_grid", "TARGETS", "LABEL_COLUMNS",
+    "CRVAL1", "CDELT1", "N_PIXELS", "wavelength_grid", "INSTRUMENTS", "BOSS_WAVE_MIN",
+    "BOSS_WAVE_MAX", "BOSS_N_PIXELS", "TARGETS", "LABEL_COLUMNS",
     "TARGET_UNITS", "CATEGORIES", "SPLITS", "SPLIT_FRACTIONS", "MISSING_VALUE", "SENTINELS",
     "LABEL_RANGES", "MAGNITUDE_RANGE", "PARALLAX_LIMIT", "BAD_ERROR_THRESHOLD",
     "PAPER_LEARNING_RATE", "PAPER_BATCH_SIZE", "PAPER_DROPOUT", "EARLY_STOPPING_PATIENCE",
@@ -30,6 +31,16 @@ N_PIXELS = 8575
 def wavelength_grid() -> np.ndarray:
     """Vacuum wavelength of each apStar pixel in Angstrom, shape (8575,)."""
     return 10.0 ** (CRVAL1 + CDELT1 * np.arange(N_PIXELS))
+
+
+#: The spectrographs whose files the package reads and simulates: APOGEE (apStar files) and
+#: BOSS (SDSS spec files).
+INSTRUMENTS = ("apogee", "boss")
+#: BOSS Net's input grid (hutchresearch/BOSSNet and sdss/astra): BOSS_N_PIXELS wavelengths,
+#: evenly spaced from BOSS_WAVE_MIN to BOSS_WAVE_MAX Angstrom (``io.boss.boss_grid``).
+BOSS_WAVE_MIN = 3800.0
+BOSS_WAVE_MAX = 8900.0
+BOSS_N_PIXELS = 3900
 
 
 #: The order of the three targets everywhere: arrays, manifests, model outputs.

@@ -29,17 +29,22 @@ def synth(out_dir: Annotated[str, typer.Option("--out", help="Folder for the FIT
           n: Annotated[int, typer.Option("--n", help="Number of stars")] = 3000,
           seed: Seed = 0,
           overwrite: Annotated[bool, typer.Option(
-              "--overwrite", help="Replace another survey in --out")] = False) -> None:
+              "--overwrite", help="Replace another survey in --out")] = False,
+          instrument: Annotated[str, typer.Option(help="apogee (apStar files) or boss (SDSS BOSS spec files)")] = "apogee",
+          names: Annotated[Optional[str], typer.Option(help="BOSS file names: field (SDSS-V spec-FIELD-MJD-CATALOGID.fits), plate (SDSS-IV spec-PLATE-MJD-FIBER.fits) or both, in turn  [default: field]")] = None,
+          full: Annotated[bool, typer.Option("--full", help="BOSS: full spec files (a table per exposure and camera) instead of lite ones")] = False) -> None:
     """Write a synthetic survey of apStar-format FITS files plus labels.csv and photometry.csv
-    (Gaia EDR3 and 2MASS photometry and parallax of each star, for make-records --photometry).
+    (Gaia EDR3 and 2MASS photometry and parallax of each star, for make-records --photometry);
+    with --instrument boss, SDSS BOSS spec files and labels.csv (with RV, km/s).
 
     Re-running the same command resumes it; a different survey in the same folder needs
     --overwrite, so old spectra are never mixed with new ones.
     """
-    from apnet_tf.data.synth import make_survey
+    from apnet_tf.data.synth_boss import survey_maker
 
+    make = survey_maker(instrument, names, full)
     with progress_bar("synth") as update:
-        table = make_survey(out_dir, n, seed, on_progress=update, overwrite=overwrite)
+        table = make(out_dir, n, seed, on_progress=update, overwrite=overwrite)
     counts = table["CATEGORY"].value_counts().to_dict()
     out.print(f"wrote {len(table)} spectra and labels.csv to {out_dir} "
               f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")

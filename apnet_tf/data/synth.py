@@ -36,12 +36,15 @@ from apnet_tf.io.files import atomic_path, locks_output
 from apnet_tf.io.folders import check, claim, marker, remove_made, write_marker
 
 __all__ = [
-    "SURVEY_PATTERN", "CHIP_GAPS", "CATEGORY_FRACTIONS", "YSO_FIELDS", "gap_mask",
-    "draw_labels", "SpectrumModel", "prepare_survey_folder", "make_survey"
+    "SURVEY_PATTERN", "BOSS_SURVEY_PATTERN", "CHIP_GAPS", "CATEGORY_FRACTIONS", "YSO_FIELDS",
+    "gap_mask", "draw_labels", "line_comb", "voigt_kernel", "SpectrumModel",
+    "prepare_survey_folder", "make_survey"
 ]
 
-#: The names of the spectra a survey writes.
+#: The names of the spectra a survey writes: apStar files, and BOSS spec files
+#: (``synth_boss``); ``--overwrite`` deletes either kind.
 SURVEY_PATTERN = "apStar-synth-*.fits"
+BOSS_SURVEY_PATTERN = "spec-*.fits"
 #: Chip-gap and edge pixel ranges (inclusive) where apStar files have flux 0 and error 1e10,
 #: as measured on the DR13 files in shared/data.
 CHIP_GAPS = ((0, 205), (3307, 3544), (6114, 6300), (8367, 8574))
@@ -104,19 +107,21 @@ def _line_list() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return groups
 
 
-def _comb(pos: np.ndarray, strength: np.ndarray) -> np.ndarray:
-    """Delta functions at fractional pixel positions, shared linearly between neighbours."""
-    out = np.zeros(N_PIXELS)
+def line_comb(pos: np.ndarray, strength: np.ndarray, n_pixels: int = N_PIXELS) -> np.ndarray:
+    """Delta functions at fractional pixel positions, shared linearly between neighbours:
+    float64 (n_pixels,)."""
+    out = np.zeros(n_pixels)
     i = np.floor(pos).astype(int)
     w = pos - i
-    ok = (i >= 0) & (i < N_PIXELS - 1)
+    ok = (i >= 0) & (i < n_pixels - 1)
     np.add.at(out, i[ok], strength[ok] * (1 - w[ok]))
     np.add.at(out, i[ok] + 1, strength[ok] * w[ok])
     return out
 
 
-def _voigt_kernel(sigma: float, gamma: float, half: int = 80) -> np.ndarray:
-    """Area-normalised pseudo-Voigt (Thompson et al. 1987) in pixels."""
+def voigt_kernel(sigma: float, gamma: float, half: int = 80) -> np.ndarray:
+    """Area-normalised pseudo-Voigt (Thompson et al. 1987) in pixels: Gaussian ``sigma`` and
+    Lorentzian half width ``gamma``; float64 (2 half + 1,)."""
     x = np.arange(-half, half + 1, dtype=np.float64)
     fg, fl = 2.3548 * sigma, 2 * gamma
     f = (fg**5 + 2.69269 * fg**4 * fl + 2.42843 * fg**3 * fl**2 + 4.47163 * fg**2 * fl**3
@@ -134,7 +139,7 @@ class SpectrumModel:
 
     def __init__(self):
         self.wave = wavelength_grid()
-        self.combs = {k: _comb(*v) for k, v in _line_list().items()}
+        self.combs = {k: line_comb(*v) for k, v in _line_list().items()}
         x = (self.wave - 16050.0) / 950.0
         # A fixed, smooth instrument throughput with a step per detector, as in raw apStar flux.
         chip = np.select([self.wave < 15800, self.wave < 16440], [0.93, 1.0], 1.06)
@@ -172,7 +177,7 @@ class SpectrumModel:
         for name, comb in self.combs.items():
             if strengths[name] < 1e-4:
                 continue
-            kern = _voigt_kernel(sigma, gamma_h if name == "h" else gamma_metal,
+            kern = voigt_kernel(sigma, gamma_h if name == "h" else gamma_metal,
                                  half=200 if name == "h" else 80)
             tau += strengths[name] * np.convolve(comb, kern, mode="same")
         co_strength = 0.35 * metals * np.clip(np.exp(-(teff - 3400.0) / 700.0), 0, 3) \
@@ -229,12 +234,15 @@ def _is_old_survey(folder: str) -> bool:
         n == "labels.csv" or fnmatch.fnmatch(n, SURVEY_PATTERN) for n in names)
 
 
-def prepare_survey_folder(out_dir: str, n: int, seed: int, overwrite: bool = False) -> None:
-    """Take ``out_dir`` for a survey of n stars drawn with ``seed`` (``folders.claim``).
+def prepare_survey_folder(out_dir: str, n: int, seed: int, overwrite: bool = False,
+                          options: dict | None = None) -> None:
+    """Take ``out_dir`` for a survey of n stars drawn with ``seed`` (``folders.claim``);
+    ``options`` (a BOSS survey's instrument, names and file kind) are part of what it is.
 
     The same survey again is a resume (its files are rewritten identically). Another survey in
     the folder would leave its spectra beside the new ones: that needs ``overwrite``, which first
-    deletes the old labels.csv, photometry.csv and the ``apStar-synth-*.fits`` files.
+    deletes the old labels.csv, photometry.csv and the ``apStar-synth-*.fits`` or
+    ``spec-*.fits`` files.
 
     Raises:
         ApnetError: n < 1; the folder is not a survey folder; or it holds another survey and
@@ -243,17 +251,18 @@ def prepare_survey_folder(out_dir: str, n: int, seed: int, overwrite: bool = Fal
     if n < 1:
         raise ApnetError(f"--n: the survey needs at least 1 star, got {n}")
     check_seed(seed)
-    params = {"n": int(n), "seed": int(seed)}
+    params = {"n": int(n), "seed": int(seed), **(options or {})}
     held = check(out_dir, "survey", legacy=_is_old_survey)
     old = (marker(out_dir) or {}).get("survey") if held else params
     if old != params and not overwrite:
-        shown = f"n={old['n']}, seed={old['seed']}" if old else "an earlier version's"
+        shown = ", ".join(f"{k}={v}" for k, v in old.items()) if old else "an earlier version's"
         raise ApnetError(f"{out_dir}: holds another synthetic survey ({shown}); pass "
                          "--overwrite to replace it, or choose another folder")
     claim(out_dir, "survey", legacy=_is_old_survey)
     if old != params:
         remove_made(out_dir, ["labels.csv", PHOTOMETRY_FILE] + sorted(
-                name for name in os.listdir(out_dir) if fnmatch.fnmatch(name, SURVEY_PATTERN)))
+            name for name in os.listdir(out_dir)
+            if any(fnmatch.fnmatch(name, p) for p in (SURVEY_PATTERN, BOSS_SURVEY_PATTERN))))
     write_marker(out_dir, "survey", survey=params)
 
 

@@ -15,11 +15,12 @@ from apnet_tf.constants import LABEL_COLUMNS, TARGET_UNITS
 from apnet_tf.io.catalog_flags import FLAG_BITS, LOW_SNR, TEFF_EDGE_K
 from apnet_tf.io.photometry import describe_bits
 
-__all__ = ["Column", "SCHEMA", "SOURCES", "column_info", "schema_column"]
+__all__ = ["Column", "RV_COLUMN", "SCHEMA", "SOURCES", "column_info", "schema_column"]
 
 #: Where a column's values come from.
 SOURCES = {
-    "header": "the apStar file's primary header",
+    "header": "the spectrum file: an apStar file's primary header; a BOSS spec file's name, "
+              "HDU 2 (SPALL) or primary header",
     "model": "the network (Monte Carlo summary when MC > 0)",
     "flags": "a rule on the spectrum or the predictions (io.catalog_flags)",
     "records": "the record folder (make-records)",
@@ -38,6 +39,10 @@ class Column:
     source: str
 
 
+#: The radial velocity column of networks that predict one (BOSS Net); with RV_ERR and the
+#: percentiles like the other labels, absent from the catalogs of other networks.
+RV_COLUMN = "RV"
+_RV = "radial velocity in the frame of the spectrum's wavelengths (BOSS: barycentric)"
 #: What each of Teff, log g and [Fe/H] is, in LABEL_COLUMNS order.
 _PARAMETERS = ("effective temperature", "surface gravity log10(g / cm s^-2)",
                "metallicity [Fe/H]")
@@ -47,18 +52,26 @@ def _schema() -> tuple[Column, ...]:
     """The columns in the order a catalog holds them (those a catalog has)."""
     params = list(zip(LABEL_COLUMNS, TARGET_UNITS, _PARAMETERS))
     cols = [Column("APOGEE_ID", "", "APOGEE star identifier (2MASS designation)", "header"),
-            Column("RA", "deg", "right ascension (J2000), from the apStar header", "header"),
-            Column("DEC", "deg", "declination (J2000), from the apStar header", "header")]
+            Column("SPEC_ID", "", "BOSS spectrum: PLATE-MJD-FIBER (SDSS-IV) or "
+                   "FIELD-MJD-CATALOGID (SDSS-V), as in its spec file's name", "header"),
+            Column("RA", "deg", "right ascension (J2000), from the apStar header or the BOSS "
+                   "spec file's PLUG_RA", "header"),
+            Column("DEC", "deg", "declination (J2000), from the apStar header or the BOSS "
+                   "spec file's PLUG_DEC", "header")]
     for name, unit, what in params:
         cols += [Column(name, unit, f"{what}: MC mean/median (MCVALUE), plain if MC=0",
                         "model"),
                  Column(f"{name}_ERR", unit,
                         f"1-sigma uncertainty of {name}; kind: keyword SIGMA", "model")]
-    cols.append(Column("SNR", "", "signal-to-noise ratio of the spectrum, from the apStar header",
-                       "header"))
+    cols += [Column(RV_COLUMN, "km/s", f"{_RV}, from networks that predict it (BOSS Net): MC "
+                    "mean/median (MCVALUE), plain if MC=0", "model"),
+             Column(f"{RV_COLUMN}_ERR", "km/s", f"1-sigma uncertainty of {RV_COLUMN}; kind: "
+                    "keyword SIGMA", "model")]
+    cols.append(Column("SNR", "", "signal-to-noise ratio of the spectrum, from the apStar header "
+                       "or the BOSS spec file's SN_MEDIAN_ALL", "header"))
     for p in ("16", "50", "84"):
         cols += [Column(f"{name}_P{p}", unit, f"{p}th percentile of the Monte Carlo {name}",
-                        "model") for name, unit, _ in params]
+                        "model") for name, unit, _ in params + [(RV_COLUMN, "km/s", _RV)]]
     cols += [
         Column("YSO_CANDIDATE", "", "1: (Teff, log g) in the paper's 4.1 YSO triangle", "flags"),
         Column("AGE_BIN", "", "age of a YSO candidate from log g (paper 4.2); empty for others",

@@ -12,12 +12,14 @@ falls back to astropy.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import numpy as np
 
 from apnet_tf.errors import ApnetError
 
-__all__ = ["BLOCK", "CARD", "Unsupported", "read_rows"]
+__all__ = ["BLOCK", "CARD", "Unsupported", "Truncated", "scan_header", "card_value", "data_size",
+           "read_rows"]
 
 BLOCK = 2880
 CARD = 80
@@ -30,27 +32,47 @@ class Unsupported(Exception):
     """The file is valid FITS perhaps, but not the plain kind this reader handles."""
 
 
-def _header(f, path: str, keys: tuple[str, ...]) -> tuple[dict, int]:
-    """{keyword: value} of ``keys`` and the structural keywords; the header's length in bytes."""
+class Truncated(Unsupported):
+    """The file ends inside a header."""
+
+
+def scan_header(f, wanted: Callable[[str], bool]) -> tuple[dict, int] | None:
+    """{keyword: value} of the first card of each keyword ``wanted`` accepts, read from the
+    header at the file's position, and the header's length in bytes; None at the end of the file.
+
+    Raises:
+        Truncated: the file ends inside the header.
+        Unsupported: a wanted card's value cannot be parsed.
+    """
     raw: dict[str, bytes] = {}
     size = 0
     while True:
         block = f.read(BLOCK)
         if len(block) < BLOCK:
             if size == 0 and not block:
-                raise IndexError("no such HDU")
-            raise ApnetError(f"{path}: not a readable apStar FITS file (truncated header)")
+                return None
+            raise Truncated
         size += BLOCK
         for i in range(0, BLOCK, CARD):
             key = block[i:i + 8].rstrip().decode("ascii", "replace")
             if key == "END":
-                values = {k: _value(c) for k, c in raw.items()}
-                return values, size
-            if (key in keys or key in _STRUCTURE) and key not in raw:
+                return {k: card_value(c) for k, c in raw.items()}, size
+            if key not in raw and wanted(key):
                 raw[key] = block[i:i + CARD]
 
 
-def _value(card: bytes):
+def _header(f, path: str, keys: tuple[str, ...]) -> tuple[dict, int]:
+    """{keyword: value} of ``keys`` and the structural keywords; the header's length in bytes."""
+    try:
+        found = scan_header(f, lambda key: key in keys or key in _STRUCTURE)
+    except Truncated:
+        raise ApnetError(f"{path}: not a readable apStar FITS file (truncated header)") from None
+    if found is None:
+        raise IndexError("no such HDU")
+    return found
+
+
+def card_value(card: bytes):
     """The value of a FITS card: str, bool, int or float (fixed or free format)."""
     if card[8:10] != b"= ":
         raise Unsupported
@@ -79,7 +101,8 @@ def _value(card: bytes):
         raise Unsupported from None
 
 
-def _data_size(h: dict, padded: bool = True) -> int:
+def data_size(h: dict, padded: bool = True) -> int:
+    """Bytes of an HDU's data unit from its header values (padded to whole 2880-byte blocks)."""
     naxis = int(h.get("NAXIS", 0))
     if naxis == 0:
         return 0
@@ -124,11 +147,11 @@ def read_rows(path: str, n_hdus: int, primary_keys: tuple[str, ...],
                 if k == 1:
                     header.update({key: h.get(key) for key in first_keys})
                 rows.append(_row0(f, h, pos + hsize))
-            end = pos + hsize + _data_size(h, padded=False)
+            end = pos + hsize + data_size(h, padded=False)
             if end > file_size:
                 raise ApnetError(f"{path}: not a readable apStar FITS file (truncated: "
                                  f"{file_size} bytes, HDU {k} ends at byte {end})")
-            pos += hsize + _data_size(h)
+            pos += hsize + data_size(h)
     return header, rows
 
 

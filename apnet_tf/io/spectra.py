@@ -21,7 +21,8 @@ from apnet_tf.io import fastfits
 
 __all__ = [
     "DEFAULT_MASK_BITS", "PRIMARY_KEYS", "GRID_KEYS", "SPECTRUM_PATTERNS", "Spectrum",
-    "bad_pixels", "check_grid", "read_apstar", "read_apogee_id", "expand_paths", "iter_spectra"
+    "bad_pixels", "header_float", "check_grid", "read_apstar", "check_truncation", "unreadable",
+    "read_apogee_id", "expand_paths", "iter_spectra"
 ]
 
 #: apStar PIXMASK bits that make a pixel bad by default: BADPIX, CRPIX, SATPIX, UNFIXABLE,
@@ -74,7 +75,8 @@ def bad_pixels(flux: np.ndarray, err: np.ndarray, mask: np.ndarray | None = None
     return bad
 
 
-def _header_float(header, key: str) -> float:
+def header_float(header, key: str) -> float:
+    """``header[key]`` as a float; NaN when it is absent or not a number."""
     try:
         return float(header[key])
     except (KeyError, TypeError, ValueError):
@@ -114,7 +116,7 @@ def read_apstar(path: str | os.PathLike, mask_bits: Sequence[int] = DEFAULT_MASK
     except ApnetError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever one file does, the batch goes on
-        raise _unreadable(path, exc) from None
+        raise unreadable(path, exc) from None
 
 
 def _read_apstar(path: str, mask_bits: Sequence[int]) -> Spectrum:
@@ -133,8 +135,8 @@ def _read_apstar(path: str, mask_bits: Sequence[int]) -> Spectrum:
     err = np.where(np.isfinite(err), err, np.float32(1e10)).astype(np.float32)
     apogee_id = str(header.get("OBJID", "") or "").strip() or _id_from_name(path)
     return Spectrum(apogee_id=apogee_id, flux=flux, err=err, bad=bad,
-                    snr=_header_float(header, "SNR"), ra=_header_float(header, "RA"),
-                    dec=_header_float(header, "DEC"), path=path)
+                    snr=header_float(header, "SNR"), ra=header_float(header, "RA"),
+                    dec=header_float(header, "DEC"), path=path)
 
 
 _HDU_NAMES = ("1 (flux)", "2 (error)", "3 (mask)")
@@ -168,10 +170,21 @@ def _read_rows(path: str) -> tuple[dict, list[np.ndarray | None]]:
     return header, rows
 
 
-def _unreadable(path: str, exc: Exception) -> ApnetError:
+def check_truncation(caught: Sequence[warnings.WarningMessage], path: str,
+                     kind: str = "apStar FITS file") -> None:
+    """Raise ApnetError if astropy warned, while reading ``path``, that it is truncated; other
+    warnings (a non-standard card, ...) do not make a file unreadable."""
+    for w in caught:
+        if "truncat" in str(w.message).lower():
+            raise ApnetError(f"{path}: not a readable {kind} ({first_line(w.message)})")
+
+
+def unreadable(path: str, exc: Exception, kind: str = "apStar FITS file") -> ApnetError:
+    """The one-line error for a file that could not be read at all (``kind``: what it should
+    have been)."""
     if isinstance(exc, FileNotFoundError):
         return ApnetError(f"{path}: no such file")
-    return ApnetError(f"{path}: not a readable apStar FITS file ({first_line(exc)})")
+    return ApnetError(f"{path}: not a readable {kind} ({first_line(exc)})")
 
 
 def read_apogee_id(path: str) -> str:
@@ -185,7 +198,7 @@ def read_apogee_id(path: str) -> str:
 
         header = fits.getheader(path, 0)
     except Exception as exc:  # noqa: BLE001 - one file's problem, reported by the caller
-        raise _unreadable(path, exc) from None
+        raise unreadable(path, exc) from None
     return str(header.get("OBJID", "")).strip() or _id_from_name(path)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from apnet_tf.errors import ApnetError, first_line
 from apnet_tf.io.photometry import PHOT_COLUMNS
 
-__all__ = ["COLUMNS", "read_listing", "Listing"]
+__all__ = ["COLUMNS", "read_listing", "Listing", "shown", "repeat_notes", "cell_text"]
 
 #: Table columns used; all are strings in allStar and allField.
 COLUMNS = ("APOGEE_ID", "TELESCOPE", "FIELD", "FILE")
@@ -50,16 +50,22 @@ def read_listing(table: str, root: str) -> Listing:
             keep.append(i)
     names = COLUMNS[:3] + (PHOT_COLUMNS if PHOT_COLUMNS[0] in cols else ())
     return Listing(paths, {k: [cols[k][i] for i in keep] for k in names}, missing,
-                   _repeat_notes(table, repeats))
+                   repeat_notes(table, repeats, "APOGEE_ID, TELESCOPE and FIELD"))
 
 
-def _repeat_notes(table: str, repeats: list[str]) -> list[str]:
-    """One note line for the rows that name a file an earlier row names, or none."""
+def shown(items: list[str], most: int = 5) -> str:
+    """The first ``most`` items joined by "; ", and "; ..." when there are more."""
+    return "; ".join(items[:most]) + ("; ..." if len(items) > most else "")
+
+
+def repeat_notes(table: str, repeats: list[str], kept: str = "") -> list[str]:
+    """One note line for the rows that name a file an earlier row names, or none; ``kept``
+    names the columns taken from a file's first row."""
     if not repeats:
         return []
-    shown = "; ".join(repeats[:5]) + ("; ..." if len(repeats) > 5 else "")
-    return [f"{table}: {len(repeats)} row(s) name a file that an earlier row names ({shown}); "
-            "each file is read once, with its first row's APOGEE_ID, TELESCOPE and FIELD"]
+    first = f", with its first row's {kept}" if kept else ""
+    return [f"{table}: {len(repeats)} row(s) name a file that an earlier row names "
+            f"({shown(repeats)}); each file is read once{first}"]
 
 
 def _columns(table: str) -> dict[str, list[str]]:
@@ -76,7 +82,7 @@ def _columns(table: str) -> dict[str, list[str]]:
             if absent:
                 raise ApnetError(f"{table}: no column {', '.join(absent)} in HDU 1 (an allStar "
                                  f"or allField table has {', '.join(COLUMNS)})")
-            out = {c: [_text(v) for v in np.asarray(data[c])] for c in COLUMNS}
+            out = {c: [cell_text(v) for v in np.asarray(data[c])] for c in COLUMNS}
             if all(c in names for c in PHOT_COLUMNS):
                 out.update({c: [float(v) for v in np.asarray(data[c], dtype=np.float64)]
                             for c in PHOT_COLUMNS})
@@ -89,7 +95,8 @@ def _columns(table: str) -> dict[str, list[str]]:
         raise ApnetError(f"{table}: not a readable FITS table ({first_line(exc)})") from None
 
 
-def _text(value) -> str:
+def cell_text(value) -> str:
+    """A table cell as stripped text (bytes decoded as UTF-8)."""
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     return str(value).strip()
