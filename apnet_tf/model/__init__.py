@@ -2,11 +2,14 @@
 Monte Carlo (``uncertainty``), calibration.json and how it turns a Monte Carlo sigma into a
 calibrated one (``calibration``), loading any model kind with its calibration (``loading``) and
 PyTorch weight exchange (``torch_weights``, ``torch_reference``), the published APOGEE Net I
-and II networks and their conventions (``published``), bfloat16 hardware and a model's bfloat16
-twin for inference (``precision``).
+and II networks and their conventions (``published``), APOGEE Net III and BOSS Net
+(``bossnet``; their conventions ``bossnet_conventions``, strict weight loading
+``bossnet_weights``), bfloat16 hardware and a model's bfloat16 twin for inference
+(``precision``).
 
 May import: ``data``, ``io`` and the base modules.
 """
 
-__all__ = ["calibration", "loading", "network", "precision", "published",
-           "torch_reference", "torch_weights", "uncertainty"]
+__all__ = ["bossnet", "bossnet_conventions", "bossnet_weights", "calibration", "loading",
+           "network", "precision", "published", "torch_reference", "torch_weights",
+           "uncertainty"]
