@@ -7,7 +7,8 @@ from astropy.table import Table
 from apnet_tf.constants import CALIBRATION_MC_DRAWS, CALIBRATION_STARS_PER_STRATUM
 from apnet_tf.inference.predict import predict_catalog
 from apnet_tf.io.catalog import write_catalog
-from apnet_tf.io.catalog_flags import age_bin, flags, in_triangle
+from apnet_tf.io.catalog_flags import flags
+from apnet_tf.kiel import age_bin, in_triangle
 from apnet_tf.model.loading import load_model
 
 COLUMNS = ["APOGEE_ID", "RA", "DEC", "TEFF", "TEFF_ERR", "LOGG", "LOGG_ERR", "FE_H", "FE_H_ERR",

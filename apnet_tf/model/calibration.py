@@ -23,8 +23,8 @@ import numpy as np
 
 from apnet_tf.constants import TARGETS, renamed_keys
 from apnet_tf.errors import ApnetError
-from apnet_tf.io.catalog_flags import in_triangle
 from apnet_tf.io.files import write_json
+from apnet_tf.kiel import in_triangle
 
 __all__ = [
     "CALIBRATION", "FORMAT", "ONE_SIGMA", "REGIONS", "KEYS", "METHOD", "kiel_region",
