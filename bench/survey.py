@@ -46,7 +46,8 @@ def cpu_per_file(files: list[str], batch: int = 256) -> dict:
     (``read_fits_unit``), the model alone on it, and ``unit_part`` (the model, the flags and
     the catalog columns). CPU time, unlike wall time, hardly changes with what else runs on
     the cores; the projection (``bench/projection.py``) scales from these."""
-    from apnet_tf.data.reading import plan_units, read_fits_unit
+    from apnet_tf.data.planning import plan_units
+    from apnet_tf.data.readers import read_fits_unit
     from apnet_tf.inference.predict import unit_part
     from apnet_tf.model.loading import load_model
 

@@ -7,7 +7,8 @@ from astropy.io import fits
 from cli_helpers import assert_one_line_error, cli
 
 from apnet_tf.constants import AUTO_MAX_SHIFT, AUTO_MEDIAN_SHIFT
-from apnet_tf.data.reading import plan_units, read_unit
+from apnet_tf.data.planning import plan_units
+from apnet_tf.data.readers import read_unit
 from apnet_tf.errors import ApnetError
 from apnet_tf.inference.predict import job_precision, predict_catalog
 from apnet_tf.io.catalog import write_catalog

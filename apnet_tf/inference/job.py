@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable, Sequence
 
 from apnet_tf.data.manifest import read_manifest, records_hold_photometry
-from apnet_tf.data.reading import is_records
+from apnet_tf.data.planning import is_records
 from apnet_tf.data.records import check_mask_bits
 from apnet_tf.errors import ApnetError, check_seed, require_at_least
 from apnet_tf.inference.predict import InferenceResult, predict_catalog

@@ -17,7 +17,9 @@ import numpy as np
 from astropy.table import Table
 
 from apnet_tf.constants import AUTO_PRECISION_PROBE, LABEL_COLUMNS, TARGETS
-from apnet_tf.data.reading import iter_units, plan_units, read_unit
+from apnet_tf.data.planning import plan_units
+from apnet_tf.data.pool import iter_units
+from apnet_tf.data.readers import read_unit
 from apnet_tf.errors import ApnetError, require_at_least
 from apnet_tf.inference import workdir as wd
 from apnet_tf.io.catalog import model_identity
@@ -80,13 +82,13 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
             content, the inputs and every setting are the same (see ``workdir``).
         workers: processes that read FITS files ahead of the model (0: in this process); they
             are spawned, so a script that uses them needs the ``if __name__ == "__main__":``.
-        listing: a ``reading.Listing`` of an input table (``survey_table.read_listing``).
+        listing: a ``survey_table.Listing`` of an input table (``survey_table.read_listing``).
         mask_bits: apStar PIXMASK bits that mark a pixel bad in FITS inputs (as make-records';
             use the bits the training records were made with).
         photometry: APOGEE_ID -> (7,) raw photometry (``io.photometry.read_photometry``) for
             a two-input model (Net II); it wins over an input table's photometry.
         rows: for record folders, only these shards and of each only the records at these
-            positions (``reading.plan_units``; the calibration's subset).
+            positions (``planning.plan_units``; the calibration's subset).
         precision: the network's compute precision, plain and Monte Carlo alike: float32,
             mixed_bfloat16 or auto (``job_precision``); the catalog's PRECISN says which ran.
 
@@ -193,7 +195,7 @@ def _predict_units(model: LoadedModel, plan, mc: int, calibrated: bool, mc_dropo
                    on_progress: Callable[[int, int], None] | None, workers: int,
                    mask_bits: Sequence[int], photometry: dict | None = None,
                    ) -> tuple[list[dict], list[str]]:
-    """The catalog parts of the units of ``plan`` (a ``reading.Plan``), in unit order, and the
+    """The catalog parts of the units of ``plan`` (a ``planning.Plan``), in unit order, and the
     failure lines. Parts already in ``work_dir`` are reused; the others are read ahead by
     ``workers`` processes, predicted and, with a ``work_dir``, kept there."""
     failures, parts, done = list(plan.failures), [], 0

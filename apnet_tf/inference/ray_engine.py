@@ -1,9 +1,9 @@
 """Ray Data as the engine of ``infer --engine ray``: the same catalog as the local engine,
 spread over a Ray cluster.
 
-The plan is the local one (``reading.plan_units``): each unit (up to ``batch_size`` FITS files,
+The plan is the local one (``planning.plan_units``): each unit (up to ``batch_size`` FITS files,
 or one record shard) is one row of a Ray dataset. Read tasks turn a unit into its batch (their
-function, ``reading.read_pickled_unit``, imports no TensorFlow, so a reader process starts at
+function, ``readers.read_pickled_unit``, imports no TensorFlow, so a reader process starts at
 once); actors that load the model once predict it, two batches at a time (Monte Carlo inside the
 actor, seeded by (seed, unit), so the sigmas equal the local engine's for the same seed), and
 return its catalog part. The spectra go from readers to actors through the object store; the
@@ -23,7 +23,8 @@ import os
 import pickle
 from collections.abc import Callable, Sequence
 
-from apnet_tf.data.reading import Unit, plan_units, read_pickled_unit
+from apnet_tf.data.planning import Unit, plan_units
+from apnet_tf.data.readers import read_pickled_unit
 from apnet_tf.errors import ApnetError
 from apnet_tf.inference import workdir as wd
 from apnet_tf.inference.predict import (
