@@ -33,9 +33,6 @@ from apnet_tf.io.catalog_schema import schema_column
 from apnet_tf.io.photometry import PHOT_COLUMNS, filled_bits, fingerprint, lookup
 from apnet_tf.io.spectra import DEFAULT_MASK_BITS
 from apnet_tf.model.calibration import calibrated_summaries, sigma_settings
-from apnet_tf.model.loading import (
-    LoadedModel,
-)
 from apnet_tf.model.precision import (
     auto_line,
     auto_precision,
@@ -43,11 +40,13 @@ from apnet_tf.model.precision import (
     label_spread,
     precision_shift,
 )
+from apnet_tf.model.runtime import Runtime
 
 __all__ = [
     "InferenceResult", "predict_catalog", "job_precision", "job_settings", "unit_part",
     "catalog_from_parts", "batch_photometry"
 ]
+
 
 @dataclasses.dataclass
 class InferenceResult:
@@ -57,7 +56,7 @@ class InferenceResult:
     precision: str = ""  # what --precision auto chose, and why, in one line ("" otherwise)
 
 
-def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
+def predict_catalog(model: Runtime, inputs: Sequence[str], mc: int = 100,
                     batch_size: int = 256, calibrated: bool | None = None,
                     mc_dropout: bool = False, seed: int | None = None,
                     split_filter: Sequence[str] | None = None,
@@ -131,9 +130,9 @@ def job_settings(mc, batch_size, calibrated, mc_dropout, seed, split_filter, pre
     return settings
 
 
-def job_precision(model: LoadedModel, plan, precision: str,
+def job_precision(model: Runtime, plan, precision: str,
                   mask_bits: Sequence[int] = DEFAULT_MASK_BITS, photometry: dict | None = None,
-                  ) -> tuple[LoadedModel, str]:
+                  ) -> tuple[Runtime, str]:
     """The model a job predicts with, in ``precision``, and for "auto" the line that says
     what it chose and why ("" otherwise).
 
@@ -165,7 +164,7 @@ def job_precision(model: LoadedModel, plan, precision: str,
 def _probe(plan, mask_bits: Sequence[int], photometry: dict | None, two_inputs: bool,
            ) -> tuple | None:
     """Up to ``AUTO_PRECISION_PROBE`` usable spectra from the first units of ``plan`` (from at
-    most as many of its files or shards), as ``LoadedModel.predict`` arguments (flux, and
+    most as many of its files or shards), as ``Runtime.predict`` arguments (flux, and
     photometry for a two-input model); None if they hold none."""
     flux, phot, n, tried = [], [], 0, 0
     for unit in plan.units:
@@ -190,7 +189,7 @@ def _probe(plan, mask_bits: Sequence[int], photometry: dict | None, two_inputs: 
     return (np.concatenate(flux),) + ((np.concatenate(phot),) if two_inputs else ())
 
 
-def _predict_units(model: LoadedModel, plan, mc: int, calibrated: bool, mc_dropout: bool,
+def _predict_units(model: Runtime, plan, mc: int, calibrated: bool, mc_dropout: bool,
                    seed: int | None, work_dir: str | None,
                    on_progress: Callable[[int, int], None] | None, workers: int,
                    mask_bits: Sequence[int], photometry: dict | None = None,
@@ -222,7 +221,7 @@ def _predict_units(model: LoadedModel, plan, mc: int, calibrated: bool, mc_dropo
     return parts, failures
 
 
-def unit_part(model: LoadedModel, batch, failures: list[str], mc: int, calibrated: bool,
+def unit_part(model: Runtime, batch, failures: list[str], mc: int, calibrated: bool,
               mc_dropout: bool, seed, photometry: dict | None = None) -> dict[str, np.ndarray]:
     """The catalog columns of one unit's batch (none if no file was readable), and its
     unreadable files under "_failures". ``photometry``: as ``predict_catalog``'s."""
@@ -246,7 +245,7 @@ def batch_photometry(batch, table: dict | None) -> np.ndarray:
     return phot
 
 
-def catalog_from_parts(parts: list[dict], failures: list[str], model: LoadedModel,
+def catalog_from_parts(parts: list[dict], failures: list[str], model: Runtime,
                        mc: int, sigma_meta: dict | None = None) -> Table:
     """One astropy Table from the parts of the units, in unit order; ``sigma_meta`` (from
     ``calibration.sigma_settings``) says what its sigmas are."""
@@ -275,7 +274,7 @@ def catalog_from_parts(parts: list[dict], failures: list[str], model: LoadedMode
     return table
 
 
-def _predict_part(model: LoadedModel, batch, mc: int, calibrated: bool,
+def _predict_part(model: Runtime, batch, mc: int, calibrated: bool,
                   mc_dropout: bool, seed=None) -> dict[str, np.ndarray]:
     """The catalog columns of one batch; ``seed`` (a pair of ints) keys its noise draws.
 
@@ -288,8 +287,8 @@ def _predict_part(model: LoadedModel, batch, mc: int, calibrated: bool,
     phot = {} if batch.photometry is None or not model.takes_photometry else \
         {"photometry": batch.photometry}
     if mc > 0:
-        res = model.monte_carlo(batch.flux, batch.err, batch.bad, mc, mc_dropout, seed=seed,
-                                **phot)
+        res = model.monte_carlo(batch.flux, batch.err, batch.bad, mc, seed=seed,
+                                mc_dropout=mc_dropout, **phot)
         raw = res["std"]
         if calibrated is None:  # a caller that did not ask sigma_settings (the Ray engine)
             calibrated = model.calibration is not None and not mc_dropout

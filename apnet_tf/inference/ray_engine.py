@@ -35,7 +35,8 @@ from apnet_tf.inference.predict import (
     unit_part,
 )
 from apnet_tf.io.survey_table import Listing
-from apnet_tf.model.loading import LoadedModel, load_model
+from apnet_tf.model.loading import load_model
+from apnet_tf.model.runtime import Runtime
 
 __all__ = ["Predictor", "predict_catalog_ray"]
 
@@ -77,7 +78,7 @@ def predict_catalog_ray(model: str, inputs: Sequence[str], mc: int = 100, batch_
                         on_progress: Callable[[int, int], None] | None = None,
                         predictor: type = Predictor,
                         photometry: dict | None = None,
-                        loaded: LoadedModel | None = None,
+                        loaded: Runtime | None = None,
                         precision: str = "float32") -> InferenceResult:
     """``inference.predict_catalog`` on Ray Data: same arguments, same catalog.
 
