@@ -55,6 +55,14 @@ def test_ray_gives_the_local_catalog(local_ray, inputs):
         np.testing.assert_allclose(far.catalog[col], local.catalog[col], rtol=1e-4)
 
 
+def test_mask_bits_are_refused_as_the_ray_readers_would_not_use_them(inputs):
+    from apnet_tf.errors import ApnetError
+
+    with pytest.raises(ApnetError, match="--mask-bits works with --engine local only"):
+        predict_catalog_ray(str(inputs / "run"), [str(inputs / "fits")],
+                            InferenceSettings(mc=0, mask_bits=(0, 1)), actors=1)
+
+
 def test_a_killed_actor_is_retried_without_losing_or_repeating_rows(local_ray, inputs, tmp_path):
     marker = str(tmp_path / "died")
 
