@@ -9,24 +9,21 @@ synth -> make-records -> fit (pretrain + rolling Payne fine-tuning) -> calibrate
 (catalog with uncertainties) -> evaluate (Tables 2 and 3, coverage, PNG plots), all in one folder.
 A re-run reuses what an earlier run finished: the spectra, the records' complete shards, a finished
 run folder and its calibration, and the catalog and the evaluation when their inputs are unchanged
-(``demo_fingerprint``, recorded in ``DEMO_STATE`` once each is complete).
+(``data.demo_cache``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 import os
 from collections.abc import Callable
 
 from astropy.table import Table
 
-from apnet_tf import __version__
 from apnet_tf.calibration.fit import calibrate, calibrate_fitted_run
 from apnet_tf.constants import HISTORY, ROUNDS
-from apnet_tf.data.manifest import MANIFEST
+from apnet_tf.data.demo_cache import demo_fingerprint, reuse_or_make
 from apnet_tf.data.records import make_records
 from apnet_tf.data.synth import make_survey
 from apnet_tf.errors import ApnetError, require_at_least
@@ -41,18 +38,13 @@ from apnet_tf.evaluation.tables import (
 )
 from apnet_tf.inference.predict import predict_catalog
 from apnet_tf.io.catalog import write_catalog
-from apnet_tf.io.files import content_hash, output_lock, read_json, write_json
+from apnet_tf.io.files import output_lock
 from apnet_tf.model.calibration import CALIBRATION, Calibration
 from apnet_tf.model.loading import load_model
 from apnet_tf.training import fitting
 from apnet_tf.training.recipes import get_recipe
 
-__all__ = ["fit", "write_run_report", "DemoResult", "run_demo", "DEMO_STATE", "demo_fingerprint"]
-
-#: The demo's record, in its out_dir, of the inputs of each finished product: product ->
-#: ``demo_fingerprint``. An entry is written once its product is complete and dropped before
-#: the product is made again, so a killed run never has a half-made product reused.
-DEMO_STATE = "demo_inputs.json"
+__all__ = ["fit", "write_run_report", "DemoResult", "run_demo"]
 
 
 def fit(records_dir: str, run_dir: str, stage: str = "all", recipe=None, resume: bool = False,
@@ -132,8 +124,8 @@ def run_demo(out_dir: str = "demo_out", n: int = 1500, epochs: int = 30, mc: int
 
     Every option is checked before any work starts. An unfinished run folder of the demo's own
     (no table3.csv) is trained again from the start. The catalog and the evaluation of an
-    earlier run are reused (read back) when their files are there and ``demo_fingerprint`` of
-    their inputs (run folder, records, mc, seed) is the one recorded in ``DEMO_STATE``;
+    earlier run are reused (read back) when their files are there and the fingerprint of their
+    inputs (run folder, records, mc, seed) is the one recorded (``data.demo_cache``);
     ``DemoResult.reused`` says what was.
 
     Raises:
@@ -150,57 +142,17 @@ def run_demo(out_dir: str = "demo_out", n: int = 1500, epochs: int = 30, mc: int
         reused.append("run")
     fingerprint = demo_fingerprint(run_dir, records_dir, mc, seed)
     catalog_path = os.path.join(out_dir, "catalog.fits")
-    catalog = _product(out_dir, "catalog", fingerprint, [catalog_path], reused,
-                       lambda: _predict(run_dir, records_dir, catalog_path, mc, seed,
-                                        step("infer"))[1],
-                       lambda: Table.read(catalog_path))
-    _product(out_dir, "evaluation", fingerprint,
-             [os.path.join(evaluation_dir, name) for name in EVALUATION_FILES], reused,
-             lambda: evaluate(run_dir, records_dir, evaluation_dir, mc=mc, seed=seed,
-                              on_progress=step("evaluate")), lambda: None)
+    catalog = reuse_or_make(out_dir, "catalog", fingerprint, [catalog_path], reused,
+                            lambda: _predict(run_dir, records_dir, catalog_path, mc, seed,
+                                             step("infer"))[1],
+                            lambda: Table.read(catalog_path))
+    reuse_or_make(out_dir, "evaluation", fingerprint,
+                  [os.path.join(evaluation_dir, name) for name in EVALUATION_FILES], reused,
+                  lambda: evaluate(run_dir, records_dir, evaluation_dir, mc=mc, seed=seed,
+                                   on_progress=step("evaluate")), lambda: None)
     # read back as written, so that a re-run that reuses it shows the very same numbers
     evaluation = read_evaluation(evaluation_dir)
     return DemoResult(run_dir, catalog_path, catalog, evaluation_dir, evaluation, reused)
-
-
-def demo_fingerprint(run_dir: str, records_dir: str, mc: int, seed: int) -> str:
-    """sha256 (hex) of what the demo's catalog and evaluation are made from: the run folder's
-    content (``content_hash``: the model, calibration.json, ...), the records' manifest (less
-    its creation time) with each shard's input fingerprint, ``mc``, ``seed`` and the apnet-tf
-    version."""
-    manifest = dict(read_json(os.path.join(records_dir, MANIFEST)) or {})
-    manifest.pop("created", None)
-    shards = sorted(name for names in manifest.get("shards", {}).values() for name in names)
-    sidecars = {name: (read_json(os.path.join(records_dir, name + ".json")) or {})
-                .get("fingerprint") for name in shards}
-    inputs = {"run": content_hash(run_dir), "manifest": manifest, "shards": sidecars,
-              "mc": int(mc), "seed": int(seed), "apnet_tf": __version__}
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _set_state(out_dir: str, product: str, fingerprint: str | None) -> None:
-    """Record ``product``'s input fingerprint in ``DEMO_STATE``, or drop it (None)."""
-    path = os.path.join(out_dir, DEMO_STATE)
-    state = read_json(path) or {}
-    state.pop(product, None)
-    if fingerprint is not None:
-        state[product] = fingerprint
-    write_json(path, state)
-
-
-def _product(out_dir: str, product: str, fingerprint: str, files: list[str],
-             reused: list[str], make: Callable[[], object], load: Callable[[], object]):
-    """``load()`` a product whose recorded fingerprint is ``fingerprint`` and whose ``files``
-    all exist (and append its name to ``reused``); else drop its record, ``make()`` it and
-    record ``fingerprint`` once it is complete. Returns what load or make returned."""
-    state = read_json(os.path.join(out_dir, DEMO_STATE)) or {}
-    if state.get(product) == fingerprint and all(os.path.exists(f) for f in files):
-        reused.append(product)
-        return load()
-    _set_state(out_dir, product, None)
-    made = make()
-    _set_state(out_dir, product, fingerprint)
-    return made
 
 
 def _stepper(on_progress) -> Callable[[str], Callable[[int, int], None] | None]:

@@ -475,7 +475,7 @@ def published_section() -> str:
     out += ("Seeded random weights in Net II's state_dict layout, saved as a .pt file and "
             "imported with `import-torch --arch anet2`; the run loaded as `infer` loads it. On "
             "the same in-memory spectra and raw photometry: plain inference at batch "
-            f"{f['batch']} (`LoadedModel.predict`) against the authors' forward pass at the same "
+            f"{f['batch']} (`KerasRuntime.predict`) against the authors' forward pass at the same "
             "batch (`eval()`, `no_grad`, their `nan_to_num` of the flux, photometry fill values "
             "and z-scores, de-standardisation and 10**log Teff, as their code does per star); "
             f"the Monte Carlo with mc = {f['mc']} (the package's, anet2 style, "

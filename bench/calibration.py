@@ -89,7 +89,8 @@ def mc_draws(run: str, records: str, split: str, r: int = 100) -> dict[str, np.n
     import tensorflow as tf
 
     from apnet_tf.constants import MC_ERROR_CAP, MC_ROWS_PER_CHUNK
-    from apnet_tf.data.reading import iter_units, plan_units
+    from apnet_tf.data.planning import plan_units
+    from apnet_tf.data.pool import iter_units
     from apnet_tf.model.loading import load_model
     from apnet_tf.model.uncertainty import (
         clean_errors,

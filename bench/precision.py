@@ -72,7 +72,8 @@ def main() -> None:
     add_tag(ap)
     args = ap.parse_args()
 
-    from apnet_tf.data.reading import plan_units, read_unit
+    from apnet_tf.data.planning import plan_units
+    from apnet_tf.data.readers import read_unit
     from apnet_tf.evaluation.tables import scatter
     from apnet_tf.inference.predict import job_precision
     from apnet_tf.model.loading import load_model

@@ -5,11 +5,11 @@ from hutchresearch/ApogeeNet2's code) are saved as a .pt file and imported with
 ``import_torch(..., arch="anet2")`` into a run folder, which is loaded the way ``infer`` loads it
 (``load_model``). Then, on the same in-memory spectra and raw photometry:
 
-* plain: ``LoadedModel.predict`` at batch 256 (what ``infer --mc 0`` calls per batch) against the
+* plain: ``KerasRuntime.predict`` at batch 256 (what ``infer --mc 0`` calls per batch) against the
   authors' forward pass at batch 256: their pre-processing (``np.nan_to_num`` of the flux, fill
   values and z-scores of the photometry, done per star in their ``dataset.py``), ``eval()``,
   ``torch.no_grad``, then their de-standardisation and 10**log Teff;
-* Monte Carlo, mc = 100: ``LoadedModel.monte_carlo`` (the anet2 style: the package's chunked
+* Monte Carlo, mc = 100: ``KerasRuntime.monte_carlo`` (the anet2 style: the package's chunked
   Monte Carlo) against the authors' ``pipeline.py`` loop, one star at a time: a deterministic
   pass, then mc noised copies of the flux (sigma: err, 1e10 -> flux, clipped at 5x the median)
   through the network with the photometry repeated, then the median and std of the draws.

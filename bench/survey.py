@@ -46,11 +46,14 @@ def cpu_per_file(files: list[str], batch: int = 256) -> dict:
     (``read_fits_unit``), the model alone on it, and ``unit_part`` (the model, the flags and
     the catalog columns). CPU time, unlike wall time, hardly changes with what else runs on
     the cores; the projection (``bench/projection.py``) scales from these."""
-    from apnet_tf.data.reading import plan_units, read_fits_unit
+    from apnet_tf.data.planning import plan_units
+    from apnet_tf.data.readers import read_fits_unit
     from apnet_tf.inference.predict import unit_part
+    from apnet_tf.inference.settings import InferenceSettings
     from apnet_tf.model.loading import load_model
 
     model = load_model(_model_dir())
+    settings = InferenceSettings(mc=0, calibrated=False, seed=0)
     units = plan_units(files, batch).units
     out = {"read": 0.0, "model": 0.0, "unit_part": 0.0}
     model.predict(read_fits_unit(units[0])[0].flux)  # warm-up (trace)
@@ -62,7 +65,7 @@ def cpu_per_file(files: list[str], batch: int = 256) -> dict:
         model.predict(batch_.flux)
         out["model"] += time.process_time() - c
         c = time.process_time()
-        unit_part(model, batch_, failures, 0, False, False, (0, i))
+        unit_part(model, batch_, failures, settings, i)
         out["unit_part"] += time.process_time() - c
     return {k: 1e3 * v / len(files) for k, v in out.items()}
 
@@ -138,6 +141,7 @@ def ray_against_local(spectra: str, n_files: int, sub: list[str], rounds: int) -
 
     from apnet_tf.inference.predict import predict_catalog
     from apnet_tf.inference.ray_engine import predict_catalog_ray
+    from apnet_tf.inference.settings import InferenceSettings
     from apnet_tf.io.spectra import expand_paths
     from apnet_tf.model.loading import load_model
 
@@ -149,7 +153,7 @@ def ray_against_local(spectra: str, n_files: int, sub: list[str], rounds: int) -
         predict_catalog(load_model(model), paths, mc=mc, workers=None)
 
     def far(paths, mc=0):
-        predict_catalog_ray(model, paths, mc=mc)
+        predict_catalog_ray(model, paths, InferenceSettings(mc=mc, calibrated=False))
 
     for name, fn in (("local", local), ("ray", far)):
         t = time.perf_counter()

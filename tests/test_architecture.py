@@ -20,8 +20,8 @@ MAX_FUNCTION_LINES = 60
 #: reader workers of make-records and infer must start without TensorFlow, and only the
 #: shard-reading path of the same module needs it.
 LAZY_IMPORTS_ALLOWED = {
-    ("data/reading.py", "apnet_tf.data.record_counts"),
-    ("data/reading.py", "apnet_tf.data.record_schema"),
+    ("data/readers.py", "apnet_tf.data.record_counts"),
+    ("data/readers.py", "apnet_tf.data.record_schema"),
 }
 
 

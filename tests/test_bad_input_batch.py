@@ -79,7 +79,8 @@ def test_a_scaled_apstar_is_read(small_survey, tmp_path):
 
 
 def test_any_exception_of_one_file_is_a_skipped_file(small_survey, tmp_path, monkeypatch):
-    from apnet_tf.data.reading import plan_units, read_fits_unit
+    from apnet_tf.data.planning import plan_units
+    from apnet_tf.data.readers import read_fits_unit
     from apnet_tf.io import spectra
 
     src = tmp_path / "in"
@@ -119,7 +120,7 @@ def test_a_damaged_resume_part_is_recomputed(small_survey, untrained_run, tmp_pa
     assert cli(*args).exit_code == 0
     first = Table.read(out, format="ascii.ecsv")
     # a killed job leaves its parts; one of them is damaged
-    from apnet_tf.data.reading import plan_units
+    from apnet_tf.data.planning import plan_units
     from apnet_tf.inference import workdir as wd
     from apnet_tf.inference.predict import predict_catalog
     from apnet_tf.model.loading import load_model
@@ -200,7 +201,7 @@ def test_reader_processes_die_with_a_killed_parent(tmp_path):
 
     script = tmp_path / "job.py"
     script.write_text(
-        "import time\nfrom apnet_tf.data.reading import ordered_map\n"
+        "import time\nfrom apnet_tf.data.pool import ordered_map\n"
         "if __name__ == '__main__':\n"
         "    it = ordered_map(time.sleep, [0.0, 120, 120, 120], 2)\n"
         "    next(it)\n    print('ready', flush=True)\n    time.sleep(120)\n")

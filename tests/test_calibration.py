@@ -270,12 +270,14 @@ def test_load_model_rejects_a_bad_calibration(trained_run, records, tmp_path):
     assert load_model(str(run), calibration=False).calibration is None
     # a raw-sigma job does not read it, so an old or broken file cannot stop it
     from apnet_tf.inference.job import run_infer
+    from apnet_tf.inference.settings import InferenceSettings
 
     out = tmp_path / "raw.csv"
-    res = run_infer(str(run), str(out), [str(records)], mc=2, calibrated=False)
+    res = run_infer(str(run), str(out), [str(records)], InferenceSettings(mc=2, calibrated=False))
     assert out.exists() and res.catalog.meta["SIGMA"] == "raw MC"
     with pytest.raises(ApnetError, match="invalid calibration"):
-        run_infer(str(run), str(tmp_path / "default.csv"), [str(records)], mc=2)
+        run_infer(str(run), str(tmp_path / "default.csv"), [str(records)],
+                  InferenceSettings(mc=2))
 
 
 def test_table3_bias_and_rms_by_hand():

@@ -13,7 +13,8 @@ from apnet_tf.calibration import subset as sub
 from apnet_tf.calibration.fit import MIN_REGION_STARS, calibrate, check_per_stratum
 from apnet_tf.constants import CALIBRATION_STARS_PER_STRATUM
 from apnet_tf.data.manifest import MANIFEST, read_manifest, shard_paths
-from apnet_tf.data.reading import plan_units, read_record_labels, read_record_unit
+from apnet_tf.data.planning import plan_units
+from apnet_tf.data.readers import read_record_labels, read_record_unit
 from apnet_tf.errors import ApnetError
 from apnet_tf.model.calibration import CALIBRATION, Calibration
 

@@ -92,7 +92,8 @@ def test_make_labels_writes_the_payne_labels(tmp_path):
 
 
 def test_infer_mask_bits_reach_the_reader(trained_run, apstar_files, tmp_path):
-    from apnet_tf.data.reading import iter_units, plan_units
+    from apnet_tf.data.planning import plan_units
+    from apnet_tf.data.pool import iter_units
 
     files = [str(f) for f in apstar_files[:3]]  # real DR13 files: their PIXMASK uses many bits
     units = plan_units(files, 8, None, None).units

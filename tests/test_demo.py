@@ -52,7 +52,8 @@ def test_demo_rerun_reuses_an_unchanged_catalog_and_evaluation(survey, trained_r
 
     import pandas as pd
 
-    from apnet_tf.workflows import DEMO_STATE, run_demo
+    from apnet_tf.data.demo_cache import DEMO_STATE
+    from apnet_tf.workflows import run_demo
 
     out = tmp_path / "demo"
     out.mkdir()
@@ -99,6 +100,7 @@ def test_demo_never_reuses_a_product_whose_remaking_was_cut_short(survey, traine
     import pytest
 
     from apnet_tf import workflows
+    from apnet_tf.data.demo_cache import DEMO_STATE
 
     out = tmp_path / "demo"
     out.mkdir()
@@ -112,7 +114,7 @@ def test_demo_never_reuses_a_product_whose_remaking_was_cut_short(survey, traine
     monkeypatch.setattr(workflows, "evaluate", killed)  # killed while remaking the evaluation
     with pytest.raises(KeyboardInterrupt):
         workflows.run_demo(str(out), n=150, epochs=1, mc=2, seed=5)
-    state = json.loads((out / workflows.DEMO_STATE).read_text())
+    state = json.loads((out / DEMO_STATE).read_text())
     assert set(state) == {"catalog"}  # the seed-5 catalog; no evaluation to reuse
     monkeypatch.undo()
     res = workflows.run_demo(str(out), n=150, epochs=1, mc=2, seed=0)

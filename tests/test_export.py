@@ -15,6 +15,7 @@ from apnet_tf.export.model_export import export_model
 from apnet_tf.inference.predict import predict_catalog
 from apnet_tf.io.spectra import read_apstar
 from apnet_tf.model.loading import load_model
+from apnet_tf.model.runtime import Runtime
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +174,10 @@ def test_one_monte_carlo_for_keras_saved_model_and_tflite(exported, trained_run,
     paths = {"keras": trained_run, "saved_model": out,
              "tflite": out / "apogee_net_float32.tflite"}
     models = {k: load_model(str(p)) for k, p in paths.items()}
+    # one runtime class per kind, all behind the one protocol
+    assert {k: type(m).__name__ for k, m in models.items()} == {
+        "keras": "KerasRuntime", "saved_model": "SavedModelRuntime", "tflite": "TFLiteRuntime"}
+    assert all(isinstance(m, Runtime) and m.kind == k for k, m in models.items())
     res = {k: m.monte_carlo(flux, err, bad, 16) for k, m in models.items()}
     for kind, r in res.items():
         # no noise: what is left is float rounding between rows of one batch

@@ -7,7 +7,8 @@ from astropy.table import Table
 from apnet_tf.constants import CALIBRATION_MC_DRAWS, CALIBRATION_STARS_PER_STRATUM
 from apnet_tf.inference.predict import predict_catalog
 from apnet_tf.io.catalog import write_catalog
-from apnet_tf.io.catalog_flags import age_bin, flags, in_triangle
+from apnet_tf.io.catalog_flags import flags
+from apnet_tf.kiel import age_bin, in_triangle
 from apnet_tf.model.loading import load_model
 
 COLUMNS = ["APOGEE_ID", "RA", "DEC", "TEFF", "TEFF_ERR", "LOGG", "LOGG_ERR", "FE_H", "FE_H_ERR",
@@ -176,3 +177,28 @@ def test_killed_inference_resumes_from_finished_batches(apstar_files, trained_ru
     calls.clear()
     predict_catalog(loaded, [folder], mc=12, batch_size=8, work_dir=str(work))
     assert len(calls) == 3
+
+
+def test_settings_fingerprint_is_that_of_the_work_parts_made_before():
+    # A work folder keeps a batch only when settings.json matches in full; these dicts are what
+    # the release before InferenceSettings wrote for the same settings, so its parts stay
+    # reusable after an upgrade.
+    from apnet_tf.inference.settings import InferenceSettings
+
+    phot = {"2M1": np.arange(7.0), "2M2": np.full(7, np.nan)}
+    assert InferenceSettings(mc=100).fingerprint() == {
+        "mc": 100, "batch_size": 256, "calibrated": None, "mc_dropout": False, "seed": None,
+        "splits": []}
+    assert InferenceSettings(mc=8, batch_size=32, calibrated=True, seed=3,
+                             split_filter=["dev", "test"], precision="mixed_bfloat16",
+                             mask_bits=(0, 1, 2), photometry=phot).fingerprint() == {
+        "mc": 8, "batch_size": 32, "calibrated": True, "mc_dropout": False, "seed": 3,
+        "splits": ["dev", "test"], "precision": "mixed_bfloat16", "mask_bits": [0, 1, 2],
+        "photometry": "9c2d21fa3eef9a1daa80e2d5919ec192459a4edcfb85b3a1874d7072739c0b49"}
+    assert InferenceSettings(mc=0, batch_size=16, calibrated=False, mc_dropout=True, seed=5,
+                             split_filter=[], mask_bits=(6, 5, 4, 3, 2, 1, 0)).fingerprint() == {
+        "mc": 0, "batch_size": 16, "calibrated": False, "mc_dropout": True, "seed": 5,
+        "splits": [], "mask_bits": [0, 1, 2, 3, 4, 5, 6]}
+    # the default bits, given or not, are no setting of their own
+    assert "mask_bits" not in InferenceSettings(mc=2, mask_bits=(0, 1, 2, 3, 4, 5, 6)
+                                                ).fingerprint()

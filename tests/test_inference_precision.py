@@ -7,14 +7,16 @@ from astropy.io import fits
 from cli_helpers import assert_one_line_error, cli
 
 from apnet_tf.constants import AUTO_MAX_SHIFT, AUTO_MEDIAN_SHIFT
-from apnet_tf.data.reading import plan_units, read_unit
+from apnet_tf.data.planning import plan_units
+from apnet_tf.data.readers import read_unit
 from apnet_tf.errors import ApnetError
 from apnet_tf.inference.predict import job_precision, predict_catalog
 from apnet_tf.io.catalog import write_catalog
 from apnet_tf.model import precision as precision_module
-from apnet_tf.model.loading import LoadedModel, load_model
+from apnet_tf.model.loading import load_model
 from apnet_tf.model.network import predictor
 from apnet_tf.model.precision import auto_choice, auto_line, precision_shift
+from apnet_tf.model.saved_model_runtime import SavedModelRuntime
 
 SPREAD = np.array([730.0, 1.2, 0.3])  # the untrained run's normalization.json std
 
@@ -55,7 +57,7 @@ def test_a_bad_precision_is_refused_before_any_work(small_survey, untrained_run,
     assert not out.exists() and not (tmp_path / "cat.csv.parts").exists(), line
     with pytest.raises(ApnetError, match="--precision float16"):
         predict_catalog(load_model(str(untrained_run)), [str(small_survey)], precision="float16")
-    exported = LoadedModel(model=None, path="apogee_net/1", kind="saved_model")
+    exported = SavedModelRuntime(saved=None, path="apogee_net/1")
     with pytest.raises(ApnetError, match="apogee_net/1: --precision mixed_bfloat16 needs a "
                                          "Keras model"):
         exported.in_precision("mixed_bfloat16")

@@ -170,7 +170,8 @@ def test_infer_on_the_anet2_run(anet2_run, phot_records, phot_table, small_surve
 
 
 def test_export_of_the_anet2_run_takes_photometry(anet2_run, phot_records, tmp_path):
-    from apnet_tf.data.reading import plan_units, read_unit
+    from apnet_tf.data.planning import plan_units
+    from apnet_tf.data.readers import read_unit
     from apnet_tf.model.loading import load_model
 
     res = cli("export", "--model", anet2_run, "--out", tmp_path / "exp", "--tflite", "")

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from apnet_tf.evaluation import plots, sky_map
-from apnet_tf.io.catalog_flags import AGE_BIN_LABELS
+from apnet_tf.kiel import AGE_BIN_LABELS
 
 
 def _check_png(path, min_w=500, min_h=300):

@@ -1,7 +1,7 @@
 """The published networks' Monte Carlo and plain pass, against evidence made outside the package.
 
 * The reference (``published_reference``, PyTorch, written from the authors' code) fed the very
-  draws that the package's stateless generator makes for a seed: ``LoadedModel.monte_carlo`` (its
+  draws that the package's stateless generator makes for a seed: ``Runtime.monte_carlo`` (its
   ``published_noise_scale`` and its anet1 and anet2 summaries) must give the reference's value
   and sigma.
 * Golden outputs of the authors' own code: tests/golden/net1.json from sdss/astra's Net I

@@ -10,6 +10,7 @@ ray = pytest.importorskip("ray")
 
 from apnet_tf.inference.predict import predict_catalog  # noqa: E402
 from apnet_tf.inference.ray_engine import Predictor, predict_catalog_ray  # noqa: E402
+from apnet_tf.inference.settings import InferenceSettings  # noqa: E402
 from apnet_tf.model.loading import load_model  # noqa: E402
 
 
@@ -46,12 +47,20 @@ def test_ray_gives_the_local_catalog(local_ray, inputs):
     spectra = [str(inputs / "fits"), str(inputs / "rec")]
     kw = dict(mc=3, batch_size=5, seed=8)
     local = predict_catalog(load_model(str(inputs / "run")), spectra, **kw)
-    far = predict_catalog_ray(str(inputs / "run"), spectra, actors=1, **kw)
+    far = predict_catalog_ray(str(inputs / "run"), spectra, InferenceSettings(**kw), actors=1)
     assert len(far.catalog) == len(local.catalog) > 18
     assert list(far.catalog["APOGEE_ID"]) == list(local.catalog["APOGEE_ID"])
     assert list(far.catalog["FILE"]) == list(local.catalog["FILE"])
     for col in ("TEFF", "TEFF_ERR", "LOGG_ERR", "FE_H_ERR"):
         np.testing.assert_allclose(far.catalog[col], local.catalog[col], rtol=1e-4)
+
+
+def test_mask_bits_are_refused_as_the_ray_readers_would_not_use_them(inputs):
+    from apnet_tf.errors import ApnetError
+
+    with pytest.raises(ApnetError, match="--mask-bits works with --engine local only"):
+        predict_catalog_ray(str(inputs / "run"), [str(inputs / "fits")],
+                            InferenceSettings(mc=0, mask_bits=(0, 1)), actors=1)
 
 
 def test_a_killed_actor_is_retried_without_losing_or_repeating_rows(local_ray, inputs, tmp_path):
@@ -64,8 +73,9 @@ def test_a_killed_actor_is_retried_without_losing_or_repeating_rows(local_ray, i
                 os._exit(1)  # the actor process dies in the middle of a batch
             return super().__call__(rows)
 
-    res = predict_catalog_ray(str(inputs / "run"), [str(inputs / "fits")], mc=0, batch_size=4,
-                              actors=1, predictor=DiesOnce)
+    res = predict_catalog_ray(str(inputs / "run"), [str(inputs / "fits")],
+                              InferenceSettings(mc=0, batch_size=4), actors=1,
+                              predictor=DiesOnce)
     assert os.path.exists(marker)
     files = sorted(str(p) for p in (inputs / "fits").glob("*.fits"))
     assert list(res.catalog["FILE"]) == files  # each file once, in order
@@ -90,7 +100,8 @@ def test_read_tasks_start_without_importing_tensorflow(local_ray, inputs, monkey
 
     monkeypatch.setattr(ray.data.Dataset, "map", capture)
     with pytest.raises(KeyboardInterrupt):
-        predict_catalog_ray(str(inputs / "run"), [str(inputs / "fits")], mc=0, actors=1)
+        predict_catalog_ray(str(inputs / "run"), [str(inputs / "fits")], InferenceSettings(mc=0),
+                            actors=1)
     code = ("import pickle, sys; pickle.loads(sys.stdin.buffer.read()); "
             "print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], input=cloudpickle.dumps(shipped[0]),
@@ -114,8 +125,8 @@ def test_an_actor_predicts_two_batches_at_once(local_ray, inputs, tmp_path):
                 f.write(f"{start} {time.time()}\n")
             return out
 
-    res = predict_catalog_ray(str(inputs / "run"), [str(inputs / "fits")], mc=0, batch_size=6,
-                              actors=1, predictor=Slow)
+    res = predict_catalog_ray(str(inputs / "run"), [str(inputs / "fits")],
+                              InferenceSettings(mc=0, batch_size=6), actors=1, predictor=Slow)
     assert len(res.catalog) == 18
     spans = sorted(tuple(map(float, line.split())) for line in log.read_text().splitlines())
     assert len(spans) == 3

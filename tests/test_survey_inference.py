@@ -168,14 +168,14 @@ def test_a_spectrum_without_finite_flux_or_error_is_bad_and_nan(models, stars, t
 def test_a_bad_output_name_is_rejected_before_any_prediction(models, stars, tmp_path,
                                                              monkeypatch):
     # Why 8: --out cat.txt was refused only after every star had been predicted
-    from apnet_tf.model.loading import LoadedModel
+    from apnet_tf.model.keras_runtime import KerasRuntime
 
     calls = []
     def predict(self, flux):
         calls.append(len(flux))
         return np.full((len(flux), 3), 5000.0, np.float32)
 
-    monkeypatch.setattr(LoadedModel, "predict", predict)
+    monkeypatch.setattr(KerasRuntime, "predict", predict)
     res = CliRunner().invoke(app, ["infer", "--model", str(models[0]), "--spectra", str(stars),
                                    "--out", str(tmp_path / "cat.txt"), "--mc", "0"])
     assert res.exit_code == 1 and ".csv, .ecsv or .fits" in res.output

@@ -23,12 +23,17 @@ def test_evaluate_uses_the_runs_normalisation_not_the_evaluated_sets(trained_run
 
 
 def test_table_std_refuses_a_model_without_the_runs_normalisation():
+    import keras
+
     from apnet_tf.evaluation.tables import table_std
-    from apnet_tf.model.loading import LoadedModel
+    from apnet_tf.model.keras_runtime import KerasRuntime
+    from apnet_tf.model.saved_model_runtime import SavedModelRuntime
 
     with pytest.raises(ApnetError, match="no normalization.json"):
-        table_std(LoadedModel(object(), "export/1", "saved_model"))
-    assert table_std(LoadedModel(object(), "run", "keras", {"std": [1, 2, 3]})) == [1, 2, 3]
+        table_std(SavedModelRuntime(saved=object(), path="export/1"))
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    assert table_std(KerasRuntime(model=model, path="run", normalization={"std": [1, 2, 3]})
+                     ) == [1, 2, 3]
 
 
 def test_tables_2_and_3_match_numbers_worked_by_hand():

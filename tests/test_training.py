@@ -303,7 +303,7 @@ def _dev_losses(run, records) -> tuple[float, float, float]:
     """Dev-split standardised MSE of (the untrained network, the run's best model, the train
     label means), all standardised with the run's train std."""
     from apnet_tf.evaluation.tables import predict_records
-    from apnet_tf.model.loading import load_keras
+    from apnet_tf.model.keras_runtime import load_keras
     from apnet_tf.model.network import build_model, standardized_mse
 
     norm = json.loads((run / "normalization.json").read_text())

@@ -35,7 +35,7 @@ import numpy as np
 
 from apnet_tf.constants import CALIBRATION_STARS_PER_STRATUM
 from apnet_tf.data.manifest import checked_shard, read_manifest
-from apnet_tf.data.reading import read_record_labels
+from apnet_tf.data.readers import read_record_labels
 from apnet_tf.model.calibration import kiel_region, snr_bin
 
 __all__ = [

@@ -158,18 +158,20 @@ def infer(
     command resumes it (only if the model's content, the inputs and every option are the same).
     """
     from apnet_tf.inference.job import run_infer
+    from apnet_tf.inference.settings import InferenceSettings
 
     if calibrated and raw_sigma:
         raise ApnetError("--calibrated and --raw-sigma exclude each other")
     calibrated = False if raw_sigma else True if calibrated else False if mc_dropout else None
     spectra = with_extra_paths(spectra or [], ctx)
     bits = None if mask_bits is None else int_list(mask_bits, "--mask-bits")
+    settings = InferenceSettings(mc=mc, batch_size=batch_size, calibrated=calibrated,
+                                 mc_dropout=mc_dropout, seed=seed, mask_bits=bits,
+                                 precision=precision)
     with progress_bar("infer") as update:
-        result = run_infer(model, out_path, spectra, table=table, root=root, mc=mc,
-                           batch_size=batch_size, calibrated=calibrated, mc_dropout=mc_dropout,
-                           seed=seed, engine=engine, ray_address=ray_address, workers=workers,
-                           on_progress=update, mask_bits=bits, photometry=photometry,
-                           precision=precision)
+        result = run_infer(model, out_path, spectra, settings, table=table, root=root,
+                           engine=engine, ray_address=ray_address, workers=workers,
+                           on_progress=update, photometry=photometry)
     notice("precision", [result.precision] if result.precision else [])
     notice("note", result.notes)
     notice("skipped", result.failures)

@@ -28,7 +28,7 @@ from apnet_tf.data.manifest import (
     UNLABELED,
     build_manifest,
 )
-from apnet_tf.data.reading import read_many
+from apnet_tf.data.pool import read_many
 from apnet_tf.data.record_schema import encode_example
 from apnet_tf.errors import ApnetError, first_line
 from apnet_tf.io.files import atomic_path, content_hash, locks_output, read_json, write_json

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 from astropy.coordinates import SkyCoord  # noqa: E402
 
 from apnet_tf.evaluation.plots import save_figure  # noqa: E402
-from apnet_tf.io.catalog_flags import AGE_BIN_LABELS  # noqa: E402
+from apnet_tf.kiel import AGE_BIN_LABELS  # noqa: E402
 
 __all__ = ["LINK_DEG", "MAX_GROUPS", "to_galactic", "sky_groups", "group_centre", "yso_sky_map"]
 

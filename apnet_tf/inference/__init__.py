@@ -1,8 +1,9 @@
-"""Prediction at survey scale, floor 4 (beside ``labels``): streamed batches into catalog parts
-(``predict``), one ``infer`` job with its lock (``job``), its resumable work folder
-(``workdir``) and the Ray Data engine (``ray_engine``).
+"""Prediction at survey scale, floor 4 (beside ``labels``): one job's settings as one frozen
+object (``settings``), streamed batches into catalog parts by the local engine (``predict``),
+one ``infer`` job with its lock (``job``), its resumable work folder (``workdir``) and the Ray
+Data engine (``ray_engine``).
 
 May import: ``model``, ``data``, ``io`` and the base modules; not ``labels``.
 """
 
-__all__ = ["job", "predict", "ray_engine", "workdir"]
+__all__ = ["job", "predict", "ray_engine", "settings", "workdir"]

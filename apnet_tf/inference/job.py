@@ -3,16 +3,18 @@ the local or the Ray engine, finished batches kept until the catalog is written 
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 from collections.abc import Callable, Sequence
 
 from apnet_tf.data.manifest import read_manifest, records_hold_photometry
-from apnet_tf.data.reading import is_records
+from apnet_tf.data.planning import is_records
 from apnet_tf.data.records import check_mask_bits
 from apnet_tf.errors import ApnetError, check_seed, require_at_least
-from apnet_tf.inference.predict import InferenceResult, predict_catalog
+from apnet_tf.inference.predict import InferenceResult, predict_settings
 from apnet_tf.inference.ray_engine import predict_catalog_ray
+from apnet_tf.inference.settings import InferenceSettings
 from apnet_tf.io.catalog import check_catalog_name, write_catalog
 from apnet_tf.io.files import exclusive_lock
 from apnet_tf.io.photometry import PHOT_COLUMNS, read_photometry
@@ -26,27 +28,24 @@ __all__ = ["ENGINES", "run_infer", "remove_work_dir"]
 ENGINES = ("local", "ray")
 
 
-def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | None = None,
-              root: str | None = None, mc: int | None = None, batch_size: int = 256,
-              calibrated: bool | None = None, mc_dropout: bool = False,
-              seed: int | None = None,
-              engine: str = "local", ray_address: str | None = None,
+def run_infer(model: str, out: str, spectra: Sequence[str] = (),
+              settings: InferenceSettings | None = None, table: str | None = None,
+              root: str | None = None, engine: str = "local", ray_address: str | None = None,
               workers: int | None = None,
               on_progress: Callable[[int, int], None] | None = None,
-              mask_bits: Sequence[int] | None = None,
-              photometry: str | None = None, precision: str = "float32") -> InferenceResult:
+              photometry: str | None = None) -> InferenceResult:
     """Predict a catalog for apStar files, folders, globs and record folders (``spectra``)
     and/or the files an allStar/allField ``table`` lists under ``root``; write it to ``out``.
 
     Args:
-        mc: Monte Carlo draws per star; None: 100, or 0 for a TFLite model.
+        settings: what to compute (``settings.InferenceSettings``; None: its defaults, e.g.
+            ``mc`` 100, or 0 for a TFLite model). Its ``mask_bits`` need the local engine.
         engine: "local" (this machine; FITS reads in ``workers`` processes) or "ray" (Ray Data
             on the cluster at ``ray_address``, or a local Ray instance when None).
-        mask_bits: apStar PIXMASK bits that mark a pixel bad in FITS inputs; None: the default
-            bits 0-6 (``spectra.DEFAULT_MASK_BITS``). Local engine only.
+        on_progress: called as on_progress(spectra done, total) as batches finish.
         photometry: a table (FITS, CSV) of APOGEE_ID and ``PHOT_COLUMNS`` for a two-input
-            model; ``table``, or record folders made with photometry, may carry them instead.
-        precision: float32, mixed_bfloat16 or auto (``predict.job_precision``).
+            model, read into the settings' ``photometry``; ``table``, or record folders made
+            with photometry, may carry them instead.
 
     Finished batches wait in ``out + ".parts"`` until the catalog is written, so the same call
     after a kill resumes (``workdir``); ``out + ".lock"`` keeps a second job off ``out``.
@@ -55,33 +54,29 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (), table: str | No
         ApnetError: a bad output name, option or input, another job writing ``out``, or no
             readable spectrum; checked before any prediction where it can be.
     """
-    _check_options(out, spectra, table, root, mc, batch_size, engine, workers, mask_bits,
-                   precision, seed)
+    settings = InferenceSettings() if settings is None else settings
+    _check_options(out, spectra, table, root, settings, engine, workers)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     work_dir = out + ".parts"
     with exclusive_lock(out + ".lock", out):
         listing = None if table is None else read_listing(table, root)
-        phot = None if photometry is None else read_photometry(photometry)
+        if photometry is not None:
+            settings = dataclasses.replace(settings, photometry=read_photometry(photometry))
         # a raw-sigma job never reads calibration.json, so an old or broken one cannot stop it
-        loaded = load_model(model, calibration=calibrated is not False)
-        _check_photometry(loaded, model, listing, phot, table, spectra)
-        mc = (0 if loaded.kind == "tflite" else 100) if mc is None else mc
+        loaded = load_model(model, calibration=settings.calibrated is not False)
+        _check_photometry(loaded, model, listing, settings.photometry, table, spectra)
+        settings = settings.for_model(loaded)
         if engine == "ray":
-            result = predict_catalog_ray(model, spectra, mc=mc, batch_size=batch_size,
-                                         calibrated=calibrated, mc_dropout=mc_dropout,
-                                         seed=seed, listing=listing, address=ray_address,
-                                         work_dir=work_dir, on_progress=on_progress,
-                                         photometry=phot, loaded=loaded, precision=precision)
+            result = predict_catalog_ray(model, spectra, settings, listing=listing,
+                                         address=ray_address, work_dir=work_dir,
+                                         on_progress=on_progress, loaded=loaded)
         else:
-            result = predict_catalog(loaded, spectra, mc=mc, batch_size=batch_size,
-                                     calibrated=calibrated, mc_dropout=mc_dropout, seed=seed,
-                                     work_dir=work_dir, on_progress=on_progress,
-                                     workers=workers, listing=listing, photometry=phot,
-                                     precision=precision, **({} if mask_bits is None else
-                                                               {"mask_bits": mask_bits}))
+            result = predict_settings(loaded, spectra, settings, work_dir=work_dir,
+                                      on_progress=on_progress, workers=workers,
+                                      listing=listing)
         if "SIGMA" not in result.catalog.meta:  # the Ray engine: say what the sigmas are
-            result.catalog.meta.update(sigma_settings(loaded, mc, calibrated, mc_dropout,
-                                                      seed)[1])
+            result.catalog.meta.update(sigma_settings(
+                loaded, settings.mc, settings.calibrated, settings.mc_dropout, settings.seed)[1])
         write_catalog(result.catalog, out)
         remove_work_dir(work_dir)
     result.notes.extend(listing.notes if listing is not None else [])
@@ -108,12 +103,11 @@ def _check_photometry(loaded, model: str, listing, phot: dict | None, table: str
 
 
 def _check_options(out: str, spectra: Sequence[str], table: str | None, root: str | None,
-                   mc: int | None, batch_size: int, engine: str, workers: int | None,
-                   mask_bits: Sequence[int] | None, precision: str = "float32",
-                   seed: int | None = None) -> None:
+                   settings: InferenceSettings, engine: str, workers: int | None) -> None:
     """Raise ApnetError for a bad output name or option, before the job takes the lock."""
     check_catalog_name(out)
-    check_inference_precision(precision)
+    check_inference_precision(settings.precision)
+    mask_bits = settings.mask_bits
     if engine not in ENGINES:
         raise ApnetError(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
     if (table is None) != (root is None):
@@ -125,13 +119,13 @@ def _check_options(out: str, spectra: Sequence[str], table: str | None, root: st
         check_mask_bits(mask_bits)
     if not spectra and table is None:
         raise ApnetError("no input: give --spectra and/or --table with --root")
-    require_at_least(batch_size, 1, "--batch-size")
-    if mc is not None:
-        require_at_least(mc, 0, "--mc")
+    require_at_least(settings.batch_size, 1, "--batch-size")
+    if settings.mc is not None:
+        require_at_least(settings.mc, 0, "--mc")
     if workers is not None:
         require_at_least(workers, 0, "--workers")
-    if seed is not None:
-        check_seed(seed)
+    if settings.seed is not None:
+        check_seed(settings.seed)
 
 
 def remove_work_dir(work_dir: str) -> None:

@@ -4,8 +4,9 @@ Inputs are apStar files, folders, globs, or TFRecord folders from ``make-records
 batches; an unreadable file is reported and the rest go on. The catalog is written atomically as
 CSV or FITS (astropy).
 
-Models are loaded by ``model.loading`` and flagged by ``io.catalog_flags``; every column made
-here is one of ``io.catalog_schema.SCHEMA``.
+Models are loaded by ``model.loading``, a job's settings are one ``settings.InferenceSettings``
+and the predictions are flagged by ``io.catalog_flags``; every column made here is one of
+``io.catalog_schema.SCHEMA``.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 from astropy.table import Table
 
-from apnet_tf.constants import AUTO_PRECISION_PROBE, LABEL_COLUMNS, TARGETS
-from apnet_tf.data.reading import iter_units, plan_units, read_unit
-from apnet_tf.errors import ApnetError, require_at_least
+from apnet_tf.constants import AUTO_PRECISION_PROBE, LABEL_COLUMNS, MC_DRAWS, TARGETS
+from apnet_tf.data.planning import plan_units
+from apnet_tf.data.pool import iter_units
+from apnet_tf.data.readers import read_unit
+from apnet_tf.errors import ApnetError
 from apnet_tf.inference import workdir as wd
+from apnet_tf.inference.settings import InferenceSettings
 from apnet_tf.io.catalog import model_identity
 from apnet_tf.io.catalog_flags import (
     INPUT_GARBAGE,
@@ -28,12 +32,9 @@ from apnet_tf.io.catalog_flags import (
     input_flags,
 )
 from apnet_tf.io.catalog_schema import schema_column
-from apnet_tf.io.photometry import PHOT_COLUMNS, filled_bits, fingerprint, lookup
+from apnet_tf.io.photometry import PHOT_COLUMNS, filled_bits, lookup
 from apnet_tf.io.spectra import DEFAULT_MASK_BITS
 from apnet_tf.model.calibration import calibrated_summaries, sigma_settings
-from apnet_tf.model.loading import (
-    LoadedModel,
-)
 from apnet_tf.model.precision import (
     auto_line,
     auto_precision,
@@ -41,11 +42,13 @@ from apnet_tf.model.precision import (
     label_spread,
     precision_shift,
 )
+from apnet_tf.model.runtime import Runtime
 
 __all__ = [
-    "InferenceResult", "predict_catalog", "job_precision", "job_settings", "unit_part",
+    "InferenceResult", "predict_catalog", "predict_settings", "job_precision", "unit_part",
     "catalog_from_parts", "batch_photometry"
 ]
+
 
 @dataclasses.dataclass
 class InferenceResult:
@@ -55,7 +58,7 @@ class InferenceResult:
     precision: str = ""  # what --precision auto chose, and why, in one line ("" otherwise)
 
 
-def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
+def predict_catalog(model: Runtime, inputs: Sequence[str], mc: int = MC_DRAWS,
                     batch_size: int = 256, calibrated: bool | None = None,
                     mc_dropout: bool = False, seed: int | None = None,
                     split_filter: Sequence[str] | None = None,
@@ -65,73 +68,72 @@ def predict_catalog(model: LoadedModel, inputs: Sequence[str], mc: int = 100,
                     photometry: dict | None = None,
                     rows: Mapping[str, Sequence[int]] | None = None,
                     precision: str = "float32") -> InferenceResult:
-    """Predict Teff, log g, [Fe/H] (with Monte Carlo sigmas when mc > 0) for every input spectrum.
+    """Predict Teff, log g, [Fe/H] (with Monte Carlo sigmas when mc > 0) for every input spectrum:
+    ``predict_settings`` with the settings as keywords.
 
-    Args:
-        mc: Monte Carlo draws per star (paper: 100); 0 gives point predictions and NaN sigmas.
-        calibrated: None (default): calibrated sigmas when the model has a calibration, else the
-            raw Monte Carlo sigma; True: calibrated (an error without a calibration); False: the
-            paper's raw Monte Carlo sigma.
-        mc_dropout: add MC-dropout spread in quadrature (raw sigmas only).
-        seed: the noise draws of batch k come from (seed, k): the same seed gives the same
-            catalog however the job is cut, resumed or spread. None draws one.
-        split_filter: for record folders, keep only the labelled stars of these splits.
-        work_dir: keep each finished batch here; a re-run reuses them only if the model's
-            content, the inputs and every setting are the same (see ``workdir``).
-        workers: processes that read FITS files ahead of the model (0: in this process); they
-            are spawned, so a script that uses them needs the ``if __name__ == "__main__":``.
-        listing: a ``reading.Listing`` of an input table (``survey_table.read_listing``).
-        mask_bits: apStar PIXMASK bits that mark a pixel bad in FITS inputs (as make-records';
-            use the bits the training records were made with).
-        photometry: APOGEE_ID -> (7,) raw photometry (``io.photometry.read_photometry``) for
-            a two-input model (Net II); it wins over an input table's photometry.
-        rows: for record folders, only these shards and of each only the records at these
-            positions (``reading.plan_units``; the calibration's subset).
-        precision: the network's compute precision, plain and Monte Carlo alike: float32,
-            mixed_bfloat16 or auto (``job_precision``); the catalog's PRECISN says which ran.
+    ``mc``, ``batch_size``, ``calibrated``, ``mc_dropout``, ``seed``, ``split_filter``,
+    ``mask_bits``, ``photometry`` and ``precision`` are the job's ``settings.InferenceSettings``
+    (see there); ``work_dir``, ``on_progress``, ``workers``, ``listing`` and ``rows`` are as
+    ``predict_settings``'s.
 
     Returns:
         The catalog (paper Table 4 columns, percentiles, flags; labels, split and category when
         the input is labelled records) and one line per unreadable file or missing input.
     """
-    require_at_least(mc, 0, "--mc")
-    require_at_least(batch_size, 1, "--batch-size")
-    check_inference_precision(precision)
-    calibrated, sigma_meta = sigma_settings(model, mc, calibrated, mc_dropout, seed)
-    plan = plan_units(inputs, batch_size, split_filter, listing, rows)
-    model, line = job_precision(model, plan, precision, mask_bits, photometry)
-    settings = job_settings(mc, batch_size, calibrated, mc_dropout, seed, split_filter,
-                             model.precision, mask_bits, photometry)
-    seed = wd.prepare(work_dir, model, plan, settings) if work_dir else wd.new_seed(seed)
+    settings = InferenceSettings(mc=mc, batch_size=batch_size, calibrated=calibrated,
+                                 mc_dropout=mc_dropout, seed=seed, split_filter=split_filter,
+                                 mask_bits=mask_bits, photometry=photometry,
+                                 precision=precision)
+    return predict_settings(model, inputs, settings, work_dir=work_dir,
+                            on_progress=on_progress, workers=workers, listing=listing,
+                            rows=rows)
+
+
+def predict_settings(model: Runtime, inputs: Sequence[str], settings: InferenceSettings, *,
+                     work_dir: str | None = None,
+                     on_progress: Callable[[int, int], None] | None = None,
+                     workers: int | None = 0, listing=None,
+                     rows: Mapping[str, Sequence[int]] | None = None) -> InferenceResult:
+    """The local engine: the catalog of ``inputs`` under ``settings``, computed in this process.
+
+    Args:
+        work_dir: keep each finished batch here; a re-run reuses them only if the model's
+            content, the inputs and every setting are the same (see ``workdir``).
+        on_progress: called as on_progress(spectra done, total) after each batch.
+        workers: processes that read FITS files ahead of the model (0: in this process; None:
+            ``pool.default_workers``); they are spawned, so a script that uses them needs
+            the ``if __name__ == "__main__":`` guard.
+        listing: a ``survey_table.Listing`` of an input table (``survey_table.read_listing``).
+        rows: for record folders, only these shards and of each only the records at these
+            positions (``planning.plan_units``; the calibration's subset).
+
+    Returns:
+        The catalog and one line per unreadable file or missing input; for precision "auto",
+        the line that says what it chose.
+    """
+    settings = settings.for_model(model).check()
+    calibrated, sigma_meta = sigma_settings(model, settings.mc, settings.calibrated,
+                                            settings.mc_dropout, settings.seed)
+    plan = plan_units(inputs, settings.batch_size, settings.split_filter, listing, rows)
+    model, line = job_precision(model, plan, settings.precision, settings.mask_bits_used,
+                                settings.photometry)
+    job = dataclasses.replace(settings, calibrated=calibrated, precision=model.precision)
+    seed = (wd.prepare(work_dir, model, plan, job.fingerprint()) if work_dir
+            else wd.new_seed(settings.seed))
     sigma_meta["MCSEED"] = seed
-    if seed is not None and mc_dropout:
+    if seed is not None and settings.mc_dropout:
         import keras
 
         keras.utils.set_random_seed(seed)  # dropout draws are not keyed by batch
-    parts, failures = _predict_units(model, plan, mc, calibrated, mc_dropout, seed, work_dir,
-                                     on_progress, workers, mask_bits, photometry)
-    return InferenceResult(catalog_from_parts(parts, failures, model, mc, sigma_meta), failures,
-                           precision=line)
+    parts, failures = _predict_units(model, plan, dataclasses.replace(job, seed=seed),
+                                     work_dir, on_progress, workers)
+    return InferenceResult(catalog_from_parts(parts, failures, model, settings.mc, sigma_meta),
+                           failures, precision=line)
 
 
-def job_settings(mc, batch_size, calibrated, mc_dropout, seed, split_filter, precision,
-                 mask_bits=DEFAULT_MASK_BITS, photometry=None) -> dict:
-    """What a job's finished parts depend on besides the model and the inputs (``workdir``),
-    for both engines."""
-    # a float32 job's settings are those of before --precision, so its old parts stay reusable
-    settings = {"mc": mc, "batch_size": batch_size, "calibrated": calibrated,
-                "mc_dropout": mc_dropout, "seed": seed, "splits": list(split_filter or []),
-                **({} if precision == "float32" else {"precision": precision})}
-    if tuple(mask_bits) != tuple(DEFAULT_MASK_BITS):
-        settings["mask_bits"] = sorted(int(b) for b in mask_bits)
-    if photometry is not None:
-        settings["photometry"] = fingerprint(photometry)
-    return settings
-
-
-def job_precision(model: LoadedModel, plan, precision: str,
+def job_precision(model: Runtime, plan, precision: str,
                   mask_bits: Sequence[int] = DEFAULT_MASK_BITS, photometry: dict | None = None,
-                  ) -> tuple[LoadedModel, str]:
+                  ) -> tuple[Runtime, str]:
     """The model a job predicts with, in ``precision``, and for "auto" the line that says
     what it chose and why ("" otherwise).
 
@@ -163,7 +165,7 @@ def job_precision(model: LoadedModel, plan, precision: str,
 def _probe(plan, mask_bits: Sequence[int], photometry: dict | None, two_inputs: bool,
            ) -> tuple | None:
     """Up to ``AUTO_PRECISION_PROBE`` usable spectra from the first units of ``plan`` (from at
-    most as many of its files or shards), as ``LoadedModel.predict`` arguments (flux, and
+    most as many of its files or shards), as ``Runtime.predict`` arguments (flux, and
     photometry for a two-input model); None if they hold none."""
     flux, phot, n, tried = [], [], 0, 0
     for unit in plan.units:
@@ -188,25 +190,22 @@ def _probe(plan, mask_bits: Sequence[int], photometry: dict | None, two_inputs: 
     return (np.concatenate(flux),) + ((np.concatenate(phot),) if two_inputs else ())
 
 
-def _predict_units(model: LoadedModel, plan, mc: int, calibrated: bool, mc_dropout: bool,
-                   seed: int | None, work_dir: str | None,
-                   on_progress: Callable[[int, int], None] | None, workers: int,
-                   mask_bits: Sequence[int], photometry: dict | None = None,
+def _predict_units(model: Runtime, plan, settings: InferenceSettings, work_dir: str | None,
+                   on_progress: Callable[[int, int], None] | None, workers: int | None,
                    ) -> tuple[list[dict], list[str]]:
-    """The catalog parts of the units of ``plan`` (a ``reading.Plan``), in unit order, and the
+    """The catalog parts of the units of ``plan`` (a ``planning.Plan``), in unit order, and the
     failure lines. Parts already in ``work_dir`` are reused; the others are read ahead by
     ``workers`` processes, predicted and, with a ``work_dir``, kept there."""
     failures, parts, done = list(plan.failures), [], 0
     todo = [u for u in plan.units if not (work_dir and wd.has_part(work_dir, u.key))]
-    reader = iter_units(todo, workers, mask_bits)
+    reader = iter_units(todo, workers, settings.mask_bits_used)
     try:
         for unit in plan.units:
             part = wd.load_part(work_dir, unit.key) if work_dir else None
             if part is None:
                 got, batch, bad_files = next(reader)
                 assert got.key == unit.key
-                part = unit_part(model, batch, bad_files, mc, calibrated, mc_dropout,
-                                 (seed, unit.key), photometry)
+                part = unit_part(model, batch, bad_files, settings, unit.key)
                 if work_dir:
                     wd.save_part(work_dir, unit.key, part)
             failures.extend(str(f) for f in part.pop("_failures"))
@@ -220,13 +219,14 @@ def _predict_units(model: LoadedModel, plan, mc: int, calibrated: bool, mc_dropo
     return parts, failures
 
 
-def unit_part(model: LoadedModel, batch, failures: list[str], mc: int, calibrated: bool,
-              mc_dropout: bool, seed, photometry: dict | None = None) -> dict[str, np.ndarray]:
-    """The catalog columns of one unit's batch (none if no file was readable), and its
-    unreadable files under "_failures". ``photometry``: as ``predict_catalog``'s."""
+def unit_part(model: Runtime, batch, failures: list[str], settings: InferenceSettings,
+              key: int) -> dict[str, np.ndarray]:
+    """The catalog columns of unit ``key``'s batch (none if no file was readable), and its
+    unreadable files under "_failures". Its noise draws come from (``settings.seed``, key)."""
     if batch is not None and model.takes_photometry:
-        batch.photometry = batch_photometry(batch, photometry)
-    part = {} if batch is None else _predict_part(model, batch, mc, calibrated, mc_dropout, seed)
+        batch.photometry = batch_photometry(batch, settings.photometry)
+    part = {} if batch is None else _predict_part(model, batch, settings.mc, settings.calibrated,
+                                                  settings.mc_dropout, (settings.seed, key))
     part["_failures"] = np.array(failures, dtype=object)
     return part
 
@@ -244,7 +244,7 @@ def batch_photometry(batch, table: dict | None) -> np.ndarray:
     return phot
 
 
-def catalog_from_parts(parts: list[dict], failures: list[str], model: LoadedModel,
+def catalog_from_parts(parts: list[dict], failures: list[str], model: Runtime,
                        mc: int, sigma_meta: dict | None = None) -> Table:
     """One astropy Table from the parts of the units, in unit order; ``sigma_meta`` (from
     ``calibration.sigma_settings``) says what its sigmas are."""
@@ -273,7 +273,7 @@ def catalog_from_parts(parts: list[dict], failures: list[str], model: LoadedMode
     return table
 
 
-def _predict_part(model: LoadedModel, batch, mc: int, calibrated: bool,
+def _predict_part(model: Runtime, batch, mc: int, calibrated: bool,
                   mc_dropout: bool, seed=None) -> dict[str, np.ndarray]:
     """The catalog columns of one batch; ``seed`` (a pair of ints) keys its noise draws.
 
@@ -286,13 +286,12 @@ def _predict_part(model: LoadedModel, batch, mc: int, calibrated: bool,
     phot = {} if batch.photometry is None or not model.takes_photometry else \
         {"photometry": batch.photometry}
     if mc > 0:
-        res = model.monte_carlo(batch.flux, batch.err, batch.bad, mc, mc_dropout, seed=seed,
-                                **phot)
+        res = model.monte_carlo(batch.flux, batch.err, batch.bad, mc, seed=seed,
+                                mc_dropout=mc_dropout, **phot)
         raw = res["std"]
         if calibrated is None:  # a caller that did not ask sigma_settings (the Ray engine)
             calibrated = model.calibration is not None and not mc_dropout
         if calibrated:
-
             res = calibrated_summaries(res, model.calibration, batch.snr)
         value, sigma = res.get("value", res["mean"]), res["std"]
         pct = {p: res[p] for p in ("p16", "p50", "p84") if p in res}

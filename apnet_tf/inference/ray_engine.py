@@ -1,9 +1,9 @@
 """Ray Data as the engine of ``infer --engine ray``: the same catalog as the local engine,
 spread over a Ray cluster.
 
-The plan is the local one (``reading.plan_units``): each unit (up to ``batch_size`` FITS files,
+The plan is the local one (``planning.plan_units``): each unit (up to ``batch_size`` FITS files,
 or one record shard) is one row of a Ray dataset. Read tasks turn a unit into its batch (their
-function, ``reading.read_pickled_unit``, imports no TensorFlow, so a reader process starts at
+function, ``readers.read_pickled_unit``, imports no TensorFlow, so a reader process starts at
 once); actors that load the model once predict it, two batches at a time (Monte Carlo inside the
 actor, seeded by (seed, unit), so the sigmas equal the local engine's for the same seed), and
 return its catalog part. The spectra go from readers to actors through the object store; the
@@ -18,23 +18,26 @@ paths on every node (a shared file system).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import pickle
 from collections.abc import Callable, Sequence
 
-from apnet_tf.data.reading import Unit, plan_units, read_pickled_unit
+from apnet_tf.data.planning import Unit, plan_units
+from apnet_tf.data.readers import read_pickled_unit
 from apnet_tf.errors import ApnetError
 from apnet_tf.inference import workdir as wd
 from apnet_tf.inference.predict import (
     InferenceResult,
     catalog_from_parts,
     job_precision,
-    job_settings,
     unit_part,
 )
+from apnet_tf.inference.settings import InferenceSettings
 from apnet_tf.io.survey_table import Listing
-from apnet_tf.model.loading import LoadedModel, load_model
+from apnet_tf.model.loading import load_model
+from apnet_tf.model.runtime import Runtime
 
 __all__ = ["Predictor", "predict_catalog_ray"]
 
@@ -48,58 +51,55 @@ def _ray():
 
 
 class Predictor:
-    """A Ray actor: loads the model once, then turns batches into catalog parts."""
+    """A Ray actor: loads the model once, then turns batches into catalog parts under the
+    job's settings (their seed the one the job draws with, their precision the one it runs)."""
 
-    def __init__(self, model: str, mc: int, calibrated: bool, mc_dropout: bool, seed: int,
-                 photometry: dict | None = None, precision: str = "float32"):
-        self.model = load_model(model, calibration=calibrated is not False).in_precision(
-            precision)
-        self.args = (mc, calibrated, mc_dropout)
-        self.seed = seed
-        self.photometry = photometry
+    def __init__(self, model: str, settings: InferenceSettings):
+        self.model = load_model(model, calibration=settings.calibrated is not False
+                                ).in_precision(settings.precision)
+        self.settings = settings
 
     def __call__(self, rows: dict) -> dict:
         parts = []
         for key, payload in zip(rows["key"], rows["batch"]):
             batch, failures = pickle.loads(payload)
-            part = unit_part(self.model, batch, failures, *self.args, (self.seed, int(key)),
-                             self.photometry)
+            part = unit_part(self.model, batch, failures, self.settings, int(key))
             parts.append(pickle.dumps(part, protocol=5))
         return {"key": rows["key"], "part": parts}
 
 
-def predict_catalog_ray(model: str, inputs: Sequence[str], mc: int = 100, batch_size: int = 256,
-                        calibrated: bool = False, mc_dropout: bool = False,
-                        seed: int | None = None, split_filter: Sequence[str] | None = None,
+def predict_catalog_ray(model: str, inputs: Sequence[str], settings: InferenceSettings, *,
                         listing: Listing | None = None, address: str | None = None,
                         actors: int | None = None, work_dir: str | None = None,
                         on_progress: Callable[[int, int], None] | None = None,
                         predictor: type = Predictor,
-                        photometry: dict | None = None,
-                        loaded: LoadedModel | None = None,
-                        precision: str = "float32") -> InferenceResult:
-    """``inference.predict_catalog`` on Ray Data: same arguments, same catalog.
+                        loaded: Runtime | None = None) -> InferenceResult:
+    """``inference.predict.predict_settings`` on Ray Data: same settings, same catalog.
 
     Args:
         model: the model's path (every node loads it from there).
+        settings: as the local engine's, but for ``mask_bits`` (FITS inputs are read with the
+            default bits); precision "auto" is decided once, here, on the job's first spectra
+            (``predict.job_precision``), and every actor computes in what it chose.
         address: the Ray cluster ("auto", "ray://host:10001", ...); None joins the cluster this
             process already belongs to, or starts a local Ray instance.
         actors: model actors; default one per GPU of the cluster, else one per 4 CPUs.
         predictor: the actor class (tests pass one that dies once).
-        photometry: APOGEE_ID -> (7,) raw photometry for a two-input model (Net II).
         loaded: ``model`` as the caller loaded it (``run_infer`` has), so that this process
             does not load it a second time; None loads it.
-        precision: as the local engine's; "auto" is decided once, here, on the job's first
-            spectra (``predict.job_precision``), and every actor computes in what it chose.
     """
     ray = _ray()
+    if settings.mask_bits is not None:  # the read tasks read with the default bits
+        raise ApnetError("--mask-bits works with --engine local only")
     if loaded is None:
-        loaded = load_model(model, calibration=calibrated is not False)
-    plan = plan_units(inputs, batch_size, split_filter, listing)
-    loaded, line = job_precision(loaded, plan, precision, photometry=photometry)
-    settings = job_settings(mc, batch_size, calibrated, mc_dropout, seed, split_filter,
-                            loaded.precision, photometry=photometry)
-    seed = wd.prepare(work_dir, loaded, plan, settings) if work_dir else wd.new_seed(seed)
+        loaded = load_model(model, calibration=settings.calibrated is not False)
+    settings = settings.for_model(loaded)
+    plan = plan_units(inputs, settings.batch_size, settings.split_filter, listing)
+    loaded, line = job_precision(loaded, plan, settings.precision,
+                                 photometry=settings.photometry)
+    job = dataclasses.replace(settings, precision=loaded.precision)
+    seed = (wd.prepare(work_dir, loaded, plan, job.fingerprint()) if work_dir
+            else wd.new_seed(settings.seed))
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.WARNING,
@@ -108,8 +108,8 @@ def predict_catalog_ray(model: str, inputs: Sequence[str], mc: int = 100, batch_
              and wd.has_part(work_dir, u.key)}
     todo = [u for u in plan.units if u.key not in parts]
     done = sum(_size(parts[k]) for k in parts)
-    for key, part in _run(ray, todo, model, (mc, calibrated, mc_dropout, seed, photometry,
-                                             loaded.precision), actors, predictor):
+    for key, part in _run(ray, todo, model, dataclasses.replace(job, seed=seed), actors,
+                          predictor):
         if work_dir:
             wd.save_part(work_dir, key, part)
         parts[key] = part
@@ -123,7 +123,7 @@ def predict_catalog_ray(model: str, inputs: Sequence[str], mc: int = 100, batch_
         failures.extend(str(f) for f in part.pop("_failures"))
         if part:
             ordered.append(part)
-    return InferenceResult(catalog_from_parts(ordered, failures, loaded, mc), failures,
+    return InferenceResult(catalog_from_parts(ordered, failures, loaded, settings.mc), failures,
                            precision=line)
 
 
@@ -131,7 +131,8 @@ def _size(part: dict) -> int:
     return len(part.get("APOGEE_ID", ())) + len(part.get("_failures", ()))
 
 
-def _run(ray, units: list[Unit], model: str, args: tuple, actors: int | None, predictor):
+def _run(ray, units: list[Unit], model: str, settings: InferenceSettings, actors: int | None,
+         predictor):
     """Yield (unit key, part) as the cluster finishes them."""
     if not units:
         return
@@ -154,6 +155,6 @@ def _run(ray, units: list[Unit], model: str, args: tuple, actors: int | None, pr
                                       enable_true_multi_threading=True)
     ds = ds.map_batches(predictor, batch_size=1, compute=pool,
                         num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1,
-                        fn_constructor_args=(os.path.abspath(model), *args))
+                        fn_constructor_args=(os.path.abspath(model), settings))
     for row in ds.iter_rows():
         yield int(row["key"]), pickle.loads(row["part"])

@@ -1,15 +1,16 @@
 """The networks, floor 3: the Appendix B network with its layers and loss (``network``), the one
 Monte Carlo (``uncertainty``), calibration.json and how it turns a Monte Carlo sigma into a
-calibrated one (``calibration``), loading any model kind with its calibration (``loading``) and
-PyTorch weight exchange (``torch_weights``, ``torch_reference``), the published APOGEE Net I
-and II networks and their conventions (``published``), APOGEE Net III and BOSS Net
-(``bossnet``; their conventions ``bossnet_conventions``, strict weight loading
+calibrated one (``calibration``), one runtime per way of running a model behind one protocol
+(``runtime``: ``keras_runtime``, ``saved_model_runtime``, ``tflite_runtime``) and loading the
+right one (``loading``), PyTorch weight exchange (``torch_weights``, ``torch_reference``), the
+published APOGEE Net I and II networks and their conventions (``published``), APOGEE Net III
+and BOSS Net (``bossnet``; their conventions ``bossnet_conventions``, strict weight loading
 ``bossnet_weights``), bfloat16 hardware and a model's bfloat16 twin for inference
 (``precision``).
 
 May import: ``data``, ``io`` and the base modules.
 """
 
-__all__ = ["bossnet", "bossnet_conventions", "bossnet_weights", "calibration", "loading",
-           "network", "precision", "published", "torch_reference", "torch_weights",
-           "uncertainty"]
+__all__ = ["bossnet", "bossnet_conventions", "bossnet_weights", "calibration", "keras_runtime",
+           "loading", "network", "precision", "published", "runtime", "saved_model_runtime",
+           "tflite_runtime", "torch_reference", "torch_weights", "uncertainty"]

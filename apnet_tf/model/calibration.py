@@ -23,8 +23,8 @@ import numpy as np
 
 from apnet_tf.constants import TARGETS, renamed_keys
 from apnet_tf.errors import ApnetError
-from apnet_tf.io.catalog_flags import in_triangle
 from apnet_tf.io.files import write_json
+from apnet_tf.kiel import in_triangle
 
 __all__ = [
     "CALIBRATION", "FORMAT", "ONE_SIGMA", "REGIONS", "KEYS", "METHOD", "kiel_region",
@@ -267,7 +267,7 @@ def sigma_settings(model, mc: int, calibrated: bool | None, mc_dropout: bool,
     """Whether a catalog gets calibrated sigmas, and the table.meta entries that say what its
     sigmas are: SIGMA (calibrated, raw MC, raw MC + dropout, none), MC (the draws per star),
     MCSEED, and for calibrated sigmas SIGCAL (how) and CALMC (the calibration's draws per star).
-    ``model`` is an ``inference.LoadedModel``."""
+    ``model`` is a ``runtime.Runtime``."""
     if calibrated and model.calibration is None:
         if getattr(model, "kind", "keras") != "keras":  # an export carries its run's calibration
             raise ApnetError(f"{model.path}: this export has no calibration (its run had none "

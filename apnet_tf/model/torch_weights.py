@@ -34,7 +34,7 @@ from apnet_tf.constants import (
 from apnet_tf.errors import ApnetError, first_line
 from apnet_tf.io.files import atomic_path, locks_output, read_json_object, write_json
 from apnet_tf.io.folders import check, claim, remove_made
-from apnet_tf.model.loading import load_keras
+from apnet_tf.model.keras_runtime import load_keras
 from apnet_tf.model.network import build_model, flatten_length, save_model_atomic
 from apnet_tf.model.published import (
     ARCHS,

@@ -29,7 +29,8 @@ from apnet_tf.errors import ApnetError
 
 __all__ = [
     "SUMMARIES", "clean_errors", "mask_into_errors", "kth_smallest", "typical_error",
-    "noise_scale", "star_seed", "noisy_draws", "standard_normal", "stateless_seed", "summarize",
+    "noise_scale", "star_seed", "noisy_draws", "standard_normal", "stateless_seed", "draw_seed",
+    "summarize",
     "monte_carlo",
     "MonteCarloPredictor", "check_mc", "MC_STYLES", "published_noise_scale"
 ]
@@ -198,6 +199,13 @@ def stateless_seed(seed) -> np.ndarray:
     return (np.random.SeedSequence(ints).generate_state(2, np.uint64) >> 1).astype(np.int64)
 
 
+def draw_seed(seed) -> np.ndarray:
+    """The (2,) int64 stateless seed of one Monte Carlo call: ``stateless_seed(seed)``, or a
+    fresh one for None."""
+    return stateless_seed(seed) if seed is not None else \
+        np.random.default_rng().integers(0, 2**62, 2)
+
+
 def summarize(samples: tf.Tensor, style: str = "apnet") -> dict[str, tf.Tensor]:
     """TFP summaries of (B, mc, 3) samples: value, mean, std, p16, p50, p84, each (B, 3).
 
@@ -345,9 +353,8 @@ class MonteCarloPredictor:
         in physical units.
         """
         err, bad = clean_errors(err, bad)
-        key = stateless_seed(seed) if seed is not None else \
-            np.random.default_rng().integers(0, 2**62, 2)
-        args = [tf.convert_to_tensor(flux, tf.float32), err, bad, tf.constant(key, tf.int64)]
+        args = [tf.convert_to_tensor(flux, tf.float32), err, bad,
+                tf.constant(draw_seed(seed), tf.int64)]
         if self.two_inputs:
             if photometry is None:
                 raise ApnetError("this model takes photometry as well as flux")

@@ -31,7 +31,7 @@ from apnet_tf.constants import (
 from apnet_tf.data.manifest import count_records, read_manifest, shard_paths
 from apnet_tf.errors import ApnetError
 from apnet_tf.io.files import output_lock
-from apnet_tf.model.loading import load_keras
+from apnet_tf.model.keras_runtime import load_keras
 from apnet_tf.model.network import (
     MaskedStandardizedMSE,
     build_model,

@@ -1,0 +1,91 @@
+"""The TFLite runtime: a .tflite file of an export run by LiteRT's interpreter, with the
+package's one Monte Carlo run eagerly around it, and the export's metadata and calibration
+from beside the file."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from apnet_tf.constants import N_PIXELS
+from apnet_tf.errors import ApnetError, first_line
+from apnet_tf.io.files import read_json
+from apnet_tf.io.photometry import PHOT_COLUMNS
+from apnet_tf.model.calibration import CALIBRATION
+from apnet_tf.model.published import conventions as published_conventions
+from apnet_tf.model.runtime import ExportedRuntime, read_calibration
+from apnet_tf.model.uncertainty import check_mc, clean_errors, draw_seed, monte_carlo
+from apnet_tf.quiet import native_stderr_silenced
+
+__all__ = ["TFLiteRuntime", "load_tflite", "TFLITE_CHUNK"]
+
+#: Rows per interpreter call.
+TFLITE_CHUNK = 1024
+
+
+@dataclasses.dataclass(kw_only=True, eq=False)
+class TFLiteRuntime(ExportedRuntime):
+    """A LiteRT signature runner (``runner``) with its export's metadata and calibration."""
+
+    kind = "tflite"
+    runner: object  # ai_edge_litert's SignatureRunner of serving_default
+
+    def predict(self, flux: np.ndarray, photometry: np.ndarray | None = None) -> np.ndarray:
+        return self._rows(**self.network_inputs(flux, photometry))
+
+    def monte_carlo(self, flux, err, bad, mc: int, *, seed=0, photometry=None,
+                    mc_dropout: bool = False) -> dict[str, np.ndarray]:
+        mc = check_mc(mc)
+        phot = self.network_photometry(photometry)
+        self.refuse_mc_dropout(mc_dropout)
+        err, bad = clean_errors(err, bad)
+        # the one Monte Carlo, run eagerly, with the interpreter as the network
+        out = monte_carlo(lambda x, m=None: tf.constant(self._rows(
+            x.numpy(), None if m is None else m.numpy())), tf.constant(flux, tf.float32), err,
+            bad, mc, tf.constant(draw_seed(seed), tf.int64), style=self.mc_style,
+            photometry=phot)
+        return {k: v.numpy() for k, v in out.items()}
+
+    def _rows(self, flux: np.ndarray, photometry: np.ndarray | None = None) -> np.ndarray:
+        """(B, 3) of the interpreter, ``TFLITE_CHUNK`` rows per call."""
+        outs = []
+        for i in range(0, len(flux), TFLITE_CHUNK):
+            feed = {"flux": np.ascontiguousarray(flux[i:i + TFLITE_CHUNK])}
+            if photometry is not None:
+                feed["photometry"] = np.ascontiguousarray(photometry[i:i + TFLITE_CHUNK],
+                                                          np.float32)
+            outs.append(self.runner(**feed)["labels"])
+        return np.concatenate(outs) if outs else np.empty((0, 3), np.float32)
+
+
+def load_tflite(path: str, calibration: bool = True) -> TFLiteRuntime:
+    """A .tflite file, with export_metadata.json and calibration.json from its folder.
+    ``calibration=False`` leaves any calibration.json unread.
+
+    Raises:
+        ApnetError: no such file, one LiteRT cannot run, or an invalid calibration.json.
+    """
+    if not os.path.exists(path):
+        raise ApnetError(f"{path}: no such file")
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        interp = Interpreter(model_path=path, num_threads=os.cpu_count())
+        runner = interp.get_signature_runner("serving_default")
+        feed = {"flux": np.zeros((1, N_PIXELS), np.float32)}
+        if "photometry" in runner.get_input_details():
+            feed["photometry"] = np.zeros((1, len(PHOT_COLUMNS)), np.float32)
+        with native_stderr_silenced():  # LiteRT's one XNNPACK INFO line, on the first call
+            runner(**feed)
+    except Exception as exc:
+        raise ApnetError(f"{path}: not a usable TFLite model ({first_line(exc)})") from None
+    meta = read_json(os.path.join(os.path.dirname(path), "export_metadata.json"))
+    cal = read_calibration(os.path.join(os.path.dirname(path), CALIBRATION), calibration)
+    conv = (meta or {}).get("conventions")
+    if meta is None and "photometry" in feed:  # the file alone: taken for the published
+        conv = published_conventions("anet2")  # Net II (a fitted one's MC is the package's)
+    return TFLiteRuntime(runner=runner, path=path, calibration=cal, metadata=meta,
+                         conventions=conv, takes_photometry="photometry" in feed)
