@@ -125,6 +125,14 @@ def recipe_words(rec: dict) -> str:
     return f"an older recipe ({describe(diff)})"
 
 
+def besides(rec: dict, overridden) -> str:
+    """For a variant's row: ``; otherwise an older recipe (...)`` where its recipe differs from
+    today's default in more than the fields it overrides, else nothing."""
+    diff = {k: v for k, v in differences(rec.get("recipe") or {}, current_defaults()).items()
+            if k not in overridden}
+    return f"; otherwise an older recipe ({describe(diff)})" if diff else ""
+
+
 def table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -247,7 +255,7 @@ def accuracy_variants() -> str:
     for name in names:
         rec = load(name)
         f, s = rec["figures"], rec["figures"]["test_scatter"]
-        rows.append([f"`python {rec['command']}`"]
+        rows.append([f"`python {rec['command']}`{besides(rec, f['recipe_overrides'])}"]
                     + [f"{fmt(s[t]['network'], 4)} ({s[t]['ridge_over_network']}x)"
                        for t in TARGETS]
                     + [f"{fmt(f['network_run']['seconds'])} s", f"`bench/results/{name}.json`"])
@@ -278,7 +286,9 @@ def time_to_accuracy_variants(current: dict) -> str:
     for name in names:
         rec = load(name)
         run = rec["figures"]["current"]
-        rows.append(["`" + " ".join(rec["figures"]["overrides"]) + "`"]
+        over = rec["figures"]["overrides"]
+        rows.append(["`" + " ".join(over) + "`"
+                     + besides(rec, {o.split("=", 1)[0] for o in over})]
                     + [fmt(run["table3_test"][f"Full {t}"], 4) for t in TARGETS]
                     + [fmt(run["seconds"][k], 3) for k in ("pretrain", "finetune", "total")]
                     + [_epochs(run), fmt(rec.get("load_average_1min_at_end")),
