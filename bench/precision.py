@@ -32,7 +32,7 @@ from accuracy import load_split  # noqa: E402
 from infer import rate  # noqa: E402
 
 LABELS = ("teff", "logg", "fe_h")
-REAL = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+REAL = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "apogee_dr13")
 
 
 def shift_figures(ref: np.ndarray, trial: np.ndarray, spread: np.ndarray) -> dict:
