@@ -23,8 +23,7 @@ import os
 import subprocess
 import sys
 
-__all__ = ["current_defaults", "recorded_recipe", "differences", "describe", "defaults_at",
-           "backfill"]
+__all__ = ["current_defaults", "differences", "describe", "defaults_at", "backfill"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -38,12 +37,6 @@ def current_defaults() -> dict:
     from apnet_tf.training.recipes import RECIPES
 
     return dataclasses.asdict(RECIPES["default"])
-
-
-def recorded_recipe(rec: dict) -> dict | None:
-    """The recipe a results file's figures were trained with: its ``recipe``, None where its
-    figures come from no trained network (or the file predates the record)."""
-    return rec.get("recipe")
 
 
 def differences(recorded: dict, current: dict) -> dict:
