@@ -3,6 +3,7 @@ file each script writes (``report``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -13,6 +14,10 @@ import time
 
 #: Where every script writes its figures, one JSON file per script (and per variant).
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+#: The checkout the scripts live in: its apnet_tf is imported where no other is on the path.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.append(ROOT)  # last: a PYTHONPATH (time_to_accuracy's baseline) comes first
 
 CACHE = os.environ.get("APNET_BENCH_CACHE", os.path.join(os.path.dirname(__file__), "..",
                                                          ".bench"))
@@ -79,15 +84,28 @@ def parse_overrides(recipe, items: list[str]) -> dict:
     return overrides
 
 
-def report(name: str, figures: dict, tag: str = "") -> str:
+def run_recipe(run_dir: str) -> dict | None:
+    """The recipe a run folder's network trained with (its run.json), for ``report``."""
+    from apnet_tf.training.run_folder import read_run_record
+
+    return read_run_record(run_dir).get("recipe")
+
+
+def report(name: str, figures: dict, tag: str = "", recipe=None) -> str:
     """Print ``figures`` as JSON and write them to ``bench/results/<name>[-<tag>].json`` with the
-    commit, the machine, the date and the command that made them; returns the file's path."""
+    commit, the machine, the date, the command that made them and this commit's default recipe
+    (``recipe_defaults``); ``recipe`` (a Recipe or its fields) is the recipe that trained the
+    network the figures measure, where one did. Returns the file's path."""
+    from _recipe import current_defaults
+
     name = f"{name}-{tag}" if tag else name
     record = {"script": os.path.basename(sys.argv[0]), "command": " ".join(sys.argv),
               "commit": commit(), "machine": machine(),
               "load_average_1min_at_end": round(os.getloadavg()[0], 2),
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "figures": figures}
+              "recipe_defaults": current_defaults(), "figures": figures}
+    if recipe is not None:
+        record["recipe"] = recipe if isinstance(recipe, dict) else dataclasses.asdict(recipe)
     os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, f"{name}.json")
     with open(path + ".tmp", "w") as f:

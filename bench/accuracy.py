@@ -89,8 +89,8 @@ def main() -> None:
     _, records = survey_records(args.n)
     ridge, alphas = ridge_scatter(records)
     tag = "_".join(f"{k}-{v}" for k, v in overrides.items()) or "default"
-    net, info = network_scatter(records, os.path.join(CACHE, f"run_{tag}"),
-                                get_recipe("default", **overrides), args.stage)
+    recipe = get_recipe("default", **overrides)
+    net, info = network_scatter(records, os.path.join(CACHE, f"run_{tag}"), recipe, args.stage)
     # ``fit``'s Table 3 scores plain predictions; ``infer`` writes the Monte Carlo mean.
     run_dir = os.path.join(CACHE, f"run_{tag}")
     cat = catalog_scatter(records, run_dir)
@@ -111,7 +111,7 @@ def main() -> None:
         result["paper_recipe_30_epochs"] = {
             "test_scatter": {n: round(float(v), 4) for n, v in zip(TARGET_NAMES, paper)},
             "seconds": pinfo["seconds"]}
-    report("accuracy", result, args.tag)
+    report("accuracy", result, args.tag, recipe=recipe)
 
 
 if __name__ == "__main__":

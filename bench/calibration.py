@@ -47,7 +47,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from _common import CACHE, add_tag, machine, report, survey_records  # noqa: E402
+from _common import CACHE, add_tag, machine, report, run_recipe, survey_records  # noqa: E402
 
 BAND = (0.60, 0.76)
 
@@ -333,7 +333,7 @@ def main() -> None:
             where: x for where, x in judged.items() if where != "test"} or judged)
     if args.infer:
         result["infer_defaults"] = calibrated_infer(args.run, args.records, args.calibrate)
-    report("calibration", result, args.tag)
+    report("calibration", result, args.tag, recipe=run_recipe(args.run))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _common import CACHE, add_tag, machine, report, survey_records  # noqa: E402
+from _common import CACHE, add_tag, machine, report, run_recipe, survey_records  # noqa: E402
 
 #: The survey of bench/time_to_accuracy.py, and how many times the large one repeats it.
 SURVEY_STARS, SURVEY_SEED, TIMES = 6000, 23, 10
@@ -110,7 +110,7 @@ def main() -> None:
         out["all_stars_r100_6k"] = {"seconds": round(dt, 2), "monte_carlo_stars":
                                     cal.subset["train_stars"] + cal.subset["dev_stars"]}
         out["subset_over_all_stars_6k"] = round(out["6k"]["best_seconds"] / dt, 3)
-    report("calibration_cost", out, args.tag)
+    report("calibration_cost", out, args.tag, recipe=run_recipe(args.run))
 
 
 if __name__ == "__main__":

@@ -45,6 +45,13 @@ def epoch_time(records: str, epochs: int, deterministic: bool) -> float:
     return json.loads(proc.stdout.strip().splitlines()[-1])["epoch_s"]
 
 
+def default_recipe():
+    """The recipe each child trains with, but for its epochs and patience (``--epochs``)."""
+    from apnet_tf.training.recipes import RECIPES
+
+    return RECIPES["default"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=600)
@@ -60,7 +67,8 @@ def main() -> None:
     report("determinism", {"stars": args.n, "epochs": args.epochs,
                            "epoch_s_plain": round(best[False], 2),
                            "epoch_s_deterministic": round(best[True], 2),
-                           "ratio": round(best[True] / best[False], 3)}, args.tag)
+                           "ratio": round(best[True] / best[False], 3)}, args.tag,
+           recipe=default_recipe())
 
 
 if __name__ == "__main__":

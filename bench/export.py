@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from _common import add_tag, machine, report  # noqa: E402
+from _common import add_tag, machine, report, run_recipe  # noqa: E402
 from infer import rate, spectra  # noqa: E402
 
 
@@ -93,7 +93,7 @@ def main() -> None:
                 results[f"tflite_{variant}"]["max_pct_of_std"] = np.round(dev.max(0), 3).tolist()
                 results[f"tflite_{variant}"]["median_pct_of_std"] = np.round(
                     np.median(dev, 0), 3).tolist()
-    report("export", results, args.tag)
+    report("export", results, args.tag, recipe=run_recipe(args.model) if args.model else None)
 
 
 if __name__ == "__main__":

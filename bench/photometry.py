@@ -72,7 +72,7 @@ def main() -> None:
               "fit_seconds_ratio_anet2_over_apnet": round(
                   runs["anet2"]["seconds"] / runs["apnet"]["seconds"], 2),
               "runs": runs}
-    report("photometry", result, args.tag)
+    report("photometry", result, args.tag, recipe=recipe)
 
 
 if __name__ == "__main__":

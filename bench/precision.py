@@ -27,12 +27,12 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from _common import CACHE, add_tag, machine, report, survey_records  # noqa: E402
+from _common import CACHE, add_tag, machine, report, run_recipe, survey_records  # noqa: E402
 from accuracy import load_split  # noqa: E402
 from infer import rate  # noqa: E402
 
 LABELS = ("teff", "logg", "fe_h")
-REAL = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+REAL = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "apogee_dr13")
 
 
 def shift_figures(ref: np.ndarray, trial: np.ndarray, spread: np.ndarray) -> dict:
@@ -109,7 +109,7 @@ def main() -> None:
                                               models["mixed_bfloat16"].predict(real_flux), spread)
     result["auto"] = {"test_split": job_precision(f32, test_plan, "auto")[1],
                       "real_dr13": job_precision(f32, real_plan, "auto")[1]}
-    report("precision", result, args.tag)
+    report("precision", result, args.tag, recipe=run_recipe(run))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """make-records throughput (files/s) and tf.data read throughput (spectra/s, parse + batch).
 
-The read rate is compared with the rate at which a Keras training step consumes spectra (batch 128)
-measured in the same run: reading must be at least 10x faster so input never limits training.
+The read rate is compared with the rate at which a Keras training step of the default recipe (its
+batch size, its precision with ``auto`` resolved on this machine) consumes spectra, measured in the
+same run: reading must be at least 10x faster so input never limits training.
 
     python bench/records.py [--n 2000]
 """
@@ -33,6 +34,7 @@ def main() -> None:
     from apnet_tf.data.dataset import make_dataset
     from apnet_tf.data.records import make_records
     from apnet_tf.data.synth import make_survey
+    from apnet_tf.training.precision import resolve_precision
     from apnet_tf.training.recipes import RECIPES
 
     spectra = os.path.join(CACHE, f"survey{args.n}_s0")
@@ -58,16 +60,19 @@ def main() -> None:
         x = np.concatenate([f.numpy() for f, _ in make_dataset(out, batch_size=512)])[:512]
         y = np.concatenate([t_.numpy() for _, t_ in make_dataset(out, batch_size=512)])[:512]
         y = np.nan_to_num(y, nan=np.nanmean(y, axis=0)[None, :].repeat(len(y), 0))
-        run = keras_trainer(x, y, RECIPES["default"].precision)
-        train_rate = max(20 * 128 / run(20) for _ in range(2))
+        recipe = RECIPES["default"]
+        run = keras_trainer(x, y, recipe, recipe.batch_size)
+        train_rate = max(20 * recipe.batch_size / run(20) for _ in range(2))
     finally:
         shutil.rmtree(out, ignore_errors=True)
     result = {"machine": machine(), "n_files": args.n,
               "make_records_files_per_s": round(args.n / write_s, 1),
               "read_spectra_per_s": round(read_rate, 1),
               "keras_train_spectra_per_s": round(train_rate, 1),
+              "train_batch": recipe.batch_size,
+              "train_precision": resolve_precision(recipe.precision),
               "read_over_train": round(read_rate / train_rate, 1)}
-    report("records", result, args.tag)
+    report("records", result, args.tag, recipe=recipe)
 
 
 if __name__ == "__main__":

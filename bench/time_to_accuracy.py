@@ -148,7 +148,7 @@ def main() -> None:
     figures = {"n_stars": args.n, "survey_seed": args.seed, "overrides": args.set,
                "current": current, "baseline": baseline, "references": refs,
                "judged": judge(current, baseline, refs)}
-    report("time_to_accuracy", figures, args.tag)
+    report("time_to_accuracy", figures, args.tag, recipe=current["recipe"])
 
 
 if __name__ == "__main__":

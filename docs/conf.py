@@ -15,7 +15,7 @@ project = "apnet-tf"
 author = "the apnet-tf developers"
 release = apnet_tf.__version__
 extensions = ["myst_parser", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "command_help",
-              "catalog_columns"]
+              "catalog_columns", "bench_figures"]
 source_suffix = {".md": "markdown"}
 exclude_patterns = ["_build"]
 html_theme = "furo"
