@@ -25,6 +25,13 @@ LAZY_IMPORTS_ALLOWED = {
 }
 
 
+#: The package's two faces, the command line and the notebook API: they import the library
+#: inside their functions, so that ``apnet-tf --help`` and ``import apnet_tf`` stay quick.
+TOP_FLOOR = ("cli/", "api.py")
+#: The only names ``apnet_tf/__init__.py`` exposes from elsewhere: the notebook API.
+NOTEBOOK_NAMES = {"load", "Model", "fit", "make_records", "read_apstar", "read_boss"}
+
+
 def _modules():
     return sorted(p for p in PACKAGE.rglob("*.py"))
 
@@ -118,10 +125,30 @@ def test_no_reexports_and_no_hidden_imports():
                 continue
             for node in ast.walk(fn):
                 if (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("apnet_tf")
-                        and not rel.startswith("cli/")
+                        and not rel.startswith(TOP_FLOOR)
                         and (rel, node.module) not in LAZY_IMPORTS_ALLOWED):
                     found.append(f"{rel}:{node.lineno} imports {node.module} inside {fn.name}")
     assert found == []
+
+
+def test_the_top_level_exposes_only_the_notebook_api():
+    """``apnet_tf/__init__.py`` imports nothing of the package at import time but the Keras
+    registration, and exposes, on first use, the notebook API's names from the modules that
+    define them."""
+    import importlib
+
+    import apnet_tf
+
+    tree = ast.parse((PACKAGE / "__init__.py").read_text())
+    imported = {alias.name for node in tree.body if isinstance(node, ast.ImportFrom)
+                for alias in node.names}
+    assert imported == {"install"}  # apnet_tf.registration's
+    assert set(apnet_tf.NOTEBOOK_API) == NOTEBOOK_NAMES
+    assert set(apnet_tf.__all__) == NOTEBOOK_NAMES | {"__version__"}
+    for name, module in apnet_tf.NOTEBOOK_API.items():
+        obj = getattr(importlib.import_module(module), name)
+        assert obj.__module__ == module, name  # defined there, not passed on
+        assert getattr(apnet_tf, name) is obj
 
 
 @pytest.mark.parametrize("name", SUBPACKAGES)

@@ -48,6 +48,11 @@ def test_docs_build_without_warnings(tmp_path):
     from apnet_tf.io.catalog_flags import FLAG_BITS
 
     assert [b.name for b in FLAG_BITS if f">{b.name}<" not in catalog] == []
+    if (SHARED / "data" / "apogee_dr13" / "apStar").is_dir():  # the notebook page ran
+        notebook = (tmp_path / "html" / "notebook.html").read_text()
+        assert "Model('mini_run', runtime='keras'" in notebook
+        assert re.search(r'<img alt="[^"]*" src="_images/\w+\.png"', notebook)
+        assert "saved_model True True" in notebook and "tflite True True" in notebook
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """Help that answers at once and prints what it says: no TensorFlow import for --help."""
 
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -88,14 +89,64 @@ def test_recipe_defaults_in_help_match_the_recipes():
     assert f"[default: {default.patience}]" in fit
     assert f"[default: {default.finetune_patience}]" in fit
     assert f"[default: {default.lr_plateau_patience}; {paper.lr_plateau_patience} with" in fit
-    assert default.ema_momentum == paper.ema_momentum == 0 and "momentum (Polyak" in fit
+    assert default.ema_momentum == paper.ema_momentum == 0  # recipe-file fields: no flag shown
     assert default.min_improvement == paper.min_improvement == 0
+    assert "--ema-momentum" not in fit and "--min-improvement" not in fit
     assert f"[default: {default.finetune_learning_rate:g}; {paper.finetune_learning_rate:g} " \
         "with --recipe paper]" in fit
     assert f"[default: {default.precision}; {paper.precision} with --recipe paper]" in fit
     assert f"[default: {default.finetune_max_rounds}]" in fit
     assert f"[default: {default.finetune_dev_tolerance:g}]" in fit
     assert default.noise_augment and not paper.noise_augment and not default.deterministic
+
+
+#: The panels after a command's Options, in the order they may print.
+PANELS = ("Training recipe", "Performance", "Advanced")
+
+
+def _panels(*command: str) -> list[tuple[str, list[str]]]:
+    """``(heading, [first word of each row, ...])`` of a plain help, in print order: the options
+    of a command, the commands of the app."""
+    from typer.testing import CliRunner
+
+    res = CliRunner().invoke(app, [*command, "--help"], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    sections = []
+    for line in res.output.splitlines():
+        if line and not line.startswith((" ", "Usage:")) and line.endswith(":"):
+            sections.append((line[:-1], []))
+        elif sections and re.match(r"  \S", line):
+            sections[-1][1].append(line.split()[0])
+    return sections
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_command_shows_what_you_need_first(command):
+    sections = _panels(command)
+    names = [name for name, _ in sections]
+    options = names.index("Options")
+    assert names[:options] in ([], ["Arguments"])
+    later = names[options + 1:]
+    assert later == [p for p in PANELS if p in later], later  # known panels, in their order
+    assert sections[options][1][-1] == "--help"
+    if sum(len(rows) for _, rows in sections) > 9:  # a long list is split
+        assert later and len(sections[options][1]) <= 12, sections
+
+
+def test_fit_shows_at_most_12_options_before_its_panels():
+    sections = dict(_panels("fit"))
+    assert len(sections["Options"]) <= 12, sections["Options"]
+    for needed in ("--records", "--out", "--recipe", "--show-recipe", "--epochs", "--seed"):
+        assert needed in sections["Options"]
+    assert {"--batch-size", "--learning-rate", "--optimizer"} <= set(sections["Training recipe"])
+    assert {"--strategy", "--precision"} <= set(sections["Performance"])
+
+
+def test_the_app_lists_its_commands_in_panels():
+    sections = dict(_panels())
+    assert sections["Commands"] == ["synth", "make-records", "fit", "demo", "infer"]
+    commands = [c for name, rows in sections.items() if name != "Options" for c in rows]
+    assert sorted(commands) == COMMANDS
 
 
 def test_error_messages_keep_square_brackets(capsys):

@@ -284,19 +284,25 @@ def test_deterministic_runs_give_bit_identical_weights(records, tmp_path):
     assert "IDENTICAL" in proc.stdout
 
 
-def test_every_recipe_field_is_a_fit_flag():
+def test_every_recipe_field_is_a_fit_flag_or_a_recipe_file_field():
+    """Every field but the recipe-file-only ones has a visible flag of its name; those have
+    hidden flags (accepted with a note until the next release). Every field can also come from a
+    recipe file (tests/test_recipe_toml.py)."""
     import dataclasses
 
     import typer.main
 
     from apnet_tf.cli.app import app
-    from apnet_tf.training.recipes import Recipe
+    from apnet_tf.training.recipes import FILE_ONLY_FIELDS, Recipe
 
     fit_cmd = next(c for c in app.registered_commands if c.name == "fit")
-    params = {p.name for p in typer.main.get_command_from_info(
+    params = {p.name: p for p in typer.main.get_command_from_info(
         fit_cmd, pretty_exceptions_short=True, rich_markup_mode=None).params}
-    missing = {f.name for f in dataclasses.fields(Recipe)} - params
+    fields = {f.name for f in dataclasses.fields(Recipe)}
+    missing = fields - set(params)
     assert not missing, f"Recipe fields without a fit flag: {sorted(missing)}"
+    visible = {name for name in fields if not params[name].hidden}
+    assert visible == fields - set(FILE_ONLY_FIELDS)
 
 
 def _dev_losses(run, records) -> tuple[float, float, float]:

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from apnet_tf.cli.options import Seed, Spectra
+from apnet_tf.cli.panels import ADVANCED, PERFORMANCE, RECIPE
 from apnet_tf.cli.support import (
     console,
     friendly,
@@ -31,8 +32,8 @@ def synth(out_dir: Annotated[str, typer.Option("--out", help="Folder for the FIT
           overwrite: Annotated[bool, typer.Option(
               "--overwrite", help="Replace another survey in --out")] = False,
           instrument: Annotated[str, typer.Option(help="apogee (apStar files) or boss (SDSS BOSS spec files)")] = "apogee",
-          names: Annotated[Optional[str], typer.Option(help="BOSS file names: field (SDSS-V spec-FIELD-MJD-CATALOGID.fits), plate (SDSS-IV spec-PLATE-MJD-FIBER.fits) or both, in turn  [default: field]")] = None,
-          full: Annotated[bool, typer.Option("--full", help="BOSS: full spec files (a table per exposure and camera) instead of lite ones")] = False) -> None:
+          names: Annotated[Optional[str], typer.Option(help="BOSS file names: field (SDSS-V spec-FIELD-MJD-CATALOGID.fits), plate (SDSS-IV spec-PLATE-MJD-FIBER.fits) or both, in turn  [default: field]", rich_help_panel=ADVANCED)] = None,
+          full: Annotated[bool, typer.Option("--full", help="BOSS: full spec files (a table per exposure and camera) instead of lite ones", rich_help_panel=ADVANCED)] = False) -> None:
     """Write a synthetic survey of apStar-format FITS files plus labels.csv and photometry.csv
     (Gaia EDR3 and 2MASS photometry and parallax of each star, for make-records --photometry);
     with --instrument boss, SDSS BOSS spec files and labels.csv (with RV, km/s).
@@ -59,11 +60,11 @@ def make_records_cmd(
                           "make-records wrote (re-running resumes it)")],
         labels: Annotated[Optional[str], typer.Option(help="Label table, CSV or FITS")] = None,
         shards: Annotated[Optional[int], typer.Option(
-            help="Shards per split  [default: one per 1024 records]")] = None,
-        compress: Annotated[bool, typer.Option("--compress", help="GZIP the records")] = False,
+            help="Shards per split  [default: one per 1024 records]", rich_help_panel=PERFORMANCE)] = None,
+        compress: Annotated[bool, typer.Option("--compress", help="GZIP the records", rich_help_panel=PERFORMANCE)] = False,
         mask_bits: Annotated[Optional[str], typer.Option(
             help="Comma-separated apStar PIXMASK bits that mark a pixel bad"
-            "  [default: 0-6]")] = None,
+            "  [default: 0-6]", rich_help_panel=ADVANCED)] = None,
         photometry: Annotated[Optional[str], typer.Option(
             help="Photometry table (CSV or FITS) joined on APOGEE_ID: GAIAEDR3_PARALLAX, "
                  "GAIAEDR3_PHOT_G_MEAN_MAG, _BP_, _RP_, J, H, K; stored raw per record "
@@ -111,9 +112,9 @@ def make_labels_cmd(
             help="Photometry of the M-dwarf candidates: APOGEE_ID, J, H, K, G_PS1, R_PS1, PARALLAX, PARALLAX_ERROR [, FIELD]")] = None,
         old_photometry: Annotated[Optional[str], typer.Option("--photometry", hidden=True)] = None,
         yso: Annotated[Optional[str], typer.Option(help="YSO labels: APOGEE_ID, TEFF, LOGG, FE_H")] = None,
-        gk_margin: Annotated[float, typer.Option(help="Widening of the g-K cut (mag)")] = 0.03,
+        gk_margin: Annotated[float, typer.Option(help="Widening of the g-K cut (mag)", rich_help_panel=ADVANCED)] = 0.03,
         yso_fields: Annotated[Optional[str], typer.Option(
-            help="Comma-separated APOGEE field patterns that go to the YSO route")] = None,
+            help="Comma-separated APOGEE field patterns that go to the YSO route", rich_help_panel=ADVANCED)] = None,
 ) -> None:
     """Build the training label table: Payne rule, M-dwarf photometric labels, YSO labels."""
     from apnet_tf.labels.photometric import DEFAULT_YSO_FIELDS, make_labels
@@ -134,14 +135,14 @@ def yso_train_cmd(
         isochrones: Annotated[list[str], typer.Option(
             help="PARSEC CMD isochrone table(s) (text or CSV); repeat to join Gaia and 2MASS+WISE files")],
         out_dir: Annotated[str, typer.Option("--out", help="Folder for network.keras and yso.json")],
-        n_train: Annotated[int, typer.Option(help="Synthetic training stars (paper: ~42,000)")] = 42000,
-        n_val: Annotated[int, typer.Option(help="Held-out synthetic stars for early stopping")] = 4000,
-        epochs: Annotated[int, typer.Option(help="Most epochs")] = 200,
-        patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs)")] = 12,
+        n_train: Annotated[int, typer.Option(help="Synthetic training stars (paper: ~42,000)", rich_help_panel=RECIPE)] = 42000,
+        n_val: Annotated[int, typer.Option(help="Held-out synthetic stars for early stopping", rich_help_panel=RECIPE)] = 4000,
+        epochs: Annotated[int, typer.Option(help="Most epochs", rich_help_panel=RECIPE)] = 200,
+        patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs)", rich_help_panel=RECIPE)] = 12,
         extinction: Annotated[Optional[str], typer.Option(
-            help="A_band/A_V overrides, e.g. G=0.83,BP=1.08 [default: Wang & Chen 2019]")] = None,
-        noise: Annotated[float, typer.Option(help="Gaussian magnitude scatter (paper: none)")] = 0.0,
-        age_spacing: Annotated[str, typer.Option(help="Ages uniform in linear Myr (paper) or log")] = "linear",
+            help="A_band/A_V overrides, e.g. G=0.83,BP=1.08 [default: Wang & Chen 2019]", rich_help_panel=ADVANCED)] = None,
+        noise: Annotated[float, typer.Option(help="Gaussian magnitude scatter (paper: none)", rich_help_panel=RECIPE)] = 0.0,
+        age_spacing: Annotated[str, typer.Option(help="Ages uniform in linear Myr (paper) or log", rich_help_panel=RECIPE)] = "linear",
         seed: Seed = 0,
         overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a network already in --out")] = False,
 ) -> None:

@@ -12,16 +12,20 @@ from typing import Annotated, Optional
 import typer
 
 from apnet_tf.cli import options as opt
+from apnet_tf.cli.panels import ADVANCED
 from apnet_tf.cli.support import (
     console,
     fit_printers,
     float_triple,
     friendly,
+    import_tensorflow,
     int_list,
     notice,
+    one_line_errors,
     out,
     progress_bar,
     renamed_choice,
+    require_options,
     step_bars,
     with_extra_paths,
     word_list,
@@ -32,17 +36,19 @@ from apnet_tf.errors import ApnetError
 __all__ = ["fit_cmd", "demo", "infer", "calibrate", "evaluate", "export", "import_torch_cmd"]
 
 
-@friendly
+@one_line_errors
 def fit_cmd(
-        records: opt.Records,
-        out_dir: opt.RunOut,
+        ctx: typer.Context,
+        records: opt.Records = None,
+        out_dir: opt.RunOut = None,
+        recipe: opt.RecipeSources = None,
+        show_recipe: opt.ShowRecipe = False,
         stage: opt.Stage = "all",
         arch: opt.Arch = None,
-        recipe: opt.RecipeName = "default",
         epochs: opt.Epochs = None,
+        seed: opt.RecipeSeed = None,
         resume: opt.Resume = False,
         overwrite: opt.OverwriteRun = False,
-        strategy: opt.Strategy = "default",
         optimizer: opt.Optimizer = None,
         learning_rate: opt.LearningRate = None,
         momentum: opt.Momentum = None,
@@ -50,28 +56,33 @@ def fit_cmd(
         dropout: opt.Dropout = None,
         input_scaling: opt.InputScaling = None,
         initializer: opt.Initializer = None,
-        patience: opt.Patience = None,
-        min_improvement: opt.MinImprovement = None,
-        finetune_patience: opt.FinetunePatience = None,
-        finetune_fraction: opt.FinetuneFraction = None,
-        finetune_max_rounds: opt.FinetuneMaxRounds = None,
-        precision: opt.Precision = None,
-        lr_plateau_patience: opt.LrPlateauPatience = None,
         noise_augment: opt.NoiseAugment = None,
-        ema_momentum: opt.EmaMomentum = None,
+        patience: opt.Patience = None,
+        lr_plateau_patience: opt.LrPlateauPatience = None,
         finetune_learning_rate: opt.FinetuneLearningRate = None,
+        finetune_fraction: opt.FinetuneFraction = None,
+        finetune_patience: opt.FinetunePatience = None,
+        finetune_max_rounds: opt.FinetuneMaxRounds = None,
         finetune_dev_tolerance: opt.FinetuneDevTolerance = None,
+        strategy: opt.Strategy = "default",
+        precision: opt.Precision = None,
         deterministic: opt.Deterministic = None,
-        seed: opt.RecipeSeed = None,
+        min_improvement: opt.MinImprovement = None,
+        ema_momentum: opt.EmaMomentum = None,
 ) -> None:
     """Train APOGEE Net: pretrain on all stars, then the paper's rolling 5% Payne fine-tuning.
 
     --arch anet2 trains APOGEE Net II's two-input layout on flux and photometry."""
-    flags = locals()  # each Recipe field is the flag of its name (test_every_recipe_field_...)
-    from apnet_tf.training.recipes import Recipe, get_recipe
+    rec, made_of = _fit_recipe(recipe or ["default"], locals())
+    if show_recipe:
+        from apnet_tf.training.recipe_files import recipe_toml
+
+        out.print(recipe_toml(rec, made_of), end="")
+        return
+    require_options(ctx, {"--records": records, "--out": out_dir})
+    import_tensorflow()
     from apnet_tf.workflows import fit
 
-    rec = get_recipe(recipe, **{f.name: flags[f.name] for f in dataclasses.fields(Recipe)})
     with step_bars() as bars:
         bars("fit", 0, None)
         on_epoch, on_round = fit_printers(functools.partial(bars, "fit"))
@@ -79,6 +90,28 @@ def fit_cmd(
                      strategy=strategy, overwrite=overwrite, on_epoch=on_epoch,
                      on_round=on_round, on_progress=functools.partial(bars, "calibrate"),
                      arch=arch)
+    _print_fit(result, out_dir)
+
+
+def _fit_recipe(sources: list[str], flags: dict) -> tuple:
+    """(the recipe that ``sources`` and ``fit``'s recipe flags make, what it was made of: the
+    sources and the flags given). A flag of a recipe-file-only field gets a one-line note."""
+    from apnet_tf.training.recipe_files import layered_recipe
+    from apnet_tf.training.recipes import FILE_ONLY_FIELDS, Recipe, flag_name
+
+    given = {f.name: flags[f.name] for f in dataclasses.fields(Recipe)
+             if flags[f.name] is not None}
+    notice("note", [f"{flag_name(k)} is now set in a recipe file ({k} = {given[k]!r} in a TOML "
+                    "file for --recipe); the flag is accepted until the next release"
+                    for k in FILE_ONLY_FIELDS if k in given])
+    made_of = list(sources) + [
+        flag_name(k) if v is True else f"--no-{flag_name(k)[2:]}" if v is False
+        else f"{flag_name(k)} {v}" for k, v in given.items()]
+    return layered_recipe(sources, **given), made_of
+
+
+def _print_fit(result, out_dir: str) -> None:
+    """What ``fit`` prints once it is done: notes, the best model, Table 3, the calibration."""
     notice("note", result.notes)
     out.print(f"best model: {os.path.join(out_dir, 'best.keras')}")
     _print_table3(result.table3, "")
@@ -135,18 +168,18 @@ def infer(
         spectra: opt.InferSpectra = None,
         table: opt.Table = None,
         root: opt.Root = None,
+        photometry: opt.Photometry = None,
         mc: opt.InferMc = None,
-        batch_size: opt.InferBatchSize = 256,
-        calibrated: opt.Calibrated = False,
-        raw_sigma: opt.RawSigma = False,
-        mc_dropout: opt.McDropout = False,
         seed: opt.InferSeed = None,
+        batch_size: opt.InferBatchSize = 256,
         engine: opt.Engine = "local",
         ray_address: opt.RayAddress = None,
         workers: opt.Workers = None,
-        mask_bits: opt.InferMaskBits = None,
-        photometry: opt.Photometry = None,
         precision: opt.InferPrecision = "float32",
+        calibrated: opt.Calibrated = False,
+        raw_sigma: opt.RawSigma = False,
+        mc_dropout: opt.McDropout = False,
+        mask_bits: opt.InferMaskBits = None,
 ) -> None:
     """Predict Teff, log g and [Fe/H] with uncertainties and write a catalog.
 
@@ -244,7 +277,7 @@ def export(
         tflite: Annotated[str, typer.Option(
             help="Comma-separated TFLite variants of float32,float16,int8,int8-weights "
                  "('' for none)")] = "float32,float16,int8-weights",
-        mc: Annotated[int, typer.Option(help="Realizations in predict_with_uncertainty")] = 100,
+        mc: Annotated[int, typer.Option(help="Monte Carlo draws per star in predict_with_uncertainty", rich_help_panel=ADVANCED)] = 100,
 ) -> None:
     """Export a SavedModel for TF Serving (three signatures) and TFLite variants for LiteRT."""
     from apnet_tf.export.model_export import export_model
@@ -264,9 +297,9 @@ def import_torch_cmd(
         out_dir: Annotated[str, typer.Option("--out", help="Run folder to write")],
         arch: Annotated[Optional[str], typer.Option("--arch", help="anet1 (APOGEE Net I), anet2 (APOGEE Net II, flux + photometry) or apnet (this package's own layout: the paper's rounded Table 1 statistics in Teff, log g, [Fe/H] order; wrong for the published Net I weights)  [default: the sidecar STATE_DICT.json's arch if there is one (save_torch writes it), else anet1]")] = None,
         mean: Annotated[Optional[str], typer.Option(
-            help="apnet only: target means teff,logg,fe_h (K, dex, dex)  [default: paper Table 1]")] = None,
+            help="apnet only: target means teff,logg,fe_h (K, dex, dex)  [default: paper Table 1]", rich_help_panel=ADVANCED)] = None,
         std: Annotated[Optional[str], typer.Option(
-            help="apnet only: target stds teff,logg,fe_h (K, dex, dex)  [default: paper Table 1]")] = None,
+            help="apnet only: target stds teff,logg,fe_h (K, dex, dex)  [default: paper Table 1]", rich_help_panel=ADVANCED)] = None,
         overwrite: opt.OverwriteRun = False,
 ) -> None:
     """Load published PyTorch weights into a Keras run folder; run.json records the network's

@@ -22,8 +22,9 @@ from apnet_tf.constants import RENAMED
 from apnet_tf.errors import ApnetError
 
 __all__ = [
-    "console", "out", "MANY_PATHS", "import_tensorflow", "friendly", "error", "notice",
-    "renamed_choice", "renamed_option",
+    "console", "out", "MANY_PATHS", "import_tensorflow", "one_line_errors", "friendly", "error",
+    "notice",
+    "renamed_choice", "renamed_option", "require_options",
     "StepBars", "step_bars", "progress_bar", "fit_printers", "round_verdict", "with_extra_paths", "int_list",
     "float_triple", "word_list"
 ]
@@ -52,13 +53,12 @@ def import_tensorflow() -> None:
         tf.config.list_physical_devices()
 
 
-def friendly(fn):
-    """Import TensorFlow quietly, then run the command; turn ApnetError into one red line on
-    stderr and exit code 1, never a traceback."""
+def one_line_errors(fn):
+    """Run the command; turn ApnetError into one red line on stderr and exit code 1, never a
+    traceback (``friendly`` without the TensorFlow import, for a command that may not need it)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            import_tensorflow()
             return fn(*args, **kwargs)
         except ApnetError as exc:
             error(str(exc))
@@ -70,6 +70,17 @@ def friendly(fn):
         except KeyboardInterrupt:
             console.print("[red]interrupted[/red]; re-run the same command to resume")
             raise typer.Exit(130)
+    return wrapper
+
+
+def friendly(fn):
+    """Import TensorFlow quietly, then run the command, its errors one line each
+    (``one_line_errors``)."""
+    @one_line_errors
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import_tensorflow()
+        return fn(*args, **kwargs)
     return wrapper
 
 
@@ -210,6 +221,14 @@ def _distinct(a: float, b: float) -> tuple[str, str]:
         if x != y:
             break
     return x, y
+
+
+def require_options(ctx: typer.Context, values: dict) -> None:
+    """Click's usage error for the first option of ``{flag: value}`` that is None: for options
+    required except in one mode (``fit --show-recipe``)."""
+    for flag, value in values.items():
+        if value is None:
+            ctx.fail(f"Missing option '{flag}'.")
 
 
 def with_extra_paths(paths: list[str], ctx: typer.Context) -> list[str]:

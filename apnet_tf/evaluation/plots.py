@@ -7,20 +7,17 @@ from __future__ import annotations
 
 import os
 
-import matplotlib
 import matplotlib.ticker as mticker
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only; never a window
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from apnet_tf.io.files import atomic_path  # noqa: E402
+from apnet_tf.io.files import atomic_path
 
 __all__ = [
     "QUANTITIES", "SHORT", "CATEGORY_COLOURS", "describe", "training_curve",
     "label_vs_prediction", "kiel_diagram", "CALIBRATED_LABEL", "RAW_LABEL",
-    "sigma_series", "sigma_vs_snr", "kept_epoch", "save_figure"
+    "sigma_series", "sigma_vs_snr", "kept_epoch", "save_figure", "subplots"
 ]
 
 #: Axis names of teff, logg, fe_h, in words with their units.
@@ -34,11 +31,17 @@ _PLAIN = mticker.FuncFormatter(lambda v, _: f"{v:g}")
 
 
 def save_figure(fig, path: str) -> str:
-    """Write ``fig`` to ``path`` as a PNG (atomically), close it and return ``path``."""
+    """Write ``fig`` to ``path`` as a PNG (atomically) and return ``path``."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return path
+
+
+def subplots(*grid, **options):
+    """``(figure, axes)`` as ``pyplot.subplots`` makes them, without pyplot: the figures are
+    only saved, so no backend is chosen here, and a notebook's stays as it was."""
+    fig = Figure(figsize=options.pop("figsize", None), layout=options.pop("layout", None))
+    return fig, fig.subplots(*grid, **options)
 
 
 def _log_ticks(axis, lo: float | None = None, hi: float | None = None) -> None:
@@ -118,7 +121,7 @@ def training_curve(history_csv: str, path: str, rounds_csv: str | None = None) -
     stages = list(dict.fromkeys(hist["stage"]))
     titles = {"pretrain": "pretraining (all training stars)",
               "finetune": "fine-tuning (rolling 5% Payne resample)"}
-    fig, axes = plt.subplots(1, len(stages), figsize=(6 * len(stages), 4.4), squeeze=False,
+    fig, axes = subplots(1, len(stages), figsize=(6 * len(stages), 4.4), squeeze=False,
                              layout="constrained")
     for ax, stage in zip(axes[0], stages):
         h = hist[hist["stage"] == stage]
@@ -172,7 +175,7 @@ def label_vs_prediction(labels: np.ndarray, pred: np.ndarray, categories, path: 
                         note: str = "") -> str:
     """One panel per parameter: label (x) against prediction (y), coloured by label source."""
     categories = np.asarray(categories).astype(str)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 5), layout="constrained")
+    fig, axes = subplots(1, 3, figsize=(15, 5), layout="constrained")
     for k, ax in enumerate(axes):
         ok = np.isfinite(labels[:, k]) & np.isfinite(pred[:, k])
         for cat, colour in CATEGORY_COLOURS:
@@ -196,7 +199,7 @@ def kiel_diagram(teff: np.ndarray, logg: np.ndarray, fe_h: np.ndarray, path: str
                  ) -> str:
     """Teff against log g, Teff decreasing to the right and log g increasing downward,
     coloured by [Fe/H] over ``fe_h_range`` (default: the full range of ``fe_h``)."""
-    fig, ax = plt.subplots(figsize=(7, 5.8), layout="constrained")
+    fig, ax = subplots(figsize=(7, 5.8), layout="constrained")
     finite = np.asarray(fe_h, float)[np.isfinite(fe_h)]
     lo, hi = fe_h_range or ((finite.min(), finite.max()) if finite.size else (-2.5, 0.5))
     sc = ax.scatter(teff, logg, c=fe_h, s=5, cmap="viridis", vmin=lo, vmax=hi)
@@ -236,7 +239,7 @@ def sigma_vs_snr(snr: np.ndarray, sigma: np.ndarray, path: str, note: str = "",
             one a second, grey series (legend below the panels, ``sigma_series``).
     """
     series = sigma_series(sigma, calibrated)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8), layout="constrained")
+    fig, axes = subplots(1, 3, figsize=(15, 4.8), layout="constrained")
     for k, ax in enumerate(axes):
         for label, values, style in series:
             ok = (np.isfinite(snr) & np.isfinite(values[:, k]) & (snr > 0)

@@ -9,14 +9,12 @@ from __future__ import annotations
 import astropy.units as u
 import matplotlib
 import matplotlib.ticker as mticker
+import numpy as np
+from astropy.coordinates import SkyCoord
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only; never a window
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from astropy.coordinates import SkyCoord  # noqa: E402
-
-from apnet_tf.evaluation.plots import save_figure  # noqa: E402
-from apnet_tf.kiel import AGE_BIN_LABELS  # noqa: E402
+from apnet_tf.evaluation.plots import save_figure
+from apnet_tf.kiel import AGE_BIN_LABELS
 
 __all__ = ["LINK_DEG", "MAX_GROUPS", "to_galactic", "sky_groups", "group_centre", "yso_sky_map"]
 
@@ -161,7 +159,7 @@ def _layout(panels: int):
     """(figure, overview axes, [panel axes]): the all-sky frame on top, up to three zoomed
     panels per row below it."""
     cols, rows = min(max(panels, 2), 3), -(-panels // 3)
-    fig = plt.figure(figsize=(12, 5.2 + 3.8 * rows), layout="constrained")
+    fig = Figure(figsize=(12, 5.2 + 3.8 * rows), layout="constrained")
     grid = fig.add_gridspec(1 + rows, cols, height_ratios=[5.2] + [3.8] * rows)
     overview = fig.add_subplot(grid[0, :])
     return fig, overview, [fig.add_subplot(grid[1 + k // 3, k % 3]) for k in range(panels)]

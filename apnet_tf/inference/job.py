@@ -22,8 +22,9 @@ from apnet_tf.io.survey_table import read_listing
 from apnet_tf.model.calibration import sigma_settings
 from apnet_tf.model.loading import load_model
 from apnet_tf.model.precision import check_inference_precision
+from apnet_tf.model.runtime import Runtime
 
-__all__ = ["ENGINES", "run_infer", "remove_work_dir"]
+__all__ = ["ENGINES", "run_infer", "infer_catalog", "check_inputs", "remove_work_dir"]
 
 ENGINES = ("local", "ray")
 
@@ -55,7 +56,8 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (),
             readable spectrum; checked before any prediction where it can be.
     """
     settings = InferenceSettings() if settings is None else settings
-    _check_options(out, spectra, table, root, settings, engine, workers)
+    check_catalog_name(out)
+    check_inputs(spectra, table, root, settings, engine, workers)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     work_dir = out + ".parts"
     with exclusive_lock(out + ".lock", out):
@@ -64,21 +66,43 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (),
             settings = dataclasses.replace(settings, photometry=read_photometry(photometry))
         # a raw-sigma job never reads calibration.json, so an old or broken one cannot stop it
         loaded = load_model(model, calibration=settings.calibrated is not False)
-        _check_photometry(loaded, model, listing, settings.photometry, table, spectra)
-        settings = settings.for_model(loaded)
-        if engine == "ray":
-            result = predict_catalog_ray(model, spectra, settings, listing=listing,
-                                         address=ray_address, work_dir=work_dir,
-                                         on_progress=on_progress, loaded=loaded)
-        else:
-            result = predict_settings(loaded, spectra, settings, work_dir=work_dir,
-                                      on_progress=on_progress, workers=workers,
-                                      listing=listing)
-        if "SIGMA" not in result.catalog.meta:  # the Ray engine: say what the sigmas are
-            result.catalog.meta.update(sigma_settings(
-                loaded, settings.mc, settings.calibrated, settings.mc_dropout, settings.seed)[1])
+        result = infer_catalog(loaded, spectra, settings, listing=listing, table=table,
+                               engine=engine, ray_address=ray_address, work_dir=work_dir,
+                               workers=workers, on_progress=on_progress, model_path=model)
         write_catalog(result.catalog, out)
         remove_work_dir(work_dir)
+    return result
+
+
+def infer_catalog(loaded: Runtime, spectra: Sequence[str], settings: InferenceSettings, *,
+                  listing=None, table: str | None = None, engine: str = "local",
+                  ray_address: str | None = None, work_dir: str | None = None,
+                  workers: int | None = None,
+                  on_progress: Callable[[int, int], None] | None = None,
+                  model_path: str | None = None) -> InferenceResult:
+    """The catalog of an ``infer`` job, not written: ``loaded`` (``loading.load_model``) on
+    ``spectra`` and the files of ``listing`` (``survey_table.read_listing`` of ``table``),
+    under ``settings`` (checked by ``check_inputs``; ``photometry`` read), on the local or the
+    Ray engine (whose workers load ``model_path``, by default the model's own). ``run_infer``
+    writes it; the notebook API's ``Model.predict_files`` returns it.
+
+    Raises:
+        ApnetError: a two-input model without photometry, or photometry for a one-input one;
+            no readable spectrum.
+    """
+    model_path = loaded.path if model_path is None else model_path
+    _check_photometry(loaded, model_path, listing, settings.photometry, table, spectra)
+    settings = settings.for_model(loaded)
+    if engine == "ray":
+        result = predict_catalog_ray(model_path, spectra, settings, listing=listing,
+                                     address=ray_address, work_dir=work_dir,
+                                     on_progress=on_progress, loaded=loaded)
+    else:
+        result = predict_settings(loaded, spectra, settings, work_dir=work_dir,
+                                  on_progress=on_progress, workers=workers, listing=listing)
+    if "SIGMA" not in result.catalog.meta:  # the Ray engine: say what the sigmas are
+        result.catalog.meta.update(sigma_settings(
+            loaded, settings.mc, settings.calibrated, settings.mc_dropout, settings.seed)[1])
     result.notes.extend(listing.notes if listing is not None else [])
     return result
 
@@ -102,10 +126,10 @@ def _check_photometry(loaded, model: str, listing, phot: dict | None, table: str
                          "Net II models, import-torch --arch anet2)")
 
 
-def _check_options(out: str, spectra: Sequence[str], table: str | None, root: str | None,
-                   settings: InferenceSettings, engine: str, workers: int | None) -> None:
-    """Raise ApnetError for a bad output name or option, before the job takes the lock."""
-    check_catalog_name(out)
+def check_inputs(spectra: Sequence[str], table: str | None, root: str | None,
+                 settings: InferenceSettings, engine: str = "local",
+                 workers: int | None = None) -> None:
+    """Raise ApnetError for a bad input or option of a job, before it loads or reads anything."""
     check_inference_precision(settings.precision)
     mask_bits = settings.mask_bits
     if engine not in ENGINES:

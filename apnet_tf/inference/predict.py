@@ -45,7 +45,8 @@ from apnet_tf.model.precision import (
 from apnet_tf.model.runtime import Runtime
 
 __all__ = [
-    "InferenceResult", "predict_catalog", "predict_settings", "job_precision", "unit_part",
+    "InferenceResult", "predict_catalog", "predict_settings", "job_precision",
+    "choose_precision", "seeded_job", "unit_part",
     "catalog_from_parts", "batch_photometry"
 ]
 
@@ -120,15 +121,21 @@ def predict_settings(model: Runtime, inputs: Sequence[str], settings: InferenceS
     job = dataclasses.replace(settings, calibrated=calibrated, precision=model.precision)
     seed = (wd.prepare(work_dir, model, plan, job.fingerprint()) if work_dir
             else wd.new_seed(settings.seed))
-    sigma_meta["MCSEED"] = seed
-    if seed is not None and settings.mc_dropout:
-        import keras
-
-        keras.utils.set_random_seed(seed)  # dropout draws are not keyed by batch
-    parts, failures = _predict_units(model, plan, dataclasses.replace(job, seed=seed),
+    parts, failures = _predict_units(model, plan, seeded_job(job, seed, sigma_meta),
                                      work_dir, on_progress, workers)
     return InferenceResult(catalog_from_parts(parts, failures, model, settings.mc, sigma_meta),
                            failures, precision=line)
+
+
+def seeded_job(job: InferenceSettings, seed: int, sigma_meta: dict) -> InferenceSettings:
+    """``job`` drawing with ``seed``, which ``sigma_meta`` (the catalog's keywords) records as
+    MCSEED; MC dropout, whose draws are not keyed by batch, is seeded with it here."""
+    sigma_meta["MCSEED"] = seed
+    if seed is not None and job.mc_dropout:
+        import keras
+
+        keras.utils.set_random_seed(seed)
+    return dataclasses.replace(job, seed=seed)
 
 
 def job_precision(model: Runtime, plan, precision: str,
@@ -145,6 +152,15 @@ def job_precision(model: Runtime, plan, precision: str,
     (``precision.label_spread``). The probe is measured on this model and these spectra, so the
     choice holds for any model, published ones included.
     """
+    return choose_precision(model, precision, lambda: _probe(plan, mask_bits, photometry,
+                                                             model.takes_photometry))
+
+
+def choose_precision(model: Runtime, precision: str, probe: Callable[[], tuple | None],
+                     ) -> tuple[Runtime, str]:
+    """``job_precision``'s choice, with the spectra to measure "auto" on from ``probe()``
+    (``Runtime.predict`` arguments, or None when there is no usable spectrum), called only
+    when the measurement is needed."""
     check_inference_precision(precision)
     if precision != "auto":
         return model.in_precision(precision), ""
@@ -153,11 +169,12 @@ def job_precision(model: Runtime, plan, precision: str,
            if model.kind != "keras" else "this machine has no bfloat16 hardware"
            if auto_precision() == "float32" else "the model says nothing of its label spread"
            if spread is None else "")
-    probe = None if why else _probe(plan, mask_bits, photometry, model.takes_photometry)
-    if probe is None:
+    measured_on = None if why else probe()
+    if measured_on is None:
         return model, auto_line("float32", why=why or "no usable spectrum to measure on")
     twin = model.in_precision("mixed_bfloat16")
-    median, largest = precision_shift(model.predict(*probe), twin.predict(*probe), spread)
+    median, largest = precision_shift(model.predict(*measured_on),
+                                      twin.predict(*measured_on), spread)
     choice = auto_precision(median, largest)
     return (twin if choice == "mixed_bfloat16" else model), auto_line(choice, median, largest)
 

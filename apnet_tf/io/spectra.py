@@ -21,8 +21,8 @@ from apnet_tf.io import fastfits
 
 __all__ = [
     "DEFAULT_MASK_BITS", "PRIMARY_KEYS", "GRID_KEYS", "SPECTRUM_PATTERNS", "Spectrum",
-    "bad_pixels", "header_float", "check_grid", "read_apstar", "check_truncation", "unreadable",
-    "read_apogee_id", "expand_paths", "iter_spectra"
+    "bad_pixels", "finite_spectrum", "header_float", "check_grid", "read_apstar",
+    "check_truncation", "unreadable", "read_apogee_id", "expand_paths", "iter_spectra"
 ]
 
 #: apStar PIXMASK bits that make a pixel bad by default: BADPIX, CRPIX, SATPIX, UNFIXABLE,
@@ -73,6 +73,15 @@ def bad_pixels(flux: np.ndarray, err: np.ndarray, mask: np.ndarray | None = None
         bitmask = sum(1 << int(b) for b in mask_bits)
         bad |= (np.asarray(mask).astype(np.int64) & bitmask) != 0
     return bad
+
+
+def finite_spectrum(flux: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``flux`` and ``err`` as float32 with what the network cannot take replaced: non-finite
+    flux by 0, non-finite error by 1e10 (``bad_pixels`` marks both pixels bad first)."""
+    flux = np.asarray(flux, np.float32)
+    err = np.asarray(err, np.float32)
+    return (np.where(np.isfinite(flux), flux, np.float32(0.0)).astype(np.float32),
+            np.where(np.isfinite(err), err, np.float32(1e10)).astype(np.float32))
 
 
 def header_float(header, key: str) -> float:
@@ -131,8 +140,7 @@ def _read_apstar(path: str, mask_bits: Sequence[int]) -> Spectrum:
     flux = flux.astype(np.float32)  # native byte order; values unchanged
     err = err.astype(np.float32)
     bad = bad_pixels(flux, err, mask, mask_bits)
-    flux = np.where(np.isfinite(flux), flux, np.float32(0.0)).astype(np.float32)
-    err = np.where(np.isfinite(err), err, np.float32(1e10)).astype(np.float32)
+    flux, err = finite_spectrum(flux, err)
     apogee_id = str(header.get("OBJID", "") or "").strip() or _id_from_name(path)
     return Spectrum(apogee_id=apogee_id, flux=flux, err=err, bad=bad,
                     snr=header_float(header, "SNR"), ra=header_float(header, "RA"),

@@ -4,6 +4,7 @@ fields), the paper's and the default, and their checks."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 
@@ -18,7 +19,17 @@ from apnet_tf.constants import (
 )
 from apnet_tf.errors import ApnetError, check_seed
 
-__all__ = ["Recipe", "RECIPES", "get_recipe"]
+__all__ = ["Recipe", "RECIPES", "FILE_ONLY_FIELDS", "get_recipe", "flag_name"]
+
+#: Fields set only in a recipe file (``fit --recipe FILE.toml``), not by flags of their own: the
+#: options that measurement on the benchmark survey showed not to help (BENCHMARKS.md, 'How the
+#: training defaults were chosen'), kept for those who want to try them.
+FILE_ONLY_FIELDS = ("min_improvement", "ema_momentum")
+
+
+def flag_name(field: str) -> str:
+    """The ``fit`` flag of a recipe field: ``batch_size`` -> ``--batch-size``."""
+    return "--" + field.replace("_", "-")
 
 
 @dataclasses.dataclass
@@ -51,15 +62,18 @@ class Recipe:
     seed: int = 0
     deterministic: bool = False  # TensorFlow op determinism: bit-identical reruns, slower
 
-    def validate(self) -> Recipe:
+    def validate(self, origin: Callable[[str], str] = flag_name) -> Recipe:
         """Check every field; ``fit`` calls this before it touches the run folder.
 
+        Args:
+            origin: names where a field's value came from in an error (its command-line flag,
+                ``--batch-size``, unless told otherwise: ``recipe.toml: batch_size``).
+
         Raises:
-            ApnetError: the first bad field, named as its command-line flag (``--batch-size``).
+            ApnetError: the first bad field, named by ``origin``.
         """
         def bad(field: str, why: str) -> ApnetError:
-            value = getattr(self, field)
-            return ApnetError(f"--{field.replace('_', '-')}: {why}, got {value!r}")
+            return ApnetError(f"{origin(field)}: {why}, got {getattr(self, field)!r}")
 
         choices = {"optimizer": ("adam", "sgd"), "input_scaling": INPUT_SCALINGS,
                    "precision": ("auto", *PRECISIONS)}
@@ -72,7 +86,7 @@ class Recipe:
                 raise bad(field, "must be at least 1")
         if not self.lr_plateau_patience >= 0:
             raise bad("lr_plateau_patience", "must be 0 or more")
-        check_seed(self.seed)
+        check_seed(self.seed, origin("seed"))
         for field in ("learning_rate", "finetune_learning_rate"):
             if not (np.isfinite(getattr(self, field)) and getattr(self, field) > 0):
                 raise bad(field, "must be a positive number")
