@@ -85,8 +85,15 @@ def fit_cmd(
     if result.calibration is not None:
         cal = result.calibration
         out.print(f"sigma calibration: {os.path.join(out_dir, 'calibration.json')}; dev 1-sigma "
-                  f"coverage raw {' '.join(f'{c:.2f}' for c in cal.coverage_dev_raw)} -> "
-                  f"calibrated {' '.join(f'{c:.2f}' for c in cal.coverage_dev_calibrated)}")
+                  f"coverage raw {_coverages(cal.coverage_dev_raw, 2)} -> calibrated "
+                  f"{_coverages(cal.coverage_dev_held_out, 2)} (each half of dev calibrated "
+                  "on the other)")
+
+
+def _coverages(values, digits: int) -> str:
+    """Coverages as printed: "0.67 0.68 n/a" (n/a where too few stars gave none)."""
+    return " ".join("n/a" if v is None or v != v else f"{v:.{digits}f}"
+                    for v in (values or [None] * 3))
 
 
 @friendly
@@ -203,9 +210,11 @@ def calibrate(
         cal = run_calibrate(model, records, mc=mc, seed=seed, on_progress=update,
                             per_stratum=stars_per_stratum)
     out.print(f"wrote {os.path.join(model, 'calibration.json')} ({cal.dev_stars} dev stars)")
+    out.print("dev 1-sigma coverage, raw -> calibrated (each half of dev calibrated on the "
+              "other):")
     for name, raw, c in zip(("teff", "logg", "fe_h"), cal.coverage_dev_raw,
-                            cal.coverage_dev_calibrated):
-        out.print(f"  {name:5s} dev 1-sigma coverage raw {raw:.3f} -> calibrated {c:.3f}")
+                            cal.coverage_dev_held_out or [None] * 3):
+        out.print(f"  {name:5s} {_coverages([raw], 3)} -> {_coverages([c], 3)}")
 
 
 @friendly
