@@ -80,6 +80,11 @@ def fit_cmd(
                      on_round=on_round, on_progress=functools.partial(bars, "calibrate"),
                      arch=arch)
     notice("note", result.notes)
+    if not result.chief:  # the chief writes the run; this worker's copy was temporary
+        out.print(f"worker {_task_index()} of the multi-worker run: trained {_epochs(result)} "
+                  "in step with the chief, which writes the run folder, its tables and its "
+                  "calibration; this worker wrote nothing")
+        return
     out.print(f"best model: {os.path.join(out_dir, 'best.keras')}")
     _print_table3(result.table3, "")
     if result.calibration is not None:
@@ -88,6 +93,21 @@ def fit_cmd(
                   f"coverage raw {_coverages(cal.coverage_dev_raw, 2)} -> calibrated "
                   f"{_coverages(cal.coverage_dev_held_out, 2)} (each half of dev calibrated "
                   "on the other)")
+
+
+def _task_index() -> str:
+    """This worker's task in TF_CONFIG, e.g. "1" (its type too when it is not a worker)."""
+    import json
+
+    task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {})
+    kind, index = task.get("type", "worker"), task.get("index", "?")
+    return f"{index}" if kind == "worker" else f"{kind} {index}"
+
+
+def _epochs(result) -> str:
+    """What a fit trained, e.g. "pretrain 1 epoch, finetune 2 epochs"."""
+    done = [(stage, n) for stage, n in (result.epochs or {}).items() if n]
+    return ", ".join(f"{stage} {n} epoch{'s' * (n != 1)}" for stage, n in done) or "no epoch"
 
 
 def _coverages(values, digits: int) -> str:
