@@ -111,33 +111,76 @@ def test_a_dangling_link_is_a_skipped_file(small_survey, untrained_run, tmp_path
     assert len(Table.read(out, format="ascii.ecsv")) == len(files)
 
 
-def test_a_damaged_resume_part_is_recomputed(small_survey, untrained_run, tmp_path):
+def _killed_job(small_survey, untrained_run, tmp_path, mc: str):
+    """An infer job on 4 files in batches of 2, run whole, then run again as a killed job would
+    have left it: its parts in OUT.parts/. Returns (its CLI arguments, the catalog's TEFF, the
+    parts folder)."""
+    from apnet_tf.inference.predict import predict_catalog
+    from apnet_tf.model.loading import load_model
+
     src = tmp_path / "in"
     _good_files(small_survey, src)
     out = tmp_path / "cat.csv"
-    args = ["infer", "--model", untrained_run, "--spectra", src, "--out", out, "--mc", "2",
+    args = ["infer", "--model", untrained_run, "--spectra", src, "--out", out, "--mc", mc,
             "--seed", "3", "--batch-size", "2"]
     assert cli(*args).exit_code == 0
-    first = Table.read(out, format="ascii.ecsv")
-    # a killed job leaves its parts; one of them is damaged
-    from apnet_tf.data.planning import plan_units
-    from apnet_tf.inference import workdir as wd
-    from apnet_tf.inference.predict import predict_catalog
-    from apnet_tf.model.loading import load_model
-    model = load_model(str(untrained_run), calibration=False)
+    first = np.asarray(Table.read(out, format="ascii.ecsv")["TEFF"])
     work = str(out) + ".parts"
-    predict_catalog(model, [str(src)], mc=2, batch_size=2, seed=3, calibrated=False,
-                    work_dir=work)
+    predict_catalog(load_model(str(untrained_run), calibration=False), [str(src)], mc=int(mc),
+                    batch_size=2, seed=3, calibrated=False, work_dir=work)
+    return args, first, work
+
+
+def test_a_damaged_resume_part_is_recomputed(small_survey, untrained_run, tmp_path):
+    from apnet_tf.data.planning import plan_units
+
+    args, first, work = _killed_job(small_survey, untrained_run, tmp_path, "2")
     parts = sorted(p for p in os.listdir(work) if p.startswith("part-"))
-    assert len(parts) == 2 and len(plan_units([str(src)], 2).units) == 2
-    with open(os.path.join(work, parts[0]), "r+b") as f:
+    assert len(parts) == 2 and len(plan_units([str(tmp_path / "in")], 2).units) == 2
+    with open(os.path.join(work, parts[0]), "r+b") as f:  # one of them is damaged
         f.seek(40)
         f.write(b"\x00" * 64)
     res = cli(*args)
     assert res.exit_code == 0, res.output
-    again = Table.read(out, format="ascii.ecsv")
-    np.testing.assert_allclose(np.asarray(again["TEFF"]), np.asarray(first["TEFF"]), rtol=1e-6)
-    assert wd.FORMAT_VERSION >= 2
+    again = np.asarray(Table.read(tmp_path / "cat.csv", format="ascii.ecsv")["TEFF"])
+    np.testing.assert_allclose(again, first, rtol=1e-6)
+    assert not os.path.exists(work)  # the catalog is written: its parts are gone
+
+
+def _shift_parts(work: str, by: float) -> None:
+    """Add ``by`` to every float array of every saved part: parts that, if reused, show it."""
+    for name in sorted(os.listdir(work)):
+        if name.startswith("part-"):
+            path = os.path.join(work, name)
+            with np.load(path, allow_pickle=True) as saved:
+                part = {k: saved[k] + by if saved[k].dtype.kind == "f" else saved[k]
+                        for k in saved.files}
+            np.savez(path, **part)
+
+
+@pytest.mark.parametrize("older", [False, True])
+def test_parts_of_another_format_version_are_recomputed(small_survey, untrained_run, tmp_path,
+                                                        older):
+    """A part is reused only under the format version it was saved with: parts whose numbers
+    were all moved by 1 come back in the catalog when their settings say the current
+    version (the resume works), and are made again when they say an older one."""
+    import json
+
+    from apnet_tf.inference import workdir as wd
+
+    args, first, work = _killed_job(small_survey, untrained_run, tmp_path, "0")
+    _shift_parts(work, 1.0)
+    settings = os.path.join(work, wd.SETTINGS)
+    with open(settings) as f:
+        saved = json.load(f)
+    assert saved["format"] == wd.FORMAT_VERSION
+    if older:
+        with open(settings, "w") as f:
+            json.dump(dict(saved, format=wd.FORMAT_VERSION - 1), f)
+    res = cli(*args)
+    assert res.exit_code == 0, res.output
+    again = np.asarray(Table.read(tmp_path / "cat.csv", format="ascii.ecsv")["TEFF"])
+    np.testing.assert_allclose(again, first if older else first + 1.0, rtol=1e-7)
 
 
 def test_make_records_keys_shards_on_the_mask_bits(small_survey, tmp_path):

@@ -43,7 +43,14 @@ def test_calibrate_writes_the_runs_calibration(trained_run, records, tmp_path):
         assert len(cal["noise"][key]) == 3 and all(s > 0 for s in cal["noise"][key])
         assert len(cal["floor"][key]) == 3 and all(f >= 0 for f in cal["floor"][key])
     assert cal["mc"] == 4
-    assert out.count("dev 1-sigma coverage raw") == 3
+    # what it prints is the coverage of stars the calibration was not fitted on
+    lines = out.splitlines()
+    assert lines[-4] == ("dev 1-sigma coverage, raw -> calibrated (each half of dev calibrated "
+                         "on the other):")
+    for line, name, raw, held_out in zip(lines[-3:], ("teff", "logg", "fe_h"),
+                                         cal["coverage_dev_raw"], cal["coverage_dev_held_out"]):
+        assert line == f"  {name:5s} {raw:.3f} -> " + (
+            "n/a" if held_out is None else f"{held_out:.3f}")
 
 
 def test_evaluate_and_export_and_evaluate_refuses_an_export(trained_run, records, tmp_path):
@@ -140,12 +147,12 @@ def test_old_spellings_are_read_for_one_release_with_a_note(tmp_path):
 
 
 def test_a_calibration_written_with_the_old_key_loads(tmp_path):
-    from apnet_tf.model.calibration import FORMAT, Calibration
+    from apnet_tf.model.calibration import Calibration
 
     keys = KEYS
     d = {"noise": {k: [1.0, 1.0, 1.0] for k in keys}, "floor": {k: [0.0, 0.0, 0.0] for k in keys},
          "snr_factor": {k: [[1.0] * 3] * 3 for k in keys}, "snr_edges": [50.0, 100.0],
          "stars": {k: 10 for k in keys}, "shape_split": "train", "realizations": 20, "seed": 0,
          "dev_stars": 10, "coverage_dev_raw": [0.5] * 3, "coverage_dev_calibrated": [0.68] * 3,
-         "targets": ["teff", "logg", "fe_h"], "format": FORMAT}
+         "targets": ["teff", "logg", "fe_h"], "format": "apnet-tf calibration 3"}
     assert Calibration.from_dict(d).mc == 20

@@ -60,44 +60,93 @@ def _help_text(*command: str) -> str:
 
     res = CliRunner().invoke(app, [*command, "--help"], terminal_width=200)
     assert res.exit_code == 0, res.output
-    return " ".join(res.output.split())
+    return res.output
+
+
+def _options(*command: str) -> dict[str, str]:
+    """Each option's entry in the printed help of ``command``, spaces collapsed, by each of its
+    names: {"--patience": "--patience <int> Early-stopping patience (epochs) [default: 5]"},
+    from every panel (Options and the ``PANELS``). An entry starts on a line indented by two
+    spaces and a dash; deeper lines continue it."""
+    entries, options = [], False
+    for line in _help_text(*command).splitlines():
+        if line.strip() in ("Options:",) + tuple(f"{panel}:" for panel in PANELS):
+            options = True
+        elif options and line.startswith("  -"):
+            entries.append(line)
+        elif options and line.startswith("   ") and entries:
+            entries[-1] += " " + line
+        elif options and line.strip():
+            options = False
+    out = {}
+    for entry in entries:
+        words = entry.split()
+        for word in words:  # the names lead: "--a / --no-a", "--b <int>", "-c, --c"
+            if word.startswith("-"):
+                out[word.rstrip(",")] = " ".join(words)
+            elif word != "/" and not word.startswith("<"):
+                break
+    return out
+
+
+def _default(options: dict[str, str], option: str) -> str:
+    """The "[default: ...]" that ends ``option``'s own help entry."""
+    m = re.search(r"\[default: ([^\]]*)\]$", options[option])
+    assert m, f"{option} has no [default: ...] at the end of its help: {options[option]!r}"
+    return m.group(1)
 
 
 def test_help_shows_defaults_and_brackets():
-    fit = _help_text("fit")
+    fit = _options("fit")
     for option, default in [("--epochs", "100"), ("--batch-size", "32; 128 with --recipe paper"),
                             ("--learning-rate", "0.001"), ("--dropout", "0.1"),
                             ("--patience", "5"), ("--seed", "0")]:
-        assert f"{option} " in fit and f"[default: {default}]" in fit, option
-    assert "--resume Continue" in fit  # a flag, no value
-    assert "[default: 100; 0 for .tflite]" in _help_text("infer")
-    assert "--shards <int> Shards per split [default: one per 1024 records]" in _help_text(
-        "make-records")
+        assert _default(fit, option) == default, option
+    assert fit["--resume"] == "--resume Continue a killed run"  # a flag, no value, no default
+    assert _default(_options("infer"), "--mc") == "100; 0 for .tflite"
+    assert _options("make-records")["--shards"] == (
+        "--shards <int> Shards per split [default: one per 1024 records]")
+
+
+def test_the_option_parser_of_the_help_finds_the_right_entry():
+    """A default that only another option shows is not found for this one."""
+    fit = _options("fit")
+    assert _default(fit, "--finetune-patience") == "3" and _default(fit, "--patience") == "5"
+    assert fit["--noise-augment"] == fit["--no-noise-augment"]
+    assert "--records" in fit and "[default:" not in fit["--records"]
+    with pytest.raises(AssertionError, match="--records has no"):
+        _default(fit, "--records")
 
 
 def test_recipe_defaults_in_help_match_the_recipes():
     from apnet_tf.training.recipes import RECIPES
 
-    fit = _help_text("fit")
+    fit = _options("fit")
     default, paper = RECIPES["default"], RECIPES["paper"]
-    assert f"[default: {default.epochs}]" in fit
-    assert f"[default: {default.batch_size}; {paper.batch_size} with --recipe paper]" in fit
-    assert f"[default: {default.initializer}; {paper.initializer} with --recipe paper]" in fit
-    assert f"[default: {default.input_scaling}; {paper.input_scaling} with --recipe paper]" in fit
-    assert f"[default: {default.learning_rate:g}]" in fit
+
+    def both(option, name, fmt="{}"):
+        return _default(fit, option) == (
+            f"{fmt.format(getattr(default, name))}; {fmt.format(getattr(paper, name))} with "
+            "--recipe paper")
+
+    assert _default(fit, "--epochs") == f"{default.epochs}"
+    assert both("--batch-size", "batch_size") and both("--initializer", "initializer")
+    assert both("--input-scaling", "input_scaling") and both("--optimizer", "optimizer")
+    assert _default(fit, "--learning-rate") == f"{default.learning_rate:g}"
     assert paper.learning_rate == default.learning_rate
-    assert f"[default: {default.patience}]" in fit
-    assert f"[default: {default.finetune_patience}]" in fit
-    assert f"[default: {default.lr_plateau_patience}; {paper.lr_plateau_patience} with" in fit
+    assert _default(fit, "--patience") == f"{default.patience}"
+    assert _default(fit, "--finetune-patience") == f"{default.finetune_patience}"
+    assert both("--lr-plateau-patience", "lr_plateau_patience")
     assert default.ema_momentum == paper.ema_momentum == 0  # recipe-file fields: no flag shown
     assert default.min_improvement == paper.min_improvement == 0
     assert "--ema-momentum" not in fit and "--min-improvement" not in fit
-    assert f"[default: {default.finetune_learning_rate:g}; {paper.finetune_learning_rate:g} " \
-        "with --recipe paper]" in fit
-    assert f"[default: {default.precision}; {paper.precision} with --recipe paper]" in fit
-    assert f"[default: {default.finetune_max_rounds}]" in fit
-    assert f"[default: {default.finetune_dev_tolerance:g}]" in fit
+    assert both("--finetune-learning-rate", "finetune_learning_rate", "{:g}")
+    assert both("--precision", "precision")
+    assert _default(fit, "--finetune-max-rounds") == f"{default.finetune_max_rounds}"
+    assert _default(fit, "--finetune-dev-tolerance") == f"{default.finetune_dev_tolerance:g}"
     assert default.noise_augment and not paper.noise_augment and not default.deterministic
+    assert _default(fit, "--noise-augment") == "on; off with --recipe paper"
+    assert _default(fit, "--deterministic") == "off"
 
 
 #: The panels after a command's Options, in the order they may print.

@@ -142,6 +142,47 @@ def _train_photometry(records):
         yield from ex.numpy()
 
 
+def test_photometry_changes_the_anet2_prediction(anet2_run, phot_records, phot_table,
+                                                small_survey, tmp_path):
+    """The trained two-input network reads the photometry: the same spectra with other stars'
+    photometry, or with every magnitude 1 mag fainter, give other labels; a network that
+    ignored its second input would give the same ones."""
+    from apnet_tf.data.planning import plan_units
+    from apnet_tf.data.readers import read_unit
+    from apnet_tf.model.loading import load_model
+
+    loaded = load_model(str(anet2_run))
+    batches = [read_unit(unit)[0] for unit in plan_units([str(phot_records)]).units]
+    flux = np.concatenate([b.flux for b in batches])
+    phot = np.concatenate([b.photometry for b in batches])
+    assert len(flux) == 16
+    base = loaded.predict(flux, phot)
+    swapped = loaded.predict(flux, phot[::-1])
+    fainter = loaded.predict(flux, np.where(np.arange(7) > 0, phot + 1.0, phot))
+    spread = np.asarray(json.loads((anet2_run / "normalization.json").read_text())["std"])
+    # each label moves by more than a thousandth of its spread on some star whose input changed
+    differ = ~np.all(np.isclose(phot, phot[::-1], equal_nan=True), axis=1)
+    changed = np.isfinite(phot[:, 1:]).any(axis=1)
+    assert differ.sum() >= 10 and changed.sum() >= 10
+    assert (np.abs(swapped - base)[differ] / spread > 1e-3).any(axis=0).all()
+    assert (np.abs(fainter - base)[changed] / spread > 1e-3).any(axis=0).all()
+    # the same through infer --photometry: a table 1 mag fainter gives other Teff
+    table = phot_table[1].copy()
+    bands = [c for c in table.columns if c.endswith("_MAG") or c in ("J", "H", "K")]
+    assert len(bands) >= 5, list(table.columns)
+    table[bands] = table[bands] + 1.0
+    table.to_csv(tmp_path / "fainter.csv", index=False)
+    teff = {}
+    for name, path in (("as given", phot_table[0]), ("fainter", tmp_path / "fainter.csv")):
+        res = cli("infer", "--model", anet2_run, "--spectra", small_survey, "--photometry", path,
+                  "--out", tmp_path / f"{name}.fits", "--mc", 0)
+        assert res.exit_code == 0, res.output
+        cat = Table.read(tmp_path / f"{name}.fits")
+        cat.sort("APOGEE_ID")
+        teff[name] = np.asarray(cat["TEFF"])
+    assert (np.abs(teff["fainter"] - teff["as given"]) > 1e-3 * spread[0]).sum() >= 10
+
+
 def test_infer_on_the_anet2_run(anet2_run, phot_records, phot_table, small_survey, tmp_path):
     res = cli("infer", "--model", anet2_run, "--spectra", phot_records, "--out",
               tmp_path / "rec.fits", "--mc", 2, "--seed", 1)

@@ -266,6 +266,39 @@ def test_multiworker_strategy_with_two_workers_on_one_shard_per_split(survey, tm
     assert list(tmp_dirs[1].iterdir()) == []
 
 
+@pytest.mark.slow
+def test_two_workers_of_fit_on_the_command_line_both_end_cleanly(small_records, tmp_path):
+    """``apnet-tf fit --strategy multiworker`` on two loopback workers, each its own process
+    through the CLI: both exit 0 (the non-chief one once crashed printing the Table 3 it does
+    not have), the other worker says what it did, and the chief's run loads."""
+    from apnet_tf.model.loading import load_model
+
+    ports = _free_ports(2)
+    procs = []
+    for i, run in enumerate(("run", "run_worker1")):
+        (tmp_path / f"tmp{i}").mkdir()
+        config = {"cluster": {"worker": [f"localhost:{p}" for p in ports]},
+                  "task": {"type": "worker", "index": i}}
+        env = {**os.environ, "TF_CONFIG": json.dumps(config), "TMPDIR": str(tmp_path / f"tmp{i}"),
+               "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "apnet_tf.cli", "fit", "--records", str(small_records),
+             "--out", str(tmp_path / run), "--strategy", "multiworker", "--stage", "pretrain",
+             "--epochs", "1", "--batch-size", "2"], stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, env=env))
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    for p, out in zip(procs, outs):
+        assert p.returncode == 0, out[-3000:]
+        assert "Traceback" not in out, out[-3000:]
+    assert "best model: " in outs[0] and "Table 3" in outs[0]
+    assert "worker 1 of the multi-worker run: trained pretrain 1 epoch in step with the chief" \
+        in outs[1] and "best model" not in outs[1], outs[1][-3000:]
+    loaded = load_model(str(tmp_path / "run"))
+    pred = loaded.predict(np.ones((2, 8575), np.float32))
+    assert pred.shape == (2, 3) and np.isfinite(pred).all()
+    assert not (tmp_path / "run_worker1").exists() and list((tmp_path / "tmp1").iterdir()) == []
+
+
 def test_deterministic_runs_give_bit_identical_weights(records, tmp_path):
     # op determinism is process-wide and permanent, so it runs in a process of its own
     script = textwrap.dedent(f"""

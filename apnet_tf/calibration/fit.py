@@ -14,6 +14,10 @@ training stars better than new ones:
 3. on dev, one factor per parameter: the 68.3% quantile of ``|prediction - label| / sigma`` over all
    dev stars. It multiplies noise and floor.
 
+How well it holds is then measured on dev stars it was not fitted on (``held_out_coverage``: each
+half of dev judged by the level fitted on the other half); on the stars that set the level the
+coverage is 0.683 by construction and says nothing.
+
 A region with fewer than MIN_REGION_STARS training stars takes the values of all stars (``all``).
 When the training split has fewer than MIN_SHAPE_STARS labelled stars (a record folder of dev
 stars only), dev gives the shape too.
@@ -25,6 +29,7 @@ Monte Carlo's cost then stays the same whatever the survey's size.
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 import os
 
@@ -58,7 +63,8 @@ from apnet_tf.model.loading import load_model
 
 __all__ = [
     "MIN_REGION_STARS", "MIN_SHAPE_STARS", "TooFewStars", "NOISE_GRID", "FLOOR_GRID",
-    "max_likelihood", "fit_calibration", "calibrate", "check_per_stratum", "calibrate_fitted_run"
+    "max_likelihood", "fit_calibration", "dev_halves", "held_out_coverage", "calibrate",
+    "check_per_stratum", "calibrate_fitted_run"
 ]
 
 #: A region, and a region's S/N tercile, needs this many stars for values of its own.
@@ -120,7 +126,8 @@ def _shape(res: np.ndarray, sig: np.ndarray, region: np.ndarray, tercile: np.nda
 def fit_calibration(pred: np.ndarray, sigma: np.ndarray, labels: np.ndarray,
                     mc: int, seed: int, snr=None, shape=None, snr_edges=None,
                     subset: dict | None = None) -> Calibration:
-    """Fit a Calibration (module doc): its level on the dev stars, its shape on ``shape``.
+    """Fit a Calibration (module doc): its level on the dev stars, its shape on ``shape``, and
+    its coverage on dev stars it was not fitted on (``held_out_coverage``).
 
     Args:
         pred, sigma, labels: the dev stars' predictions, raw Monte Carlo sigmas and labels,
@@ -130,9 +137,10 @@ def fit_calibration(pred: np.ndarray, sigma: np.ndarray, labels: np.ndarray,
         snr_edges: the S/N tercile edges (2,) of the training split, when ``shape`` is a subset
             of it drawn with its own mix of S/N (``subset.Subset``); None: from the shape stars.
         subset: how the stars were drawn (``Subset.record``), kept in the calibration.
+        seed: the Monte Carlo's seed, kept in the calibration; it also splits dev in halves.
     """
     snr = np.full(len(pred), np.nan) if snr is None else np.asarray(snr, float)
-    dev = (pred, sigma, labels, snr)
+    dev = tuple(np.asarray(x, float) for x in (pred, sigma, labels)) + (snr,)
     for t in range(3):
         n = _usable(pred, sigma, labels, t).sum()
         if n < 5:
@@ -140,36 +148,97 @@ def fit_calibration(pred: np.ndarray, sigma: np.ndarray, labels: np.ndarray,
                               f"{TARGETS[t]}; a calibration needs 5 with each label)")
     use_train = shape is not None and all(
         _usable(shape[0], shape[1], shape[2], t).sum() >= MIN_SHAPE_STARS for t in range(3))
-    sp, ss, sl, sn = shape if use_train else dev
-    sp, ss, sl = (np.asarray(x, float) for x in (sp, ss, sl))
-    sn = np.full(len(sp), np.nan) if sn is None else np.asarray(sn, float)
-    edges = (np.asarray(snr_edges, float) if use_train and snr_edges is not None
-             else tercile_edges(sn))
+    edges = snr_edges if use_train else None
+    cal = _shape_fit(shape if use_train else dev, edges, "train" if use_train else "dev")
+    cal = dataclasses.replace(cal, mc=int(mc), seed=int(seed), dev_stars=int(len(pred)),
+                              coverage_dev_raw=finite_or_none(coverage(*dev[:3])),
+                              subset=subset)
+    cal = _with_level(cal, dev)
+    cal.coverage_dev_calibrated = finite_or_none(coverage(dev[0], cal.sigma(
+        dev[0], dev[1], dev[3]), dev[2]))
+    cal.coverage_dev_held_out = finite_or_none(held_out_coverage(
+        dev, seed, cal if use_train else None))
+    return cal
+
+
+def dev_halves(labels: np.ndarray, seed: int) -> np.ndarray:
+    """Which half (0 or 1) of dev each star falls in, (N, 3) -> (N,): a seeded random split that
+    puts half of each Kiel region of the labels (and of the stars without one) in each."""
+    labels = np.asarray(labels, float)
+    region = kiel_region(labels[:, 0], labels[:, 1])
+    order = np.lexsort((np.random.default_rng(seed).random(len(labels)), region))
+    half = np.empty(len(labels), int)
+    half[order] = np.arange(len(labels)) % 2
+    return half
+
+
+def held_out_coverage(dev: tuple, seed: int, shape: Calibration | None) -> np.ndarray:
+    """The 1-sigma coverage, per parameter (3,), of dev stars under a calibration not fitted on
+    them: dev is split in halves (``dev_halves``), each half is calibrated on the other (its
+    level; its shape too when ``shape``, the calibration fitted on the training stars, is None)
+    and the coverage is pooled over both halves. NaN for a parameter whose half has fewer than 5
+    usable stars. ``dev``: (pred, sigma, labels (N, 3), snr (N,)).
+
+    On the stars that set the level, the coverage is 0.683 by construction; this is what a
+    calibration gives on stars it has not seen.
+    """
+    pred, sigma, labels, snr = dev
+    half = dev_halves(labels, seed)
+    covered, counted = np.zeros(3), np.zeros(3)
+    for h in (0, 1):
+        fit, test = half == h, half != h
+        part = tuple(x[fit] for x in dev)
+        try:
+            base = shape or _shape_fit(part, None, "dev")
+        except TooFewStars:
+            return np.full(3, np.nan)
+        cal = _with_level(base, part)
+        wide = cal.sigma(pred[test], sigma[test], snr[test])
+        for t in range(3):
+            ok = usable(pred[test], wide, labels[test], t)
+            if not np.isfinite(cal.noise["all"][t]):  # too few stars in this half to fit on
+                counted[t] = np.nan
+            covered[t] += np.sum(np.abs(pred[test][ok, t] - labels[test][ok, t]) < wide[ok, t])
+            counted[t] += ok.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counted > 0, covered / counted, np.nan)
+
+
+def _shape_fit(stars: tuple, snr_edges, split: str) -> Calibration:
+    """Steps 1 and 2 of the module doc on ``stars`` (pred, sigma, labels (M, 3), snr (M,)):
+    a calibration of level 1, fitted on ``split``. Tercile edges: ``snr_edges``, else from the
+    stars' S/N. TooFewStars when a parameter has no usable star."""
+    sp, ss, sl = (np.asarray(x, float) for x in stars[:3])
+    sn = np.full(len(sp), np.nan) if stars[3] is None else np.asarray(stars[3], float)
+    edges = np.asarray(snr_edges, float) if snr_edges is not None else tercile_edges(sn)
     region = kiel_region(sp[:, 0], sp[:, 1])
     region = np.where(region < 0, len(REGIONS), region)  # no region: only in ``all``
     tercile = snr_bin(sn, edges) if np.isfinite(edges).all() else np.full(len(sn), -1)
     noise, floor, factor = (np.zeros((len(KEYS), 3)), np.zeros((len(KEYS), 3)),
                             np.ones((len(KEYS), 3, 3)))
-    stars = np.zeros(len(KEYS), int)
+    stars_per_key = np.zeros(len(KEYS), int)
     for t in range(3):
         ok = _usable(sp, ss, sl, t)
+        if not ok.any():
+            raise TooFewStars(f"no usable star with {TARGETS[t]} to fit the shape on")
         noise[:, t], floor[:, t], factor[:, t], n = _shape(
             sp[ok, t] - sl[ok, t], ss[ok, t], region[ok], tercile[ok])
-        stars = np.maximum(stars, n)
-    cal = Calibration(noise=_by_key(noise), floor=_by_key(floor), snr_factor=_by_key(factor),
-                      snr_edges=finite_or_none(edges), stars=dict(zip(KEYS, map(int, stars))),
-                      shape_split="train" if use_train else "dev",
-                      mc=int(mc), seed=int(seed), dev_stars=int(len(pred)),
-                      coverage_dev_raw=finite_or_none(coverage(pred, sigma, labels)),
-                      coverage_dev_calibrated=[], subset=subset)
-    # the level: one factor per parameter on dev (1 when dev gave the shape)
+        stars_per_key = np.maximum(stars_per_key, n)
+    return Calibration(noise=_by_key(noise), floor=_by_key(floor), snr_factor=_by_key(factor),
+                       snr_edges=finite_or_none(edges),
+                       stars=dict(zip(KEYS, map(int, stars_per_key))), shape_split=split,
+                       mc=2, seed=0, dev_stars=0, coverage_dev_raw=[], coverage_dev_calibrated=[])
+
+
+def _with_level(cal: Calibration, dev: tuple) -> Calibration:
+    """``cal`` with step 3 of the module doc: noise and floor times one factor per parameter,
+    the 68.3% quantile of |prediction - label| / sigma over ``dev`` (pred, sigma, labels (N, 3),
+    snr (N,)); NaN for a parameter with fewer than 5 usable stars."""
+    pred, sigma, labels, snr = dev
     level = fit_scale(pred, cal.sigma(pred, sigma, snr), labels)
-    for key in KEYS:
-        cal.noise[key] = [v * f for v, f in zip(cal.noise[key], level)]
-        cal.floor[key] = [v * f for v, f in zip(cal.floor[key], level)]
-    calibrated = cal.sigma(pred, sigma, snr)
-    cal.coverage_dev_calibrated = finite_or_none(coverage(pred, calibrated, labels))
-    return cal
+    return dataclasses.replace(
+        cal, noise={k: [v * f for v, f in zip(cal.noise[k], level)] for k in KEYS},
+        floor={k: [v * f for v, f in zip(cal.floor[k], level)] for k in KEYS})
 
 
 def _usable(pred, sigma, labels, t: int) -> np.ndarray:

@@ -113,13 +113,40 @@ def _fit_recipe(sources: list[str], flags: dict) -> tuple:
 def _print_fit(result, out_dir: str) -> None:
     """What ``fit`` prints once it is done: notes, the best model, Table 3, the calibration."""
     notice("note", result.notes)
+    if not result.chief:  # the chief writes the run; this worker's copy was temporary
+        out.print(f"worker {_task_index()} of the multi-worker run: trained {_epochs(result)} "
+                  "in step with the chief, which writes the run folder, its tables and its "
+                  "calibration; this worker wrote nothing")
+        return
     out.print(f"best model: {os.path.join(out_dir, 'best.keras')}")
     _print_table3(result.table3, "")
     if result.calibration is not None:
         cal = result.calibration
         out.print(f"sigma calibration: {os.path.join(out_dir, 'calibration.json')}; dev 1-sigma "
-                  f"coverage raw {' '.join(f'{c:.2f}' for c in cal.coverage_dev_raw)} -> "
-                  f"calibrated {' '.join(f'{c:.2f}' for c in cal.coverage_dev_calibrated)}")
+                  f"coverage raw {_coverages(cal.coverage_dev_raw, 2)} -> calibrated "
+                  f"{_coverages(cal.coverage_dev_held_out, 2)} (each half of dev calibrated "
+                  "on the other)")
+
+
+def _task_index() -> str:
+    """This worker's task in TF_CONFIG, e.g. "1" (its type too when it is not a worker)."""
+    import json
+
+    task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {})
+    kind, index = task.get("type", "worker"), task.get("index", "?")
+    return f"{index}" if kind == "worker" else f"{kind} {index}"
+
+
+def _epochs(result) -> str:
+    """What a fit trained, e.g. "pretrain 1 epoch, finetune 2 epochs"."""
+    done = [(stage, n) for stage, n in (result.epochs or {}).items() if n]
+    return ", ".join(f"{stage} {n} epoch{'s' * (n != 1)}" for stage, n in done) or "no epoch"
+
+
+def _coverages(values, digits: int) -> str:
+    """Coverages as printed: "0.67 0.68 n/a" (n/a where too few stars gave none)."""
+    return " ".join("n/a" if v is None or v != v else f"{v:.{digits}f}"
+                    for v in (values or [None] * 3))
 
 
 @friendly
@@ -236,9 +263,11 @@ def calibrate(
         cal = run_calibrate(model, records, mc=mc, seed=seed, on_progress=update,
                             per_stratum=stars_per_stratum)
     out.print(f"wrote {os.path.join(model, 'calibration.json')} ({cal.dev_stars} dev stars)")
+    out.print("dev 1-sigma coverage, raw -> calibrated (each half of dev calibrated on the "
+              "other):")
     for name, raw, c in zip(("teff", "logg", "fe_h"), cal.coverage_dev_raw,
-                            cal.coverage_dev_calibrated):
-        out.print(f"  {name:5s} dev 1-sigma coverage raw {raw:.3f} -> calibrated {c:.3f}")
+                            cal.coverage_dev_held_out or [None] * 3):
+        out.print(f"  {name:5s} {_coverages([raw], 3)} -> {_coverages([c], 3)}")
 
 
 @friendly

@@ -27,13 +27,15 @@ from apnet_tf.io.files import write_json
 from apnet_tf.kiel import in_triangle
 
 __all__ = [
-    "CALIBRATION", "FORMAT", "ONE_SIGMA", "REGIONS", "KEYS", "METHOD", "kiel_region",
-    "snr_bin", "usable", "quantile_ratio", "coverage", "fit_scale", "Calibration",
+    "CALIBRATION", "FORMAT", "OLD_FORMATS", "ONE_SIGMA", "REGIONS", "KEYS", "METHOD",
+    "kiel_region", "snr_bin", "usable", "quantile_ratio", "coverage", "fit_scale", "Calibration",
     "finite_or_none", "calibrated_summaries", "sigma_settings"
 ]
 
 CALIBRATION = "calibration.json"
-FORMAT = "apnet-tf calibration 3"
+FORMAT = "apnet-tf calibration 4"
+#: Formats still read: 3 lacks ``coverage_dev_held_out`` (read as unknown, null).
+OLD_FORMATS = ("apnet-tf calibration 3",)
 #: The fraction of a Gaussian within 1 sigma: the target of calibrated coverage.
 ONE_SIGMA = 0.6826894921370859
 #: Regions of the Kiel diagram of the predictions (see ``kiel_region``).
@@ -112,7 +114,12 @@ class Calibration:
     (parameter, S/N tercile) and ``snr_edges`` the two inner S/N edges of the terciles;
     ``stars[key]`` counts the shape stars behind a region's values (0 where it takes those of
     ``all``), ``shape_split`` names the split that gave the shape and ``dev_stars`` the dev stars
-    that gave the level. ``subset`` says how those stars were drawn from the splits (seed,
+    that gave the level. ``coverage_dev_raw`` is the raw sigma's 1-sigma coverage of those dev
+    stars; ``coverage_dev_calibrated`` the calibrated one's on the same stars, 0.683 up to the
+    quantile's granularity by construction, so it says nothing of how well the calibration
+    holds; ``coverage_dev_held_out`` the calibrated one's on dev stars it was not fitted on (each
+    half of dev calibrated on the other, ``calibration.fit.held_out_coverage``), which does.
+    ``subset`` says how those stars were drawn from the splits (seed,
     stars per stratum, stars drawn and read per split; ``calibration.subset``), None in a file
     fitted on every star.
     """
@@ -128,6 +135,7 @@ class Calibration:
     dev_stars: int
     coverage_dev_raw: list[float]
     coverage_dev_calibrated: list[float]
+    coverage_dev_held_out: list[float | None] | None = None
     method: str = METHOD
     subset: dict[str, int] | None = None
     targets: list[str] = dataclasses.field(default_factory=lambda: list(TARGETS))
@@ -173,6 +181,8 @@ class Calibration:
         if not isinstance(d, dict):
             raise ValueError("not a JSON object")
         d = renamed_keys(d)
+        if d.get("format") in OLD_FORMATS and "coverage_dev_held_out" not in d:
+            d = dict(d, format=FORMAT, coverage_dev_held_out=[None] * 3)
         if d.get("format") != FORMAT:
             raise ValueError(f"format is {d.get('format')!r}, expected {FORMAT!r} (a file from "
                              "an older apnet-tf: run 'apnet-tf calibrate' again)")
@@ -203,7 +213,7 @@ class Calibration:
             raise ValueError(f"shape_split must be train or dev, got {d['shape_split']!r}")
         for key, least in (("mc", 2), ("seed", None), ("dev_stars", 0)):
             _count(d[key], key, least)
-        for key in ("coverage_dev_raw", "coverage_dev_calibrated"):
+        for key in ("coverage_dev_raw", "coverage_dev_calibrated", "coverage_dev_held_out"):
             _numbers(d[key], key, (3,), positive=False, allow_nan=True)
         if d.get("subset") is not None:
             if not isinstance(d["subset"], dict):

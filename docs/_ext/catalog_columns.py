@@ -40,15 +40,20 @@ class CatalogColumns(SphinxDirective):
         return [_table(["column", "unit", "description", "source"], rows, [14, 6, 50, 30])]
 
 
+def flag_rows() -> list[list[str]]:
+    """The rows of the flag table: bit, value, name, BAD (yes/no) and meaning of every bit."""
+    from apnet_tf.io.catalog_flags import FLAG_BITS
+
+    return [[str(b.bit), str(1 << b.bit), b.name, "yes" if b.bad else "no", b.meaning]
+            for b in FLAG_BITS]
+
+
 class FlagBits(SphinxDirective):
     """``.. apnet-tf-flag-bits::``: bit, value, name, BAD and meaning of every APNET_FLAG bit."""
 
     def run(self) -> list[nodes.Node]:
-        from apnet_tf.io.catalog_flags import FLAG_BITS
-
-        rows = [[str(b.bit), str(1 << b.bit), b.name, "yes" if b.bad else "no", b.meaning]
-                for b in FLAG_BITS]
-        return [_table(["bit", "value", "name", "BAD", "meaning"], rows, [4, 6, 20, 4, 66])]
+        return [_table(["bit", "value", "name", "BAD", "meaning"], flag_rows(),
+                       [4, 6, 20, 4, 66])]
 
 
 def setup(app):
