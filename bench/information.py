@@ -188,6 +188,8 @@ def main() -> None:
     add_tag(ap)
     args = ap.parse_args()
 
+    if bool(args.spectra) != bool(args.records):
+        ap.error("--spectra and --records go together")
     if args.spectra:
         spectra, records = args.spectra, args.records
     else:
