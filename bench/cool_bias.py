@@ -41,7 +41,14 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from _common import CACHE, add_tag, parse_overrides, report, survey_records  # noqa: E402
+from _common import (  # noqa: E402
+    CACHE,
+    add_tag,
+    parse_overrides,
+    report,
+    run_recipe,
+    survey_records,
+)
 
 GROUPS = {"Full": ("payne", "mstar", "yso"), "Payne": ("payne",), "MStar": ("mstar",),
           "YSO": ("yso",)}
@@ -283,12 +290,13 @@ def main() -> None:
             with open(os.path.join(run_dir, "normalization.json")) as f:
                 std_teff = json.load(f)["std"][0]
             fits[-1]["trace_summary"] = trace_summary(fits[-1]["trace"], stars, std_teff)
+    recipe = run_recipe(run_dir)  # the last fit's; the fits differ only in their seed
     if args.posthoc:
         report("cool_bias", {"n_stars": args.n, "survey_seed": args.seed, "posthoc": fits},
-               f"{args.tag}-posthoc" if args.tag else "posthoc")
+               f"{args.tag}-posthoc" if args.tag else "posthoc", recipe=recipe)
         return
     report("cool_bias", {"n_stars": args.n, "survey_seed": args.seed, "overrides": args.set,
-                         "fits": fits, "spread": spread(fits)}, args.tag)
+                         "fits": fits, "spread": spread(fits)}, args.tag, recipe=recipe)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,14 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from _common import CACHE, add_tag, parse_overrides, report, survey_records  # noqa: E402
+from _common import (  # noqa: E402
+    CACHE,
+    add_tag,
+    parse_overrides,
+    report,
+    run_recipe,
+    survey_records,
+)
 from _fisher import SYNTH_PARAMS, SYNTH_STEPS, SynthForward, synth_star_bound  # noqa: E402
 
 TARGETS = ("teff", "logg", "fe_h")
@@ -213,7 +220,7 @@ def main() -> None:
                          "step_check_max_rel_change": float(checks.max()) if checks.size else None},
                **compare(p, bound)}
     figures["teff_bias_over_scatter"] = judge(figures["groups"])
-    report("information", figures, args.tag)
+    report("information", figures, args.tag, recipe=run_recipe(run_dir))
 
 
 if __name__ == "__main__":

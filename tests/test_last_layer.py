@@ -90,7 +90,7 @@ def test_fit_ends_with_the_refit_and_saves_it(records, tmp_path):
         return keras.models.load_model(path).get_layer("fc3").get_weights()
 
     res = fit(str(records), str(tmp_path / "on"), stage="pretrain",
-              recipe=get_recipe("default", epochs=1))
+              recipe=get_recipe("default", epochs=1, refit_last_layer=True))
     assert res.last_layer is not None and len(res.last_layer["penalty"]) == 3
     assert sum(res.last_layer["train_stars"].values()) > 0
     saved = fc3(str(tmp_path / "on" / "best.keras"))
@@ -99,9 +99,10 @@ def test_fit_ends_with_the_refit_and_saves_it(records, tmp_path):
     if any(p is not None for p in res.last_layer["penalty"]):
         assert not np.array_equal(saved[1], fc3(str(tmp_path / "on" / "pretrained.keras"))[1])
     off = fit(str(records), str(tmp_path / "off"), stage="pretrain",
-              recipe=get_recipe("default", epochs=1, refit_last_layer=False))
+              recipe=get_recipe("default", epochs=1))  # off by default
     assert off.last_layer is None
     for a, b in zip(fc3(str(tmp_path / "off" / "best.keras")),
                     fc3(str(tmp_path / "off" / "pretrained.keras"))):
         assert np.array_equal(a, b)
     assert get_recipe("paper").refit_last_layer is False
+    assert get_recipe("default").refit_last_layer is False

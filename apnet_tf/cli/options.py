@@ -95,7 +95,7 @@ NoiseAugment = Annotated[Optional[bool], typer.Option(
 RefitLastLayer = Annotated[Optional[bool], typer.Option(
     "--refit-last-layer/--no-refit-last-layer",
     help="End by fitting the last layer again in inference mode on the train split, each "
-         "category weighted alike  [default: on; off with --recipe paper]", rich_help_panel=RECIPE)]
+         "category weighted alike  [default: off]", rich_help_panel=RECIPE)]
 #: Recipe fields that measurement showed not to help (BENCHMARKS.md, 'How the training defaults
 #: were chosen') are set in a recipe file; their old flags are hidden and accepted, with a note,
 #: until the next release.

@@ -1,5 +1,5 @@
 """The last layer fitted again in inference mode, each kind of star weighted alike: the end of
-``fit`` in the default recipe (``Recipe.refit_last_layer``).
+``fit`` when ``Recipe.refit_last_layer`` is on (``fit --refit-last-layer``; off by default).
 
 Why: the network trains with dropout on and, in the default recipe, on noise-augmented spectra,
 but predicts with dropout off on the spectra as they are; and its output wanders from epoch to
