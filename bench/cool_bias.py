@@ -272,10 +272,11 @@ def main() -> None:
         return worker(*args.worker, args.set, args.passes)
 
     _, records = survey_records(args.n, args.seed)
-    fits = []
+    fits, recipe = [], None
     for s in args.seeds:
         name = f"cool_{args.n}_s{args.seed}_r{s}" + (f"_{args.tag}" if args.tag else "")
         run_dir, out = os.path.join(CACHE, name), os.path.join(CACHE, name + ".json")
+        recipe = recipe or run_recipe(run_dir)  # the first fit's: the fits differ in their seed
         if args.posthoc:
             fits.append({"recipe_seed": s, **posthoc(records, run_dir)})
             continue
@@ -290,7 +291,6 @@ def main() -> None:
             with open(os.path.join(run_dir, "normalization.json")) as f:
                 std_teff = json.load(f)["std"][0]
             fits[-1]["trace_summary"] = trace_summary(fits[-1]["trace"], stars, std_teff)
-    recipe = run_recipe(run_dir)  # the last fit's; the fits differ only in their seed
     if args.posthoc:
         report("cool_bias", {"n_stars": args.n, "survey_seed": args.seed, "posthoc": fits},
                f"{args.tag}-posthoc" if args.tag else "posthoc", recipe=recipe)
