@@ -23,9 +23,9 @@ The full-size measurement: ``python bench/cool_bias.py --n 6000 --seeds 0 1 2`` 
 fits of the 6,000-star survey of bench/time_to_accuracy.py). Each fit's figures are kept under
 .bench/ (``cool_<n>_s<seed>_r<recipe seed>[_<tag>].json``): a call that stopped part way resumes
 with the fits it lacks; delete those files to measure again. ``--posthoc`` takes the runs of an
-earlier call with the same ``--tag``, made without the last-layer refit
-(``--set refit_last_layer=false``, or before it existed), and fits their last layer again
-(``apnet_tf.training.last_layer``): Table 3 per split and group before and after.
+earlier call with the same ``--tag``, made without the last-layer refit (the default), and fits
+their last layer again (``apnet_tf.training.last_layer``): Table 3 per split and group before and
+after. Fits that end with the refit: ``--set refit_last_layer=true --tag NAME``.
 """
 
 from __future__ import annotations
