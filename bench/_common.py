@@ -115,3 +115,13 @@ def report(name: str, figures: dict, tag: str = "", recipe=None) -> str:
     print(json.dumps(figures, indent=2, default=float))
     print(f"wrote {os.path.relpath(path)}")
     return path
+
+
+def run_recipe(run_dir: str) -> dict | None:
+    """The recipe a run folder's network trained with (its ``run.json``), for ``report``'s
+    ``recipe``; None when the folder does not record one."""
+    try:
+        with open(os.path.join(run_dir, "run.json")) as f:
+            return json.load(f).get("recipe")
+    except (OSError, ValueError):
+        return None

@@ -47,7 +47,8 @@ import benchmarks_md  # noqa: E402
 #: Scripts whose figures come from a network trained with a recipe (in the run, or a run folder
 #: they load): their results files record that recipe.
 TRAINED = {"records.py", "train.py", "determinism.py", "accuracy.py", "photometry.py",
-           "time_to_accuracy.py", "precision.py", "calibration.py", "calibration_cost.py"}
+           "time_to_accuracy.py", "precision.py", "calibration.py", "calibration_cost.py",
+           "information.py", "cool_bias.py"}
 #: "default" that is not about the training recipe: other commands' defaults, and the words
 #: that say what today's default is beside an older recipe.
 NOT_A_RECIPE_CLAIM = re.compile(r"`(?:calibrate|infer)` with its defaults|today's default: [^)]*")

@@ -147,6 +147,8 @@ def test_recipe_defaults_in_help_match_the_recipes():
     assert default.noise_augment and not paper.noise_augment and not default.deterministic
     assert _default(fit, "--noise-augment") == "on; off with --recipe paper"
     assert _default(fit, "--deterministic") == "off"
+    assert not default.refit_last_layer and not paper.refit_last_layer
+    assert _default(fit, "--refit-last-layer") == "off"
 
 
 #: The panels after a command's Options, in the order they may print.

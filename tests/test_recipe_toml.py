@@ -25,7 +25,8 @@ CHANGED = {"optimizer": "sgd", "learning_rate": 0.003, "momentum": 0.9, "batch_s
            "epochs": 7, "patience": 2, "min_improvement": 0.01, "lr_plateau_patience": 0,
            "noise_augment": False, "ema_momentum": 0.99, "finetune_learning_rate": 1e-05,
            "finetune_fraction": 0.5, "finetune_patience": 4, "finetune_max_rounds": 3,
-           "finetune_dev_tolerance": 0.1, "precision": "float32", "seed": 4294967295,
+           "finetune_dev_tolerance": 0.1, "refit_last_layer": True, "precision": "float32",
+           "seed": 4294967295,
            "deterministic": True}
 
 

@@ -66,6 +66,7 @@ def fit_cmd(
         finetune_dev_tolerance: opt.FinetuneDevTolerance = None,
         strategy: opt.Strategy = "default",
         precision: opt.Precision = None,
+        refit_last_layer: opt.RefitLastLayer = None,
         deterministic: opt.Deterministic = None,
         min_improvement: opt.MinImprovement = None,
         ema_momentum: opt.EmaMomentum = None,

@@ -21,7 +21,7 @@ __all__ = [
     "RecipeSources", "ShowRecipe", "Epochs", "Resume", "Strategy", "Optimizer", "LearningRate", "Momentum",
     "TrainBatchSize", "Dropout", "InputScaling", "Initializer", "Patience", "FinetunePatience",
     "FinetuneFraction", "FinetuneMaxRounds", "Precision", "LrPlateauPatience", "NoiseAugment",
-    "EmaMomentum", "MinImprovement",
+    "EmaMomentum", "MinImprovement", "RefitLastLayer",
     "FinetuneLearningRate", "FinetuneDevTolerance", "Deterministic", "RecipeSeed",
     "InferModel", "CatalogOut", "InferSpectra", "Table", "Root", "InferMc", "InferBatchSize",
     "Calibrated", "RawSigma", "McDropout", "InferSeed", "Engine", "RayAddress", "Workers",
@@ -92,6 +92,10 @@ NoiseAugment = Annotated[Optional[bool], typer.Option(
     "--noise-augment/--no-noise-augment",
     help="Add fresh per-pixel noise (paper 3.5 scale) to the training spectra each "
          "epoch  [default: on; off with --recipe paper]", rich_help_panel=RECIPE)]
+RefitLastLayer = Annotated[Optional[bool], typer.Option(
+    "--refit-last-layer/--no-refit-last-layer",
+    help="End by fitting the last layer again in inference mode on the train split, each "
+         "category weighted alike  [default: off]", rich_help_panel=RECIPE)]
 #: Recipe fields that measurement showed not to help (BENCHMARKS.md, 'How the training defaults
 #: were chosen') are set in a recipe file; their old flags are hidden and accepted, with a note,
 #: until the next release.

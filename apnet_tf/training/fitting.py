@@ -63,6 +63,7 @@ from apnet_tf.training.inputs import (
     resolve_arch,
     training_data,
 )
+from apnet_tf.training.last_layer import refit_last_layer
 from apnet_tf.training.precision import resolve_precision
 from apnet_tf.training.recipes import RECIPES, Recipe
 from apnet_tf.training.run_folder import (
@@ -131,6 +132,7 @@ class FitResult:
     calibration: object = None  # model.calibration.Calibration (``workflows.fit``; None: too few
     # labelled dev stars)
     notes: list[str] = dataclasses.field(default_factory=list)  # note lines (a discarded backup)
+    last_layer: dict | None = None  # the last layer's refit (``last_layer``); None when off
 
 
 def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | None = None,
@@ -218,8 +220,12 @@ def _fit_in(run_dir, records_dir, manifest, stage, recipe, precision, resume, di
             epochs_run["finetune"] = sum(r["epochs"] for r in rounds)
     shutil.rmtree(os.path.join(run_dir, "backup"), ignore_errors=True)
     model = with_precision(model, "float32")  # what was saved
+    refit = None
+    if recipe.refit_last_layer:  # on the float32 features that inference computes
+        refit = refit_last_layer(model, records_dir, photometry=run.photometry)
+        save_model_atomic(model, run.path(BEST_MODEL))
     return FitResult(run_dir, model, epochs_run, rounds, np.asarray(std, float), recipe,
-                     notes=run.notes, arch=arch)
+                     notes=run.notes, arch=arch, last_layer=refit)
 
 
 def check_records(records_dir: str, stage: str = "all") -> dict:
