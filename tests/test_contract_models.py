@@ -160,6 +160,9 @@ def test_the_spectral_loader_refuses_the_yso_network(yso_folder):
     folder, _, _ = yso_folder
     with pytest.raises(ApnetError, match="not a run folder"):
         load_model(str(folder))
+    with pytest.raises(ApnetError, match=r"network.keras: not a network of apStar spectra "
+                                         r"\(input \(None, 12\), output \(None, 5\)"):
+        load_model(str(folder / "network.keras"))
 
 
 # --- The contract can fail: a runtime that drops the seed, one that loses the calibration,
