@@ -1,11 +1,13 @@
 """``import apnet_tf`` registers the package's Keras classes, without importing TensorFlow.
 
 A saved ``best.keras`` names the package's layers and loss (``apnet_tf>FluxScaling`` ...); Keras
-finds them only in its registry, which ``apnet_tf.model.network`` fills when it is imported.
-Importing that module (and so TensorFlow) in ``apnet_tf/__init__`` would cost every
-``apnet-tf --help`` seconds. Instead: if Keras is already imported the model module is imported
-now; otherwise a one-shot import hook imports it right after Keras itself, so ``import apnet_tf``
-followed by ``keras.models.load_model("run/best.keras")`` works in either order.
+finds them only in its registry, which the modules of ``REGISTERING`` fill when they are
+imported. Importing them (and so TensorFlow) in ``apnet_tf/__init__`` would cost every
+``apnet-tf --help`` seconds. Instead: if Keras is already imported they are imported now;
+otherwise a one-shot import hook imports them right after Keras itself, so ``import apnet_tf``
+followed by ``keras.models.load_model("run/best.keras")`` works in either order, for every
+network of the package (tests/test_contract_layers.py saves each registered layer and loads it
+so in a fresh process).
 """
 
 from __future__ import annotations
@@ -15,13 +17,18 @@ import importlib.abc
 import importlib.util
 import sys
 
-__all__ = ["install"]
+__all__ = ["REGISTERING", "install"]
+
+#: The modules that register Keras classes: the spectral networks' layers and loss, APOGEE Net
+#: III's and BOSS Net's layers, the YSO photometric network's input scaling.
+REGISTERING = ("apnet_tf.model.network", "apnet_tf.model.published", "apnet_tf.model.bossnet",
+               "apnet_tf.labels.yso")
 
 
 def _register() -> None:
     try:
-        importlib.import_module("apnet_tf.model.network")
-        importlib.import_module("apnet_tf.model.published")
+        for module in REGISTERING:
+            importlib.import_module(module)
     except ImportError:  # no TensorFlow: nothing could be loaded anyway
         pass
 

@@ -71,6 +71,24 @@ def test_truncated_keras_is_not_file_not_found(untrained_run, small_survey, tmp_
     assert "not found" not in line.lower()
 
 
+def test_a_network_of_other_inputs_is_refused_at_load(small_survey, tmp_path):
+    """The YSO photometric network's .keras file given to infer: it loaded as a spectral model
+    and the first spectra ended in a TypeError traceback."""
+    import keras
+
+    from apnet_tf.labels.yso import TrainResult, build_network, save_network
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).uniform(8.0, 16.0, (16, 12)).astype(np.float32)
+    y = np.random.default_rng(1).normal(size=(16, 5)).astype(np.float32)
+    save_network(TrainResult(build_network(x, y, (4, 4, 4), 8), {}, {}), str(tmp_path / "yso"))
+    res = cli("infer", "--model", tmp_path / "yso" / "network.keras", "--spectra", small_survey,
+              "--out", tmp_path / "c.csv", "--mc", 0)
+    line = assert_one_line_error(res, "network.keras", "not a network of apStar spectra")
+    assert "yso-labels" in line
+    assert not (tmp_path / "c.csv").exists()
+
+
 @pytest.fixture(scope="module")
 def good_state(untrained_run):
     import keras

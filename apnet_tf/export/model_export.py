@@ -249,6 +249,8 @@ def _export_metadata(name: str, version: int, model_path: str, loaded, mc: int,
                                                    "p84}; mc fixed, seed (0, 0)"},
         "mc": mc, "mc_error_cap": MC_ERROR_CAP,
         "target_mean": norm.get("mean"), "target_std": norm.get("std"),
+        # the training label range, which the BAD flag of every runtime uses
+        "target_min": norm.get("min"), "target_max": norm.get("max"),
         "calibration": None if loaded.calibration is None else CALIBRATION,
         "tflite": tflite_files,
     }

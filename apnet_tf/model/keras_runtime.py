@@ -9,6 +9,7 @@ import os
 import keras
 import numpy as np
 
+from apnet_tf.constants import N_PIXELS, TARGETS
 from apnet_tf.errors import ApnetError, first_line
 from apnet_tf.io.files import read_json
 from apnet_tf.model.calibration import CALIBRATION
@@ -73,10 +74,22 @@ def load_keras_runtime(path: str, calibration: bool = True) -> KerasRuntime:
     else:
         keras_path, norm, cal = path, None, None
     model = load_keras(keras_path)
+    _check_spectral(model, keras_path)
     conv = read_conventions(path) if os.path.isdir(path) else None
     return KerasRuntime(model=model, path=path, normalization=norm, calibration=cal,
                         conventions=conv or conventions_of(model),
                         takes_photometry=takes_photometry(model))
+
+
+def _check_spectral(model: keras.Model, path: str) -> None:
+    """ApnetError unless ``model`` takes apStar flux (B, 8575) and gives Teff, log g, [Fe/H]:
+    another network (the YSO photometric one) would load, then fail on the first spectra."""
+    flux = model.input_shape[0] if takes_photometry(model) else model.input_shape
+    if tuple(flux) != (None, N_PIXELS) or tuple(model.output_shape) != (None, len(TARGETS)):
+        raise ApnetError(f"{path}: not a network of apStar spectra (input {flux}, output "
+                         f"{model.output_shape}; expected flux (None, {N_PIXELS}) -> "
+                         f"{', '.join(TARGETS)}); the YSO photometric network goes to "
+                         "yso-labels --model")
 
 
 def load_keras(path: str) -> keras.Model:

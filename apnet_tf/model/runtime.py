@@ -70,9 +70,13 @@ class Runtime(abc.ABC):
         return mc_style(self.conventions)
 
     def label_range(self) -> tuple[tuple[float, float], ...]:
-        """The training label range, (lo, hi) per target; ``FALLBACK_LABEL_RANGE`` without."""
-        norm = self.normalization or {}
+        """The training label range, (lo, hi) per target: a run's normalization.json, an
+        export's metadata (``target_min``, ``target_max``); ``FALLBACK_LABEL_RANGE`` without,
+        so that an export flags BAD as its run folder does."""
+        norm, meta = self.normalization or {}, self.metadata or {}
         lo, hi = norm.get("min"), norm.get("max")
+        if lo is None and hi is None:
+            lo, hi = meta.get("target_min"), meta.get("target_max")
         if lo and hi and None not in lo and None not in hi:
             return tuple(zip(map(float, lo), map(float, hi)))
         return FALLBACK_LABEL_RANGE
