@@ -30,7 +30,11 @@ from apnet_tf.cli.support import (
     with_extra_paths,
     word_list,
 )
-from apnet_tf.constants import CALIBRATION_MC_DRAWS, CALIBRATION_STARS_PER_STRATUM
+from apnet_tf.constants import (
+    CALIBRATION_MC_DRAWS,
+    CALIBRATION_STARS_PER_STRATUM,
+    TORCH_MISSING,
+)
 from apnet_tf.errors import ApnetError
 
 __all__ = ["fit_cmd", "demo", "infer", "calibrate", "evaluate", "export", "import_torch_cmd"]
@@ -336,6 +340,10 @@ def import_torch_cmd(
     conventions (input, output order, constants, Monte Carlo), which infer, export, evaluate
     and calibrate apply. A file written by save_torch has a sidecar STATE_DICT.json (arch,
     input scaling, target statistics), which is read, so the import gives the run's numbers."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:  # said at once, before TensorFlow loads
+        raise ApnetError(TORCH_MISSING)
     from apnet_tf.model.torch_weights import import_torch, read_sidecar, sidecar_path
 
     arch = renamed_choice(arch, "--arch")
