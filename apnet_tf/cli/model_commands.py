@@ -36,6 +36,7 @@ from apnet_tf.constants import (
     TORCH_MISSING,
 )
 from apnet_tf.errors import ApnetError
+from apnet_tf.wording import counted
 
 __all__ = ["fit_cmd", "demo", "infer", "calibrate", "evaluate", "export", "import_torch_cmd"]
 
@@ -224,6 +225,7 @@ def infer(
     """
     from apnet_tf.inference.job import run_infer
     from apnet_tf.inference.settings import InferenceSettings
+    from apnet_tf.io.catalog_counts import catalog_counts, count_phrases
 
     if calibrated and raw_sigma:
         raise ApnetError("--calibrated and --raw-sigma exclude each other")
@@ -241,10 +243,10 @@ def infer(
     notice("note", result.notes)
     notice("skipped", result.failures)
     cat = result.catalog
-    out.print(f"wrote {len(cat)} stars to {out_path} ({int(cat['YSO_CANDIDATE'].sum())} YSO "
-              f"candidates, {int(cat['BAD'].sum())} flagged BAD; sigma: {cat.meta['SIGMA']})")
+    out.print(f"wrote {counted(len(cat), 'star')} to {out_path} ("
+              f"{', '.join(count_phrases(catalog_counts(cat)))}; sigma: {cat.meta['SIGMA']})")
     if result.failures:
-        console.print(f"[yellow]{len(result.failures)} file(s) skipped[/yellow]")
+        console.print(f"[yellow]{counted(len(result.failures), 'input')} skipped[/yellow]")
         raise typer.Exit(2)
 
 
