@@ -17,9 +17,9 @@ TensorFlow. Every other name is imported from the module that defines it.
 The subpackages, in data-flow order (each imports only from those before it; the import-linter
 contract in ``pyproject.toml`` holds the code to this order):
 
-``constants``, ``errors``, ``kiel``, ``quiet``, ``registration`` (base) -> ``io`` -> ``data``,
-``model`` -> ``inference``, ``labels`` -> ``calibration`` -> ``evaluation``, ``export`` ->
-``training`` -> ``workflows`` -> ``cli``, ``api``.
+``constants``, ``errors``, ``kiel``, ``quiet``, ``registration``, ``wording`` (base) -> ``io`` ->
+``data``, ``model`` -> ``inference``, ``labels`` -> ``calibration`` -> ``evaluation``,
+``export`` -> ``training`` -> ``workflows`` -> ``cli``, ``api``.
 """
 
 import importlib

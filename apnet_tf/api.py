@@ -138,7 +138,7 @@ class Model:
         from apnet_tf.inference.job import check_inputs, infer_catalog
         from apnet_tf.inference.settings import InferenceSettings
         from apnet_tf.io.photometry import read_photometry
-        from apnet_tf.io.survey_table import read_listing
+        from apnet_tf.io.survey_table import missing_note, read_listing
 
         paths = ([os.fspath(files)] if isinstance(files, (str, os.PathLike))
                  else [os.fspath(f) for f in files])
@@ -150,8 +150,11 @@ class Model:
         if isinstance(photometry, (str, os.PathLike)):
             photometry = read_photometry(os.fspath(photometry))
         settings = dataclasses.replace(settings, photometry=photometry)
-        return _qtable(infer_catalog(self.runtime, paths, settings, listing=listing,
-                                     table=table, workers=workers))
+        result = infer_catalog(self.runtime, paths, settings, listing=listing, table=table,
+                               workers=workers)
+        if listing is not None and listing.missing:  # rows of the table with no file
+            result.notes.append(missing_note(table, root, listing, None))
+        return _qtable(result)
 
 
 def _qtable(result):

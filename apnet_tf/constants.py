@@ -19,7 +19,7 @@ __all__ = [
     "INFERENCE_PRECISIONS", "AUTO_PRECISION_PROBE", "AUTO_MEDIAN_SHIFT", "AUTO_MAX_SHIFT",
     "BEST_MODEL",
     "PRETRAINED_MODEL", "NORMALIZATION", "RUN_RECORD", "HISTORY", "ROUNDS", "PRETRAIN_DONE",
-    "PRETRAIN_STATE", "RUN_FILES", "RENAMED", "renamed_keys"
+    "PRETRAIN_STATE", "RUN_FILES", "RENAMED", "renamed_keys", "TORCH_CPU_INSTALL", "TORCH_MISSING"
 ]
 
 #: apStar log-linear wavelength grid: log10(lambda / Angstrom) = CRVAL1 + CDELT1 * i.
@@ -151,3 +151,11 @@ def renamed_keys(record: dict) -> dict:
     """``record`` with each key that ``RENAMED`` renamed under its new name (a new key wins)."""
     return {RENAMED.get(k, k): v for k, v in record.items()
             if k not in RENAMED or RENAMED[k] not in record}
+
+
+#: How to install PyTorch for import-torch: its CPU build, as PyTorch's own install selector
+#: gives it (plain ``pip install torch`` takes the multi-GB CUDA build on Linux). The published
+#: networks' page gives the same line.
+TORCH_CPU_INSTALL = "pip install torch --index-url https://download.pytorch.org/whl/cpu"
+#: import-torch's one line when PyTorch is not installed.
+TORCH_MISSING = f"import-torch needs PyTorch, its CPU build: {TORCH_CPU_INSTALL}"

@@ -125,3 +125,26 @@ def run_recipe(run_dir: str) -> dict | None:
             return json.load(f).get("recipe")
     except (OSError, ValueError):
         return None
+
+
+#: Table 3's groups are named as the categories (all, mstar, yso); results files written before
+#: that, and the reference commits that time_to_accuracy.py runs, use the paper's names.
+FORMER_GROUP_NAMES = {"all": "Full", "mstar": "MStar", "yso": "YSO"}
+
+
+def table3_cell(table3: dict, group: str, target: str, default=KeyError):
+    """A results file's Table 3 entry "<group> <target>" under today's or the former name;
+    ``default`` when it has neither (KeyError: raise)."""
+    for key in (f"{group} {target}", f"{FORMER_GROUP_NAMES[group]} {target}"):
+        if key in table3:
+            return table3[key]
+    if default is KeyError:
+        raise KeyError(f"{group} {target}")
+    return default
+
+
+def group_key(key: str) -> str:
+    """"Full teff (K)" of an older results file as today's "all teff (K)"."""
+    group, _, target = key.partition(" ")
+    former = {v: k for k, v in FORMER_GROUP_NAMES.items()}
+    return f"{former.get(group, group)} {target}"

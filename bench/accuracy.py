@@ -67,7 +67,7 @@ def network_scatter(records: str, run_dir: str, recipe, stage: str) -> tuple[np.
     t = time.perf_counter()
     res = fit(records, run_dir, stage=stage, recipe=recipe, overwrite=True)  # its own cache
     secs = time.perf_counter() - t
-    test = res.table3["test"].loc["Full"].to_numpy()
+    test = res.table3["test"].loc["all"].to_numpy()
     return test, {"seconds": round(secs, 1), "epochs": res.epochs,
                   "rounds": len(res.rounds),
                   "table3_test": {f"{g} {t}": round(float(v), 4) for (g, t), v in

@@ -20,6 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
+from _common import group_key, table3_cell  # noqa: E402
 from _recipe import current_defaults, describe, differences  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
@@ -57,6 +58,8 @@ def figure(ref: str) -> str:
         raise KeyError(f"no bench/results/{name.strip()}.json")
     value = rec["figures"]
     for key in path.strip().split("/"):
+        if isinstance(value, dict) and key not in value:  # "Full ..." of older results files
+            key = next((k for k in value if group_key(k) == group_key(key)), key)
         value = value[int(key)] if isinstance(value, list) else value[key]
     if isinstance(value, list):
         low, high = min(value), max(value)
@@ -227,7 +230,7 @@ def accuracy_section() -> str:
     out += (f"A {f['n_stars']:,}-star synthetic survey (`synth --seed 0`), `fit` (pretraining "
             f"and the rolling Payne fine-tuning) with {recipe_words(rec)}, against a ridge "
             "regression on log flux fitted on the same train split (alpha chosen on dev). Test "
-            "split, Full group, scatter = standard deviation of prediction - label.\n\n")
+            "split, all stars, scatter = standard deviation of prediction - label.\n\n")
     s = f["test_scatter"]
     rows = [["ridge regression on log flux (reference)"] + [fmt(s[t]["ridge"], 4) for t in TARGETS],
             ["`fit`, plain predictions (`fit`'s Table 3)"]
@@ -280,7 +283,7 @@ def time_to_accuracy_variants(current: dict) -> str:
     if not names:
         return ""
     rows = [[f"**defaults of `{current['commit'][:7]}`** (the run above)"]
-            + [fmt(current["table3_test"][f"Full {t}"], 4) for t in TARGETS]
+            + [fmt(table3_cell(current["table3_test"], "all", t), 4) for t in TARGETS]
             + [fmt(current["seconds"][k], 3) for k in ("pretrain", "finetune", "total")]
             + [_epochs(current), "", ""]]
     for name in names:
@@ -289,13 +292,13 @@ def time_to_accuracy_variants(current: dict) -> str:
         over = rec["figures"]["overrides"]
         rows.append(["`" + " ".join(over) + "`"
                      + besides(rec, {o.split("=", 1)[0] for o in over})]
-                    + [fmt(run["table3_test"][f"Full {t}"], 4) for t in TARGETS]
+                    + [fmt(table3_cell(run["table3_test"], "all", t), 4) for t in TARGETS]
                     + [fmt(run["seconds"][k], 3) for k in ("pretrain", "finetune", "total")]
                     + [_epochs(run), fmt(rec.get("load_average_1min_at_end")),
                        f"`bench/results/{name}.json`"])
     return ("\n**How the training defaults were chosen**: the same survey, `fit` with one choice "
             "of the defaults undone (`python bench/time_to_accuracy.py --skip-baseline "
-            "--skip-references --set FIELD=VALUE --tag NAME`); test split, Full group, and wall "
+            "--skip-references --set FIELD=VALUE --tag NAME`); test split, all stars, and wall "
             "time in seconds. One run each: one recipe's Table 3 varies from run to run on this "
             "survey by more than 5% (see above).\n\n"
             + table(["recipe", "Teff (K)", "log g (dex)", "[Fe/H] (dex)", "pretrain", "fine-tune",
@@ -322,16 +325,16 @@ def time_to_accuracy_section() -> str:
     rows = [_tta_row(f"defaults of `{base['commit']}` (reference)", base)] if base else []
     rows.append(_tta_row(f"**{here}**", cur))
     out += table(["`fit`", *STAGE_NAMES, "epochs"], rows)
-    out += ("\nThe same test split (Full group, scatter = standard deviation of prediction - "
+    out += ("\nThe same test split (all stars, scatter = standard deviation of prediction - "
             "label), and two references fitted on the same train split in the same run, their "
             "wall time including reading the spectra:\n\n")
     rows = []
     if base:
         rows.append([f"`fit`, defaults of `{base['commit']}`"]
-                    + [fmt(base["table3_test"][f"Full {t}"], 4) for t in TARGETS]
+                    + [fmt(table3_cell(base["table3_test"], "all", t), 4) for t in TARGETS]
                     + [fmt(base["seconds"]["total"])])
     rows.append([f"**`fit`, {here}**"]
-                + [fmt(cur["table3_test"][f"Full {t}"], 4) for t in TARGETS]
+                + [fmt(table3_cell(cur["table3_test"], "all", t), 4) for t in TARGETS]
                 + [fmt(cur["seconds"]["total"])])
     for key, label in (("cannon", "The Cannon (`bench/_cannon.py`)"),
                        ("ridge", "ridge regression on log flux")):
@@ -640,7 +643,7 @@ def photometry_section() -> str:
             "helps.\n\n")
     rows = []
     for key in ratio:
-        rows.append([key, fmt(runs["apnet"]["table3_test"][key], 4),
+        rows.append([group_key(key), fmt(runs["apnet"]["table3_test"][key], 4),
                      fmt(runs["anet2"]["table3_test"][key], 4), f"**{ratio[key]}**"])
     out += table(["group, label", "apnet (reference)", "anet2", "anet2 / apnet"], rows)
     def effort(r: dict) -> str:
@@ -658,18 +661,18 @@ def photometry_section() -> str:
 
 
 def photometry_variants() -> str:
-    """``bench/photometry.py --tag NAME`` runs, one row each: the Full group's ratios."""
+    """``bench/photometry.py --tag NAME`` runs, one row each: the all stars's ratios."""
     names = tagged("photometry")
     rows = []
     for name in names:
         rec = load(name)
         ratio = rec["figures"]["scatter_ratio_anet2_over_apnet"]
         rows.append([f"`python {rec['command']}`"]
-                    + [ratio.get(f"Full {t}", "n/a") for t in TARGETS]
+                    + [table3_cell(ratio, "all", t, "n/a") for t in TARGETS]
                     + [f"`bench/results/{name}.json`"])
     if not rows:
         return ""
-    return ("\nThe same with other settings (Full group, test split, anet2 / apnet scatter):\n\n"
+    return ("\nThe same with other settings (all stars, test split, anet2 / apnet scatter):\n\n"
             + table(["command", "Teff (K)", "log g (dex)", "[Fe/H] (dex)", "source"], rows))
 
 

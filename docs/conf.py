@@ -17,6 +17,9 @@ import apnet_tf  # noqa: E402
 
 project = "apnet-tf"
 author = "the apnet-tf developers"
+copyright = f"2026, {author}"  # the footer: "© Copyright 2026, the apnet-tf developers"
+# no "smart" typography: "--table" in a column description must stay two hyphens to be copied
+smartquotes = False
 release = apnet_tf.__version__
 extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "command_help",
               "catalog_columns", "bench_figures"]

@@ -157,7 +157,7 @@ def test_duplicate_table_rows_give_one_catalog_row_per_file(small_survey, untrai
     assert list(cat["APOGEE_ID"]) == [r[0] for r in rows[:3]]  # the first row of each file
     notes = [ln for ln in res.stderr.splitlines() if ln.startswith("note:")]
     assert len(notes) == 1, res.stderr
-    for word in ("allStar.fits", "3 row(s)", "row 4", "row 1", rows[0][0] + "-again", "first"):
+    for word in ("allStar.fits", "3 rows", "row 4", "row 1", rows[0][0] + "-again", "first"):
         assert word in notes[0], notes[0]
 
 

@@ -335,8 +335,12 @@ def test_fits_table_by_ids_in_sas_layout(boss_surveys, labels, tmp_path):
     listing = read_boss_listing(str(table), str(root))
     found = [p.split("/")[-1] for p in listing.paths]
     assert found == list(labels.FILE) and listing.columns == {}
-    assert len(listing.missing) == 1 and "1 row(s) name no file" in listing.missing[0]
-    assert "row 9 (spec-012345-55555-27021599999999999.fits)" in listing.missing[0]
+    from apnet_tf.io.survey_table import MissingRow, missing_note
+
+    name = "spec-012345-55555-27021599999999999.fits"
+    assert listing.missing == [MissingRow(9, name, name)] and listing.rows == 9
+    note = missing_note(str(table), str(root), listing, None)
+    assert f"1 of 9 rows name no file under {root} ({name})" in note
 
 
 def test_csv_table_with_a_file_column_and_repeats(boss_surveys, labels, tmp_path):
@@ -345,7 +349,7 @@ def test_csv_table_with_a_file_column_and_repeats(boss_surveys, labels, tmp_path
     listing = read_boss_listing(str(table), str(boss_surveys["lite"]))
     assert [p.split("/")[-1] for p in listing.paths] == list(labels.FILE)
     assert listing.missing == [] and len(listing.notes) == 1
-    assert "2 row(s) name a file that an earlier row names" in listing.notes[0]
+    assert "2 rows name a file that an earlier row names" in listing.notes[0]
     # labels.csv of a synthetic survey is such a table, its 17-digit CATALOGIDs exact
     listing = read_boss_listing(str(boss_surveys["lite"] / "labels.csv"),
                                 str(boss_surveys["lite"]))

@@ -291,7 +291,7 @@ def test_table3_bias_and_rms_by_hand():
     _, t3 = evaluation_tables(pred, labels, ["payne"] * 3, ["test"] * 3, [1000.0, 1.0, 0.5])
     assert list(t3.columns) == ["train", "dev", "test", "train bias", "dev bias", "test bias",
                                 "train rms", "dev rms", "test rms"]
-    row = t3.loc[("Full", "teff (K)")]
+    row = t3.loc[("all", "teff (K)")]
     assert row["test bias"] == pytest.approx(10.0) and row["test rms"] == pytest.approx(
         np.sqrt(1100 / 3)) and np.isnan(row["train bias"])
     # evaluate --splits test: only the splits asked for are tabulated
@@ -301,7 +301,7 @@ def test_table3_bias_and_rms_by_hand():
     # a pure offset leaves the scatter at 0 and shows in the bias and the RMS
     _, t3 = evaluation_tables(labels[:2] + [50.0, 0.0, 0.0], labels[:2], ["mstar"] * 2,
                               ["dev"] * 2, [1000.0, 1.0, 0.5])
-    row = t3.loc[("MStar", "teff (K)")]
+    row = t3.loc[("mstar", "teff (K)")]
     assert (row["dev"], row["dev bias"], row["dev rms"]) == (0.0, 50.0, 50.0)
 
 

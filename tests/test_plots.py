@@ -124,3 +124,31 @@ def test_yso_sky_map_with_groups_and_one_star(tmp_path):
     _check_png(sky_map.yso_sky_map(ra, dec, ages, str(tmp_path / "g.png"), "all splits"),
                min_w=900, min_h=700)
     _check_png(sky_map.yso_sky_map(ra[:1], dec[:1], ages[:1], str(tmp_path / "g1.png")))
+
+
+def test_every_group_on_the_yso_sky_map_has_a_number_that_can_be_read():
+    """The synthetic survey's four star-forming fields (two of them 6 degrees apart): each
+    group's number is drawn, on top, apart from the other numbers and off every star (the
+    numbers used to sit 6 points from the centre, one of them hidden among the stars)."""
+    from apnet_tf.data.synth import YSO_FIELDS
+
+    rng = np.random.default_rng(0)
+    fields = rng.integers(len(YSO_FIELDS), size=80)
+    ra = np.array([YSO_FIELDS[f][1] for f in fields]) + rng.normal(0, 1, 80)
+    dec = np.array([YSO_FIELDS[f][2] for f in fields]) + rng.normal(0, 1, 80)
+    ages = rng.choice(AGE_BIN_LABELS, 80)
+    lon, lat = sky_map.to_galactic(ra, dec)
+    groups = sky_map._shown(sky_map.sky_groups(lon, lat), sky_map.MAX_GROUPS)
+    assert len(groups) == 4
+    fig, ax, _ = sky_map._layout(len(groups))
+    sky_map._overview(ax, lon, lat, ages, groups)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()  # laid out as savefig lays it out
+    numbers = [t for t in ax.texts if t.get_text().isdigit()]
+    assert sorted(t.get_text() for t in numbers) == ["1", "2", "3", "4"]
+    boxes = [t.get_bbox_patch().get_window_extent() for t in numbers]
+    assert all(not a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    stars = ax.transData.transform(np.c_[(lon + 180) % 360 - 180, lat])
+    assert not any(box.contains(x, y) for box in boxes for x, y in stars)
+    assert all(t.get_zorder() > c.get_zorder() for t in numbers for c in ax.collections)

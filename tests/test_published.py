@@ -211,6 +211,10 @@ def test_net2_infer_reads_photometry_from_an_allfield_table(net2, net2_export, s
     filled = 1 << 11  # APNET_FLAG's PHOT_FILLED bit, not a BAD one
     assert [bool(v & filled) for v in table["APNET_FLAG"][:4]] == [False, True, True, False]
     assert table.meta["NETWORK"] == "anet2" and table.meta["MCVALUE"] == "single pass"
+    # the closing line and the header count the stars whose photometry was filled in
+    filled_stars = sum(1 for v in table["PHOT_FILLED"] if v)
+    assert filled_stars >= 2 and f"{filled_stars} with photometry filled in" in res.stdout
+    assert table.meta["NPHOTFIL"] == filled_stars and table.meta["NFLAG11"] == filled_stars
 
 
 def test_net2_photometry_table_joined_on_apogee_id(net2, net2_export, spectra, apstar_files,

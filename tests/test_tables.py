@@ -49,17 +49,29 @@ def test_tables_2_and_3_match_numbers_worked_by_hand():
     splits = ["train"] * 4 + ["dev"] * 2
     t2, t3 = evaluation_tables(labels + resid, labels, cats, splits, std)
     # z^2 per present label: payne 1 x 6; mstar 4, 0, 0, 0, 4 (5 labels); yso 9, 1, 4, 0, 0, 0
-    assert t2.loc["Full", "train"] == pytest.approx(14 / 11)
-    assert t2.loc["MStar", "train"] == pytest.approx(8 / 5)
-    assert t2.loc["YSO", "dev"] == pytest.approx(14 / 6)
-    assert t2.loc["Full", "dev"] == pytest.approx(14 / 6)
-    assert np.isnan(t2.loc["MStar", "dev"]) and t2["test"].isna().all()
+    assert t2.loc["all", "train"] == pytest.approx(14 / 11)
+    assert t2.loc["mstar", "train"] == pytest.approx(8 / 5)
+    assert t2.loc["yso", "dev"] == pytest.approx(14 / 6)
+    assert t2.loc["all", "dev"] == pytest.approx(14 / 6)
+    assert np.isnan(t2.loc["mstar", "dev"]) and t2["test"].isna().all()
     # scatter = population std of the residuals of present labels
-    assert t3.loc[("Full", "teff (K)"), "train"] == pytest.approx(np.sqrt(12500))
-    assert t3.loc[("Full", "fe_h (dex)"), "train"] == pytest.approx(np.sqrt(42e-4 / 3))
-    assert t3.loc[("MStar", "teff (K)"), "train"] == pytest.approx(100)
-    assert t3.loc[("MStar", "logg (dex)"), "train"] == pytest.approx(0)
-    assert np.isnan(t3.loc[("MStar", "fe_h (dex)"), "train"])  # one present label: no scatter
-    assert t3.loc[("YSO", "teff (K)"), "dev"] == pytest.approx(100)
-    assert t3.loc[("YSO", "logg (dex)"), "dev"] == pytest.approx(0.1)
-    assert list(t3.index.get_level_values(0)) == ["Full"] * 3 + ["MStar"] * 3 + ["YSO"] * 3
+    assert t3.loc[("all", "teff (K)"), "train"] == pytest.approx(np.sqrt(12500))
+    assert t3.loc[("all", "fe_h (dex)"), "train"] == pytest.approx(np.sqrt(42e-4 / 3))
+    assert t3.loc[("mstar", "teff (K)"), "train"] == pytest.approx(100)
+    assert t3.loc[("mstar", "logg (dex)"), "train"] == pytest.approx(0)
+    assert np.isnan(t3.loc[("mstar", "fe_h (dex)"), "train"])  # one present label: no scatter
+    assert t3.loc[("yso", "teff (K)"), "dev"] == pytest.approx(100)
+    assert t3.loc[("yso", "logg (dex)"), "dev"] == pytest.approx(0.1)
+    assert list(t3.index.get_level_values(0)) == ["all"] * 3 + ["mstar"] * 3 + ["yso"] * 3
+
+
+def test_tables_name_groups_as_the_coverage_table_and_the_figures_do():
+    """Table 2 and 3 said Full/MStar/YSO while the coverage table and the figures say the
+    categories' names (payne, mstar, yso) and all."""
+    from apnet_tf.constants import CATEGORIES
+    from apnet_tf.evaluation.plots import CATEGORY_COLOURS
+    from apnet_tf.evaluation.tables import GROUPS
+
+    assert list(GROUPS) == ["all", "mstar", "yso"]
+    assert set(GROUPS) <= {"all", *CATEGORIES}
+    assert {name for name, _ in CATEGORY_COLOURS} == set(CATEGORIES)

@@ -21,6 +21,7 @@ from apnet_tf.cli.support import (
     word_list,
 )
 from apnet_tf.errors import ApnetError
+from apnet_tf.wording import counted
 
 __all__ = ["synth", "make_records_cmd", "make_labels_cmd", "yso_train_cmd", "yso_labels_cmd"]
 
@@ -83,7 +84,7 @@ def make_records_cmd(
     notice("note", result.report_lines)
     counts = result.manifest["counts"]
     total = sum(sum(c.values()) for c in counts.values())
-    out.print(f"wrote {total} records in {len(result.written_shards)} new shards "
+    out.print(f"wrote {counted(total, 'record')} in {counted(len(result.written_shards), 'new shard')} "
               f"({len(result.skipped_shards)} already complete) to {out_dir}")
     for split, cats in counts.items():
         out.print(f"  {split:10s} " + "  ".join(f"{k} {v}" for k, v in sorted(cats.items())))
@@ -98,8 +99,8 @@ def make_records_cmd(
                   f"{phot['absent']} absent from it (stored missing); missing values: "
                   + "  ".join(f"{band} {n}" for band, n in phot["missing"].items()))
     if result.failures:
-        console.print(f"[yellow]{len(result.failures)} file(s) skipped[/yellow]; the rest were "
-                      "written")
+        console.print(f"[yellow]{counted(len(result.failures), 'file')} skipped[/yellow]; the "
+                      "rest were written")
         raise typer.Exit(2)
 
 
@@ -125,7 +126,8 @@ def make_labels_cmd(
     result = make_labels(out_path, payne=payne, label_photometry=label_photometry, yso=yso,
                          gk_margin=gk_margin, yso_fields=fields)
     notice("note", result.notes)
-    out.print(f"wrote {len(result.table)} labels to {out_path}")
+    out.print(f"wrote the labels of {counted(len(result.table), 'star')} to {out_path}; stars "
+              "at each step:")
     for key, value in result.counts.items():
         out.print(f"  {key:28s} {value}")
 

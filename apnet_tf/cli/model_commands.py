@@ -30,8 +30,13 @@ from apnet_tf.cli.support import (
     with_extra_paths,
     word_list,
 )
-from apnet_tf.constants import CALIBRATION_MC_DRAWS, CALIBRATION_STARS_PER_STRATUM
+from apnet_tf.constants import (
+    CALIBRATION_MC_DRAWS,
+    CALIBRATION_STARS_PER_STRATUM,
+    TORCH_MISSING,
+)
 from apnet_tf.errors import ApnetError
+from apnet_tf.wording import counted
 
 __all__ = ["fit_cmd", "demo", "infer", "calibrate", "evaluate", "export", "import_torch_cmd"]
 
@@ -220,6 +225,7 @@ def infer(
     """
     from apnet_tf.inference.job import run_infer
     from apnet_tf.inference.settings import InferenceSettings
+    from apnet_tf.io.catalog_counts import catalog_counts, count_phrases
 
     if calibrated and raw_sigma:
         raise ApnetError("--calibrated and --raw-sigma exclude each other")
@@ -237,10 +243,10 @@ def infer(
     notice("note", result.notes)
     notice("skipped", result.failures)
     cat = result.catalog
-    out.print(f"wrote {len(cat)} stars to {out_path} ({int(cat['YSO_CANDIDATE'].sum())} YSO "
-              f"candidates, {int(cat['BAD'].sum())} flagged BAD; sigma: {cat.meta['SIGMA']})")
+    out.print(f"wrote {counted(len(cat), 'star')} to {out_path} ("
+              f"{', '.join(count_phrases(catalog_counts(cat)))}; sigma: {cat.meta['SIGMA']})")
     if result.failures:
-        console.print(f"[yellow]{len(result.failures)} file(s) skipped[/yellow]")
+        console.print(f"[yellow]{counted(len(result.failures), 'input')} skipped[/yellow]")
         raise typer.Exit(2)
 
 
@@ -336,6 +342,10 @@ def import_torch_cmd(
     conventions (input, output order, constants, Monte Carlo), which infer, export, evaluate
     and calibrate apply. A file written by save_torch has a sidecar STATE_DICT.json (arch,
     input scaling, target statistics), which is read, so the import gives the run's numbers."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:  # said at once, before TensorFlow loads
+        raise ApnetError(TORCH_MISSING)
     from apnet_tf.model.torch_weights import import_torch, read_sidecar, sidecar_path
 
     arch = renamed_choice(arch, "--arch")

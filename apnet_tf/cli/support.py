@@ -20,10 +20,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from apnet_tf.constants import RENAMED
 from apnet_tf.errors import ApnetError
+from apnet_tf.wording import plural
 
 __all__ = [
-    "console", "out", "MANY_PATHS", "import_tensorflow", "one_line_errors", "friendly", "error",
-    "notice",
+    "console", "out", "MANY_PATHS", "STEP_UNITS", "import_tensorflow", "one_line_errors",
+    "friendly", "error", "notice",
     "renamed_choice", "renamed_option", "require_options",
     "StepBars", "step_bars", "progress_bar", "fit_printers", "round_verdict", "with_extra_paths", "int_list",
     "float_triple", "word_list"
@@ -35,6 +36,8 @@ out = Console(soft_wrap=True, markup=False, highlight=False)  # results, printed
 
 #: Lets ``--spectra a.fits b.fits c.fits`` (a shell glob) pass several paths after one flag.
 MANY_PATHS = {"allow_extra_args": True, "ignore_unknown_options": False}
+#: What a step's progress counts, when not spectra: its marker line says it.
+STEP_UNITS = {"fit": "epoch"}
 
 
 def import_tensorflow() -> None:
@@ -123,7 +126,8 @@ def notice(tag: str, lines) -> None:
 class StepBars:
     """``on_progress(step, done, total)`` for a job of several steps: one bar per step, added
     when the step first reports. Without bars (not a terminal: a log file), each step that did
-    any work gets one marker line instead, ``step: N of N done in T s``, when it completes."""
+    any work gets one marker line instead, ``step: N of N spectra done in T s`` (what it counts
+    from ``STEP_UNITS``), when it completes."""
 
     def __init__(self, bar: Progress, markers: bool):
         self._bar, self._tasks, self._markers = bar, {}, markers
@@ -144,8 +148,9 @@ class StepBars:
         start, done, total, marked = self._state[step]
         if self._markers and not marked and done > 0:
             of = f" of {total}" if total is not None else ""
-            console.print(f"{step}: {done}{of} done in {time.perf_counter() - start:.1f} s",
-                          highlight=False, markup=False)
+            unit = plural(done if total is None else total, STEP_UNITS.get(step, "spectrum"))
+            console.print(f"{step}: {done}{of} {unit} done in "
+                          f"{time.perf_counter() - start:.1f} s", highlight=False, markup=False)
         self._state[step][3] = True
 
     def finish(self) -> None:

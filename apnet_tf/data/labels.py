@@ -29,6 +29,7 @@ from apnet_tf.constants import (
     SPLITS,
 )
 from apnet_tf.errors import ApnetError, first_line
+from apnet_tf.wording import counted
 
 __all__ = [
     "REQUIRED_COLUMNS", "OPTIONAL_COLUMNS", "COLUMNS", "DEFAULT_CATEGORY", "read_table",
@@ -101,7 +102,7 @@ def numeric_column(df: pd.DataFrame, col: str, path: str,
     if text.any():
         row = int(np.flatnonzero(text)[0])
         raise ApnetError(f"{path}: column {col} holds {values.iloc[row]!r} in data row {row + 1}, "
-                         f"not a number ({int(text.sum())} such row(s))")
+                         f"not a number ({counted(int(text.sum()), 'such row')})")
     arr = num.to_numpy(dtype=np.float64, na_value=np.nan).copy()
     placeholder = np.isclose(arr[:, None], np.array(SENTINELS)[None, :], rtol=0,
                              atol=1e-3).any(axis=1)
@@ -214,10 +215,13 @@ class MatchReport:
             if items:
                 shown = ", ".join(items[:5]) + (", ..." if len(items) > 5 else "")
                 out.append(f"{len(items)} {name} ({shown})")
-        missing = {k: v for k, v in self.missing_values.items() if v}
-        if missing:
-            out.append("missing label values: "
-                       + ", ".join(f"{k} {v}" for k, v in missing.items()))
+        # rejected values are missing too; each cause gets its own line, so no count repeats
+        given = {k: v - sum(self.rejected.get(k, {}).values())
+                 for k, v in self.missing_values.items()}
+        empty = {k: v for k, v in given.items() if v > 0}
+        if empty:
+            out.append("label values empty or NaN, missing: "
+                       + ", ".join(f"{k} {v}" for k, v in empty.items()))
         return out + rejected_lines(self.rejected)
 
 

@@ -44,7 +44,7 @@ class Unit:
 @dataclasses.dataclass
 class Plan:
     units: list[Unit]
-    failures: list[str]  # input paths or table rows that name no file, one line each
+    failures: list[str]  # input paths that name no file, one line each
     total: int  # spectra the units hold
 
     def fingerprint(self) -> str:
@@ -76,7 +76,8 @@ def plan_units(inputs: Sequence[str], batch_size: int = 256,
     them), and of each only the records at these positions (0-based, in the shard's order; with
     a ``split_filter``, labelled ones); None reads every shard whole.
 
-    A path that matches nothing, and a listing's row with no file, become failure lines.
+    A path that matches nothing becomes a failure line. A listing's rows with no file are not
+    part of the plan: they are the listing's (``Listing.missing``), and the job says them.
     """
     failures: list[str] = []
     units: list[Unit] = []
@@ -101,7 +102,6 @@ def plan_units(inputs: Sequence[str], batch_size: int = 256,
     if listing is not None:
         extra = {k: list(v) + [""] * len(paths) for k, v in listing.columns.items()}
         paths = list(listing.paths) + paths
-        failures.extend(listing.missing)
     for i in range(0, len(paths), batch_size):
         cols = tuple((k, tuple(v[i:i + batch_size])) for k, v in extra.items())
         units.append(Unit(len(units), "fits", tuple(paths[i:i + batch_size]), cols))

@@ -122,10 +122,19 @@ def _write_plan(out_dir: str, plan: list[tuple[str, list[_Item]]], compress: boo
                 mask_bits: Sequence[int], on_progress: Callable[[int, int], None] | None,
                 ) -> tuple[list[str], list[str], dict[str, dict]]:
     """Write the shards of ``plan`` whose complete copy (same fingerprint) is not there yet;
-    returns the names written, the names kept, and every shard's sidecar."""
+    returns the names written, the names kept, and every shard's sidecar. ``on_progress``
+    counts the spectra written (kept shards are no work), so a re-run that writes nothing
+    reports nothing."""
     options = tf.io.TFRecordOptions(compression_type="GZIP" if compress else "")
     written, skipped, sidecars, done = [], [], {}, 0
-    total = sum(len(members) for _, members in plan)
+    kept = {}
+    for name, members in plan:
+        fingerprint = _fingerprint(members, compress, mask_bits)
+        side = read_json(os.path.join(out_dir, name) + ".json")
+        complete = os.path.exists(os.path.join(out_dir, name)) and side and \
+            side.get("fingerprint") == fingerprint
+        kept[name] = (fingerprint, side if complete else None)
+    total = sum(len(members) for name, members in plan if kept[name][1] is None)
 
     def tick(n: int = 1):
         nonlocal done
@@ -134,14 +143,12 @@ def _write_plan(out_dir: str, plan: list[tuple[str, list[_Item]]], compress: boo
             on_progress(done, total)
 
     for name, members in plan:
-        fingerprint = _fingerprint(members, compress, mask_bits)
-        final = os.path.join(out_dir, name)
-        side = read_json(final + ".json")
-        if os.path.exists(final) and side and side.get("fingerprint") == fingerprint:
+        fingerprint, side = kept[name]
+        if side is not None:
             skipped.append(name)
-            tick(len(members))
         else:
-            side = _write_shard(final, members, fingerprint, options, mask_bits, tick)
+            side = _write_shard(os.path.join(out_dir, name), members, fingerprint, options,
+                                mask_bits, tick)
             written.append(name)
         sidecars[name] = side
     return written, skipped, sidecars

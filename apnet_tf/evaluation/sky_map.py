@@ -27,6 +27,9 @@ _LON = mticker.FuncFormatter(lambda v, _: f"{v % 360:g}°")
 _LAT = mticker.FuncFormatter(lambda v, _: f"{v:g}°")
 _COLOURS = dict(zip(AGE_BIN_LABELS, matplotlib.colormaps["plasma"](
     np.linspace(0, 0.9, len(AGE_BIN_LABELS)))))
+#: Where the overview puts the number of group k (offset from its centre, in points): one
+#: direction per group up to MAX_GROUPS, so that the numbers of nearby groups stay apart.
+_LABEL_OFFSETS = ((22, 22), (22, -24), (-26, 22), (-26, -24), (34, 0), (-38, 0))
 
 
 def to_galactic(ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -119,8 +122,14 @@ def _overview(ax, lon: np.ndarray, lat: np.ndarray, ages: np.ndarray,
         ax.text(0, 0, "no YSO candidates", ha="center", va="center", color="0.4")
     for number, idx in enumerate(groups, 1):
         l0, b0 = group_centre(lon[idx], lat[idx])
-        ax.annotate(str(number), ((l0 + 180) % 360 - 180, b0), xytext=(6, 6), fontsize=9,
-                    textcoords="offset points", fontweight="bold")
+        # each number on a box of its own, off the points and away from its neighbours'
+        # numbers (groups a few degrees apart, such as Orion's, get other directions), with a
+        # line to its group's centre
+        ax.annotate(str(number), ((l0 + 180) % 360 - 180, b0), fontsize=9, fontweight="bold",
+                    xytext=_LABEL_OFFSETS[(number - 1) % len(_LABEL_OFFSETS)],
+                    textcoords="offset points", ha="center", va="center", zorder=5,
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "0.4", "lw": 0.6},
+                    arrowprops={"arrowstyle": "-", "color": "0.4", "lw": 0.6})
     ax.set_xlim(180, -180)
     ax.set_ylim(-90, 90)
     ax.set_aspect("equal")

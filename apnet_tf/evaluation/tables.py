@@ -1,8 +1,9 @@
 """The paper's evaluation tables: Table 2 (combined standardised MSE) and Table 3 (scatter, with
 the bias and the RMS beside it), and the 1-sigma coverage of the uncertainties.
 
-Tables are computed per group (Full, MStar, YSO) and split (train, dev, test) from predictions and
-labels in physical units. Missing labels (NaN) are left out, target by target.
+Tables are computed per group and split (train, dev, test) from predictions and labels in
+physical units; the groups are named as the categories are everywhere else: all (the paper's
+"Full"), mstar, yso. Missing labels (NaN) are left out, target by target.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ __all__ = [
 EVALUATION_FILES = ("table2.csv", "table2.md", "table3.csv", "table3.md", "coverage.csv",
                     "coverage.md", "catalog.csv", "kiel.png", "label_vs_prediction.png",
                     "sigma_vs_snr.png", "yso_sky.png")
-#: Groups of the paper's tables and the categories each holds.
-GROUPS = {"Full": ("payne", "mstar", "yso"), "MStar": ("mstar",), "YSO": ("yso",)}
+#: Groups of the paper's tables (its Full, MStar, YSO) and the categories each holds; named as
+#: the coverage table, the figures and the CATEGORY column name them.
+GROUPS = {"all": ("payne", "mstar", "yso"), "mstar": ("mstar",), "yso": ("yso",)}
 
 
 def _per_target(pred: np.ndarray, labels: np.ndarray, stat, min_size: int) -> np.ndarray:
@@ -75,7 +77,7 @@ def evaluation_tables(pred: np.ndarray, labels: np.ndarray, categories, splits,
         columns: the splits to tabulate, in SPLITS order (``evaluate --splits``).
 
     Returns:
-        table2: rows Full/MStar/YSO, a column per split: combined standardised MSE.
+        table2: rows all/mstar/yso, a column per split: combined standardised MSE.
         table3: rows (group, target); a column per split: scatter (standard deviation of
         prediction - label), then "<split> bias" (mean of prediction - label) and
         "<split> rms", in native units.

@@ -1,5 +1,6 @@
 """One ``infer`` job end to end: the output name checked first, one writer per output (a lock),
-the local or the Ray engine, finished batches kept until the catalog is written atomically."""
+the local or the Ray engine, finished batches kept until the catalog is written atomically; the
+rows of an input table whose file is missing listed beside the catalog (``MISSING_SUFFIX``)."""
 
 from __future__ import annotations
 
@@ -18,15 +19,26 @@ from apnet_tf.inference.settings import InferenceSettings
 from apnet_tf.io.catalog import check_catalog_name, write_catalog
 from apnet_tf.io.files import exclusive_lock
 from apnet_tf.io.photometry import PHOT_COLUMNS, read_photometry
-from apnet_tf.io.survey_table import read_listing
+from apnet_tf.io.survey_table import (
+    MISSING_SHOWN,
+    Listing,
+    is_missing_list,
+    missing_note,
+    read_listing,
+    shown,
+    write_missing_list,
+)
 from apnet_tf.model.calibration import sigma_settings
 from apnet_tf.model.loading import load_model
 from apnet_tf.model.precision import check_inference_precision
 from apnet_tf.model.runtime import Runtime
 
-__all__ = ["ENGINES", "run_infer", "infer_catalog", "check_inputs", "remove_work_dir"]
+__all__ = ["ENGINES", "MISSING_SUFFIX", "run_infer", "infer_catalog", "check_inputs",
+           "remove_work_dir"]
 
 ENGINES = ("local", "ray")
+#: The list of an input table's rows with no file: the catalog's name plus this.
+MISSING_SUFFIX = ".missing.txt"
 
 
 def run_infer(model: str, out: str, spectra: Sequence[str] = (),
@@ -50,10 +62,14 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (),
 
     Finished batches wait in ``out + ".parts"`` until the catalog is written, so the same call
     after a kill resumes (``workdir``); ``out + ".lock"`` keeps a second job off ``out``.
+    Rows of ``table`` whose file is not under ``root`` are left out: they are listed in
+    ``out + MISSING_SUFFIX`` (``survey_table.write_missing_list``) and said in one note, and
+    they are no failure (``InferenceResult.failures`` holds the inputs that could not be read).
 
     Raises:
-        ApnetError: a bad output name, option or input, another job writing ``out``, or no
-            readable spectrum; checked before any prediction where it can be.
+        ApnetError: a bad output name, option or input, another job writing ``out``, a table
+            none of whose rows has its file, or no readable spectrum; checked before any
+            prediction where it can be.
     """
     settings = InferenceSettings() if settings is None else settings
     check_catalog_name(out)
@@ -62,6 +78,7 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (),
     work_dir = out + ".parts"
     with exclusive_lock(out + ".lock", out):
         listing = None if table is None else read_listing(table, root)
+        missing = _list_missing(listing, table, root, out, bool(spectra))
         if photometry is not None:
             settings = dataclasses.replace(settings, photometry=read_photometry(photometry))
         # a raw-sigma job never reads calibration.json, so an old or broken one cannot stop it
@@ -71,6 +88,7 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (),
                                workers=workers, on_progress=on_progress, model_path=model)
         write_catalog(result.catalog, out)
         remove_work_dir(work_dir)
+    result.notes.extend([missing_note(table, root, listing, missing)] if missing else [])
     return result
 
 
@@ -105,6 +123,34 @@ def infer_catalog(loaded: Runtime, spectra: Sequence[str], settings: InferenceSe
             loaded, settings.mc, settings.calibrated, settings.mc_dropout, settings.seed)[1])
     result.notes.extend(listing.notes if listing is not None else [])
     return result
+
+
+def _list_missing(listing: Listing | None, table: str | None, root: str | None, out: str,
+                  other_inputs: bool) -> str | None:
+    """Write the list of the table's rows with no file beside ``out`` and return its name
+    (None when every row has its file; a list an earlier job left there is then removed).
+
+    Raises:
+        ApnetError: no row of the table has its file, and there are no other inputs; a file
+            that is not such a list sits where the list goes.
+    """
+    path = out + MISSING_SUFFIX
+    if listing is None:
+        return None
+    if os.path.lexists(path) and not (os.path.isfile(path) and is_missing_list(path)):
+        raise ApnetError(f"{path}: not a list of missing files that apnet-tf wrote, and a "
+                         "job of this --out writes one there; move it away or choose another "
+                         "--out")
+    if not listing.missing:
+        if os.path.lexists(path):
+            os.remove(path)  # an earlier job's list of this catalog; nothing is missing now
+        return None
+    if not listing.paths and not other_inputs:
+        stars = [m.star or f"row {m.row}" for m in listing.missing]
+        raise ApnetError(f"{table}: none of its {len(listing.missing)} rows has its file under "
+                         f"{root} ({shown(stars, MISSING_SHOWN)}); --root is the folder that "
+                         "holds TELESCOPE/FIELD/FILE (the SAS stars/ folder)")
+    return write_missing_list(path, table, root, listing.missing)
 
 
 def _check_photometry(loaded, model: str, listing, phot: dict | None, table: str | None,

@@ -31,7 +31,7 @@ from apnet_tf.io.catalog_flags import (
     flags,
     input_flags,
 )
-from apnet_tf.io.catalog_schema import schema_column
+from apnet_tf.io.catalog_schema import schema_column, schema_position
 from apnet_tf.io.photometry import PHOT_COLUMNS, filled_bits, lookup
 from apnet_tf.io.spectra import DEFAULT_MASK_BITS
 from apnet_tf.model.calibration import calibrated_summaries, sigma_settings
@@ -269,22 +269,24 @@ def catalog_from_parts(parts: list[dict], failures: list[str], model: Runtime,
         raise ApnetError("no spectrum could be read: " + (failures[0] if failures else
                                                            "the inputs hold none"))
     names = list(dict.fromkeys(k for p in parts for k in p))  # records add label columns
+    for name in names:
+        if schema_column(name) is None:  # a programming error, never a user's
+            raise AssertionError(f"catalog column {name} is not in io.catalog_schema.SCHEMA")
+    names.sort(key=schema_position)  # the order the schema, and so the guide, gives
     table = Table({k: np.concatenate([p[k] if k in p else _blank(parts, k, len(p["TEFF"]))
                                       for p in parts]) for k in names})
     for name in table.colnames:
         col = schema_column(name)
-        if col is None:  # a programming error, never a user's: the schema names every column
-            raise AssertionError(f"catalog column {name} is not in io.catalog_schema.SCHEMA")
         if col.source == "model" and col.unit and not name.endswith(("_P16", "_P50", "_P84")):
             # 'dex' is no FITS unit, so it goes into the description where FITS keeps it
             table[name].description = col.unit
     table.meta["TARGETS"] = ",".join(TARGETS)
     table.meta["MC"] = mc
     table.meta["PRECISN"] = model.precision
-    if model.conventions:  # a published network: whose conventions, and what TEFF.. hold
+    if model.conventions:  # a published network: whose conventions
         table.meta["NETWORK"] = model.conventions["arch"]
-        table.meta["MCVALUE"] = ("single pass" if mc == 0 else
-                                 "median" if model.mc_style == "anet2" else "mean")
+    table.meta["MCVALUE"] = ("single pass" if mc == 0 else
+                             "median" if model.mc_style == "anet2" else "mean")
     table.meta.update(sigma_meta or {})
     table.meta.update(model_identity(model.path))
     return table

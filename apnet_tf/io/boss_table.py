@@ -9,8 +9,8 @@ Each row names one spec file, by one of (column names in any case):
 
 A file is looked for under the root (``--root``) itself and in the SAS layouts below it:
 ``PLATE4/`` (SDSS-IV ``spectra/lite``) and ``FIELD6/MJD/`` (SDSS-V ``spectra/lite`` and
-``spectra/full``). Rows whose file is found nowhere are summed up in one line
-(``Listing.missing``) and the others go through; a file that several rows name is read once,
+``spectra/full``). Rows whose file is found nowhere are left out (``Listing.missing``, said in
+one line by ``survey_table.missing_note``) and the others go through; a file that several rows name is read once,
 with a note (``Listing.notes``).
 """
 
@@ -23,7 +23,7 @@ import numpy as np
 from apnet_tf.errors import ApnetError
 from apnet_tf.io.boss import spec_name
 from apnet_tf.io.spectra import unreadable
-from apnet_tf.io.survey_table import Listing, cell_text, repeat_notes, shown
+from apnet_tf.io.survey_table import Listing, MissingRow, cell_text, repeat_notes
 
 __all__ = ["FILE_COLUMNS", "SDSS4_COLUMNS", "SDSS5_COLUMNS", "read_boss_listing",
            "candidate_paths"]
@@ -37,7 +37,7 @@ _ALL = FILE_COLUMNS + SDSS4_COLUMNS + SDSS5_COLUMNS
 
 def read_boss_listing(table: str, root: str) -> Listing:
     """The BOSS spec files a table lists under ``root`` (``Listing``: paths in table order, no
-    columns, one summary line of the rows with no file, notes on repeated files).
+    columns, the rows with no file, notes on repeated files).
 
     Raises:
         ApnetError: ``root`` is no folder; the table is unreadable or has none of the ways to
@@ -55,15 +55,14 @@ def read_boss_listing(table: str, root: str) -> Listing:
         found = next((p for p in candidate_paths(root, names, folders) if os.path.isfile(p)),
                      None)
         if found is None:
-            lost.append(f"row {i + 1} ({label})")
+            lost.append(MissingRow(i + 1, label, names[0] if names else ""))
         elif os.path.normpath(found) in first:
             repeats.append(f"row {i + 1} ({label}) repeats row {first[os.path.normpath(found)]}")
         else:
             first[os.path.normpath(found)] = i + 1
             paths.append(found)
-    missing = [f"{table}: {len(lost)} row(s) name no file under {root} ({shown(lost)}); "
-               "they are skipped"] if lost else []
-    return Listing(paths, {}, missing, repeat_notes(table, repeats))
+    return Listing(paths, {}, lost, repeat_notes(table, repeats),
+                   rows=len(next(iter(cols.values()))))
 
 
 def candidate_paths(root: str, names: list[str], folders: list[str]) -> list[str]:

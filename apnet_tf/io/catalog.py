@@ -4,7 +4,8 @@ FITS: one binary-table HDU named CATALOG with TUNITn (K, deg; none for flags and
 TCOMMn (a description; "[dex] ..." for the dex columns, since FITS has no such unit) for every
 column, both from ``io.catalog_schema``, and header keywords for the provenance: package and
 TensorFlow versions, creation date, the model's name and content hash, and whatever the
-catalog's ``table.meta`` holds (for example the sigma kind, SIGMA, and its calibration).
+catalog's ``table.meta`` holds (for example the sigma kind, SIGMA, and its calibration), and
+the counts of its flags (``catalog_counts``: NYSO, NBAD, NFLAGnn ...).
 CSV: the same, as an ECSV header (``#`` lines of YAML) above plain comma-separated rows; read it
 with ``astropy.table.Table.read(path, format="ascii.ecsv")`` (units and metadata come back) or
 ``pandas.read_csv(path, comment="#")``. ECSV (.ecsv): the same with spaces between the values,
@@ -26,6 +27,7 @@ from astropy.table import Table
 from apnet_tf import __version__
 from apnet_tf.constants import LABEL_COLUMNS
 from apnet_tf.errors import ApnetError
+from apnet_tf.io.catalog_counts import COUNT_COMMENTS, catalog_counts, count_keywords
 from apnet_tf.io.catalog_schema import column_info
 from apnet_tf.io.files import atomic_path, content_hash
 
@@ -46,6 +48,8 @@ _KEY_COMMENTS = {
     "SIGMA": "what the *_ERR columns are", "SIGCAL": "how the sigmas were calibrated",
     "CALMC": "Monte Carlo draws the calibration was fitted with", "MCSEED": "Monte Carlo seed",
     "PRECISN": "compute precision of the network's forward pass",
+    "MCVALUE": "TEFF.. are the MC mean, median or single pass",
+    **COUNT_COMMENTS,
 }
 
 
@@ -95,6 +99,8 @@ def described(table: Table) -> Table:
         col.unit = unit or None
         col.description = text or None
     out.meta = provenance(table.meta)
+    if "APNET_FLAG" in out.colnames:  # what the flags say, counted as infer's closing line says
+        out.meta.update(count_keywords(catalog_counts(out)))
     return out
 
 

@@ -15,7 +15,8 @@ from apnet_tf.constants import LABEL_COLUMNS, TARGET_UNITS
 from apnet_tf.io.catalog_flags import FLAG_BITS, LOW_SNR, TEFF_EDGE_K
 from apnet_tf.io.photometry import describe_bits
 
-__all__ = ["Column", "RV_COLUMN", "SCHEMA", "SOURCES", "column_info", "schema_column"]
+__all__ = ["Column", "RV_COLUMN", "SCHEMA", "SOURCES", "column_info", "schema_column",
+           "schema_position"]
 
 #: Where a column's values come from.
 SOURCES = {
@@ -59,12 +60,12 @@ def _schema() -> tuple[Column, ...]:
             Column("DEC", "deg", "declination (J2000), from the apStar header or the BOSS "
                    "spec file's PLUG_DEC", "header")]
     for name, unit, what in params:
-        cols += [Column(name, unit, f"{what}: MC mean/median (MCVALUE), plain if MC=0",
-                        "model"),
+        cols += [Column(name, unit, f"{what}: the Monte Carlo mean or median, or the single "
+                        "pass without Monte Carlo (header keyword MCVALUE says which)", "model"),
                  Column(f"{name}_ERR", unit,
                         f"1-sigma uncertainty of {name}; kind: keyword SIGMA", "model")]
-    cols += [Column(RV_COLUMN, "km/s", f"{_RV}, from networks that predict it (BOSS Net): MC "
-                    "mean/median (MCVALUE), plain if MC=0", "model"),
+    cols += [Column(RV_COLUMN, "km/s", f"{_RV}, from networks that predict it (BOSS Net): as "
+                    "TEFF (header keyword MCVALUE)", "model"),
              Column(f"{RV_COLUMN}_ERR", "km/s", f"1-sigma uncertainty of {RV_COLUMN}; kind: "
                     "keyword SIGMA", "model")]
     cols.append(Column("SNR", "", "signal-to-noise ratio of the spectrum, from the apStar header "
@@ -79,9 +80,9 @@ def _schema() -> tuple[Column, ...]:
         Column("TEFF_EDGE", "", f"1: Teff above {TEFF_EDGE_K:.0f} K, the training grid's edge",
                "flags"),
         Column("LOW_SNR", "", f"1: SNR below {LOW_SNR:g}; uncertainties less reliable", "flags"),
-        Column("APNET_FLAG", "", "quality bitmask: " + ", ".join(
-            f"{b.bit} {b.name}" for b in FLAG_BITS) + " (README, io.catalog_flags.FLAG_BITS)",
-               "flags"),
+        Column("APNET_FLAG", "", "quality bitmask, the sum of 2**bit over its bits: " + ", ".join(
+            f"{b.bit} {b.name}" for b in FLAG_BITS) + " (what each tests: the flag table of "
+               "the guide's catalog page, and the header)", "flags"),
         Column("BAD", "", "1: values unusable, some APNET_FLAG bit marked BAD is set: " + ", ".join(
             b.name for b in FLAG_BITS if b.bad), "flags"),
     ]
@@ -92,9 +93,9 @@ def _schema() -> tuple[Column, ...]:
         Column("CATEGORY", "", "label source: payne, mstar, yso, ... (make-records)", "records"),
         Column("TELESCOPE", "", "telescope of the input table's row (infer --table)", "input"),
         Column("FIELD", "", "APOGEE field of the input table's row (infer --table)", "input"),
+        Column("PHOT_FILLED", "", "APOGEE Net II photometry bands filled in (missing, "
+               f"or >= 98): the sum of {describe_bits()}", "input"),
         Column("FILE", "", "apStar file or TFRecord shard the spectrum was read from", "input"),
-        Column("PHOT_FILLED", "", f"Net II bands filled (>=98, missing): {describe_bits()}",
-               "input"),
     ]
     return tuple(cols)
 
@@ -102,11 +103,17 @@ def _schema() -> tuple[Column, ...]:
 #: Every column a catalog can hold, in catalog order.
 SCHEMA = _schema()
 _BY_NAME = {c.name: c for c in SCHEMA}
+_POSITION = {c.name: i for i, c in enumerate(SCHEMA)}
 
 
 def schema_column(name: str) -> Column | None:
     """The schema's entry for a column name; None for a column copied from an input table."""
     return _BY_NAME.get(name)
+
+
+def schema_position(name: str) -> int:
+    """Where column ``name`` stands in a catalog (its index in ``SCHEMA``)."""
+    return _POSITION[name]
 
 
 def column_info() -> dict[str, tuple[str, str]]:

@@ -20,6 +20,7 @@ import re
 import keras
 import numpy as np
 
+from apnet_tf.constants import TORCH_MISSING
 from apnet_tf.errors import ApnetError, first_line
 from apnet_tf.model.bossnet import BOSS_ARCHS, DIM_MULTS, build_bossnet
 
@@ -207,7 +208,7 @@ def load_bossnet_state(path: str) -> dict:
     try:
         import torch
     except ImportError:
-        raise ApnetError("import-torch needs PyTorch: pip install 'apnet-tf[torch]'") from None
+        raise ApnetError(TORCH_MISSING) from None
     if not os.path.exists(path):
         raise ApnetError(f"{path}: no such file or folder")
     source = io.BytesIO(read_chunk_folder(path)) if os.path.isdir(path) else path

@@ -30,6 +30,7 @@ from apnet_tf.constants import (
     RUN_FILES,
     RUN_RECORD,
     TARGETS,
+    TORCH_MISSING,
 )
 from apnet_tf.errors import ApnetError, first_line
 from apnet_tf.io.files import atomic_path, locks_output, read_json_object, write_json
@@ -348,7 +349,7 @@ def _torch():
     try:
         import torch
     except ImportError:
-        raise ApnetError("import-torch needs PyTorch: pip install 'apnet-tf[torch]'") from None
+        raise ApnetError(TORCH_MISSING) from None
     return torch
 
 
