@@ -314,7 +314,7 @@ def export(
         tflite: Annotated[str, typer.Option(
             help="Comma-separated TFLite variants of float32,float16,int8,int8-weights "
                  "('' for none)")] = "float32,float16,int8-weights",
-        mc: Annotated[int, typer.Option(help="Monte Carlo draws per star in predict_with_uncertainty", rich_help_panel=ADVANCED)] = 100,
+        mc: Annotated[Optional[int], typer.Option(help="Monte Carlo draws per star in predict_with_uncertainty  [default: 100; APOGEE Net III and BOSS Net 20]", rich_help_panel=ADVANCED)] = None,
 ) -> None:
     """Export a SavedModel for TF Serving (three signatures) and TFLite variants for LiteRT."""
     from apnet_tf.export.model_export import export_model
