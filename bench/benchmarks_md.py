@@ -915,7 +915,8 @@ def published_bossnet_section() -> str:
                 f"the first {bad['stars']} real apStar files; medians over the stars): with "
                 "every pixel noised (the authors' Monte Carlo) and with the file's bad pixels "
                 "kept at their fill value (`infer --mc-bad-pixels fill`).\n\n")
-        out += table(["bad pixels", "|Teff(median of draws) - Teff(un-noised)|", "Teff sigma"], [
+        out += table(["bad pixels", "Teff(median of draws) - Teff(un-noised), absolute",
+                      "Teff sigma"], [
             ["noised (default)", f"{fmt(bad['teff_shift_k_noise'])} K",
              f"{fmt(bad['teff_sigma_k_noise'])} K"],
             ["kept at fill (`--mc-bad-pixels fill`)", f"{fmt(bad['teff_shift_k_fill'])} K",
