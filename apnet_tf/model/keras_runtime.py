@@ -12,6 +12,7 @@ import numpy as np
 from apnet_tf.constants import N_PIXELS, TARGETS
 from apnet_tf.errors import ApnetError, first_line
 from apnet_tf.io.files import read_json
+from apnet_tf.model.bossnet import BOSS_GRID
 from apnet_tf.model.bossnet_mc import MC_STYLES as BOSSNET_STYLES
 from apnet_tf.model.bossnet_mc import BossNetMonteCarlo
 from apnet_tf.model.calibration import CALIBRATION
@@ -94,11 +95,18 @@ def load_keras_runtime(path: str, calibration: bool = True) -> KerasRuntime:
                         takes_photometry=takes_photometry(model))
 
 
+#: (flux input, output) shapes of the spectral networks: apStar flux -> Teff, log g, [Fe/H];
+#: BOSS Net's flux on its grid -> the same and RV.
+_SPECTRAL_SHAPES = (((None, N_PIXELS), (None, len(TARGETS))),
+                   ((None, BOSS_GRID[2]), (None, len(TARGETS) + 1)))
+
+
 def _check_spectral(model: keras.Model, path: str) -> None:
-    """ApnetError unless ``model`` takes apStar flux (B, 8575) and gives Teff, log g, [Fe/H]:
-    another network (the YSO photometric one) would load, then fail on the first spectra."""
+    """ApnetError unless ``model`` takes apStar flux (B, 8575) and gives Teff, log g, [Fe/H]
+    (or is BOSS Net): another network (the YSO photometric one) would load, then fail on the
+    first spectra."""
     flux = model.input_shape[0] if takes_photometry(model) else model.input_shape
-    if tuple(flux) != (None, N_PIXELS) or tuple(model.output_shape) != (None, len(TARGETS)):
+    if (tuple(flux), tuple(model.output_shape)) not in _SPECTRAL_SHAPES:
         raise ApnetError(f"{path}: not a network of apStar spectra (input {flux}, output "
                          f"{model.output_shape}; expected flux (None, {N_PIXELS}) -> "
                          f"{', '.join(TARGETS)}); the YSO photometric network goes to "
