@@ -187,7 +187,7 @@ def test_infer_reads_an_spall_table_of_boss_files(bossnet_run, boss_folder, tmp_
     assert_plain(cat, golden, "hutchresearch")
     assert list(cat["OBJECT_ID"]) == ["4510000001", "1", "4510000002", "596"]
     assert list(cat["SPEC_ID"]) == [name[5:-5] for name, *_ in BOSS_SPECS]
-    assert cat.colnames[:3] == ["OBJECT_ID", "RA", "DEC"] and "APOGEE_ID" not in cat.colnames
+    assert cat.colnames[:3] == ["OBJECT_ID", "SPEC_ID", "RA"] and "APOGEE_ID" not in cat.colnames
     assert cat["RV"].unit == "km/s" and cat.meta["TARGETS"] == "teff,logg,fe_h,rv"
 
 
