@@ -876,6 +876,54 @@ def published_section() -> str:
     return out + "\n" + source(rec, "published") + "\n"
 
 
+def published_bossnet_section() -> str:
+    out = ("## APOGEE Net III and BOSS Net against PyTorch (`bench/published_bossnet.py`)\n\n")
+    rec = load("published_bossnet")
+    if rec is None:
+        return out + missing("published_bossnet", "bench/published_bossnet.py")
+    f = rec["figures"]
+    out += ("The goldens' stand-in weights (seeded, 72.6 M parameters, the authors' state_dict "
+            "layout) written as the authors' chunk folder and imported with `import-torch "
+            "--arch anet3|bossnet`; the run loaded as `infer` loads it. PyTorch side: "
+            "`tests/bossnet_reference.py`, an independent implementation of the authors' "
+            "`BossNet` class that loads their state_dict strictly and that the test suite "
+            "checks against the authors' own code's outputs; their log scaling inside the "
+            "timing, `eval()`, `no_grad`, float32, "
+            f"{f['torch_threads']} threads. Plain: one call on the same spectra (the real "
+            "apStar files of the test data, or the synthetic BOSS files); Monte Carlo: astra's "
+            "20 draws per star, log-scaled over the stack, against their loop one star at a "
+            "time. Target (plain): >= 2x PyTorch.\n\n")
+    rows = []
+    for arch in ("anet3", "bossnet"):
+        a = f.get(arch)
+        if a is None:
+            continue
+        met = "met" if a["plain_over_torch"] >= 2 else "**NOT met**"
+        rows.append([arch, f"{fmt(a['plain_spectra_per_s'])} spectra/s "
+                     f"({a['stars_per_call']} per call)",
+                     f"{fmt(a['torch_plain_spectra_per_s'])} spectra/s",
+                     f"**{a['plain_over_torch']}x** (target >= 2x: {met})",
+                     f"{fmt(a['mc_stars_per_s'])} vs {fmt(a['torch_mc_stars_per_s'])} stars/s: "
+                     f"**{a['mc_over_torch']}x**",
+                     f"{a['max_abs_diff_over_spread_plain']:.1e}"])
+    out += table(["network", "plain, this package", "plain, PyTorch", "ratio",
+                  "Monte Carlo (astra's mc = 20), ratio",
+                  "largest plain difference / label spread"], rows)
+    bad = f.get("anet3", {}).get("bad_pixels")
+    if bad:
+        out += ("\nBad pixels in APOGEE Net III's Monte Carlo (astra's conventions, mc = 20, "
+                f"the first {bad['stars']} real apStar files; medians over the stars): with "
+                "every pixel noised (the authors' Monte Carlo) and with the file's bad pixels "
+                "kept at their fill value (`infer --mc-bad-pixels fill`).\n\n")
+        out += table(["bad pixels", "Teff(median of draws) - Teff(un-noised), absolute",
+                      "Teff sigma"], [
+            ["noised (default)", f"{fmt(bad['teff_shift_k_noise'])} K",
+             f"{fmt(bad['teff_sigma_k_noise'])} K"],
+            ["kept at fill (`--mc-bad-pixels fill`)", f"{fmt(bad['teff_shift_k_fill'])} K",
+             f"{fmt(bad['teff_sigma_k_fill'])} K"]])
+    return out + "\n" + source(rec, "published_bossnet") + "\n"
+
+
 def memory_section() -> str:
     out = "## Memory (`bench/memory.py`)\n\n"
     rec = load("memory")
@@ -1084,6 +1132,7 @@ def page() -> str:
                 time_to_accuracy_section, information_section, cool_bias_section,
                 refit_section,
                 photometry_section, infer_section, precision_section, published_section,
+                published_bossnet_section,
                 survey_section, projection_section, memory_section, calibration_section,
                 calibration_cost_section, export_section, yso_section]
     return HEADER + "\n".join(s() for s in sections)

@@ -48,7 +48,7 @@ def cpu_per_file(files: list[str], batch: int = 256) -> dict:
     the cores; the projection (``bench/projection.py``) scales from these."""
     from apnet_tf.data.planning import plan_units
     from apnet_tf.data.readers import read_fits_unit
-    from apnet_tf.inference.predict import unit_part
+    from apnet_tf.inference.parts import unit_part
     from apnet_tf.inference.settings import InferenceSettings
     from apnet_tf.model.loading import load_model
 

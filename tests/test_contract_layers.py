@@ -77,9 +77,9 @@ LAYERS = {
          "source_std": [1.19, 0.09, 0.26]}, lambda s: _normal(s, 3, scale=0.5), "labels",
         "float32"),
     "apnet_tf>LogFluxClip": LayerCase(
-        {"group": 2}, lambda s: _flux(s, 50), "log_flux", "bfloat16"),
+        {"group": 2}, lambda s: _flux(s, 50), "log_flux", "float32"),
     "apnet_tf>PositionChannel": LayerCase(
-        {"inv_freq": 0.5}, lambda s: _normal(s, 40), "position", "bfloat16"),
+        {"inv_freq": 0.5}, lambda s: _normal(s, 40), "position", "float32"),
     "apnet_tf>ChannelZeroPad": LayerCase(
         {"before": 1, "after": 2}, lambda s: _normal(s, 10, 3), "res0_shortcut", "bfloat16"),
     "apnet_tf>AdaptiveAveragePooling1D": LayerCase(

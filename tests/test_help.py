@@ -103,7 +103,8 @@ def test_help_shows_defaults_and_brackets():
                             ("--patience", "5"), ("--seed", "0")]:
         assert _default(fit, option) == default, option
     assert fit["--resume"] == "--resume Continue a killed run"  # a flag, no value, no default
-    assert _default(_options("infer"), "--mc") == "100; 0 for .tflite"
+    assert _default(_options("infer"), "--mc") == ("100; APOGEE Net III and BOSS Net 20 "
+                                                   "(astra's); 0 for .tflite")
     assert _options("make-records")["--shards"] == (
         "--shards <int> Shards per split [default: one per 1024 records]")
 

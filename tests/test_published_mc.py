@@ -15,8 +15,9 @@ Weights: tests/published_weights.py's stand-ins (``torch.manual_seed(1)`` / ``(2
 the goldens record a fingerprint of the weights they ran with, checked first. A star's Monte Carlo
 value must agree within ``VALUE_TOL`` of its sigma; its sigma within ``SIGMA_TOL``, and the
 median sigma ratio over the stars within ``SIGMA_BIAS_TOL`` of 1 (a ddof slip moves every sigma
-by a factor sqrt(100 / 99), 0.005). On DR13 files. On DR17 files, which mark missing pixels with
-NaN, the package and the authors' code differ today: those tests are strict xfails.
+by a factor sqrt(100 / 99), 0.005). On DR13 files, and on the DR17 files, which mark missing
+pixels with NaN: each network cleans them by its own code's rule (``model.network_inputs``), in
+``infer`` too.
 """
 
 from __future__ import annotations
@@ -88,12 +89,18 @@ def raw_rows(path) -> tuple[np.ndarray, np.ndarray]:
                 np.atleast_2d(hdul[2].data)[0].astype(np.float32))
 
 
-def package_inputs(paths) -> tuple[np.ndarray, np.ndarray]:
-    """flux, err (B, 8575) as infer reads them."""
-    from apnet_tf.io.spectra import read_apstar
+def package_inputs(paths, arch: str) -> tuple[np.ndarray, np.ndarray]:
+    """flux, err (B, 8575) as infer gives them to the network ``arch``: read by the apStar
+    reader, cleaned by the network's rules."""
+    from apnet_tf.data.planning import Unit
+    from apnet_tf.data.readers import read_fits_unit
+    from apnet_tf.model.network_inputs import network_inputs
+    from apnet_tf.model.published import conventions
 
-    specs = [read_apstar(p) for p in paths]
-    return np.stack([s.flux for s in specs]), np.stack([s.err for s in specs])
+    batch, failures = read_fits_unit(Unit(0, "fits", tuple(map(str, paths))))
+    assert not failures, failures
+    inputs = network_inputs(conventions(arch), batch)
+    return inputs.flux, inputs.err
 
 
 def expected(golden: dict, arch: str, name: str) -> dict:
@@ -182,11 +189,10 @@ def test_the_plain_pass_gives_the_authors_values(arch, nets, golden, files):
     from apnet_tf.model.loading import load_model
 
     model = load_model(nets[arch][0])
-    # anet1 on DR17 files: see below
-    names = ("dr13", "dr17") if arch == "anet2" and files["dr17"] else ("dr13",)
+    names = ("dr13", "dr17") if files["dr17"] else ("dr13",)
     scale = expected(golden, arch, "dr13")["plain"].std(axis=0)
     for name in names:
-        flux, _ = package_inputs(files[name])
+        flux, _ = package_inputs(files[name], arch)
         phot = {"photometry": photometry_of(golden, name)} if arch == "anet2" else {}
         assert_plain(model.predict(flux, **phot), expected(golden, arch, name)["plain"], scale,
                      f"{arch} {name}")
@@ -196,7 +202,7 @@ def test_the_plain_pass_gives_the_authors_values(arch, nets, golden, files):
 def test_the_monte_carlo_gives_the_authors_values_on_their_draws(arch, nets, golden, files,
                                                                   monkeypatch):
     paths = files["dr13"]
-    flux, err = package_inputs(paths)
+    flux, err = package_inputs(paths, arch)
     feed_draws(monkeypatch, golden_draws(golden, arch, 0, len(paths)))
     phot = photometry_of(golden, "dr13") if arch == "anet2" else None
     want = expected(golden, arch, "dr13")
@@ -209,7 +215,7 @@ def test_draw_0_is_the_unperturbed_flux_for_net1_only(arch, nets, golden, files,
     """astra's Net I overwrote draw 0 with the flux itself; hutchresearch's Net II did not. So
     draw 0's normals made 1000 times larger change nothing for Net I and its sigma for Net II
     (two stars, then the same two with the loud draw 0, in one call)."""
-    flux, err = package_inputs(files["dr13"][:2] * 2)
+    flux, err = package_inputs(files["dr13"][:2] * 2, arch)
     phot = np.tile(photometry_of(golden, "dr13")[:2], (2, 1)) if arch == "anet2" else None
     eps = golden_draws(golden, arch, 0, 2)
     loud = eps.copy()
@@ -237,7 +243,7 @@ def package_draws(n: int) -> np.ndarray:
 @pytest.mark.parametrize("arch", ARCHS)
 def test_the_monte_carlo_gives_the_reference_values_on_the_package_draws(arch, nets, files):
     paths = files["dr13"][:N_REFERENCE]
-    flux, err = package_inputs(paths)
+    flux, err = package_inputs(paths, arch)
     raw = [raw_rows(p) for p in paths]
     raw_flux, raw_err = np.stack([r[0] for r in raw]), np.stack([r[1] for r in raw])
     eps = package_draws(len(paths))
@@ -258,26 +264,19 @@ def test_the_monte_carlo_gives_the_reference_values_on_the_package_draws(arch, n
 
 
 # DR17 apStar files mark missing pixels with NaN flux and NaN error (DR13's with flux 0 and error
-# 1e10). The package reads both as flux 0 and error 1e10; the authors' code does not.
+# 1e10). The reader keeps the file's values; each network cleans them by its authors' rule:
+# astra's Net I gives such a pixel the median of the finite flux and the error 1e10,
+# hutchresearch's Net II np.nan_to_num (NaN error 0, which enters its median error).
 def dr17_present(files) -> None:
     if not files["dr17"]:
         pytest.skip(f"DR17 apStar files not found in {DR17}")
 
 
-NET1_NAN = ("astra's Net I gives a pixel whose flux or error is not finite the median of the "
-            "finite flux and an error of 1e10 (the package: flux 0), which moves Teff by tens "
-            "of K on DR17 files")
-NET2_NAN = ("hutchresearch's Net II takes np.nan_to_num of the error (NaN -> 0), so its median "
-            "error counts those pixels as 0 (the package: 1e10), and its 5x cap, and sigmas, "
-            "differ by a few percent on DR17 files")
-
-
-@pytest.mark.xfail(strict=True, reason=NET1_NAN)
 def test_net1_on_dr17_files_gives_the_authors_values(nets, golden, files, monkeypatch):
     from apnet_tf.model.loading import load_model
 
     dr17_present(files)
-    flux, err = package_inputs(files["dr17"])
+    flux, err = package_inputs(files["dr17"], "anet1")
     want = expected(golden, "anet1", "dr17")
     scale = expected(golden, "anet1", "dr13")["plain"].std(axis=0)
     assert_plain(load_model(nets["anet1"][0]).predict(flux), want["plain"], scale, "anet1 dr17")
@@ -286,12 +285,49 @@ def test_net1_on_dr17_files_gives_the_authors_values(nets, golden, files, monkey
               "anet1 dr17")
 
 
-@pytest.mark.xfail(strict=True, reason=NET2_NAN)
 def test_net2_monte_carlo_on_dr17_files_gives_the_authors_values(nets, golden, files,
                                                                  monkeypatch):
     dr17_present(files)
-    flux, err = package_inputs(files["dr17"])
+    flux, err = package_inputs(files["dr17"], "anet2")
     feed_draws(monkeypatch, golden_draws(golden, "anet2", 1, len(flux)))
     want = expected(golden, "anet2", "dr17")
     assert_mc(package_mc(nets["anet2"][0], flux, err, photometry_of(golden, "dr17")),
               want["value"], want["sigma"], "anet2", "anet2 dr17")
+
+
+def _infer(run: str, paths, mc: int, photometry=None):
+    """What infer gives of ``paths``: (values, sigmas) (B, 3) in TARGETS order."""
+    from apnet_tf.inference.predict import predict_catalog
+    from apnet_tf.model.loading import load_model
+
+    cat = predict_catalog(load_model(run), [str(p) for p in paths], mc=mc, seed=SEED,
+                          calibrated=False, photometry=photometry, workers=0).catalog
+    return (np.stack([cat[c] for c in ("TEFF", "LOGG", "FE_H")], axis=1),
+            np.stack([cat[f"{c}_ERR"] for c in ("TEFF", "LOGG", "FE_H")], axis=1))
+
+
+def test_infer_gives_net1_the_authors_values_on_dr17_files(nets, golden, files, monkeypatch):
+    """The catalog, not only the runtime: infer reads DR17's NaN pixels and Net I's rule
+    cleans them (the reader's flux 0 moved Teff by 56 K)."""
+    dr17_present(files)
+    want = expected(golden, "anet1", "dr17")
+    scale = expected(golden, "anet1", "dr13")["plain"].std(axis=0)
+    assert_plain(_infer(nets["anet1"][0], files["dr17"], 0)[0], want["plain"], scale,
+                 "infer anet1 dr17")
+    feed_draws(monkeypatch, golden_draws(golden, "anet1", 1, len(files["dr17"])))
+    value, sigma = _infer(nets["anet1"][0], files["dr17"], MC)
+    assert_mc({"value": value, "std": sigma}, want["value"], want["sigma"], "anet1",
+              "infer anet1 dr17")
+
+
+def test_infer_gives_net2_the_authors_sigmas_on_dr17_files(nets, golden, files, monkeypatch):
+    """Net II's Monte Carlo in the catalog: NaN errors are 0 in its median (the reader's
+    1e10 made the cap and the sigmas ~2.5% larger)."""
+    dr17_present(files)
+    ids = golden["anet2"]["sets"]["dr17"]["apogee_id"]
+    phot = dict(zip(ids, photometry_of(golden, "dr17")))
+    feed_draws(monkeypatch, golden_draws(golden, "anet2", 1, len(files["dr17"])))
+    value, sigma = _infer(nets["anet2"][0], files["dr17"], MC, phot)
+    want = expected(golden, "anet2", "dr17")
+    assert_mc({"value": value, "std": sigma}, want["value"], want["sigma"], "anet2",
+              "infer anet2 dr17")

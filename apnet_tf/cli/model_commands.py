@@ -213,6 +213,7 @@ def infer(
         raw_sigma: opt.RawSigma = False,
         mc_dropout: opt.McDropout = False,
         mask_bits: opt.InferMaskBits = None,
+        mc_bad_pixels: opt.McBadPixels = "noise",
 ) -> None:
     """Predict Teff, log g and [Fe/H] with uncertainties and write a catalog.
 
@@ -234,7 +235,7 @@ def infer(
     bits = None if mask_bits is None else int_list(mask_bits, "--mask-bits")
     settings = InferenceSettings(mc=mc, batch_size=batch_size, calibrated=calibrated,
                                  mc_dropout=mc_dropout, seed=seed, mask_bits=bits,
-                                 precision=precision)
+                                 precision=precision, mc_bad_pixels=mc_bad_pixels)
     with progress_bar("infer") as update:
         result = run_infer(model, out_path, spectra, settings, table=table, root=root,
                            engine=engine, ray_address=ray_address, workers=workers,
@@ -313,7 +314,7 @@ def export(
         tflite: Annotated[str, typer.Option(
             help="Comma-separated TFLite variants of float32,float16,int8,int8-weights "
                  "('' for none)")] = "float32,float16,int8-weights",
-        mc: Annotated[int, typer.Option(help="Monte Carlo draws per star in predict_with_uncertainty", rich_help_panel=ADVANCED)] = 100,
+        mc: Annotated[Optional[int], typer.Option(help="Monte Carlo draws per star in predict_with_uncertainty  [default: 100; APOGEE Net III and BOSS Net 20]", rich_help_panel=ADVANCED)] = None,
 ) -> None:
     """Export a SavedModel for TF Serving (three signatures) and TFLite variants for LiteRT."""
     from apnet_tf.export.model_export import export_model
@@ -329,9 +330,10 @@ def export(
 
 @friendly
 def import_torch_cmd(
-        state_dict: Annotated[str, typer.Argument(metavar="STATE_DICT", help="PyTorch state_dict (.pt): APOGEE Net I (astra), Net II (ApogeeNet2's model.pt), or --arch apnet")],
+        state_dict: Annotated[str, typer.Argument(metavar="STATE_DICT", help="PyTorch state_dict (.pt): APOGEE Net I (astra), Net II (ApogeeNet2's model.pt), --arch apnet; or APOGEE Net III / BOSS Net as a .pt file or their authors' folder of model_chunk_* files (BOSSNet's model_apogee/, model_boss/)")],
         out_dir: Annotated[str, typer.Option("--out", help="Run folder to write")],
-        arch: Annotated[Optional[str], typer.Option("--arch", help="anet1 (APOGEE Net I), anet2 (APOGEE Net II, flux + photometry) or apnet (this package's own layout: the paper's rounded Table 1 statistics in Teff, log g, [Fe/H] order; wrong for the published Net I weights)  [default: the sidecar STATE_DICT.json's arch if there is one (save_torch writes it), else anet1]")] = None,
+        arch: Annotated[Optional[str], typer.Option("--arch", help="anet1 (APOGEE Net I), anet2 (APOGEE Net II, flux + photometry), anet3 (APOGEE Net III, SDSS's network of apStar spectra), bossnet (BOSS Net, BOSS spec files, with RV) or apnet (this package's own layout: the paper's rounded Table 1 statistics in Teff, log g, [Fe/H] order; wrong for the published Net I weights)  [default: the sidecar STATE_DICT.json's arch if there is one (save_torch writes it); for a chunk folder its number of outputs; else anet1]")] = None,
+        convention: Annotated[Optional[str], typer.Option("--convention", help="anet3 and bossnet: whose pipeline around the network, astra (SDSS's, which made the DR19 catalogs) or hutchresearch (the authors' repository)  [default: astra]")] = None,
         mean: Annotated[Optional[str], typer.Option(
             help="apnet only: target means teff,logg,fe_h (K, dex, dex)  [default: paper Table 1]", rich_help_panel=ADVANCED)] = None,
         std: Annotated[Optional[str], typer.Option(
@@ -346,14 +348,19 @@ def import_torch_cmd(
 
     if importlib.util.find_spec("torch") is None:  # said at once, before TensorFlow loads
         raise ApnetError(TORCH_MISSING)
+    from apnet_tf.model.published import read_conventions
     from apnet_tf.model.torch_weights import import_torch, read_sidecar, sidecar_path
 
     arch = renamed_choice(arch, "--arch")
     m = None if mean is None else float_triple(mean, "--mean")
     s = None if std is None else float_triple(std, "--std")
-    path = import_torch(state_dict, out_dir, m, s, overwrite=overwrite, arch=arch)
-    side = read_sidecar(state_dict)
-    if side is None:
+    path = import_torch(state_dict, out_dir, m, s, overwrite=overwrite, arch=arch,
+                        convention=convention)
+    side = None if os.path.isdir(state_dict) else read_sidecar(state_dict)
+    conv = read_conventions(out_dir) or {}
+    if conv.get("convention"):
+        out.print(f"wrote {path} (--arch {conv['arch']}, {conv['convention']} conventions)")
+    elif side is None:
         out.print(f"wrote {path} (--arch {arch or 'anet1'})")
     else:
         out.print(f"wrote {path} (--arch {side['arch']}, input scaling "

@@ -25,7 +25,7 @@ __all__ = [
     "FinetuneLearningRate", "FinetuneDevTolerance", "Deterministic", "RecipeSeed",
     "InferModel", "CatalogOut", "InferSpectra", "Table", "Root", "InferMc", "InferBatchSize",
     "Calibrated", "RawSigma", "McDropout", "InferSeed", "Engine", "RayAddress", "Workers",
-    "InferMaskBits", "Photometry", "InferPrecision"
+    "InferMaskBits", "Photometry", "InferPrecision", "McBadPixels"
 ]
 
 # ---------------------------------------------------------------- shared by several commands
@@ -119,13 +119,22 @@ CatalogOut = Annotated[str, typer.Option(
     "--out", help="Catalog to write, .csv, .ecsv or .fits (an existing file is replaced, whole, once "
                   "the new one is complete)")]
 InferSpectra = Annotated[Optional[list[str]], typer.Option(
-    "--spectra", help="apStar files, folders, globs, or record folders")]
+    "--spectra", help="apStar files (BOSS Net: BOSS spec-*.fits files), folders, globs, or "
+                      "record folders")]
 Table = Annotated[Optional[str], typer.Option(
-    help="allStar/allField FITS table listing the apStar files (with --root)")]
+    help="allStar/allField FITS table listing the apStar files (with --root); BOSS Net: an "
+         "spAll FITS or CSV table of the spec files (FILE, or PLATE, MJD, FIBERID, or FIELD, "
+         "MJD, CATALOGID)")]
 Root = Annotated[Optional[str], typer.Option(
-    help="Folder with the SAS layout TELESCOPE/FIELD/FILE of --table's files")]
+    help="Folder with the SAS layout TELESCOPE/FIELD/FILE of --table's files (BOSS: the spec "
+         "files, in it or its PLATE4/ or FIELD6/MJD/ folders)")]
 InferMc = Annotated[Optional[int], typer.Option(
-    help="Monte Carlo draws per star, 0 = none  [default: 100; 0 for .tflite]")]
+    help="Monte Carlo draws per star, 0 = none  [default: 100; APOGEE Net III and BOSS Net "
+         "20 (astra's); 0 for .tflite]")]
+McBadPixels = Annotated[str, typer.Option(
+    "--mc-bad-pixels", help="APOGEE Net III and BOSS Net: noise (their authors' Monte Carlo "
+    "perturbs every pixel, bad ones with the clipped error) or fill (a file's bad pixels keep "
+    "their fill value in every draw)", rich_help_panel=ADVANCED)]
 InferBatchSize = Annotated[int, typer.Option(help="Stars per batch", rich_help_panel=PERFORMANCE)]
 Calibrated = Annotated[bool, typer.Option(
     "--calibrated", help="Require calibrated sigmas (an error if the model has no calibration)", rich_help_panel=ADVANCED)]

@@ -1,7 +1,8 @@
 """Planning the input of a survey job: the inputs (apStar files, folders, globs, record folders,
 or an allStar table) become a numbered list of units (``Unit``).
 
-A unit is up to ``batch_size`` FITS files, or one record shard. Units are numbered once, in a
+A unit is up to ``batch_size`` FITS files (apStar files, or BOSS spec files for a network of
+BOSS spectra), or one record shard. Units are numbered once, in a
 fixed order, so the local engine and the Ray engine make the same batches and a resumed job
 finds its finished ones again; the random draws of a unit come from (seed, unit key). A unit's
 ``kind`` names the reader that reads it (``readers.UNIT_READERS``).
@@ -24,12 +25,16 @@ from apnet_tf.io.folders import marker
 from apnet_tf.io.spectra import expand_paths
 from apnet_tf.io.survey_table import Listing
 
-__all__ = ["Unit", "Plan", "is_records", "plan_units"]
+__all__ = ["FITS_KINDS", "Unit", "Plan", "is_records", "plan_units"]
+
+#: The kind of unit (``readers.UNIT_READERS``) of FITS files, by the instrument of the network.
+FITS_KINDS = {"apogee": "fits", "boss": "boss"}
 
 
 @dataclasses.dataclass(frozen=True)
 class Unit:
-    """One batch of work: FITS files (kind "fits") or one record shard (kind "records")."""
+    """One batch of work: apStar files (kind "fits"), BOSS spec files (kind "boss") or one
+    record shard (kind "records")."""
 
     key: int
     kind: str
@@ -68,9 +73,12 @@ def is_records(path: str) -> bool:
 def plan_units(inputs: Sequence[str], batch_size: int = 256,
                split_filter: Sequence[str] | None = None,
                listing: Listing | None = None,
-               rows: Mapping[str, Sequence[int]] | None = None) -> Plan:
+               rows: Mapping[str, Sequence[int]] | None = None,
+               instrument: str = "apogee") -> Plan:
     """Number the work: record shards first (one unit each), then the files of ``listing`` in
-    its order, then the other FITS files in sorted order.
+    its order, then the other FITS files in sorted order. ``instrument``: "apogee" (FITS files
+    are apStar files, units of kind "fits") or "boss" (BOSS spec files, kind "boss"), the
+    instrument of the network that reads them.
 
     ``rows``: read only the record shards it names (paths as ``manifest.shard_paths`` gives
     them), and of each only the records at these positions (0-based, in the shard's order; with
@@ -104,5 +112,6 @@ def plan_units(inputs: Sequence[str], batch_size: int = 256,
         paths = list(listing.paths) + paths
     for i in range(0, len(paths), batch_size):
         cols = tuple((k, tuple(v[i:i + batch_size])) for k, v in extra.items())
-        units.append(Unit(len(units), "fits", tuple(paths[i:i + batch_size]), cols))
+        units.append(Unit(len(units), FITS_KINDS[instrument], tuple(paths[i:i + batch_size]),
+                          cols))
     return Plan(units, failures, total + len(paths))

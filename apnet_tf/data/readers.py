@@ -1,7 +1,7 @@
-"""Reading one ``Unit`` of a plan (``planning``) into a ``Batch``: apStar FITS files, or a
-record shard. Each kind of unit has one reader in ``UNIT_READERS``; a reader for another file
-kind is a function ``(unit, mask_bits) -> (batch or None, failure lines)`` added there under the
-kind that ``planning.plan_units`` gives its units.
+"""Reading one ``Unit`` of a plan (``planning``) into a ``Batch``: apStar FITS files, BOSS
+spec files, or a record shard. Each kind of unit has one reader in ``UNIT_READERS``; a reader
+for another file kind is a function ``(unit, mask_bits) -> (batch or None, failure lines)``
+added there under the kind that ``planning.plan_units`` gives its units.
 
 Importing this module does not import TensorFlow (only reading a record shard does), so reader
 processes (``pool``) and Ray read tasks start at once.
@@ -17,23 +17,32 @@ import numpy as np
 
 from apnet_tf.data.planning import Unit
 from apnet_tf.errors import ApnetError
+from apnet_tf.io.boss import read_boss_batch
 from apnet_tf.io.photometry import PHOT_COLUMNS
 from apnet_tf.io.spectra import DEFAULT_MASK_BITS, read_apstar
 
 __all__ = [
-    "Batch", "read_fits_unit", "read_record_unit", "read_record_labels", "UNIT_READERS",
-    "read_unit", "read_pickled_unit",
+    "Batch", "read_fits_unit", "read_boss_unit", "read_record_unit", "read_record_labels",
+    "UNIT_READERS", "read_unit", "read_pickled_unit",
 ]
 
 
 @dataclasses.dataclass
 class Batch:
-    """A batch of spectra and what the catalog needs of them. Arrays have B rows."""
+    """A batch of spectra and what the catalog needs of them. Arrays have B rows.
 
-    apogee_id: np.ndarray
-    flux: np.ndarray  # (B, 8575)
-    err: np.ndarray  # (B, 8575)
-    bad: np.ndarray  # (B, 8575) bool
+    apStar files and records: flux, err, bad (B, 8575), flux and err cleaned by the reader
+    (non-finite flux 0, error 1e10), with the file's values in raw_flux, raw_err where a row
+    held NaN or infinities. BOSS spec files: flux (NaN kept), err (``boss_grid.ivar_to_error``)
+    and bad on the native pixels, (B, L), padded after each row's ``n_pixels`` with NaN (bad
+    True), and their wavelengths. ``model.network_inputs`` turns a batch into what a network
+    takes, by that network's rules.
+    """
+
+    apogee_id: np.ndarray  # the star's identifier, in the catalog column ``id_column``
+    flux: np.ndarray
+    err: np.ndarray
+    bad: np.ndarray  # bool
     snr: np.ndarray
     ra: np.ndarray
     dec: np.ndarray
@@ -43,6 +52,11 @@ class Batch:
     category: np.ndarray | None = None
     extra: dict[str, np.ndarray] | None = None  # columns from an input table (TELESCOPE, ...)
     photometry: np.ndarray | None = None  # (B, 7) raw photometry: an input table's, records'
+    raw_flux: np.ndarray | None = None  # (B, 8575) the files' flux, NaN kept (see above)
+    raw_err: np.ndarray | None = None
+    wavelength: np.ndarray | None = None  # (B, L) BOSS: vacuum Angstrom, NaN padding
+    n_pixels: np.ndarray | None = None  # (B,) BOSS: each row's native pixels
+    id_column: str = "APOGEE_ID"  # APOGEE_ID, or OBJECT_ID for BOSS spectra
 
 
 def read_fits_unit(unit: Unit, mask_bits: Sequence[int] = DEFAULT_MASK_BITS,
@@ -66,7 +80,37 @@ def read_fits_unit(unit: Unit, mask_bits: Sequence[int] = DEFAULT_MASK_BITS,
                  np.stack([s.bad for s in specs]), np.array([s.snr for s in specs]),
                  np.array([s.ra for s in specs]), np.array([s.dec for s in specs]),
                  np.array([s.path for s in specs], dtype=object),
-                 extra=extra or None, photometry=phot), failures
+                 extra=extra or None, photometry=phot,
+                 raw_flux=_raw_rows(specs, "flux"), raw_err=_raw_rows(specs, "err")), failures
+
+
+def _raw_rows(specs, name: str) -> np.ndarray | None:
+    """The files' rows of ``name`` (``Spectrum.raw_flux`` / ``raw_err``, else the clean ones),
+    (B, 8575); None when no file held a NaN or an infinity there."""
+    raw = [getattr(s, f"raw_{name}") for s in specs]
+    if all(r is None for r in raw):
+        return None
+    return np.stack([getattr(s, name) if r is None else r for s, r in zip(specs, raw)])
+
+
+def read_boss_unit(unit: Unit, mask_bits: Sequence[int] = DEFAULT_MASK_BITS,
+                   ) -> tuple[Batch | None, list[str]]:
+    """Read a unit of BOSS spec files (``io.boss``) on their native pixels: its batch (None if
+    no file could be read) and one line per bad file. ``mask_bits`` are apStar PIXMASK bits,
+    which BOSS files do not have: BOSS Net reads no pixel mask."""
+    stack, failures = read_boss_batch(unit.paths, "drop")  # NaN flux kept: a network's rule
+    if stack is None:
+        return None, failures
+    specs = stack.spectra
+    extra = {k: np.array([v[unit.paths.index(s.path)] for s in specs], dtype=object)
+             for k, v in unit.extra}
+    extra["SPEC_ID"] = np.array([s.spec_id for s in specs], dtype=object)
+    return Batch(np.array([s.object_id for s in specs], dtype=object), stack.native_flux,
+                 stack.err, stack.bad, np.array([s.snr for s in specs]),
+                 np.array([s.ra for s in specs]), np.array([s.dec for s in specs]),
+                 np.array([s.path for s in specs], dtype=object), extra=extra,
+                 wavelength=stack.wavelength, n_pixels=stack.n_pixels,
+                 id_column="OBJECT_ID"), failures
 
 
 def _table_photometry(extra: dict, n: int) -> np.ndarray | None:
@@ -137,7 +181,7 @@ def _read_records(unit: Unit, mask_bits: Sequence[int]) -> tuple[Batch | None, l
 
 #: The reader of each kind of unit (``Unit.kind``): (unit, mask_bits) -> (batch or None, one
 #: line per unreadable file).
-UNIT_READERS = {"fits": read_fits_unit, "records": _read_records}
+UNIT_READERS = {"fits": read_fits_unit, "boss": read_boss_unit, "records": _read_records}
 
 
 def read_unit(unit: Unit, mask_bits: Sequence[int] = DEFAULT_MASK_BITS,

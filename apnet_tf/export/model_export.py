@@ -11,6 +11,17 @@ signatures that need nothing from this package:
 * ``predict_with_uncertainty``: ``flux`` and ``err`` -> the same outputs, with ``mc`` fixed at
   export time and seed (0, 0), for clients that send rows only (TF Serving's REST row format).
 
+APOGEE Net III and BOSS Net (``model.bossnet``) keep their authors' pipeline: ``serving_default``
+takes raw apStar flux (APOGEE Net III) or flux on BOSS Net's 3,900-point grid (a client
+resamples each spectrum first: ``io.boss_grid.resample_boss``, whose doc shows the three lines),
+and returns ``rv`` too for BOSS Net; ``monte_carlo`` and ``predict_with_uncertainty`` take the
+native pixels (BOSS Net: ``flux``, ``err`` and ``wavelength`` [None, None], each spectrum padded
+with NaN after its last pixel) and run their authors' Monte Carlo (``model.bossnet_mc``:
+``{target}_value``, the un-noised pass, ``_mean``, ``_std``, ``_p16``, ``_p50``, ``_p84``); an
+infinite ``err`` marks a pixel that gets no noise. Their TFLite files hold a second signature,
+``network``: log-scaled, clipped flux -> the standardised outputs, which the Monte Carlo around
+the interpreter needs.
+
 TFLite files (float32; float16 dense weights; the converter's dynamic-range int8; int8 fc1
 weights), ``export_metadata.json`` and the run's ``calibration.json`` sit beside the version
 folders; the last two also travel in ``<version>/assets.extra/``.
@@ -33,6 +44,8 @@ from apnet_tf.errors import ApnetError, first_line, require_at_least
 from apnet_tf.io import folders
 from apnet_tf.io.files import locks_output, write_file, write_json
 from apnet_tf.io.photometry import PHOT_COLUMNS
+from apnet_tf.model.bossnet import is_bossnet, standardised_network
+from apnet_tf.model.bossnet_mc import bossnet_monte_carlo
 from apnet_tf.model.calibration import CALIBRATION
 from apnet_tf.model.loading import load_model
 from apnet_tf.model.network import model_photometry
@@ -47,17 +60,20 @@ TFLITE_VARIANTS = ("float32", "float16", "int8", "int8-weights")
 METADATA = "export_metadata.json"
 
 
-def _outputs(y: tf.Tensor, suffix: str = "") -> dict[str, tf.Tensor]:
-    return {f"{name}{suffix}": y[:, k] for k, name in enumerate(TARGETS)}
+def _outputs(y: tf.Tensor, suffix: str = "", names=TARGETS) -> dict[str, tf.Tensor]:
+    return {f"{name}{suffix}": y[:, k] for k, name in enumerate(names)}
 
 
 def build_archive(model: keras.Model, mc: int = MC_DRAWS,
                   error_cap: float = MC_ERROR_CAP, style: str = "apnet",
-                  ) -> keras.export.ExportArchive:
+                  conventions: dict | None = None) -> keras.export.ExportArchive:
     """An ExportArchive with the ``serving_default``, ``monte_carlo`` and
     ``predict_with_uncertainty`` endpoints (see the module docstring). A two-input model (APOGEE
     Net II) takes ``photometry`` float32 [None, 7] (raw: parallax mas, G, BP, RP, J, H, K) as
-    the last input of each; ``style`` is the model's own Monte Carlo (``uncertainty``)."""
+    the last input of each; ``style`` is the model's own Monte Carlo (``uncertainty``).
+    APOGEE Net III and BOSS Net: ``bossnet_archive`` with their ``conventions``."""
+    if is_bossnet(model):
+        return bossnet_archive(model, conventions, mc)
     archive = keras.export.ExportArchive()
     archive.track(model)
     spec = tf.TensorSpec([None, N_PIXELS], tf.float32, name="flux")
@@ -91,6 +107,54 @@ def build_archive(model: keras.Model, mc: int = MC_DRAWS,
     return archive
 
 
+def bossnet_archive(model: keras.Model, conventions: dict, mc: int = MC_DRAWS,
+                    ) -> keras.export.ExportArchive:
+    """The three endpoints of APOGEE Net III or BOSS Net (the module's doc), their Monte Carlo
+    ``bossnet_mc.bossnet_monte_carlo`` under ``conventions``."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    names = model.get_layer("labels").names
+    n_model = int(model.input_shape[-1])
+    network = standardised_network(model)
+    boss = conventions["arch"] == "bossnet"
+    native = [None, None if boss else n_model]
+    extra = [tf.TensorSpec([None, None], tf.float32, name="wavelength")] if boss else []
+
+    def serve(flux):
+        return _outputs(model(flux, training=False), names=names)
+
+    def draws(flux, err, seed, mc, wavelength=None):
+        bad = ~tf.math.is_finite(err)
+        out = bossnet_monte_carlo(
+            lambda x: network(tf.ensure_shape(x, [None, n_model]), training=False), flux,
+            tf.where(bad, tf.zeros_like(err), err), bad, mc, seed,
+            order=conventions["output_order"], mean=conventions["mean"],
+            std=conventions["std"], clip_together=conventions["mc"]["style"] == "astra",
+            wavelength=wavelength)
+        return {k: v for key, y in out.items() for k, v in _outputs(y, f"_{key}", names).items()}
+
+    def with_uncertainty(flux, err, wavelength=None):
+        return draws(flux, err, tf.zeros([2], tf.int64), tf.constant(mc, tf.int32), wavelength)
+
+    spec = [tf.TensorSpec([None, n_model], tf.float32, name="flux")]
+    mc_in = [tf.TensorSpec(native, tf.float32, name="flux"),
+             tf.TensorSpec(native, tf.float32, name="err")]
+    counts = [tf.TensorSpec([2], tf.int64, name="seed"), tf.TensorSpec([], tf.int32, name="mc")]
+    archive.add_endpoint("serving_default", serve, input_signature=spec)
+    if boss:
+        archive.add_endpoint("monte_carlo", lambda flux, err, seed, mc, wavelength: draws(
+            flux, err, seed, mc, wavelength), input_signature=mc_in + counts + extra)
+        archive.add_endpoint("predict_with_uncertainty", lambda flux, err, wavelength:
+                             with_uncertainty(flux, err, wavelength),
+                             input_signature=mc_in + extra)
+    else:
+        archive.add_endpoint("monte_carlo", lambda flux, err, seed, mc: draws(
+            flux, err, seed, mc), input_signature=mc_in + counts)
+        archive.add_endpoint("predict_with_uncertainty", lambda flux, err: with_uncertainty(
+            flux, err), input_signature=mc_in)
+    return archive
+
+
 def next_version(base: str) -> int:
     """1 + the largest numeric version folder under ``base`` (1 when there is none)."""
     if not os.path.isdir(base):
@@ -116,23 +180,12 @@ def tflite_variants(model: keras.Model, variants: Sequence[str]) -> dict[str, by
                              f"{', '.join(TFLITE_VARIANTS)}")
     out = {}
     with tempfile.TemporaryDirectory(prefix="apnet-tflite-") as tmp:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        specs = [tf.TensorSpec([None, N_PIXELS], tf.float32, name="flux")]
-        if isinstance(model.input_shape, list):  # Net II: flux and photometry
-            specs.append(tf.TensorSpec([None, model.input_shape[1][-1]], tf.float32,
-                                       name="photometry"))
-            archive.add_endpoint("serving_default", lambda flux, photometry: {
-                "labels": model([flux, photometry], training=False)}, input_signature=specs)
-        else:
-            archive.add_endpoint("serving_default",
-                                 lambda flux: {"labels": model(flux, training=False)},
-                                 input_signature=specs)
-        archive.write_out(tmp, verbose=False)
+        _tflite_archive(model).write_out(tmp, verbose=False)
+        keys = _tflite_keys(model)
         for variant in ("float32", "int8"):
             if variant in variants or variant == "float32":
                 converter = tf.lite.TFLiteConverter.from_saved_model(
-                    tmp, signature_keys=["serving_default"])
+                    tmp, signature_keys=list(keys))
                 if variant == "int8":
                     converter.optimizations = [tf.lite.Optimize.DEFAULT]
                 out[variant] = converter.convert()
@@ -140,6 +193,34 @@ def tflite_variants(model: keras.Model, variants: Sequence[str]) -> dict[str, by
         if variant in variants:
             out[variant] = compress_dense_weights(out["float32"], dtype)
     return {v: out[v] for v in variants}
+
+
+def _tflite_keys(model: keras.Model) -> tuple[str, ...]:
+    """The signatures of a model's TFLite files: serving_default, and for APOGEE Net III and
+    BOSS Net ``network`` too (their Monte Carlo's)."""
+    return ("serving_default", "network") if is_bossnet(model) else ("serving_default",)
+
+
+def _tflite_archive(model: keras.Model) -> keras.export.ExportArchive:
+    """The SavedModel the TFLite converter reads: ``serving_default`` flux (and photometry)
+    -> ``labels``; APOGEE Net III and BOSS Net also ``network``, ``scaled`` -> ``z``."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    two = isinstance(model.input_shape, list)  # Net II: flux and photometry
+    specs = [tf.TensorSpec([None, shape[-1]], tf.float32, name=name) for shape, name in zip(
+        model.input_shape if two else [model.input_shape], ("flux", "photometry"))]
+    if two:
+        archive.add_endpoint("serving_default", lambda flux, photometry: {
+            "labels": model([flux, photometry], training=False)}, input_signature=specs)
+        return archive
+    archive.add_endpoint("serving_default", lambda flux: {"labels": model(flux, training=False)},
+                         input_signature=specs)
+    if is_bossnet(model):
+        network = standardised_network(model)
+        archive.add_endpoint("network", lambda scaled: {"z": network(scaled, training=False)},
+                             input_signature=[tf.TensorSpec(specs[0].shape, tf.float32,
+                                                            name="scaled")])
+    return archive
 
 
 def compress_dense_weights(float32_tflite: bytes, dtype: str) -> bytes:
@@ -173,7 +254,7 @@ def _is_old_export(folder: str) -> bool:
 
 @locks_output("out")
 def export_model(model_path: str, out: str, version: int | None = None,
-                 tflite: Sequence[str] = (), mc: int = MC_DRAWS) -> dict:
+                 tflite: Sequence[str] = (), mc: int | None = None) -> dict:
     """Export a run folder or .keras file to ``out/<version>/`` (+ TFLite files and metadata).
 
     The version folder is built whole (SavedModel, assets.extra with metadata and calibration)
@@ -188,7 +269,8 @@ def export_model(model_path: str, out: str, version: int | None = None,
         ApnetError: a bad option, a model that is not a Keras model (a SavedModel or TFLite
             file), a version that exists, or a write that fails (a full disk), naming the path.
     """
-    require_at_least(mc, 2, "--mc")
+    if mc is not None:
+        require_at_least(mc, 2, "--mc")
     unknown = [v for v in tflite if v not in TFLITE_VARIANTS]
     if unknown:
         raise ApnetError(f"--tflite: unknown variant {unknown[0]!r}; choose from "
@@ -200,6 +282,8 @@ def export_model(model_path: str, out: str, version: int | None = None,
     if loaded.kind != "keras":
         raise ApnetError(f"--model {model_path}: a {loaded.kind} model; export needs a run "
                          "folder or a .keras file (export the run it came from)")
+    if mc is None:  # the network's own number of draws (astra's 20), else the paper's
+        mc = int(((loaded.conventions or {}).get("mc") or {}).get("mc", MC_DRAWS))
     version = next_version(out) if version is None else int(version)
     final = os.path.join(out, str(version))
     if os.path.exists(final):
@@ -209,8 +293,8 @@ def export_model(model_path: str, out: str, version: int | None = None,
     name = os.path.basename(os.path.normpath(out))
     try:
         shutil.rmtree(tmp, ignore_errors=True)
-        build_archive(loaded.model, mc, style=loaded.mc_style).write_out(tmp,
-                                                                             verbose=False)
+        build_archive(loaded.model, mc, style=loaded.mc_style,
+                      conventions=loaded.conventions).write_out(tmp, verbose=False)
         blobs = tflite_variants(loaded.model, tflite)
         files = {v: {"file": f"{name}_{v}.tflite", "bytes": len(b)} for v, b in blobs.items()}
         meta = _export_metadata(name, version, model_path, loaded, mc, files)
@@ -235,24 +319,52 @@ def _export_metadata(name: str, version: int, model_path: str, loaded, mc: int,
         "name": name, "version": version, "source": os.path.abspath(model_path),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tensorflow": tf.__version__, "keras": keras.__version__,
-        "inputs": {"flux": [None, N_PIXELS], "err": [None, N_PIXELS],
-                   **({"photometry": [None, 7]} if loaded.takes_photometry else {})},
         "conventions": loaded.conventions,
         # the two-input model's photometry scaling (inside the model; here to be read)
         "photometry_scaling": None if phot is None else dict(
             zip(("columns", "fill", "mean", "std"), (list(PHOT_COLUMNS), *phot))),
-        "targets": list(TARGETS), "units": list(TARGET_UNITS),
-        "signatures": {"serving_default": "flux -> teff, logg, fe_h",
-                       "monte_carlo": "flux, err, seed, mc -> {target}_{mean,std,"
-                                      "p16,p50,p84}; err = inf at masked pixels",
-                       "predict_with_uncertainty": "flux, err -> {target}_{mean,std,p16,p50,"
-                                                   "p84}; mc fixed, seed (0, 0)"},
+        **(_bossnet_io(loaded) if is_bossnet(loaded.model) else {
+            "inputs": {"flux": [None, N_PIXELS], "err": [None, N_PIXELS],
+                       **({"photometry": [None, 7]} if loaded.takes_photometry else {})},
+            "targets": list(TARGETS), "units": list(TARGET_UNITS),
+            "signatures": {"serving_default": "flux -> teff, logg, fe_h",
+                           "monte_carlo": "flux, err, seed, mc -> {target}_{mean,std,"
+                                          "p16,p50,p84}; err = inf at masked pixels",
+                           "predict_with_uncertainty": "flux, err -> {target}_{mean,std,p16,"
+                                                       "p50,p84}; mc fixed, seed (0, 0)"}}),
         "mc": mc, "mc_error_cap": MC_ERROR_CAP,
         "target_mean": norm.get("mean"), "target_std": norm.get("std"),
         # the training label range, which the BAD flag of every runtime uses
         "target_min": norm.get("min"), "target_max": norm.get("max"),
         "calibration": None if loaded.calibration is None else CALIBRATION,
         "tflite": tflite_files,
+    }
+
+
+def _bossnet_io(loaded) -> dict:
+    """export_metadata.json's inputs, targets, units and signatures of APOGEE Net III or BOSS
+    Net (the module's doc), with what a serving client does to a BOSS spectrum."""
+    names = loaded.model.get_layer("labels").names
+    boss = loaded.instrument == "boss"
+    native = [None, None] if boss else [None, N_PIXELS]
+    outs = ", ".join(names)
+    mc_in = "flux, err" + (", wavelength" if boss else "")
+    return {
+        "inputs": {"flux": [None, int(loaded.model.input_shape[-1])],
+                   "monte_carlo": {"flux": native, "err": native,
+                                   **({"wavelength": native} if boss else {})}},
+        "targets": names, "units": list(TARGET_UNITS) + (["km/s"] if boss else []),
+        "signatures": {
+            "serving_default": f"flux -> {outs}",
+            "monte_carlo": f"{mc_in}, seed, mc -> {{target}}_{{value,mean,std,p16,p50,p84}}; "
+                           "the native pixels, err = inf where a pixel gets no noise",
+            "predict_with_uncertainty": f"{mc_in} -> the same; mc fixed, seed (0, 0)"},
+        **({"serving_client": (
+            "serving_default takes flux on BOSS Net's grid (conventions.input.grid): per "
+            "spectrum, flux = apnet_tf.io.boss_grid.resample_boss(flux, 10 ** loglam) "
+            "(astra's NaN rule; 'drop' for the authors' repository), or np.interp onto that "
+            "grid; monte_carlo takes the native pixels, each row padded with NaN")}
+           if boss else {}),
     }
 
 

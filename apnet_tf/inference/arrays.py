@@ -3,7 +3,7 @@
 
 The arrays become the batches a file reader would give (``readers.Batch``), cut as ``infer``
 cuts its files (``settings.batch_size`` spectra each, numbered from 0), and go through the same
-functions as the local engine (``predict.unit_part``, ``predict.catalog_from_parts``): the same
+functions as the local engine (``parts.unit_part``, ``parts.catalog_from_parts``): the same
 columns, flags and, for the same spectra, order, S/N, seed and settings, the same numbers.
 """
 
@@ -16,14 +16,8 @@ import numpy as np
 from apnet_tf.constants import AUTO_PRECISION_PROBE, N_PIXELS
 from apnet_tf.data.readers import Batch
 from apnet_tf.errors import ApnetError
-from apnet_tf.inference.predict import (
-    InferenceResult,
-    batch_photometry,
-    catalog_from_parts,
-    choose_precision,
-    seeded_job,
-    unit_part,
-)
+from apnet_tf.inference.parts import batch_photometry, catalog_from_parts, unit_part
+from apnet_tf.inference.predict import InferenceResult, choose_precision, seeded_job
 from apnet_tf.inference.settings import InferenceSettings
 from apnet_tf.inference.workdir import new_seed
 from apnet_tf.io.catalog_flags import INPUT_GARBAGE, input_flags

@@ -16,6 +16,7 @@ from apnet_tf.errors import ApnetError, check_seed, require_at_least
 from apnet_tf.inference.predict import InferenceResult, predict_settings
 from apnet_tf.inference.ray_engine import predict_catalog_ray
 from apnet_tf.inference.settings import InferenceSettings
+from apnet_tf.io.boss_table import read_boss_listing
 from apnet_tf.io.catalog import check_catalog_name, write_catalog
 from apnet_tf.io.files import exclusive_lock
 from apnet_tf.io.photometry import PHOT_COLUMNS, read_photometry
@@ -30,6 +31,7 @@ from apnet_tf.io.survey_table import (
 )
 from apnet_tf.model.calibration import sigma_settings
 from apnet_tf.model.loading import load_model
+from apnet_tf.model.network_inputs import check_mc_bad_pixels
 from apnet_tf.model.precision import check_inference_precision
 from apnet_tf.model.runtime import Runtime
 
@@ -49,6 +51,8 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (),
               photometry: str | None = None) -> InferenceResult:
     """Predict a catalog for apStar files, folders, globs and record folders (``spectra``)
     and/or the files an allStar/allField ``table`` lists under ``root``; write it to ``out``.
+    For BOSS Net the files are BOSS spec files, and ``table`` an spAll-like table
+    (``io.boss_table``).
 
     Args:
         settings: what to compute (``settings.InferenceSettings``; None: its defaults, e.g.
@@ -77,12 +81,13 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (),
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     work_dir = out + ".parts"
     with exclusive_lock(out + ".lock", out):
-        listing = None if table is None else read_listing(table, root)
+        # a raw-sigma job never reads calibration.json, so an old or broken one cannot stop it
+        loaded = load_model(model, calibration=settings.calibrated is not False)
+        reader = read_boss_listing if loaded.instrument == "boss" else read_listing
+        listing = None if table is None else reader(table, root)
         missing = _list_missing(listing, table, root, out, bool(spectra))
         if photometry is not None:
             settings = dataclasses.replace(settings, photometry=read_photometry(photometry))
-        # a raw-sigma job never reads calibration.json, so an old or broken one cannot stop it
-        loaded = load_model(model, calibration=settings.calibrated is not False)
         result = infer_catalog(loaded, spectra, settings, listing=listing, table=table,
                                engine=engine, ray_address=ray_address, work_dir=work_dir,
                                workers=workers, on_progress=on_progress, model_path=model)
@@ -177,12 +182,14 @@ def check_inputs(spectra: Sequence[str], table: str | None, root: str | None,
                  workers: int | None = None) -> None:
     """Raise ApnetError for a bad input or option of a job, before it loads or reads anything."""
     check_inference_precision(settings.precision)
+    check_mc_bad_pixels(settings.mc_bad_pixels)
     mask_bits = settings.mask_bits
     if engine not in ENGINES:
         raise ApnetError(f"--engine {engine}: choose one of {', '.join(ENGINES)}")
     if (table is None) != (root is None):
         raise ApnetError("--table and --root go together: the table and the folder holding "
-                         "its TELESCOPE/FIELD/FILE layout")
+                         "its files (an allStar table's TELESCOPE/FIELD/FILE layout, an spAll "
+                         "table's spec files)")
     if mask_bits is not None and engine == "ray":
         raise ApnetError("--mask-bits works with --engine local only")
     if mask_bits is not None:

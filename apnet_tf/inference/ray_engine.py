@@ -28,12 +28,8 @@ from apnet_tf.data.planning import Unit, plan_units
 from apnet_tf.data.readers import read_pickled_unit
 from apnet_tf.errors import ApnetError
 from apnet_tf.inference import workdir as wd
-from apnet_tf.inference.predict import (
-    InferenceResult,
-    catalog_from_parts,
-    job_precision,
-    unit_part,
-)
+from apnet_tf.inference.parts import catalog_from_parts, unit_part
+from apnet_tf.inference.predict import InferenceResult, job_precision
 from apnet_tf.inference.settings import InferenceSettings
 from apnet_tf.io.survey_table import Listing
 from apnet_tf.model.loading import load_model
@@ -94,7 +90,8 @@ def predict_catalog_ray(model: str, inputs: Sequence[str], settings: InferenceSe
     if loaded is None:
         loaded = load_model(model, calibration=settings.calibrated is not False)
     settings = settings.for_model(loaded)
-    plan = plan_units(inputs, settings.batch_size, settings.split_filter, listing)
+    plan = plan_units(inputs, settings.batch_size, settings.split_filter, listing,
+                      instrument=loaded.instrument)
     loaded, line = job_precision(loaded, plan, settings.precision,
                                  photometry=settings.photometry)
     job = dataclasses.replace(settings, precision=loaded.precision)
@@ -123,12 +120,13 @@ def predict_catalog_ray(model: str, inputs: Sequence[str], settings: InferenceSe
         failures.extend(str(f) for f in part.pop("_failures"))
         if part:
             ordered.append(part)
-    return InferenceResult(catalog_from_parts(ordered, failures, loaded, settings.mc), failures,
+    return InferenceResult(catalog_from_parts(ordered, failures, loaded, settings.mc,
+                                              mc_bad_pixels=settings.mc_bad_pixels), failures,
                            precision=line)
 
 
 def _size(part: dict) -> int:
-    return len(part.get("APOGEE_ID", ())) + len(part.get("_failures", ()))
+    return len(part.get("FILE", ())) + len(part.get("_failures", ()))
 
 
 def _run(ray, units: list[Unit], model: str, settings: InferenceSettings, actors: int | None,

@@ -17,6 +17,7 @@ from apnet_tf.constants import MC_DRAWS
 from apnet_tf.errors import require_at_least
 from apnet_tf.io.photometry import fingerprint
 from apnet_tf.io.spectra import DEFAULT_MASK_BITS
+from apnet_tf.model.network_inputs import check_mc_bad_pixels
 from apnet_tf.model.precision import check_inference_precision
 
 __all__ = ["InferenceSettings"]
@@ -44,6 +45,8 @@ class InferenceSettings:
             a two-input model (Net II); it wins over an input table's photometry.
         precision: the network's compute precision, plain and Monte Carlo alike: float32,
             mixed_bfloat16 or auto (``predict.job_precision``).
+        mc_bad_pixels: APOGEE Net III's and BOSS Net's Monte Carlo at a file's bad pixels:
+            "noise" (their authors' code) or "fill" (``model.network_inputs``).
     """
 
     mc: int | None = None
@@ -55,6 +58,7 @@ class InferenceSettings:
     mask_bits: Sequence[int] | None = None
     photometry: Mapping | None = None
     precision: str = "float32"
+    mc_bad_pixels: str = "noise"
 
     def __post_init__(self):
         # tuples, so that the frozen settings hold no list a caller could still change
@@ -69,10 +73,18 @@ class InferenceSettings:
         return tuple(DEFAULT_MASK_BITS if self.mask_bits is None else self.mask_bits)
 
     def for_model(self, model) -> InferenceSettings:
-        """These settings with ``mc`` decided for ``model`` (a ``runtime.Runtime``) when None."""
+        """These settings with ``mc`` decided for ``model`` (a ``runtime.Runtime``) when None:
+        the network's own number of draws (astra's 20 for APOGEE Net III and BOSS Net), else
+        ``MC_DRAWS``; 0 for a TFLite model.
+
+        Raises:
+            ApnetError: ``mc_bad_pixels`` the network does not take.
+        """
+        check_mc_bad_pixels(self.mc_bad_pixels, model.conventions)
         if self.mc is not None:
             return self
-        return dataclasses.replace(self, mc=0 if model.kind == "tflite" else MC_DRAWS)
+        own = ((model.conventions or {}).get("mc") or {}).get("mc", MC_DRAWS)
+        return dataclasses.replace(self, mc=0 if model.kind == "tflite" else int(own))
 
     def check(self) -> InferenceSettings:
         """Raise ApnetError, naming the option, for a bad ``mc``, ``batch_size`` or
@@ -81,6 +93,7 @@ class InferenceSettings:
             require_at_least(self.mc, 0, "--mc")
         require_at_least(self.batch_size, 1, "--batch-size")
         check_inference_precision(self.precision)
+        check_mc_bad_pixels(self.mc_bad_pixels)
         return self
 
     def fingerprint(self) -> dict:
@@ -91,7 +104,8 @@ class InferenceSettings:
         out = {"mc": self.mc, "batch_size": self.batch_size, "calibrated": self.calibrated,
                "mc_dropout": self.mc_dropout, "seed": self.seed,
                "splits": list(self.split_filter or []),
-               **({} if self.precision == "float32" else {"precision": self.precision})}
+               **({} if self.precision == "float32" else {"precision": self.precision}),
+               **({} if self.mc_bad_pixels == "noise" else {"mc_bad_pixels": "fill"})}
         if self.mask_bits_used != tuple(DEFAULT_MASK_BITS):
             out["mask_bits"] = sorted(int(b) for b in self.mask_bits_used)
         if self.photometry is not None:

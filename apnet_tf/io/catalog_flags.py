@@ -14,8 +14,10 @@ from apnet_tf.kiel import age_bin, in_triangle
 __all__ = [
     "TEFF_EDGE_K", "LOW_SNR", "BAD_RANGE_MARGIN", "NONPOSITIVE_FRACTION", "BAD_ERROR_FRACTION",
     "FLUX_SCALE_RANGE", "WILD_FACTOR", "WILD_FRACTION", "MANY_BAD_FRACTION",
-    "LARGE_SPREAD_FRACTION", "FlagBit", "FLAG_BITS", "INPUT_GARBAGE", "BAD_BITS", "flag_value",
-    "flag_names", "input_flags", "flags",
+    "LARGE_SPREAD_FRACTION", "ASTRA_TEFF_RANGE", "ASTRA_LOGG_RANGE", "ASTRA_FE_H_TEFF",
+    "ASTRA_FE_H_LOGG", "ASTRA_FE_H_RANGE", "ASTRA_SUSPICIOUS_TEFF", "ASTRA_SUSPICIOUS_LOGG",
+    "FlagBit", "FLAG_BITS", "INPUT_GARBAGE", "BAD_BITS", "flag_value", "flag_names",
+    "input_flags", "flags", "astra_flags",
 ]
 
 #: Paper 3.5: predictions above this Teff sit at the grid edge.
@@ -39,6 +41,18 @@ WILD_FRACTION = 0.1
 MANY_BAD_FRACTION = 0.5
 #: LARGE_SPREAD: a raw Monte Carlo sigma above this fraction of the training label range.
 LARGE_SPREAD_FRACTION = 0.15
+#: SDSS astra's result flags of APOGEE Net III and BOSS Net (``models/apogeenet.py``,
+#: ``models/bossnet.py``): Teff (K) and log g outside these (open) ranges are unreliable, and
+#: [Fe/H] below ASTRA_FE_H_TEFF K, above log g ASTRA_FE_H_LOGG or outside ASTRA_FE_H_RANGE; BOSS
+#: Net's [Fe/H] is suspicious below ASTRA_SUSPICIOUS_TEFF K with log g inside
+#: ASTRA_SUSPICIOUS_LOGG.
+ASTRA_TEFF_RANGE = (1700.0, 100000.0)
+ASTRA_LOGG_RANGE = (-1.0, 10.0)
+ASTRA_FE_H_TEFF = 3200.0
+ASTRA_FE_H_LOGG = 5.0
+ASTRA_FE_H_RANGE = (-4.0, 2.0)
+ASTRA_SUSPICIOUS_TEFF = 3900.0
+ASTRA_SUSPICIOUS_LOGG = (3.0, 6.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,9 +66,10 @@ class FlagBit:
 
 
 #: The bits of APNET_FLAG. Bits 0-4 look at the input spectrum, 5-10 at the predictions, 11 at
-#: the photometry inputs. A BAD bit makes the values unusable (BAD = any BAD bit set); the input
-#: bits 0-3 also set the values and sigmas to NaN, since the network's answer to such a spectrum
-#: means nothing. Bits 12 and up are free.
+#: the photometry inputs, 12-15 are SDSS astra's own flags of APOGEE Net III and BOSS Net (set
+#: under astra's conventions only; BAD where astra's flag_bad is). A BAD bit makes the values
+#: unusable (BAD = any BAD bit set); the input bits 0-3 also set the values and sigmas to NaN,
+#: since the network's answer to such a spectrum means nothing. Bits 16 and up are free.
 FLAG_BITS = (
     FlagBit(0, "NO_USABLE_PIXEL", True, "no pixel with finite flux and a finite error below "
             "1e9 that the mask keeps"),
@@ -79,6 +94,17 @@ FLAG_BITS = (
             f"{LARGE_SPREAD_FRACTION:.0%} of the training label range in a parameter"),
     FlagBit(11, "PHOT_FILLED", False, "a two-input network (APOGEE Net II) got a fill value for "
             "a missing photometry band (which ones: the PHOT_FILLED column)"),
+    FlagBit(12, "ASTRA_UNRELIABLE_TEFF", True, "astra's flag_unreliable_teff (APOGEE Net III, "
+            f"BOSS Net): Teff below {ASTRA_TEFF_RANGE[0]:.0f} K or above "
+            f"{ASTRA_TEFF_RANGE[1]:.0f} K"),
+    FlagBit(13, "ASTRA_UNRELIABLE_LOGG", True, "astra's flag_unreliable_logg (APOGEE Net III, "
+            f"BOSS Net): log g below {ASTRA_LOGG_RANGE[0]:g} or above {ASTRA_LOGG_RANGE[1]:g}"),
+    FlagBit(14, "ASTRA_UNRELIABLE_FE_H", True, "astra's flag_unreliable_fe_h (APOGEE Net III, "
+            f"BOSS Net): Teff below {ASTRA_FE_H_TEFF:.0f} K, log g above {ASTRA_FE_H_LOGG:g}, "
+            f"or [Fe/H] below {ASTRA_FE_H_RANGE[0]:g} or above {ASTRA_FE_H_RANGE[1]:g}"),
+    FlagBit(15, "ASTRA_SUSPICIOUS_FE_H", False, "astra's flag_suspicious_fe_h (BOSS Net): Teff "
+            f"below {ASTRA_SUSPICIOUS_TEFF:.0f} K and log g between "
+            f"{ASTRA_SUSPICIOUS_LOGG[0]:g} and {ASTRA_SUSPICIOUS_LOGG[1]:g}"),
 )
 _BY_NAME = {b.name: b for b in FLAG_BITS}
 
@@ -158,3 +184,22 @@ def flags(teff, logg, fe_h, sigma, snr, label_range, input_bits=None,
     value = garbage | _pack(bits, len(values))
     return {"YSO_CANDIDATE": yso, "AGE_BIN": age_bin(logg, yso), "TEFF_EDGE": bits["TEFF_EDGE"],
             "LOW_SNR": bits["LOW_SNR"], "APNET_FLAG": value, "BAD": (value & BAD_BITS) != 0}
+
+
+def astra_flags(teff, logg, fe_h, suspicious: bool = False) -> np.ndarray:
+    """APNET_FLAG bits 12-15, SDSS astra's flags, of N predictions (Teff K, log g, [Fe/H]):
+    int64 (N,). ``suspicious``: BOSS Net's fifth flag too. astra's comparisons are strict; a
+    NaN value sets none (its NOT_FINITE bit says it)."""
+    teff, logg, fe_h = (np.asarray(v, float) for v in (teff, logg, fe_h))
+    with np.errstate(invalid="ignore"):
+        bits = {"ASTRA_UNRELIABLE_TEFF": (teff < ASTRA_TEFF_RANGE[0])
+                | (teff > ASTRA_TEFF_RANGE[1]),
+                "ASTRA_UNRELIABLE_LOGG": (logg < ASTRA_LOGG_RANGE[0])
+                | (logg > ASTRA_LOGG_RANGE[1]),
+                "ASTRA_UNRELIABLE_FE_H": (teff < ASTRA_FE_H_TEFF) | (logg > ASTRA_FE_H_LOGG)
+                | (fe_h < ASTRA_FE_H_RANGE[0]) | (fe_h > ASTRA_FE_H_RANGE[1])}
+        if suspicious:
+            bits["ASTRA_SUSPICIOUS_FE_H"] = ((teff < ASTRA_SUSPICIOUS_TEFF)
+                                             & (logg > ASTRA_SUSPICIOUS_LOGG[0])
+                                             & (logg < ASTRA_SUSPICIOUS_LOGG[1]))
+    return _pack(bits, len(teff))

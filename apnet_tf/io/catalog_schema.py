@@ -53,6 +53,8 @@ def _schema() -> tuple[Column, ...]:
     """The columns in the order a catalog holds them (those a catalog has)."""
     params = list(zip(LABEL_COLUMNS, TARGET_UNITS, _PARAMETERS))
     cols = [Column("APOGEE_ID", "", "APOGEE star identifier (2MASS designation)", "header"),
+            Column("OBJECT_ID", "", "BOSS spectrum's object: its SDSS-V CATALOGID, else its "
+                   "SDSS-IV photometric OBJID, else its SPEC_ID", "header"),
             Column("SPEC_ID", "", "BOSS spectrum: PLATE-MJD-FIBER (SDSS-IV) or "
                    "FIELD-MJD-CATALOGID (SDSS-V), as in its spec file's name", "header"),
             Column("RA", "deg", "right ascension (J2000), from the apStar header or the BOSS "

@@ -50,6 +50,10 @@ class Spectrum:
         snr: the header's median S/N (NaN if absent).
         ra, dec: J2000 degrees (NaN if absent).
         path: the file it came from.
+        raw_flux, raw_err: float32 (8575,), row 0 as the file holds it, NaN and infinities
+            kept, where the row holds any (else None: flux and err are the file's values).
+            The published networks clean them by their own rules
+            (``model.network_inputs``).
     """
 
     apogee_id: str
@@ -60,6 +64,8 @@ class Spectrum:
     ra: float = float("nan")
     dec: float = float("nan")
     path: str = ""
+    raw_flux: np.ndarray | None = None
+    raw_err: np.ndarray | None = None
 
 
 def bad_pixels(flux: np.ndarray, err: np.ndarray, mask: np.ndarray | None = None,
@@ -140,11 +146,16 @@ def _read_apstar(path: str, mask_bits: Sequence[int]) -> Spectrum:
     flux = flux.astype(np.float32)  # native byte order; values unchanged
     err = err.astype(np.float32)
     bad = bad_pixels(flux, err, mask, mask_bits)
+    # the file's values go on only where they hold NaN or infinities: the clean rows are then
+    # the file's, and a reader process sends no second copy of them
+    raw_flux = None if np.isfinite(flux).all() else flux
+    raw_err = None if np.isfinite(err).all() else err
     flux, err = finite_spectrum(flux, err)
     apogee_id = str(header.get("OBJID", "") or "").strip() or _id_from_name(path)
     return Spectrum(apogee_id=apogee_id, flux=flux, err=err, bad=bad,
                     snr=header_float(header, "SNR"), ra=header_float(header, "RA"),
-                    dec=header_float(header, "DEC"), path=path)
+                    dec=header_float(header, "DEC"), path=path, raw_flux=raw_flux,
+                    raw_err=raw_err)
 
 
 _HDU_NAMES = ("1 (flux)", "2 (error)", "3 (mask)")

@@ -5,12 +5,13 @@ calibrated one (``calibration``), one runtime per way of running a model behind 
 right one (``loading``), PyTorch weight exchange (``torch_weights``, ``torch_reference``), the
 published APOGEE Net I and II networks and their conventions (``published``), APOGEE Net III
 and BOSS Net (``bossnet``; their conventions ``bossnet_conventions``, strict weight loading
-``bossnet_weights``), bfloat16 hardware and a model's bfloat16 twin for inference
+``bossnet_weights``, their authors' Monte Carlo ``bossnet_mc``), each published network's own
+cleaning of a file's pixels (``network_inputs``), bfloat16 hardware and a model's bfloat16 twin for inference
 (``precision``).
 
 May import: ``data``, ``io`` and the base modules.
 """
 
-__all__ = ["bossnet", "bossnet_conventions", "bossnet_weights", "calibration", "keras_runtime",
-           "loading", "network", "precision", "published", "runtime", "saved_model_runtime",
+__all__ = ["bossnet", "bossnet_conventions", "bossnet_mc", "bossnet_weights", "calibration",
+           "keras_runtime", "loading", "network", "network_inputs", "precision", "published", "runtime", "saved_model_runtime",
            "tflite_runtime", "torch_reference", "torch_weights", "uncertainty"]

@@ -32,7 +32,8 @@ __all__ = [
     "BOSSNET_MEAN", "BOSSNET_STD", "BOSS_GRID", "LOG_FLOOR", "CLIP_QUANTILE", "CLIP_MARGIN",
     "DIM_MULTS", "BN_EPSILON", "LogFluxClip", "PositionChannel", "ChannelZeroPad",
     "AdaptiveAveragePooling1D", "BossNetLabels", "adaptive_bins", "torch_quantile",
-    "build_bossnet", "scaled_network", "n_pixels_of",
+    "build_bossnet", "scaled_network", "standardised_network", "is_bossnet", "n_pixels_of",
+    "log_flux_clip",
 ]
 
 BOSS_ARCHS = ("anet3", "bossnet")
@@ -61,8 +62,11 @@ _BN_MOMENTUM = 0.9  # Keras's momentum is 1 - PyTorch's (0.1)
 def torch_quantile(rows: tf.Tensor, q: float) -> tf.Tensor:
     """``torch.quantile(row, q)`` (linear) of each row, as PyTorch computes it: rank =
     float32(q) * (n - 1) in float32, then its lerp of the two neighbouring sorted values (to
-    the last bit: PyTorch's lerp is a fused multiply-add). (B, n) -> (B, 1); n static."""
-    n = int(rows.shape[-1])
+    the last bit: PyTorch's lerp is a fused multiply-add). (B, n) -> (B, 1); n static, or a
+    tensor (astra's Monte Carlo: n = the draws x the pixels)."""
+    n = rows.shape[-1]
+    if n is None:
+        return _dynamic_quantile(rows, q)
     rank = np.float32(q) * np.float32(n - 1)
     below = int(np.floor(rank))
     weight = np.float32(rank - np.float32(below))
@@ -73,6 +77,36 @@ def torch_quantile(rows: tf.Tensor, q: float) -> tf.Tensor:
     if weight < 0.5:
         return lo + weight * (hi - lo)
     return hi - (hi - lo) * (np.float32(1.0) - weight)
+
+
+def _dynamic_quantile(rows: tf.Tensor, q: float) -> tf.Tensor:
+    """``torch_quantile`` for rows whose length is known only when the graph runs."""
+    n = tf.shape(rows)[-1]
+    rank = tf.constant(np.float32(q)) * tf.cast(n - 1, tf.float32)
+    below = tf.floor(rank)
+    weight = rank - below
+    k = n - tf.cast(below, tf.int32)
+    top = tf.math.top_k(rows, k=k, sorted=True).values
+    lo = tf.gather(top, [k - 1], axis=1)
+    hi = tf.gather(top, [tf.maximum(k - 2, 0)], axis=1)
+    return tf.where(weight < 0.5, lo + weight * (hi - lo), hi - (hi - lo) * (1.0 - weight))
+
+
+def log_flux_clip(flux: tf.Tensor, group=1) -> tf.Tensor:
+    """The authors' flux scaling of ``LogFluxClip``: (B, L) -> (B, L), the clip level taken over
+    each ``group`` consecutive rows (an int, or a scalar tensor: astra's Monte Carlo clips the
+    draws of a star together, and their number is an input of an exported model)."""
+    x = tf.where(tf.math.is_nan(flux), tf.zeros_like(flux), flux)
+    x = tf.math.log(tf.maximum(x, tf.constant(LOG_FLOOR, x.dtype)))
+    if isinstance(group, int) and x.shape[-1] is not None:
+        width = group * int(x.shape[-1])
+    else:
+        width = group * tf.shape(x)[-1]
+    rows = tf.reshape(x, tf.stack([-1, width]) if tf.is_tensor(width) else [-1, width])
+    limit = torch_quantile(rows, CLIP_QUANTILE) + CLIP_MARGIN
+    out = tf.reshape(tf.minimum(rows, limit), tf.shape(x))
+    out.set_shape(flux.shape)
+    return out
 
 
 @keras.saving.register_keras_serializable(package="apnet_tf")
@@ -87,11 +121,7 @@ class LogFluxClip(keras.layers.Layer):
         self.group = int(group)
 
     def call(self, flux):
-        x = tf.where(tf.math.is_nan(flux), tf.zeros_like(flux), flux)
-        x = tf.math.log(tf.maximum(x, tf.constant(LOG_FLOOR, x.dtype)))
-        rows = tf.reshape(x, [-1, self.group * int(x.shape[-1])])
-        limit = torch_quantile(rows, CLIP_QUANTILE) + CLIP_MARGIN
-        return tf.reshape(tf.minimum(rows, limit), tf.shape(x))
+        return log_flux_clip(flux, self.group)
 
     def get_config(self):
         return {**super().get_config(), "group": self.group}
@@ -260,3 +290,20 @@ def scaled_network(model: keras.Model) -> keras.Model:
     (``LogFluxClip(group=R)``) before this."""
     return keras.Model(model.get_layer("position").input, model.output,
                        name=f"{model.name}_scaled")
+
+
+def standardised_network(model: keras.Model) -> keras.Model:
+    """The network between the authors' preprocessing and their de-standardisation:
+    log-scaled, clipped flux (B, L) -> (B, P) standardised outputs in the network's own order
+    (``BossNetLabels.order``), sharing the model's layers. The Monte Carlo takes its statistics
+    there, in log10 Teff, as the authors do."""
+    return keras.Model(model.get_layer("position").input, model.get_layer("labels").input,
+                       name=f"{model.name}_standardised")
+
+
+def is_bossnet(model) -> bool:
+    """Whether a Keras model is ``build_bossnet``'s (APOGEE Net III or BOSS Net)."""
+    try:
+        return isinstance(model.get_layer("labels"), BossNetLabels)
+    except ValueError:
+        return False

@@ -20,7 +20,8 @@ from apnet_tf.model.bossnet import (
     n_pixels_of,
 )
 
-__all__ = ["ASTRA_MC", "ASTRA_ERROR_MODEL", "ASTRA_FLAGS", "conventions"]
+__all__ = ["ASTRA_MC", "ASTRA_ERROR_MODEL", "ASTRA_FLAGS", "TRAINING_RANGE", "training_range",
+           "conventions"]
 
 #: astra's number of Monte Carlo draws per spectrum (both tasks' default).
 ASTRA_MC = 20
@@ -28,13 +29,27 @@ ASTRA_MC = 20
 #: sigma + b, per output. BOSS Net has none.
 ASTRA_ERROR_MODEL = {"teff": (1.25, 10.0), "logg": (1.25, 0.01), "fe_h": (1.0, 0.01)}
 #: astra's result_flags bits (models/apogeenet.py, models/bossnet.py apply_result_flags), each
-#: (bit, rule); comparisons are strict. suspicious_fe_h is BOSS Net's only.
+#: (bit, rule, the APNET_FLAG bit that carries it); comparisons are strict. suspicious_fe_h is
+#: BOSS Net's only. A spectrum the network could not run on is flagged by APNET_FLAG's input
+#: and NOT_FINITE bits.
 ASTRA_FLAGS = {
-    "runtime_exception": (0, "the network could not run on the spectrum"),
-    "unreliable_teff": (1, "teff < 1700 or teff > 100000"),
-    "unreliable_logg": (2, "logg < -1 or logg > 10"),
-    "unreliable_fe_h": (3, "teff < 3200 or logg > 5 or fe_h < -4 or fe_h > 2"),
-    "suspicious_fe_h": (4, "teff < 3900 and 3 < logg < 6"),
+    "runtime_exception": (0, "the network could not run on the spectrum",
+                          "NO_USABLE_PIXEL, FLUX_NOT_POSITIVE, BAD_ERRORS, FLUX_SCALE, "
+                          "NOT_FINITE"),
+    "unreliable_teff": (1, "teff < 1700 or teff > 100000", "ASTRA_UNRELIABLE_TEFF"),
+    "unreliable_logg": (2, "logg < -1 or logg > 10", "ASTRA_UNRELIABLE_LOGG"),
+    "unreliable_fe_h": (3, "teff < 3200 or logg > 5 or fe_h < -4 or fe_h > 2",
+                        "ASTRA_UNRELIABLE_FE_H"),
+    "suspicious_fe_h": (4, "teff < 3900 and 3 < logg < 6", "ASTRA_SUSPICIOUS_FE_H"),
+}
+#: The authors' stats files' PNMIN and PNMAX, in the network's output order: the least and
+#: largest standardised training label ("post-normalisation"; neither code uses them). They
+#: give the label range the package's flags judge a prediction by (``training_range``).
+TRAINING_RANGE = {
+    "anet3": ((-3.2758333384990697, -5.2989908487604165, -8.926531221275827),
+              (3.3389749999999996, 9.387230328989702, 4.568167)),
+    "bossnet": ((-4.403565883333333, -6.324908332532, -7.496200000000001, -9.116415791127874),
+                (6.584444444444444, 12.000000000000002, 4.4496842, 9.074319773706897)),
 }
 
 _SOURCE = {"anet3": "APOGEE Net III (BOSS Net architecture, Sizemore et al. 2024), "
@@ -71,17 +86,36 @@ def _inputs(arch: str, convention: str) -> dict:
 def _mc(arch: str, convention: str) -> dict:
     where = ("each draw resampled onto the grid, then " if arch == "bossnet" else "")
     common = {"style": convention, "mc": ASTRA_MC, "value": "the un-noised pass",
-              "sigma_stat": "std (ddof 1) of the draws, Teff as log10 Teff"}
+              "sigma_stat": "std (ddof 1) of the draws, Teff as log10 Teff",
+              "teff_sigma": "10**log10 Teff(un-noised) x std(log10 Teff) x ln 10",
+              "p50": "the lower median of the draws (torch.median)",
+              "bad_pixels": "noise like any other pixel (infer --mc-bad-pixels fill: none)"}
     if convention == "astra":
         return {**common, "noise": "err x N(0, 1) on every native pixel",
                 "clip": where + "one 95th-percentile level over the star's whole stack of draws",
-                "teff_sigma": "10**log10 Teff(un-noised) x std(log10 Teff) x ln 10",
                 "median": "computed, not reported"}
     return {**common, "noise": "err x N(0, 1) on every native pixel whose flux is not NaN",
             "clip": where + "each draw's own 95th percentile",
-            "median": "the lower median of the draws (torch.median), reported",
-            "teff_sigma": "reported as the std of log10 Teff",
+            "median": "the lower median of the draws, reported (here: P50)",
+            "teff_reported": "std of log10 Teff (here: in K, as astra's)",
             "default_mc": "none (their -u is 0 unless given)"}
+
+
+def training_range(arch: str) -> tuple[list[float], list[float]]:
+    """(least, largest) training label of APOGEE Net III or BOSS Net in the package's order and
+    units (Teff K, log g, [Fe/H]), from ``TRAINING_RANGE``: what normalization.json's min and
+    max record of an import."""
+    order, mean, std = ((ANET3_ORDER, ANET3_MEAN, ANET3_STD) if arch == "anet3"
+                        else (BOSSNET_ORDER, BOSSNET_MEAN, BOSSNET_STD))
+    out = []
+    for ends in TRAINING_RANGE[arch]:
+        values = []
+        for name in ("teff", "logg", "fe_h"):
+            j = order.index("log_teff" if name == "teff" else name)
+            v = mean[j] + std[j] * ends[j]
+            values.append(float(10.0 ** v) if name == "teff" else float(v))
+        out.append(values)
+    return out[0], out[1]
 
 
 def conventions(arch: str, convention: str = "astra") -> dict:
@@ -99,6 +133,7 @@ def conventions(arch: str, convention: str = "astra") -> dict:
     order, mean, std = ((ANET3_ORDER, ANET3_MEAN, ANET3_STD) if arch == "anet3"
                         else (BOSSNET_ORDER, BOSSNET_MEAN, BOSSNET_STD))
     record = {"arch": arch, "convention": convention, "source": _SOURCE[arch],
+              "instrument": "apogee" if arch == "anet3" else "boss",
               "n_pixels": n_pixels_of(arch), "input": _inputs(arch, convention),
               "output_order": list(order), "mean": list(mean), "std": list(std),
               "outputs": ["teff", "logg", "fe_h"] + (["rv"] if arch == "bossnet" else []),

@@ -29,7 +29,8 @@ from apnet_tf.kiel import in_triangle
 __all__ = [
     "CALIBRATION", "FORMAT", "OLD_FORMATS", "ONE_SIGMA", "REGIONS", "KEYS", "METHOD",
     "kiel_region", "snr_bin", "usable", "quantile_ratio", "coverage", "fit_scale", "Calibration",
-    "finite_or_none", "calibrated_summaries", "sigma_settings"
+    "finite_or_none", "calibrated_summaries", "error_model_summaries", "sigma_summaries",
+    "error_model", "sigma_settings"
 ]
 
 CALIBRATION = "calibration.json"
@@ -260,7 +261,39 @@ def calibrated_summaries(summaries: dict[str, np.ndarray], calibration: Calibrat
     """Monte Carlo summaries with sigma calibrated: ``std`` replaced by ``calibration.sigma``,
     and p16/p84 moved away from p50 by the same ratio (by sigma itself where the raw one is 0).
     The mean and p50 are unchanged. ``snr``: the stars' S/N, (N,) (None: unknown)."""
-    std = calibration.sigma(summaries["mean"], summaries["std"], snr)
+    return _with_sigma(summaries, calibration.sigma(summaries["mean"], summaries["std"], snr))
+
+
+def error_model_summaries(summaries: dict[str, np.ndarray], model: dict,
+                          ) -> dict[str, np.ndarray]:
+    """Monte Carlo summaries with sigma = a x raw sigma + b per label, ``model`` {label: [a,
+    b]} (astra's error model of APOGEE Net III, its conventions' catalog.error_model), the
+    percentiles moved as ``calibrated_summaries`` moves them; a label it does not name keeps
+    its raw sigma. Columns in TARGETS order (then RV)."""
+    std = np.array(summaries["std"], dtype=float)
+    for k, name in enumerate(TARGETS):
+        if name in model:
+            a, b = model[name]
+            std[:, k] = a * std[:, k] + b
+    return _with_sigma(summaries, std)
+
+
+def sigma_summaries(summaries: dict[str, np.ndarray], calibration: Calibration | None,
+                    conventions: dict | None, snr=None) -> dict[str, np.ndarray]:
+    """The summaries with a model's sigmas: its calibration.json's (``calibrated_summaries``),
+    else its conventions' error model (``error_model_summaries``), else unchanged."""
+    if calibration is not None:
+        return calibrated_summaries(summaries, calibration, snr)
+    model = error_model(conventions)
+    return summaries if model is None else error_model_summaries(summaries, model)
+
+
+def error_model(conventions: dict | None) -> dict | None:
+    """The error model a network's conventions carry (astra's APOGEE Net III), or None."""
+    return ((conventions or {}).get("catalog") or {}).get("error_model") or None
+
+
+def _with_sigma(summaries: dict[str, np.ndarray], std: np.ndarray) -> dict[str, np.ndarray]:
     out = dict(summaries, std=std)
     if "p50" in out:
         raw = summaries["std"]
@@ -277,7 +310,16 @@ def sigma_settings(model, mc: int, calibrated: bool | None, mc_dropout: bool,
     """Whether a catalog gets calibrated sigmas, and the table.meta entries that say what its
     sigmas are: SIGMA (calibrated, raw MC, raw MC + dropout, none), MC (the draws per star),
     MCSEED, and for calibrated sigmas SIGCAL (how) and CALMC (the calibration's draws per star).
-    ``model`` is a ``runtime.Runtime``."""
+    ``model`` is a ``runtime.Runtime``. A network whose conventions carry an error model
+    (astra's, for APOGEE Net III) has it applied where a calibration would be: SIGMA says
+    "astra error model"."""
+    errors = (None if model.calibration is not None
+              else error_model(getattr(model, "conventions", None)))
+    if errors is not None and calibrated is not False and mc > 0 and not mc_dropout:
+        return True, {"MC": int(mc), "MCSEED": seed, **_error_model_meta(errors)}
+    if errors is not None and calibrated:
+        raise ApnetError("astra's error model applies to the Monte Carlo sigma: it needs "
+                         "draws (mc > 0) and no MC dropout")
     if calibrated and model.calibration is None:
         if getattr(model, "kind", "keras") != "keras":  # an export carries its run's calibration
             raise ApnetError(f"{model.path}: this export has no calibration (its run had none "
@@ -301,3 +343,9 @@ def sigma_settings(model, mc: int, calibrated: bool | None, mc_dropout: bool,
                           "(calibration.json)")
         meta["CALMC"] = cal.mc
     return use, meta
+
+
+def _error_model_meta(model: dict) -> dict:
+    """SIGMA and SIGCAL of a catalog whose sigmas went through an error model."""
+    terms = "; ".join(f"{k} {a:g} x raw + {b:g}" for k, (a, b) in model.items())
+    return {"SIGMA": "astra error model", "SIGCAL": f"{terms} (run.json conventions)"}

@@ -12,6 +12,9 @@ import numpy as np
 from apnet_tf.constants import N_PIXELS, TARGETS
 from apnet_tf.errors import ApnetError, first_line
 from apnet_tf.io.files import read_json
+from apnet_tf.model.bossnet import BOSS_GRID
+from apnet_tf.model.bossnet_mc import MC_STYLES as BOSSNET_STYLES
+from apnet_tf.model.bossnet_mc import BossNetMonteCarlo
 from apnet_tf.model.calibration import CALIBRATION
 from apnet_tf.model.network import predictor, takes_photometry
 from apnet_tf.model.precision import computing_in
@@ -32,23 +35,34 @@ class KerasRuntime(Runtime):
     def __post_init__(self):
         self._predict = predictor(self.model)
         # the Monte Carlo predictor of the last (mc, mc_dropout) asked for: a job asks for one
-        self._monte_carlo: tuple[tuple[int, bool], MonteCarloPredictor] | None = None
+        self._monte_carlo: tuple[tuple[int, bool], object] | None = None
 
     def predict(self, flux: np.ndarray, photometry: np.ndarray | None = None) -> np.ndarray:
         return self._predict(*self.network_inputs(flux, photometry).values())
 
     def monte_carlo(self, flux, err, bad, mc: int, *, seed=0, photometry=None,
-                    mc_dropout: bool = False) -> dict[str, np.ndarray]:
+                    mc_dropout: bool = False, wavelength=None) -> dict[str, np.ndarray]:
         mc = check_mc(mc)
         phot = self.network_photometry(photometry)
+        self.refuse_wavelength(wavelength)
+        if self.mc_style in BOSSNET_STYLES:
+            if mc_dropout:
+                raise ApnetError(f"{self.path}: APOGEE Net III and BOSS Net have no dropout")
+            return self._monte_carlo_predictor(mc, False)(flux, err, bad, seed, wavelength)
         return self._monte_carlo_predictor(mc, mc_dropout)(flux, err, bad, seed,
                                                            photometry=phot)
 
-    def _monte_carlo_predictor(self, mc: int, mc_dropout: bool) -> MonteCarloPredictor:
+    def _monte_carlo_predictor(self, mc: int, mc_dropout: bool):
+        """The ``MonteCarloPredictor`` (or, for APOGEE Net III and BOSS Net, the
+        ``BossNetMonteCarlo``) of the last (mc, mc_dropout) asked for."""
         key = (mc, mc_dropout)
         if self._monte_carlo is None or self._monte_carlo[0] != key:
-            self._monte_carlo = key, MonteCarloPredictor(self.model, mc, mc_dropout=mc_dropout,
-                                                         style=self.mc_style)
+            if self.mc_style in BOSSNET_STYLES:
+                made = BossNetMonteCarlo(self.model, self.conventions, mc)
+            else:
+                made = MonteCarloPredictor(self.model, mc, mc_dropout=mc_dropout,
+                                           style=self.mc_style)
+            self._monte_carlo = key, made
         return self._monte_carlo[1]
 
     def in_precision(self, precision: str) -> KerasRuntime:
@@ -81,11 +95,18 @@ def load_keras_runtime(path: str, calibration: bool = True) -> KerasRuntime:
                         takes_photometry=takes_photometry(model))
 
 
+#: (flux input, output) shapes of the spectral networks: apStar flux -> Teff, log g, [Fe/H];
+#: BOSS Net's flux on its grid -> the same and RV.
+_SPECTRAL_SHAPES = (((None, N_PIXELS), (None, len(TARGETS))),
+                   ((None, BOSS_GRID[2]), (None, len(TARGETS) + 1)))
+
+
 def _check_spectral(model: keras.Model, path: str) -> None:
-    """ApnetError unless ``model`` takes apStar flux (B, 8575) and gives Teff, log g, [Fe/H]:
-    another network (the YSO photometric one) would load, then fail on the first spectra."""
+    """ApnetError unless ``model`` takes apStar flux (B, 8575) and gives Teff, log g, [Fe/H]
+    (or is BOSS Net): another network (the YSO photometric one) would load, then fail on the
+    first spectra."""
     flux = model.input_shape[0] if takes_photometry(model) else model.input_shape
-    if tuple(flux) != (None, N_PIXELS) or tuple(model.output_shape) != (None, len(TARGETS)):
+    if (tuple(flux), tuple(model.output_shape)) not in _SPECTRAL_SHAPES:
         raise ApnetError(f"{path}: not a network of apStar spectra (input {flux}, output "
                          f"{model.output_shape}; expected flux (None, {N_PIXELS}) -> "
                          f"{', '.join(TARGETS)}); the YSO photometric network goes to "

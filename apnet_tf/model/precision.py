@@ -26,8 +26,10 @@ __all__ = [
 ]
 
 #: Layers that compute in float32 in every precision: the input scalings, the last dense layer
-#: and the de-standardisation (the names ``build_model`` and ``build_published`` give them).
-FLOAT32_LAYERS = ("flux_scaling", "photometry_scaling", "fc3", "labels")
+#: and the de-standardisation (the names ``build_model``, ``build_published`` and
+#: ``bossnet.build_bossnet`` give them).
+FLOAT32_LAYERS = ("flux_scaling", "photometry_scaling", "fc3", "labels", "log_flux", "position",
+                  "linear6")
 
 
 def bfloat16_is_native() -> bool:

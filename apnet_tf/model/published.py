@@ -28,6 +28,8 @@ from apnet_tf.constants import DENSE_UNITS, N_PIXELS, PHOTOMETRY_UNITS, RUN_RECO
 from apnet_tf.errors import ApnetError
 from apnet_tf.io.files import read_json
 from apnet_tf.io.photometry import PHOT_COLUMNS
+from apnet_tf.model.bossnet import BOSS_ARCHS, is_bossnet
+from apnet_tf.model.bossnet_conventions import conventions as bossnet_conventions
 from apnet_tf.model.network import PhotometryStandardize, conv_trunk, photometry_branch
 
 __all__ = [
@@ -193,16 +195,21 @@ def read_conventions(folder: str) -> dict | None:
     conv = record.get("conventions") if isinstance(record, dict) else None
     if conv is None:
         return None
-    if not isinstance(conv, dict) or conv.get("arch") not in PUBLISHED:
+    known = PUBLISHED + BOSS_ARCHS
+    if not isinstance(conv, dict) or conv.get("arch") not in known:
         raise ApnetError(f"{os.path.join(folder, RUN_RECORD)}: unknown architecture "
                          f"{conv.get('arch') if isinstance(conv, dict) else conv!r}; "
-                         f"expected one of {', '.join(PUBLISHED)}")
+                         f"expected one of {', '.join(known)}")
     return conv
 
 
 def conventions_of(model) -> dict | None:
-    """The conventions of a Keras model from ``build_published`` (a .keras file without its run
-    folder); None for the package's own models."""
+    """The conventions of a Keras model from ``build_published`` or ``bossnet.build_bossnet``
+    (a .keras file without its run folder: APOGEE Net III and BOSS Net under astra's, the
+    default); None for the package's own models."""
+    if is_bossnet(model):
+        return bossnet_conventions("bossnet" if "rv" in model.get_layer("labels").names
+                                   else "anet3")
     try:
         labels = model.get_layer("labels")
     except ValueError:
@@ -213,7 +220,8 @@ def conventions_of(model) -> dict | None:
 
 
 def mc_style(conv: dict | None) -> str:
-    """The Monte Carlo a model's conventions ask for: "anet1", "anet2" or "apnet" (the
-    package's own, paper 3.5)."""
+    """The Monte Carlo a model's conventions ask for: "anet1", "anet2", "apnet" (the
+    package's own, paper 3.5), or for APOGEE Net III and BOSS Net "astra" or "hutchresearch"
+    (``bossnet_mc``)."""
     return ((conv or {}).get("mc") or {}).get("style", "apnet")
 

@@ -54,12 +54,13 @@ class Runtime(abc.ABC):
 
     @abc.abstractmethod
     def monte_carlo(self, flux, err, bad, mc: int, *, seed=0, photometry=None,
-                    mc_dropout: bool = False) -> dict[str, np.ndarray]:
-        """Raw Monte Carlo summaries (B, 3) of flux, err, bad (B, 8575). ``seed``: an int or a
+                    mc_dropout: bool = False, wavelength=None) -> dict[str, np.ndarray]:
+        """Raw Monte Carlo summaries (B, P) of flux, err, bad (B, 8575). ``seed``: an int or a
         tuple of ints (e.g. the job's seed and the batch; ``uncertainty.stateless_seed``), or
         None for fresh draws: the same seed gives the same numbers from a run folder, its
         SavedModel and its TFLite file. ``photometry``: (B, 7) raw, for Net II. The Monte
-        Carlo is the model's own (``mc_style``)."""
+        Carlo is the model's own (``mc_style``). BOSS Net: flux, err, bad and ``wavelength``
+        (B, L) on the native pixels, NaN after each spectrum's last (``bossnet_mc``)."""
 
     @abc.abstractmethod
     def in_precision(self, precision: str) -> Runtime:
@@ -68,6 +69,17 @@ class Runtime(abc.ABC):
     @property
     def mc_style(self) -> str:
         return mc_style(self.conventions)
+
+    @property
+    def instrument(self) -> str:
+        """The spectrograph whose files the network reads: "apogee" (apStar) or "boss"."""
+        return (self.conventions or {}).get("instrument", "apogee")
+
+    def refuse_wavelength(self, wavelength) -> None:
+        """ApnetError for wavelengths given to a network of apStar pixels."""
+        if wavelength is not None and self.instrument != "boss":
+            raise ApnetError(f"{self.path}: this network reads apStar pixels; wavelengths go "
+                             "with BOSS Net")
 
     def label_range(self) -> tuple[tuple[float, float], ...]:
         """The training label range, (lo, hi) per target: a run's normalization.json, an

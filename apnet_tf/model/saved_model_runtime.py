@@ -13,6 +13,7 @@ import tensorflow as tf
 from apnet_tf.constants import RENAMED, TARGETS
 from apnet_tf.errors import ApnetError
 from apnet_tf.io.files import read_json
+from apnet_tf.model.bossnet_mc import MC_STYLES as BOSSNET_STYLES
 from apnet_tf.model.calibration import CALIBRATION
 from apnet_tf.model.runtime import ExportedRuntime, read_calibration
 from apnet_tf.model.uncertainty import SUMMARIES, check_mc, draw_seed, mask_into_errors
@@ -27,31 +28,41 @@ class SavedModelRuntime(ExportedRuntime):
     kind = "saved_model"
     saved: object  # what tf.saved_model.load returns
 
+    @property
+    def outputs(self) -> list[str]:
+        """The names serving_default returns, in order: TARGETS, then rv for BOSS Net."""
+        sig = self.saved.signatures["serving_default"]
+        return list(TARGETS) + (["rv"] if "rv" in sig.structured_outputs else [])
+
     def predict(self, flux: np.ndarray, photometry: np.ndarray | None = None) -> np.ndarray:
         inputs = self.network_inputs(flux, photometry)
         out = self.saved.signatures["serving_default"](
             **{k: tf.constant(v) for k, v in inputs.items()})
-        return np.stack([out[t].numpy() for t in TARGETS], axis=1)
+        return np.stack([out[t].numpy() for t in self.outputs], axis=1)
 
     def monte_carlo(self, flux, err, bad, mc: int, *, seed=0, photometry=None,
-                    mc_dropout: bool = False) -> dict[str, np.ndarray]:
+                    mc_dropout: bool = False, wavelength=None) -> dict[str, np.ndarray]:
         mc = check_mc(mc)
         phot = self.network_photometry(photometry)
         self.refuse_mc_dropout(mc_dropout)
+        self.refuse_wavelength(wavelength)
         sig = self.saved.signatures.get("monte_carlo")
         if sig is None:
             raise ApnetError(f"{self.path}: exported by an older apnet-tf (no monte_carlo "
                              "signature); export it again")
         extra = {} if phot is None else {"photometry": tf.constant(phot)}
-        # the published networks' Monte Carlo takes no pixel mask (as on the other runtimes)
-        mask = bad if self.mc_style == "apnet" else None
+        if wavelength is not None:
+            extra["wavelength"] = tf.constant(wavelength, tf.float32)
+        # Net I's and II's Monte Carlo takes no pixel mask (as on the other runtimes); APOGEE
+        # Net III's and BOSS Net's takes the pixels that get no noise, as infinite errors
+        mask = bad if self.mc_style in ("apnet",) + BOSSNET_STYLES else None
         # an export of the release before the draws' input was named "mc"
         count = next(k for k in sig.structured_input_signature[1] if RENAMED.get(k, k) == "mc")
         out = sig(flux=tf.constant(flux, tf.float32),
                   err=tf.constant(mask_into_errors(err, mask)),
                   seed=tf.constant(draw_seed(seed), tf.int64),
                   **{count: tf.constant(mc, tf.int32)}, **extra)
-        return {k: np.stack([out[f"{t}_{k}"].numpy() for t in TARGETS], axis=1)
+        return {k: np.stack([out[f"{t}_{k}"].numpy() for t in self.outputs], axis=1)
                 for k in SUMMARIES if f"teff_{k}" in out}
 
 

@@ -35,6 +35,8 @@ from apnet_tf.constants import (
 from apnet_tf.errors import ApnetError, first_line
 from apnet_tf.io.files import atomic_path, locks_output, read_json_object, write_json
 from apnet_tf.io.folders import check, claim, remove_made
+from apnet_tf.model.bossnet import BOSS_ARCHS
+from apnet_tf.model.bossnet_weights import bossnet_import
 from apnet_tf.model.keras_runtime import load_keras
 from apnet_tf.model.network import build_model, flatten_length, save_model_atomic
 from apnet_tf.model.published import (
@@ -96,6 +98,8 @@ def torch_shapes(arch: str = "anet1") -> dict[str, tuple[int, ...]]:
 
 
 def _other_layout_hint(state: dict, arch: str) -> str:
+    if "res_blocks.0.conv1.weight" in state:
+        return " (an APOGEE Net III or BOSS Net state_dict? use --arch anet3 or bossnet)"
     if arch != "anet2" and any(str(k).startswith("metadata.") for k in state):
         return " (its metadata.* keys say APOGEE Net II: use --arch anet2)"
     if arch == "anet2" and "metadata.l1.weight" not in state:
@@ -172,7 +176,7 @@ def import_torch_state_dict(state: dict, mean=PAPER_MEAN, std=PAPER_STD,
             (``check_state_dict``), or mean/std are unusable (``check_target_stats``).
     """
     if arch not in ARCHS:
-        raise ApnetError(f"--arch {arch}: choose one of {', '.join(ARCHS)}")
+        raise ApnetError(f"--arch {arch}: choose one of {', '.join(ARCHS + BOSS_ARCHS)}")
     layers = _torch_to_keras_arrays(check_state_dict(state, source, arch))
     if arch in PUBLISHED:
         model = build_published(arch)
@@ -216,10 +220,15 @@ def keras_to_torch_state_dict(model: keras.Model) -> dict[str, np.ndarray]:
 
 @locks_output("out_dir")
 def import_torch(path: str, out_dir: str, mean=None, std=None, overwrite: bool = False,
-                 arch: str | None = None) -> str:
+                 arch: str | None = None, convention: str | None = None) -> str:
     """Load a PyTorch state_dict file into a run folder: best.keras, normalization.json and
     run.json, which records the architecture and its conventions (``published.conventions``)
     so that infer, export, evaluate and calibrate apply them.
+
+    APOGEE Net III and BOSS Net ("anet3", "bossnet"; ``bossnet_weights.bossnet_import``) come
+    as a ``torch.save`` file or as their authors' folder of chunks (a folder ``path`` is read
+    as one, whatever ``arch`` says), under ``convention``: "astra" (the default) or
+    "hutchresearch" (``bossnet_conventions``).
 
     A sidecar ``PATH.json`` (``save_torch`` writes one) gives the layout, the input scaling and
     the target statistics; without one, ``arch`` defaults to "anet1". ``mean`` and ``std``
@@ -232,6 +241,19 @@ def import_torch(path: str, out_dir: str, mean=None, std=None, overwrite: bool =
             mean/std are unusable or given for a published layout, the sidecar is unusable or
             says another ``arch``, or ``out_dir`` holds a run and ``overwrite`` is not set.
     """
+    if arch in BOSS_ARCHS or (arch is None and os.path.isdir(path)):
+        if mean is not None or std is not None:
+            raise ApnetError("--mean/--std: APOGEE Net III and BOSS Net carry their authors' "
+                             "constants; they go with --arch apnet only")
+        model, norm, record = bossnet_import(path, arch, convention)
+        _take_run_folder(out_dir, overwrite)
+        save_model_atomic(model, os.path.join(out_dir, "best.keras"))
+        write_json(os.path.join(out_dir, NORMALIZATION), norm)
+        write_json(os.path.join(out_dir, RUN_RECORD), record)
+        return os.path.join(out_dir, "best.keras")
+    if convention is not None:
+        raise ApnetError("--convention: it goes with --arch anet3 or bossnet (APOGEE Net I and "
+                         "II have one pipeline each)")
     arch, mean, std, scaling, side = _import_settings(path, arch, mean, std)
     state = _load_state(path)
     model = import_torch_state_dict(state, mean, std, source=path, arch=arch,
@@ -270,7 +292,7 @@ def _import_settings(path, arch, mean, std):
         return side["arch"], side["mean"], side["std"], side["input_scaling"], side
     arch = "anet1" if arch is None else arch
     if arch not in ARCHS:
-        raise ApnetError(f"--arch {arch}: choose one of {', '.join(ARCHS)}")
+        raise ApnetError(f"--arch {arch}: choose one of {', '.join(ARCHS + BOSS_ARCHS)}")
     if arch in PUBLISHED and (mean is not None or std is not None):
         raise ApnetError(f"--mean/--std: --arch {arch} carries its authors' constants; they go "
                          "with --arch apnet only")
