@@ -137,7 +137,7 @@ def read_apstar(path: str | os.PathLike, mask_bits: Sequence[int] = DEFAULT_MASK
 def _read_apstar(path: str, mask_bits: Sequence[int]) -> Spectrum:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        header, rows = _read_rows(path)
+        header, rows, step = _read_rows(path)
     for w in caught:  # other warnings (a non-standard card, ...) do not make a file unreadable
         if "truncat" in str(w.message).lower():
             raise ApnetError(f"{path}: not a readable apStar FITS file ({first_line(w.message)})")
@@ -150,6 +150,11 @@ def _read_apstar(path: str, mask_bits: Sequence[int]) -> Spectrum:
     # the file's, and a reader process sends no second copy of them
     raw_flux = None if np.isfinite(flux).all() else flux
     raw_err = None if np.isfinite(err).all() else err
+    if step:
+        # Scaled integers hold no exact 0: a chip gap's 0 reads as the nearest step (0.0035 for
+        # BSCALE 0.017), which the flux scaling would take for flux. A pixel the file marks
+        # bad (error 1e10 or a mask bit) within one step of 0 is a gap, and 0 again.
+        flux = np.where(bad & (np.abs(flux) <= step), np.float32(0.0), flux)
     flux, err = finite_spectrum(flux, err)
     apogee_id = str(header.get("OBJID", "") or "").strip() or _id_from_name(path)
     return Spectrum(apogee_id=apogee_id, flux=flux, err=err, bad=bad,
@@ -161,10 +166,11 @@ def _read_apstar(path: str, mask_bits: Sequence[int]) -> Spectrum:
 _HDU_NAMES = ("1 (flux)", "2 (error)", "3 (mask)")
 
 
-def _read_rows(path: str) -> tuple[dict, list[np.ndarray | None]]:
-    """The header values read_apstar needs and row 0 of HDUs 1-3 (the whole array if 1-D)."""
+def _read_rows(path: str) -> tuple[dict, list[np.ndarray | None], float]:
+    """The header values read_apstar needs, row 0 of HDUs 1-3 (the whole array if 1-D), and the
+    flux's quantisation step (0 unless it is stored as scaled integers)."""
     try:
-        return fastfits.read_rows(path, 3, PRIMARY_KEYS, GRID_KEYS)
+        return (*fastfits.read_rows(path, 3, PRIMARY_KEYS, GRID_KEYS), 0.0)
     except fastfits.Unsupported:
         pass  # compressed, scaled or unusual files: astropy reads them
     # imported here: reader processes start faster without astropy.io.fits (a second or more)
@@ -184,9 +190,24 @@ def _read_rows(path: str) -> tuple[dict, list[np.ndarray | None]]:
                                  "not an apStar file")
         header = {k: hdul[0].header.get(k) for k in PRIMARY_KEYS}
         header.update({k: hdus[0].header.get(k) for k in GRID_KEYS})
+        step = _integer_step(hdus[0].header)  # before .data: astropy then drops BSCALE
         rows = [None if h.data is None or h.data.size == 0 else
                 np.array(h.data[0] if h.data.ndim == 2 else h.data) for h in hdus]
-    return header, rows
+    return header, rows, step
+
+
+def _integer_step(header) -> float:
+    """One quantisation step of a scaled-integer image (|BSCALE|, widened by float32 rounding
+    of BZERO + BSCALE * n), or 0 where 0 is exact (floating-point pixels, whole numbers)."""
+    try:
+        if int(header.get("BITPIX", -32)) < 0:
+            return 0.0
+        bscale, bzero = float(header.get("BSCALE", 1.0)), float(header.get("BZERO", 0.0))
+    except (TypeError, ValueError):
+        return 0.0
+    if bscale == 1.0 and bzero.is_integer():
+        return 0.0  # whole numbers: 0 is exact
+    return abs(bscale) * 1.001 + 1e-6 * abs(bzero)
 
 
 def check_truncation(caught: Sequence[warnings.WarningMessage], path: str,
