@@ -55,7 +55,10 @@ def atomic_path(path: str) -> Iterator[str]:
     The name is ``.tmp-<name>`` in the same folder: it keeps the extension (Keras, matplotlib
     and numpy pick the format from it) and globs such as ``*.tfrecord`` do not match it.
     A block that fails (a full disk, an interrupt) removes what it wrote, so no temporary file
-    is left behind.
+    is left behind. The file is emptied before it is removed: a library that still holds it open
+    (h5py, after a write failed on a full disk) flushes and closes it later, which needs the
+    space its half-written data took; without it HDF5 fails again as it closes the file and the
+    process dies with a segmentation fault.
     """
     tmp = os.path.join(os.path.dirname(path), ".tmp-" + os.path.basename(path))
     try:
@@ -65,6 +68,8 @@ def atomic_path(path: str) -> Iterator[str]:
             if os.path.isdir(tmp) and not os.path.islink(tmp):
                 shutil.rmtree(tmp)
             else:
+                if os.path.isfile(tmp) and not os.path.islink(tmp):
+                    os.truncate(tmp, 0)
                 os.remove(tmp)
         raise
     os.replace(tmp, path)
