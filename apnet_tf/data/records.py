@@ -99,18 +99,18 @@ def make_records(spectra: Sequence[str], out_dir: str, labels: str | None = None
     if shards is not None and shards < 1:
         raise ApnetError(f"--shards: must be at least 1, got {shards}")
     mask_bits = check_mask_bits(mask_bits)
-    paths = expand_paths(spectra)
+    input_notes: list[str] = []
+    paths = expand_paths(spectra, notes=input_notes)
     table = load_labels(labels) if labels else None
-    phot_notes: list[str] = []
-    phot = read_photometry(photometry, phot_notes) if photometry else None
+    phot = read_photometry(photometry, input_notes) if photometry else None
     items, failures = _items(paths, table, phot)
     if phot is not None:
         lacking = check_matches(phot, [it.apogee_id for it in items], photometry)
         if lacking:
-            phot_notes.append(f"{photometry}: {lacking} of {len(items)} star(s) have no row; "
-                              "their photometry is stored as missing (the network fills it)")
+            input_notes.append(f"{photometry}: {lacking} of {len(items)} star(s) have no row; "
+                               "their photometry is stored as missing (the network fills it)")
     report = match_report(table, [it.apogee_id for it in items])
-    report_lines = report.lines() + phot_notes
+    report_lines = report.lines() + input_notes
 
     claim(out_dir, "records", legacy=lambda d: read_json(os.path.join(d, MANIFEST)) is not None)
     # The old manifest goes first: until the new one is written the folder reads as incomplete.

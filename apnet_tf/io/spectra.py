@@ -249,8 +249,10 @@ def _id_from_name(path: str) -> str:
 
 
 def expand_paths(paths: Iterable[str | os.PathLike], missing: list[str] | None = None,
-                 ) -> list[str]:
-    """Files, folders (their FITS files) and glob patterns, as one sorted, de-duplicated list.
+                 notes: list[str] | None = None) -> list[str]:
+    """Files, folders (their FITS files) and glob patterns, as one sorted list in which each file
+    is once: two paths to one file (a folder given with a link to it, a file given twice) count
+    as one, the first given kept; a line appended to ``notes``, when given, says how many.
 
     Raises:
         ApnetError: a path matches nothing, unless ``missing`` is given: then a line naming it
@@ -260,11 +262,11 @@ def expand_paths(paths: Iterable[str | os.PathLike], missing: list[str] | None =
     for raw in paths:
         p = os.fspath(raw)
         if os.path.isdir(p):
-            hits = [f for pat in SPECTRUM_PATTERNS for f in glob.glob(os.path.join(p, pat))]
+            hits = sorted(f for pat in SPECTRUM_PATTERNS for f in glob.glob(os.path.join(p, pat)))
         elif os.path.exists(p):
             hits = [p]
         else:
-            hits = glob.glob(p)
+            hits = sorted(glob.glob(p))
         if not hits:
             if missing is None:
                 raise ApnetError(f"{p}: matches no file")
@@ -273,8 +275,22 @@ def expand_paths(paths: Iterable[str | os.PathLike], missing: list[str] | None =
             dangling = [f for f in hits if not os.path.exists(f)]
             missing.extend(f"{os.path.normpath(f)}: a link to a missing file" for f in dangling)
             hits = [f for f in hits if os.path.exists(f)]
-        found.extend(hits)
-    return sorted(dict.fromkeys(os.path.normpath(f) for f in found))
+        found.extend(os.path.normpath(f) for f in hits)
+    first: dict[str, str] = {}  # real path -> the first path given for it
+    repeats: list[tuple[str, str]] = []
+    for f in found:
+        real = os.path.realpath(f)
+        if real not in first:
+            first[real] = f
+        else:
+            repeats.append((f, first[real]))
+    if repeats and notes is not None:
+        again, kept = repeats[0]
+        example = f"{again} given twice" if again == kept else f"{again} is {kept}"
+        notes.append(f"{len(repeats)} input file(s) reached through more than one path (a "
+                     f"folder and a link to it, or a file given twice), e.g. {example}; each "
+                     "file is read once")
+    return sorted(first.values())
 
 
 def iter_spectra(paths: Sequence[str], mask_bits: Sequence[int] = DEFAULT_MASK_BITS,
