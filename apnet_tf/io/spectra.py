@@ -138,9 +138,7 @@ def _read_apstar(path: str, mask_bits: Sequence[int]) -> Spectrum:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         header, rows, step = _read_rows(path)
-    for w in caught:  # other warnings (a non-standard card, ...) do not make a file unreadable
-        if "truncat" in str(w.message).lower():
-            raise ApnetError(f"{path}: not a readable apStar FITS file ({first_line(w.message)})")
+    check_truncation(caught, path)
     check_grid(header, path)
     flux, err, mask = (_combined_row(r, name, path) for r, name in zip(rows, _HDU_NAMES))
     flux = flux.astype(np.float32)  # native byte order; values unchanged
