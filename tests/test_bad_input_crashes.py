@@ -115,3 +115,15 @@ def test_fit_onto_a_really_full_disk_ends_in_one_line_and_resumes(small_records,
     res = _fit(small_records, run, "--resume")
     assert res.returncode == 0, res.stderr[-3000:]
     assert (run / "best.keras").exists() and (run / "pretrain.done").exists()
+
+
+@pytest.mark.parametrize("target", ["folder", "network.keras"])
+def test_infer_given_the_yso_network_is_one_line(yso_net, small_survey, tmp_path, target):
+    """Fails on the old code: Keras' '... could not be deserialized properly. Please ensure
+    that components ...' (or 'not a run folder (best.keras) or a SavedModel')."""
+    model = yso_net[0] if target == "folder" else yso_net[0] / "network.keras"
+    res = cli("infer", "--model", model, "--spectra", small_survey, "--out",
+              tmp_path / "c.csv", "--mc", 0)
+    line = assert_one_line_error(res, str(model), "YSO photometric network", "yso-labels")
+    assert "deserialized" not in line
+    assert not (tmp_path / "c.csv").exists()

@@ -123,3 +123,110 @@ def test_make_records_with_photometry_of_other_stars_stops(small_survey, survey_
               tmp_path / "rec")
     assert_one_line_error(res, str(path), "APOGEE_ID", "X0", "X1", "2M")
     assert not (tmp_path / "rec").exists()
+
+
+@pytest.fixture(scope="module")
+def net2_run(tmp_path_factory):
+    """An APOGEE Net II run (seeded small weights in the authors' layout)."""
+    torch = pytest.importorskip("torch")
+    from apnet_tf.model.torch_layouts import torch_shapes
+
+    rng = np.random.default_rng(5)
+    base = tmp_path_factory.mktemp("net2")
+    state = {k: torch.from_numpy(rng.normal(0, 0.02, s).astype(np.float32))
+             for k, s in torch_shapes("anet2").items()}
+    torch.save(state, base / "model.pt")
+    res = cli("import-torch", base / "model.pt", "--out", base / "run")
+    assert res.exit_code == 0, res.output
+    return base / "run"
+
+
+def _spectra(small_survey, tmp_path, n=6, rename=False):
+    import shutil
+
+    src = tmp_path / "spectra"
+    src.mkdir()
+    files = sorted(small_survey.glob("apStar-*.fits"))[:n]
+    for i, f in enumerate(files):
+        shutil.copy(f, src / (f"star{i}.fits" if rename else f.name))
+    ids = [f.name.split("-", 2)[-1][:-len(".fits")] for f in files]
+    return src, ids
+
+
+def _infer(net2_run, src, phot, out):
+    return cli("infer", "--model", net2_run, "--spectra", src, "--photometry", phot,
+               "--out", out, "--mc", 0)
+
+
+def test_infer_joins_lower_case_ids_and_counts_the_stars_without(net2_run, small_survey,
+                                                                 survey_phot, tmp_path):
+    """Fails on the old code: lower-case IDs matched nothing (PHOT_FILLED 127 for every star,
+    "6 with photometry filled in (6 with none at all)")."""
+    from astropy.table import Table
+
+    src, ids = _spectra(small_survey, tmp_path)
+    table = survey_phot[survey_phot.APOGEE_ID.isin(ids[2:])]
+    path = tmp_path / "phot.csv"
+    table.assign(APOGEE_ID=table.APOGEE_ID.str.lower()).to_csv(path, index=False)
+    res = _infer(net2_run, src, path, tmp_path / "cat.fits")
+    assert res.exit_code == 0, res.output
+    assert "2 with photometry filled in (2 with none at all)" in res.stdout, res.stdout
+    cat = Table.read(tmp_path / "cat.fits")
+    assert cat.meta["NPHOTNON"] == 2 and cat.meta["NPHOTFIL"] == 2
+    filled = dict(zip(cat["APOGEE_ID"], cat["PHOT_FILLED"]))
+    assert sorted(i for i, v in filled.items() if v == 127) == sorted(ids[:2])
+
+
+@pytest.mark.parametrize("rename", [False, True])
+def test_infer_with_photometry_of_other_stars_stops(net2_run, small_survey, survey_phot,
+                                                     tmp_path, rename):
+    """Fails on the old code: exit 0 and "0 flagged BAD", every star on Net II's fill values.
+    With apStar names the job stops before any work; with other names, before the catalog."""
+    src, ids = _spectra(small_survey, tmp_path, rename=rename)
+    path = tmp_path / "phot.csv"
+    survey_phot.assign(APOGEE_ID=[f"GAIA{i}" for i in range(len(survey_phot))]).to_csv(
+        path, index=False)
+    res = _infer(net2_run, src, path, tmp_path / "cat.fits")
+    if rename:  # the job ran: its step marker, then the error
+        assert res.exit_code == 1 and "Traceback" not in res.output
+        marker, line = res.stderr.strip().splitlines()
+        assert marker.startswith("infer: 6 of 6"), res.stderr
+    else:
+        line = assert_one_line_error(res)
+    for word in (str(path), "APOGEE_ID", "GAIA0", "GAIA1"):
+        assert word in line, line
+    assert line.startswith("error:") and sum(i in line for i in ids) == 2, line
+    assert not (tmp_path / "cat.fits").exists()
+
+
+def test_infer_fills_and_marks_placeholders(net2_run, small_survey, survey_phot, tmp_path):
+    """Fails on the old code: -9999 went into the network as a value, PHOT_FILLED 0."""
+    from astropy.table import Table
+
+    src, ids = _spectra(small_survey, tmp_path, n=2)
+    table = survey_phot[survey_phot.APOGEE_ID.isin(ids)].copy()
+    table.loc[table.APOGEE_ID == ids[0], "J"] = -9999
+    table.loc[table.APOGEE_ID == ids[0], "GAIAEDR3_PARALLAX"] = -9999.99
+    table = pd.concat([table, table.iloc[[1]]])  # and one star twice
+    path = tmp_path / "phot.csv"
+    table.to_csv(path, index=False)
+    res = _infer(net2_run, src, path, tmp_path / "cat.fits")
+    assert res.exit_code == 0, res.output
+    notes = [line for line in res.stderr.splitlines() if line.startswith("note:")]
+    assert any("GAIAEDR3_PARALLAX 1, J 1" in n for n in notes), notes
+    assert any("1 APOGEE_ID(s) listed in more than one row" in n for n in notes), notes
+    cat = Table.read(tmp_path / "cat.fits")
+    filled = dict(zip(cat["APOGEE_ID"], cat["PHOT_FILLED"]))
+    assert filled[ids[0]] == 1 | 16 and filled[ids[1]] == 0
+    assert "1 with photometry filled in;" in res.stdout, res.stdout
+    assert cat.meta["NPHOTNON"] == 0 and cat.meta["NPHOTFIL"] == 1
+
+
+def test_infer_refuses_text_in_the_photometry(net2_run, small_survey, survey_phot, tmp_path):
+    """Fails on the old code: 'abc' was read as missing (make-records refused it)."""
+    src, ids = _spectra(small_survey, tmp_path, n=2)
+    path = tmp_path / "phot.csv"
+    survey_phot.astype({"H": object}).assign(H="12,5").to_csv(path, index=False)
+    res = _infer(net2_run, src, path, tmp_path / "cat.fits")
+    assert_one_line_error(res, str(path), "column H", "'12,5'")
+    assert not (tmp_path / "cat.fits").exists()

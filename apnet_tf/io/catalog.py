@@ -50,7 +50,8 @@ CATALOG_SUFFIXES = (".fits", ".fit", ".csv", ".ecsv")
 _KEY_COMMENTS = {
     "CREATOR": "software that wrote this catalog", "APNETVER": "apnet-tf version",
     "TFVER": "TensorFlow version", "DATE": "UTC creation time of this file",
-    "MODEL": "model: run folder or file name", "MODELSHA": "sha256 of the model's file(s)",
+    "MODEL": "model: run folder or file name",
+    "MODELSHA": "sha256 of the model's file(s) as loaded",
     "TARGETS": "predicted parameters, in order", "MC": "Monte Carlo draws per star",
     "SIGMA": "what the *_ERR columns are", "SIGCAL": "how the sigmas were calibrated",
     "CALMC": "Monte Carlo draws the calibration was fitted with", "MCSEED": "Monte Carlo seed",
@@ -60,12 +61,13 @@ _KEY_COMMENTS = {
 }
 
 
-def model_identity(path: str) -> dict[str, str]:
+def model_identity(path: str, sha256: str = "") -> dict[str, str]:
     """MODEL (the run folder's or file's name, not its absolute path; a SavedModel version
-    folder keeps its parent, ``apogee_net/3``) and MODELSHA (``files.content_hash``)."""
+    folder keeps its parent, ``apogee_net/3``) and MODELSHA: ``sha256``, the hash of the bytes
+    the model was loaded from (``loading.load_model``), or ``files.content_hash`` of ``path``."""
     parts = os.path.normpath(os.path.abspath(path)).split(os.sep)
     name = "/".join(parts[-2:]) if parts[-1].isdigit() else parts[-1]
-    return {"MODEL": name, "MODELSHA": content_hash(path)}
+    return {"MODEL": name, "MODELSHA": sha256 or content_hash(path)}
 
 
 def provenance(meta: dict) -> dict:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
+import inspect
 import json
 import os
 import shutil
@@ -28,7 +30,7 @@ from apnet_tf.errors import ApnetError
 from apnet_tf.io.files import holds_output, shared_lock, write_json
 
 __all__ = ["MARKER", "KINDS", "marker", "write_marker", "check", "claim", "remove_made",
-           "written_as", "reading_lock"]
+           "written_as", "reading_lock", "reads_input"]
 
 MARKER = ".apnet-tf.json"
 KINDS = ("records", "run", "survey", "yso_net", "evaluation", "export")
@@ -170,3 +172,17 @@ def reading_lock(path: str) -> Iterator[None]:
             yield
         finally:
             del _READING[key]
+
+
+def reads_input(arg: str):
+    """Decorator: a call holds ``reading_lock`` of its argument named ``arg`` throughout (a
+    model it reads), so that no writer rewrites it meanwhile."""
+    def wrap(fn):
+        sig = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def reading(*args, **kwargs):
+            with reading_lock(sig.bind(*args, **kwargs).arguments[arg]):
+                return fn(*args, **kwargs)
+        return reading
+    return wrap

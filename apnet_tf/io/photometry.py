@@ -24,7 +24,7 @@ from apnet_tf.errors import ApnetError, first_line
 
 __all__ = ["PHOT_COLUMNS", "PHOT_BANDS", "FILL_LIMIT", "read_photometry", "filled_bits",
            "lookup", "describe_bits", "fingerprint", "star_key", "placeholders", "matched",
-           "check_matches"]
+           "check_matches", "PhotometryTable"]
 
 #: Table columns, in the network's order.
 PHOT_COLUMNS = ("GAIAEDR3_PARALLAX", "GAIAEDR3_PHOT_G_MEAN_MAG", "GAIAEDR3_PHOT_BP_MEAN_MAG",
@@ -33,6 +33,16 @@ PHOT_COLUMNS = ("GAIAEDR3_PARALLAX", "GAIAEDR3_PHOT_G_MEAN_MAG", "GAIAEDR3_PHOT_
 PHOT_BANDS = ("PLX", "G", "BP", "RP", "J", "H", "K")
 #: Values at or above this are placeholders.
 FILL_LIMIT = 98.0
+
+
+class PhotometryTable(dict):
+    """``star_key(APOGEE_ID)`` -> (7,) raw photometry, and the table it was read from
+    (``path``, for messages). ``rows``, a mapping APOGEE_ID -> (7,) (the notebook API's), are
+    keyed by ``star_key``."""
+
+    def __init__(self, rows=(), path: str = "--photometry"):
+        super().__init__((star_key(k), v) for k, v in dict(rows).items())
+        self.path = path
 
 
 def filled_bits(photometry: np.ndarray) -> np.ndarray:
@@ -47,7 +57,7 @@ def describe_bits() -> str:
     return ", ".join(f"{1 << i}={b}" for i, b in enumerate(PHOT_BANDS))
 
 
-def read_photometry(path: str, notes: list[str] | None = None) -> dict[str, np.ndarray]:
+def read_photometry(path: str, notes: list[str] | None = None) -> PhotometryTable:
     """``star_key(APOGEE_ID)`` -> (7,) float64 photometry from a FITS (HDU 1) or CSV table.
 
     An empty cell is missing; a placeholder (``placeholders``) is read as missing; a star listed
@@ -67,7 +77,7 @@ def read_photometry(path: str, notes: list[str] | None = None) -> dict[str, np.n
     dropped = placeholders(values)
     values[dropped] = np.nan
     keys = [star_key(v) for v in table[names["APOGEE_ID"]]]
-    out: dict[str, np.ndarray] = {}
+    out = PhotometryTable(path=path)
     repeats: dict[str, bool] = {}  # key -> whether a later row differs from the first
     for key, row in zip(keys, values):
         if not key:
@@ -171,13 +181,15 @@ def matched(table: dict[str, np.ndarray], apogee_ids) -> np.ndarray:
     return np.array([star_key(i) in table for i in apogee_ids], dtype=bool)
 
 
-def check_matches(table: dict[str, np.ndarray], apogee_ids, path: str) -> int:
-    """How many of ``apogee_ids`` the table ``path`` lacks.
+def check_matches(table: dict[str, np.ndarray], apogee_ids, path: str | None = None) -> int:
+    """How many of ``apogee_ids`` the table lacks; ``path`` names it (default: a
+    ``PhotometryTable``'s own).
 
     Raises:
         ApnetError: it holds none of them (a table of other stars, or of other IDs), naming
             the column and two IDs of each side.
     """
+    path = path or getattr(table, "path", "--photometry")
     found = matched(table, apogee_ids)
     ids = [_text(i) for i in apogee_ids]
     if ids and not found.any():

@@ -22,7 +22,8 @@ from apnet_tf.io import fastfits
 __all__ = [
     "DEFAULT_MASK_BITS", "PRIMARY_KEYS", "GRID_KEYS", "SPECTRUM_PATTERNS", "Spectrum",
     "bad_pixels", "finite_spectrum", "header_float", "check_grid", "read_apstar",
-    "check_truncation", "unreadable", "read_apogee_id", "expand_paths", "iter_spectra"
+    "check_truncation", "unreadable", "read_apogee_id", "id_from_name", "expand_paths",
+    "iter_spectra"
 ]
 
 #: apStar PIXMASK bits that make a pixel bad by default: BADPIX, CRPIX, SATPIX, UNFIXABLE,
@@ -154,7 +155,7 @@ def _read_apstar(path: str, mask_bits: Sequence[int]) -> Spectrum:
         # bad (error 1e10 or a mask bit) within one step of 0 is a gap, and 0 again.
         flux = np.where(bad & (np.abs(flux) <= step), np.float32(0.0), flux)
     flux, err = finite_spectrum(flux, err)
-    apogee_id = str(header.get("OBJID", "") or "").strip() or _id_from_name(path)
+    apogee_id = str(header.get("OBJID", "") or "").strip() or id_from_name(path)
     return Spectrum(apogee_id=apogee_id, flux=flux, err=err, bad=bad,
                     snr=header_float(header, "SNR"), ra=header_float(header, "RA"),
                     dec=header_float(header, "DEC"), path=path, raw_flux=raw_flux,
@@ -237,11 +238,12 @@ def read_apogee_id(path: str) -> str:
         header = fits.getheader(path, 0)
     except Exception as exc:  # noqa: BLE001 - one file's problem, reported by the caller
         raise unreadable(path, exc) from None
-    return str(header.get("OBJID", "")).strip() or _id_from_name(path)
+    return str(header.get("OBJID", "")).strip() or id_from_name(path)
 
 
-def _id_from_name(path: str) -> str:
-    """apStar-r6-2M00452143+1634446.fits -> 2M00452143+1634446."""
+def id_from_name(path: str) -> str:
+    """The APOGEE ID an apStar file's name holds: apStar-r6-2M00452143+1634446.fits ->
+    2M00452143+1634446 (another name: its stem)."""
     stem = os.path.basename(path).split(".fits")[0]
     return stem.split("-", 2)[-1] if stem.startswith("apStar") else stem
 
