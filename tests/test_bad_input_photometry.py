@@ -230,3 +230,26 @@ def test_infer_refuses_text_in_the_photometry(net2_run, small_survey, survey_pho
     res = _infer(net2_run, src, path, tmp_path / "cat.fits")
     assert_one_line_error(res, str(path), "column H", "'12,5'")
     assert not (tmp_path / "cat.fits").exists()
+
+
+def test_the_notebook_api_joins_a_dict_as_infer_joins_a_table(net2_run, small_survey,
+                                                               survey_phot, tmp_path):
+    """Fails on the old code: a dict with lower-case APOGEE_IDs matched no star (PHOT_FILLED
+    127 for all), and a dict of other stars gave every star Net II's fill values silently."""
+    import apnet_tf
+    from apnet_tf.io.spectra import read_apstar
+
+    src, ids = _spectra(small_survey, tmp_path, n=2)
+    specs = [read_apstar(p) for p in sorted(src.glob("*.fits"))]
+    flux = np.stack([s.flux for s in specs])
+    err = np.stack([s.err for s in specs])
+    star_ids = [s.apogee_id for s in specs]
+    rows = survey_phot.set_index("APOGEE_ID").loc[star_ids, list(PHOT_COLUMNS)].to_numpy()
+    model = apnet_tf.load(net2_run)
+    lower = {i.lower(): r for i, r in zip(star_ids, rows)}
+    got = model.predict(flux, err, apogee_id=star_ids, photometry=lower, mc=0)
+    assert list(got["PHOT_FILLED"]) == [0, 0]
+    other = {f"GAIA{i}": r for i, r in enumerate(rows)}
+    with pytest.raises(ApnetError, match="no APOGEE_ID matches a star") as info:
+        model.predict(flux, err, apogee_id=star_ids, photometry=other, mc=0)
+    assert "GAIA0" in str(info.value) and star_ids[0] in str(info.value)
