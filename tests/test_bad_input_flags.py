@@ -123,8 +123,8 @@ def test_fits_catalog_describes_the_bitmask(garbage, models, tmp_path):
 
 def test_the_guide_tabulates_every_bit():
     """docs/catalog.md holds the guide's directive, and the directive's table has a row for
-    every bit: its number, value, name, whether it makes BAD, its test and its meaning (tests/test_docs.py
-    checks the built page)."""
+    every bit: its number, value, name, whether it makes BAD, its test and its meaning
+    (tests/test_docs.py checks the built page)."""
     import sys
     from pathlib import Path
 
