@@ -129,14 +129,14 @@ def test_make_records_with_photometry_of_other_stars_stops(small_survey, survey_
 def net2_run(tmp_path_factory):
     """An APOGEE Net II run (seeded small weights in the authors' layout)."""
     torch = pytest.importorskip("torch")
-    from apnet_tf.model.torch_layouts import torch_shapes
+    from apnet_tf.model.torch_weights import torch_shapes
 
     rng = np.random.default_rng(5)
     base = tmp_path_factory.mktemp("net2")
     state = {k: torch.from_numpy(rng.normal(0, 0.02, s).astype(np.float32))
              for k, s in torch_shapes("anet2").items()}
     torch.save(state, base / "model.pt")
-    res = cli("import-torch", base / "model.pt", "--out", base / "run")
+    res = cli("import-torch", base / "model.pt", "--arch", "anet2", "--out", base / "run")
     assert res.exit_code == 0, res.output
     return base / "run"
 

@@ -107,8 +107,7 @@ def predict_settings(model: Runtime, inputs: Sequence[str], settings: InferenceS
                                             settings.mc_dropout, settings.seed)
     plan = plan_units(inputs, settings.batch_size, settings.split_filter, listing, rows,
                       model.instrument)
-    if model.takes_photometry:
-        check_plan(plan, settings.photometry)
+    check_plan(plan, settings.photometry if model.takes_photometry else None)
     model, line = job_precision(model, plan, settings.precision, settings.mask_bits_used,
                                 settings.photometry)
     job = dataclasses.replace(settings, calibrated=calibrated, precision=model.precision)

@@ -93,8 +93,7 @@ def predict_catalog_ray(model: str, inputs: Sequence[str], settings: InferenceSe
     settings = settings.for_model(loaded)
     plan = plan_units(inputs, settings.batch_size, settings.split_filter, listing,
                       instrument=loaded.instrument)
-    if loaded.takes_photometry:
-        check_plan(plan, settings.photometry)
+    check_plan(plan, settings.photometry if loaded.takes_photometry else None)
     loaded, line = job_precision(loaded, plan, settings.precision,
                                  photometry=settings.photometry)
     job = dataclasses.replace(settings, precision=loaded.precision)
