@@ -103,8 +103,10 @@ class Model:
         """
         from apnet_tf.inference.arrays import array_batch, predict_arrays
         from apnet_tf.inference.settings import InferenceSettings
+        from apnet_tf.io.photometry import PhotometryTable
 
-        table = photometry if isinstance(photometry, dict) else None
+        table = (PhotometryTable(photometry, "photometry") if isinstance(photometry, dict)
+                 else None)
         batch = array_batch(flux, err, bad, snr, apogee_id, ra, dec,
                             None if table is not None else photometry)
         settings = InferenceSettings(mc=mc, batch_size=batch_size, calibrated=calibrated,
@@ -137,7 +139,7 @@ class Model:
         """
         from apnet_tf.inference.job import check_inputs, infer_catalog
         from apnet_tf.inference.settings import InferenceSettings
-        from apnet_tf.io.photometry import read_photometry
+        from apnet_tf.io.photometry import PhotometryTable, read_photometry
         from apnet_tf.io.survey_table import missing_note, read_listing
 
         paths = ([os.fspath(files)] if isinstance(files, (str, os.PathLike))
@@ -149,6 +151,8 @@ class Model:
         listing = None if table is None else read_listing(table, root)
         if isinstance(photometry, (str, os.PathLike)):
             photometry = read_photometry(os.fspath(photometry))
+        elif isinstance(photometry, dict):  # joined as a table's APOGEE_IDs are
+            photometry = PhotometryTable(photometry, "photometry")
         settings = dataclasses.replace(settings, photometry=photometry)
         result = infer_catalog(self.runtime, paths, settings, listing=listing, table=table,
                                workers=workers)

@@ -123,8 +123,8 @@ def test_fits_catalog_describes_the_bitmask(garbage, models, tmp_path):
 
 def test_the_guide_tabulates_every_bit():
     """docs/catalog.md holds the guide's directive, and the directive's table has a row for
-    every bit: its number, value, name, whether it makes BAD, and its meaning (tests/test_docs.py
-    checks the built page)."""
+    every bit: its number, value, name, whether it makes BAD, its test and its meaning
+    (tests/test_docs.py checks the built page)."""
     import sys
     from pathlib import Path
 
@@ -136,7 +136,7 @@ def test_the_guide_tabulates_every_bit():
     finally:
         sys.path.remove(str(docs / "_ext"))
     assert flag_rows() == [[str(b.bit), str(2**b.bit), b.name, "yes" if b.bad else "no",
-                            b.meaning] for b in FLAG_BITS]
+                            b.test or b.meaning, b.meaning] for b in FLAG_BITS]
 
 
 def test_a_non_finite_prediction_is_bad_whatever_the_pixel_mask_says():

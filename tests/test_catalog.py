@@ -14,8 +14,7 @@ from apnet_tf.data.manifest import shard_paths
 from apnet_tf.inference.predict import predict_catalog
 from apnet_tf.io.catalog import write_catalog
 from apnet_tf.io.catalog_schema import SCHEMA, column_info
-from apnet_tf.io.files import content_hash
-from apnet_tf.model.loading import load_model
+from apnet_tf.model.loading import files_sha256, load_model, model_files
 
 
 def _columns(header) -> dict[str, tuple]:
@@ -44,7 +43,8 @@ def test_fits_catalog_has_units_provenance_and_sources(records, trained_run, tmp
     assert header["TFVER"] == importlib.metadata.version("tensorflow")
     assert header["DATE"].startswith("20") and header["MC"] == 3
     assert header["MODEL"] == trained_run.name  # the run's name, not a path of this machine
-    assert header["MODELSHA"] == content_hash(str(trained_run))
+    # the files infer loaded: best.keras, normalization.json, run.json, calibration.json
+    assert header["MODELSHA"] == files_sha256(model_files(str(trained_run)))
     shards = set(data["FILE"])  # every row names the shard it came from, and all shards occur
     assert all(f.endswith(".tfrecord") and os.path.exists(f) for f in shards), shards
     assert shards == set(shard_paths(str(records)))

@@ -3,6 +3,7 @@ it documents every catalog column."""
 
 from __future__ import annotations
 
+import html
 import re
 import subprocess
 import sys
@@ -48,6 +49,9 @@ def test_docs_build_without_warnings(tmp_path):
     from apnet_tf.io.catalog_flags import FLAG_BITS
 
     assert [b.name for b in FLAG_BITS if f">{b.name}<" not in catalog] == []
+    # and each bit's test, as a catalog header's COMMENT card says it
+    tests = {b.name: f">{html.escape(b.test, quote=False)}<" for b in FLAG_BITS}
+    assert [name for name, cell in tests.items() if cell not in catalog] == []
     if (SHARED / "data" / "apogee_dr13" / "apStar").is_dir():  # the notebook page ran
         notebook = (tmp_path / "html" / "notebook.html").read_text()
         assert "Model('mini_run', runtime='keras'" in notebook

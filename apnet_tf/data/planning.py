@@ -51,6 +51,7 @@ class Plan:
     units: list[Unit]
     failures: list[str]  # input paths that name no file, one line each
     total: int  # spectra the units hold
+    notes: list[str] = dataclasses.field(default_factory=list)  # e.g. files given twice
 
     def fingerprint(self) -> str:
         """sha256 over every input's path, size and modification time, in plan order."""
@@ -85,9 +86,11 @@ def plan_units(inputs: Sequence[str], batch_size: int = 256,
     a ``split_filter``, labelled ones); None reads every shard whole.
 
     A path that matches nothing becomes a failure line. A listing's rows with no file are not
-    part of the plan: they are the listing's (``Listing.missing``), and the job says them.
+    part of the plan: they are the listing's (``Listing.missing``), and the job says them. A
+    file reached through two paths is planned once, with a note.
     """
     failures: list[str] = []
+    notes: list[str] = []
     units: list[Unit] = []
     total = 0
     wanted = None if rows is None else {os.path.abspath(p): sorted(set(map(int, r)))
@@ -105,7 +108,7 @@ def plan_units(inputs: Sequence[str], batch_size: int = 256,
             total += 0 if picked is None else len(picked)
         total += count_records(rec, split_filter) if wanted is None else 0
     fits_inputs = [p for p in inputs if not is_records(p)]
-    paths = expand_paths(fits_inputs, missing=failures) if fits_inputs else []
+    paths = expand_paths(fits_inputs, missing=failures, notes=notes) if fits_inputs else []
     extra: dict[str, list[str]] = {}
     if listing is not None:
         extra = {k: list(v) + [""] * len(paths) for k, v in listing.columns.items()}
@@ -114,4 +117,4 @@ def plan_units(inputs: Sequence[str], batch_size: int = 256,
         cols = tuple((k, tuple(v[i:i + batch_size])) for k, v in extra.items())
         units.append(Unit(len(units), FITS_KINDS[instrument], tuple(paths[i:i + batch_size]),
                           cols))
-    return Plan(units, failures, total + len(paths))
+    return Plan(units, failures, total + len(paths), notes)

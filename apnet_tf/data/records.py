@@ -33,7 +33,7 @@ from apnet_tf.data.record_schema import encode_example
 from apnet_tf.errors import ApnetError, first_line
 from apnet_tf.io.files import atomic_path, content_hash, locks_output, read_json, write_json
 from apnet_tf.io.folders import claim, remove_made
-from apnet_tf.io.photometry import PHOT_COLUMNS, filled_bits, read_photometry
+from apnet_tf.io.photometry import check_matches, filled_bits, lookup, read_photometry
 from apnet_tf.io.spectra import DEFAULT_MASK_BITS, expand_paths, read_apogee_id
 
 __all__ = ["DEFAULT_RECORDS_PER_SHARD", "RecordsResult", "make_records", "check_mask_bits"]
@@ -99,11 +99,18 @@ def make_records(spectra: Sequence[str], out_dir: str, labels: str | None = None
     if shards is not None and shards < 1:
         raise ApnetError(f"--shards: must be at least 1, got {shards}")
     mask_bits = check_mask_bits(mask_bits)
-    paths = expand_paths(spectra)
+    input_notes: list[str] = []
+    paths = expand_paths(spectra, notes=input_notes)
     table = load_labels(labels) if labels else None
-    phot = read_photometry(photometry, strict=True) if photometry else None
+    phot = read_photometry(photometry, input_notes) if photometry else None
     items, failures = _items(paths, table, phot)
+    if phot is not None:
+        lacking = check_matches(phot, [it.apogee_id for it in items], photometry)
+        if lacking:
+            input_notes.append(f"{photometry}: {lacking} of {len(items)} star(s) have no row; "
+                               "their photometry is stored as missing (the network fills it)")
     report = match_report(table, [it.apogee_id for it in items])
+    report_lines = report.lines() + input_notes
 
     claim(out_dir, "records", legacy=lambda d: read_json(os.path.join(d, MANIFEST)) is not None)
     # The old manifest goes first: until the new one is written the folder reads as incomplete.
@@ -112,10 +119,10 @@ def make_records(spectra: Sequence[str], out_dir: str, labels: str | None = None
     written, skipped, sidecars = _write_plan(out_dir, plan, compress, mask_bits, on_progress)
     failures += [f for side in sidecars.values() for f in side.get("failures", [])]
     _remove_stale_shards(out_dir, {name for name, _ in plan})
-    manifest = build_manifest(sidecars, paths, compress, mask_bits, report.lines(),
+    manifest = build_manifest(sidecars, paths, compress, mask_bits, report_lines,
                               photometry=os.path.abspath(photometry) if photometry else None)
     write_json(os.path.join(out_dir, MANIFEST), manifest, allow_nan=False)
-    return RecordsResult(out_dir, manifest, written, skipped, failures, report.lines())
+    return RecordsResult(out_dir, manifest, written, skipped, failures, report_lines)
 
 
 def _write_plan(out_dir: str, plan: list[tuple[str, list[_Item]]], compress: bool,
@@ -185,12 +192,8 @@ def _items(paths: list[str], table, phot: dict | None = None) -> tuple[list[_Ite
             labs = np.array([getattr(row, c) for c in LABEL_COLUMNS], dtype=np.float32)
             items.append(_Item(path, apogee_id, row.SPLIT, row.CATEGORY, labs))
         if phot is not None:
-            items[-1].photometry = np.asarray(phot.get(apogee_id, _NO_PHOTOMETRY), np.float32)
+            items[-1].photometry = lookup(phot, [apogee_id])[0].astype(np.float32)
     return items, failures
-
-
-#: The stored photometry of a star the table lacks: every value missing.
-_NO_PHOTOMETRY = np.full(len(PHOT_COLUMNS), np.nan, np.float32)
 
 
 def _plan(items: list[_Item], shards: int | None) -> list[tuple[str, list[_Item]]]:

@@ -225,6 +225,7 @@ def coverage_table(pred: np.ndarray, labels: np.ndarray, sigmas: dict[str, np.nd
     return table
 
 
+@folders.reads_input("model_path")
 @locks_output("out_dir")
 def evaluate(model_path: str, records_dir: str, out_dir: str, mc: int = MC_DRAWS,
              seed: int = 0, splits=SPLITS, on_progress=None) -> dict:

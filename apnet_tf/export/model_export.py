@@ -252,6 +252,7 @@ def _is_old_export(folder: str) -> bool:
     return os.path.exists(os.path.join(folder, METADATA))
 
 
+@folders.reads_input("model_path")
 @locks_output("out")
 def export_model(model_path: str, out: str, version: int | None = None,
                  tflite: Sequence[str] = (), mc: int | None = None) -> dict:

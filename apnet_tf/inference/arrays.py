@@ -21,7 +21,7 @@ from apnet_tf.inference.predict import InferenceResult, choose_precision, seeded
 from apnet_tf.inference.settings import InferenceSettings
 from apnet_tf.inference.workdir import new_seed
 from apnet_tf.io.catalog_flags import INPUT_GARBAGE, input_flags
-from apnet_tf.io.photometry import PHOT_COLUMNS
+from apnet_tf.io.photometry import PHOT_COLUMNS, check_matches
 from apnet_tf.io.spectra import bad_pixels, finite_spectrum
 from apnet_tf.model.calibration import sigma_settings
 from apnet_tf.model.runtime import Runtime
@@ -127,7 +127,8 @@ def predict_arrays(model: Runtime, batch: Batch, settings: InferenceSettings,
 
     Raises:
         ApnetError: a two-input model (APOGEE Net II) given no photometry, or a flux-only
-            model given some; a bad setting.
+            model given some; a dict of photometry that holds none of the stars; a bad
+            setting.
     """
     given = batch.photometry is not None or settings.photometry is not None
     if model.takes_photometry and not given:
@@ -137,6 +138,8 @@ def predict_arrays(model: Runtime, batch: Batch, settings: InferenceSettings,
     if given and not model.takes_photometry:
         raise ApnetError(f"photometry: {model.path} takes flux only (photometry goes to APOGEE "
                          "Net II models)")
+    if settings.photometry is not None:  # a dict of other stars: refused, as infer does
+        check_matches(settings.photometry, list(batch.apogee_id))
     settings = settings.for_model(model).check()
     calibrated, sigma_meta = sigma_settings(model, settings.mc, settings.calibrated,
                                             settings.mc_dropout, settings.seed)

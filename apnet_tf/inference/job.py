@@ -19,7 +19,8 @@ from apnet_tf.inference.settings import InferenceSettings
 from apnet_tf.io.boss_table import read_boss_listing
 from apnet_tf.io.catalog import check_catalog_name, write_catalog
 from apnet_tf.io.files import exclusive_lock
-from apnet_tf.io.photometry import PHOT_COLUMNS, read_photometry
+from apnet_tf.io.folders import reading_lock
+from apnet_tf.io.photometry import PHOT_COLUMNS, check_matches, read_photometry
 from apnet_tf.io.survey_table import (
     MISSING_SHOWN,
     Listing,
@@ -65,34 +66,39 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (),
             with photometry, may carry them instead.
 
     Finished batches wait in ``out + ".parts"`` until the catalog is written, so the same call
-    after a kill resumes (``workdir``); ``out + ".lock"`` keeps a second job off ``out``.
+    after a kill resumes (``workdir``); ``out + ".lock"`` keeps a second job off ``out``, and
+    the model's readers' lock (``folders.reading_lock``) keeps writers off the model. A
+    ``photometry`` table of none of the stars stops the job (``photometry_join``).
     Rows of ``table`` whose file is not under ``root`` are left out: they are listed in
     ``out + MISSING_SUFFIX`` (``survey_table.write_missing_list``) and said in one note, and
     they are no failure (``InferenceResult.failures`` holds the inputs that could not be read).
 
     Raises:
-        ApnetError: a bad output name, option or input, another job writing ``out``, a table
-            none of whose rows has its file, or no readable spectrum; checked before any
-            prediction where it can be.
+        ApnetError: a bad output name, option or input, another job writing ``out`` or the
+            model, a table none of whose rows has its file, a photometry table of other
+            stars, or no readable spectrum; checked before any prediction where it can be.
     """
     settings = InferenceSettings() if settings is None else settings
     check_catalog_name(out)
     check_inputs(spectra, table, root, settings, engine, workers)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     work_dir = out + ".parts"
-    with exclusive_lock(out + ".lock", out):
+    notes: list[str] = []
+    with exclusive_lock(out + ".lock", out), reading_lock(model):
         # a raw-sigma job never reads calibration.json, so an old or broken one cannot stop it
         loaded = load_model(model, calibration=settings.calibrated is not False)
         reader = read_boss_listing if loaded.instrument == "boss" else read_listing
         listing = None if table is None else reader(table, root)
         missing = _list_missing(listing, table, root, out, bool(spectra))
         if photometry is not None:
-            settings = dataclasses.replace(settings, photometry=read_photometry(photometry))
+            settings = dataclasses.replace(settings,
+                                           photometry=read_photometry(photometry, notes))
         result = infer_catalog(loaded, spectra, settings, listing=listing, table=table,
                                engine=engine, ray_address=ray_address, work_dir=work_dir,
                                workers=workers, on_progress=on_progress, model_path=model)
         write_catalog(result.catalog, out)
         remove_work_dir(work_dir)
+    result.notes[:0] = notes  # the photometry table's, before the job's own
     result.notes.extend([missing_note(table, root, listing, missing)] if missing else [])
     return result
 
@@ -111,7 +117,8 @@ def infer_catalog(loaded: Runtime, spectra: Sequence[str], settings: InferenceSe
 
     Raises:
         ApnetError: a two-input model without photometry, or photometry for a one-input one;
-            no readable spectrum.
+            a photometry table of none of the stars (``photometry_join``); no readable
+            spectrum.
     """
     model_path = loaded.path if model_path is None else model_path
     _check_photometry(loaded, model_path, listing, settings.photometry, table, spectra)
@@ -126,6 +133,8 @@ def infer_catalog(loaded: Runtime, spectra: Sequence[str], settings: InferenceSe
     if "SIGMA" not in result.catalog.meta:  # the Ray engine: say what the sigmas are
         result.catalog.meta.update(sigma_settings(
             loaded, settings.mc, settings.calibrated, settings.mc_dropout, settings.seed)[1])
+    if settings.photometry is not None:  # a table of other stars: no catalog
+        check_matches(settings.photometry, list(result.catalog["APOGEE_ID"]))
     result.notes.extend(listing.notes if listing is not None else [])
     return result
 

@@ -27,7 +27,7 @@ from apnet_tf.io.catalog_flags import (
     input_flags,
 )
 from apnet_tf.io.catalog_schema import RV_COLUMN, schema_column, schema_position
-from apnet_tf.io.photometry import PHOT_COLUMNS, filled_bits, lookup
+from apnet_tf.io.photometry import PHOT_COLUMNS, filled_bits, lookup, matched
 from apnet_tf.model.calibration import sigma_summaries
 from apnet_tf.model.network_inputs import network_inputs
 from apnet_tf.model.runtime import Runtime
@@ -56,7 +56,7 @@ def batch_photometry(batch, table: dict | None) -> np.ndarray:
     phot = (np.full((n, len(PHOT_COLUMNS)), np.nan) if batch.photometry is None
             else np.array(batch.photometry, dtype=np.float64))
     if table is not None:
-        found = np.array([str(i).strip() in table for i in batch.apogee_id], dtype=bool)
+        found = matched(table, batch.apogee_id)  # IDs compared without case and spaces
         if found.any():
             phot[found] = lookup(table, np.asarray(batch.apogee_id)[found])
     return phot
@@ -183,7 +183,7 @@ def catalog_from_parts(parts: list[dict], failures: list[str], model: Runtime,
                 table.meta["MCBADPIX"] = mc_bad_pixels
     table.meta["MCVALUE"] = mc_value(model, mc)
     table.meta.update(sigma_meta or {})
-    table.meta.update(model_identity(model.path))
+    table.meta.update(model_identity(model.path, model.sha256))
     return table
 
 

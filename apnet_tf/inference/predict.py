@@ -22,6 +22,7 @@ from apnet_tf.data.pool import iter_units
 from apnet_tf.data.readers import read_unit
 from apnet_tf.inference import workdir as wd
 from apnet_tf.inference.parts import batch_photometry, catalog_from_parts, input_bits, unit_part
+from apnet_tf.inference.photometry_join import check_plan
 from apnet_tf.inference.settings import InferenceSettings
 from apnet_tf.io.catalog_flags import INPUT_GARBAGE
 from apnet_tf.io.spectra import DEFAULT_MASK_BITS
@@ -106,6 +107,7 @@ def predict_settings(model: Runtime, inputs: Sequence[str], settings: InferenceS
                                             settings.mc_dropout, settings.seed)
     plan = plan_units(inputs, settings.batch_size, settings.split_filter, listing, rows,
                       model.instrument)
+    check_plan(plan, settings.photometry if model.takes_photometry else None)
     model, line = job_precision(model, plan, settings.precision, settings.mask_bits_used,
                                 settings.photometry)
     job = dataclasses.replace(settings, calibrated=calibrated, precision=model.precision)
@@ -114,7 +116,8 @@ def predict_settings(model: Runtime, inputs: Sequence[str], settings: InferenceS
     parts, failures = _predict_units(model, plan, seeded_job(job, seed, sigma_meta),
                                      work_dir, on_progress, workers)
     return InferenceResult(catalog_from_parts(parts, failures, model, settings.mc, sigma_meta,
-                                              settings.mc_bad_pixels), failures, precision=line)
+                                              settings.mc_bad_pixels), failures,
+                           notes=list(plan.notes), precision=line)
 
 
 def seeded_job(job: InferenceSettings, seed: int, sigma_meta: dict) -> InferenceSettings:

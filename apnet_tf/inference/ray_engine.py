@@ -29,6 +29,7 @@ from apnet_tf.data.readers import read_pickled_unit
 from apnet_tf.errors import ApnetError
 from apnet_tf.inference import workdir as wd
 from apnet_tf.inference.parts import catalog_from_parts, unit_part
+from apnet_tf.inference.photometry_join import check_plan
 from apnet_tf.inference.predict import InferenceResult, job_precision
 from apnet_tf.inference.settings import InferenceSettings
 from apnet_tf.io.survey_table import Listing
@@ -92,6 +93,7 @@ def predict_catalog_ray(model: str, inputs: Sequence[str], settings: InferenceSe
     settings = settings.for_model(loaded)
     plan = plan_units(inputs, settings.batch_size, settings.split_filter, listing,
                       instrument=loaded.instrument)
+    check_plan(plan, settings.photometry if loaded.takes_photometry else None)
     loaded, line = job_precision(loaded, plan, settings.precision,
                                  photometry=settings.photometry)
     job = dataclasses.replace(settings, precision=loaded.precision)
@@ -122,7 +124,7 @@ def predict_catalog_ray(model: str, inputs: Sequence[str], settings: InferenceSe
             ordered.append(part)
     return InferenceResult(catalog_from_parts(ordered, failures, loaded, settings.mc,
                                               mc_bad_pixels=settings.mc_bad_pixels), failures,
-                           precision=line)
+                           notes=list(plan.notes), precision=line)
 
 
 def _size(part: dict) -> int:

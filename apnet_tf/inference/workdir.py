@@ -14,7 +14,8 @@ import secrets
 
 import numpy as np
 
-from apnet_tf.io.files import atomic_path, content_hash, read_json, write_json
+from apnet_tf.io.files import atomic_path, read_json, write_json
+from apnet_tf.model.loading import files_sha256, model_files
 
 __all__ = [
     "SETTINGS", "FORMAT_VERSION", "model_hash", "new_seed", "prepare", "has_part", "load_part",
@@ -27,13 +28,9 @@ FORMAT_VERSION = 3
 
 
 def model_hash(model) -> str:
-    """sha256 of what ``inference.load_model`` reads: a run folder's best.keras,
-    normalization.json and calibration.json; otherwise the model file or folder."""
-    if os.path.isdir(model.path) and os.path.exists(os.path.join(model.path, "best.keras")):
-        return ",".join(content_hash(os.path.join(model.path, f))
-                        for f in ("best.keras", "normalization.json", "calibration.json")
-                        if os.path.exists(os.path.join(model.path, f)))
-    return content_hash(model.path)
+    """sha256 of what ``loading.load_model`` read (the runtime's ``sha256``; for a runtime
+    built otherwise, of the files it would read)."""
+    return model.sha256 or files_sha256(model_files(model.path))
 
 
 def new_seed(seed: int | None) -> int:

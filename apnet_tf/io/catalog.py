@@ -5,10 +5,13 @@ TCOMMn (a description; "[dex] ..." for the dex columns, since FITS has no such u
 column, both from ``io.catalog_schema``, and header keywords for the provenance: package and
 TensorFlow versions, creation date, the model's name and content hash, and whatever the
 catalog's ``table.meta`` holds (for example the sigma kind, SIGMA, and its calibration), and
-the counts of its flags (``catalog_counts``: NYSO, NBAD, NFLAGnn ...).
-CSV: the same, as an ECSV header (``#`` lines of YAML) above plain comma-separated rows; read it
-with ``astropy.table.Table.read(path, format="ascii.ecsv")`` (units and metadata come back) or
-``pandas.read_csv(path, comment="#")``. ECSV (.ecsv): the same with spaces between the values,
+the counts of its flags (``catalog_counts``: NYSO, NBAD, NFLAGnn ...); a catalog with
+APNET_FLAG carries what each bit tests, one COMMENT card per bit
+(``catalog_flags.flag_comments``).
+CSV: the same (the bits' tests as the ``comments`` list), as an ECSV header (``#`` lines of
+YAML) above plain comma-separated rows; read it with ``astropy.table.Table.read(path,
+format="ascii.ecsv")`` (units and metadata come back) or ``pandas.read_csv(path,
+comment="#")``. ECSV (.ecsv): the same with spaces between the values,
 which ``Table.read(path)`` recognises by its name.
 """
 
@@ -28,22 +31,27 @@ from apnet_tf import __version__
 from apnet_tf.constants import LABEL_COLUMNS
 from apnet_tf.errors import ApnetError
 from apnet_tf.io.catalog_counts import COUNT_COMMENTS, catalog_counts, count_keywords
+from apnet_tf.io.catalog_flags import flag_comments
 from apnet_tf.io.catalog_schema import column_info
 from apnet_tf.io.files import atomic_path, content_hash
 
 __all__ = [
-    "EXTNAME", "CATALOG_SUFFIXES", "model_identity", "provenance", "described",
+    "EXTNAME", "COMMENTS", "CATALOG_SUFFIXES", "model_identity", "provenance", "described",
     "check_catalog_name", "write_catalog", "catalog_hdu", "fits_unit", "catalog_arrays"
 ]
 
 EXTNAME = "CATALOG"
+#: The ``table.meta`` key of the header's comment lines (astropy's name: FITS COMMENT cards and
+#: an ECSV ``comments`` list both read back into it).
+COMMENTS = "comments"
 #: The catalog formats, by file name: FITS, ECSV with commas (.csv) or with spaces (.ecsv).
 CATALOG_SUFFIXES = (".fits", ".fit", ".csv", ".ecsv")
 #: Comments of the provenance keywords.
 _KEY_COMMENTS = {
     "CREATOR": "software that wrote this catalog", "APNETVER": "apnet-tf version",
     "TFVER": "TensorFlow version", "DATE": "UTC creation time of this file",
-    "MODEL": "model: run folder or file name", "MODELSHA": "sha256 of the model's file(s)",
+    "MODEL": "model: run folder or file name",
+    "MODELSHA": "sha256 of the model's file(s) as loaded",
     "TARGETS": "predicted parameters, in order", "MC": "Monte Carlo draws per star",
     "SIGMA": "what the *_ERR columns are", "SIGCAL": "how the sigmas were calibrated",
     "CALMC": "Monte Carlo draws the calibration was fitted with", "MCSEED": "Monte Carlo seed",
@@ -53,12 +61,13 @@ _KEY_COMMENTS = {
 }
 
 
-def model_identity(path: str) -> dict[str, str]:
+def model_identity(path: str, sha256: str = "") -> dict[str, str]:
     """MODEL (the run folder's or file's name, not its absolute path; a SavedModel version
-    folder keeps its parent, ``apogee_net/3``) and MODELSHA (``files.content_hash``)."""
+    folder keeps its parent, ``apogee_net/3``) and MODELSHA: ``sha256``, the hash of the bytes
+    the model was loaded from (``loading.load_model``), or ``files.content_hash`` of ``path``."""
     parts = os.path.normpath(os.path.abspath(path)).split(os.sep)
     name = "/".join(parts[-2:]) if parts[-1].isdigit() else parts[-1]
-    return {"MODEL": name, "MODELSHA": content_hash(path)}
+    return {"MODEL": name, "MODELSHA": sha256 or content_hash(path)}
 
 
 def provenance(meta: dict) -> dict:
@@ -98,9 +107,10 @@ def described(table: Table) -> Table:
         unit, text = info.get(name, (str(col.unit or ""), col.description or ""))
         col.unit = unit or None
         col.description = text or None
-    out.meta = provenance(table.meta)
+    out.meta = provenance({k: v for k, v in table.meta.items() if k != COMMENTS})
     if "APNET_FLAG" in out.colnames:  # what the flags say, counted as infer's closing line says
         out.meta.update(count_keywords(catalog_counts(out)))
+        out.meta[COMMENTS] = flag_comments()
     return out
 
 
@@ -154,8 +164,12 @@ def catalog_hdu(out: Table) -> fits.BinTableHDU:
         if text:
             hdu.header.set(f"TCOMM{i}", text, after=f"TFORM{i}")
     for key, value in out.meta.items():
+        if key == COMMENTS:
+            continue
         name = key if len(key) <= 8 and key.replace("_", "").isalnum() else f"HIERARCH {key}"
         hdu.header.append(_card(name, value, _KEY_COMMENTS.get(key, "")), end=True)
+    for text in out.meta.get(COMMENTS, ()):
+        hdu.header.add_comment(text)
     return hdu
 
 

@@ -16,8 +16,8 @@ __all__ = [
     "FLUX_SCALE_RANGE", "WILD_FACTOR", "WILD_FRACTION", "MANY_BAD_FRACTION",
     "LARGE_SPREAD_FRACTION", "ASTRA_TEFF_RANGE", "ASTRA_LOGG_RANGE", "ASTRA_FE_H_TEFF",
     "ASTRA_FE_H_LOGG", "ASTRA_FE_H_RANGE", "ASTRA_SUSPICIOUS_TEFF", "ASTRA_SUSPICIOUS_LOGG",
-    "FlagBit", "FLAG_BITS", "INPUT_GARBAGE", "BAD_BITS", "flag_value", "flag_names",
-    "input_flags", "flags", "astra_flags",
+    "FlagBit", "FLAG_BITS", "INPUT_GARBAGE", "BAD_BITS", "COMMENT_WIDTH", "flag_value",
+    "flag_names", "flag_comments", "input_flags", "flags", "astra_flags",
 ]
 
 #: Paper 3.5: predictions above this Teff sit at the grid edge.
@@ -57,12 +57,14 @@ ASTRA_SUSPICIOUS_LOGG = (3.0, 6.0)
 
 @dataclasses.dataclass(frozen=True)
 class FlagBit:
-    """One bit of APNET_FLAG: its number, name, whether it makes the star BAD, and meaning."""
+    """One bit of APNET_FLAG: its number, name, whether it makes the star BAD, its meaning, and
+    its test in a few words (a catalog header's COMMENT card for the bit: ``flag_comments``)."""
 
     bit: int
     name: str
     bad: bool
     meaning: str
+    test: str = ""
 
 
 #: The bits of APNET_FLAG. Bits 0-4 look at the input spectrum, 5-10 at the predictions, 11 at
@@ -72,39 +74,57 @@ class FlagBit:
 #: since the network's answer to such a spectrum means nothing. Bits 16 and up are free.
 FLAG_BITS = (
     FlagBit(0, "NO_USABLE_PIXEL", True, "no pixel with finite flux and a finite error below "
-            "1e9 that the mask keeps"),
+            "1e9 that the mask keeps",
+            test="no unmasked pixel with finite flux, error < 1e9"),
     FlagBit(1, "FLUX_NOT_POSITIVE", True, "all-zero or mostly non-positive flux: over "
-            f"{NONPOSITIVE_FRACTION:.0%} of the usable pixels <= 0 (e.g. sign-flipped)"),
+            f"{NONPOSITIVE_FRACTION:.0%} of the usable pixels <= 0 (e.g. sign-flipped)",
+            test=f"flux <= 0 in over {NONPOSITIVE_FRACTION:.0%} of the usable pixels"),
     FlagBit(2, "BAD_ERRORS", True, f"over {BAD_ERROR_FRACTION:.0%} of the usable pixels have an "
-            "error <= 0 (e.g. an all-zero error array): no usable uncertainty"),
+            "error <= 0 (e.g. an all-zero error array): no usable uncertainty",
+            test=f"error <= 0 in over {BAD_ERROR_FRACTION:.0%} of the usable pixels"),
     FlagBit(3, "FLUX_SCALE", True, "implausible flux scale: median absolute flux outside "
             f"{FLUX_SCALE_RANGE[0]:g} to {FLUX_SCALE_RANGE[1]:g}, or over {WILD_FRACTION:.0%} of "
-            f"the pixels {WILD_FACTOR:g} times off the median (e.g. byte-swapped data)"),
-    FlagBit(4, "MANY_BAD_PIXELS", False, f"over {MANY_BAD_FRACTION:.0%} of the pixels masked"),
+            f"the pixels {WILD_FACTOR:g} times off the median (e.g. byte-swapped data)",
+            test=f"median |flux| not in {FLUX_SCALE_RANGE[0]:g}-{FLUX_SCALE_RANGE[1]:g}, or "
+            f">{WILD_FRACTION:.0%} {WILD_FACTOR:g}x off it"),
+    FlagBit(4, "MANY_BAD_PIXELS", False, f"over {MANY_BAD_FRACTION:.0%} of the pixels masked",
+            test=f"over {MANY_BAD_FRACTION:.0%} of the pixels masked"),
     FlagBit(5, "LOW_SNR", False, f"SNR below {LOW_SNR:g} (paper 3.6); uncertainties less "
-            "reliable"),
+            "reliable", test=f"SNR < {LOW_SNR:g}"),
     FlagBit(6, "TEFF_EDGE", False, f"Teff above {TEFF_EDGE_K:.0f} K, the training grid's edge "
-            "(paper 3.5)"),
+            "(paper 3.5)",
+            test=f"Teff > {TEFF_EDGE_K:.0f} K"),
     FlagBit(7, "OUTSIDE_LABEL_RANGE", True, f"a prediction over {BAD_RANGE_MARGIN:.0%} of the "
-            "training label range outside it"),
-    FlagBit(8, "NOT_FINITE", True, "a prediction or uncertainty is not finite"),
+            "training label range outside it",
+            test=f"a value {BAD_RANGE_MARGIN:.0%}+ of the training range outside it"),
+    FlagBit(8, "NOT_FINITE", True, "a prediction or uncertainty is not finite",
+            test="a value or sigma is NaN or infinite"),
     FlagBit(9, "ZERO_SPREAD", True, "Monte Carlo spread exactly 0 in a parameter: the noise "
-            "draws changed nothing, so the uncertainty means nothing"),
+            "draws changed nothing, so the uncertainty means nothing",
+            test="Monte Carlo sigma exactly 0 in a parameter"),
     FlagBit(10, "LARGE_SPREAD", False, "raw Monte Carlo sigma above "
-            f"{LARGE_SPREAD_FRACTION:.0%} of the training label range in a parameter"),
+            f"{LARGE_SPREAD_FRACTION:.0%} of the training label range in a parameter",
+            test=f"raw MC sigma > {LARGE_SPREAD_FRACTION:.0%} of the training range"),
     FlagBit(11, "PHOT_FILLED", False, "a two-input network (APOGEE Net II) got a fill value for "
-            "a missing photometry band (which ones: the PHOT_FILLED column)"),
+            "a missing photometry band (which ones: the PHOT_FILLED column)",
+            test="a Net II photometry band got its fill value"),
     FlagBit(12, "ASTRA_UNRELIABLE_TEFF", True, "astra's flag_unreliable_teff (APOGEE Net III, "
             f"BOSS Net): Teff below {ASTRA_TEFF_RANGE[0]:.0f} K or above "
-            f"{ASTRA_TEFF_RANGE[1]:.0f} K"),
+            f"{ASTRA_TEFF_RANGE[1]:.0f} K",
+            test=f"astra: Teff < {ASTRA_TEFF_RANGE[0]:.0f} K or > {ASTRA_TEFF_RANGE[1]:.0f} K"),
     FlagBit(13, "ASTRA_UNRELIABLE_LOGG", True, "astra's flag_unreliable_logg (APOGEE Net III, "
-            f"BOSS Net): log g below {ASTRA_LOGG_RANGE[0]:g} or above {ASTRA_LOGG_RANGE[1]:g}"),
+            f"BOSS Net): log g below {ASTRA_LOGG_RANGE[0]:g} or above {ASTRA_LOGG_RANGE[1]:g}",
+            test=f"astra: log g < {ASTRA_LOGG_RANGE[0]:g} or > {ASTRA_LOGG_RANGE[1]:g}"),
     FlagBit(14, "ASTRA_UNRELIABLE_FE_H", True, "astra's flag_unreliable_fe_h (APOGEE Net III, "
             f"BOSS Net): Teff below {ASTRA_FE_H_TEFF:.0f} K, log g above {ASTRA_FE_H_LOGG:g}, "
-            f"or [Fe/H] below {ASTRA_FE_H_RANGE[0]:g} or above {ASTRA_FE_H_RANGE[1]:g}"),
+            f"or [Fe/H] below {ASTRA_FE_H_RANGE[0]:g} or above {ASTRA_FE_H_RANGE[1]:g}",
+            test=f"Teff<{ASTRA_FE_H_TEFF:.0f}K, logg>{ASTRA_FE_H_LOGG:g} or [Fe/H] not "
+            f"{ASTRA_FE_H_RANGE[0]:g}..{ASTRA_FE_H_RANGE[1]:g}"),
     FlagBit(15, "ASTRA_SUSPICIOUS_FE_H", False, "astra's flag_suspicious_fe_h (BOSS Net): Teff "
             f"below {ASTRA_SUSPICIOUS_TEFF:.0f} K and log g between "
-            f"{ASTRA_SUSPICIOUS_LOGG[0]:g} and {ASTRA_SUSPICIOUS_LOGG[1]:g}"),
+            f"{ASTRA_SUSPICIOUS_LOGG[0]:g} and {ASTRA_SUSPICIOUS_LOGG[1]:g}",
+            test=f"astra: Teff < {ASTRA_SUSPICIOUS_TEFF:.0f} K, log g "
+            f"{ASTRA_SUSPICIOUS_LOGG[0]:g}..{ASTRA_SUSPICIOUS_LOGG[1]:g}"),
 )
 _BY_NAME = {b.name: b for b in FLAG_BITS}
 
@@ -118,6 +138,18 @@ def flag_value(*names: str) -> int:
 INPUT_GARBAGE = flag_value("NO_USABLE_PIXEL", "FLUX_NOT_POSITIVE", "BAD_ERRORS", "FLUX_SCALE")
 #: Every bit that makes a star BAD.
 BAD_BITS = flag_value(*(b.name for b in FLAG_BITS if b.bad))
+
+
+#: The text a FITS COMMENT card holds: one bit's test must fit in one card.
+COMMENT_WIDTH = 72
+
+
+def flag_comments() -> list[str]:
+    """What each APNET_FLAG bit tests, one line per bit ("7 OUTSIDE_LABEL_RANGE BAD: ..."),
+    after a line saying how to read them: a catalog header's COMMENT cards."""
+    return (["APNET_FLAG = sum of 2**bit over the bits set; BAD = a BAD bit is set:"]
+            + [f"{b.bit} {b.name}{' BAD' if b.bad else ''}: {b.test or b.meaning}"
+               for b in FLAG_BITS])
 
 
 def flag_names(value: int) -> list[str]:

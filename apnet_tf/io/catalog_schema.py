@@ -82,9 +82,9 @@ def _schema() -> tuple[Column, ...]:
         Column("TEFF_EDGE", "", f"1: Teff above {TEFF_EDGE_K:.0f} K, the training grid's edge",
                "flags"),
         Column("LOW_SNR", "", f"1: SNR below {LOW_SNR:g}; uncertainties less reliable", "flags"),
-        Column("APNET_FLAG", "", "quality bitmask, the sum of 2**bit over its bits: " + ", ".join(
-            f"{b.bit} {b.name}" for b in FLAG_BITS) + " (what each tests: the flag table of "
-               "the guide's catalog page, and the header)", "flags"),
+        Column("APNET_FLAG", "", "quality bitmask: " + ", ".join(
+            f"{b.bit} {b.name}" for b in FLAG_BITS) + " (the sum of 2**bit over its bits; "
+               "what each tests: the header's comments and the guide's catalog page)", "flags"),
         Column("BAD", "", "1: values unusable, some APNET_FLAG bit marked BAD is set: " + ", ".join(
             b.name for b in FLAG_BITS if b.bad), "flags"),
     ]

@@ -17,7 +17,7 @@ from apnet_tf.errors import ApnetError, first_line
 
 __all__ = [
     "read_json", "read_json_object", "atomic_path", "write_file", "write_json", "content_hash",
-    "exclusive_lock", "output_lock", "locks_output",
+    "exclusive_lock", "shared_lock", "output_lock", "holds_output", "locks_output",
 ]
 
 
@@ -55,7 +55,10 @@ def atomic_path(path: str) -> Iterator[str]:
     The name is ``.tmp-<name>`` in the same folder: it keeps the extension (Keras, matplotlib
     and numpy pick the format from it) and globs such as ``*.tfrecord`` do not match it.
     A block that fails (a full disk, an interrupt) removes what it wrote, so no temporary file
-    is left behind.
+    is left behind. The file is emptied before it is removed: a library that still holds it open
+    (h5py, after a write failed on a full disk) flushes and closes it later, which needs the
+    space its half-written data took; without it HDF5 fails again as it closes the file and the
+    process dies with a segmentation fault.
     """
     tmp = os.path.join(os.path.dirname(path), ".tmp-" + os.path.basename(path))
     try:
@@ -65,6 +68,8 @@ def atomic_path(path: str) -> Iterator[str]:
             if os.path.isdir(tmp) and not os.path.islink(tmp):
                 shutil.rmtree(tmp)
             else:
+                if os.path.isfile(tmp) and not os.path.islink(tmp):
+                    os.truncate(tmp, 0)
                 os.remove(tmp)
         raise
     os.replace(tmp, path)
@@ -103,43 +108,17 @@ def content_hash(path: str) -> str:
 @contextlib.contextmanager
 def exclusive_lock(path: str, what: str) -> Iterator[None]:
     """Hold an exclusive lock on the file ``path`` (created if needed) for the block, or fail at
-    once if another process holds it. The OS drops the lock when the holder dies, so a killed
-    job never blocks its re-run. The file is removed when the block ends.
+    once if another process holds it, exclusively or shared (``shared_lock``: a job reading
+    ``what``). The OS drops the lock when the holder dies, so a killed job never blocks its
+    re-run. The file is removed when the block ends.
 
     Raises:
         ApnetError: another process holds the lock; ``what`` names what it protects.
     """
-    import fcntl
-
-    while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            if exc.errno not in _NO_LOCK_ERRNOS:
-                raise
-            yield from _unlocked(path, exc)
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise ApnetError(f"{what}: another process is writing it (lock {path}); wait for "
-                             "it to finish or stop it") from None
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno not in _NO_LOCK_ERRNOS:
-                raise
-            with contextlib.suppress(OSError):
-                os.remove(path)
-            yield from _unlocked(path, exc)
-            return
-        try:  # the previous holder may have removed the file between our open and lock
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)
+    fd, problem = _acquire(path, what, shared=False)
+    if fd is None:
+        yield from _unlocked(path, problem)
+        return
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -147,6 +126,102 @@ def exclusive_lock(path: str, what: str) -> Iterator[None]:
     finally:
         with contextlib.suppress(FileNotFoundError):  # someone removed it: the job still ran
             os.remove(path)
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def shared_lock(path: str, what: str) -> Iterator[None]:
+    """Hold a shared lock on the file ``path`` for the block: any number of readers at once,
+    no writer (``exclusive_lock``) meanwhile. Where no lock can be taken (a folder the user may
+    read but not write) the block runs unlocked, silently: whoever cannot write beside a
+    folder is not the one to rewrite it. The last reader removes the file.
+
+    Raises:
+        ApnetError: a process holds the exclusive lock (it is writing ``what``).
+    """
+    import fcntl
+
+    fd, _ = _acquire(path, what, shared=True)
+    if fd is None:
+        yield
+        return
+    try:
+        yield
+    finally:
+        try:  # the last holder: nobody else has it, so the file can go
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if _same_file(path, fd):
+                os.remove(path)
+        except OSError:
+            pass
+        os.close(fd)
+
+
+def _same_file(path: str, fd: int) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _open_lock(path: str, shared: bool) -> int:
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        if not (shared and exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM)):
+            raise
+        return os.open(path, os.O_RDONLY)  # flock works on a read-only descriptor too
+
+
+def _acquire(path: str, what: str, shared: bool) -> tuple[int | None, OSError | None]:
+    """(descriptor holding the lock, None), or (None, why) where no lock can be taken.
+
+    Raises:
+        ApnetError: another process holds a lock that excludes this one.
+    """
+    import fcntl
+
+    while True:
+        try:
+            fd = _open_lock(path, shared)
+        except OSError as exc:
+            if exc.errno not in _NO_LOCK_ERRNOS + (errno.ENOENT,):
+                raise
+            return None, exc
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            doing = "writing" if shared or _writer_holds(path) else "reading"
+            raise ApnetError(f"{what}: another process is {doing} it (lock {path}); wait for "
+                             "it to finish or stop it") from None
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in _NO_LOCK_ERRNOS:
+                raise
+            if not shared:
+                with contextlib.suppress(OSError):
+                    os.remove(path)
+            return None, exc
+        if _same_file(path, fd):  # the previous holder may have removed it meanwhile
+            return fd, None
+        os.close(fd)
+
+
+def _writer_holds(path: str) -> bool:
+    """Whether the lock ``path`` is held exclusively (a writer) rather than shared (readers)."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
         os.close(fd)
 
 
@@ -191,6 +266,11 @@ def output_lock(out: str | os.PathLike) -> Iterator[None]:
             yield
         finally:
             del _HELD[key]
+
+
+def holds_output(out: str | os.PathLike) -> bool:
+    """Whether this process holds ``output_lock`` of ``out`` (it is writing it)."""
+    return os.path.abspath(os.path.normpath(os.fspath(out))) in _HELD
 
 
 def locks_output(arg: str):

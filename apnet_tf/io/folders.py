@@ -16,17 +16,21 @@ Folders made by earlier versions, which had no marker, are recognised by what th
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import functools
+import inspect
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from apnet_tf import __version__
 from apnet_tf.errors import ApnetError
-from apnet_tf.io.files import write_json
+from apnet_tf.io.files import holds_output, shared_lock, write_json
 
-__all__ = ["MARKER", "KINDS", "marker", "write_marker", "check", "claim", "remove_made"]
+__all__ = ["MARKER", "KINDS", "marker", "write_marker", "check", "claim", "remove_made",
+           "written_as", "reading_lock", "reads_input"]
 
 MARKER = ".apnet-tf.json"
 KINDS = ("records", "run", "survey", "yso_net", "evaluation", "export")
@@ -123,3 +127,62 @@ def remove_made(folder: str, names: Iterable[str]) -> list[str]:
             continue
         removed.append(name)
     return removed
+
+
+def written_as(path: str) -> str:
+    """The output a writer locks for the model ``path``: writers lock folders, so a file's
+    folder (``RUN/best.keras``: RUN), a SavedModel version's export folder (``EXPORT/1``:
+    EXPORT), and any other folder itself."""
+    path = os.path.abspath(os.path.normpath(os.fspath(path)))
+    parent = os.path.dirname(path)
+    if not os.path.isdir(path):
+        return parent
+    if marker(path) is None and (marker(parent) is not None or os.path.basename(path).isdigit()):
+        return parent
+    return path
+
+
+#: Outputs this process reads under ``reading_lock``, with how many times it took each.
+_READING: dict[str, int] = {}
+
+
+@contextlib.contextmanager
+def reading_lock(path: str) -> Iterator[None]:
+    """Read ``path`` (a run folder, a model file, an export) under a shared lock on what its
+    writers lock (``written_as``; ``OUT.lock``): jobs that read it run side by side, and fit,
+    import-torch, calibrate or export refuse to rewrite it meanwhile. Re-entrant; a process
+    that is writing it already (fit, then calibrate) takes nothing more.
+
+    Raises:
+        ApnetError: another process is writing it.
+    """
+    key = written_as(path)
+    if holds_output(key) or key in _READING:
+        _READING[key] = _READING.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            _READING[key] -= 1
+            if not _READING[key]:
+                del _READING[key]
+        return
+    with shared_lock(key + ".lock", os.fspath(path)):
+        _READING[key] = 1
+        try:
+            yield
+        finally:
+            del _READING[key]
+
+
+def reads_input(arg: str):
+    """Decorator: a call holds ``reading_lock`` of its argument named ``arg`` throughout (a
+    model it reads), so that no writer rewrites it meanwhile."""
+    def wrap(fn):
+        sig = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def reading(*args, **kwargs):
+            with reading_lock(sig.bind(*args, **kwargs).arguments[arg]):
+                return fn(*args, **kwargs)
+        return reading
+    return wrap

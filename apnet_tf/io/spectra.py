@@ -22,7 +22,8 @@ from apnet_tf.io import fastfits
 __all__ = [
     "DEFAULT_MASK_BITS", "PRIMARY_KEYS", "GRID_KEYS", "SPECTRUM_PATTERNS", "Spectrum",
     "bad_pixels", "finite_spectrum", "header_float", "check_grid", "read_apstar",
-    "check_truncation", "unreadable", "read_apogee_id", "expand_paths", "iter_spectra"
+    "check_truncation", "unreadable", "read_apogee_id", "id_from_name", "expand_paths",
+    "iter_spectra"
 ]
 
 #: apStar PIXMASK bits that make a pixel bad by default: BADPIX, CRPIX, SATPIX, UNFIXABLE,
@@ -137,10 +138,8 @@ def read_apstar(path: str | os.PathLike, mask_bits: Sequence[int] = DEFAULT_MASK
 def _read_apstar(path: str, mask_bits: Sequence[int]) -> Spectrum:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        header, rows = _read_rows(path)
-    for w in caught:  # other warnings (a non-standard card, ...) do not make a file unreadable
-        if "truncat" in str(w.message).lower():
-            raise ApnetError(f"{path}: not a readable apStar FITS file ({first_line(w.message)})")
+        header, rows, step = _read_rows(path)
+    check_truncation(caught, path)
     check_grid(header, path)
     flux, err, mask = (_combined_row(r, name, path) for r, name in zip(rows, _HDU_NAMES))
     flux = flux.astype(np.float32)  # native byte order; values unchanged
@@ -150,8 +149,13 @@ def _read_apstar(path: str, mask_bits: Sequence[int]) -> Spectrum:
     # the file's, and a reader process sends no second copy of them
     raw_flux = None if np.isfinite(flux).all() else flux
     raw_err = None if np.isfinite(err).all() else err
+    if step:
+        # Scaled integers hold no exact 0: a chip gap's 0 reads as the nearest step (0.0035 for
+        # BSCALE 0.017), which the flux scaling would take for flux. A pixel the file marks
+        # bad (error 1e10 or a mask bit) within one step of 0 is a gap, and 0 again.
+        flux = np.where(bad & (np.abs(flux) <= step), np.float32(0.0), flux)
     flux, err = finite_spectrum(flux, err)
-    apogee_id = str(header.get("OBJID", "") or "").strip() or _id_from_name(path)
+    apogee_id = str(header.get("OBJID", "") or "").strip() or id_from_name(path)
     return Spectrum(apogee_id=apogee_id, flux=flux, err=err, bad=bad,
                     snr=header_float(header, "SNR"), ra=header_float(header, "RA"),
                     dec=header_float(header, "DEC"), path=path, raw_flux=raw_flux,
@@ -161,10 +165,11 @@ def _read_apstar(path: str, mask_bits: Sequence[int]) -> Spectrum:
 _HDU_NAMES = ("1 (flux)", "2 (error)", "3 (mask)")
 
 
-def _read_rows(path: str) -> tuple[dict, list[np.ndarray | None]]:
-    """The header values read_apstar needs and row 0 of HDUs 1-3 (the whole array if 1-D)."""
+def _read_rows(path: str) -> tuple[dict, list[np.ndarray | None], float]:
+    """The header values read_apstar needs, row 0 of HDUs 1-3 (the whole array if 1-D), and the
+    flux's quantisation step (0 unless it is stored as scaled integers)."""
     try:
-        return fastfits.read_rows(path, 3, PRIMARY_KEYS, GRID_KEYS)
+        return (*fastfits.read_rows(path, 3, PRIMARY_KEYS, GRID_KEYS), 0.0)
     except fastfits.Unsupported:
         pass  # compressed, scaled or unusual files: astropy reads them
     # imported here: reader processes start faster without astropy.io.fits (a second or more)
@@ -184,9 +189,24 @@ def _read_rows(path: str) -> tuple[dict, list[np.ndarray | None]]:
                                  "not an apStar file")
         header = {k: hdul[0].header.get(k) for k in PRIMARY_KEYS}
         header.update({k: hdus[0].header.get(k) for k in GRID_KEYS})
+        step = _integer_step(hdus[0].header)  # before .data: astropy then drops BSCALE
         rows = [None if h.data is None or h.data.size == 0 else
                 np.array(h.data[0] if h.data.ndim == 2 else h.data) for h in hdus]
-    return header, rows
+    return header, rows, step
+
+
+def _integer_step(header) -> float:
+    """One quantisation step of a scaled-integer image (|BSCALE|, widened by float32 rounding
+    of BZERO + BSCALE * n), or 0 where 0 is exact (floating-point pixels, whole numbers)."""
+    try:
+        if int(header.get("BITPIX", -32)) < 0:
+            return 0.0
+        bscale, bzero = float(header.get("BSCALE", 1.0)), float(header.get("BZERO", 0.0))
+    except (TypeError, ValueError):
+        return 0.0
+    if bscale == 1.0 and bzero.is_integer():
+        return 0.0  # whole numbers: 0 is exact
+    return abs(bscale) * 1.001 + 1e-6 * abs(bzero)
 
 
 def check_truncation(caught: Sequence[warnings.WarningMessage], path: str,
@@ -218,18 +238,21 @@ def read_apogee_id(path: str) -> str:
         header = fits.getheader(path, 0)
     except Exception as exc:  # noqa: BLE001 - one file's problem, reported by the caller
         raise unreadable(path, exc) from None
-    return str(header.get("OBJID", "")).strip() or _id_from_name(path)
+    return str(header.get("OBJID", "")).strip() or id_from_name(path)
 
 
-def _id_from_name(path: str) -> str:
-    """apStar-r6-2M00452143+1634446.fits -> 2M00452143+1634446."""
+def id_from_name(path: str) -> str:
+    """The APOGEE ID an apStar file's name holds: apStar-r6-2M00452143+1634446.fits ->
+    2M00452143+1634446 (another name: its stem)."""
     stem = os.path.basename(path).split(".fits")[0]
     return stem.split("-", 2)[-1] if stem.startswith("apStar") else stem
 
 
 def expand_paths(paths: Iterable[str | os.PathLike], missing: list[str] | None = None,
-                 ) -> list[str]:
-    """Files, folders (their FITS files) and glob patterns, as one sorted, de-duplicated list.
+                 notes: list[str] | None = None) -> list[str]:
+    """Files, folders (their FITS files) and glob patterns, as one sorted list in which each file
+    is once: two paths to one file (a folder given with a link to it, a file given twice) count
+    as one, the first given kept; a line appended to ``notes``, when given, says how many.
 
     Raises:
         ApnetError: a path matches nothing, unless ``missing`` is given: then a line naming it
@@ -239,11 +262,11 @@ def expand_paths(paths: Iterable[str | os.PathLike], missing: list[str] | None =
     for raw in paths:
         p = os.fspath(raw)
         if os.path.isdir(p):
-            hits = [f for pat in SPECTRUM_PATTERNS for f in glob.glob(os.path.join(p, pat))]
+            hits = sorted(f for pat in SPECTRUM_PATTERNS for f in glob.glob(os.path.join(p, pat)))
         elif os.path.exists(p):
             hits = [p]
         else:
-            hits = glob.glob(p)
+            hits = sorted(glob.glob(p))
         if not hits:
             if missing is None:
                 raise ApnetError(f"{p}: matches no file")
@@ -252,8 +275,22 @@ def expand_paths(paths: Iterable[str | os.PathLike], missing: list[str] | None =
             dangling = [f for f in hits if not os.path.exists(f)]
             missing.extend(f"{os.path.normpath(f)}: a link to a missing file" for f in dangling)
             hits = [f for f in hits if os.path.exists(f)]
-        found.extend(hits)
-    return sorted(dict.fromkeys(os.path.normpath(f) for f in found))
+        found.extend(os.path.normpath(f) for f in hits)
+    first: dict[str, str] = {}  # real path -> the first path given for it
+    repeats: list[tuple[str, str]] = []
+    for f in found:
+        real = os.path.realpath(f)
+        if real not in first:
+            first[real] = f
+        else:
+            repeats.append((f, first[real]))
+    if repeats and notes is not None:
+        again, kept = repeats[0]
+        example = f"{again} given twice" if again == kept else f"{again} is {kept}"
+        notes.append(f"{len(repeats)} input file(s) reached through more than one path (a "
+                     f"folder and a link to it, or a file given twice), e.g. {example}; each "
+                     "file is read once")
+    return sorted(first.values())
 
 
 def iter_spectra(paths: Sequence[str], mask_bits: Sequence[int] = DEFAULT_MASK_BITS,

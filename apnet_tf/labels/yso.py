@@ -267,7 +267,28 @@ def _read_info(info_path: str) -> dict:
             for v in ranges.values())):
         raise ApnetError(f"{info_path}: training_ranges must map names to [min, max] numbers; "
                          "train the network again with apnet-tf yso-train")
+    _check_limits(info.get("detection_limits"), info_path)
     return info
+
+
+def _check_limits(limits, info_path: str) -> None:
+    """A yso.json's detection limits: absent (the paper's are used), or a finite magnitude for
+    every band the network takes."""
+    if limits is None:
+        return
+    if not isinstance(limits, dict):
+        raise ApnetError(f"{info_path}: detection_limits must map bands to magnitudes, got "
+                         f"{type(limits).__name__}; train the network again with apnet-tf "
+                         "yso-train")
+    absent = [b for b in BANDS if b not in limits]
+    bad = [b for b in BANDS if b in limits and not (
+        isinstance(limits[b], (int, float)) and not isinstance(limits[b], bool)
+        and np.isfinite(limits[b]))]
+    if absent or bad:
+        what = (f"no limit for band {', '.join(absent)}" if absent else
+                f"the limit of {bad[0]} is {limits[bad[0]]!r}, not a magnitude")
+        raise ApnetError(f"{info_path}: detection_limits: {what} (the network takes "
+                         f"{', '.join(BANDS)}); train the network again with apnet-tf yso-train")
 
 
 @locks_output("out_dir")

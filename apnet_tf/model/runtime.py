@@ -47,6 +47,7 @@ class Runtime(abc.ABC):
     conventions: dict | None = None  # a published network's (``published.conventions``)
     takes_photometry: bool = False  # a two-input model: flux and (B, 7) raw photometry
     precision: str = "float32"  # the forward pass's compute precision (``in_precision``)
+    sha256: str = ""  # of the files it was loaded from (``loading.load_model``)
 
     @abc.abstractmethod
     def predict(self, flux: np.ndarray, photometry: np.ndarray | None = None) -> np.ndarray:

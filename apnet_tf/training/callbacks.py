@@ -3,6 +3,7 @@ file, the learning-rate schedule, and the atomic, always-float32 model save."""
 
 from __future__ import annotations
 
+import errno
 import os
 
 import h5py
@@ -206,7 +207,12 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
 
 
 def _reason(exc: BaseException) -> str:
-    return str(getattr(exc, "strerror", None) or first_line(exc))
+    """Why a write failed, in one line: h5py's ENOSPC message runs over several lines of HDF5
+    internals (buffer addresses, offsets) and names only the temporary file."""
+    if getattr(exc, "errno", None) == errno.ENOSPC or "No space left on device" in str(exc):
+        return os.strerror(errno.ENOSPC)
+    strerror = getattr(exc, "strerror", None)
+    return str(strerror).splitlines()[0] if strerror else first_line(exc)
 
 
 def _unreadable_backup(weights_path: str, metadata_path: str) -> str | None:

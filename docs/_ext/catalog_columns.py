@@ -41,19 +41,21 @@ class CatalogColumns(SphinxDirective):
 
 
 def flag_rows() -> list[list[str]]:
-    """The rows of the flag table: bit, value, name, BAD (yes/no) and meaning of every bit."""
+    """The rows of the flag table: bit, value, name, BAD (yes/no), test (as a catalog header's
+    COMMENT card says it) and meaning of every bit."""
     from apnet_tf.io.catalog_flags import FLAG_BITS
 
-    return [[str(b.bit), str(1 << b.bit), b.name, "yes" if b.bad else "no", b.meaning]
-            for b in FLAG_BITS]
+    return [[str(b.bit), str(1 << b.bit), b.name, "yes" if b.bad else "no",
+             b.test or b.meaning, b.meaning] for b in FLAG_BITS]
 
 
 class FlagBits(SphinxDirective):
-    """``.. apnet-tf-flag-bits::``: bit, value, name, BAD and meaning of every APNET_FLAG bit."""
+    """``.. apnet-tf-flag-bits::``: bit, value, name, BAD, test (as in a catalog header) and
+    meaning of every APNET_FLAG bit."""
 
     def run(self) -> list[nodes.Node]:
-        return [_table(["bit", "value", "name", "BAD", "meaning"], flag_rows(),
-                       [4, 6, 20, 4, 66])]
+        return [_table(["bit", "value", "name", "BAD", "test", "meaning"], flag_rows(),
+                       [4, 6, 18, 4, 34, 34])]
 
 
 def setup(app):
