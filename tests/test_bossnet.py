@@ -304,15 +304,13 @@ def test_a_tflite_file_takes_raw_flux():
     from apnet_tf.export.model_export import tflite_variants
 
     model = bossnet_from_state(_small_state(), "anet3", pool_size=8, linear_dim=16)
-    runner = Interpreter(model_content=tflite_variants(model, ("float32",))["float32"])
+    interpreter = Interpreter(model_content=tflite_variants(model, ("float32",))["float32"])
+    # the file holds two signatures (the Monte Carlo's "network" too): ask for the plain one
+    runner = interpreter.get_signature_runner("serving_default")
+    (name,) = runner.get_input_details()
     x = np.abs(np.random.default_rng(2).normal(100, 30, (2, 8575))).astype(np.float32)
     x[0, :50], x[1, 7000:] = np.nan, 0.0
-    entry = runner.get_input_details()[0]
-    runner.resize_tensor_input(entry["index"], x.shape)
-    runner.allocate_tensors()
-    runner.set_tensor(entry["index"], x)
-    runner.invoke()
-    got = runner.get_tensor(runner.get_output_details()[0]["index"])
+    (got,) = runner(**{name: x}).values()
     assert np.allclose(got, model.predict(x, verbose=0), rtol=1e-5, atol=0)
 
 
