@@ -28,10 +28,12 @@ FORMAT_VERSION = 3
 
 def model_hash(model) -> str:
     """sha256 of what ``inference.load_model`` reads: a run folder's best.keras,
-    normalization.json and calibration.json; otherwise the model file or folder."""
+    normalization.json, calibration.json and novelty.json; otherwise the model file or
+    folder."""
     if os.path.isdir(model.path) and os.path.exists(os.path.join(model.path, "best.keras")):
         return ",".join(content_hash(os.path.join(model.path, f))
-                        for f in ("best.keras", "normalization.json", "calibration.json")
+                        for f in ("best.keras", "normalization.json", "calibration.json",
+                                  "novelty.json")
                         if os.path.exists(os.path.join(model.path, f)))
     return content_hash(model.path)
 
