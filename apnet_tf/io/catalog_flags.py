@@ -58,9 +58,9 @@ ASTRA_SUSPICIOUS_LOGG = (3.0, 6.0)
 #: NOVEL: the novelty distance beyond this percentile of the training stars' distances
 #: (NOVELTY, the distance in units of that percentile, above 1).
 NOVEL_PERCENTILE = 99.9
-#: FAR_FROM_TRAINING: NOVELTY above this factor. On the bench (bench/novelty.py) the ordinary
-#: test stars stay below 1.5 and stars of another kind sit at 3 to 100; at 3 the training
-#: stars' own scatter is far behind, so what is this far has nothing like it among them.
+#: FAR_FROM_TRAINING: NOVELTY above this factor: three times past the training stars' own
+#: tail, where (bench/novelty.py) no ordinary test star was, and most stars of another
+#: generator and the hottest stars of a cool-trained reference were.
 FAR_NOVEL_FACTOR = 3.0
 
 

@@ -13,12 +13,18 @@ usable pixels (which keeps the noise small and the description small). On those 
 * ``r``, what the components leave, per usable bin, in units of the bin's own noise (from the
   error array) and the training stars' leftover scatter in that bin (about 1 for a training
   star): a spectrum with lines, bands or a continuum no training star has stands out here even
-  when its components look ordinary.
+  when its components look ordinary;
+* ``p``, how peaked that leftover is: the mean of its largest ``PEAK_FRACTION`` of bins over its
+  median bin. A few features no training star has (a hot star's broad hydrogen lines) stand out
+  here where ``r``, an average over a thousand bins, hardly moves; a star that is merely noisier
+  or fitted a little worse everywhere does not.
 
-The distance is ``max(m, r)``; the reference keeps its distribution over the reference stars,
-and NOVELTY is the distance in units of its ``NOVEL_PERCENTILE``th percentile (so > 1: beyond
-that percentile). Plain numpy on (N, 8575) arrays: the same numbers for a run folder, a
-SavedModel and a TFLite file, and for a published network, whatever runs the network.
+Each is divided by its own ``NOVEL_PERCENTILE``th percentile over the reference stars, so that
+none of them sets the scale for the others, and the distance is the largest of the three; the
+reference keeps that distance's distribution over the reference stars, and NOVELTY is the
+distance in units of its ``NOVEL_PERCENTILE``th percentile (so > 1: beyond that percentile).
+Plain numpy on (N, 8575) arrays: the same numbers for a run folder, a SavedModel and a TFLite
+file, and for a published network, whatever runs the network.
 
 The reference is saved as ``NOVELTY`` (JSON, ``NOVELTY_FORMAT``) in a run folder, and copied
 beside an export's metadata.
@@ -38,8 +44,9 @@ from apnet_tf.io.catalog_flags import NOVEL_PERCENTILE
 from apnet_tf.io.files import read_json_object, write_json
 
 __all__ = [
-    "NOVELTY", "NOVELTY_FORMAT", "BIN_PIXELS", "N_COMPONENTS", "MAX_REFERENCE_STARS",
-    "MIN_REFERENCE_STARS", "NoveltyReference", "binned", "fit_reference", "read_novelty",
+    "NOVELTY", "NOVELTY_FORMAT", "BIN_PIXELS", "N_COMPONENTS", "PEAK_FRACTION",
+    "MAX_REFERENCE_STARS", "MIN_REFERENCE_STARS", "NoveltyReference", "binned", "fit_reference",
+    "read_novelty",
 ]
 
 #: The file name of a novelty reference in a run folder or beside an export's metadata.
@@ -50,6 +57,8 @@ NOVELTY_FORMAT = 1
 BIN_PIXELS = 8
 #: Principal components kept.
 N_COMPONENTS = 10
+#: The share of a spectrum's bins whose leftover makes its peak (``p``).
+PEAK_FRACTION = 0.02
 #: At most this many reference stars (a seeded choice beyond): a few thousand fix every number.
 MAX_REFERENCE_STARS = 5000
 #: Fewer stars than this describe nothing: no reference is made.
@@ -89,6 +98,7 @@ class NoveltyReference:
     components: np.ndarray  # (C, K) orthonormal rows
     variances: np.ndarray  # (C,) the reference stars' variance along each
     floor: np.ndarray  # (K,) leftover variance per bin beyond the noise
+    scales: np.ndarray  # (3,) each of m, r, p's NOVEL_PERCENTILEth percentile over the stars
     percentiles: dict  # {percentile: distance} over the reference stars
     stars: int  # how many reference stars
     source: str  # "training stars" or "calibration stars"
@@ -97,8 +107,8 @@ class NoveltyReference:
     def threshold(self) -> float:
         return float(self.percentiles[NOVEL_PERCENTILE])
 
-    def distance(self, flux, err, bad) -> np.ndarray:
-        """The novelty distance of (N, P) spectra, max(m, r) of the module doc: (N,)."""
+    def parts(self, flux, err, bad) -> np.ndarray:
+        """m, r and p of the module doc for (N, P) spectra: (N, 3), NaN where no bin is usable."""
         x, var, has = binned(flux, err, bad)
         if x.shape[1] != len(self.mean):
             raise ApnetError(f"novelty reference: made for {len(self.mean)} bins, the spectra "
@@ -106,11 +116,22 @@ class NoveltyReference:
         dev = np.where(has, x - self.mean, 0.0)
         z = dev @ self.components.T
         m = np.sqrt(np.mean(z**2 / self.variances, axis=1))
-        left = dev - z @ self.components
+        chi2 = np.where(has, (dev - z @ self.components) ** 2 / (var + self.floor), -np.inf)
+        ordered = -np.sort(-chi2, axis=1)  # largest first, the empty bins last
+        n = has.sum(axis=1)
+        rows = np.arange(len(n))
+        total = np.cumsum(np.where(has.any(axis=1)[:, None] & np.isfinite(ordered), ordered,
+                                   0.0), axis=1)
+        k = np.maximum((PEAK_FRACTION * n).astype(int), 1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            chi2 = np.where(has, left**2 / (var + self.floor), 0.0).sum(axis=1)
-            r = np.sqrt(chi2 / has.sum(axis=1))
-        return np.fmax(m, r)
+            r = np.sqrt(total[rows, -1] / n)
+            p = np.sqrt(total[rows, k - 1] / k / ordered[rows, np.maximum(n - 1, 0) // 2])
+        return np.where((n > 0)[:, None], np.stack([m, r, p], axis=1), np.nan)
+
+    def distance(self, flux, err, bad) -> np.ndarray:
+        """The novelty distance of (N, P) spectra: the largest of m, r, p (module doc), each
+        in units of its percentile over the reference stars, (N,)."""
+        return np.max(self.parts(flux, err, bad) / self.scales, axis=1)
 
     def novelty(self, flux, err, bad) -> np.ndarray:
         """NOVELTY: the distance in units of ``threshold`` (> 1: beyond it), (N,)."""
@@ -121,7 +142,8 @@ class NoveltyReference:
                 "stars": self.stars, "novel_percentile": NOVEL_PERCENTILE,
                 "percentiles": {f"{p:g}": float(v) for p, v in self.percentiles.items()},
                 "mean": self.mean.tolist(), "components": self.components.tolist(),
-                "variances": self.variances.tolist(), "floor": self.floor.tolist()}
+                "variances": self.variances.tolist(), "floor": self.floor.tolist(),
+                "scales": self.scales.tolist()}
 
     def save(self, path: str) -> None:
         write_json(path, self.to_dict(), allow_nan=False)
@@ -138,10 +160,12 @@ class NoveltyReference:
         try:
             ref = cls(np.asarray(d["mean"], float), np.asarray(d["components"], float),
                       np.asarray(d["variances"], float), np.asarray(d["floor"], float),
+                      np.asarray(d["scales"], float),
                       {float(k): float(v) for k, v in d["percentiles"].items()},
                       int(d["stars"]), str(d["source"]))
             ok = (ref.components.shape == (len(ref.variances), len(ref.mean))
                   and ref.floor.shape == ref.mean.shape and (ref.variances > 0).all()
+                  and ref.scales.shape == (3,) and (ref.scales > 0).all()
                   and math.isfinite(ref.threshold) and ref.threshold > 0)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ApnetError(f"{where}: not a novelty reference ({exc})") from None
@@ -171,7 +195,10 @@ def fit_reference(flux, err, bad, source: str, seed: int = 0) -> NoveltyReferenc
     left = dev - (dev @ components.T) @ components
     used = np.maximum(has.sum(axis=0), 1)
     floor = np.maximum((np.where(has, left**2 - var, 0.0)).sum(axis=0) / used, 0.0) + 1e-9
-    ref = NoveltyReference(mean, components, variances, floor, {}, len(x), source)
+    ref = NoveltyReference(mean, components, variances, floor, np.ones(3), {}, len(x), source)
+    parts = ref.parts(flux[keep], err[keep], bad[keep])
+    scales = np.maximum(np.nanpercentile(parts, NOVEL_PERCENTILE, axis=0), 1e-12)
+    ref = dataclasses.replace(ref, scales=scales)
     dist = ref.distance(flux[keep], err[keep], bad[keep])
     pct = {p: float(np.percentile(dist[np.isfinite(dist)], p)) for p in _PERCENTILES}
     return dataclasses.replace(ref, percentiles=pct)
