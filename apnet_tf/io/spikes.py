@@ -9,7 +9,8 @@ alone would find the tops between deep lines of a bright star; the fraction test
 noise of a faint one. A real line is never one pixel wide (the APOGEE line spread function is
 about 3 apStar pixels), so a line does not stand out from the median of eight neighbours the
 way a single hot pixel does. On synthetic spectra (noise as the error array says) they find
-nothing; every injected spike of 1x the median flux and more is found (``bench/spikes.py``).
+nothing; one pixel of a real DR13 file raised to 2 times the star's median flux is found in
+most cases, to 5 times or more in nearly all (``bench/spikes.py``).
 Real apStar files do hold such pixels that their mask missed: the 26 DR13/DR14/DR17 files of
 the test data give 118, in 14 of them, mostly in faint stars (up to 15 times the flux level
 above, 11 below, the median), which is why a published network is not given them masked
