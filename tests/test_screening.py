@@ -184,3 +184,26 @@ def test_calibrate_writes_the_reference_that_infer_reads(untrained_run, records,
     assert cat.meta["NOVREF"] == f"{model.novelty.stars} {TRAINING_STARS}"
     train = np.asarray(cat["SPLIT"]) == "train"
     assert np.mean(np.asarray(cat["NOVELTY"])[train] > 1) <= 0.01
+
+
+def test_the_reference_travels_with_an_export(untrained_run, records, survey, tmp_path):
+    """A SavedModel and a TFLite file of a run with a novelty reference carry it (named in
+    export_metadata.json) and give the run folder's NOVELTY, star for star."""
+    from apnet_tf.calibration.reference import TRAINING_STARS, write_novelty
+    from apnet_tf.export.model_export import export_model
+    from apnet_tf.inference.predict import predict_catalog
+    from apnet_tf.model.loading import load_model
+
+    run = tmp_path / "run"
+    shutil.copytree(untrained_run, run)
+    assert write_novelty(str(run), str(records), TRAINING_STARS)
+    meta = export_model(str(run), str(tmp_path / "net"), tflite=["float32"], mc=4)
+    assert meta["novelty"]["file"] == "novelty.json"
+    assert meta["novelty"]["source"] == TRAINING_STARS
+    paths = [run, tmp_path / "net" / str(meta["version"]),
+             tmp_path / "net" / meta["tflite"]["float32"]["file"]]
+    novelty = [np.asarray(predict_catalog(load_model(str(p)), [str(survey)], mc=0)
+                          .catalog["NOVELTY"]) for p in paths]
+    assert np.isfinite(novelty[0]).all()
+    np.testing.assert_allclose(novelty[1], novelty[0])
+    np.testing.assert_allclose(novelty[2], novelty[0])
