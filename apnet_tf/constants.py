@@ -139,7 +139,7 @@ PRETRAIN_STATE = "early_stopping_pretrain.json"
 #: plus calibration.json, which belongs to the model it was fitted on.
 RUN_FILES = (BEST_MODEL, PRETRAINED_MODEL, NORMALIZATION, RUN_RECORD, HISTORY, ROUNDS,
              "training.png", PRETRAIN_STATE, PRETRAIN_DONE, "backup", "table2.csv", "table2.md",
-             "table3.csv", "table3.md", "calibration.json")
+             "table3.csv", "table3.md", "calibration.json", "novelty.json")
 
 #: Names this version gave a new spelling (one name per idea), old -> new. Files written before
 #: (calibration.json, run.json, export metadata, weight sidecars) and the old spellings of

@@ -1110,6 +1110,67 @@ def yso_section() -> str:
     return out + source(rec, "yso") + "\n"
 
 
+def novelty_section() -> str:
+    out = "## Stars unlike the training stars (`bench/novelty.py`)\n\n"
+    rec = load("novelty")
+    if rec is None:
+        return out + missing("novelty", "bench/novelty.py")
+    f = rec["figures"]
+    t, o = f["teff_split"], f["other_generator"]
+    out += (f"How many stars unlike the training stars get `NOVEL` (`NOVELTY` > 1), and how many "
+            f"ordinary test stars do. A small synthetic survey ({f['survey_stars']:,} stars, "
+            f"{f['train_fraction']:.0%} of each reference set as its training stars; the "
+            f"distance reads the spectra, not the network, so no network is trained). **Teff "
+            f"split**: reference of the stars below {t['cool_below_k']:.0f} K, ordinary = the "
+            f"cool stars left out, to catch = the stars above {t['hot_above_k']:.0f} K "
+            f"({t['novel_teff_range'][0]:.0f}-{t['novel_teff_range'][1]:.0f} K). **Other "
+            f"generator**: reference of the whole survey's training part, ordinary = its "
+            f"held-out stars, to catch = stars of `bench/_other_survey.py` (lines, continuum "
+            f"and noise made another way, labels in the same ranges).\n\n")
+    rows = []
+    for name, r in (("Teff split", t), ("other generator", o)):
+        rows.append([name, r["reference_stars"], r["novel_stars"],
+                     f"{r['caught']:.1%} ({target(r['caught'], '>=', f['catch_target'], '90%')})",
+                     f"{r['caught_far']:.1%}", r["ordinary_stars"],
+                     f"{r['ordinary_flagged']:.1%} ("
+                     f"{target(r['ordinary_flagged'], '<=', f['false_alarm_target'], '2%')})"])
+    out += table(["experiment", "reference stars", "stars to catch", "caught (NOVEL)",
+                  "of them FAR_FROM_TRAINING (BAD)", "ordinary stars", "ordinary flagged"], rows)
+    if "between_caught" in t:
+        out += (f"\nStars between the two cuts, neither cool nor hot: {t['between_caught']:.0%} "
+                f"flagged.\n")
+    return out + "\n" + source(rec, "novelty") + "\n"
+
+
+def spikes_section() -> str:
+    out = "## Spikes (`bench/spikes.py`)\n\n"
+    rec = load("spikes")
+    if rec is None:
+        return out + missing("spikes", "bench/spikes.py")
+    f = rec["figures"]
+    r, lab = f["real"], f["labels"]
+    out += (f"Real files: {r['detections']} spikes in {r['files_with_detections']} of the "
+            f"{r['files']} apStar files of the test data (DR13, DR14, DR17). One pixel of each "
+            f"real DR13 file raised to k times the star's median flux, "
+            f"{r['injected_per_factor']} times per k, found: " + ", ".join(
+                f"k = {k}: {v:.0%}" for k, v in r["injected_found"].items()) + ".\n\n")
+    out += (f"A spike's effect on the labels of a small trained network ({f['survey_stars']} "
+            f"synthetic stars, {f['epochs']} epochs, sigmas {lab['calibrated']}), over its "
+            f"{lab['test_stars']} test stars, one spike each: the largest shift over the "
+            f"calibrated sigma, with the spike masked (as infer does) and left in.\n\n")
+    rows = []
+    for k in ("5", "60"):
+        res = lab[k]
+        worst = max(res[c]["max_shift_over_sigma_masked"] for c in ("TEFF", "LOGG", "FE_H"))
+        rows.append([f"{k}x median", f"{res['flagged']:.0%}"] + [
+            f"{fmt(res[c]['max_shift_over_sigma_masked'])} / "
+            f"{fmt(res[c]['max_shift_over_sigma_left_in'])}" for c in ("TEFF", "LOGG", "FE_H")]
+            + [target(worst, "<=", 1.0, "1")])
+    out += table(["spike", "flagged SPIKES", "Teff masked / left in", "log g", "[Fe/H]",
+                  "largest masked shift"], rows)
+    return out + "\n" + source(rec, "spikes") + "\n"
+
+
 HEADER = """# Benchmarks
 
 Every figure below comes from a results file in `bench/results/`, written by the script in
@@ -1134,7 +1195,8 @@ def page() -> str:
                 photometry_section, infer_section, precision_section, published_section,
                 published_bossnet_section,
                 survey_section, projection_section, memory_section, calibration_section,
-                calibration_cost_section, export_section, yso_section]
+                calibration_cost_section, export_section, yso_section,
+                novelty_section, spikes_section]
     return HEADER + "\n".join(s() for s in sections)
 
 

@@ -35,6 +35,7 @@ import os
 
 import numpy as np
 
+from apnet_tf.calibration.reference import CALIBRATION_STARS, TRAINING_STARS, write_novelty
 from apnet_tf.calibration.subset import ALL_STARS, choose_subset, tercile_edges
 from apnet_tf.constants import (
     CALIBRATION_MC_DRAWS,
@@ -254,9 +255,12 @@ def _by_key(values: np.ndarray) -> dict:
 @locks_output("model_path")
 def calibrate(model_path: str, records_dir: str, mc: int = CALIBRATION_MC_DRAWS,
               seed: int = 0, on_progress=None,
-              per_stratum: int = CALIBRATION_STARS_PER_STRATUM) -> Calibration:
+              per_stratum: int = CALIBRATION_STARS_PER_STRATUM,
+              novelty_source: str = CALIBRATION_STARS) -> Calibration:
     """Fit a calibration on ``records_dir`` (its shape on the train split, its level on dev; see
-    the module doc) and save ``calibration.json`` in the run folder ``model_path``.
+    the module doc) and save ``calibration.json`` in the run folder ``model_path``, with the
+    novelty reference of the train split's stars (``reference.write_novelty``, as
+    ``novelty_source``).
 
     The Monte Carlo runs over a seeded, stratified subset of the train and dev stars
     (``subset.choose_subset``: at most ``per_stratum`` training stars per stratum, 0 for every
@@ -286,6 +290,7 @@ def calibrate(model_path: str, records_dir: str, mc: int = CALIBRATION_MC_DRAWS,
     except (ValueError, TypeError) as exc:
         raise ApnetError(f"{records_dir}: cannot calibrate on these stars: {exc}") from None
     cal.save(os.path.join(model_path, CALIBRATION))
+    write_novelty(model_path, records_dir, novelty_source, seed)
     return cal
 
 
@@ -323,8 +328,11 @@ def calibrate_fitted_run(run_dir: str, records_dir: str, seed: int = 0,
                          on_progress=None) -> Calibration | None:
     """The last step of ``fit``: calibrate the run (``calibrate``), so that ``infer`` gives
     calibrated sigmas by default. Returns None, and leaves no calibration.json, when the dev
-    split has fewer labelled stars than a calibration needs."""
+    split has fewer labelled stars than a calibration needs (the novelty reference of the
+    training stars is written all the same)."""
     try:
-        return calibrate(run_dir, records_dir, seed=seed, on_progress=on_progress)
+        return calibrate(run_dir, records_dir, seed=seed, on_progress=on_progress,
+                         novelty_source=TRAINING_STARS)
     except TooFewStars:
+        write_novelty(run_dir, records_dir, TRAINING_STARS, seed)
         return None

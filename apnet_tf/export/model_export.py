@@ -49,6 +49,7 @@ from apnet_tf.model.bossnet_mc import bossnet_monte_carlo
 from apnet_tf.model.calibration import CALIBRATION
 from apnet_tf.model.loading import load_model
 from apnet_tf.model.network import model_photometry
+from apnet_tf.model.novelty import NOVELTY, NOVELTY_FORMAT
 from apnet_tf.model.uncertainty import clean_errors, monte_carlo
 
 __all__ = [
@@ -299,11 +300,11 @@ def export_model(model_path: str, out: str, version: int | None = None,
         blobs = tflite_variants(loaded.model, tflite)
         files = {v: {"file": f"{name}_{v}.tflite", "bytes": len(b)} for v, b in blobs.items()}
         meta = _export_metadata(name, version, model_path, loaded, mc, files)
-        _write_metadata(meta, loaded.calibration, [os.path.join(tmp, "assets.extra")])
+        _write_metadata(meta, loaded, [os.path.join(tmp, "assets.extra")])
         os.replace(tmp, final)
         for variant, data in blobs.items():
             write_file(os.path.join(out, files[variant]["file"]), data)
-        _write_metadata(meta, loaded.calibration, [out])
+        _write_metadata(meta, loaded, [out])
     except (OSError, tf.errors.OpError) as exc:  # a full disk: one line naming the folder
         shutil.rmtree(tmp, ignore_errors=True)
         raise ApnetError(f"{out}: cannot write the export ({first_line(exc)})") from None
@@ -338,6 +339,11 @@ def _export_metadata(name: str, version: int, model_path: str, loaded, mc: int,
         # the training label range, which the BAD flag of every runtime uses
         "target_min": norm.get("min"), "target_max": norm.get("max"),
         "calibration": None if loaded.calibration is None else CALIBRATION,
+        # where the training (or calibration) stars lie, for the NOVEL bits: a file beside
+        # this one, read as the run folder's is (``model.novelty``)
+        "novelty": None if loaded.novelty is None else {
+            "file": NOVELTY, "format": NOVELTY_FORMAT, "source": loaded.novelty.source,
+            "stars": loaded.novelty.stars, "threshold": loaded.novelty.threshold},
         "tflite": tflite_files,
     }
 
@@ -369,17 +375,20 @@ def _bossnet_io(loaded) -> dict:
     }
 
 
-def _write_metadata(meta: dict, calibration, dirs: list[str]) -> None:
-    """Write the metadata, and the calibration (or remove an earlier export's), to each of
-    ``dirs`` (the version folder's assets.extra first, which is made here).
+def _write_metadata(meta: dict, loaded, dirs: list[str]) -> None:
+    """Write the metadata, and the ``loaded`` model's calibration and novelty reference (or
+    remove an earlier export's), to each of ``dirs`` (the version folder's assets.extra first,
+    which is made here).
 
     A copy travels inside the version folder, where TF Serving ignores extra files; infer
-    applies the calibration to every kind of model, so it travels the same way.
+    applies the calibration and the novelty test to every kind of model, so they travel the
+    same way.
     """
     os.makedirs(dirs[0], exist_ok=True)
     for folder in dirs:
         write_json(os.path.join(folder, METADATA), meta)
-        if calibration is not None:
-            calibration.save(os.path.join(folder, CALIBRATION))
-        elif os.path.exists(os.path.join(folder, CALIBRATION)):  # an earlier export's
-            os.remove(os.path.join(folder, CALIBRATION))
+        for name, part in ((CALIBRATION, loaded.calibration), (NOVELTY, loaded.novelty)):
+            if part is not None:
+                part.save(os.path.join(folder, name))
+            elif os.path.exists(os.path.join(folder, name)):  # an earlier export's
+                os.remove(os.path.join(folder, name))

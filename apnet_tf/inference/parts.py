@@ -16,6 +16,12 @@ from astropy.table import Table
 
 from apnet_tf.constants import LABEL_COLUMNS, TARGETS
 from apnet_tf.errors import ApnetError
+from apnet_tf.inference.screening import (
+    batch_novelty,
+    mask_batch_spikes,
+    masks_spikes,
+    screening_keywords,
+)
 from apnet_tf.inference.settings import InferenceSettings
 from apnet_tf.io.catalog import model_identity
 from apnet_tf.io.catalog_flags import (
@@ -25,6 +31,8 @@ from apnet_tf.io.catalog_flags import (
     flag_value,
     flags,
     input_flags,
+    novelty_flags,
+    spike_flags,
 )
 from apnet_tf.io.catalog_schema import RV_COLUMN, schema_column, schema_position
 from apnet_tf.io.photometry import PHOT_COLUMNS, filled_bits, lookup, matched
@@ -105,8 +113,10 @@ def _predict_part(model: Runtime, batch, settings: InferenceSettings,
     A spectrum that ``catalog_flags.input_flags`` finds garbage (no usable pixel, all-zero or
     mostly non-positive flux, no usable error, an implausible flux scale) gets NaN values and
     sigmas, the reason in APNET_FLAG and BAD: the network would otherwise give it a confident
-    number. The same checks run for every kind of model, with or without Monte Carlo.
+    number. The same checks run for every kind of model, with or without Monte Carlo. Spikes
+    are masked before the package's own networks see the spectra (``screening``).
     """
+    n_spikes = mask_batch_spikes(batch, masks_spikes(model))
     value, sigma, pct, raw = _predict(model, batch, settings, seed)
     bits = input_bits(batch)
     dead = (bits & INPUT_GARBAGE) != 0
@@ -127,7 +137,11 @@ def _predict_part(model: Runtime, batch, settings: InferenceSettings,
         part["APNET_FLAG"] = part["APNET_FLAG"] | astra_flags(
             value[:, 0], value[:, 1], value[:, 2], "suspicious_fe_h" in
             model.conventions["catalog"]["flags"])
-        part["BAD"] = (part["APNET_FLAG"] & BAD_BITS) != 0
+    part["N_SPIKES"] = n_spikes
+    part["NOVELTY"] = batch_novelty(model, batch, dead)
+    part["APNET_FLAG"] = part["APNET_FLAG"] | spike_flags(n_spikes) | novelty_flags(
+        part["NOVELTY"])
+    part["BAD"] = (part["APNET_FLAG"] & BAD_BITS) != 0
     if batch.labels is not None:
         for k, col in enumerate(LABEL_COLUMNS):
             part[f"{col}_LABEL"] = batch.labels[:, k]
@@ -183,6 +197,7 @@ def catalog_from_parts(parts: list[dict], failures: list[str], model: Runtime,
                 table.meta["MCBADPIX"] = mc_bad_pixels
     table.meta["MCVALUE"] = mc_value(model, mc)
     table.meta.update(sigma_meta or {})
+    table.meta.update(screening_keywords(model))
     table.meta.update(model_identity(model.path, model.sha256))
     return table
 

@@ -24,7 +24,7 @@ __all__ = [
 
 SETTINGS = "settings.json"
 #: Raised when the meaning of a saved part changes.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4  # 4: spikes masked, N_SPIKES and NOVELTY
 
 
 def model_hash(model) -> str:

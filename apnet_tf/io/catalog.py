@@ -58,6 +58,8 @@ _KEY_COMMENTS = {
     "PRECISN": "compute precision of the network's forward pass",
     "MCVALUE": "TEFF.. are the MC mean, median or single pass",
     **COUNT_COMMENTS,
+    "SPIKES": "spikes (N_SPIKES) masked before the network?",
+    "NOVREF": "stars NOVELTY is measured against",
 }
 
 

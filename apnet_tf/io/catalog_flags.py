@@ -9,6 +9,7 @@ import dataclasses
 
 import numpy as np
 
+from apnet_tf.io.spikes import SPIKE_FRACTION, SPIKE_HALF_WINDOW, SPIKE_SIGMA
 from apnet_tf.kiel import age_bin, in_triangle
 
 __all__ = [
@@ -17,7 +18,8 @@ __all__ = [
     "LARGE_SPREAD_FRACTION", "ASTRA_TEFF_RANGE", "ASTRA_LOGG_RANGE", "ASTRA_FE_H_TEFF",
     "ASTRA_FE_H_LOGG", "ASTRA_FE_H_RANGE", "ASTRA_SUSPICIOUS_TEFF", "ASTRA_SUSPICIOUS_LOGG",
     "FlagBit", "FLAG_BITS", "INPUT_GARBAGE", "BAD_BITS", "COMMENT_WIDTH", "flag_value",
-    "flag_names", "flag_comments", "input_flags", "flags", "astra_flags",
+    "flag_names", "flag_comments", "input_flags", "flags", "astra_flags", "NOVEL_PERCENTILE",
+    "FAR_NOVEL_FACTOR", "spike_flags", "novelty_flags",
 ]
 
 #: Paper 3.5: predictions above this Teff sit at the grid edge.
@@ -53,6 +55,13 @@ ASTRA_FE_H_LOGG = 5.0
 ASTRA_FE_H_RANGE = (-4.0, 2.0)
 ASTRA_SUSPICIOUS_TEFF = 3900.0
 ASTRA_SUSPICIOUS_LOGG = (3.0, 6.0)
+#: NOVEL: the novelty distance beyond this percentile of the training stars' distances
+#: (NOVELTY, the distance in units of that percentile, above 1).
+NOVEL_PERCENTILE = 99.9
+#: FAR_FROM_TRAINING: NOVELTY above this factor: three times past the training stars' own
+#: tail, where (bench/novelty.py) no ordinary test star was, and most stars of another
+#: generator and the hottest stars of a cool-trained reference were.
+FAR_NOVEL_FACTOR = 3.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +80,9 @@ class FlagBit:
 #: the photometry inputs, 12-15 are SDSS astra's own flags of APOGEE Net III and BOSS Net (set
 #: under astra's conventions only; BAD where astra's flag_bad is). A BAD bit makes the values
 #: unusable (BAD = any BAD bit set); the input bits 0-3 also set the values and sigmas to NaN,
-#: since the network's answer to such a spectrum means nothing. Bits 16 and up are free.
+#: since the network's answer to such a spectrum means nothing. Bit 16 looks at the spectrum
+#: again (spikes masked before the network), 17 and 18 at where it lies among the training
+#: stars (``model.novelty``). Bits 19 and up are free.
 FLAG_BITS = (
     FlagBit(0, "NO_USABLE_PIXEL", True, "no pixel with finite flux and a finite error below "
             "1e9 that the mask keeps",
@@ -125,6 +136,21 @@ FLAG_BITS = (
             f"{ASTRA_SUSPICIOUS_LOGG[0]:g} and {ASTRA_SUSPICIOUS_LOGG[1]:g}",
             test=f"astra: Teff < {ASTRA_SUSPICIOUS_TEFF:.0f} K, log g "
             f"{ASTRA_SUSPICIOUS_LOGG[0]:g}..{ASTRA_SUSPICIOUS_LOGG[1]:g}"),
+    FlagBit(16, "SPIKES", False, "single-pixel outliers found, and masked before the "
+            "package's own networks "
+            f"(how many: N_SPIKES): a pixel over {SPIKE_SIGMA:g} times its error and "
+            f"{SPIKE_FRACTION:.0%} of the flux level off the median of its "
+            f"{2 * SPIKE_HALF_WINDOW} nearest usable neighbours, and above (or below) both of "
+            "its two nearest (cosmic rays, hot pixels)",
+            test=f"a pixel {SPIKE_SIGMA:g} sigma and {SPIKE_FRACTION:.0%} off its neighbours' "
+            "median"),
+    FlagBit(17, "NOVEL", False, "the spectrum lies beyond the training stars: its novelty "
+            f"distance is past their {NOVEL_PERCENTILE:g}th percentile (NOVELTY > 1); the "
+            "values are an extrapolation",
+            test=f"NOVELTY > 1 (past the training stars' {NOVEL_PERCENTILE:g}th percentile)"),
+    FlagBit(18, "FAR_FROM_TRAINING", True, f"NOVELTY above {FAR_NOVEL_FACTOR:g}: nothing like "
+            "this spectrum was among the training stars, the values mean little",
+            test=f"NOVELTY > {FAR_NOVEL_FACTOR:g}"),
 )
 _BY_NAME = {b.name: b for b in FLAG_BITS}
 
@@ -235,3 +261,15 @@ def astra_flags(teff, logg, fe_h, suspicious: bool = False) -> np.ndarray:
                                              & (logg > ASTRA_SUSPICIOUS_LOGG[0])
                                              & (logg < ASTRA_SUSPICIOUS_LOGG[1]))
     return _pack(bits, len(teff))
+def spike_flags(n_spikes) -> np.ndarray:
+    """APNET_FLAG bit SPIKES of N stars given how many spikes each had masked: int64 (N,)."""
+    return _pack({"SPIKES": np.asarray(n_spikes) > 0}, len(np.atleast_1d(n_spikes)))
+
+
+def novelty_flags(novelty) -> np.ndarray:
+    """APNET_FLAG bits NOVEL and FAR_FROM_TRAINING of N stars' NOVELTY (the novelty distance in
+    units of its training percentile; NaN where the model has no reference): int64 (N,)."""
+    novelty = np.asarray(novelty, float)
+    with np.errstate(invalid="ignore"):
+        bits = {"NOVEL": novelty > 1.0, "FAR_FROM_TRAINING": novelty > FAR_NOVEL_FACTOR}
+    return _pack(bits, len(novelty))

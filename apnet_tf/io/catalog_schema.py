@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from apnet_tf.constants import LABEL_COLUMNS, TARGET_UNITS
-from apnet_tf.io.catalog_flags import FLAG_BITS, LOW_SNR, TEFF_EDGE_K
+from apnet_tf.io.catalog_flags import FLAG_BITS, LOW_SNR, NOVEL_PERCENTILE, TEFF_EDGE_K
 from apnet_tf.io.photometry import describe_bits
 
 __all__ = ["Column", "RV_COLUMN", "SCHEMA", "SOURCES", "column_info", "schema_column",
@@ -87,6 +87,11 @@ def _schema() -> tuple[Column, ...]:
                "what each tests: the header's comments and the guide's catalog page)", "flags"),
         Column("BAD", "", "1: values unusable, some APNET_FLAG bit marked BAD is set: " + ", ".join(
             b.name for b in FLAG_BITS if b.bad), "flags"),
+        Column("N_SPIKES", "", "single-pixel outliers masked before the network (APNET_FLAG "
+               "bit SPIKES)", "flags"),
+        Column("NOVELTY", "", "distance of the spectrum from the training stars in units of "
+               f"their {NOVEL_PERCENTILE:g}th percentile (> 1: APNET_FLAG bit NOVEL); NaN: the "
+               "model has no novelty reference (keyword NOVREF)", "flags"),
     ]
     cols += [Column(f"{name}_LABEL", unit, f"training label of {name}; NaN where none",
                     "records") for name, unit, _ in params]

@@ -17,6 +17,7 @@ from apnet_tf.model.bossnet_mc import MC_STYLES as BOSSNET_STYLES
 from apnet_tf.model.bossnet_mc import BossNetMonteCarlo
 from apnet_tf.model.calibration import CALIBRATION
 from apnet_tf.model.network import predictor, takes_photometry
+from apnet_tf.model.novelty import read_novelty
 from apnet_tf.model.precision import computing_in
 from apnet_tf.model.published import conventions_of, read_conventions
 from apnet_tf.model.runtime import Runtime, read_calibration
@@ -85,12 +86,14 @@ def load_keras_runtime(path: str, calibration: bool = True) -> KerasRuntime:
         keras_path = os.path.join(path, "best.keras")
         norm = read_normalization(os.path.join(path, "normalization.json"))
         cal = read_calibration(os.path.join(path, CALIBRATION), calibration)
+        novelty = read_novelty(path)
     else:
-        keras_path, norm, cal = path, None, None
+        keras_path, norm, cal, novelty = path, None, None, None
     model = load_keras(keras_path)
     _check_spectral(model, keras_path)
     conv = read_conventions(path) if os.path.isdir(path) else None
     return KerasRuntime(model=model, path=path, normalization=norm, calibration=cal,
+                        novelty=novelty,
                         conventions=conv or conventions_of(model),
                         takes_photometry=takes_photometry(model))
 

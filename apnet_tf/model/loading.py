@@ -13,6 +13,7 @@ from apnet_tf.io.files import content_hash
 from apnet_tf.io.folders import marker
 from apnet_tf.model.calibration import CALIBRATION
 from apnet_tf.model.keras_runtime import load_keras_runtime
+from apnet_tf.model.novelty import NOVELTY
 from apnet_tf.model.runtime import Runtime
 from apnet_tf.model.saved_model_runtime import load_saved_model, version_folder
 from apnet_tf.model.tflite_runtime import load_tflite
@@ -68,15 +69,16 @@ def _refuse_yso_network(path: str) -> None:
 
 def model_files(path: str, calibration: bool = True) -> list[str]:
     """The files ``load_model`` reads at ``path``: a run folder's best.keras,
-    normalization.json, run.json and (unless ``calibration`` is False) calibration.json; a
-    .keras file; a .tflite file with its export's metadata and calibration beside it; a
+    normalization.json, run.json, novelty.json and (unless ``calibration`` is False)
+    calibration.json; a .keras file; a .tflite file with its export's metadata, novelty
+    reference and calibration beside it; a
     SavedModel version folder (the newest of a folder of versions). Those that exist."""
     if os.path.isdir(path) and os.path.exists(os.path.join(path, "best.keras")):
-        names = ["best.keras", NORMALIZATION, RUN_RECORD] + ([CALIBRATION] if calibration
-                                                              else [])
+        names = ["best.keras", NORMALIZATION, RUN_RECORD, NOVELTY] + (
+            [CALIBRATION] if calibration else [])
         files = [os.path.join(path, n) for n in names]
     elif path.endswith(".tflite"):
-        beside = ["export_metadata.json"] + ([CALIBRATION] if calibration else [])
+        beside = ["export_metadata.json", NOVELTY] + ([CALIBRATION] if calibration else [])
         files = [path] + [os.path.join(os.path.dirname(path), n) for n in beside]
     elif os.path.isdir(path):
         try:

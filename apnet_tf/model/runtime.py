@@ -22,6 +22,7 @@ import numpy as np
 from apnet_tf.data.manifest import read_manifest, records_hold_photometry
 from apnet_tf.errors import ApnetError
 from apnet_tf.model.calibration import Calibration
+from apnet_tf.model.novelty import NoveltyReference
 from apnet_tf.model.published import mc_style
 
 __all__ = ["FALLBACK_LABEL_RANGE", "Runtime", "ExportedRuntime", "read_calibration"]
@@ -43,6 +44,7 @@ class Runtime(abc.ABC):
     path: str
     normalization: dict | None = None  # a run's normalization.json
     calibration: Calibration | None = None
+    novelty: NoveltyReference | None = None  # where its training (or calibration) stars lie
     metadata: dict | None = None  # export_metadata.json of a SavedModel or TFLite export
     conventions: dict | None = None  # a published network's (``published.conventions``)
     takes_photometry: bool = False  # a two-input model: flux and (B, 7) raw photometry

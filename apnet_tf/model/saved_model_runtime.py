@@ -1,6 +1,6 @@
 """The SavedModel runtime: an apnet-tf export (``export.model_export``) run through its
 signatures, serving_default for plain predictions and monte_carlo for the Monte Carlo, with the
-metadata and calibration copied into its assets.extra."""
+metadata, calibration and novelty reference copied into its assets.extra."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from apnet_tf.errors import ApnetError
 from apnet_tf.io.files import read_json
 from apnet_tf.model.bossnet_mc import MC_STYLES as BOSSNET_STYLES
 from apnet_tf.model.calibration import CALIBRATION
+from apnet_tf.model.novelty import read_novelty
 from apnet_tf.model.runtime import ExportedRuntime, read_calibration
 from apnet_tf.model.uncertainty import SUMMARIES, check_mc, draw_seed, mask_into_errors
 
@@ -97,6 +98,7 @@ def load_saved_model(path: str, calibration: bool = True) -> SavedModelRuntime:
     saved = tf.saved_model.load(version_dir)
     inputs = _serving_inputs(saved, version_dir)
     return SavedModelRuntime(saved=saved, path=version_dir, calibration=cal, metadata=meta,
+                             novelty=read_novelty(extra),
                              conventions=(meta or {}).get("conventions"),
                              takes_photometry="photometry" in inputs)
 

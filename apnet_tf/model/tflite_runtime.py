@@ -17,6 +17,7 @@ from apnet_tf.model.bossnet_conventions import conventions as bossnet_convention
 from apnet_tf.model.bossnet_mc import MC_STYLES as BOSSNET_STYLES
 from apnet_tf.model.bossnet_mc import bossnet_monte_carlo
 from apnet_tf.model.calibration import CALIBRATION
+from apnet_tf.model.novelty import read_novelty
 from apnet_tf.model.published import conventions as published_conventions
 from apnet_tf.model.runtime import ExportedRuntime, read_calibration
 from apnet_tf.model.uncertainty import check_mc, clean_errors, draw_seed, monte_carlo
@@ -122,5 +123,6 @@ def load_tflite(path: str, calibration: bool = True) -> TFLiteRuntime:
     elif meta is None and "photometry" in feed:  # the file alone: taken for the published
         conv = published_conventions("anet2")  # Net II (a fitted one's MC is the package's)
     return TFLiteRuntime(runner=runner, path=path, calibration=cal, metadata=meta,
+                         novelty=read_novelty(os.path.dirname(path) or "."),
                          conventions=conv, takes_photometry="photometry" in feed,
                          network=network, n_outputs=n_outputs)

@@ -93,7 +93,7 @@ def prepare_run_folder(run_dir: str, stage: str, resume: bool, overwrite: bool) 
     claim(run_dir, "run", legacy=old_run)
     if held and overwrite:
         remove_made(run_dir, RUN_FILES)
-    names = ["calibration.json"]
+    names = ["calibration.json", "novelty.json"]  # both describe the model training changes
     if not resume and stage == "finetune":
         # fine-tuning again keeps the pretraining record: pretrain.done, its early-stopping state
         # and its history rows; only the fine-tuning rounds and rows are replaced
