@@ -20,7 +20,7 @@ from apnet_tf.model.network import predictor, takes_photometry
 from apnet_tf.model.precision import computing_in
 from apnet_tf.model.published import conventions_of, read_conventions
 from apnet_tf.model.runtime import Runtime, read_calibration
-from apnet_tf.model.uncertainty import MonteCarloPredictor, check_mc
+from apnet_tf.model.uncertainty import MonteCarloPredictor, check_mc, check_mc_dropout
 
 __all__ = ["KerasRuntime", "load_keras_runtime", "load_keras", "read_normalization"]
 
@@ -43,6 +43,8 @@ class KerasRuntime(Runtime):
     def monte_carlo(self, flux, err, bad, mc: int, *, seed=0, photometry=None,
                     mc_dropout: bool = False, wavelength=None) -> dict[str, np.ndarray]:
         mc = check_mc(mc)
+        if mc_dropout:
+            check_mc_dropout(self.model, self.path)
         phot = self.network_photometry(photometry)
         self.refuse_wavelength(wavelength)
         if self.mc_style in BOSSNET_STYLES:
