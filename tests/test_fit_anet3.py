@@ -67,10 +67,12 @@ def test_fit_anet3_trains_the_authors_layout(anet3_run, records):
                               "finetune", "--arch", "apnet"), "--arch anet3")
 
 
-@pytest.mark.parametrize("flag, value", [("--dropout", "0.1"), ("--input-scaling", "mean")])
-def test_fit_anet3_refuses_the_flags_it_would_not_use(flag, value, small_records, tmp_path):
+@pytest.mark.parametrize("flags", [("--dropout", "0.1"), ("--input-scaling", "mean"),
+                                   ("--refit-last-layer",)])
+def test_fit_anet3_refuses_the_flags_it_would_not_use(flags, small_records, tmp_path):
+    flag = flags[0]
     res = cli("fit", "--records", small_records, "--out", tmp_path / "run", "--arch", "anet3",
-              flag, value, "--epochs", 1)
+              *flags, "--epochs", 1)
     assert_one_line_error(res, flag, "--arch anet3")
     assert not (tmp_path / "run").exists()
 

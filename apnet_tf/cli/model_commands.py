@@ -90,11 +90,9 @@ def fit_cmd(
     require_options(ctx, {"--records": records, "--out": out_dir})
     import_tensorflow()
     from apnet_tf.training.inputs import refuse_unused_flags
-    from apnet_tf.training.recipes import Recipe
     from apnet_tf.workflows import fit
 
-    refuse_unused_flags(arch, stage, out_dir, resume,
-                        {f.name: flags[f.name] for f in dataclasses.fields(Recipe)})
+    refuse_unused_flags(arch, stage, out_dir, resume, flags)  # flags: each field's value or None
     with step_bars() as bars:
         bars("fit", 0, None)
         on_epoch, on_round = fit_printers(functools.partial(bars, "fit"))

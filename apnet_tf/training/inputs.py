@@ -125,15 +125,20 @@ def resolve_arch(arch: str | None, stage: str, run_dir: str, resume: bool = Fals
 
 def arch_recipe(arch: str, recipe: Recipe) -> Recipe:
     """The recipe as ``arch`` trains with it: anet3 has no dropout and scales its own flux
-    (``ANET3_RECORD``), so its dropout is 0 and its input_scaling "none"; others unchanged."""
+    (``ANET3_RECORD``), so its dropout is 0 and its input_scaling "none", and its last layer
+    is not refitted (``last_layer`` knows the Appendix B network's fc3 only); others
+    unchanged."""
     if arch != "anet3":
         return recipe
-    return dataclasses.replace(recipe, dropout=0.0, input_scaling="none")
+    return dataclasses.replace(recipe, dropout=0.0, input_scaling="none",
+                               refit_last_layer=False)
 
 
 #: The recipe fields an architecture does not use (``arch_recipe`` sets them), and why.
 UNUSED_FIELDS = {"anet3": {"dropout": "it has no dropout layers (BatchNorm instead)",
-                           "input_scaling": "it scales its own flux (ln, then clipped)"}}
+                           "input_scaling": "it scales its own flux (ln, then clipped)",
+                           "refit_last_layer": "the refit knows the Appendix B network's last "
+                                               "layer (fc3) only"}}
 
 
 def refuse_unused_flags(arch: str | None, stage: str, run_dir: str, resume: bool,
@@ -143,7 +148,7 @@ def refuse_unused_flags(arch: str | None, stage: str, run_dir: str, resume: bool
     ignored silently; before any work."""
     arch = resolve_arch(arch, stage, run_dir, resume)
     for field, why in UNUSED_FIELDS.get(arch, {}).items():
-        if flags.get(field) is not None:
+        if flags.get(field) is not None and flags.get(field) is not False:  # --no-X: unused
             raise ApnetError(f"--{field.replace('_', '-')}: --arch {arch} does not use it: "
                              f"{why}; leave it out")
 
