@@ -122,13 +122,13 @@ def test_export_of_the_anet3_run(anet3_run, records, tmp_path):
     keras_model = load_model(str(anet3_run))
     expect = keras_model.predict(flux)
     spread = np.asarray(meta["target_std"])
-    # TFLite's float32 kernels sum in another order: float32 rounding of the (untrained, so
-    # large) values, a few 1e-6 of each
-    for path, rtol in ((tmp_path / "exp", 0.0), (tmp_path / "exp" / "exp_float32.tflite", 3e-5)):
+    # TFLite's float32 kernels sum the 65,536 inputs of the first Linear in another order: a
+    # few 1e-4 of the spread on this one-epoch network's outputs (6-10 spreads from the mean)
+    for path, atol in ((tmp_path / "exp", 1e-4), (tmp_path / "exp" / "exp_float32.tflite", 1e-3)):
         served = load_model(str(path))
         assert served.mc_style == "apnet"
-        np.testing.assert_allclose(served.predict(flux), expect, rtol=rtol, atol=1e-4 * spread,
-                                   err_msg=str(path))
+        np.testing.assert_allclose(served.predict(flux) / spread, expect / spread, rtol=0,
+                                   atol=atol, err_msg=str(path))
     # the SavedModel's Monte Carlo is the Keras model's, draw for draw
     saved = load_model(str(tmp_path / "exp"))
     a = keras_model.monte_carlo(flux, err, bad, 3, seed=5)
