@@ -95,8 +95,9 @@ DENSE_UNITS = 512
 #: APOGEE Net II's photometry branch: Dense layers over the seven values, each with a ReLU.
 PHOTOMETRY_UNITS = (8, 16, 32, 32, 64)
 #: ``fit --arch``: "apnet", the Appendix B network over flux; "anet2", APOGEE Net II's two-input
-#: layout (flux and photometry) with this package's in-model scaling and target order.
-FIT_ARCHS = ("apnet", "anet2")
+#: layout (flux and photometry) with this package's in-model scaling and target order; "anet3",
+#: APOGEE Net III's (BOSS Net's) layout over flux with this package's target order.
+FIT_ARCHS = ("apnet", "anet2", "anet3")
 
 #: Paper section 3.5: Monte Carlo draws per star and the error cap (multiples of the typical error).
 MC_DRAWS = 100

@@ -676,6 +676,43 @@ def photometry_variants() -> str:
             + table(["command", "Teff (K)", "log g (dex)", "[Fe/H] (dex)", "source"], rows))
 
 
+def fit_anet3_section() -> str:
+    out = "## APOGEE Net III trained here (`bench/fit_anet3.py`)\n\n"
+    rec = load("fit_anet3")
+    if rec is None:
+        return out + missing("fit_anet3", "bench/fit_anet3.py")
+    f = rec["figures"]
+    runs, ratio = f["runs"], f["scatter_ratio_anet3_over_apnet"]
+    test = sum((f.get("split_stars") or {}).get("test", {}).values())
+    out += (f"A {f['n_stars']:,}-star synthetic survey (`synth --seed {f['survey_seed']}`; "
+            f"{test} test stars), `fit` twice, with {recipe_words(rec)}, on the same records: "
+            f"the Appendix B network (`--arch apnet`, {runs['apnet']['parameters']:,} "
+            "weights, the reference) and APOGEE Net III's layout (`--arch anet3`, "
+            f"{runs['anet3']['parameters']:,} weights, BatchNorm's running statistics "
+            "included; no dropout, its own log scaling). "
+            "Pretraining and the rolling Payne fine-tuning, then Table 3 on the test split "
+            "(scatter = standard deviation of prediction - label); ratio below 1: Net III's "
+            "layout is the closer. The sigma calibration is not run (it does not change "
+            "Table 3).")
+    if f["n_stars"] < 3000:
+        out += (f" **A small run** ({f['n_stars']} stars, a proof that the script and the "
+                "network run, not a measure of either network's accuracy); the full-size run "
+                "is `python bench/fit_anet3.py --n 3000`.")
+    rows = [[key, fmt(runs["apnet"]["table3"]["test"][key], 4),
+             fmt(runs["anet3"]["table3"]["test"][key], 4), f"**{ratio[key]}**"]
+            for key in ratio]
+    out += "\n\n" + table(["group, label", "apnet (reference)", "anet3", "anet3 / apnet"], rows)
+
+    def effort(r: dict) -> str:
+        e = r["epochs"]
+        return (f"{fmt(r['seconds'])} s: {e.get('pretrain', 0)} pretraining epochs, "
+                f"{e.get('finetune', 0)} fine-tuning epochs in {r['rounds']} rounds")
+
+    out += (f"\nTraining and tables: apnet {effort(runs['apnet'])}; anet3 "
+            f"{effort(runs['anet3'])}; anet3 / apnet {f['seconds_ratio_anet3_over_apnet']}.\n\n")
+    return out + source(rec, "fit_anet3") + "\n"
+
+
 def infer_section() -> str:
     out = "## Inference (`bench/infer.py`)\n\n"
     rec = load("infer")
@@ -1192,8 +1229,8 @@ def page() -> str:
     sections = [records_section, train_section, determinism_section, accuracy_section,
                 time_to_accuracy_section, information_section, cool_bias_section,
                 refit_section,
-                photometry_section, infer_section, precision_section, published_section,
-                published_bossnet_section,
+                photometry_section, fit_anet3_section, infer_section, precision_section,
+                published_section, published_bossnet_section,
                 survey_section, projection_section, memory_section, calibration_section,
                 calibration_cost_section, export_section, yso_section,
                 novelty_section, spikes_section]

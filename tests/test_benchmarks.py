@@ -48,8 +48,7 @@ import benchmarks_md  # noqa: E402
 #: they load): their results files record that recipe.
 TRAINED = {"records.py", "train.py", "determinism.py", "accuracy.py", "photometry.py",
            "time_to_accuracy.py", "precision.py", "calibration.py", "calibration_cost.py",
-           "information.py", "cool_bias.py",
-           "spikes.py"}
+           "information.py", "cool_bias.py", "spikes.py", "fit_anet3.py"}
 #: "default" that is not about the training recipe: other commands' defaults, and the words
 #: that say what today's default is beside an older recipe.
 NOT_A_RECIPE_CLAIM = re.compile(r"`(?:calibrate|infer)` with its defaults|today's default: [^)]*")

@@ -78,8 +78,10 @@ def fit_cmd(
 ) -> None:
     """Train APOGEE Net: pretrain on all stars, then the paper's rolling 5% Payne fine-tuning.
 
-    --arch anet2 trains APOGEE Net II's two-input layout on flux and photometry."""
-    rec, made_of = _fit_recipe(recipe or ["default"], locals())
+    --arch anet2 trains APOGEE Net II's two-input layout on flux and photometry, --arch anet3
+    APOGEE Net III's layout on flux."""
+    flags = locals()  # each Recipe field is the flag of its name (test_every_recipe_field_...)
+    rec, made_of = _fit_recipe(recipe or ["default"], flags)
     if show_recipe:
         from apnet_tf.training.recipe_files import recipe_toml
 
@@ -87,8 +89,10 @@ def fit_cmd(
         return
     require_options(ctx, {"--records": records, "--out": out_dir})
     import_tensorflow()
+    from apnet_tf.training.inputs import refuse_unused_flags
     from apnet_tf.workflows import fit
 
+    refuse_unused_flags(arch, stage, out_dir, resume, flags)  # flags: each field's value or None
     with step_bars() as bars:
         bars("fit", 0, None)
         on_epoch, on_round = fit_printers(functools.partial(bars, "fit"))

@@ -55,8 +55,9 @@ ShowRecipe = Annotated[bool, typer.Option(
     "--show-recipe", help="Print the recipe that --recipe and the flags make, as a TOML file "
     "for --recipe, and stop (needs no --records or --out)")]
 Arch = Annotated[Optional[str], typer.Option(
-    help="apnet (flux only) or anet2 (APOGEE Net II's layout: flux and the records' photometry, "
-         "from make-records --photometry)  [default: apnet; the run's with --stage finetune or "
+    help="apnet (flux only), anet2 (APOGEE Net II's layout: flux and the records' photometry, "
+         "from make-records --photometry) or anet3 (APOGEE Net III's layout, flux only; no "
+         "--dropout or --input-scaling)  [default: apnet; the run's with --stage finetune or "
          "--resume]")]
 Epochs = Annotated[Optional[int], typer.Option(
     help="Most epochs per stage or round; early stopping usually ends sooner  [default: 100]")]

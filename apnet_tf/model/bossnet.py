@@ -25,7 +25,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from apnet_tf.constants import N_PIXELS
+from apnet_tf.constants import N_PIXELS, PRECISIONS
+from apnet_tf.model.network import Destandardize, check_target_stats
 
 __all__ = [
     "BOSS_ARCHS", "CONVENTIONS", "ANET3_ORDER", "ANET3_MEAN", "ANET3_STD", "BOSSNET_ORDER",
@@ -33,7 +34,7 @@ __all__ = [
     "DIM_MULTS", "BN_EPSILON", "LogFluxClip", "PositionChannel", "ChannelZeroPad",
     "AdaptiveAveragePooling1D", "BossNetLabels", "adaptive_bins", "torch_quantile",
     "build_bossnet", "scaled_network", "standardised_network", "is_bossnet", "n_pixels_of",
-    "log_flux_clip",
+    "log_flux_clip", "bossnet_trunk", "TRAINABLE_ANET3", "build_trainable_anet3",
 ]
 
 BOSS_ARCHS = ("anet3", "bossnet")
@@ -56,6 +57,8 @@ CLIP_MARGIN = 1.0
 DIM_MULTS = (1, 2, 4, 8, 16)
 _MODEL_DIM, _KERNEL, _POOL, _N_LINEAR, _LINEAR = 4, 30, 1024, 6, 1024
 BN_EPSILON = 1e-5
+#: The name of the model ``build_trainable_anet3`` builds (``fit --arch anet3``).
+TRAINABLE_ANET3 = "apogee_net3_fit"
 _BN_MOMENTUM = 0.9  # Keras's momentum is 1 - PyTorch's (0.1)
 
 
@@ -239,22 +242,46 @@ def n_pixels_of(arch: str) -> int:
     return N_PIXELS if arch == "anet3" else BOSS_GRID[2]
 
 
-def _conv_bn_elu(x, filters: int, pad: tuple[int, int], name: str, bias: bool, elu=True):
-    x = keras.layers.ZeroPadding1D(pad, name=f"{name}_pad")(x)
-    x = keras.layers.Conv1D(filters, _KERNEL, use_bias=bias, name=f"{name}_conv")(x)
+def _conv_bn_elu(x, filters: int, pad: tuple[int, int], name: str, bias: bool, elu=True,
+                 dtype=None, initializer="glorot_uniform"):
+    x = keras.layers.ZeroPadding1D(pad, name=f"{name}_pad", dtype=dtype)(x)
+    x = keras.layers.Conv1D(filters, _KERNEL, use_bias=bias, kernel_initializer=initializer,
+                            name=f"{name}_conv", dtype=dtype)(x)
     x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=_BN_MOMENTUM,
-                                        name=f"{name}_bn")(x)
-    return keras.layers.ELU(name=f"{name}_elu")(x) if elu else x
+                                        name=f"{name}_bn", dtype=dtype)(x)
+    return keras.layers.ELU(name=f"{name}_elu", dtype=dtype)(x) if elu else x
 
 
-def _res_block(x, k: int, c_in: int, c_out: int):
+def _res_block(x, k: int, c_in: int, c_out: int, **layer):
     half = _KERNEL // 2
-    y = _conv_bn_elu(x, c_out, (half, half), f"res{k}_1", bias=False)
-    y = _conv_bn_elu(y, c_out, (half - 1, half - 1), f"res{k}_2", bias=False, elu=False)
+    y = _conv_bn_elu(x, c_out, (half, half), f"res{k}_1", bias=False, **layer)
+    y = _conv_bn_elu(y, c_out, (half - 1, half - 1), f"res{k}_2", bias=False, elu=False,
+                     **layer)
     short = ChannelZeroPad((c_out - c_in) // 2, c_out - c_in - (c_out - c_in) // 2,
-                           name=f"res{k}_shortcut")(x)
-    y = keras.layers.Add(name=f"res{k}_add")([y, short])
-    return keras.layers.ELU(name=f"res{k}_elu")(y)
+                           name=f"res{k}_shortcut", dtype=layer.get("dtype"))(x)
+    y = keras.layers.Add(name=f"res{k}_add", dtype=layer.get("dtype"))([y, short])
+    return keras.layers.ELU(name=f"res{k}_elu", dtype=layer.get("dtype"))(y)
+
+
+def bossnet_trunk(x, inv_freq: float = 1.0, pool_size: int = _POOL, linear_dim: int = _LINEAR,
+                  dtype=None, initializer: str = "glorot_uniform"):
+    """The network between the log-scaled flux and its last Linear: (B, L) -> (B,
+    ``linear_dim``), the output of the sixth Linear + ReLU. ``dtype``: the layers' Keras dtype
+    policy (None: the global one); ``initializer``: of every convolution and Linear kernel."""
+    layer = {"dtype": dtype, "initializer": initializer}
+    x = PositionChannel(inv_freq, name="position", dtype=dtype)(x)
+    dims = [_MODEL_DIM * m for m in DIM_MULTS]
+    x = _conv_bn_elu(x, dims[0], (_KERNEL // 2, _KERNEL // 2), "first", bias=True, **layer)
+    x = keras.layers.MaxPooling1D(2, name="first_pool", dtype=dtype)(x)
+    for k, (c_in, c_out) in enumerate(zip(dims[:-1], dims[1:])):
+        x = _res_block(x, k, c_in, c_out, **layer)
+    x = AdaptiveAveragePooling1D(pool_size, name="adapt_pool", dtype=dtype)(x)
+    x = keras.layers.Permute((2, 1), name="channel_major", dtype=dtype)(x)  # PyTorch's (C, n)
+    x = keras.layers.Flatten(name="flatten", dtype=dtype)(x)
+    for i in range(_N_LINEAR):
+        x = keras.layers.Dense(linear_dim, activation="relu", kernel_initializer=initializer,
+                               name=f"linear{i}", dtype=dtype)(x)
+    return x
 
 
 def build_bossnet(arch: str = "anet3", inv_freq: float = 1.0, n_pixels: int | None = None,
@@ -266,22 +293,38 @@ def build_bossnet(arch: str = "anet3", inv_freq: float = 1.0, n_pixels: int | No
     n_pixels = n_pixels or n_pixels_of(arch)
     flux = keras.Input(shape=(n_pixels,), name="flux", dtype="float32")
     x = LogFluxClip(name="log_flux")(flux)
-    x = PositionChannel(inv_freq, name="position")(x)
-    dims = [_MODEL_DIM * m for m in DIM_MULTS]
-    x = _conv_bn_elu(x, dims[0], (_KERNEL // 2, _KERNEL // 2), "first", bias=True)
-    x = keras.layers.MaxPooling1D(2, name="first_pool")(x)
-    for k, (c_in, c_out) in enumerate(zip(dims[:-1], dims[1:])):
-        x = _res_block(x, k, c_in, c_out)
-    x = AdaptiveAveragePooling1D(pool_size, name="adapt_pool")(x)
-    x = keras.layers.Permute((2, 1), name="channel_major")(x)  # PyTorch's (C, 1024) view
-    x = keras.layers.Flatten(name="flatten")(x)
-    for i in range(_N_LINEAR):
-        x = keras.layers.Dense(linear_dim, activation="relu", name=f"linear{i}")(x)
+    x = bossnet_trunk(x, inv_freq, pool_size, linear_dim)
     order, mean, std = ((ANET3_ORDER, ANET3_MEAN, ANET3_STD) if arch == "anet3"
                         else (BOSSNET_ORDER, BOSSNET_MEAN, BOSSNET_STD))
     z = keras.layers.Dense(len(order), name=f"linear{_N_LINEAR}")(x)
     out = BossNetLabels(order, mean, std, name="labels")(z)
     return keras.Model(flux, out, name=f"apogee_{arch}" if arch == "anet3" else arch)
+
+
+def build_trainable_anet3(mean, std, initializer: str = "he_normal",
+                          precision: str = "float32", n_pixels: int = N_PIXELS,
+                          pool_size: int = _POOL, linear_dim: int = _LINEAR) -> keras.Model:
+    """APOGEE Net III's network to train here (``fit --arch anet3``): the layers of
+    ``build_bossnet("anet3")``, named alike, with the package's target convention in place of
+    the authors' (``BossNetLabels``): the last Linear gives the three targets standardised with
+    the train split's ``mean`` and ``std`` (TARGETS order: Teff in K, log g, [Fe/H]; manifest
+    ``target_stats``), which ``network.Destandardize`` turns back, as in ``network.build_model``.
+
+    ``precision`` (``PRECISIONS``) is the compute dtype of the layers between the log scaling
+    and the last Linear; the log scaling (its 95th percentile would not survive bfloat16's 8
+    bits), the last Linear and the de-standardisation compute in float32, and BatchNorm
+    computes its statistics in float32 in either precision (Keras upcasts). No dropout: the
+    authors' network has none. flux (B, n_pixels) -> (B, 3)."""
+    check_target_stats(mean, std)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+    flux = keras.Input(shape=(n_pixels,), name="flux", dtype="float32")
+    x = LogFluxClip(name="log_flux", dtype="float32")(flux)
+    x = bossnet_trunk(x, pool_size=pool_size, linear_dim=linear_dim, dtype=precision,
+                      initializer=initializer)
+    z = keras.layers.Dense(len(ANET3_ORDER), name=f"linear{_N_LINEAR}", dtype="float32")(x)
+    out = Destandardize(mean, std, name="labels", dtype="float32")(z)
+    return keras.Model(flux, out, name=TRAINABLE_ANET3)
 
 
 def scaled_network(model: keras.Model) -> keras.Model:

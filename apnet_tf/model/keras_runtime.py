@@ -21,7 +21,7 @@ from apnet_tf.model.novelty import read_novelty
 from apnet_tf.model.precision import computing_in
 from apnet_tf.model.published import conventions_of, read_conventions
 from apnet_tf.model.runtime import Runtime, read_calibration
-from apnet_tf.model.uncertainty import MonteCarloPredictor, check_mc
+from apnet_tf.model.uncertainty import MonteCarloPredictor, check_mc, check_mc_dropout
 
 __all__ = ["KerasRuntime", "load_keras_runtime", "load_keras", "read_normalization"]
 
@@ -50,6 +50,8 @@ class KerasRuntime(Runtime):
             if mc_dropout:
                 raise ApnetError(f"{self.path}: APOGEE Net III and BOSS Net have no dropout")
             return self._monte_carlo_predictor(mc, False)(flux, err, bad, seed, wavelength)
+        if mc_dropout:  # a trained run of fit --arch anet3 has none either
+            check_mc_dropout(self.model, self.path)
         return self._monte_carlo_predictor(mc, mc_dropout)(flux, err, bad, seed,
                                                            photometry=phot)
 

@@ -12,6 +12,7 @@ the model (``PhotometryStandardize``), its 64 features joined to the trunk's bef
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 
 import keras
@@ -31,9 +32,11 @@ from apnet_tf.constants import (
 from apnet_tf.errors import ApnetError, first_line
 from apnet_tf.io.files import atomic_path
 from apnet_tf.io.photometry import FILL_LIMIT
+from apnet_tf.model.precision import computing_in
 
 __all__ = [
-    "FluxScaling", "Destandardize", "PhotometryStandardize", "build_model", "conv_trunk",
+    "FluxScaling", "Destandardize", "PhotometryStandardize", "build_model", "check_target_stats",
+    "conv_trunk",
     "photometry_branch", "model_photometry", "takes_photometry", "model_precision",
     "with_precision", "flatten_length", "MaskedStandardizedMSE", "paper_torch_parameter_count",
     "target_stats", "predictor", "save_model_atomic", "standardized_mse",
@@ -131,8 +134,7 @@ def build_model(mean, std, dropout: float = PAPER_DROPOUT, input_scaling: str = 
         A keras.Model: flux (B, n_pixels) [and photometry (B, 7)] -> (B, 3) in physical units,
         teff, logg, fe_h.
     """
-    if len(mean) != 3 or len(std) != 3 or any(s is None or not s > 0 for s in std):
-        raise ValueError(f"target mean/std need 3 values each with std > 0; got {mean}, {std}")
+    check_target_stats(mean, std)
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
     body = {"dtype": precision}
@@ -157,6 +159,12 @@ def build_model(mean, std, dropout: float = PAPER_DROPOUT, input_scaling: str = 
     z = keras.layers.Dense(3, name="fc3", dtype="float32")(x)
     out = Destandardize(mean, std, name="labels", dtype="float32")(z)
     return keras.Model(inputs, out, name=name)
+
+
+def check_target_stats(mean, std) -> None:
+    """ValueError unless ``mean`` and ``std`` are 3 values each (TARGETS order), std > 0."""
+    if len(mean) != 3 or len(std) != 3 or any(s is None or not s > 0 for s in std):
+        raise ValueError(f"target mean/std need 3 values each with std > 0; got {mean}, {std}")
 
 
 def conv_trunk(x, initializer: str = "he_normal", precision: str = "float32"):
@@ -212,9 +220,12 @@ def with_precision(model: keras.Model, precision: str) -> keras.Model:
     """The same network and weights computing in ``precision`` (the model itself if it does).
 
     Training may run in mixed bfloat16; what is saved and served always computes in float32.
+    A model not from ``build_model`` is cloned layer by layer (``precision.computing_in``).
     """
     if model_precision(model) == precision:
         return model
+    if "flux_scaling" not in {layer.name for layer in model.layers}:
+        return computing_in(model, precision)  # not build_model's (fit --arch anet3)
     labels = model.get_layer("labels")
     flux_shape = model.input_shape[0] if takes_photometry(model) else model.input_shape
     twin = build_model(labels.mean, labels.std, dropout=model.get_layer("fc1_dropout").rate,
@@ -306,14 +317,32 @@ def save_model_atomic(model: keras.Model, path: str) -> None:
     """Save a .keras file through a temporary name, so a crash never leaves half a model.
 
     A model that trains in mixed precision is saved as its float32 twin, so every saved model
-    gives float32 results wherever it is loaded.
+    gives float32 results wherever it is loaded. The file holds the network, not the training
+    state: without the optimizer's variables (Adam's two moments per weight would triple it;
+    nothing reads them back: fine-tuning compiles anew, ``fit --resume`` has its own backup),
+    and it loads uncompiled.
     """
     try:
-        with atomic_path(path) as tmp:
-            with_precision(model, "float32").save(tmp)
+        with atomic_path(path) as tmp, _without_optimizer(with_precision(model, "float32")) as m:
+            m.save(tmp)
     except OSError as exc:  # a full disk: h5py's and zipfile's errors name only the temporary
         raise ApnetError(f"{path}: cannot write the model "
                          f"({exc.strerror or first_line(exc)})") from None
+
+
+@contextlib.contextmanager
+def _without_optimizer(model: keras.Model):
+    """``model`` seen as uncompiled, without its optimizer, for as long as the context lasts
+    (what Keras saves of it); both come back after, so training goes on."""
+    compiled, optimizer = getattr(model, "compiled", False), getattr(model, "optimizer", None)
+    if not compiled:
+        yield model
+        return
+    model.optimizer, model.compiled = None, False
+    try:
+        yield model
+    finally:
+        model.optimizer, model.compiled = optimizer, compiled
 
 
 def standardized_mse(pred: np.ndarray, labels: np.ndarray, std) -> float:

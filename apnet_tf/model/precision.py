@@ -27,7 +27,7 @@ __all__ = [
 
 #: Layers that compute in float32 in every precision: the input scalings, the last dense layer
 #: and the de-standardisation (the names ``build_model``, ``build_published`` and
-#: ``bossnet.build_bossnet`` give them).
+#: ``bossnet.build_bossnet`` / ``build_trainable_anet3`` give them).
 FLOAT32_LAYERS = ("flux_scaling", "photometry_scaling", "fc3", "labels", "log_flux", "position",
                   "linear6")
 
@@ -77,18 +77,19 @@ def check_inference_precision(precision: str) -> str:
 
 def computing_in(model: keras.Model, precision: str) -> keras.Model:
     """``model`` computing its forward pass in ``precision`` (one of ``PRECISIONS``): the model
-    itself for float32, else a clone with the same float32 weights whose layers, except
-    ``FLOAT32_LAYERS``, compute in bfloat16. Works for any functional model of the package
-    (``build_model``, ``build_published``); its outputs are float32 either way."""
+    itself when it computes so already, else a clone with the same float32 weights whose
+    layers, except ``FLOAT32_LAYERS`` (always float32), compute in ``precision``. Works for any
+    functional model of the package (``build_model``, ``build_published``, ``bossnet``); its
+    outputs are float32 either way."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
-    if precision == "float32":
+    if precision == "float32" and all(layer.dtype_policy.name == "float32"
+                                      for layer in model.layers):
         return model
 
     def clone(layer):
         config = layer.get_config()
-        if layer.name not in FLOAT32_LAYERS:
-            config["dtype"] = precision
+        config["dtype"] = "float32" if layer.name in FLOAT32_LAYERS else precision
         return layer.__class__.from_config(config)
 
     twin = keras.models.clone_model(model, clone_function=clone)

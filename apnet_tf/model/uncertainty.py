@@ -32,7 +32,7 @@ __all__ = [
     "noise_scale", "star_seed", "noisy_draws", "standard_normal", "stateless_seed", "draw_seed",
     "summarize",
     "monte_carlo",
-    "MonteCarloPredictor", "check_mc", "MC_STYLES", "published_noise_scale"
+    "MonteCarloPredictor", "check_mc", "check_mc_dropout", "MC_STYLES", "published_noise_scale"
 ]
 
 #: The summaries ``monte_carlo`` returns, each (B, 3). "value" is the style's reported value
@@ -276,7 +276,8 @@ def monte_carlo(predict, flux, err, bad, mc, seed, rows_per_chunk=MC_ROWS_PER_CH
     # parallel_iterations=1: one chunk (and the next one's noise) at a time bounds the memory
     _, _, arrays = tf.while_loop(
         lambda i, *_: i < n_chunks, body, (0, noisy(0), arrays), parallel_iterations=1,
-        shape_invariants=(tf.TensorShape([]), tf.TensorShape([None, None]),
+        # the pixel count stays static: a network's layers may need it (bossnet's log clip)
+        shape_invariants=(tf.TensorShape([]), tf.TensorShape([None, flux.shape[-1]]),
                           [tf.TensorShape(None)] * len(keys)))
     out = {k: tf.reshape(a.concat(), [-1, 3]) for k, a in zip(keys, arrays)}
     if dropout_predict is not None:
@@ -305,6 +306,17 @@ def _check_style(style: str) -> str:
     return style
 
 
+def check_mc_dropout(model: keras.Model, source: str = "this model") -> None:
+    """ApnetError unless MC dropout can run on ``model``: it needs dropout layers to sample,
+    and no BatchNormalization, whose training mode (the mode that turns dropout on) would
+    normalise with the statistics of the batch of draws and move the running ones."""
+    kinds = {type(layer).__name__ for layer in model.layers}
+    if "BatchNormalization" in kinds or "Dropout" not in kinds:
+        raise ApnetError(f"{source}: MC dropout needs a network with dropout layers and no "
+                         "BatchNorm (APOGEE Net III's layout has BatchNorm and no dropout); "
+                         "leave out --mc-dropout")
+
+
 class MonteCarloPredictor:
     """Monte Carlo predictions with uncertainties for a Keras model (``monte_carlo`` in one
     ``tf.function``).
@@ -322,6 +334,8 @@ class MonteCarloPredictor:
                  error_cap: float = MC_ERROR_CAP, mc_dropout: bool = False,
                  rows_per_chunk: int = MC_ROWS_PER_CHUNK, style: str = "apnet"):
         self.model, self.mc = model, check_mc(mc)
+        if mc_dropout:
+            check_mc_dropout(model)
         self.cap, self.mc_dropout, self.rows = float(error_cap), mc_dropout, int(rows_per_chunk)
         self.style = _check_style(style)
         self.two_inputs = isinstance(model.input_shape, list)

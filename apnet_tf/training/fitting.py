@@ -34,7 +34,6 @@ from apnet_tf.io.files import output_lock
 from apnet_tf.model.keras_runtime import load_keras
 from apnet_tf.model.network import (
     MaskedStandardizedMSE,
-    build_model,
     model_photometry,
     save_model_atomic,
     target_stats,
@@ -57,8 +56,11 @@ from apnet_tf.training.distribute import (
 )
 from apnet_tf.training.finetuning import dataset_loss, rolling_resample
 from apnet_tf.training.inputs import (
+    arch_recipe,
     check_arch_records,
+    fit_network,
     labelled_data,
+    network_record,
     photometry_stats,
     resolve_arch,
     training_data,
@@ -157,7 +159,9 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
         arch: ``constants.FIT_ARCHS``: "apnet" (default), the Appendix B network over flux;
             "anet2", APOGEE Net II's two-input layout over flux and the records' photometry
             (fill values and z-scores inside the model; the z-scores' means and stds are the
-            train split's, recorded in run.json). Fine-tuning and ``resume`` continue the run's.
+            train split's, recorded in run.json); "anet3", APOGEE Net III's layout over flux
+            (``inputs.ANET3_RECORD``: the recipe's dropout and input scaling are not used).
+            Fine-tuning and ``resume`` continue the run's.
     """
     if stage not in STAGES:
         raise ApnetError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
@@ -169,6 +173,7 @@ def fit(records_dir: str, run_dir: str, stage: str = "all", recipe: Recipe | Non
         get_strategy(strategy)  # its one-line error, before the run folder is touched
     precision = resolve_precision(recipe.precision)
     arch = resolve_arch(arch, stage, run_dir, resume)
+    recipe = arch_recipe(arch, recipe)
     manifest = check_records(records_dir, stage)
     check_arch_records(records_dir, manifest, arch)
     if stage == "finetune" and not os.path.exists(os.path.join(run_dir, PRETRAINED_MODEL)):
@@ -199,7 +204,7 @@ def _fit_in(run_dir, records_dir, manifest, stage, recipe, precision, resume, di
         # Process-wide and permanent: every op, tf.data pipeline included, then runs in a fixed
         # order, so two runs with the same seed give bit-identical weights.
         tf.config.experimental.enable_op_determinism()
-    run = _Run(records_dir, run_dir, recipe, precision, dist, on_epoch, arch == "anet2")
+    run = _Run(records_dir, run_dir, recipe, precision, dist, on_epoch, arch)
     with dist.scope():
         if stage == "finetune":
             model = load_keras(pretrained)
@@ -210,7 +215,7 @@ def _fit_in(run_dir, records_dir, manifest, stage, recipe, precision, resume, di
             phot = photometry_stats(records_dir) if run.photometry else None
         write_normalization(run_dir, records_dir, manifest, mean, std,
                             keep_existing=stage == "finetune")
-        write_run_record(run_dir, recipe, precision, stage, arch, phot)
+        write_run_record(run_dir, recipe, precision, stage, arch, phot, network_record(arch))
         epochs_run: dict[str, int] = {}
         rounds: list[dict] = []
         if stage in ("pretrain", "all"):
@@ -252,10 +257,10 @@ def check_records(records_dir: str, stage: str = "all") -> dict:
 class _Run:
     """What the stages of one ``fit`` share: folders, recipe, strategy, dev data, reporting."""
 
-    def __init__(self, records_dir, run_dir, recipe, precision, dist, on_epoch, photometry):
+    def __init__(self, records_dir, run_dir, recipe, precision, dist, on_epoch, arch):
         self.records_dir, self.run_dir, self.recipe = records_dir, run_dir, recipe
-        self.precision, self.dist, self.on_epoch = precision, dist, on_epoch
-        self.photometry = photometry  # the two-input network: batches carry photometry
+        self.precision, self.dist, self.on_epoch, self.arch = precision, dist, on_epoch, arch
+        self.photometry = arch == "anet2"  # the two-input network: batches carry photometry
         self.notes: list[str] = []  # one-line notes for the user (a discarded backup)
         # Keras 3 under several replicas fails on a ragged last batch (AddN shape mismatch, even
         # in evaluate), so those runs drop it: at most batch_size - 1 stars, the same ones every
@@ -266,7 +271,7 @@ class _Run:
             if self.drop_remainder and count_records(records_dir, [split]) < bs:
                 raise ApnetError(f"{records_dir}: fewer {split} records than one batch ({bs}); "
                                  "use a smaller --batch-size with several replicas")
-        self.dev = self.sharded(labelled_data(records_dir, "dev", bs, photometry,
+        self.dev = self.sharded(labelled_data(records_dir, "dev", bs, self.photometry,
                                               drop_remainder=self.drop_remainder))
 
     def sharded(self, ds: tf.data.Dataset) -> tf.data.Dataset:
@@ -301,9 +306,7 @@ def pretrain(run: _Run, mean, std, resume: bool, photometry=None) -> tuple[keras
         model = load_keras(pretrained)
         save_model_atomic(model, run.path(BEST_MODEL))
         return model, 0
-    model = build_model(mean, std, dropout=recipe.dropout, input_scaling=recipe.input_scaling,
-                        initializer=recipe.initializer, precision=run.precision,
-                        photometry=photometry)
+    model = fit_network(run.arch, mean, std, recipe, run.precision, photometry)
     train = run.sharded(training_data(run.records_dir, recipe,
                                       drop_remainder=run.drop_remainder,
                                       photometry=run.photometry))

@@ -1,13 +1,18 @@
 """What the network trains on: the batches of a record folder in the form the model takes, the
-architecture ``fit --arch`` trains, and the photometry statistics of the two-input network.
+architecture ``fit --arch`` trains (``fit_network``) and what run.json says of it, and the
+photometry statistics of the two-input network.
 
-For ``apnet`` (the Appendix B network) a batch is (flux (B, 8575), labels (B, 3)); for ``anet2``
-(APOGEE Net II's two-input layout) ((flux (B, 8575), photometry (B, 7)), labels (B, 3)), the
-photometry raw as the records store it (the model fills and z-scores it).
+For ``apnet`` (the Appendix B network) and ``anet3`` (APOGEE Net III's layout) a batch is (flux
+(B, 8575), labels (B, 3)); for ``anet2`` (APOGEE Net II's two-input layout) ((flux (B, 8575),
+photometry (B, 7)), labels (B, 3)), the photometry raw as the records store it (the model fills
+and z-scores it).
 """
 
 from __future__ import annotations
 
+import dataclasses
+
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -16,13 +21,36 @@ from apnet_tf.data.dataset import make_dataset
 from apnet_tf.data.manifest import records_hold_photometry
 from apnet_tf.errors import ApnetError
 from apnet_tf.io.photometry import FILL_LIMIT
+from apnet_tf.model.bossnet import build_trainable_anet3
+from apnet_tf.model.network import build_model
 from apnet_tf.model.published import PHOT_FILL
 from apnet_tf.model.uncertainty import noise_scale
 from apnet_tf.training.recipes import Recipe
 from apnet_tf.training.run_folder import read_run_record
 
 __all__ = ["training_data", "add_noise", "labelled_data", "resolve_arch", "check_arch_records",
+           "arch_recipe", "UNUSED_FIELDS", "refuse_unused_flags", "fit_network", "network_record",
            "photometry_stats"]
+
+#: What run.json says of the anet3 network that ``fit`` trains (``network_record``).
+ANET3_RECORD = {
+    "layout": "APOGEE Net III: BOSS Net's architecture (Sizemore et al. 2024; hutchresearch/"
+              "BOSSNet class BossNet) with 3 outputs, trained here on these records: not the "
+              "published weights",
+    "input": "raw apStar flux (B, 8575); inside the model, as the authors' code: NaN -> 0, "
+             "ln max(flux, 1e-6), clipped at the spectrum's 95th percentile + 1, and sin(pixel "
+             "index) as a second channel",
+    "targets": "teff (K), logg, fe_h standardised with the train split's mean and std "
+               "(normalization.json), as every network fit trains; not the authors' (log g, "
+               "log10 Teff, [Fe/H]) constants",
+    "batchnorm": "PyTorch's momentum 0.1 and eps 1e-5; batch statistics in training, the "
+                 "running statistics in inference; statistics computed in float32 in either "
+                 "precision",
+    "dropout": "none, as the authors' network (the recipe's dropout is 0 and its input_scaling "
+               "none: the log scaling is the network's own)",
+    "monte_carlo": "the package's (paper 3.5), not astra's or the authors' repository's: their "
+                   "conventions belong to their pipeline around the published weights",
+}
 
 
 def training_data(records_dir: str, recipe: Recipe, drop_remainder: bool,
@@ -93,6 +121,56 @@ def resolve_arch(arch: str | None, stage: str, run_dir: str, resume: bool = Fals
         raise ApnetError(f"{run_dir}: its network is --arch {recorded}; --resume and --stage "
                          f"finetune continue it (leave out --arch, or give --arch {recorded})")
     return recorded
+
+
+def arch_recipe(arch: str, recipe: Recipe) -> Recipe:
+    """The recipe as ``arch`` trains with it: anet3 has no dropout and scales its own flux
+    (``ANET3_RECORD``), so its dropout is 0 and its input_scaling "none", and its last layer
+    is not refitted (``last_layer`` knows the Appendix B network's fc3 only); others
+    unchanged."""
+    if arch != "anet3":
+        return recipe
+    return dataclasses.replace(recipe, dropout=0.0, input_scaling="none",
+                               refit_last_layer=False)
+
+
+#: The recipe fields an architecture does not use (``arch_recipe`` sets them), and why.
+UNUSED_FIELDS = {"anet3": {"dropout": "it has no dropout layers (BatchNorm instead)",
+                           "input_scaling": "it scales its own flux (ln, then clipped)",
+                           "refit_last_layer": "the refit knows the Appendix B network's last "
+                                               "layer (fc3) only"}}
+
+
+def refuse_unused_flags(arch: str | None, stage: str, run_dir: str, resume: bool,
+                        flags: dict) -> None:
+    """ApnetError naming the first recipe flag given (not None in ``flags``: field -> value)
+    that the network ``fit`` would train (``resolve_arch``) does not use, so that it is never
+    ignored silently; before any work."""
+    arch = resolve_arch(arch, stage, run_dir, resume)
+    for field, why in UNUSED_FIELDS.get(arch, {}).items():
+        if flags.get(field) is not None and flags.get(field) is not False:  # --no-X: unused
+            raise ApnetError(f"--{field.replace('_', '-')}: --arch {arch} does not use it: "
+                             f"{why}; leave it out")
+
+
+def fit_network(arch: str, mean, std, recipe: Recipe, precision: str,
+                photometry=None) -> keras.Model:
+    """The untrained network of ``arch`` (``FIT_ARCHS``) with the run's target ``mean`` and
+    ``std`` (3 each, TARGETS order), the recipe's initialiser (and dropout and input scaling
+    where the network has them), computing in ``precision``; ``photometry``: (fill, mean,
+    std) of anet2's scaling. flux (B, 8575) [, photometry (B, 7)] -> (B, 3)."""
+    if arch == "anet3":
+        return build_trainable_anet3(mean, std, initializer=recipe.initializer,
+                                     precision=precision)
+    return build_model(mean, std, dropout=recipe.dropout, input_scaling=recipe.input_scaling,
+                       initializer=recipe.initializer, precision=precision,
+                       photometry=photometry)
+
+
+def network_record(arch: str) -> dict | None:
+    """What run.json records of ``arch``'s network beyond its name: ``ANET3_RECORD`` for
+    anet3, None for the package's own layouts (their recipe says it all)."""
+    return dict(ANET3_RECORD) if arch == "anet3" else None
 
 
 def check_arch_records(records_dir: str, manifest: dict, arch: str) -> None:

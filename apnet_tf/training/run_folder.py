@@ -6,7 +6,8 @@ A run folder holds ``best.keras`` (always the best model by dev loss, never the 
 with, and the records it trained on), ``run.json`` (how it trained: the recipe, precision and
 architecture, and the two-input network's photometry scaling),
 ``history.csv``, ``training.png``,
-``finetune_rounds.csv`` and the paper's Tables 2 and 3 as CSV and Markdown.
+``finetune_rounds.csv`` and the paper's Tables 2 and 3 as CSV and Markdown. run.json of an
+``anet3`` run also says what its network does (``inputs.ANET3_RECORD``).
 """
 
 from __future__ import annotations
@@ -147,10 +148,11 @@ def write_normalization(run_dir: str, records_dir: str, manifest: dict, mean, st
 
 
 def write_run_record(run_dir: str, recipe, precision: str, stage: str, arch: str = "apnet",
-                     photometry=None) -> None:
+                     photometry=None, network: dict | None = None) -> None:
     """Write run.json: how the run's model trained (the recipe of the last stage run, the
-    precision it computed in, the stages run so far, the architecture (``fit --arch``) and,
-    for the two-input network, its photometry scaling: (fill, mean, std) per column)."""
+    precision it computed in, the stages run so far, the architecture (``fit --arch``), for
+    the two-input network its photometry scaling: (fill, mean, std) per column, and
+    ``network``: what the architecture does that its name and the recipe do not say)."""
     path = os.path.join(run_dir, RUN_RECORD)
     old = read_json(path) or {}
     stages = [s for s in old.get("stages", []) if s != stage] + [stage]
@@ -162,6 +164,8 @@ def write_run_record(run_dir: str, recipe, precision: str, stage: str, arch: str
                                 "mean": list(mean), "std": list(std),
                                 "scaling": "values >= 98 or not finite take the fill value; "
                                            "then (x - mean) / std, inside the model"}
+    if network is not None:
+        record["network"] = network
     write_json(path, record)
 
 
