@@ -84,13 +84,6 @@ def parse_overrides(recipe, items: list[str]) -> dict:
     return overrides
 
 
-def run_recipe(run_dir: str) -> dict | None:
-    """The recipe a run folder's network trained with (its run.json), for ``report``."""
-    from apnet_tf.training.run_folder import read_run_record
-
-    return read_run_record(run_dir).get("recipe")
-
-
 def report(name: str, figures: dict, tag: str = "", recipe=None) -> str:
     """Print ``figures`` as JSON and write them to ``bench/results/<name>[-<tag>].json`` with the
     commit, the machine, the date, the command that made them and this commit's default recipe

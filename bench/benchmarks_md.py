@@ -413,7 +413,7 @@ FULL_SURVEY = 6000
 def _fit_line(fit: dict | None) -> str:
     if not fit:
         return "The run was trained before (`--run`)."
-    return (f"The run was fitted by the script with the defaults"
+    return ("The run was fitted by the script with the defaults"
             + (f" and `{' '.join(fit['overrides'])}`" if fit["overrides"] else "")
             + f": {fmt(fit['seconds'])} s, {_epochs(fit)}.")
 
@@ -543,8 +543,8 @@ def _cool_bias_posthoc(name: str) -> str:
     f = rec["figures"]
     runs = name[len("cool_bias-"):-len("posthoc")].rstrip("-") or "untagged"
     out = ("**The last layer fitted again** (`apnet_tf.training.last_layer`, the end of `fit "
-           f"--refit-last-layer`) on the very networks of `cool_bias-{runs}` above, made without it: Table "
-           "3's scatter per group before -> after, and the Teff bias (K); below, the penalty "
+           f"--refit-last-layer`) on the very networks of `cool_bias-{runs}` above, made without "
+           "it: Table 3's scatter per group before -> after, and the Teff bias (K); below, the penalty "
            "dev chose per label (none: the trained layer kept).\n\n")
     rows = []
     for fit in f["posthoc"]:

@@ -10,8 +10,8 @@ split. In the same run it fits two references on the same train split and scores
 test split: The Cannon (``bench/_cannon.py``) and the ridge regression of ``bench/accuracy.py``.
 
 Targets (issue 23): ``fit`` at most 1/3 of the baseline's wall time and at most 5x The Cannon's,
-Table 3 (test, all stars) within 5% of the baseline's in each parameter, and the calibration at most 10%
-of ``fit``'s wall time.
+Table 3 (test, all stars) within 5% of the baseline's in each parameter, and the calibration at
+most 10% of ``fit``'s wall time.
 
     python bench/time_to_accuracy.py [--n 6000] [--seed 23] [--baseline COMMIT]
         [--set field=value ...] [--skip-baseline] [--skip-references] [--tag NAME]

@@ -49,8 +49,9 @@ def test_plurals_and_a_catalog_without_photometry():
     phrases = count_phrases(catalog_counts(table))
     assert phrases[0] == "2 YSO candidates"
     assert not any("photometry" in p for p in phrases)
-    assert [counted(n, w) for n, w in ((1, "star"), (0, "star"), (1, "spectrum"),
-                                       (3, "spectrum"), (1, "epoch"), (4, "epoch"), (2, "new shard"))] == [
+    cases = ((1, "star"), (0, "star"), (1, "spectrum"), (3, "spectrum"), (1, "epoch"),
+             (4, "epoch"), (2, "new shard"))
+    assert [counted(n, w) for n, w in cases] == [
         "1 star", "0 stars", "1 spectrum", "3 spectra", "1 epoch", "4 epochs", "2 new shards"]
 
 

@@ -10,8 +10,8 @@ Each row names one spec file, by one of (column names in any case):
 A file is looked for under the root (``--root``) itself and in the SAS layouts below it:
 ``PLATE4/`` (SDSS-IV ``spectra/lite``) and ``FIELD6/MJD/`` (SDSS-V ``spectra/lite`` and
 ``spectra/full``). Rows whose file is found nowhere are left out (``Listing.missing``, said in
-one line by ``survey_table.missing_note``) and the others go through; a file that several rows name is read once,
-with a note (``Listing.notes``).
+one line by ``survey_table.missing_note``) and the others go through; a file that several rows
+name is read once, with a note (``Listing.notes``).
 """
 
 from __future__ import annotations
