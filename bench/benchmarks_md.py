@@ -544,8 +544,8 @@ def _cool_bias_posthoc(name: str) -> str:
     runs = name[len("cool_bias-"):-len("posthoc")].rstrip("-") or "untagged"
     out = ("**The last layer fitted again** (`apnet_tf.training.last_layer`, the end of `fit "
            f"--refit-last-layer`) on the very networks of `cool_bias-{runs}` above, made without "
-           "it: Table 3's scatter per group before -> after, and the Teff bias (K); below, the penalty "
-           "dev chose per label (none: the trained layer kept).\n\n")
+           "it: Table 3's scatter per group before -> after, and the Teff bias (K); below, the "
+           "penalty dev chose per label (none: the trained layer kept).\n\n")
     rows = []
     for fit in f["posthoc"]:
         for split in ("train", "dev", "test"):
