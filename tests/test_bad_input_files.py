@@ -185,7 +185,8 @@ def test_import_torch_of_an_exported_run_gives_the_runs_numbers(short_run, small
                                                                  tmp_path):
     import keras
 
-    from apnet_tf.model.torch_weights import keras_to_torch_state_dict, save_torch, torch_shapes
+    from apnet_tf.model.torch_layouts import torch_shapes
+    from apnet_tf.model.torch_weights import keras_to_torch_state_dict, save_torch
 
     model = keras.models.load_model(short_run / "best.keras")
     # a plain state_dict: exactly the paper's keys, which its PyTorch code loads strictly

@@ -129,7 +129,7 @@ def test_make_records_with_photometry_of_other_stars_stops(small_survey, survey_
 def net2_run(tmp_path_factory):
     """An APOGEE Net II run (seeded small weights in the authors' layout)."""
     torch = pytest.importorskip("torch")
-    from apnet_tf.model.torch_weights import torch_shapes
+    from apnet_tf.model.torch_layouts import torch_shapes
 
     rng = np.random.default_rng(5)
     base = tmp_path_factory.mktemp("net2")

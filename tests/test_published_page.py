@@ -34,11 +34,11 @@ def test_the_page_and_the_error_give_the_same_install_line(monkeypatch, tmp_path
     res = cli("import-torch", tmp_path / "APOGEE_Net.pt", "--out", tmp_path / "run")
     assert assert_one_line_error(res, TORCH_CPU_INSTALL).endswith(TORCH_CPU_INSTALL)
     from apnet_tf.errors import ApnetError
-    from apnet_tf.model import torch_weights
+    from apnet_tf.model import torch_files
 
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
     with pytest.raises(ApnetError, match=re.escape(TORCH_CPU_INSTALL)):
-        torch_weights._torch()
+        torch_files.torch_module()
 
 
 def page_steps() -> list[tuple[str, list[str]]]:

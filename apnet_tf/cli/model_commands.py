@@ -334,10 +334,11 @@ def export(
 
 @friendly
 def import_torch_cmd(
-        state_dict: Annotated[str, typer.Argument(metavar="STATE_DICT", help="PyTorch state_dict (.pt): APOGEE Net I (astra), Net II (ApogeeNet2's model.pt), --arch apnet; or APOGEE Net III / BOSS Net as a .pt file or their authors' folder of model_chunk_* files (BOSSNet's model_apogee/, model_boss/)")],
+        state_dict: Annotated[str, typer.Argument(metavar="STATE_DICT", help="PyTorch state_dict (.pt): APOGEE Net I (astra), Net II (ApogeeNet2's model.pt), one apnet-tf wrote (save_torch, with its STATE_DICT.json); or APOGEE Net III / BOSS Net as a .pt file or their authors' folder of model_chunk_* files (BOSSNet's model_apogee/, model_boss/)")],
         out_dir: Annotated[str, typer.Option("--out", help="Run folder to write")],
-        arch: Annotated[Optional[str], typer.Option("--arch", help="anet1 (APOGEE Net I), anet2 (APOGEE Net II, flux + photometry), anet3 (APOGEE Net III, SDSS's network of apStar spectra), bossnet (BOSS Net, BOSS spec files, with RV) or apnet (this package's own layout: the paper's rounded Table 1 statistics in Teff, log g, [Fe/H] order; wrong for the published Net I weights)  [default: the sidecar STATE_DICT.json's arch if there is one (save_torch writes it); for a chunk folder its number of outputs; else anet1]")] = None,
+        arch: Annotated[Optional[str], typer.Option("--arch", help="anet1 (APOGEE Net I), anet2 (APOGEE Net II, flux + photometry), anet3 (APOGEE Net III, SDSS's network of apStar spectra), bossnet (BOSS Net, BOSS spec files, with RV) or apnet (this package's own layout: the paper's rounded Table 1 statistics in Teff, log g, [Fe/H] order; wrong for the published Net I weights); must be what the file's keys and shapes are  [default: the sidecar STATE_DICT.json's arch if there is one (save_torch writes it), else the layout the keys and shapes say]")] = None,
         convention: Annotated[Optional[str], typer.Option("--convention", help="anet3 and bossnet: whose pipeline around the network, astra (SDSS's, which made the DR19 catalogs) or hutchresearch (the authors' repository)  [default: astra]")] = None,
+        force_arch: Annotated[bool, typer.Option("--force-arch", help="Read the file as --arch although its keys and shapes are those of a published network (your own PyTorch weights of Net I's layout, read as --arch apnet)")] = False,
         mean: Annotated[Optional[str], typer.Option(
             help="apnet only: target means teff,logg,fe_h (K, dex, dex)  [default: paper Table 1]", rich_help_panel=ADVANCED)] = None,
         std: Annotated[Optional[str], typer.Option(
@@ -346,7 +347,8 @@ def import_torch_cmd(
 ) -> None:
     """Load published PyTorch weights into a Keras run folder; run.json records the network's
     conventions (input, output order, constants, Monte Carlo), which infer, export, evaluate
-    and calibrate apply. A file written by save_torch has a sidecar STATE_DICT.json (arch,
+    and calibrate apply. The layout is recognised by the file's keys and shapes, every one of
+    which must be known. A file written by save_torch has a sidecar STATE_DICT.json (arch,
     input scaling, target statistics), which is read, so the import gives the run's numbers."""
     import importlib.util
 
@@ -359,13 +361,13 @@ def import_torch_cmd(
     m = None if mean is None else float_triple(mean, "--mean")
     s = None if std is None else float_triple(std, "--std")
     path = import_torch(state_dict, out_dir, m, s, overwrite=overwrite, arch=arch,
-                        convention=convention)
+                        convention=convention, force_arch=force_arch)
     side = None if os.path.isdir(state_dict) else read_sidecar(state_dict)
     conv = read_conventions(out_dir) or {}
     if conv.get("convention"):
         out.print(f"wrote {path} (--arch {conv['arch']}, {conv['convention']} conventions)")
     elif side is None:
-        out.print(f"wrote {path} (--arch {arch or 'anet1'})")
+        out.print(f"wrote {path} (--arch {conv.get('arch', 'apnet')})")
     else:
         out.print(f"wrote {path} (--arch {side['arch']}, input scaling "
                   f"{side['input_scaling']}, from {sidecar_path(state_dict)})")

@@ -27,7 +27,7 @@ from apnet_tf.model.bossnet_conventions import conventions, training_range
 
 __all__ = [
     "CHUNK_PATTERN", "bossnet_shapes", "check_bossnet_state", "bossnet_from_state",
-    "keras_to_bossnet_state", "read_chunk_folder", "load_bossnet_state", "bossnet_import",
+    "keras_to_bossnet_state", "read_chunk_folder", "load_bossnet_state", "bossnet_record",
 ]
 
 #: A chunk of the authors' weight folders: model_chunk_<index>.
@@ -221,33 +221,24 @@ def load_bossnet_state(path: str) -> dict:
     return dict(state.state_dict() if hasattr(state, "state_dict") else state)
 
 
-def bossnet_import(path: str, arch: str | None = None, convention: str | None = None,
-                   ) -> tuple[keras.Model, dict, dict]:
-    """What ``torch_weights.import_torch`` writes of APOGEE Net III or BOSS Net weights at
-    ``path`` (a ``torch.save`` file or the authors' chunk folder): the Keras model, its
-    normalization.json (the linear constants, and the training label range of the authors'
+def bossnet_record(model: keras.Model, path: str, arch: str, convention: str | None = None,
+                   ) -> tuple[dict, dict]:
+    """What ``torch_weights.import_torch`` writes beside the Keras ``model`` of APOGEE Net III
+    or BOSS Net weights read from ``path`` (a ``torch.save`` file or the authors' chunk folder):
+    its normalization.json (the linear constants, and the training label range of the authors'
     stats files as min and max) and run.json (the conventions of ``convention``, astra's by
-    default). ``arch`` None: the file's number of outputs says which (3: anet3, 4: bossnet).
+    default).
 
     Raises:
-        ApnetError: an unknown convention, or a file that is not a checked state_dict of
-            ``arch`` (``check_bossnet_state``; the message names the first key that differs).
+        ApnetError: an unknown convention.
     """
     convention = "astra" if convention is None else convention
     if convention not in CONVENTIONS:
         raise ApnetError(f"--convention {convention}: choose one of {', '.join(CONVENTIONS)}")
-    state = load_bossnet_state(path)
-    if arch is None:
-        rows = tuple(getattr(state.get("linear_sequential.6.bias"), "shape", ()))
-        arch = {(3,): "anet3", (4,): "bossnet"}.get(rows)
-        if arch is None:
-            raise ApnetError(f"{path}: not APOGEE Net III or BOSS Net weights (no 3 or 4 "
-                             "outputs in linear_sequential.6); give --arch")
-    model = bossnet_from_state(state, arch, source=path)
     labels = model.get_layer("labels")
     low, high = training_range(arch)
     norm = {"targets": list(TARGETS), "mean": labels.mean[:3], "std": labels.std[:3],
             "min": low, "max": high, "source": os.path.abspath(path)}
     record = {"format": 1, "stages": ["import-torch"], "arch": arch,
               "source": os.path.abspath(path), "conventions": conventions(arch, convention)}
-    return model, norm, record
+    return norm, record
