@@ -47,6 +47,8 @@ NOT_MEASURED = {
     ("serving.md", "94%"): "the share of fc1 in the parameters: the architecture",
     ("uncertainties.md", "68.3%"): "the 1-sigma coverage, model.calibration.ONE_SIGMA",
     ("uncertainties.md", "16%"): "1 / sqrt(2 mc) at the calibration's mc = 20",
+    ("published-networks.md", "1.25x"): "astra's error model for APOGEE Net III: its constant",
+    ("training.md", "277MiB"): "72.6 M float32 parameters: the architecture's size",
 }
 #: A statement that figures are the default recipe's ("the defaults", "default recipe", ...).
 HOW = "print it with {bench}`NAME:PATH` (docs/_ext/bench_figures.py)"
