@@ -65,8 +65,9 @@ def page_steps() -> list[tuple[str, list[str]]]:
 
 def _stand_ins(work: Path, apstar_files):
     """The files the page's commands name, made here: the authors' weight files (seeded
-    stand-ins in their layouts, under their names), a folder of apStar files and an allStar
-    table over the SAS layout, with Net II's photometry columns."""
+    stand-ins in their layouts, under their names: Net I's and II's .pt files, APOGEE Net III's
+    and BOSS Net's chunk folders as a clone of their repository holds them), a folder of apStar
+    files and an allStar table over the SAS layout, with Net II's photometry columns."""
     torch = pytest.importorskip("torch")
     ref = pytest.importorskip("published_reference")
     from astropy.table import Table
@@ -78,6 +79,10 @@ def _stand_ins(work: Path, apstar_files):
     torch.save(ref.ApogeeNetI().state_dict(), work / "APOGEE_Net.pt")
     torch.manual_seed(2)
     torch.save(ref.ApogeeNetII().state_dict(), work / "model.pt")
+    from test_bossnet_infer import write_chunks
+
+    for arch, folder in (("anet3", "model_apogee"), ("bossnet", "model_boss")):
+        write_chunks(arch, work / "BOSSNet" / "bossnet" / folder)
     (work / "my_apStar").mkdir()
     rows = {"APOGEE_ID": [], "TELESCOPE": [], "FIELD": [], "FILE": []}
     for i, f in enumerate(apstar_files):
