@@ -105,3 +105,22 @@ def untrained_run(tmp_path_factory) -> Path:
     (run / "normalization.json").write_text(json.dumps(
         {"targets": ["teff", "logg", "fe_h"], "mean": mean, "std": std}))
     return run
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_memory_after_each_module():
+    """After a module, its models (APOGEE Net III's are 277 MiB each, their TFLite conversions
+    several GB) are dropped and the freed memory handed back to the system, so the suite's peak
+    is its largest module's, not the sum of them all."""
+    yield
+    import ctypes
+    import gc
+    import sys
+
+    if "keras" in sys.modules:
+        sys.modules["keras"].backend.clear_session()
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
