@@ -186,8 +186,8 @@ def dr19_rows(pub: dict, prec: dict, n: int, cores: int, efficiency: float, batc
                 "stars per call)"),
             row(here, "plain, `--precision mixed_bfloat16`", p["bfloat16_spectra_per_s"],
                 "float32, same run", p["float32_spectra_per_s"], "measured",
-                f"precision_bossnet.json {arch}: what `auto` chose here: "
-                f"`{p['auto'].split(' (')[0]}`")]
+                f"precision_bossnet.json {arch}, {p['stars_per_call']} per call; what `auto` "
+                f"chose here: `{p['auto'].split(' (')[0]}`")]
         flops, moved = bossnet_cost(arch, batch)
         gpu = efficiency * min(H100_FLOPS / flops, H100_BYTES_PER_S / moved)
         read = (cores - 1) * 1e3 / p["read_cpu_ms_per_file"]
