@@ -791,6 +791,48 @@ def precision_section() -> str:
     return out + "\n" + source(rec, "precision") + "\n"
 
 
+def precision_bossnet_section() -> str:
+    out = ("## Inference precision of APOGEE Net III and BOSS Net "
+           "(`bench/precision_bossnet.py`)\n\n")
+    rec = load("precision_bossnet")
+    if rec is None:
+        return out + missing("precision_bossnet", "bench/precision_bossnet.py")
+    f = rec["figures"]
+    out += ("`infer --precision` for the two networks: the stand-in weights of "
+            "`bench/published_bossnet.py` (seeded, the authors' layout, imported with "
+            "`import-torch`) in float32 (the reference) and through their bfloat16 twins (same "
+            "weights; convolutions and Linear layers in bfloat16, the log scaling, the last "
+            "Linear and the labels in float32), in one process, alternating. APOGEE Net III on "
+            "the real apStar files of the test data, BOSS Net on a synthetic BOSS survey "
+            "(`synth --instrument boss`). bfloat16 computed in hardware on this machine: "
+            f"{f['bfloat16_native']}. The shift is |bfloat16 - float32| per label in percent "
+            "of the label's spread (the network's de-standardising std, linearised for Teff), "
+            "with the label's units in brackets; `auto` keeps bfloat16 only where every "
+            "median is at most 0.1% and every maximum at most 1%. Seeded weights, not the "
+            "authors' trained ones: the shift of the real weights may differ, and `auto` "
+            "measures it on each job's first 256 spectra.\n\n")
+    rows = []
+    for arch in ("anet3", "bossnet"):
+        a = f.get(arch)
+        if a is None:
+            continue
+        s = a["shift"]
+        labels = list(s["median_pct_of_spread"])
+        shift = "; ".join(f"{k} {s['median_pct_of_spread'][k]}% ({fmt(s['median_abs'][k], 3)})"
+                          f" / {s['max_pct_of_spread'][k]}% ({fmt(s['max_abs'][k], 3)})"
+                          for k in labels)
+        rows.append([f"{arch} ({a['files']} files)",
+                     f"{fmt(a['bfloat16_spectra_per_s'])} spectra/s",
+                     f"{fmt(a['float32_spectra_per_s'])} spectra/s",
+                     f"**{a['bfloat16_over_float32']}x**", shift, f"`{a['auto']}`"])
+    out += table(["network", "plain, mixed_bfloat16", "plain, float32 (reference)",
+                  "bfloat16 / float32", "shift, median / maximum, % of spread (units)",
+                  "what `--precision auto` chose"], rows)
+    per_call = next(a["stars_per_call"] for k, a in f.items() if isinstance(a, dict))
+    out += f"\nPlain predictions, {per_call} spectra per call.\n"
+    return out + "\n" + source(rec, "precision_bossnet") + "\n"
+
+
 def survey_section() -> str:
     out = "## Survey-scale inference (`bench/survey.py`)\n\n"
     rec = load("survey")
@@ -882,7 +924,33 @@ def projection_section() -> str:
     out += table(["where", "job", "files/s", "DR17", "basis", "how"],
                  [[r["where"], r["mode"], fmt(r["files_per_s"]), _duration(r["hours"]),
                    r["basis"], r["how"]] for r in f["rows"]])
+    if f.get("dr19"):
+        out += dr19_table(f["dr19"])
     return out + "\n" + source(rec, "projection") + "\n"
+
+
+def dr19_table(d: dict) -> str:
+    """projection.py's APOGEE Net III and BOSS Net rows: each against its reference where one
+    was measured in the same run."""
+    src = "; ".join(f"`{k}.json` commit `{v['commit'][:10]}`, {v['date'][:16].replace('T', ' ')}"
+                    f" UTC, load {v['load_average_1min_at_end']}"
+                    for k, v in d["sources"].items())
+    out = (f"\nAPOGEE Net III (`anet3`) and BOSS Net (`bossnet`) at DR19's scale: "
+           f"{d['spectra']:,} spectra per network, a round number of DR19's order (astra "
+           "analysed DR17's 733,901 APOGEE files and SDSS-V's APOGEE and BOSS spectra besides; "
+           "the count is `--dr19-spectra`, and the hours scale with it). Measured rows are "
+           f"rates measured on this machine ({src}), each beside its reference measured in "
+           "the same run; the GPU rows are estimates, with their arithmetic.\n\n")
+    rows = []
+    for r in d["rows"]:
+        ref = ("" if r["reference"] is None else
+               f"{r['reference']}: {fmt(r['reference_spectra_per_s'])} spectra/s, "
+               f"{_duration(r['reference_hours'])}")
+        ratio = "" if r["ratio"] is None else f"**{r['ratio']:.2f}x**"
+        rows.append([r["arch"], r["where"], r["mode"], fmt(r["spectra_per_s"]),
+                     _duration(r["hours"]), ref, ratio, r["basis"], r["how"]])
+    return out + table(["network", "where", "job", "spectra/s", f"{d['spectra']:,} spectra",
+                        "reference (same run)", "ratio", "basis", "how"], rows)
 
 
 def published_section() -> str:
@@ -959,6 +1027,38 @@ def published_bossnet_section() -> str:
             ["kept at fill (`--mc-bad-pixels fill`)", f"{fmt(bad['teff_shift_k_fill'])} K",
              f"{fmt(bad['teff_sigma_k_fill'])} K"]])
     return out + "\n" + source(rec, "published_bossnet") + "\n"
+
+
+def memory_bossnet_section() -> str:
+    out = "## Memory of APOGEE Net III's Monte Carlo (`bench/memory_bossnet.py`)\n\n"
+    rec = load("memory_bossnet")
+    if rec is None:
+        return out + missing("memory_bossnet", "bench/memory_bossnet.py")
+    f = rec["figures"]
+    out += ("Peak resident memory of the whole `infer` process, run as a user runs it, on "
+            f"{f['stars']} apStar files (the {f['real_files']} real ones of the test data "
+            "copied in turn), APOGEE Net III imported from the stand-in weights in the authors' "
+            f"chunk layout (72.6 M parameters; memory does not depend on their values), float32, "
+            f"astra's Monte Carlo with mc = {f['mc']}; the catalog has {f['catalog_rows_mc']} "
+            "rows.\n\n")
+    gb = f["infer_mc_gb"]
+    rows = [[f"`infer --model <anet3 run> --mc {f['mc']}`, {f['stars']} stars",
+             f"**{gb} GB** ({target(gb, '<', f['target_gb'], fmt(f['target_gb']), ' GB')})",
+             f"{f['infer_mc_s']:.0f} s",
+             f"`--mc 0`: {f['infer_plain_gb']} GB, {f['infer_plain_s']:.0f} s "
+             f"({f['mc_over_plain']}x the memory)"]]
+    variants = [(name, load(name)) for name in tagged("memory_bossnet")]
+    for name, v in variants:
+        g = v["figures"]
+        rows.append([f"the same, the Monte Carlo at {g['rows_per_chunk']} rows (stars x draws) "
+                     "per network call, not the package's (`MC_ROWS_PER_CHUNK` set in the "
+                     "process: a variant)", f"{g['infer_mc_gb']} GB", f"{g['infer_mc_s']:.0f} s",
+                     f"`--mc 0`: {g['infer_plain_gb']} GB, {g['infer_plain_s']:.0f} s; "
+                     f"the package's chunk: {gb} GB, {f['infer_mc_s']:.0f} s "
+                     f"({g['infer_mc_gb'] / gb:.2f}x the memory)"])
+    out += table(["command", "peak RSS", "wall time", "reference (same run)"], rows)
+    out += "\n" + source(rec, "memory_bossnet") + "\n"
+    return out + "".join(source(v, name) + "\n" for name, v in variants)
 
 
 def memory_section() -> str:
@@ -1230,8 +1330,9 @@ def page() -> str:
                 time_to_accuracy_section, information_section, cool_bias_section,
                 refit_section,
                 photometry_section, fit_anet3_section, infer_section, precision_section,
-                published_section, published_bossnet_section,
-                survey_section, projection_section, memory_section, calibration_section,
+                published_section, published_bossnet_section, precision_bossnet_section,
+                survey_section, projection_section, memory_section, memory_bossnet_section,
+                calibration_section,
                 calibration_cost_section, export_section, yso_section,
                 novelty_section, spikes_section]
     return HEADER + "\n".join(s() for s in sections)

@@ -10,13 +10,22 @@ was at hand: the GPU rate is a roofline estimate of the network on an H100 (its 
 operations and memory traffic per spectrum, counted here from the architecture, against a stated
 fraction of the card's peak), not a measurement.
 
+APOGEE Net III and BOSS Net at DR19's scale (``--dr19-spectra`` spectra per network, a round
+number: astra analysed DR17's APOGEE files and SDSS-V's APOGEE and BOSS spectra besides, and
+the hours scale with the count): the rates of ``bench/results/published_bossnet.json``
+against the authors' PyTorch measured in the same run, the bfloat16 rate of
+``precision_bossnet.json`` against float32, and GPU rows as estimates (the same roofline,
+counted from the Keras model's layers, and the CPU time of reading the files, measured here).
+
     python bench/projection.py [--nodes 4 16 64] [--node-cores 16] [--gpu-efficiency 0.25]
+        [--dr19-spectra 1000000] [--gpu-batch 256]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -121,6 +130,87 @@ def gpu_rows(cpu: dict, fixed_s: float, cores: int, efficiency: float,
     return rows
 
 
+def bossnet_cost(arch: str, batch: int) -> tuple[float, float]:
+    """(floating-point operations, bytes read and written) per spectrum of APOGEE Net III or
+    BOSS Net, counted from the Keras model's layers: each convolution 2 x output length x
+    filters x input channels x kernel, each Linear 2 x inputs x units; every one-input layer
+    reads its input and writes its output (nothing fused), and the weights are read once per
+    batch of ``batch`` spectra."""
+    from apnet_tf.model.bossnet import build_bossnet
+
+    model = build_bossnet(arch)
+    flops, moved = 0.0, 0.0
+    for layer in model.layers:
+        if not layer._inbound_nodes or isinstance(layer.input, list):
+            continue
+        shape_in, shape_out = layer.input.shape, layer.output.shape
+        moved += FLOAT * (math.prod(shape_in[1:]) + math.prod(shape_out[1:]))
+        if layer.__class__.__name__ == "Conv1D":
+            flops += 2 * shape_out[1] * layer.filters * shape_in[2] * layer.kernel_size[0]
+        elif layer.__class__.__name__ == "Dense":
+            flops += 2 * shape_in[1] * layer.units
+    return flops, moved + FLOAT * model.count_params() / batch
+
+
+def dr19_rows(pub: dict, prec: dict, n: int, cores: int, efficiency: float, batch: int,
+              nodes: list[int]) -> list[dict]:
+    """APOGEE Net III and BOSS Net on ``n`` spectra each: measured here (bench/results/
+    published_bossnet.json, precision_bossnet.json) against the authors' PyTorch in the same
+    run; one GPU node and N nodes as estimates."""
+    def h(rate: float) -> float:
+        return n / rate / 3600
+
+    rows = []
+    for arch in ("anet3", "bossnet"):
+        a, p = pub["figures"].get(arch), prec["figures"].get(arch)
+        if a is None or p is None:
+            continue
+        mc = a["mc"]
+
+        def row(where, mode, rate, ref_what, ref_rate, basis, how):
+            return {"arch": arch, "where": where, "mode": mode, "spectra_per_s": rate,
+                    "hours": h(rate), "reference": ref_what, "reference_spectra_per_s": ref_rate,
+                    "reference_hours": None if ref_rate is None else h(ref_rate),
+                    "ratio": None if ref_rate is None else rate / ref_rate, "basis": basis,
+                    "how": how}
+
+        here = f"this machine ({pub['machine'].split(', ')[-1]})"
+        rows += [
+            row(here, "plain", a["plain_spectra_per_s"], "the authors' PyTorch",
+                a["torch_plain_spectra_per_s"], "measured", "published_bossnet.json "
+                f"{arch}.plain_spectra_per_s and torch_plain_spectra_per_s (the network on "
+                f"in-memory spectra, {a['stars_per_call']} per call; reading not included)"),
+            row(here, f"`--mc {mc}` (astra's)", a["mc_stars_per_s"], "the authors' PyTorch loop",
+                a["torch_mc_stars_per_s"], "measured", "published_bossnet.json "
+                f"{arch}.mc_stars_per_s and torch_mc_stars_per_s ({a['mc_stars_per_call']} "
+                "stars per call)"),
+            row(here, "plain, `--precision mixed_bfloat16`", p["bfloat16_spectra_per_s"],
+                "float32, same run", p["float32_spectra_per_s"], "measured",
+                f"precision_bossnet.json {arch}, {p['stars_per_call']} per call; what `auto` "
+                f"chose here: `{p['auto'].split(' (')[0]}`")]
+        flops, moved = bossnet_cost(arch, batch)
+        gpu = efficiency * min(H100_FLOPS / flops, H100_BYTES_PER_S / moved)
+        read = (cores - 1) * 1e3 / p["read_cpu_ms_per_file"]
+        how = (f"GPU: H100 roofline, min({H100_FLOPS / 1e12:.0f} TFLOP/s / "
+               f"{flops / 1e9:.2f} GFLOP, {H100_BYTES_PER_S / 1e12:.2f} TB/s / "
+               f"{moved / 1e6:.1f} MB (activations, unfused, and the weights once per batch "
+               f"of {batch})) x {efficiency} (assumed, not measured) = {gpu:,.0f} spectra/s; "
+               f"reading: {cores - 1} cores / {p['read_cpu_ms_per_file']:.2f} ms "
+               f"(precision_bossnet.json {arch}.read_cpu_ms_per_file, measured here) = "
+               f"{read:,.0f} files/s")
+        node = f"one GPU node (1 H100, {cores} cores)"
+        plain, draws = min(gpu, read), min(gpu / (mc + 1), read)
+        rows += [row(node, "plain", plain, None, None, "estimate",
+                     f"min(GPU, reading); {how}"),
+                 row(node, f"`--mc {mc}` (astra's)", draws, None, None, "estimate",
+                     f"min(GPU / {mc + 1} passes (the un-noised one and {mc} draws), reading) "
+                     f"= min({gpu / (mc + 1):,.0f}, {read:,.0f})")]
+        for k in nodes:
+            rows.append(row(f"{k} GPU nodes", f"`--mc {mc}` (astra's)", k * draws, None, None,
+                            "estimate", f"{k} x the one-node rate (linear)"))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nodes", type=int, nargs="*", default=[4, 16, 64])
@@ -129,6 +219,10 @@ def main() -> None:
                     help="assumed fraction of the H100 roofline the network reaches")
     ap.add_argument("--survey", default="survey", help="the results file to read, "
                     "bench/results/NAME.json")
+    ap.add_argument("--dr19-spectra", type=int, default=1_000_000,
+                    help="spectra per network of the APOGEE Net III and BOSS Net rows")
+    ap.add_argument("--gpu-batch", type=int, default=256,
+                    help="batch of the GPU estimate (the weights are read once per batch)")
     add_tag(ap)
     args = ap.parse_args()
     with open(os.path.join(RESULTS, f"{args.survey}.json")) as f:
@@ -141,9 +235,21 @@ def main() -> None:
             + gpu_rows(survey["figures"]["cpu_ms_per_file"],
                        ray["ray_init_s"] + ray["ray_one_batch_job_s"], args.node_cores,
                        args.gpu_efficiency, args.nodes))
-    report("projection", {"dr17_files": DR17_FILES, "survey": f"{args.survey}.json",
-                          "survey_commit": survey["commit"],
-                          "survey_date": survey["date"], "rows": rows}, args.tag)
+    figures = {"dr17_files": DR17_FILES, "survey": f"{args.survey}.json",
+               "survey_commit": survey["commit"], "survey_date": survey["date"], "rows": rows}
+    pub, prec = (os.path.join(RESULTS, f"{name}.json")
+                 for name in ("published_bossnet", "precision_bossnet"))
+    if os.path.exists(pub) and os.path.exists(prec):
+        with open(pub) as f, open(prec) as g:
+            pub, prec = json.load(f), json.load(g)
+        figures["dr19"] = {
+            "spectra": args.dr19_spectra, "gpu_batch": args.gpu_batch,
+            "sources": {k: {"commit": r["commit"], "date": r["date"],
+                            "load_average_1min_at_end": r.get("load_average_1min_at_end")}
+                        for k, r in (("published_bossnet", pub), ("precision_bossnet", prec))},
+            "rows": dr19_rows(pub, prec, args.dr19_spectra, args.node_cores,
+                              args.gpu_efficiency, args.gpu_batch, args.nodes)}
+    report("projection", figures, args.tag)
 
 
 if __name__ == "__main__":

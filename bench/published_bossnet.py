@@ -71,17 +71,14 @@ def inputs(arch: str, paths, mc_bad_pixels: str = "noise"):
     return network_inputs(conventions(arch, "astra"), batch, mc_bad_pixels)
 
 
-def setup(arch: str):
-    """(run folder loaded as infer loads it, reference network, golden)."""
+def imported_run(arch: str) -> tuple[Path, dict, Path]:
+    """(run folder, golden, its cache folder): the goldens' stand-in weights written as the
+    authors' chunk folder and imported as ``import-torch --arch`` imports them."""
     import json
     import shutil
 
-    import bossnet_reference as ref
-    from bossnet_fixtures import apply_recipe, seeded_state
     from test_bossnet_infer import write_chunks
 
-    from apnet_tf.model.bossnet_weights import bossnet_shapes
-    from apnet_tf.model.loading import load_model
     from apnet_tf.model.torch_weights import import_torch
 
     golden = json.loads((Path(HERE).parent / "tests" / "golden" / f"{arch}_golden.json")
@@ -90,9 +87,21 @@ def setup(arch: str):
     shutil.rmtree(folder, ignore_errors=True)
     import_torch(str(write_chunks(arch, folder / "chunks")), str(folder / "run"), arch=arch)
     shutil.rmtree(folder / "chunks")
+    return folder / "run", golden, folder
+
+
+def setup(arch: str):
+    """(run folder loaded as infer loads it, reference network, golden, cache folder)."""
+    import bossnet_reference as ref
+    from bossnet_fixtures import apply_recipe, seeded_state
+
+    from apnet_tf.model.bossnet_weights import bossnet_shapes
+    from apnet_tf.model.loading import load_model
+
+    run, golden, folder = imported_run(arch)
     recipe = golden["weights"]
     net = ref.load(apply_recipe(seeded_state(bossnet_shapes(arch), recipe["seed"]), recipe), arch)
-    return load_model(str(folder / "run")), net, golden, folder
+    return load_model(str(run)), net, golden, folder
 
 
 def torch_mc(torch, ref, net, arch, stars):

@@ -14,7 +14,7 @@ from apnet_tf.inference.predict import job_precision, predict_catalog
 from apnet_tf.io.catalog import write_catalog
 from apnet_tf.model import precision as precision_module
 from apnet_tf.model.loading import load_model
-from apnet_tf.model.precision import auto_choice, auto_line, precision_shift
+from apnet_tf.model.precision import auto_choice, auto_line, label_spread, precision_shift
 from apnet_tf.model.saved_model_runtime import SavedModelRuntime
 
 SPREAD = np.array([730.0, 1.2, 0.3])  # the untrained run's normalization.json std
@@ -137,3 +137,21 @@ def test_auto_measures_on_the_jobs_first_spectra(small_survey, untrained_run, mo
                              precision="auto")
     assert result.precision.startswith("auto -> float32 (median shift")
     assert result.catalog.meta["PRECISN"] == "float32"
+
+
+def test_bossnet_spread_has_one_entry_per_output_rv_included():
+    """BOSS Net outputs RV beside the three labels of its normalization.json: auto's shift
+    (precision_shift of (B, 4) predictions) needs RV's spread too, or it cannot be computed
+    (``infer --precision auto`` on BOSS Net stopped with a broadcasting traceback)."""
+    from apnet_tf.model.bossnet import BOSSNET_STD, build_bossnet
+
+    model = build_bossnet("bossnet", n_pixels=120, pool_size=8, linear_dim=8)
+    normalization = {"targets": ["teff", "logg", "fe_h"], "std": [1452.8, 0.9, 0.5]}
+    spread = label_spread(normalization, model)
+    np.testing.assert_allclose(spread, [1452.8, 0.9, 0.5, BOSSNET_STD[3]])
+    flux = np.random.default_rng(0).uniform(1.0, 2.0, (3, 120)).astype(np.float32)
+    out = model.predict(flux, verbose=0)
+    median, largest = precision_shift(out, out + spread / 100, spread)
+    np.testing.assert_allclose(largest, 0.01, rtol=1e-6)
+    anet3 = build_bossnet("anet3", n_pixels=120, pool_size=8, linear_dim=8)
+    np.testing.assert_allclose(label_spread(normalization, anet3), [1452.8, 0.9, 0.5])

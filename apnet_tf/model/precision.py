@@ -98,15 +98,22 @@ def computing_in(model: keras.Model, precision: str) -> keras.Model:
 
 
 def label_spread(normalization: dict | None, model=None) -> np.ndarray | None:
-    """Each label's spread in its own units, (3,) in ``TARGETS`` order: the std the run
-    normalises with (normalization.json), else that of the model's de-standardisation layer
-    ("labels"; linearised for a published network's log10 Teff); None if neither is known."""
-    if normalization and normalization.get("std") is not None:
-        return np.asarray(normalization["std"], dtype=float)
+    """Each output's spread in its own units, (P,) in the model's output order (``TARGETS``,
+    then BOSS Net's RV): the std the run normalises with (normalization.json), else that of
+    the model's de-standardisation layer ("labels"; linearised for a published network's log10
+    Teff); None if neither is known. Outputs that normalization.json does not list (BOSS Net's
+    RV: its file holds the three labels of the catalog's range checks) take the layer's std, so
+    that the spread has one entry per output column."""
     try:
-        return np.asarray(model.get_layer("labels").std, dtype=float)
+        layer = np.asarray(model.get_layer("labels").std, dtype=float)
     except (AttributeError, ValueError):
-        return None
+        layer = None
+    if not normalization or normalization.get("std") is None:
+        return layer
+    std = np.asarray(normalization["std"], dtype=float)
+    if layer is not None and len(layer) > len(std):
+        return np.concatenate([std, layer[len(std):]])
+    return std
 
 
 def precision_shift(reference: np.ndarray, trial: np.ndarray,
