@@ -14,7 +14,7 @@ __all__ = [
     "LABEL_RANGES", "MAGNITUDE_RANGE", "PARALLAX_LIMIT", "BAD_ERROR_THRESHOLD",
     "PAPER_LEARNING_RATE", "PAPER_BATCH_SIZE", "PAPER_DROPOUT", "EARLY_STOPPING_PATIENCE",
     "PAYNE_RESAMPLE_FRACTION", "CONV_FILTERS", "CONV_KERNEL", "DENSE_UNITS", "PHOTOMETRY_UNITS",
-    "FIT_ARCHS", "MC_DRAWS", "MC_ERROR_CAP", "MC_ROWS_PER_CHUNK",
+    "FIT_ARCHS", "MC_DRAWS", "MC_ERROR_CAP", "MC_ROWS_PER_CHUNK", "BOSSNET_MC_ROWS_PER_CHUNK",
     "CALIBRATION_MC_DRAWS", "CALIBRATION_STARS_PER_STRATUM", "INPUT_SCALINGS", "PRECISIONS",
     "INFERENCE_PRECISIONS", "AUTO_PRECISION_PROBE", "AUTO_MEDIAN_SHIFT", "AUTO_MAX_SHIFT",
     "BEST_MODEL",
@@ -106,6 +106,11 @@ MC_ERROR_CAP = 5.0
 #: rows the first convolution's output is 270 MB); its cost in speed is measured by
 #: bench/infer.py (BENCHMARKS.md, "Inference").
 MC_ROWS_PER_CHUNK = 1000
+#: The same bound for APOGEE Net III and BOSS Net, whose activations per row are many times the
+#: package's network's (4 to 64 channels at full length): 6 stars of 20 draws and their
+#: un-noised pass per call bound ``infer --mc 20``'s memory without slowing it (bench/
+#: memory_bossnet.py, BENCHMARKS.md "Memory of APOGEE Net III's Monte Carlo").
+BOSSNET_MC_ROWS_PER_CHUNK = 126
 #: The sigma calibration's Monte Carlo (``calibration.subset``): draws per star, and the
 #: training stars per stratum (Kiel region of the labels x S/N tercile) of the subset it runs
 #: over; chosen by ``bench/calibration.py --subsets`` (BENCHMARKS.md, "Uncertainty calibration").

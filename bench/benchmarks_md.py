@@ -1051,7 +1051,7 @@ def memory_bossnet_section() -> str:
     for name, v in variants:
         g = v["figures"]
         rows.append([f"the same, the Monte Carlo at {g['rows_per_chunk']} rows (stars x draws) "
-                     "per network call, not the package's (`MC_ROWS_PER_CHUNK` set in the "
+                     "per network call, not the package's (`BOSSNET_MC_ROWS_PER_CHUNK` set in the "
                      "process: a variant)", f"{g['infer_mc_gb']} GB", f"{g['infer_mc_s']:.0f} s",
                      f"`--mc 0`: {g['infer_plain_gb']} GB, {g['infer_plain_s']:.0f} s; "
                      f"the package's chunk: {gb} GB, {f['infer_mc_s']:.0f} s "

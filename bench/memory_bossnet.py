@@ -8,7 +8,7 @@ depend on the weights' values). The spectra: the 26 real apStar files of ``../sh
 ``infer`` reads each as its own file). Each figure is the peak RSS (``ru_maxrss``) of the
 command's whole process, measured by a parent that runs only it (``bench/memory.py``'s
 ``PEAK``), and its wall time. ``--rows-per-chunk N`` runs the Monte Carlo with the package's
-``MC_ROWS_PER_CHUNK`` (rows of stars x draws per network call) set to N in that process, to
+``BOSSNET_MC_ROWS_PER_CHUNK`` (rows of stars x draws per network call) set to N in that process, to
 measure what a smaller chunk would do (a variant: ``--tag`` it).
 
     python bench/memory_bossnet.py [--stars 256] [--mc 20] [--rows-per-chunk N --tag NAME]
@@ -34,9 +34,9 @@ from published_bossnet import DATA, imported_run  # noqa: E402
 #: The peak RSS that ``infer --mc 20`` on 256 stars must stay under (issue's target), GB.
 TARGET_GB = 4.0
 #: ``python -m apnet_tf.cli`` with the Monte Carlo's rows per network call (the package's
-#: constant MC_ROWS_PER_CHUNK) set to its first argument, before the package reads it.
+#: constant BOSSNET_MC_ROWS_PER_CHUNK) set to its first argument, before the package reads it.
 CLI_WITH_CHUNK = ("import runpy, sys; import apnet_tf.constants as c; "
-                  "c.MC_ROWS_PER_CHUNK = int(sys.argv.pop(1)); "
+                  "c.BOSSNET_MC_ROWS_PER_CHUNK = int(sys.argv.pop(1)); "
                   "runpy.run_module('apnet_tf.cli', run_name='__main__')")
 
 
@@ -75,12 +75,12 @@ def main() -> None:
     ap.add_argument("--stars", type=int, default=256)
     ap.add_argument("--mc", type=int, default=20, help="Monte Carlo draws (astra's: 20)")
     ap.add_argument("--rows-per-chunk", type=int, default=None,
-                    help="the Monte Carlo's rows per network call (MC_ROWS_PER_CHUNK) for the "
-                    "Monte Carlo run; default: the package's")
+                    help="the Monte Carlo's rows per network call (BOSSNET_MC_ROWS_PER_CHUNK) "
+                    "for the Monte Carlo run; default: the package's")
     add_tag(ap)
     args = ap.parse_args()
 
-    from apnet_tf.constants import MC_ROWS_PER_CHUNK
+    from apnet_tf.constants import BOSSNET_MC_ROWS_PER_CHUNK
 
     run, _, _ = imported_run("anet3")
     spectra = copies(args.stars) / "*" / "apStar*.fits"  # infer expands the glob
@@ -99,7 +99,7 @@ def main() -> None:
         "infer_plain_gb": round(plain, 2), "infer_plain_s": round(plain_s, 1),
         "infer_mc_gb": round(mc, 2), "infer_mc_s": round(mc_s, 1),
         "mc_over_plain": round(mc / plain, 2), "target_gb": TARGET_GB,
-        "rows_per_chunk": args.rows_per_chunk or MC_ROWS_PER_CHUNK,
+        "rows_per_chunk": args.rows_per_chunk or BOSSNET_MC_ROWS_PER_CHUNK,
         "rows_per_chunk_is_the_packages": args.rows_per_chunk is None}, args.tag)
 
 

@@ -359,3 +359,25 @@ def test_conventions_say_what_each_pipeline_does():
     json.dumps(astra)
     with pytest.raises(ValueError, match="convention"):
         conventions("anet3", "sdss")
+
+
+@pytest.mark.parametrize("convention", ["astra", "hutchresearch"])
+def test_the_monte_carlo_does_not_depend_on_its_chunk(convention):
+    """APOGEE Net III's Monte Carlo goes through the network a few stars at a time
+    (``BOSSNET_MC_ROWS_PER_CHUNK``, to bound memory): the same draws, and so the same numbers,
+    whatever the chunk, under both conventions (astra clips a star's draws together)."""
+    from apnet_tf.model.bossnet_conventions import conventions
+    from apnet_tf.model.bossnet_mc import BossNetMonteCarlo
+
+    model = bossnet_from_state(_small_state(), "anet3", pool_size=8, linear_dim=16)
+    rng = np.random.default_rng(3)
+    flux = np.abs(rng.normal(100, 30, (7, 8575))).astype(np.float32)
+    err = np.full_like(flux, 3.0)
+    bad = np.zeros(flux.shape, bool)
+    bad[:, :40] = True
+    conv = conventions("anet3", convention)
+    whole = BossNetMonteCarlo(model, conv, 5, rows_per_chunk=1000)(flux, err, bad, seed=11)
+    for rows in (6, 13):  # one star per call; two stars per call, the last call holding one
+        cut = BossNetMonteCarlo(model, conv, 5, rows_per_chunk=rows)(flux, err, bad, seed=11)
+        for key in whole:
+            np.testing.assert_allclose(cut[key], whole[key], rtol=1e-5, atol=1e-6, err_msg=key)

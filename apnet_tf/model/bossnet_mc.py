@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from apnet_tf.constants import MC_ROWS_PER_CHUNK
+from apnet_tf.constants import BOSSNET_MC_ROWS_PER_CHUNK
 from apnet_tf.io.boss_grid import boss_grid
 from apnet_tf.model.bossnet import log_flux_clip, standardised_network
 from apnet_tf.model.uncertainty import check_mc, draw_seed, standard_normal, star_seed
@@ -131,7 +131,8 @@ def _summaries(draws: tf.Tensor, plain: tf.Tensor, order) -> dict[str, tf.Tensor
 
 def bossnet_monte_carlo(network, flux, err, bad, mc, seed, *, order, mean, std,
                         clip_together: bool, wavelength=None,
-                        rows_per_chunk: int = MC_ROWS_PER_CHUNK) -> dict[str, tf.Tensor]:
+                        rows_per_chunk: int = BOSSNET_MC_ROWS_PER_CHUNK
+                        ) -> dict[str, tf.Tensor]:
     """The authors' Monte Carlo (module doc) of B stars: ``SUMMARIES``, each (B, P).
 
     Args:
@@ -193,7 +194,7 @@ class BossNetMonteCarlo:
     """
 
     def __init__(self, model: keras.Model, conventions: dict, mc: int,
-                 rows_per_chunk: int = MC_ROWS_PER_CHUNK):
+                 rows_per_chunk: int = BOSSNET_MC_ROWS_PER_CHUNK):
         self.network = standardised_network(model)
         self.n_model = int(model.input_shape[-1])
         self.conventions, self.mc = conventions, check_mc(mc)
