@@ -65,7 +65,10 @@ def commit() -> str:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True).stdout
 
     head = git("rev-parse", "HEAD").strip() or "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "apnet_tf", "bench").strip()
+    # pathspecs from the top of the checkout (git runs in bench/results' parent); the results
+    # files themselves do not make the code dirty
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ":(top)apnet_tf",
+                ":(top)bench", ":(top,exclude)bench/results").strip()
     return head + ("+dirty" if dirty else "")
 
 
