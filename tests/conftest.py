@@ -111,12 +111,16 @@ def untrained_run(tmp_path_factory) -> Path:
 def _release_memory_after_each_module():
     """After a module, its models (APOGEE Net III's are 277 MiB each, their TFLite conversions
     several GB) are dropped and the freed memory handed back to the system, so the suite's peak
-    is its largest module's, not the sum of them all."""
+    is its largest module's, not the sum of them all; and a Ray runtime that the package
+    started for a module's `--engine ray` job is shut down, so the next module that starts its
+    own (tests/test_ray_engine.py, with its own settings) does not find one running."""
     yield
     import ctypes
     import gc
     import sys
 
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        sys.modules["ray"].shutdown()
     if "keras" in sys.modules:
         sys.modules["keras"].backend.clear_session()
     gc.collect()
