@@ -28,7 +28,8 @@ def test_no_user_page_carries_project_history_or_harness_rules():
              for m in HISTORY.finditer(_shown(page.read_text()))]
     assert found == []
     dev = (DOCS / "development.md").read_text()
-    assert "How the examples are checked" in dev and "**What the whole suite takes.** Measured" in dev
+    assert "How the examples are checked" in dev
+    assert "**What the whole suite takes.** Measured" in dev
     assert "TODO" not in dev
 
 
