@@ -24,6 +24,7 @@ from apnet_tf.errors import ApnetError
 from apnet_tf.model.calibration import Calibration
 from apnet_tf.model.novelty import NoveltyReference
 from apnet_tf.model.published import mc_style
+from apnet_tf.model.uncertainty import check_mc
 
 __all__ = ["FALLBACK_LABEL_RANGE", "Runtime", "ExportedRuntime", "read_calibration"]
 
@@ -149,6 +150,16 @@ class ExportedRuntime(Runtime):
         if mc_dropout:
             raise ApnetError(f"{self.path}: MC dropout needs the Keras model (a run folder); "
                              "exported models carry input noise only")
+
+    def exported_mc_inputs(self, mc, photometry, mc_dropout: bool,
+                           wavelength) -> tuple[int, np.ndarray | None]:
+        """An exported model's Monte Carlo arguments checked, in the order both export
+        runtimes check them: (mc, the network's photometry or None)."""
+        mc = check_mc(mc)
+        phot = self.network_photometry(photometry)
+        self.refuse_mc_dropout(mc_dropout)
+        self.refuse_wavelength(wavelength)
+        return mc, phot
 
 
 def read_calibration(path: str, wanted: bool) -> Calibration | None:

@@ -17,7 +17,7 @@ from apnet_tf.model.bossnet_mc import MC_STYLES as BOSSNET_STYLES
 from apnet_tf.model.calibration import CALIBRATION
 from apnet_tf.model.novelty import read_novelty
 from apnet_tf.model.runtime import ExportedRuntime, read_calibration
-from apnet_tf.model.uncertainty import SUMMARIES, check_mc, draw_seed, mask_into_errors
+from apnet_tf.model.uncertainty import SUMMARIES, draw_seed, mask_into_errors
 
 __all__ = ["SavedModelRuntime", "load_saved_model", "version_folder"]
 
@@ -43,10 +43,7 @@ class SavedModelRuntime(ExportedRuntime):
 
     def monte_carlo(self, flux, err, bad, mc: int, *, seed=0, photometry=None,
                     mc_dropout: bool = False, wavelength=None) -> dict[str, np.ndarray]:
-        mc = check_mc(mc)
-        phot = self.network_photometry(photometry)
-        self.refuse_mc_dropout(mc_dropout)
-        self.refuse_wavelength(wavelength)
+        mc, phot = self.exported_mc_inputs(mc, photometry, mc_dropout, wavelength)
         sig = self.saved.signatures.get("monte_carlo")
         if sig is None:
             raise ApnetError(f"{self.path}: exported by an older apnet-tf (no monte_carlo "

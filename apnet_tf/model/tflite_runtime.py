@@ -20,7 +20,7 @@ from apnet_tf.model.calibration import CALIBRATION
 from apnet_tf.model.novelty import read_novelty
 from apnet_tf.model.published import conventions as published_conventions
 from apnet_tf.model.runtime import ExportedRuntime, read_calibration
-from apnet_tf.model.uncertainty import check_mc, clean_errors, draw_seed, monte_carlo
+from apnet_tf.model.uncertainty import clean_errors, draw_seed, monte_carlo
 from apnet_tf.quiet import native_stderr_silenced
 
 __all__ = ["TFLiteRuntime", "load_tflite", "TFLITE_CHUNK"]
@@ -43,10 +43,7 @@ class TFLiteRuntime(ExportedRuntime):
 
     def monte_carlo(self, flux, err, bad, mc: int, *, seed=0, photometry=None,
                     mc_dropout: bool = False, wavelength=None) -> dict[str, np.ndarray]:
-        mc = check_mc(mc)
-        phot = self.network_photometry(photometry)
-        self.refuse_mc_dropout(mc_dropout)
-        self.refuse_wavelength(wavelength)
+        mc, phot = self.exported_mc_inputs(mc, photometry, mc_dropout, wavelength)
         if self.mc_style in BOSSNET_STYLES:
             return self._bossnet_monte_carlo(flux, err, bad, mc, seed, wavelength)
         err, bad = clean_errors(err, bad)
