@@ -99,7 +99,8 @@ class Model:
 
         Returns:
             An astropy QTable with the columns, units, flags and header of the catalog that
-            ``apnet-tf infer`` writes (``docs/catalog.md``), one row per spectrum.
+            ``apnet-tf infer`` writes (``docs/catalog.md``), one row per spectrum; infer's
+            notes (e.g. a model without a novelty reference: NOVELTY NaN) as warnings.
         """
         from apnet_tf.inference.arrays import array_batch, predict_arrays
         from apnet_tf.inference.settings import InferenceSettings
@@ -136,7 +137,9 @@ class Model:
                 ``predict``'s and ``apnet-tf infer``'s.
 
         Returns:
-            An astropy QTable; an unreadable file is left out with a warning naming it.
+            An astropy QTable; an unreadable file is left out with a warning naming it, and
+            infer's notes (rows of the table with no file, a model without a novelty
+            reference) are warnings.
         """
         from apnet_tf.inference.job import check_inputs, infer_catalog, table_listing
         from apnet_tf.inference.settings import InferenceSettings

@@ -6,6 +6,7 @@ layout (``test_bossnet_export.small_run``) on the synthetic BOSS spec files."""
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,3 +74,22 @@ def test_predict_files_reads_an_spall_table_as_infer(boss_job, tmp_path):
     assert missing[0].startswith(f"{boss_job['table']}: 1 of 5 rows name no file under "
                                  f"{boss_job['root']} ({ABSENT})")
     assert shown[0] == f"{missing[0]}; all listed in {out}.missing.txt"
+
+
+def test_boss_net_says_once_why_novelty_is_empty(boss_job, tmp_path):
+    """BOSS spectra get no NOVELTY (it is measured on APOGEE spectra): one note on infer's
+    stderr and one warning in a notebook say so, rather than nothing, or a calibration that
+    would not fill the column."""
+    files = [str(p) for p in sorted(Path(boss_job["root"]).glob("spec-*.fits"))]
+    res = cli("infer", "--model", boss_job["run"], "--spectra", *files, "--out",
+              tmp_path / "cat.csv", "--mc", 0)
+    assert res.exit_code == 0, res.output
+    line = f"{boss_job['run']}: NOVELTY is empty (NaN): it is measured on APOGEE spectra only"
+    assert [ln for ln in res.stderr.splitlines() if "NOVELTY" in ln] == \
+        [f"note: {line}, and BOSS Net reads BOSS spectra"], res.stderr
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cat = apnet_tf.load(boss_job["run"]).predict_files(files, mc=0)
+    assert [str(w.message) for w in caught if "NOVELTY" in str(w.message)] == \
+        [f"{line}, and BOSS Net reads BOSS spectra"]
+    assert np.isnan(cat["NOVELTY"]).all() and "calibrate" not in res.stderr

@@ -15,6 +15,7 @@ from apnet_tf.data.records import check_mask_bits
 from apnet_tf.errors import ApnetError, check_seed, require_at_least
 from apnet_tf.inference.predict import InferenceResult, predict_settings
 from apnet_tf.inference.ray_engine import predict_catalog_ray
+from apnet_tf.inference.screening import novelty_notes
 from apnet_tf.inference.settings import InferenceSettings
 from apnet_tf.io.boss_table import read_boss_listing
 from apnet_tf.io.catalog import check_catalog_name, write_catalog
@@ -135,6 +136,7 @@ def infer_catalog(loaded: Runtime, spectra: Sequence[str], settings: InferenceSe
     if settings.photometry is not None:  # a table of other stars: no catalog
         check_matches(settings.photometry, list(result.catalog["APOGEE_ID"]))
     result.notes.extend(listing.notes if listing is not None else [])
+    result.notes.extend(novelty_notes(loaded))
     return result
 
 
