@@ -1,7 +1,8 @@
 """What every section of BENCHMARKS.md uses: a results file read (``load``, ``tagged``), one
 figure as the guide prints it (``figure``, the ``{bench}`` role of docs/_ext/bench_figures.py),
 a table, a figure's format, a target's verdict computed from the figure, the source line under
-each table, and the words for the recipe a section's figures were trained with."""
+each table, and the words for the recipe a section's figures were trained with (they look
+``current_defaults`` up in this module, where tests replace it)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,6 @@ __all__ = ["RESULTS", "TARGETS", "load", "figure", "tagged", "source", "missing"
 
 RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results")
 TARGETS = ("teff (K)", "logg (dex)", "fe_h (dex)")
-
-
 _OPS = {">=": operator.ge, "<=": operator.le, "<": operator.lt}
 
 
