@@ -141,6 +141,33 @@ def test_the_exports_match_the_pytorch_reference(exported, inputs):
         assert_parity(got, expect, spread, f"{arch} {path.name} vs the PyTorch reference")
 
 
+@pytest.mark.parametrize("arch", ["anet3", "bossnet"])
+def test_the_int8_weights_file_holds_the_first_linear_in_int8(arch, inputs):
+    """int8-weights stores the largest dense layer, the first Linear (92% of the full network's
+    weights), in int8 per output channel: a network whose first Linear holds most weights
+    (wider than ``SMALL``) loses nearly 3 bytes a weight, and the file gives the Keras model's
+    numbers with the first Linear's weights as the file holds them."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from apnet_tf.export.model_export import tflite_variants
+    from apnet_tf.model.bossnet_weights import bossnet_from_state, bossnet_shapes
+
+    wide = {"pool_size": 64, "linear_dim": 128}
+    model = bossnet_from_state(seeded_state(bossnet_shapes(arch, **wide), 11), arch, **wide)
+    blobs = tflite_variants(model, ("float32", "int8-weights"))
+    kernel = model.get_layer("linear0").kernel.numpy()  # (4096, 128): 61% of the weights
+    assert len(blobs["float32"]) - len(blobs["int8-weights"]) > 0.9 * 3 * kernel.size
+    interp = Interpreter(model_content=blobs["int8-weights"])
+    [stored] = [t for t in interp.get_tensor_details() if t["dtype"] == np.int8]
+    scales = stored["quantization_parameters"]["scales"]  # one per output channel
+    held = (interp.get_tensor(stored["index"]).astype(np.float32) * scales[:, None]).T
+    assert held.shape == kernel.shape and (np.abs(held - kernel) <= 0.5001 * scales).all()
+    model.get_layer("linear0").kernel.assign(held)
+    flux = _batch(arch, inputs[arch], "astra").flux
+    got = interp.get_signature_runner("serving_default")(flux=flux)["labels"]
+    np.testing.assert_allclose(got, model.predict(flux, verbose=0), rtol=1e-4, atol=1e-5)
+
+
 def test_the_float16_file_keeps_the_network_signature(exported):
     from ai_edge_litert.interpreter import Interpreter
 
