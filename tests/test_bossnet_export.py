@@ -233,11 +233,13 @@ def test_infer_runs_the_exports_on_both_engines(exported, inputs, tmp_path):
 def test_the_full_exports_give_the_authors_values(arch, tmp_path_factory):
     """SavedModel and TFLite float32 of the imported chunk folder: the goldens' plain values
     on every file (1 K, 0.002 dex, 0.001 dex, 0.1 km/s) and their Monte Carlo sigmas (stars 0
-    to 2 of the goldens, whose draws a call's first three rows draw); float16 half the size."""
+    to 2 of the goldens, whose draws a call's first three rows draw); float16 half the size;
+    int8-weights under a third, within the tolerance of Appendix B's (tests/test_export.py): a
+    median star within 0.5% of a label's std, the worst 5x closer than the dynamic-range int8."""
     pytest.importorskip("torch")
     from test_bossnet_infer import BAR, MC_TOL, write_chunks
 
-    from apnet_tf.export.model_export import export_model
+    from apnet_tf.export.model_export import TFLITE_VARIANTS, export_model
     from apnet_tf.model.loading import load_model
     from apnet_tf.model.torch_weights import import_torch
 
@@ -254,7 +256,7 @@ def test_the_full_exports_give_the_authors_values(arch, tmp_path_factory):
     import_torch(str(write_chunks(arch, base / "chunks")), str(base / "run"), arch=arch)
     shutil.rmtree(base / "chunks")
     meta = export_model(str(base / "run"), str(base / "export"),
-                        tflite=("float32", "float16") if arch == "anet3" else ("float32",))
+                        tflite=TFLITE_VARIANTS if arch == "anet3" else ("float32",))
     x = _batch(arch, paths, "astra")
     x.bad = None
     more = {} if x.wavelength is None else {"wavelength": x.wavelength}
@@ -272,5 +274,12 @@ def test_the_full_exports_give_the_authors_values(arch, tmp_path_factory):
         sigma[:, 0] /= np.log(10.0) * got["value"][:, 0]  # K -> their dex
         np.testing.assert_allclose(sigma, std[:, [1, 0, 2, 3][:std.shape[1]]], rtol=MC_TOL)
     if arch == "anet3":
-        sizes = {v: meta["tflite"][v]["bytes"] / 2**20 for v in ("float32", "float16")}
+        sizes = {v: meta["tflite"][v]["bytes"] / 2**20 for v in TFLITE_VARIANTS}
         assert 276 < sizes["float32"] < 278 and 0.45 < sizes["float16"] / sizes["float32"] < 0.55
+        assert sizes["int8-weights"] < 0.35 * sizes["float32"]
+        keras_rt = load_model(str(base / "run"))
+        keras_pred, std = keras_rt.predict(x.flux), np.array(keras_rt.model.get_layer("labels").std)
+        dev = {v: np.abs(load_model(str(base / "export" / f"export_{v}.tflite")).predict(x.flux)
+                         - keras_pred) / std for v in ("int8-weights", "int8")}
+        assert (np.median(dev["int8-weights"], axis=0) < 0.005).all(), dev["int8-weights"]
+        assert dev["int8-weights"].max() * 5 < dev["int8"].max()
