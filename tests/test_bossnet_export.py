@@ -141,18 +141,21 @@ def test_the_exports_match_the_pytorch_reference(exported, inputs):
         assert_parity(got, expect, spread, f"{arch} {path.name} vs the PyTorch reference")
 
 
-@pytest.mark.parametrize("arch", ["anet3", "bossnet"])
-def test_the_int8_weights_file_holds_the_first_linear_in_int8(arch, inputs):
+def test_the_int8_weights_file_holds_the_first_linear_in_int8(inputs):
     """int8-weights stores the largest dense layer, the first Linear (92% of the full network's
     weights), in int8 per output channel: a network whose first Linear holds most weights
     (wider than ``SMALL``) loses nearly 3 bytes a weight, and the file gives the Keras model's
-    numbers with the first Linear's weights as the file holds them."""
+    numbers with the first Linear's weights as the file holds them. BOSS Net's first Linear is
+    the one chosen too (the conversion is the same code; one is converted here)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from apnet_tf.export.model_export import tflite_variants
+    from apnet_tf.export.model_export import int8_weight_layer, tflite_variants
     from apnet_tf.model.bossnet_weights import bossnet_from_state, bossnet_shapes
 
-    wide = {"pool_size": 64, "linear_dim": 128}
+    arch, wide = "anet3", {"pool_size": 64, "linear_dim": 128}
+    boss = bossnet_from_state(seeded_state(bossnet_shapes("bossnet", **wide), 11), "bossnet",
+                              **wide)
+    assert int8_weight_layer(boss) == "linear0"
     model = bossnet_from_state(seeded_state(bossnet_shapes(arch, **wide), 11), arch, **wide)
     blobs = tflite_variants(model, ("float32", "int8-weights"))
     kernel = model.get_layer("linear0").kernel.numpy()  # (4096, 128): 61% of the weights
@@ -234,12 +237,12 @@ def test_the_full_exports_give_the_authors_values(arch, tmp_path_factory):
     """SavedModel and TFLite float32 of the imported chunk folder: the goldens' plain values
     on every file (1 K, 0.002 dex, 0.001 dex, 0.1 km/s) and their Monte Carlo sigmas (stars 0
     to 2 of the goldens, whose draws a call's first three rows draw); float16 half the size;
-    int8-weights under a third, within the tolerance of Appendix B's (tests/test_export.py): a
-    median star within 0.5% of a label's std, the worst 5x closer than the dynamic-range int8."""
+    int8-weights under a third, its median star within Appendix B's tolerance
+    (tests/test_export.py: 0.5% of a label's std)."""
     pytest.importorskip("torch")
     from test_bossnet_infer import BAR, MC_TOL, write_chunks
 
-    from apnet_tf.export.model_export import TFLITE_VARIANTS, export_model
+    from apnet_tf.export.model_export import export_model
     from apnet_tf.model.loading import load_model
     from apnet_tf.model.torch_weights import import_torch
 
@@ -256,7 +259,8 @@ def test_the_full_exports_give_the_authors_values(arch, tmp_path_factory):
     import_torch(str(write_chunks(arch, base / "chunks")), str(base / "run"), arch=arch)
     shutil.rmtree(base / "chunks")
     meta = export_model(str(base / "run"), str(base / "export"),
-                        tflite=TFLITE_VARIANTS if arch == "anet3" else ("float32",))
+                        tflite=("float32", "float16", "int8-weights") if arch == "anet3"
+                        else ("float32",))
     x = _batch(arch, paths, "astra")
     x.bad = None
     more = {} if x.wavelength is None else {"wavelength": x.wavelength}
@@ -274,12 +278,14 @@ def test_the_full_exports_give_the_authors_values(arch, tmp_path_factory):
         sigma[:, 0] /= np.log(10.0) * got["value"][:, 0]  # K -> their dex
         np.testing.assert_allclose(sigma, std[:, [1, 0, 2, 3][:std.shape[1]]], rtol=MC_TOL)
     if arch == "anet3":
-        sizes = {v: meta["tflite"][v]["bytes"] / 2**20 for v in TFLITE_VARIANTS}
+        sizes = {v: meta["tflite"][v]["bytes"] / 2**20 for v in meta["tflite"]}
         assert 276 < sizes["float32"] < 278 and 0.45 < sizes["float16"] / sizes["float32"] < 0.55
         assert sizes["int8-weights"] < 0.35 * sizes["float32"]
         keras_rt = load_model(str(base / "run"))
         keras_pred, std = keras_rt.predict(x.flux), np.array(keras_rt.model.get_layer("labels").std)
-        dev = {v: np.abs(load_model(str(base / "export" / f"export_{v}.tflite")).predict(x.flux)
-                         - keras_pred) / std for v in ("int8-weights", "int8")}
-        assert (np.median(dev["int8-weights"], axis=0) < 0.005).all(), dev["int8-weights"]
-        assert dev["int8-weights"].max() * 5 < dev["int8"].max()
+        tfl = load_model(str(base / "export" / "export_int8-weights.tflite"))
+        dev = np.abs(tfl.predict(x.flux) - keras_pred) / std
+        # Appendix B's tolerance (tests/test_export.py) for the median star; the worst within
+        # 1.5x the 2.0% measured on these files (the converter's dynamic-range int8: 8.5-18.8%,
+        # not converted here: one more full-size conversion)
+        assert (np.median(dev, axis=0) < 0.005).all() and dev.max() < 0.03, dev
