@@ -141,6 +141,36 @@ def test_the_exports_match_the_pytorch_reference(exported, inputs):
         assert_parity(got, expect, spread, f"{arch} {path.name} vs the PyTorch reference")
 
 
+def test_the_int8_weights_file_holds_the_first_linear_in_int8(inputs):
+    """int8-weights stores the largest dense layer, the first Linear (92% of the full network's
+    weights), in int8 per output channel: a network whose first Linear holds most weights
+    (wider than ``SMALL``) loses nearly 3 bytes a weight, and the file gives the Keras model's
+    numbers with the first Linear's weights as the file holds them. BOSS Net's first Linear is
+    the one chosen too (the conversion is the same code; one is converted here)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from apnet_tf.export.model_export import int8_weight_layer, tflite_variants
+    from apnet_tf.model.bossnet_weights import bossnet_from_state, bossnet_shapes
+
+    arch, wide = "anet3", {"pool_size": 64, "linear_dim": 128}
+    boss = bossnet_from_state(seeded_state(bossnet_shapes("bossnet", **wide), 11), "bossnet",
+                              **wide)
+    assert int8_weight_layer(boss) == "linear0"
+    model = bossnet_from_state(seeded_state(bossnet_shapes(arch, **wide), 11), arch, **wide)
+    blobs = tflite_variants(model, ("float32", "int8-weights"))
+    kernel = model.get_layer("linear0").kernel.numpy()  # (4096, 128): 61% of the weights
+    assert len(blobs["float32"]) - len(blobs["int8-weights"]) > 0.9 * 3 * kernel.size
+    interp = Interpreter(model_content=blobs["int8-weights"])
+    [stored] = [t for t in interp.get_tensor_details() if t["dtype"] == np.int8]
+    scales = stored["quantization_parameters"]["scales"]  # one per output channel
+    held = (interp.get_tensor(stored["index"]).astype(np.float32) * scales[:, None]).T
+    assert held.shape == kernel.shape and (np.abs(held - kernel) <= 0.5001 * scales).all()
+    model.get_layer("linear0").kernel.assign(held)
+    flux = _batch(arch, inputs[arch], "astra").flux
+    got = interp.get_signature_runner("serving_default")(flux=flux)["labels"]
+    np.testing.assert_allclose(got, model.predict(flux, verbose=0), rtol=1e-4, atol=1e-5)
+
+
 def test_the_float16_file_keeps_the_network_signature(exported):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -206,7 +236,9 @@ def test_infer_runs_the_exports_on_both_engines(exported, inputs, tmp_path):
 def test_the_full_exports_give_the_authors_values(arch, tmp_path_factory):
     """SavedModel and TFLite float32 of the imported chunk folder: the goldens' plain values
     on every file (1 K, 0.002 dex, 0.001 dex, 0.1 km/s) and their Monte Carlo sigmas (stars 0
-    to 2 of the goldens, whose draws a call's first three rows draw); float16 half the size."""
+    to 2 of the goldens, whose draws a call's first three rows draw); float16 half the size;
+    int8-weights under a third, its median star within Appendix B's tolerance
+    (tests/test_export.py: 0.5% of a label's std)."""
     pytest.importorskip("torch")
     from test_bossnet_infer import BAR, MC_TOL, write_chunks
 
@@ -227,7 +259,8 @@ def test_the_full_exports_give_the_authors_values(arch, tmp_path_factory):
     import_torch(str(write_chunks(arch, base / "chunks")), str(base / "run"), arch=arch)
     shutil.rmtree(base / "chunks")
     meta = export_model(str(base / "run"), str(base / "export"),
-                        tflite=("float32", "float16") if arch == "anet3" else ("float32",))
+                        tflite=("float32", "float16", "int8-weights") if arch == "anet3"
+                        else ("float32",))
     x = _batch(arch, paths, "astra")
     x.bad = None
     more = {} if x.wavelength is None else {"wavelength": x.wavelength}
@@ -245,5 +278,14 @@ def test_the_full_exports_give_the_authors_values(arch, tmp_path_factory):
         sigma[:, 0] /= np.log(10.0) * got["value"][:, 0]  # K -> their dex
         np.testing.assert_allclose(sigma, std[:, [1, 0, 2, 3][:std.shape[1]]], rtol=MC_TOL)
     if arch == "anet3":
-        sizes = {v: meta["tflite"][v]["bytes"] / 2**20 for v in ("float32", "float16")}
+        sizes = {v: meta["tflite"][v]["bytes"] / 2**20 for v in meta["tflite"]}
         assert 276 < sizes["float32"] < 278 and 0.45 < sizes["float16"] / sizes["float32"] < 0.55
+        assert sizes["int8-weights"] < 0.35 * sizes["float32"]
+        keras_rt = load_model(str(base / "run"))
+        keras_pred, std = keras_rt.predict(x.flux), np.array(keras_rt.model.get_layer("labels").std)
+        tfl = load_model(str(base / "export" / "export_int8-weights.tflite"))
+        dev = np.abs(tfl.predict(x.flux) - keras_pred) / std
+        # Appendix B's tolerance (tests/test_export.py) for the median star; the worst within
+        # 1.5x the 2.0% measured on these files (the converter's dynamic-range int8: 8.5-18.8%,
+        # not converted here: one more full-size conversion)
+        assert (np.median(dev, axis=0) < 0.005).all() and dev.max() < 0.03, dev

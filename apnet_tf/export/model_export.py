@@ -22,9 +22,9 @@ infinite ``err`` marks a pixel that gets no noise. Their TFLite files hold a sec
 ``network``: log-scaled, clipped flux -> the standardised outputs, which the Monte Carlo around
 the interpreter needs.
 
-TFLite files (float32; float16 dense weights; the converter's dynamic-range int8; int8 fc1
-weights), ``export_metadata.json`` and the run's ``calibration.json`` sit beside the version
-folders; the last two also travel in ``<version>/assets.extra/``.
+TFLite files (float32; float16 dense weights; the converter's dynamic-range int8; the largest
+dense layer's weights in int8), ``export_metadata.json`` and the run's ``calibration.json`` sit
+beside the version folders; the last two also travel in ``<version>/assets.extra/``.
 
 The PyTorch weight exchange is in ``model.torch_weights``.
 """
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import shutil
 from collections.abc import Sequence
 
@@ -54,7 +55,7 @@ from apnet_tf.model.uncertainty import clean_errors, monte_carlo
 
 __all__ = [
     "TFLITE_VARIANTS", "METADATA", "build_archive", "next_version", "tflite_variants",
-    "compress_dense_weights", "export_model"
+    "compress_dense_weights", "int8_weight_layer", "export_model"
 ]
 
 TFLITE_VARIANTS = ("float32", "float16", "int8", "int8-weights")
@@ -182,7 +183,8 @@ def tflite_variants(model: keras.Model, variants: Sequence[str]) -> dict[str, by
     out = {}
     with tempfile.TemporaryDirectory(prefix="apnet-tflite-") as tmp:
         _tflite_archive(model).write_out(tmp, verbose=False)
-        keys = _tflite_keys(model)
+        # APOGEE Net III and BOSS Net: also ``network``, which their Monte Carlo runs
+        keys = ("serving_default", "network") if is_bossnet(model) else ("serving_default",)
         for variant in ("float32", "int8"):
             if variant in variants or variant == "float32":
                 converter = tf.lite.TFLiteConverter.from_saved_model(
@@ -192,14 +194,16 @@ def tflite_variants(model: keras.Model, variants: Sequence[str]) -> dict[str, by
                 out[variant] = converter.convert()
     for variant, dtype in (("float16", "float16"), ("int8-weights", "int8")):
         if variant in variants:
-            out[variant] = compress_dense_weights(out["float32"], dtype)
+            out[variant] = compress_dense_weights(out["float32"], dtype, int8_weight_layer(model))
     return {v: out[v] for v in variants}
 
 
-def _tflite_keys(model: keras.Model) -> tuple[str, ...]:
-    """The signatures of a model's TFLite files: serving_default, and for APOGEE Net III and
-    BOSS Net ``network`` too (their Monte Carlo's)."""
-    return ("serving_default", "network") if is_bossnet(model) else ("serving_default",)
+def int8_weight_layer(model: keras.Model) -> str:
+    """The dense layer whose weights the int8-weights file stores in int8: the largest, with most
+    of the network's weights (Appendix B's fc1, 94%; APOGEE Net III's and BOSS Net's linear0,
+    92%). Taken from the model: a name the quantizer matches nowhere leaves the file float32."""
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    return max(dense, key=lambda layer: layer.count_params()).name
 
 
 def _tflite_archive(model: keras.Model) -> keras.export.ExportArchive:
@@ -224,11 +228,12 @@ def _tflite_archive(model: keras.Model) -> keras.export.ExportArchive:
     return archive
 
 
-def compress_dense_weights(float32_tflite: bytes, dtype: str) -> bytes:
+def compress_dense_weights(float32_tflite: bytes, dtype: str, layer: str = "fc1") -> bytes:
     """A float32 flatbuffer with dense-layer weights stored as ``float16`` or ``int8``.
 
-    ``float16``: the weights of fc1, fc2 and fc3 (99% of the parameters). ``int8``: fc1's weights
-    (94% of the parameters), per output channel, symmetric. The interpreter turns them back into
+    ``float16``: the weights of every dense layer (Appendix B's fc1, fc2 and fc3: 99% of the
+    parameters). ``int8``: the weights of ``layer`` (``int8_weight_layer``; Appendix B's fc1,
+    94% of the parameters), per output channel, symmetric. The interpreter turns them back into
     float32 once and computes in float32, and the convolutions keep float32 weights: on real apStar
     spectra, rounding the convolution weights alone to float16 moved predictions by up to 1.3% of
     a target's standard deviation (BENCHMARKS.md, 'Export').
@@ -242,7 +247,7 @@ def compress_dense_weights(float32_tflite: bytes, dtype: str) -> bytes:
                                   algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING)
     elif dtype == "int8":
         # An op is matched by its output tensor's name, which holds its layer's: .../fc1_1/...
-        qt.add_weight_only_config(r".*/fc1(_\d+)?/.*", fully_connected, 8)
+        qt.add_weight_only_config(rf".*/{re.escape(layer)}(_\d+)?/.*", fully_connected, 8)
     else:
         raise ApnetError(f"dense weights can be float16 or int8, not {dtype!r}")
     return bytes(qt.quantize(enable_progress_report=False).quantized_model)
