@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import operator
 import os
 import sys
@@ -394,9 +395,19 @@ def information_section() -> str:
     out += table(["S/N", "stars", *LABELS], rows)
     j = f["teff_bias_over_scatter"]
     worst = max(v for k, v in j.items() if k != "all <= 0.3")
+    cells = []
+    for key, v in j.items():
+        if key == "all <= 0.3":
+            continue
+        group, split = key.split()
+        stars = f["groups"][split][group]["stars"][0]
+        cells.append(f"{key} {v} (± {1 / math.sqrt(stars):.2f}, {stars} stars)")
     out += ("\n|Teff bias| / Teff scatter of the M dwarfs and YSOs in every split (largest "
-            f"{worst}; {target(worst, '<=', 0.3)}): "
-            + ", ".join(f"{k} {v}" for k, v in j.items() if k != "all <= 0.3") + ".\n\n")
+            f"{worst}; {target(worst, '<=', 0.3)}): " + ", ".join(cells) + ". The ± is the "
+            "standard error of a mean over that many stars in units of their scatter (1/√N): "
+            "with a few tens of stars per group, a ratio of 0.3 is within two standard errors "
+            "of none at all, so one survey of this size cannot show a bias that small; the "
+            f"{FULL_SURVEY:,}-star survey's groups are three times larger.\n\n")
     out += source(rec, "information") + "\n"
     if f["stars"] < FULL_SURVEY:
         out += (f"\nThe {FULL_SURVEY:,}-star benchmark survey is not measured in this round: "
