@@ -99,7 +99,8 @@ class Model:
 
         Returns:
             An astropy QTable with the columns, units, flags and header of the catalog that
-            ``apnet-tf infer`` writes (``docs/catalog.md``), one row per spectrum.
+            ``apnet-tf infer`` writes (``docs/catalog.md``), one row per spectrum; infer's
+            notes (e.g. a model without a novelty reference: NOVELTY NaN) as warnings.
         """
         from apnet_tf.inference.arrays import array_batch, predict_arrays
         from apnet_tf.inference.settings import InferenceSettings
@@ -126,7 +127,8 @@ class Model:
         Args:
             files: apStar files, folders, globs or record folders: one, or a list of them.
             table, root: an allStar/allField table and the folder of its TELESCOPE/FIELD/FILE
-                layout (``infer --table --root``).
+                layout; for BOSS Net, an spAll-like table and the folder of its spec files
+                (``infer --table --root``; ``inference.job.table_listing``).
             photometry: a table (FITS, CSV) of APOGEE_ID and the seven photometry columns,
                 or a dict APOGEE_ID -> (7,), for APOGEE Net II.
             workers: processes reading FITS files ahead of the model (0: in this process;
@@ -135,12 +137,14 @@ class Model:
                 ``predict``'s and ``apnet-tf infer``'s.
 
         Returns:
-            An astropy QTable; an unreadable file is left out with a warning naming it.
+            An astropy QTable; an unreadable file is left out with a warning naming it, and
+            infer's notes (rows of the table with no file, a model without a novelty
+            reference) are warnings.
         """
-        from apnet_tf.inference.job import check_inputs, infer_catalog
+        from apnet_tf.inference.job import check_inputs, infer_catalog, table_listing
         from apnet_tf.inference.settings import InferenceSettings
         from apnet_tf.io.photometry import PhotometryTable, read_photometry
-        from apnet_tf.io.survey_table import missing_note, read_listing
+        from apnet_tf.io.survey_table import missing_note
 
         paths = ([os.fspath(files)] if isinstance(files, (str, os.PathLike))
                  else [os.fspath(f) for f in files])
@@ -148,7 +152,7 @@ class Model:
                                      mc_dropout=mc_dropout, seed=seed, mask_bits=mask_bits,
                                      precision=precision)
         check_inputs(paths, table, root, settings, "local", workers)
-        listing = None if table is None else read_listing(table, root)
+        listing = table_listing(self.runtime, table, root)
         if isinstance(photometry, (str, os.PathLike)):
             photometry = read_photometry(os.fspath(photometry))
         elif isinstance(photometry, dict):  # joined as a table's APOGEE_IDs are

@@ -53,6 +53,31 @@ def timed(fn, repeat: int = 1) -> float:
     return best
 
 
+def rate(fn, n_per_call: int, seconds: float, calls: int = 2) -> float:
+    """Items per second of fn() over at least ``seconds`` and ``calls`` calls (after warm-up)."""
+    done, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or done < calls:
+        fn()
+        done += 1
+    return done * n_per_call / (time.perf_counter() - t0)
+
+
+def best_rates(runners: dict, rounds: int, seconds: float, timer=rate,
+               warm_up: bool = True) -> dict:
+    """{name: best rate} of ``runners`` ({name: (fn, items per call)}) over ``rounds`` rounds in
+    which the runners take turns, so that a slow moment of a shared machine hits them all alike;
+    ``seconds`` per runner over all rounds, each turn timed by ``timer(fn, items, seconds)``.
+    ``warm_up``: each fn is called once first (tracing, first allocations)."""
+    if warm_up:
+        for fn, _ in runners.values():
+            fn()
+    best = dict.fromkeys(runners, 0.0)
+    for _ in range(rounds):
+        for name, (fn, n) in runners.items():
+            best[name] = max(best[name], timer(fn, n, seconds / rounds))
+    return best
+
+
 def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
@@ -123,6 +148,12 @@ def run_recipe(run_dir: str) -> dict | None:
         return None
 
 
+#: The record splits, in the order Table 3 has them.
+SPLITS = ("train", "dev", "test")
+#: Table 3's groups by the categories they hold, with the Payne stars on their own as well.
+GROUPS = {"Full": ("payne", "mstar", "yso"), "Payne": ("payne",), "MStar": ("mstar",),
+          "YSO": ("yso",)}
+
 #: Table 3's groups are named as the categories (all, mstar, yso); results files written before
 #: that, and the reference commits that time_to_accuracy.py runs, use the paper's names.
 FORMER_GROUP_NAMES = {"all": "Full", "mstar": "MStar", "yso": "YSO"}
@@ -137,6 +168,23 @@ def table3_cell(table3: dict, group: str, target: str, default=KeyError):
     if default is KeyError:
         raise KeyError(f"{group} {target}")
     return default
+
+
+def table3_split(table3, split: str) -> dict:
+    """One split of ``fit``'s Table 3 (a DataFrame indexed by (group, target), columns "<split>"
+    and "<split> bias") as {"group target": scatter, "group target bias": bias}, 4 decimals."""
+    out = {}
+    for (group, target), row in table3.iterrows():
+        out[f"{group} {target}"] = round(float(row[split]), 4)
+        out[f"{group} {target} bias"] = round(float(row[f"{split} bias"]), 4)
+    return out
+
+
+def scatter_ratio(ref: dict, new: dict) -> dict:
+    """new / ref of each scatter of two ``table3_split`` results (a bias, or a zero or NaN
+    scatter on either side, has no ratio)."""
+    return {k: round(new[k] / ref[k], 3) for k in ref
+            if not k.endswith(" bias") and ref[k] and ref[k] == ref[k] and new[k] == new[k]}
 
 
 def group_key(key: str) -> str:

@@ -47,6 +47,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from _common import (  # noqa: E402
     CACHE,
+    GROUPS,
+    SPLITS,
     add_tag,
     parse_overrides,
     report,
@@ -54,9 +56,6 @@ from _common import (  # noqa: E402
     survey_records,
 )
 
-GROUPS = {"Full": ("payne", "mstar", "yso"), "Payne": ("payne",), "MStar": ("mstar",),
-          "YSO": ("yso",)}
-SPLITS = ("train", "dev", "test")
 #: Payne training stars whose Teff bias the trace follows (all M dwarfs and YSOs are followed).
 TRACE_PAYNE = 400
 

@@ -23,7 +23,17 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _common import CACHE, add_tag, machine, parse_overrides, report, survey_records  # noqa: E402
+from _common import (  # noqa: E402
+    CACHE,
+    SPLITS,
+    add_tag,
+    machine,
+    parse_overrides,
+    report,
+    scatter_ratio,
+    survey_records,
+    table3_split,
+)
 
 ARCHS = ("apnet", "anet3")
 
@@ -39,14 +49,9 @@ def run_fit(records: str, run_dir: str, recipe, arch: str) -> dict:
     res = fit(records, run_dir, stage="all", recipe=recipe, overwrite=True, arch=arch)
     _, table3 = write_run_report(res.model, records, run_dir, res.std)
     secs = time.perf_counter() - t
-    tables = {}
-    for split in ("train", "dev", "test"):
-        tables[split] = {}
-        for (group, target), row in table3.iterrows():
-            tables[split][f"{group} {target}"] = round(float(row[split]), 4)
-            tables[split][f"{group} {target} bias"] = round(float(row[f"{split} bias"]), 4)
-    return {"table3": tables, "seconds": round(secs, 1), "epochs": res.epochs,
-            "rounds": len(res.rounds), "parameters": int(res.model.count_params())}
+    return {"table3": {split: table3_split(table3, split) for split in SPLITS},
+            "seconds": round(secs, 1), "epochs": res.epochs, "rounds": len(res.rounds),
+            "parameters": int(res.model.count_params())}
 
 
 def main() -> None:
@@ -66,13 +71,11 @@ def main() -> None:
     suffix = f"{args.n}_s{args.seed}" + (f"_{args.tag}" if args.tag else "")
     runs = {arch: run_fit(records, os.path.join(CACHE, f"run_fit_{arch}_{suffix}"), recipe, arch)
             for arch in ARCHS}
-    ref, new = runs["apnet"]["table3"]["test"], runs["anet3"]["table3"]["test"]
-    ratio = {k: round(new[k] / ref[k], 3) for k in ref
-             if not k.endswith(" bias") and ref[k] and ref[k] == ref[k] and new[k] == new[k]}
     result = {"machine": machine(), "n_stars": args.n, "survey_seed": args.seed,
               "split_stars": read_manifest(records).get("counts"),
               "recipe_overrides": overrides,
-              "scatter_ratio_anet3_over_apnet": ratio,
+              "scatter_ratio_anet3_over_apnet": scatter_ratio(runs["apnet"]["table3"]["test"],
+                                                              runs["anet3"]["table3"]["test"]),
               "seconds_ratio_anet3_over_apnet": round(
                   runs["anet3"]["seconds"] / runs["apnet"]["seconds"], 2),
               "runs": runs}

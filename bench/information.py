@@ -32,6 +32,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from _common import (  # noqa: E402
     CACHE,
+    GROUPS,
+    SPLITS,
     add_tag,
     parse_overrides,
     report,
@@ -41,10 +43,6 @@ from _common import (  # noqa: E402
 from _fisher import SYNTH_PARAMS, SYNTH_STEPS, SynthForward, synth_star_bound  # noqa: E402
 
 TARGETS = ("teff", "logg", "fe_h")
-#: Groups of the comparison: Table 3's, with the Payne stars on their own as well.
-GROUPS = {"Full": ("payne", "mstar", "yso"), "Payne": ("payne",), "MStar": ("mstar",),
-          "YSO": ("yso",)}
-SPLITS = ("train", "dev", "test")
 
 
 def true_labels(spectra: str) -> dict[str, tuple[np.ndarray, float]]:

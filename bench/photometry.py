@@ -20,7 +20,16 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _common import CACHE, add_tag, machine, report, survey_records  # noqa: E402
+from _common import (  # noqa: E402
+    CACHE,
+    add_tag,
+    machine,
+    parse_overrides,
+    report,
+    scatter_ratio,
+    survey_records,
+    table3_split,
+)
 
 ARCHS = ("apnet", "anet2")
 
@@ -33,12 +42,8 @@ def run_fit(records: str, run_dir: str, recipe, arch: str) -> dict:
     t = time.perf_counter()
     res = fit(records, run_dir, stage="all", recipe=recipe, overwrite=True, arch=arch)
     secs = time.perf_counter() - t
-    table = {}
-    for (group, target), row in res.table3.iterrows():
-        table[f"{group} {target}"] = round(float(row["test"]), 4)
-        table[f"{group} {target} bias"] = round(float(row["test bias"]), 4)
-    return {"table3_test": table, "seconds": round(secs, 1), "epochs": res.epochs,
-            "rounds": len(res.rounds)}
+    return {"table3_test": table3_split(res.table3, "test"), "seconds": round(secs, 1),
+            "epochs": res.epochs, "rounds": len(res.rounds)}
 
 
 def main() -> None:
@@ -52,23 +57,17 @@ def main() -> None:
     from apnet_tf.data.manifest import read_manifest
     from apnet_tf.training.recipes import Recipe, get_recipe
 
-    overrides = {}
-    for item in args.set:
-        key, value = item.split("=", 1)
-        kind = type(getattr(Recipe(), key))
-        overrides[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
+    overrides = parse_overrides(Recipe(), args.set)
     _, records = survey_records(args.n, args.seed, photometry=True)
     recipe = get_recipe("default", **overrides)
     suffix = f"{args.n}_s{args.seed}" + (f"_{args.tag}" if args.tag else "")
     runs = {arch: run_fit(records, os.path.join(CACHE, f"run_phot_{arch}_{suffix}"), recipe, arch)
             for arch in ARCHS}
-    ref, new = runs["apnet"]["table3_test"], runs["anet2"]["table3_test"]
-    ratio = {k: round(new[k] / ref[k], 3) for k in ref
-             if not k.endswith(" bias") and ref[k] and ref[k] == ref[k] and new[k] == new[k]}
     result = {"machine": machine(), "n_stars": args.n, "survey_seed": args.seed,
               "recipe_overrides": overrides,
               "photometry": read_manifest(records)["photometry"],
-              "scatter_ratio_anet2_over_apnet": ratio,
+              "scatter_ratio_anet2_over_apnet": scatter_ratio(runs["apnet"]["table3_test"],
+                                                              runs["anet2"]["table3_test"]),
               "fit_seconds_ratio_anet2_over_apnet": round(
                   runs["anet2"]["seconds"] / runs["apnet"]["seconds"], 2),
               "runs": runs}

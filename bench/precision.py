@@ -27,7 +27,15 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from _common import CACHE, add_tag, machine, report, run_recipe, survey_records  # noqa: E402
+from _common import (  # noqa: E402
+    CACHE,
+    add_tag,
+    best_rates,
+    machine,
+    report,
+    run_recipe,
+    survey_records,
+)
 from accuracy import load_split  # noqa: E402
 from infer import rate  # noqa: E402
 
@@ -35,16 +43,18 @@ LABELS = ("teff", "logg", "fe_h")
 REAL = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "apogee_dr13")
 
 
-def shift_figures(ref: np.ndarray, trial: np.ndarray, spread: np.ndarray) -> dict:
-    """Median and largest |trial - ref| per label, in percent of its spread and in its units."""
+def shift_figures(ref: np.ndarray, trial: np.ndarray, spread: np.ndarray, labels=LABELS,
+                  count: str = "stars") -> dict:
+    """Median and largest |trial - ref| per label, in percent of its spread and in its units;
+    ``count``: the name of the number of rows compared."""
     from apnet_tf.model.precision import precision_shift
 
     median, largest = precision_shift(ref, trial, spread)
-    return {"stars": len(ref),
-            "median_pct_of_spread": dict(zip(LABELS, np.round(100 * median, 4).tolist())),
-            "max_pct_of_spread": dict(zip(LABELS, np.round(100 * largest, 3).tolist())),
-            "median_abs": dict(zip(LABELS, np.round(median * spread, 5).tolist())),
-            "max_abs": dict(zip(LABELS, np.round(largest * spread, 4).tolist()))}
+    return {count: len(ref),
+            "median_pct_of_spread": dict(zip(labels, np.round(100 * median, 4).tolist())),
+            "max_pct_of_spread": dict(zip(labels, np.round(100 * largest, 3).tolist())),
+            "median_abs": dict(zip(labels, np.round(median * spread, 5).tolist())),
+            "max_abs": dict(zip(labels, np.round(largest * spread, 4).tolist()))}
 
 
 def throughput(models: dict, flux: np.ndarray, err: np.ndarray, bad: np.ndarray,
@@ -53,16 +63,16 @@ def throughput(models: dict, flux: np.ndarray, err: np.ndarray, bad: np.ndarray,
     from apnet_tf.model.uncertainty import MonteCarloPredictor
 
     batch, stars = flux[:256], 32
-    mcs = {k: MonteCarloPredictor(m.model, 100) for k, m in models.items()}
-    best = {k: {"plain_spectra_per_s": 0.0, "mc_r100_stars_per_s": 0.0} for k in models}
-    for _ in range(3):  # alternate, so that a slow moment of a shared machine hits both
-        for k, m in models.items():
-            plain = rate(lambda: m.predict(batch), len(batch), seconds / 3)
-            mc = rate(lambda: mcs[k](flux[:stars], err[:stars], bad[:stars], seed=0), stars,
-                      seconds / 3)
-            best[k]["plain_spectra_per_s"] = max(best[k]["plain_spectra_per_s"], round(plain, 1))
-            best[k]["mc_r100_stars_per_s"] = max(best[k]["mc_r100_stars_per_s"], round(mc, 2))
-    return best
+    runners = {}
+    for k, m in models.items():
+        mc = MonteCarloPredictor(m.model, 100)
+        runners[k, "plain_spectra_per_s"] = (lambda m=m: m.predict(batch), len(batch))
+        runners[k, "mc_r100_stars_per_s"] = (
+            lambda mc=mc: mc(flux[:stars], err[:stars], bad[:stars], seed=0), stars)
+    # infer's rate warms each runner up itself
+    best = best_rates(runners, 3, seconds, timer=rate, warm_up=False)
+    digits = {"plain_spectra_per_s": 1, "mc_r100_stars_per_s": 2}
+    return {k: {key: round(best[k, key], d) for key, d in digits.items()} for k in models}
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ import argparse
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -36,8 +37,8 @@ sys.path.insert(0, HERE)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from _common import CACHE, add_tag, machine, report  # noqa: E402
-from published import rate  # noqa: E402
+from _common import CACHE, add_tag, best_rates, machine, rate, report  # noqa: E402
+from precision import shift_figures  # noqa: E402
 from published_bossnet import DATA, imported_run  # noqa: E402
 
 LABELS = {"anet3": ("teff", "logg", "fe_h"), "bossnet": ("teff", "logg", "fe_h", "rv")}
@@ -53,18 +54,6 @@ def spectra(arch: str, boss_stars: int) -> list[str]:
     if not (folder / "labels.csv").exists():
         make_boss_survey(str(folder), boss_stars, seed=0, overwrite=True)
     return sorted(str(p) for p in folder.glob("*.fits"))
-
-
-def shift(ref: np.ndarray, trial: np.ndarray, spread: np.ndarray, labels) -> dict:
-    """Median and largest |trial - ref| per label, in percent of its spread and in its units."""
-    from apnet_tf.model.precision import precision_shift
-
-    median, largest = precision_shift(ref, trial, spread)
-    return {"spectra": len(ref),
-            "median_pct_of_spread": dict(zip(labels, np.round(100 * median, 4).tolist())),
-            "max_pct_of_spread": dict(zip(labels, np.round(100 * largest, 3).tolist())),
-            "median_abs": dict(zip(labels, np.round(median * spread, 5).tolist())),
-            "max_abs": dict(zip(labels, np.round(largest * spread, 4).tolist()))}
 
 
 def measure(arch: str, stars: int, boss_stars: int, seconds: float, rounds: int) -> dict:
@@ -90,18 +79,14 @@ def measure(arch: str, stars: int, boss_stars: int, seconds: float, rounds: int)
     bf16 = f32.in_precision("mixed_bfloat16")
     spread = label_spread(f32.normalization, f32.model)
     figures = {"arch": arch, "files": len(paths), "spread": spread.tolist(),
-               "shift": shift(f32.predict(flux), bf16.predict(flux), spread, LABELS[arch]),
+               "shift": shift_figures(f32.predict(flux), bf16.predict(flux), spread,
+                                      LABELS[arch], count="spectra"),
                "auto": auto_line, "stars_per_call": stars,
                "read_cpu_ms_per_file": round(read_ms, 3)}
     tiled = flux[np.arange(stars) % len(flux)]
-    models = {"float32": f32, "mixed_bfloat16": bf16}
-    best = dict.fromkeys(models, 0.0)
-    for m in models.values():
-        m.predict(tiled)  # warm-up: tracing, first allocations
-    for _ in range(rounds):  # alternate, so that a slow moment of a shared machine hits both
-        for k, m in models.items():
-            best[k] = max(best[k], rate(lambda: m.predict(tiled), stars, seconds / rounds,
-                                        calls=1))
+    best = best_rates({"float32": (lambda: f32.predict(tiled), stars),
+                       "mixed_bfloat16": (lambda: bf16.predict(tiled), stars)},
+                      rounds, seconds, timer=partial(rate, calls=1))
     figures.update({"float32_spectra_per_s": round(best["float32"], 2),
                     "bfloat16_spectra_per_s": round(best["mixed_bfloat16"], 2),
                     "bfloat16_over_float32": round(best["mixed_bfloat16"] / best["float32"], 3)})

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -32,7 +31,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests"))  # the PyTorch reference n
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from _common import CACHE, add_tag, machine, report  # noqa: E402
+from _common import CACHE, add_tag, best_rates, machine, report  # noqa: E402
 from infer import spectra  # noqa: E402
 
 BATCH = 256
@@ -48,15 +47,6 @@ def photometry(n: int, seed: int = 0) -> np.ndarray:
     phot[::10, 0] = np.nan
     phot[::7, 1] = 99.999
     return phot
-
-
-def rate(fn, n_per_call: int, seconds: float, calls: int = 2) -> float:
-    """Items per second of fn() over at least ``seconds`` and ``calls`` calls (after warm-up)."""
-    done, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds or done < calls:
-        fn()
-        done += 1
-    return done * n_per_call / (time.perf_counter() - t0)
 
 
 def net2_run(torch, ref, flux, phot) -> tuple[str, object]:
@@ -128,24 +118,24 @@ def measure(seconds: float, mc_stars: int, rounds: int) -> dict:
     plain_torch = torch_plain(torch, ref, net)
     mc_torch = torch_mc(torch, ref, net)
     fm, em, bm, pm = flux[:mc_stars], err[:mc_stars], bad[:mc_stars], phot[:mc_stars]
-    best = dict.fromkeys(("plain", "torch_plain", "mc", "torch_mc"), 0.0)
     runners = {"plain": (lambda: model.predict(flux, phot), BATCH),
                "torch_plain": (lambda: plain_torch(flux, phot), BATCH),
                "mc": (lambda: model.monte_carlo(fm, em, bm, MC, seed=1, photometry=pm), mc_stars),
                "torch_mc": (lambda: mc_torch(fm, em, pm), mc_stars)}
-    for fn, _ in runners.values():
-        fn()  # warm-up: tracing, first allocations
-    for _ in range(rounds):
-        for name, (fn, n) in runners.items():
-            best[name] = max(best[name], rate(fn, n, seconds / rounds))
+    best = best_rates(runners, rounds, seconds)
     return {"machine": machine(), "torch_threads": torch.get_num_threads(),
             "batch": BATCH, "mc": MC, "mc_stars_per_call": mc_stars,
-            "max_abs_diff_over_std_plain": worst,
-            "plain_spectra_per_s": round(best["plain"], 1),
-            "torch_plain_spectra_per_s": round(best["torch_plain"], 1),
+            "max_abs_diff_over_std_plain": worst, **against_torch(best, 1)}
+
+
+def against_torch(best: dict, digits: int) -> dict:
+    """The figures of ``best_rates`` of the runners plain, torch_plain, mc and torch_mc: each
+    rate (plain to ``digits`` decimals, the Monte Carlo to one more) and ours / PyTorch's."""
+    return {"plain_spectra_per_s": round(best["plain"], digits),
+            "torch_plain_spectra_per_s": round(best["torch_plain"], digits),
             "plain_over_torch": round(best["plain"] / best["torch_plain"], 2),
-            "mc_stars_per_s": round(best["mc"], 2),
-            "torch_mc_stars_per_s": round(best["torch_mc"], 2),
+            "mc_stars_per_s": round(best["mc"], digits + 1),
+            "torch_mc_stars_per_s": round(best["torch_mc"], digits + 1),
             "mc_over_torch": round(best["mc"] / best["torch_mc"], 2)}
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -39,8 +40,8 @@ sys.path.insert(0, os.path.join(HERE, ".."))  # apnet_tf from this checkout
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from _common import CACHE, add_tag, machine, report  # noqa: E402
-from published import rate  # noqa: E402
+from _common import CACHE, add_tag, best_rates, machine, rate, report  # noqa: E402
+from published import against_torch  # noqa: E402
 
 MC = 20
 DATA = Path(HERE).parent.parent / "shared" / "data"
@@ -157,21 +158,10 @@ def measure(arch: str, stars: int, mc_stars: int, seconds: float, rounds: int) -
         "mc": (lambda: model.monte_carlo(x.mc_flux[m], x.err[m], None, MC, seed=1, **more),
                mc_stars),
         "torch_mc": (torch_mc(torch, ref, net, arch, read[:mc_stars]), mc_stars)}
-    best = dict.fromkeys(runners, 0.0)
-    for fn, _ in runners.values():
-        fn()  # warm-up: tracing, first allocations
-    for _ in range(rounds):
-        for name, (fn, n) in runners.items():
-            best[name] = max(best[name], rate(fn, n, seconds / rounds, calls=1))
+    best = best_rates(runners, rounds, seconds, timer=partial(rate, calls=1))
     figures = {"arch": arch, "params": int(model.model.count_params()),
                "stars_per_call": stars, "mc": MC, "mc_stars_per_call": mc_stars,
-               "max_abs_diff_over_spread_plain": worst,
-               "plain_spectra_per_s": round(best["plain"], 2),
-               "torch_plain_spectra_per_s": round(best["torch_plain"], 2),
-               "plain_over_torch": round(best["plain"] / best["torch_plain"], 2),
-               "mc_stars_per_s": round(best["mc"], 3),
-               "torch_mc_stars_per_s": round(best["torch_mc"], 3),
-               "mc_over_torch": round(best["mc"] / best["torch_mc"], 2)}
+               "max_abs_diff_over_spread_plain": worst, **against_torch(best, 2)}
     if arch == "anet3":
         figures["bad_pixels"] = {"stars": mc_stars,
                                  **bad_pixel_effect(model, paths[:mc_stars])}

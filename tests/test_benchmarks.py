@@ -43,6 +43,7 @@ def test_no_benchmark_figures_in_code_comments():
 sys.path.insert(0, str(REPO / "bench"))
 import _recipe  # noqa: E402
 import benchmarks_md  # noqa: E402
+from md import _render  # noqa: E402
 
 #: Scripts whose figures come from a network trained with a recipe (in the run, or a run folder
 #: they load): their results files record that recipe.
@@ -60,7 +61,7 @@ def page_sections(text: str) -> list[tuple[str, str]]:
 
 
 def test_every_target_says_whether_it_is_met():
-    """Every target on the page is judged, met or NOT met, by bench/benchmarks_md.py."""
+    """Every target on the page is judged, met or NOT met, by bench/md/_render.py's ``target``."""
     text = (REPO / "BENCHMARKS.md").read_text()
     unjudged = []
     for m in re.finditer(r"\btargets?\b", text):
@@ -72,10 +73,10 @@ def test_every_target_says_whether_it_is_met():
 
 
 def test_target_lines_are_computed_from_the_figure():
-    assert benchmarks_md.target(3.4, ">=", 3.5, unit="x") == "target >= 3.5x: NOT met"
-    assert benchmarks_md.target(3.5, ">=", 3.5, unit="x") == "target >= 3.5x: met"
-    assert benchmarks_md.target(0.371, "<=", 1 / 3, "1/3") == "target <= 1/3: NOT met"
-    assert benchmarks_md.target(2.99, "<", 3, unit=" GB") == "target < 3 GB: met"
+    assert _render.target(3.4, ">=", 3.5, unit="x") == "target >= 3.5x: NOT met"
+    assert _render.target(3.5, ">=", 3.5, unit="x") == "target >= 3.5x: met"
+    assert _render.target(0.371, "<=", 1 / 3, "1/3") == "target <= 1/3: NOT met"
+    assert _render.target(2.99, "<", 3, unit=" GB") == "target < 3 GB: met"
 
 
 def test_every_results_file_records_its_recipe():
@@ -99,9 +100,9 @@ def test_no_section_claims_the_default_recipe_for_another_recipe():
             continue
         for name in re.findall(r"Source: `bench/results/([\w.-]+)\.json`", part):
             rec = json.loads((RESULTS / f"{name}.json").read_text())
-            if rec.get("recipe") is not None and not benchmarks_md.is_default(rec):
+            if rec.get("recipe") is not None and not _render.is_default(rec):
                 wrong.append(f"{title}: '{claim.group(0)}' ({name}.json: "
-                             f"{benchmarks_md.recipe_words(rec)})")
+                             f"{_render.recipe_words(rec)})")
     assert wrong == []
 
 
@@ -111,7 +112,7 @@ def test_a_changed_default_recipe_changes_the_page(monkeypatch):
     page = benchmarks_md.page()
     assert "today's default recipe" in page
     changed = {**_recipe.current_defaults(), "batch_size": 7}
-    monkeypatch.setattr(benchmarks_md, "current_defaults", lambda: changed)
+    monkeypatch.setattr(_render, "current_defaults", lambda: changed)
     after = benchmarks_md.page()
     assert "today's default recipe" not in after
     assert "today's default: batch_size 7" in after

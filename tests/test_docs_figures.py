@@ -17,7 +17,8 @@ DOCS = REPO / "docs"
 RESULTS = REPO / "bench" / "results"
 sys.path.insert(0, str(REPO / "bench"))
 
-import benchmarks_md  # noqa: E402
+from md import _render  # noqa: E402
+from md.calibration import COVERAGE_BAND  # noqa: E402
 
 from apnet_tf.model.calibration import ONE_SIGMA  # noqa: E402
 
@@ -30,7 +31,7 @@ SETTINGS = {"n", "n_stars", "n_files", "n_train", "seed", "survey_seed", "seeds"
             "recipe", "recipe_overrides", "overrides", "default_batch", "train_batch"}
 #: Numbers the code defines that a measured figure may happen to equal: the coverage a
 #: calibration aims at and the band every cell must keep.
-CONSTANTS = (ONE_SIGMA, *benchmarks_md.COVERAGE_BAND)
+CONSTANTS = (ONE_SIGMA, *COVERAGE_BAND)
 ROLE = re.compile(r"(?<!`)\{bench(-recipe)?\}`([^`]*)`")
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
 CODE = re.compile(r"`[^`\n]*`")
@@ -203,9 +204,9 @@ def default_claims(page: Path) -> list[str]:
             continue
         for name in sorted(names):
             rec = json.loads((RESULTS / f"{name}.json").read_text())
-            if rec.get("recipe") is not None and not benchmarks_md.is_default(rec):
+            if rec.get("recipe") is not None and not _render.is_default(rec):
                 hits.append(f"{page.name}:{line}: '{claim.group(0)}' with {name}.json "
-                            f"({benchmarks_md.recipe_words(rec)})")
+                            f"({_render.recipe_words(rec)})")
     return hits
 
 
@@ -233,9 +234,9 @@ def test_every_cited_section_and_role_exists():
                 if " ".join(t.split()) not in titles]
         for recipe, ref in ROLE.findall(text):
             try:
-                if recipe and benchmarks_md.load(ref) is None:
+                if recipe and _render.load(ref) is None:
                     raise KeyError(f"no bench/results/{ref}.json")
-                benchmarks_md.figure(ref) if not recipe else None
+                _render.figure(ref) if not recipe else None
             except (KeyError, IndexError, TypeError, ValueError) as e:
                 bad.append(f"{page.name}: {{bench{recipe}}}`{ref}`: {e!r}")
     assert bad == []
@@ -257,6 +258,6 @@ def test_the_checks_catch_a_typed_figure_and_a_stale_claim(tmp_path, monkeypatch
     typed = typed_figures(page)
     assert any(f"{a:.2f}" in h for h in typed) and any(f"{b:.1f}" in h for h in typed), typed
     assert any("24" in h for h in figure_forms(page)), figure_forms(page)
-    changed = {**benchmarks_md.current_defaults(), "batch_size": 7}
-    monkeypatch.setattr(benchmarks_md, "current_defaults", lambda: changed)
+    changed = {**_render.current_defaults(), "batch_size": 7}
+    monkeypatch.setattr(_render, "current_defaults", lambda: changed)
     assert any("accuracy.json" in h for h in default_claims(page)), default_claims(page)

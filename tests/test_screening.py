@@ -207,3 +207,47 @@ def test_the_reference_travels_with_an_export(untrained_run, records, survey, tm
     assert np.isfinite(novelty[0]).all()
     np.testing.assert_allclose(novelty[1], novelty[0])
     np.testing.assert_allclose(novelty[2], novelty[0])
+
+
+def _novelty_lines(lines) -> list[str]:
+    return [line for line in lines if "no novelty reference" in line]
+
+
+def test_infer_and_the_notebook_say_once_why_novelty_is_empty(untrained_run, records, survey,
+                                                             tmp_path):
+    """Fails on the old code: a model without novelty.json gave a NaN NOVELTY column with no
+    word on the command line or in a notebook. One note (infer's stderr; a warning from
+    predict and predict_files) names the model and the calibrate command that writes one;
+    none for a model with a reference."""
+    import warnings
+
+    from cli_helpers import cli
+
+    import apnet_tf
+    from apnet_tf.calibration.reference import TRAINING_STARS, write_novelty
+
+    files = [str(f) for f in sorted(survey.glob("apStar-*.fits"))[:3]]
+    spec = read_apstar(files[0])
+    with_ref = tmp_path / "with_ref"
+    shutil.copytree(untrained_run, with_ref)
+    assert write_novelty(str(with_ref), str(records), TRAINING_STARS)
+    shown = {}
+    for run, expected in ((untrained_run, 1), (with_ref, 0)):
+        res = cli("infer", "--model", run, "--spectra", *files, "--out",
+                  tmp_path / f"{run.name}.csv", "--mc", 0)
+        assert res.exit_code == 0, res.output
+        shown[expected] = _novelty_lines(res.stderr.splitlines())
+        assert len(shown[expected]) == expected, res.stderr
+        assert "no novelty reference" not in res.stdout
+        model = apnet_tf.load(run)
+        for call in (lambda: model.predict_files(files, mc=0),
+                     lambda: model.predict(spec.flux, spec.err, mc=0)):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                cat = call()
+            assert len(_novelty_lines(str(w.message) for w in caught)) == expected
+            assert np.isnan(cat["NOVELTY"]).all() == bool(expected)
+    note = shown[1][0]
+    assert note.startswith(f"note: {untrained_run}: no novelty reference (novelty.json)"), note
+    for words in ("NOVELTY is empty", f"apnet-tf calibrate --model {untrained_run} --records"):
+        assert words in note, note

@@ -18,6 +18,7 @@ from apnet_tf.data.readers import Batch
 from apnet_tf.errors import ApnetError
 from apnet_tf.inference.parts import batch_photometry, catalog_from_parts, unit_part
 from apnet_tf.inference.predict import InferenceResult, choose_precision, seeded_job
+from apnet_tf.inference.screening import novelty_notes
 from apnet_tf.inference.settings import InferenceSettings
 from apnet_tf.inference.workdir import new_seed
 from apnet_tf.io.catalog_flags import INPUT_GARBAGE, input_flags
@@ -122,8 +123,9 @@ def predict_arrays(model: Runtime, batch: Batch, settings: InferenceSettings,
     local engine makes it of files (``predict.predict_settings``).
 
     Returns:
-        The catalog (no failures: every row is a spectrum); for precision "auto", the line
-        that says what it chose.
+        The catalog (no failures: every row is a spectrum), the note of a model without a
+        novelty reference (``screening.novelty_notes``); for precision "auto", the line that
+        says what it chose.
 
     Raises:
         ApnetError: a two-input model (APOGEE Net II) given no photometry, or a flux-only
@@ -155,4 +157,4 @@ def predict_arrays(model: Runtime, batch: Batch, settings: InferenceSettings,
         part.pop("_failures")
         parts.append(part)
     return InferenceResult(catalog_from_parts(parts, [], model, settings.mc, sigma_meta), [],
-                           precision=line)
+                           notes=novelty_notes(model), precision=line)

@@ -15,6 +15,7 @@ from apnet_tf.data.records import check_mask_bits
 from apnet_tf.errors import ApnetError, check_seed, require_at_least
 from apnet_tf.inference.predict import InferenceResult, predict_settings
 from apnet_tf.inference.ray_engine import predict_catalog_ray
+from apnet_tf.inference.screening import novelty_notes
 from apnet_tf.inference.settings import InferenceSettings
 from apnet_tf.io.boss_table import read_boss_listing
 from apnet_tf.io.catalog import check_catalog_name, write_catalog
@@ -36,8 +37,8 @@ from apnet_tf.model.network_inputs import check_mc_bad_pixels
 from apnet_tf.model.precision import check_inference_precision
 from apnet_tf.model.runtime import Runtime
 
-__all__ = ["ENGINES", "MISSING_SUFFIX", "run_infer", "infer_catalog", "check_inputs",
-           "remove_work_dir"]
+__all__ = ["ENGINES", "MISSING_SUFFIX", "run_infer", "infer_catalog", "table_listing",
+           "check_inputs", "remove_work_dir"]
 
 ENGINES = ("local", "ray")
 #: The list of an input table's rows with no file: the catalog's name plus this.
@@ -87,8 +88,7 @@ def run_infer(model: str, out: str, spectra: Sequence[str] = (),
     with exclusive_lock(out + ".lock", out), reading_lock(model):
         # a raw-sigma job never reads calibration.json, so an old or broken one cannot stop it
         loaded = load_model(model, calibration=settings.calibrated is not False)
-        reader = read_boss_listing if loaded.instrument == "boss" else read_listing
-        listing = None if table is None else reader(table, root)
+        listing = table_listing(loaded, table, root)
         missing = _list_missing(listing, table, root, out, bool(spectra))
         if photometry is not None:
             settings = dataclasses.replace(settings,
@@ -110,7 +110,7 @@ def infer_catalog(loaded: Runtime, spectra: Sequence[str], settings: InferenceSe
                   on_progress: Callable[[int, int], None] | None = None,
                   model_path: str | None = None) -> InferenceResult:
     """The catalog of an ``infer`` job, not written: ``loaded`` (``loading.load_model``) on
-    ``spectra`` and the files of ``listing`` (``survey_table.read_listing`` of ``table``),
+    ``spectra`` and the files of ``listing`` (``table_listing`` of ``table``),
     under ``settings`` (checked by ``check_inputs``; ``photometry`` read), on the local or the
     Ray engine (whose workers load ``model_path``, by default the model's own). ``run_infer``
     writes it; the notebook API's ``Model.predict_files`` returns it.
@@ -136,7 +136,20 @@ def infer_catalog(loaded: Runtime, spectra: Sequence[str], settings: InferenceSe
     if settings.photometry is not None:  # a table of other stars: no catalog
         check_matches(settings.photometry, list(result.catalog["APOGEE_ID"]))
     result.notes.extend(listing.notes if listing is not None else [])
+    result.notes.extend(novelty_notes(loaded))
     return result
+
+
+def table_listing(loaded: Runtime, table: str | None, root: str | None) -> Listing | None:
+    """The files that ``table`` lists under ``root`` (None without a table), read as the
+    model's instrument lays its tables out: for BOSS Net an spAll-like table of BOSS spec files
+    (``boss_table.read_boss_listing``), otherwise an allStar/allField table of the SAS
+    TELESCOPE/FIELD/FILE layout (``survey_table.read_listing``). ``run_infer`` and the notebook
+    API's ``Model.predict_files`` both read their table here, so the two agree."""
+    if table is None:
+        return None
+    reader = read_boss_listing if loaded.instrument == "boss" else read_listing
+    return reader(table, root)
 
 
 def _list_missing(listing: Listing | None, table: str | None, root: str | None, out: str,

@@ -6,13 +6,15 @@ SavedModel, a TFLite file and a published network get the same tests."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from apnet_tf.io.spikes import find_spikes, mask_spikes
 from apnet_tf.model.runtime import Runtime
 
 __all__ = ["NO_REFERENCE", "masks_spikes", "mask_batch_spikes", "batch_novelty",
-           "screening_keywords"]
+           "screening_keywords", "novelty_notes"]
 
 #: The catalog's NOVREF keyword for a model without a novelty reference.
 NO_REFERENCE = "none (calibrate the model to make one)"
@@ -54,3 +56,23 @@ def screening_keywords(model: Runtime) -> dict:
     ref = model.novelty
     return {"SPIKES": "masked" if masks_spikes(model) else "flagged only (authors' input)",
             "NOVREF": NO_REFERENCE if ref is None else f"{ref.stars} {ref.source}"}
+
+
+def novelty_notes(model: Runtime) -> list[str]:
+    """The one line a job's notes carry when its catalog's NOVELTY will be empty (NaN), with
+    what gives the model a reference; none when it has one. A run or export with no
+    novelty.json (a published network never calibrated, a run made before novelty.json
+    existed) infers all the same, so without this line nothing on the command line says why
+    the column is empty. BOSS spectra are never measured (``batch_novelty``): BOSS Net's line
+    says so instead of pointing at a calibration that would not fill the column."""
+    if model.instrument == "boss":
+        return [f"{model.path}: NOVELTY is empty (NaN): it is measured on APOGEE spectra only, "
+                "and BOSS Net reads BOSS spectra"]
+    if model.novelty is not None:
+        return []
+    run = os.path.isfile(os.path.join(model.path, "best.keras"))
+    how = (f"apnet-tf calibrate --model {model.path} --records RECORDS writes one (from the "
+           "records' train split)" if run else "apnet-tf calibrate --model RUN --records "
+           "RECORDS on its run folder writes one; then export again")
+    return [f"{model.path}: no novelty reference (novelty.json), so the catalog's NOVELTY is "
+            f"empty (NaN) and never sets NOVEL or FAR_FROM_TRAINING; {how}"]

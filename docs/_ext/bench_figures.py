@@ -2,7 +2,7 @@
 never types a figure that a results file holds (``tests/test_docs_figures.py`` checks that none
 does).
 
-``{bench}`NAME:PATH[;SPEC]```: one figure (``bench/benchmarks_md.py``'s ``figure``: PATH the keys
+``{bench}`NAME:PATH[;SPEC]```: one figure (``bench/md/_render.py``'s ``figure``: PATH the keys
 under ``figures`` joined by ``/``; a list prints as its range; SPEC a format such as ``.2f``,
 or ``code`` for a string figure printed as code).
 ``{bench-recipe}`NAME```: the recipe its network trained with, in the words of BENCHMARKS.md
@@ -20,12 +20,12 @@ from docutils import nodes
 BENCH = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
 
 
-def _benchmarks_md():
+def _bench_render():
     if BENCH not in sys.path:
         sys.path.insert(0, BENCH)
-    import benchmarks_md
+    from md import _render
 
-    return benchmarks_md
+    return _render
 
 
 def _role(render):
@@ -33,7 +33,7 @@ def _role(render):
         env = inliner.document.settings.env
         env.note_dependency(os.path.join(BENCH, "results", text.split(":")[0].strip() + ".json"))
         try:
-            shown = render(_benchmarks_md(), text)
+            shown = render(_bench_render(), text)
         except (KeyError, IndexError, ValueError, TypeError) as e:
             msg = inliner.reporter.error(f"{{{name}}}`{text}`: {e}", line=lineno)
             return [inliner.problematic(rawtext, rawtext, msg)], [msg]
