@@ -283,8 +283,8 @@ def main() -> None:
     for s in args.seeds:
         name = f"cool_{args.n}_s{args.seed}_r{s}" + (f"_{args.tag}" if args.tag else "")
         run_dir, out = os.path.join(CACHE, name), os.path.join(CACHE, name + ".json")
-        recipe = recipe or run_recipe(run_dir)  # the first fit's: the fits differ in their seed
         if args.posthoc:
+            recipe = recipe or run_recipe(run_dir)
             fits.append({"recipe_seed": s, **posthoc(records, run_dir)})
             continue
         if not os.path.exists(out):  # a fit measured before is reused: the script resumes
@@ -298,6 +298,8 @@ def main() -> None:
             subprocess.run([sys.executable, os.path.abspath(__file__), "--passes",
                             str(args.passes), "--stage", stage, "--worker", records, run_dir,
                             out, "--set", *args.set, f"seed={s}"], check=True)
+        # the first fit's recipe (the fits differ in their seed), read once it has trained
+        recipe = recipe or run_recipe(run_dir)
         with open(out) as f:
             fits.append({"recipe_seed": s, **json.load(f)})
         if "trace_summary" not in fits[-1]:  # a fit recorded before the summary existed
