@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from md._render import _epochs, fmt, load, missing, recipe_words, source, table, tagged, target
+from md.finetune_variants import is_finetune_only
 
 __all__ = ["information_section", "cool_bias_section", "refit_section", "refit_verdict", "LABELS",
            "FULL_SURVEY"]
@@ -128,7 +129,7 @@ def cool_bias_section() -> str:
             "of the dev loss from one epoch to the next, beside the change that a 35 K offset "
             "of every dev M dwarf and YSO would make.\n\n")
     for name in names:
-        if not _refitted(load(name)):
+        if not (_refitted(load(name)) or is_finetune_only(load(name))):
             out += _cool_bias_runs(name)
     return out
 
