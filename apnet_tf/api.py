@@ -229,8 +229,10 @@ def fit(records: str | os.PathLike, out: str | os.PathLike,
                   f"{logs.get('val_loss', float('nan')):.4f}")
 
         def on_round(row):
-            print(f"fine-tune round {row['round']}: {row['epochs']} epochs, "
-                  f"{'kept' if row['improved'] else 'not kept'}")
+            what = (f"the average of {row['averaged']} rounds' weights"
+                    if row["round"] == "average" else
+                    f"round {row['round']}: {row['epochs']} epochs")
+            print(f"fine-tune {what}, {'kept' if row['improved'] else 'not kept'}")
     return fit_run(os.fspath(records), os.fspath(out), stage=stage, recipe=rec,
                    resume=resume, strategy=strategy, overwrite=overwrite, on_epoch=on_epoch,
                    on_round=on_round, arch=arch)

@@ -31,6 +31,7 @@ from md.calibration import (  # noqa: E402
     novelty_section,
     spikes_section,
 )
+from md.finetune_variants import finetune_variants_section  # noqa: E402
 from md.information import cool_bias_section, information_section, refit_section  # noqa: E402
 from md.precision_memory import (  # noqa: E402
     memory_bossnet_section,
@@ -74,7 +75,7 @@ results files existed, are in the git history of this page (commit 46a1f2b and b
 def page() -> str:
     sections = [records_section, train_section, determinism_section, accuracy_section,
                 time_to_accuracy_section, information_section, cool_bias_section,
-                refit_section,
+                finetune_variants_section, refit_section,
                 photometry_section, fit_anet3_section, infer_section, precision_section,
                 published_section, published_bossnet_section, precision_bossnet_section,
                 survey_section, projection_section, memory_section, memory_bossnet_section,

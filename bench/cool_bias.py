@@ -26,6 +26,9 @@ with the fits it lacks; delete those files to measure again. ``--posthoc`` takes
 earlier call with the same ``--tag``, made without the last-layer refit (the default), and fits
 their last layer again (``apnet_tf.training.last_layer``): Table 3 per split and group before and
 after. Fits that end with the refit: ``--set refit_last_layer=true --tag NAME``.
+``--finetune-from TAG`` fine-tunes copies of the pretrained networks of an earlier call (its
+``--tag``) with this call's recipe: fine-tuning variants compared on the same pretraining, at the
+cost of the fine-tuning alone (``seconds`` is then the fine-tuning's wall time).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -153,8 +157,9 @@ class Tracer:
         return Trace()
 
 
-def worker(records: str, run_dir: str, out: str, overrides: list[str], passes: int) -> None:
-    """One traced default fit and its diagnosis, written to ``out`` (JSON)."""
+def worker(records: str, run_dir: str, out: str, overrides: list[str], passes: int,
+           stage: str = "all") -> None:
+    """One traced default fit (or its ``stage``) and its diagnosis, written to ``out`` (JSON)."""
     import keras
 
     from apnet_tf import workflows
@@ -184,13 +189,13 @@ def worker(records: str, run_dir: str, out: str, overrides: list[str], passes: i
     recipe = get_recipe("default", **parse_overrides(Recipe(), overrides))
     load_before = os.getloadavg()[0]
     t = time.perf_counter()
-    res = workflows.fit(records, run_dir, recipe=recipe, overwrite=True)
+    res = workflows.fit(records, run_dir, stage=stage, recipe=recipe, overwrite=stage == "all")
     seconds = time.perf_counter() - t
     load_after = os.getloadavg()[0]
     model = keras.models.load_model(os.path.join(run_dir, "best.keras"))
     result = {"seconds": round(seconds, 1), "load_before": round(load_before, 2),
               "load_after": round(load_after, 2), "epochs": res.epochs,
-              "rounds": res.rounds, "overrides": overrides,
+              "rounds": res.rounds, "overrides": overrides, "stage": stage,
               "last_layer": getattr(res, "last_layer", None),
               "groups": group_table(predict(model, stars["flux"]), stars),
               "conditions": conditions(model, stars, passes), "trace": tracer.rows,
@@ -263,26 +268,38 @@ def main() -> None:
     ap.add_argument("--passes", type=int, default=10, help="passes per stochastic condition")
     ap.add_argument("--posthoc", action="store_true",
                     help="refit the last layer of the runs of an earlier call (same --tag)")
+    ap.add_argument("--finetune-from", metavar="TAG",
+                    help="fine-tune copies of the pretrained networks of the call with this --tag")
     ap.add_argument("--worker", nargs=3, metavar=("RECORDS", "RUN_DIR", "OUT"),
                     help=argparse.SUPPRESS)
+    ap.add_argument("--stage", default="all", help=argparse.SUPPRESS)
     add_tag(ap)
     args = ap.parse_args()
     if args.worker:
-        return worker(*args.worker, args.set, args.passes)
+        return worker(*args.worker, args.set, args.passes, args.stage)
 
     _, records = survey_records(args.n, args.seed)
     fits, recipe = [], None
     for s in args.seeds:
         name = f"cool_{args.n}_s{args.seed}_r{s}" + (f"_{args.tag}" if args.tag else "")
         run_dir, out = os.path.join(CACHE, name), os.path.join(CACHE, name + ".json")
-        recipe = recipe or run_recipe(run_dir)  # the first fit's: the fits differ in their seed
         if args.posthoc:
+            recipe = recipe or run_recipe(run_dir)
             fits.append({"recipe_seed": s, **posthoc(records, run_dir)})
             continue
         if not os.path.exists(out):  # a fit measured before is reused: the script resumes
+            stage = "all"
+            if args.finetune_from is not None:
+                stage = "finetune"
+                source = os.path.join(CACHE, f"cool_{args.n}_s{args.seed}_r{s}"
+                                      + (f"_{args.finetune_from}" if args.finetune_from else ""))
+                shutil.rmtree(run_dir, ignore_errors=True)  # a fine-tuning cut short, redone
+                shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns("*.lock"))
             subprocess.run([sys.executable, os.path.abspath(__file__), "--passes",
-                            str(args.passes), "--worker", records, run_dir, out, "--set",
-                            *args.set, f"seed={s}"], check=True)
+                            str(args.passes), "--stage", stage, "--worker", records, run_dir,
+                            out, "--set", *args.set, f"seed={s}"], check=True)
+        # the first fit's recipe (the fits differ in their seed), read once it has trained
+        recipe = recipe or run_recipe(run_dir)
         with open(out) as f:
             fits.append({"recipe_seed": s, **json.load(f)})
         if "trace_summary" not in fits[-1]:  # a fit recorded before the summary existed

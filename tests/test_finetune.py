@@ -67,6 +67,44 @@ def test_a_round_after_a_rejected_one_starts_from_the_best_weights_and_learning_
     assert _same(model.get_weights(), rec.end[0])
 
 
+@pytest.mark.parametrize("average_focus, kept", [(0.4, True), (0.6, False)])
+def test_the_average_of_the_rounds_replaces_the_best_round_only_through_the_gate(
+        random_batches, average_focus, kept):
+    # focus losses: start 1.0; round 1 improves, rounds 2 and 3 do not; then the average's
+    focus = iter([1.0, 0.5, 0.9, 0.8, average_focus])
+    rec = _Rounds()
+    model = _tiny_model(lr=1e-3)
+    rounds = rolling_resample(model, lambda seed: random_batches(32, seed), random_batches(32, 99),
+                              lambda m: next(focus), patience_rounds=2, epoch_patience=5,
+                              max_epochs=2, max_rounds=5, dev_tolerance=1e9,
+                              callbacks=[rec], average_rounds=True)
+    assert [r["round"] for r in rounds] == [1, 2, 3, "average"]
+    assert rounds[-1]["averaged"] == 3 and rounds[-1]["improved"] is kept
+    assert rounds[-1]["best_before"] == pytest.approx(0.5)
+    mean = [np.mean([e[i] for e in rec.end], axis=0) for i in range(len(rec.end[0]))]
+    got = model.get_weights()
+    if kept:
+        assert all(np.allclose(g, m, rtol=1e-6, atol=1e-7) for g, m in zip(got, mean))
+        assert not _same(got, rec.end[0])
+    else:
+        assert _same(got, rec.end[0])
+
+
+def test_rounds_that_lost_the_whole_dev_are_left_out_of_the_average(random_batches):
+    focus = iter([1.0, 0.5, 0.9, 0.8, 0.1])
+    whole = iter([1.0, 1.0, 1e6, 1.0, 1.0])  # round 2 worsened the whole dev past its limit
+    rec = _Rounds()
+    model = _tiny_model(lr=1e-3)
+    rounds = rolling_resample(model, lambda seed: random_batches(32, seed), random_batches(32, 99),
+                              lambda m: next(focus), dev_loss=lambda m: next(whole),
+                              patience_rounds=2, epoch_patience=5, max_epochs=2, max_rounds=5,
+                              callbacks=[rec], average_rounds=True)
+    assert rounds[-1]["averaged"] == 2 and rounds[-1]["improved"]
+    mean = [np.mean([rec.end[0][i], rec.end[2][i]], axis=0) for i in range(len(rec.end[0]))]
+    assert all(np.allclose(g, m, rtol=1e-6, atol=1e-7)
+               for g, m in zip(model.get_weights(), mean))
+
+
 def test_training_loss_weighs_every_present_label_like_table2():
     # star 0 has one label, star 1 all three: each present label must weigh the same
     y_true = np.array([[np.nan, 2.0, np.nan], [4000.0, 1.0, 0.0]], "float32")

@@ -196,8 +196,11 @@ def fit_printers(update: Callable[[int, int | None], None]) -> tuple[Callable, C
         # round improves on it, then the best round's
         ref = "best round's" if state["kept"] else "pretrained model's"
         state["kept"] = state["kept"] or row["improved"]
-        console.print(f"fine-tune round {row['round']} (seed {row['seed']}): {row['epochs']} "
-                      f"epochs, {round_verdict(row, ref)}", highlight=False, markup=False)
+        what = (f"the average of {row['averaged']} rounds' weights"
+                if row["round"] == "average" else
+                f"round {row['round']} (seed {row['seed']}): {row['epochs']} epochs")
+        console.print(f"fine-tune {what}, {round_verdict(row, ref)}", highlight=False,
+                      markup=False)
 
     return on_epoch, on_round
 

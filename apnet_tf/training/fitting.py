@@ -376,7 +376,7 @@ def finetune(run: _Run, model: keras.Model, std,
         epoch_min_improvement=recipe.min_improvement,
         max_epochs=recipe.epochs, max_rounds=recipe.finetune_max_rounds,
         seed=recipe.seed * 1000, dev_tolerance=recipe.finetune_dev_tolerance,
-        best_path=run.path(BEST_MODEL), on_round=log_round,
+        best_path=run.path(BEST_MODEL), on_round=log_round, average_rounds=recipe.average_rounds,
         callbacks=[*schedule_callbacks(tuning),
                    HistoryCSV(run.path(HISTORY), "finetune", cumulative=True),
                    run.reporter("finetune")])

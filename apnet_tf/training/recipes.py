@@ -24,7 +24,7 @@ __all__ = ["Recipe", "RECIPES", "FILE_ONLY_FIELDS", "get_recipe", "flag_name"]
 #: Fields set only in a recipe file (``fit --recipe FILE.toml``), not by flags of their own: the
 #: options that measurement on the benchmark survey showed not to help (BENCHMARKS.md, 'How the
 #: training defaults were chosen'), kept for those who want to try them.
-FILE_ONLY_FIELDS = ("min_improvement", "ema_momentum")
+FILE_ONLY_FIELDS = ("min_improvement", "ema_momentum", "average_rounds")
 
 
 def flag_name(field: str) -> str:
@@ -65,6 +65,9 @@ class Recipe:
     # Cramér-Rao bound in every group (BENCHMARKS.md, 'Why a fit can leave the M dwarfs and YSOs
     # offset').
     refit_last_layer: bool = False
+    # End the fine-tuning on the average of its rounds' weights when that passes a round's gate
+    # (``finetuning.rolling_resample``).
+    average_rounds: bool = False
     precision: str = "auto"  # or "float32" or "mixed_bfloat16"; see resolve_precision
     seed: int = 0
     deterministic: bool = False  # TensorFlow op determinism: bit-identical reruns, slower
