@@ -14,6 +14,16 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 APSTAR_DIR = DATA / "apogee_dr13" / "apStar"
 ASPCAP_LABELS = DATA / "apogee_dr13" / "aspcap_labels.csv"
+#: What one pytest-xdist worker may come to hold: its modules' networks and TFLite conversions
+#: (APOGEE Net III's full size among them) on top of TensorFlow and Ray.
+WORKER_MEMORY = 10 * 2**30
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto`` (pyproject's addopts): one worker per core, but no more than the machine's
+    memory holds at ``WORKER_MEMORY`` each, and at least one."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(1, min(len(os.sched_getaffinity(0)), memory // WORKER_MEMORY))
 
 
 @pytest.fixture(scope="session")
