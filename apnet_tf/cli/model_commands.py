@@ -109,8 +109,9 @@ def _fit_recipe(sources: list[str], flags: dict) -> tuple:
     from apnet_tf.training.recipe_files import layered_recipe
     from apnet_tf.training.recipes import FILE_ONLY_FIELDS, Recipe, flag_name
 
+    # a recipe-file-only field that never had a flag has none here
     given = {f.name: flags[f.name] for f in dataclasses.fields(Recipe)
-             if flags[f.name] is not None}
+             if flags.get(f.name) is not None}
     notice("note", [f"{flag_name(k)} is now set in a recipe file ({k} = {given[k]!r} in a TOML "
                     "file for --recipe); the flag is accepted until the next release"
                     for k in FILE_ONLY_FIELDS if k in given])

@@ -13,7 +13,7 @@ from apnet_tf.constants import EARLY_STOPPING_PATIENCE
 from apnet_tf.model.network import predictor, save_model_atomic, standardized_mse
 from apnet_tf.training.callbacks import EarlyStoppingWithReload
 
-__all__ = ["dataset_loss", "rolling_resample"]
+__all__ = ["dataset_loss", "rolling_resample", "average_rounds"]
 
 
 def dataset_loss(model: keras.Model, ds: tf.data.Dataset, std) -> float:
@@ -41,8 +41,7 @@ def rolling_resample(model: keras.Model, train_for_seed: Callable[[int], tf.data
                      best_path: str | None = None, dev_tolerance: float = 0.05,
                      dev_loss: Callable[[keras.Model], float] | None = None,
                      on_round: Callable[[dict], None] | None = None,
-                     callbacks: Sequence[keras.callbacks.Callback] = (),
-                     average_rounds: bool = False) -> list[dict]:
+                     callbacks: Sequence[keras.callbacks.Callback] = ()) -> list[dict]:
     """Paper 3.4: fine-tune on mstar + yso plus a fresh random fraction of the Payne stars.
 
     Each round draws a new sample (``train_for_seed(seed + round)``) and trains with early stopping
@@ -57,12 +56,6 @@ def rolling_resample(model: keras.Model, train_for_seed: Callable[[int], tf.data
     within ``dev_tolerance`` (a fraction) of the starting model's: the paper adapts to M dwarfs and
     YSOs "without losing performance on the broader Payne data set". ``fit`` passes Table 2's loss.
 
-    With ``average_rounds``, the rounds' end weights that kept the whole-dev loss within its limit
-    are averaged at the end (weight averaging of fine-tuned networks that share a start, as in
-    Wortsman et al. 2022's model soups): the wander of the weights from epoch to epoch, which the
-    dev loss cannot see, partly cancels in the mean. The average replaces the best round only if
-    it passes the same gate as a round; its row has ``round`` "average" and 0 epochs.
-
     Returns:
         One dict per round: round, seed, epochs, dev_loss, focus_dev_loss, improved,
         best_before (the focus loss to beat), dev_limit (the most ``dev_loss`` may be).
@@ -72,7 +65,7 @@ def rolling_resample(model: keras.Model, train_for_seed: Callable[[int], tf.data
     best = focus_loss(model)
     dev_limit = dev_loss(model) * (1.0 + dev_tolerance)
     best_weights = model.get_weights()
-    rounds, wait, ends = [], 0, []
+    rounds, wait = [], 0
     for r in range(max_rounds):
         draw_seed = seed + r + 1
         model.set_weights(best_weights)
@@ -84,8 +77,6 @@ def rolling_resample(model: keras.Model, train_for_seed: Callable[[int], tf.data
         focus, whole = float(focus_loss(model)), float(dev_loss(model))
         best_before = best  # round 1: the pretrained model's
         improved = focus < best and whole <= dev_limit
-        if average_rounds and whole <= dev_limit:
-            ends.append(model.get_weights())
         if improved:
             best, best_weights, wait = focus, model.get_weights(), 0
             if best_path:
@@ -100,20 +91,44 @@ def rolling_resample(model: keras.Model, train_for_seed: Callable[[int], tf.data
             on_round(row)
         if wait >= patience_rounds:
             break
-    if len(ends) >= 2:
-        model.set_weights([np.mean(np.stack(ws), axis=0, dtype=np.float64).astype(ws[0].dtype)
-                           for ws in zip(*ends)])
-        focus, whole = float(focus_loss(model)), float(dev_loss(model))
-        improved = focus < best and whole <= dev_limit
-        row = {"round": "average", "seed": "", "epochs": 0, "dev_loss": whole,
-               "focus_dev_loss": focus, "improved": improved, "best_before": float(best),
-               "dev_limit": float(dev_limit), "averaged": len(ends)}
-        rounds.append(row)
-        if on_round:
-            on_round(row)
-        if improved:
-            best_weights = model.get_weights()
-            if best_path:
-                save_model_atomic(model, best_path)
     model.set_weights(best_weights)
     return rounds
+
+
+def average_rounds(model: keras.Model, ends: list[list[np.ndarray]], rounds: list[dict],
+                   focus_loss: Callable[[keras.Model], float],
+                   dev_loss: Callable[[keras.Model], float],
+                   best_path: str | None = None) -> dict | None:
+    """The end of a fine-tuning on the average of its rounds' weights, if that passes a round's
+    gate (``rolling_resample``'s): a lower ``focus_loss`` than the best round's, ``dev_loss``
+    within the limit. Weight averaging of fine-tuned networks that share a start (every round
+    starts from the best so far), as in Wortsman et al. 2022's model soups: the wander of the
+    weights from epoch to epoch, which the dev loss cannot see, partly cancels in the mean.
+
+    Args:
+        model: the network as ``rolling_resample`` left it (the best round's weights).
+        ends: each round's end weights (``model.get_weights()`` when ``on_round`` had its row),
+            of the rounds that kept the whole-dev loss within its limit.
+        rounds: ``rolling_resample``'s rows.
+
+    Returns:
+        None for fewer than two ``ends``; else the average's row (``round`` "average", 0 epochs,
+        ``averaged``: how many), the average left in ``model`` (and saved at ``best_path``) if
+        it improved, the best round's weights if not.
+    """
+    if len(ends) < 2:
+        return None
+    last, kept = rounds[-1], model.get_weights()
+    best = last["focus_dev_loss"] if last["improved"] else last["best_before"]
+    model.set_weights([np.mean(np.stack(ws), axis=0, dtype=np.float64).astype(ws[0].dtype)
+                       for ws in zip(*ends)])
+    focus, whole = float(focus_loss(model)), float(dev_loss(model))
+    row = {"round": "average", "seed": "", "epochs": 0, "dev_loss": whole,
+           "focus_dev_loss": focus, "improved": focus < best and whole <= last["dev_limit"],
+           "best_before": float(best), "dev_limit": float(last["dev_limit"]),
+           "averaged": len(ends)}
+    if not row["improved"]:
+        model.set_weights(kept)
+    elif best_path:
+        save_model_atomic(model, best_path)
+    return row

@@ -54,7 +54,7 @@ from apnet_tf.training.distribute import (
     get_strategy,
     shard_policy,
 )
-from apnet_tf.training.finetuning import dataset_loss, rolling_resample
+from apnet_tf.training.finetuning import average_rounds, dataset_loss, rolling_resample
 from apnet_tf.training.inputs import (
     arch_recipe,
     check_arch_records,
@@ -360,9 +360,11 @@ def finetune(run: _Run, model: keras.Model, std,
                                          sample={"payne": recipe.finetune_fraction}, seed=seed,
                                          photometry=run.photometry))
 
-    rounds_path = run.path(ROUNDS)
+    rounds_path, ends = run.path(ROUNDS), []
 
     def log_round(row):
+        if recipe.average_rounds and row["dev_loss"] <= row["dev_limit"]:
+            ends.append(model.get_weights())  # the round's end, before the next one starts
         write_csv_rows(rounds_path, read_csv_rows(rounds_path) + [row])
         if on_round:
             on_round(row)
@@ -376,9 +378,14 @@ def finetune(run: _Run, model: keras.Model, std,
         epoch_min_improvement=recipe.min_improvement,
         max_epochs=recipe.epochs, max_rounds=recipe.finetune_max_rounds,
         seed=recipe.seed * 1000, dev_tolerance=recipe.finetune_dev_tolerance,
-        best_path=run.path(BEST_MODEL), on_round=log_round, average_rounds=recipe.average_rounds,
+        best_path=run.path(BEST_MODEL), on_round=log_round,
         callbacks=[*schedule_callbacks(tuning),
                    HistoryCSV(run.path(HISTORY), "finetune", cumulative=True),
                    run.reporter("finetune")])
+    row = average_rounds(model, ends, rounds, lambda m: dataset_loss(m, focus_dev, std),
+                         lambda m: dataset_loss(m, run.dev, std), run.path(BEST_MODEL))
+    if row:
+        rounds.append(row)
+        log_round(row)
     save_model_atomic(model, run.path(BEST_MODEL))
     return model, rounds

@@ -40,13 +40,14 @@ def finetune_variants_section() -> str:
         return ""
     out = ("## Fine-tuning variants on the same pretraining (`bench/cool_bias.py "
            "--finetune-from`)\n\n"
-           "Each variant fine-tunes copies of the pretrained networks of the runs named (the same "
-           "three recipe seeds), so the variants differ in their fine-tuning only; `same` repeats "
-           "the default fine-tuning, and shows how far two fine-tunings of one network differ by "
-           "chance. Rounds: how many ran and how many passed the gate (the M dwarfs' and YSOs' "
-           "dev loss lower, the whole dev loss within its tolerance). Teff bias train / dev / "
-           "test (K) and the test split's Teff scatter (K) for Full / MStar / YSO; `fit (s)`: "
-           "the fine-tuning alone, or the whole first fit for the original runs.\n\n")
+           "Each variant fine-tunes copies of the pretrained networks of the runs named (the "
+           "same three recipe seeds), so the variants differ in their fine-tuning only; `same` "
+           "repeats the fine-tuning of the original runs, and shows how far two fine-tunings of "
+           "one network differ by chance. Rounds: how many ran and how many passed the gate (the"
+           " M dwarfs' and YSOs' dev loss lower, the whole dev loss within its tolerance). Teff "
+           "bias train / dev / test (K) and the test split's Teff scatter (K) for Full / MStar /"
+           " YSO; `fit (s)`: the fine-tuning alone, or the whole first fit for the original "
+           "runs.\n\n")
     rows, sources, avg = [], [], []
     origin = None
     for name in names:
