@@ -19,6 +19,27 @@ ASPCAP_LABELS = DATA / "apogee_dr13" / "aspcap_labels.csv"
 WORKER_MEMORY = 10 * 2**30
 
 
+#: The test files that build APOGEE Net III's and BOSS Net's full-size networks (72.6 M
+#: parameters; exports, TFLite conversions, fit --arch anet3): one worker runs them all, one after
+#: the other, so that two of them never hold their networks at once.
+FULL_SIZE_FILES = ("test_bossnet.py", "test_bossnet_export.py", "test_bossnet_infer.py",
+                   "test_fit_anet3.py")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` (pyproject's addopts) with ``FULL_SIZE_FILES`` as one work unit."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FullSizeTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return "full-size networks" if Path(path).name in FULL_SIZE_FILES else path
+
+    return FullSizeTogether(config, log)
+
+
 def pytest_xdist_auto_num_workers(config) -> int:
     """``-n auto`` (pyproject's addopts): one worker per core, but no more than the machine's
     memory holds at ``WORKER_MEMORY`` each, and at least one."""
