@@ -217,6 +217,7 @@ def fit(records: str | os.PathLike, out: str | os.PathLike,
         ``load(out)`` gives the ``Model`` to predict with.
     """
     from apnet_tf.training.recipe_files import layered_recipe
+    from apnet_tf.wording import fine_tuning_round
     from apnet_tf.workflows import fit as fit_run
 
     sources = [recipe] if isinstance(recipe, (str, os.PathLike)) else list(recipe)
@@ -229,10 +230,8 @@ def fit(records: str | os.PathLike, out: str | os.PathLike,
                   f"{logs.get('val_loss', float('nan')):.4f}")
 
         def on_round(row):
-            what = (f"the average of {row['averaged']} rounds' weights"
-                    if row["round"] == "average" else
-                    f"round {row['round']}: {row['epochs']} epochs")
-            print(f"fine-tune {what}, {'kept' if row['improved'] else 'not kept'}")
+            print(f"fine-tune {fine_tuning_round(row)}, "
+                  f"{'kept' if row['improved'] else 'not kept'}")
     return fit_run(os.fspath(records), os.fspath(out), stage=stage, recipe=rec,
                    resume=resume, strategy=strategy, overwrite=overwrite, on_epoch=on_epoch,
                    on_round=on_round, arch=arch)

@@ -4,7 +4,7 @@ counts."""
 
 from __future__ import annotations
 
-__all__ = ["IRREGULAR", "plural", "counted"]
+__all__ = ["IRREGULAR", "plural", "counted", "fine_tuning_round"]
 
 #: Nouns whose plural is not the singular plus "s".
 IRREGULAR = {"spectrum": "spectra", "epoch": "epochs", "was": "were", "it": "they", "has": "have"}
@@ -22,3 +22,12 @@ def counted(n: int, noun: str) -> str:
     be several words; the last one takes the number ("YSO candidate")."""
     head, _, last = noun.rpartition(" ")
     return f"{int(n)} " + (f"{head} " if head else "") + plural(n, last)
+
+
+def fine_tuning_round(row: dict, seed: bool = False) -> str:
+    """What a row of finetune_rounds.csv was, as fit's lines name it: "round 2: 7 epochs" (with
+    ``seed``, "round 2 (seed 1002): 7 epochs"), or "the average of 3 rounds' weights"."""
+    if row["round"] == "average":
+        return f"the average of {row['averaged']} rounds' weights"
+    return (f"round {row['round']}" + (f" (seed {row['seed']})" if seed else "")
+            + f": {counted(row['epochs'], 'epoch')}")

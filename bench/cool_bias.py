@@ -278,6 +278,14 @@ def main() -> None:
     if args.worker:
         return worker(*args.worker, args.set, args.passes, args.stage)
 
+    if args.finetune_from is not None:  # its copies replace the runs of this call's --tag
+        if not args.tag or args.tag == args.finetune_from:
+            ap.error("--finetune-from needs a --tag of its own (the runs it copies stay)")
+        for s in args.seeds:
+            source = os.path.join(CACHE, f"cool_{args.n}_s{args.seed}_r{s}"
+                                  + (f"_{args.finetune_from}" if args.finetune_from else ""))
+            if not os.path.exists(os.path.join(source, "pretrained.keras")):
+                ap.error(f"--finetune-from {args.finetune_from}: no pretrained network in {source}")
     _, records = survey_records(args.n, args.seed)
     fits, recipe = [], None
     for s in args.seeds:

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real APOGEE files (skipped when absent) and a small synthetic survey."""
+"""Shared fixtures: the real APOGEE files (skipped when absent) and a small synthetic survey;
+how pytest-xdist spreads the suite over worker processes (pyproject's addopts)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ FULL_SIZE_FILES = ("test_bossnet.py", "test_bossnet_export.py", "test_bossnet_in
                    "test_fit_anet3.py")
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hooks: no error where it is absent
 def pytest_xdist_make_scheduler(config, log):
     """``--dist loadfile`` (pyproject's addopts) with ``FULL_SIZE_FILES`` as one work unit."""
     if config.getoption("dist") != "loadfile":
@@ -40,11 +42,20 @@ def pytest_xdist_make_scheduler(config, log):
     return FullSizeTogether(config, log)
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config) -> int:
     """``-n auto`` (pyproject's addopts): one worker per core, but no more than the machine's
-    memory holds at ``WORKER_MEMORY`` each, and at least one."""
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return max(1, min(len(os.sched_getaffinity(0)), memory // WORKER_MEMORY))
+    memory holds at ``WORKER_MEMORY`` each, and at least one; PYTEST_XDIST_AUTO_NUM_WORKERS, as
+    pytest-xdist documents it, decides where it is set."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+             else os.cpu_count() or 1)
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): cores decide
+        return cores
+    return max(1, min(cores, memory // WORKER_MEMORY))
 
 
 @pytest.fixture(scope="session")

@@ -82,6 +82,18 @@ def test_kept_epoch_is_the_kept_model_not_the_lowest_dev_loss():
     assert plots.kept_epoch(hist[hist["stage"] == "pretrain"], None) == ("pretrain", 8)
 
 
+def test_the_average_of_the_rounds_is_no_round_of_epochs(tmp_path):
+    """finetune_rounds.csv's row 'average' (fit's average_rounds) trained no epochs: read with
+    it, the kept model was the pretraining's and the rounds' ends had one too many."""
+    hist, rounds = _history_and_rounds([True, True, False])
+    average = pd.DataFrame({"round": ["average"], "epochs": [0], "improved": [True]})
+    csv = tmp_path / "finetune_rounds.csv"
+    pd.concat([rounds, average]).to_csv(csv, index=False)
+    read = plots._read_rounds(str(tmp_path / "history.csv"), None)
+    assert plots.kept_epoch(hist, read) == ("finetune", 6)
+    assert plots._round_ends(read) == [4, 9, 12]
+
+
 def test_training_curve_reads_the_rounds_it_is_given(tmp_path):
     hist, rounds = _history_and_rounds([True, True, False])
     hist.to_csv(tmp_path / "history.csv", index=False)

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from apnet_tf.constants import RENAMED
 from apnet_tf.errors import ApnetError
-from apnet_tf.wording import plural
+from apnet_tf.wording import fine_tuning_round, plural
 
 __all__ = [
     "console", "out", "MANY_PATHS", "STEP_UNITS", "import_tensorflow", "one_line_errors",
@@ -196,11 +196,8 @@ def fit_printers(update: Callable[[int, int | None], None]) -> tuple[Callable, C
         # round improves on it, then the best round's
         ref = "best round's" if state["kept"] else "pretrained model's"
         state["kept"] = state["kept"] or row["improved"]
-        what = (f"the average of {row['averaged']} rounds' weights"
-                if row["round"] == "average" else
-                f"round {row['round']} (seed {row['seed']}): {row['epochs']} epochs")
-        console.print(f"fine-tune {what}, {round_verdict(row, ref)}", highlight=False,
-                      markup=False)
+        console.print(f"fine-tune {fine_tuning_round(row, seed=True)}, "
+                      f"{round_verdict(row, ref)}", highlight=False, markup=False)
 
     return on_epoch, on_round
 

@@ -64,7 +64,11 @@ def _read_rounds(history_csv: str, rounds_csv: str | None) -> pd.DataFrame | Non
     """The fine-tuning rounds table: ``rounds_csv``, else finetune_rounds.csv beside
     ``history_csv``; None when there is none."""
     path = rounds_csv or os.path.join(os.path.dirname(history_csv), "finetune_rounds.csv")
-    return pd.read_csv(path) if os.path.exists(path) else None
+    if not os.path.exists(path):
+        return None
+    rounds = pd.read_csv(path)
+    # the average of the rounds (``finetuning.average_rounds``) trained no epochs of its own
+    return rounds[rounds["round"].astype(str) != "average"] if "round" in rounds else rounds
 
 
 def _round_ends(rounds: pd.DataFrame | None) -> list[int]:

@@ -228,7 +228,7 @@ def _tflite_archive(model: keras.Model) -> keras.export.ExportArchive:
     return archive
 
 
-def compress_dense_weights(float32_tflite: bytes, dtype: str, layer: str = "fc1") -> bytes:
+def compress_dense_weights(float32_tflite: bytes, dtype: str, layer: str) -> bytes:
     """A float32 flatbuffer with dense-layer weights stored as ``float16`` or ``int8``.
 
     ``float16``: the weights of every dense layer (Appendix B's fc1, fc2 and fc3: 99% of the

@@ -70,7 +70,8 @@ def novelty_notes(model: Runtime) -> list[str]:
                 "and BOSS Net reads BOSS spectra"]
     if model.novelty is not None:
         return []
-    run = os.path.isfile(os.path.join(model.path, "best.keras"))
+    run = (model.path.endswith(".keras")
+           or os.path.isfile(os.path.join(model.path, "best.keras")))
     how = (f"apnet-tf calibrate --model {model.path} --records RECORDS writes one (from the "
            "records' train split)" if run else "apnet-tf calibrate --model RUN --records "
            "RECORDS on its run folder writes one; then export again")

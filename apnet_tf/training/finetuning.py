@@ -116,7 +116,7 @@ def average_rounds(model: keras.Model, ends: list[list[np.ndarray]], rounds: lis
         ``averaged``: how many), the average left in ``model`` (and saved at ``best_path``) if
         it improved, the best round's weights if not.
     """
-    if len(ends) < 2:
+    if len(ends) < 2 or not rounds:
         return None
     last, kept = rounds[-1], model.get_weights()
     best = last["focus_dev_loss"] if last["improved"] else last["best_before"]

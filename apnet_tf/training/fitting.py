@@ -363,7 +363,8 @@ def finetune(run: _Run, model: keras.Model, std,
     rounds_path, ends = run.path(ROUNDS), []
 
     def log_round(row):
-        if recipe.average_rounds and row["dev_loss"] <= row["dev_limit"]:
+        if (recipe.average_rounds and row["round"] != "average"
+                and row["dev_loss"] <= row["dev_limit"]):
             ends.append(model.get_weights())  # the round's end, before the next one starts
         write_csv_rows(rounds_path, read_csv_rows(rounds_path) + [row])
         if on_round:
@@ -383,7 +384,7 @@ def finetune(run: _Run, model: keras.Model, std,
                    HistoryCSV(run.path(HISTORY), "finetune", cumulative=True),
                    run.reporter("finetune")])
     row = average_rounds(model, ends, rounds, lambda m: dataset_loss(m, focus_dev, std),
-                         lambda m: dataset_loss(m, run.dev, std), run.path(BEST_MODEL))
+                         lambda m: dataset_loss(m, run.dev, std))  # best.keras: below
     if row:
         rounds.append(row)
         log_round(row)

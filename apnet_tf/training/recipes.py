@@ -23,7 +23,8 @@ __all__ = ["Recipe", "RECIPES", "FILE_ONLY_FIELDS", "get_recipe", "flag_name"]
 
 #: Fields set only in a recipe file (``fit --recipe FILE.toml``), not by flags of their own: the
 #: options that measurement on the benchmark survey showed not to help (BENCHMARKS.md, 'How the
-#: training defaults were chosen'), kept for those who want to try them.
+#: training defaults were chosen' and 'Fine-tuning variants on the same pretraining'), kept for
+#: those who want to try them.
 FILE_ONLY_FIELDS = ("min_improvement", "ema_momentum", "average_rounds")
 
 
