@@ -245,6 +245,12 @@ def posthoc(records: str, run_dir: str) -> dict:
             "load": round(os.getloadavg()[0], 2)}
 
 
+def run_folder(n: int, survey_seed: int, recipe_seed: int, tag: str | None) -> str:
+    """The cached run folder of one fit: ``.bench/cool_<n>_s<seed>_r<recipe seed>[_<tag>]``."""
+    return os.path.join(CACHE, f"cool_{n}_s{survey_seed}_r{recipe_seed}"
+                        + (f"_{tag}" if tag else ""))
+
+
 def spread(fits: list[dict]) -> dict:
     """Min, mean and max over the fits of each split/group/stat/target of ``groups``."""
     out = {}
@@ -282,15 +288,14 @@ def main() -> None:
         if not args.tag or args.tag == args.finetune_from:
             ap.error("--finetune-from needs a --tag of its own (the runs it copies stay)")
         for s in args.seeds:
-            source = os.path.join(CACHE, f"cool_{args.n}_s{args.seed}_r{s}"
-                                  + (f"_{args.finetune_from}" if args.finetune_from else ""))
+            source = run_folder(args.n, args.seed, s, args.finetune_from)
             if not os.path.exists(os.path.join(source, "pretrained.keras")):
                 ap.error(f"--finetune-from {args.finetune_from}: no pretrained network in {source}")
     _, records = survey_records(args.n, args.seed)
     fits, recipe = [], None
     for s in args.seeds:
-        name = f"cool_{args.n}_s{args.seed}_r{s}" + (f"_{args.tag}" if args.tag else "")
-        run_dir, out = os.path.join(CACHE, name), os.path.join(CACHE, name + ".json")
+        run_dir = run_folder(args.n, args.seed, s, args.tag)
+        out = run_dir + ".json"
         if args.posthoc:
             recipe = recipe or run_recipe(run_dir)
             fits.append({"recipe_seed": s, **posthoc(records, run_dir)})
@@ -299,8 +304,7 @@ def main() -> None:
             stage = "all"
             if args.finetune_from is not None:
                 stage = "finetune"
-                source = os.path.join(CACHE, f"cool_{args.n}_s{args.seed}_r{s}"
-                                      + (f"_{args.finetune_from}" if args.finetune_from else ""))
+                source = run_folder(args.n, args.seed, s, args.finetune_from)
                 shutil.rmtree(run_dir, ignore_errors=True)  # a fine-tuning cut short, redone
                 shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns("*.lock"))
             subprocess.run([sys.executable, os.path.abspath(__file__), "--passes",
