@@ -6,12 +6,10 @@ SavedModel, a TFLite file and a published network get the same tests."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from apnet_tf.io.spikes import find_spikes, mask_spikes
-from apnet_tf.model.runtime import Runtime
+from apnet_tf.model.runtime import ExportedRuntime, Runtime
 
 __all__ = ["NO_REFERENCE", "masks_spikes", "mask_batch_spikes", "batch_novelty",
            "screening_keywords", "novelty_notes"]
@@ -70,10 +68,11 @@ def novelty_notes(model: Runtime) -> list[str]:
                 "and BOSS Net reads BOSS spectra"]
     if model.novelty is not None:
         return []
-    run = (model.path.endswith(".keras")
-           or os.path.isfile(os.path.join(model.path, "best.keras")))
-    how = (f"apnet-tf calibrate --model {model.path} --records RECORDS writes one (from the "
-           "records' train split)" if run else "apnet-tf calibrate --model RUN --records "
-           "RECORDS on its run folder writes one; then export again")
+    if isinstance(model, ExportedRuntime):
+        how = ("apnet-tf calibrate --model RUN --records RECORDS on its run folder writes one; "
+               "then export again")
+    else:
+        how = (f"apnet-tf calibrate --model {model.path} --records RECORDS writes one (from the "
+               "records' train split)")
     return [f"{model.path}: no novelty reference (novelty.json), so the catalog's NOVELTY is "
             f"empty (NaN) and never sets NOVEL or FAR_FROM_TRAINING; {how}"]
